@@ -1,0 +1,65 @@
+"""Sapicore's functional core: pure step functions over explicit state pytrees.
+
+Units throughout: time in ms, voltage in mV, current in nA (conductance in µS, capacitance in nF,
+resistance in MΩ), except where a model's docstring says otherwise (Hodgkin-Huxley works per
+membrane area; Izhikevich in the paper's units).
+"""
+
+from .integrators import METHODS, euler, exponential_euler, integrate, rk4
+from .neurons import (
+    ACTIVATIONS,
+    PRESETS,
+    AdEx,
+    AdExState,
+    Analog,
+    AnalogState,
+    HodgkinHuxley,
+    HodgkinHuxleyState,
+    Izhikevich,
+    IzhikevichState,
+    LIF,
+    LIFState,
+    NeuronModel,
+)
+from .pytree import lane_count, pytree, replace, stack, to, tree_leaves, tree_map, unstack, validate
+from .simulate import simulate
+from .spikes import SURROGATES, spike, surrogate_derivative
+from .sweep import grid, init_lanes, sweep, zipped
+
+__all__ = [
+    "ACTIVATIONS",
+    "METHODS",
+    "PRESETS",
+    "SURROGATES",
+    "AdEx",
+    "AdExState",
+    "Analog",
+    "AnalogState",
+    "HodgkinHuxley",
+    "HodgkinHuxleyState",
+    "Izhikevich",
+    "IzhikevichState",
+    "LIF",
+    "LIFState",
+    "NeuronModel",
+    "euler",
+    "exponential_euler",
+    "grid",
+    "init_lanes",
+    "integrate",
+    "lane_count",
+    "pytree",
+    "replace",
+    "rk4",
+    "simulate",
+    "spike",
+    "stack",
+    "surrogate_derivative",
+    "sweep",
+    "to",
+    "tree_leaves",
+    "tree_map",
+    "unstack",
+    "validate",
+    "zipped",
+]

@@ -1,0 +1,174 @@
+"""What every neuron model shares: input and consistency checks, state creation, field helpers."""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from typing import Any, ClassVar, Sequence
+
+import attrs
+import torch
+import torch.utils._pytree as _pytree
+
+from ..integrators import METHODS, canonical_method
+from ..spikes import check_surrogate
+
+__all__ = ["NeuronModel", "check_input", "check_consistent", "check_dt", "broadcast_like", "method_field", "surrogate_field", "full_state"]
+
+
+def method_field(default: str, allowed: Sequence[str] = METHODS) -> Any:
+    """An attrs field for the integration method: aliases are canonicalised, unknown names rejected."""
+
+    def validator(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        canonical_method(value, allowed)
+
+    return attrs.field(default=default, converter=functools.partial(canonical_method, allowed=allowed), validator=validator)
+
+
+def surrogate_field(default: str = "fast_sigmoid") -> Any:
+    """An attrs field naming the surrogate gradient of the spike function (see ``SURROGATES``)."""
+
+    def validator(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+        check_surrogate(value)
+
+    return attrs.field(default=default, validator=validator)
+
+
+def check_input(x: Any, like: torch.Tensor, name: str = "input") -> Any:
+    """Return ``x`` if it is a valid input for a state variable shaped like ``like``, else raise.
+
+    A Python number, or a floating tensor on ``like``'s device with ``like``'s dtype whose shape
+    broadcasts to ``like.shape`` without changing it (a scalar, a per-neuron vector, ...).
+    """
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        return x
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a number or a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor with dtype {like.dtype}, got {x.dtype}; convert it with .to({like.dtype})")
+    if x.dtype != like.dtype:
+        raise TypeError(f"{name} has dtype {x.dtype} but the state is {like.dtype}; convert the input with .to({like.dtype})")
+    if x.device != like.device:
+        raise ValueError(f"{name} is on {x.device} but the state is on {like.device}; move the input with .to('{like.device}')")
+    if x.shape != like.shape:
+        try:
+            shape = torch.broadcast_shapes(x.shape, like.shape)
+        except RuntimeError:
+            shape = None
+        if shape != like.shape:
+            raise ValueError(
+                f"{name} of shape {tuple(x.shape)} does not fit a population of shape {tuple(like.shape)}; "
+                "give one value per neuron (or a scalar)"
+            )
+    return x
+
+
+def _named_tensors(tree: Any) -> list[tuple[str, torch.Tensor]]:
+    pairs, _ = _pytree.tree_flatten_with_path(tree)
+    return [(_pytree.keystr(path), leaf) for path, leaf in pairs if isinstance(leaf, torch.Tensor)]
+
+
+def check_consistent(model: Any, state: Any) -> None:
+    """Raise if the tensors of ``model`` and ``state`` are not on one device with one floating dtype."""
+    state_tensors = _named_tensors(state)
+    reference = next((t for _, t in state_tensors if t.is_floating_point()), None)
+    if reference is None:
+        return
+    for owner, tree in (("state", state), (type(model).__name__, model)):
+        for name, tensor in _named_tensors(tree):
+            if tensor.device != reference.device:
+                raise ValueError(
+                    f"{owner}{name} is on {tensor.device} but the state is on {reference.device}; "
+                    "move both with sapicore.functional.to(tree, device=...)"
+                )
+            if tensor.is_floating_point() and tensor.dtype != reference.dtype:
+                raise TypeError(
+                    f"{owner}{name} has dtype {tensor.dtype} but the state is {reference.dtype}; "
+                    "convert both with sapicore.functional.to(tree, dtype=...)"
+                )
+
+
+def broadcast_like(x: Any, like: torch.Tensor) -> torch.Tensor:
+    """``x`` (a number or a checked input tensor) as a tensor of ``like``'s shape (a view if possible)."""
+    return x.expand(like.shape) if isinstance(x, torch.Tensor) else torch.full_like(like, x)
+
+
+def full_state(value: Any, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A tensor of ``shape`` filled with ``value`` (a number or a broadcastable tensor), like ``like``."""
+    return (torch.zeros(shape, dtype=like.dtype, device=like.device) + value).to(like.dtype)
+
+
+class NeuronModel:
+    """Mixin for neuron parameter classes.
+
+    Subclasses are ``@pytree`` classes that define ``state_class``, ``_initial(shape, zeros)``
+    (a dict of initial state values) and ``step(state, input, dt) -> (state, output)``.
+    """
+
+    state_class: ClassVar[type]
+    output_name: ClassVar[str] = "spikes"
+    #: outputs that are events (spikes) are summed over a recording window; others are sampled
+    output_is_event: ClassVar[bool] = True
+
+    def _parameters(self) -> dict[str, Any]:
+        return {field.name: getattr(self, field.name) for field in attrs.fields(type(self))}
+
+    def init_state(
+        self,
+        shape: int | Sequence[int],
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Any:
+        """The resting state of a population of ``shape`` neurons.
+
+        ``device`` and ``dtype`` default to those of the model's tensor parameters, else to the CPU and
+        torch's default dtype. Tensor parameters must broadcast to ``shape``.
+        """
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if any(not isinstance(n, int) or n < 0 for n in shape):
+            raise ValueError(f"shape must be a tuple of non-negative ints, got {shape}")
+        tensors = [(name, v) for name, v in self._parameters().items() if isinstance(v, torch.Tensor)]
+        for name, value in tensors:
+            if not _fits(value.shape, shape):
+                raise ValueError(
+                    f"{type(self).__name__}.{name} has shape {tuple(value.shape)}, which does not broadcast "
+                    f"to the population shape {shape}"
+                )
+        if dtype is not None and not dtype.is_floating_point:
+            raise TypeError(f"dtype must be floating (torch.float32 or torch.float64), got {dtype}")
+        if tensors:
+            device = tensors[0][1].device if device is None else device
+            dtype = tensors[0][1].dtype if dtype is None else dtype
+        zeros = torch.zeros(shape, device=device, dtype=dtype or torch.get_default_dtype())
+        state = self.state_class(**self._initial(shape, zeros))
+        check_consistent(self, state)
+        return state
+
+    def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def step(self, state: Any, input: Any, dt: float) -> tuple[Any, torch.Tensor]:
+        raise NotImplementedError
+
+    @classmethod
+    def record_names(cls) -> tuple[str, ...]:
+        """Names that ``simulate`` can record: the state's fields and the output."""
+        return tuple(field.name for field in attrs.fields(cls.state_class)) + (cls.output_name,)
+
+
+def _fits(param_shape: Sequence[int], shape: tuple[int, ...]) -> bool:
+    """True when a parameter of ``param_shape`` broadcasts to ``shape`` without changing it."""
+    try:
+        return torch.broadcast_shapes(tuple(param_shape), shape) == shape
+    except RuntimeError:
+        return False
+
+
+def check_dt(dt: Any) -> float:
+    """Return ``dt`` (ms) if it is a positive finite number, else raise ``ValueError``."""
+    if isinstance(dt, torch.Tensor) or not isinstance(dt, numbers.Real) or isinstance(dt, bool):
+        raise TypeError(f"dt must be a Python number of milliseconds, got {type(dt).__name__}")
+    if not (math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a positive finite number of milliseconds, got {dt}")
+    return float(dt)

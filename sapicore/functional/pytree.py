@@ -1,0 +1,356 @@
+"""Pytrees for attrs classes: parameters and states that vmap, grad and compile understand.
+
+A model (its parameters) and its state are frozen attrs classes registered as torch pytrees:
+
+* a field holding a tensor, another registered pytree, or a dict/list/tuple containing tensors is a
+  *child*: ``vmap`` maps over it, ``grad`` differentiates it, ``compile`` treats it as an input;
+* every other field (a Python float, a method name, ``None``, a shape) is *static* and travels in the
+  tree's context: it is the same in every vmap lane and a constant to the compiler.
+
+So a parameter given as a Python float is static and one given as a tensor is a leaf. :func:`stack`
+turns the fields that differ between lanes into tensors with a leading lane dimension.
+
+Trees are rebuilt with ``object.__new__`` and ``object.__setattr__`` (never through ``__init__``), so
+validators and converters never see the fake or batched values used by vmap and compile. Use
+:func:`replace` to change fields; it skips validation, which :func:`validate` runs on demand.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from typing import Any, Callable, Iterable, Sequence
+
+import attrs
+import torch
+import torch.utils._pytree as _pytree
+
+__all__ = [
+    "pytree",
+    "replace",
+    "validate",
+    "tree_map",
+    "tree_leaves",
+    "to",
+    "stack",
+    "unstack",
+    "lane_count",
+    "is_concrete",
+]
+
+
+#: Instance attribute naming the fields that were children when the tree was rebuilt. vmap and compile
+#: rebuild trees with ints or fake values in place of tensors; those fields must stay children.
+_CHILDREN = "_pytree_children"
+
+
+def _is_child(value: Any) -> bool:
+    """True when ``value`` belongs in the tree's children rather than its static context."""
+    if isinstance(value, torch.Tensor) or _is_registered(value):
+        return True
+    if isinstance(value, (dict, list, tuple)):
+        return any(isinstance(leaf, torch.Tensor) for leaf in _pytree.tree_leaves(value))
+    return False
+
+
+def _is_registered(value: Any) -> bool:
+    return getattr(type(value), "__sapicore_pytree__", False)
+
+
+def _flatten(obj: Any) -> tuple[list[Any], tuple]:
+    names, children, static = [], [], []
+    kept = obj.__dict__.get(_CHILDREN, ())
+    for field in attrs.fields(type(obj)):
+        value = getattr(obj, field.name)
+        if field.name in kept or _is_child(value):
+            names.append(field.name)
+            children.append(value)
+        else:
+            static.append((field.name, value))
+    return children, (tuple(names), tuple(static))
+
+
+def _flatten_with_keys(obj: Any) -> tuple[list[tuple[Any, Any]], tuple]:
+    children, context = _flatten(obj)
+    return [(_pytree.GetAttrKey(name), child) for name, child in zip(context[0], children)], context
+
+
+def _make_unflatten(cls: type) -> Callable[[Iterable[Any], tuple], Any]:
+    def unflatten(children: Iterable[Any], context: tuple) -> Any:
+        names, static = context
+        obj = object.__new__(cls)
+        obj.__dict__[_CHILDREN] = names
+        for name, value in zip(names, children):
+            object.__setattr__(obj, name, value)
+        for name, value in static:
+            object.__setattr__(obj, name, value)
+        return obj
+
+    return unflatten
+
+
+def pytree(cls: type | None = None, **attrs_options: Any) -> Any:
+    """Class decorator: a frozen attrs class (``eq=False``) registered as a torch pytree.
+
+    Use it for model parameters and states::
+
+        @pytree
+        class LIFState:
+            v: torch.Tensor
+            refractory_left: torch.Tensor
+    """
+
+    def wrap(cls: type) -> type:
+        options = {"frozen": True, "eq": False, "slots": False}
+        options.update(attrs_options)
+        new_cls = attrs.define(cls, **options)
+        new_cls.__sapicore_pytree__ = True
+        _pytree.register_pytree_node(
+            new_cls,
+            _flatten,
+            _make_unflatten(new_cls),
+            serialized_type_name=f"{new_cls.__module__}.{new_cls.__qualname__}",
+            flatten_with_keys_fn=_flatten_with_keys,
+        )
+        return new_cls
+
+    return wrap if cls is None else wrap(cls)
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """A copy of the pytree ``obj`` with some fields changed; no validation, safe under compile.
+
+    Raises ``TypeError`` for a field the class does not have.
+    """
+    cls = type(obj)
+    names = [field.name for field in attrs.fields(cls)]
+    unknown = sorted(set(changes) - set(names))
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__} has no field {', '.join(map(repr, unknown))}; its fields are: {', '.join(names)}"
+        )
+    new = object.__new__(cls)
+    if _CHILDREN in obj.__dict__:
+        new.__dict__[_CHILDREN] = obj.__dict__[_CHILDREN]
+    for name in names:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(obj, name))
+    return new
+
+
+def is_concrete(value: Any) -> bool:
+    """True for a real tensor or a Python value; False inside vmap, grad or compile tracing."""
+    if not isinstance(value, torch.Tensor):
+        return True
+    if torch._C._functorch.is_functorch_wrapped_tensor(value):
+        return False
+    return not torch.compiler.is_compiling() and not isinstance(value, torch._subclasses.FakeTensor)
+
+
+def validate(obj: Any) -> Any:
+    """Run the field validators of ``obj`` and of every pytree nested in it; return ``obj``.
+
+    Values seen inside vmap, grad or compile are not checked (their contents are not known there).
+    """
+    if _is_registered(obj):
+        attrs.validate(obj)
+        for field in attrs.fields(type(obj)):
+            validate(getattr(obj, field.name))
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            validate(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            validate(value)
+    return obj
+
+
+def tree_map(fn: Callable[[Any], Any], tree: Any, *rest: Any) -> Any:
+    """Apply ``fn`` to every leaf (tensor) of ``tree`` (and the matching leaves of ``rest``)."""
+    return _pytree.tree_map(fn, tree, *rest)
+
+
+def tree_leaves(tree: Any) -> list[Any]:
+    """The leaves of ``tree`` in flattening order."""
+    return _pytree.tree_leaves(tree)
+
+
+def to(tree: Any, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Any:
+    """Move every tensor of ``tree`` to ``device``; cast its floating tensors to ``dtype``.
+
+    Integer and boolean tensors keep their dtype; static Python values are left as they are.
+    """
+    if dtype is not None and not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating dtype such as torch.float32, got {dtype}")
+
+    def move(leaf: Any) -> Any:
+        if not isinstance(leaf, torch.Tensor):
+            return leaf
+        target = dtype if dtype is not None and leaf.is_floating_point() else leaf.dtype
+        return leaf.to(device=device, dtype=target)
+
+    return tree_map(move, tree)
+
+
+def lane_count(tree: Any) -> int:
+    """The size of the leading (lane) dimension shared by every leaf of a stacked tree."""
+    leaves = [leaf for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor)]
+    if not leaves:
+        raise ValueError(
+            "this tree has no tensor leaves, so it has no lanes; build lanes with sapicore.functional.stack"
+        )
+    sizes = {leaf.shape[0] if leaf.dim() > 0 else None for leaf in leaves}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError(
+            f"the leaves of this tree do not share one leading lane dimension (leading sizes: {sorted(map(str, sizes))})"
+        )
+    return sizes.pop()
+
+
+def _stack_values(values: Sequence[Any], where: str) -> Any:
+    first = values[0]
+    if _is_registered(first):
+        cls = type(first)
+        if any(type(value) is not cls for value in values):
+            raise TypeError(f"cannot stack {where}: lanes mix {sorted({type(v).__name__ for v in values})}")
+        fields = {
+            field.name: _stack_values([getattr(value, field.name) for value in values], f"{where}.{field.name}")
+            for field in attrs.fields(cls)
+        }
+        return replace(first, **fields)
+    if isinstance(first, dict):
+        keys = list(first)
+        if any(list(value) != keys for value in values):
+            raise ValueError(f"cannot stack {where}: lanes have different keys")
+        return {key: _stack_values([value[key] for value in values], f"{where}[{key!r}]") for key in keys}
+    is_number = [isinstance(value, numbers.Real) and not isinstance(value, bool) for value in values]
+    is_tensor = [isinstance(value, torch.Tensor) for value in values]
+    if all(n or t for n, t in zip(is_number, is_tensor)):
+        if all(is_number) and all(value == first for value in values):
+            return first
+        tensors = [v for v in values if isinstance(v, torch.Tensor)]
+        dtype = torch.get_default_dtype()
+        if tensors:
+            dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
+        device = tensors[0].device if tensors else None
+        as_tensors = [torch.as_tensor(v, dtype=dtype, device=device) for v in values]
+        try:
+            shape = torch.broadcast_shapes(*[t.shape for t in as_tensors])
+        except RuntimeError as err:
+            shapes = [tuple(t.shape) for t in as_tensors]
+            raise ValueError(f"cannot stack {where}: lane shapes {shapes} do not broadcast") from err
+        return torch.stack([t.expand(shape) for t in as_tensors])
+    if all(value == first if not isinstance(value, torch.Tensor) else False for value in values):
+        return first
+    raise ValueError(
+        f"cannot stack {where}: lanes differ in a non-numeric setting ({values[0]!r} vs others); "
+        "lanes of one sweep may differ only in numeric parameters"
+    )
+
+
+def stack(trees: Sequence[Any]) -> Any:
+    """Stack trees of the same class into one tree whose leaves carry a leading lane dimension.
+
+    Numeric fields equal in every lane stay static; fields that differ become tensors of shape
+    ``(lanes, *broadcast_shape)``. Settings that are not numbers (method names) must agree.
+    """
+    trees = list(trees)
+    if not trees:
+        raise ValueError("stack needs at least one tree")
+    result = _stack_values(trees, type(trees[0]).__name__)
+    has_leaf = any(isinstance(leaf, torch.Tensor) for leaf in tree_leaves(result))
+    if not has_leaf:
+        # identical lanes: make every numeric field a lane tensor so the lane count is known
+        result = _expand_numbers(result, len(trees))
+    return _expand_leaves(result, len(trees))
+
+
+def _expand_numbers(tree: Any, lanes: int) -> Any:
+    if not _is_registered(tree):
+        return tree
+    changes = {}
+    for field in attrs.fields(type(tree)):
+        value = getattr(tree, field.name)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            changes[field.name] = torch.full((lanes,), float(value))
+        else:
+            changes[field.name] = _expand_numbers(value, lanes)
+    return replace(tree, **changes)
+
+
+def _expand_leaves(tree: Any, lanes: int) -> Any:
+    """Tensors of a stacked tree already have the lane dimension; make sure they all do."""
+
+    def check(leaf: Any) -> Any:
+        if isinstance(leaf, torch.Tensor) and (leaf.dim() == 0 or leaf.shape[0] != lanes):
+            raise ValueError(f"stacked leaf of shape {tuple(leaf.shape)} lacks the lane dimension {lanes}")
+        return leaf
+
+    return tree_map(check, tree)
+
+
+def unstack(tree: Any) -> list[Any]:
+    """Split a stacked tree into a list of per-lane trees (the inverse of :func:`stack`)."""
+    return [tree_map(lambda leaf, i=i: leaf[i], tree) for i in range(lane_count(tree))]
+
+
+def float_or_tensor(value: Any) -> Any:
+    """attrs converter for a parameter: ints become floats, sequences and arrays become tensors."""
+    if isinstance(value, bool):
+        raise TypeError(f"a parameter must be a number or a floating tensor, got the bool {value!r}")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        return value if value.is_floating_point() else value.to(torch.get_default_dtype())
+    try:
+        return torch.as_tensor(value, dtype=torch.get_default_dtype())
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(f"a parameter must be a number or a floating tensor, got {type(value).__name__}") from err
+
+
+def _values(value: Any) -> Any:
+    return value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+
+
+def check_finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: the parameter is finite (``None`` is allowed)."""
+    if value is None or not is_concrete(value):
+        return
+    if isinstance(value, torch.Tensor) and value.device.type == "meta":
+        return
+    if not bool(torch.isfinite(_values(value)).all()):
+        raise ValueError(
+            f"{type(instance).__name__}.{attribute.name} must be finite, got {_describe(value)}"
+        )
+
+
+def check_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: the parameter is finite and > 0 (``None`` is allowed)."""
+    check_finite(instance, attribute, value)
+    if value is None or not is_concrete(value):
+        return
+    if not bool((_values(value) > 0).all()):
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be > 0, got {_describe(value)}")
+
+
+def check_non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: the parameter is finite and >= 0 (``None`` is allowed)."""
+    check_finite(instance, attribute, value)
+    if value is None or not is_concrete(value):
+        return
+    if not bool((_values(value) >= 0).all()):
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {_describe(value)}")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        bad = value.detach().flatten()
+        return f"a tensor of shape {tuple(value.shape)} (first values {bad[:4].tolist()})"
+    return repr(value) if not (isinstance(value, float) and math.isnan(value)) else "nan"
+
+
+def parameter(default: Any, *, check: Callable = check_finite) -> Any:
+    """An attrs field for a numeric model parameter with a validator (finite by default)."""
+    return attrs.field(default=default, converter=float_or_tensor, validator=check)

@@ -1,0 +1,293 @@
+"""Steppers: run a pure ``step`` over time, recording chosen variables into preallocated buffers.
+
+Time runs in *chunks* of steps. A chunk is a pure function ``(model, state, inputs, t0) -> (state,
+records)``; the reference path calls it eagerly (a plain Python loop over ``model.step``), the fast
+path calls the same function compiled with ``torch.compile`` (on CUDA, captured in CUDA graphs). Both
+paths run the same code, so they agree up to the compiler's floating-point reordering. Records of each
+chunk are copied into buffers allocated once for the whole run, on the state's device: no host
+synchronisation happens inside a run.
+
+Timing convention: step ``i`` (0-based) advances the state from ``t = i dt`` to ``t = (i + 1) dt``; an
+input function is called with the step's start time; a record taken after step ``i`` is stamped
+``(i + 1) dt``. With ``every = k`` a record is taken after steps k, 2k, ...: state variables are
+sampled there, and event outputs (spikes) are summed over the k steps of the window, so no spike is
+lost (a record then counts spikes per window).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+import warnings
+from typing import Any, Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .neurons.base import check_consistent, check_dt
+from .pytree import tree_leaves, validate
+
+__all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks"]
+
+_FAST_FALLBACK_WARNED: set[str] = set()
+
+
+def resolve_steps(inputs: Any, steps: int | None, duration: float | None, dt: float, time_dim: int = 0) -> int:
+    """The number of steps implied by ``inputs`` (time-major tensor), ``steps`` or ``duration`` (ms)."""
+    if steps is not None and duration is not None:
+        raise ValueError("give either steps or duration (ms), not both")
+    if duration is not None:
+        if not (isinstance(duration, numbers.Real) and math.isfinite(duration) and duration > 0):
+            raise ValueError(f"duration must be a positive number of milliseconds, got {duration!r}")
+        steps = int(round(duration / dt))
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if isinstance(inputs, torch.Tensor):
+        if inputs.dim() <= time_dim:
+            raise ValueError(
+                f"inputs of shape {tuple(inputs.shape)} has no time axis {time_dim}; "
+                "give a time-major tensor (steps, *population_shape), a function of time, or a number"
+            )
+        available = inputs.shape[time_dim]
+        if steps is not None and steps != available:
+            raise ValueError(
+                f"inputs hold {available} steps along axis {time_dim} but {steps} steps were asked for "
+                "(an input tensor is time-major; for an input constant in time pass a function, "
+                "inputs=lambda t: current)"
+            )
+        return available
+    if steps is None:
+        raise ValueError("without an input tensor, give steps= or duration= (ms)")
+    return steps
+
+
+def _check_source(inputs: Any) -> None:
+    if inputs is None or callable(inputs) or isinstance(inputs, torch.Tensor):
+        return
+    if isinstance(inputs, numbers.Real) and not isinstance(inputs, bool):
+        return
+    raise TypeError(
+        f"inputs must be a time-major tensor, a function of time t (ms), a number or None; got {type(inputs).__name__}"
+    )
+
+
+def _record_names(model: Any, record: Sequence[str] | str | None) -> tuple[str, ...]:
+    if record is None:
+        record = (model.output_name,)
+    elif isinstance(record, str):
+        record = (record,)
+    names = tuple(record)
+    known = model.record_names()
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"cannot record {', '.join(map(repr, unknown))}; {type(model).__name__} offers: {', '.join(known)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"record names repeat: {names}")
+    return names
+
+
+def make_chunk(
+    model: Any,
+    names: tuple[str, ...],
+    steps: int,
+    every: int,
+    dt: float,
+    inputs: Any,
+) -> Callable[[Any, Any, Any, torch.Tensor], tuple[Any, dict[str, torch.Tensor]]]:
+    """A pure function running ``steps`` steps: ``(model, state, xs, t0) -> (state, records)``.
+
+    ``xs`` is the chunk's slice of a time-major input tensor (or ``None`` when ``inputs`` is a
+    function of time, a number or ``None``); ``t0`` (0-d tensor, ms) is the chunk's start time.
+    ``records[name]`` stacks ``steps // every`` records along a new leading axis.
+    """
+    output_name, summed = model.output_name, model.output_is_event
+    constant = 0.0 if inputs is None else inputs
+
+    def chunk(model: Any, state: Any, xs: Any, t0: torch.Tensor) -> tuple[Any, dict[str, torch.Tensor]]:
+        records: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+        window = None
+        for i in range(steps):
+            if xs is not None:
+                x = xs[i]
+            elif callable(constant):
+                x = constant(t0 + i * dt)
+            else:
+                x = constant
+            state, out = model.step(state, x, dt)
+            if output_name in names:
+                window = out if window is None or not summed else window + out
+            if (i + 1) % every == 0:
+                for name in names:
+                    records[name].append(window if name == output_name else getattr(state, name))
+                window = None
+        return state, {name: torch.stack(values) for name, values in records.items() if values}
+
+    return chunk
+
+
+def _compile(chunk: Callable, fast: bool | str, device: torch.device) -> Callable:
+    backend = "inductor" if fast is True else fast
+    options = {"backend": backend, "dynamic": False}
+    if device.type == "cuda" and backend == "inductor":
+        options["mode"] = "reduce-overhead"
+    compiled = torch.compile(chunk, **options)
+    if device.type != "cuda":
+        return compiled
+
+    def call(*args: Any) -> Any:
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args)
+
+    return call
+
+
+def _with_fallback(compiled: Callable, eager: Callable, label: str) -> Callable:
+    """Call ``compiled``; if compilation fails, tell the user once and use ``eager`` from then on."""
+    use = [compiled]
+
+    def call(*args: Any) -> Any:
+        if use[0] is eager:
+            return eager(*args)
+        try:
+            return compiled(*args)
+        except Exception as err:  # the chunk is pure, so running it again eagerly is safe
+            use[0] = eager
+            if label not in _FAST_FALLBACK_WARNED:
+                _FAST_FALLBACK_WARNED.add(label)
+                warnings.warn(
+                    f"the fast path could not compile ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                    "running the reference loop instead",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            return eager(*args)
+
+    return call
+
+
+def run_chunks(
+    build: Callable[[int], Callable],
+    model: Any,
+    state: Any,
+    inputs: Any,
+    *,
+    steps: int,
+    every: int,
+    dt: float,
+    chunk: int | None,
+    fast: bool | str,
+    progress: bool | None,
+    input_axis: int,
+    record_axis: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Run ``steps`` steps in chunks built by ``build(n_steps)``.
+
+    Chunks take their slice of an input tensor along ``input_axis``; their records are gathered into
+    buffers along ``record_axis`` (1 when a lane axis comes first).
+    """
+    if chunk is None:
+        target = 20 if fast else 1000
+        chunk = every * max(1, math.ceil(target / every))
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0 or chunk % every:
+        raise ValueError(f"chunk must be a positive multiple of every={every}, got {chunk!r}")
+    chunk = min(chunk, max(every, steps - steps % every))
+    full = build(chunk)
+    if fast:
+        full = _with_fallback(_compile(full, fast, device), full, str(fast))
+    n_records = steps // every
+    buffers: dict[str, torch.Tensor] = {}
+    show = progress if progress is not None else (steps >= 100_000 and sys.stderr.isatty())
+    bar = tqdm(total=steps, unit="step", disable=not show, leave=False)
+    done = written = 0
+    while done < steps:
+        n = min(chunk, steps - done)
+        run = full if n == chunk else build(n)
+        xs = None
+        if isinstance(inputs, torch.Tensor):
+            xs = inputs.narrow(input_axis, done, n)
+        t0 = torch.tensor(done * dt, dtype=dtype, device=device)
+        state, records = run(model, state, xs, t0)
+        for name, values in records.items():
+            if name not in buffers:
+                shape = list(values.shape)
+                shape[record_axis] = n_records
+                buffers[name] = torch.empty(shape, dtype=values.dtype, device=values.device)
+            buffers[name].narrow(record_axis, written, values.shape[record_axis]).copy_(values)
+        written += n // every
+        done += n
+        bar.update(n)
+    bar.close()
+    buffers["t"] = torch.arange(1, n_records + 1, dtype=dtype, device=device) * (every * dt)
+    return state, buffers
+
+
+def simulate(
+    model: Any,
+    state: Any,
+    inputs: Any = None,
+    *,
+    dt: float,
+    steps: int | None = None,
+    duration: float | None = None,
+    record: Sequence[str] | str | None = None,
+    every: int = 1,
+    fast: bool | str = False,
+    chunk: int | None = None,
+    progress: bool | None = None,
+) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Run ``model`` from ``state`` for a number of steps of ``dt`` ms; return the final state and records.
+
+    Args:
+        model: a neuron model (parameters pytree) with ``step(state, input, dt)``.
+        state: its state, e.g. ``model.init_state(shape)``.
+        inputs: a time-major tensor ``(steps, *population_shape)`` (or any shape that broadcasts to
+            the population per step), a function ``f(t)`` of the step's start time ``t`` (0-d tensor,
+            ms) returning the input, a constant number, or ``None`` (no input).
+        dt: time step (ms), > 0.
+        steps, duration: run length, as a number of steps or in ms (``round(duration / dt)`` steps);
+            implied by an input tensor.
+        record: names of state variables and of the output (e.g. ``("v", "spikes")``); default the
+            output only. See ``model.record_names()``.
+        every: record every ``every`` steps; event outputs (spikes) are summed over each window.
+        fast: ``False`` for the reference Python loop; ``True`` to run compiled chunks
+            (``torch.compile``; CUDA graphs on a GPU), falling back to the loop with one warning if
+            compilation fails; or the name of a ``torch.compile`` backend.
+        chunk: steps per chunk (a multiple of ``every``); default 1,000 for the loop, 20 when fast.
+        progress: show a tqdm progress bar; default: for runs of 100,000 steps or more on a terminal.
+
+    Returns:
+        ``(final_state, records)``: ``records[name]`` has shape ``(steps // every, *shape)`` and
+        ``records["t"]`` holds the time (ms) at the end of each recorded step.
+    """
+    dt = check_dt(dt)
+    _check_source(inputs)
+    validate(model)
+    check_consistent(model, state)
+    steps = resolve_steps(inputs, steps, duration, dt)
+    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
+        raise ValueError(f"every must be a positive int, got {every!r}")
+    names = _record_names(model, record)
+    reference = next(leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
+    first = inputs[0] if isinstance(inputs, torch.Tensor) else inputs
+    if callable(first):
+        first = first(torch.zeros((), dtype=reference.dtype, device=reference.device))
+    model.step(state, first if first is not None else 0.0, dt)  # raises a clear error for bad input
+    return run_chunks(
+        lambda n: make_chunk(model, names, n, every, dt, inputs),
+        model,
+        state,
+        inputs,
+        steps=steps,
+        every=every,
+        dt=dt,
+        chunk=chunk,
+        fast=fast,
+        progress=progress,
+        input_axis=0,
+        record_axis=0,
+        device=reference.device,
+        dtype=reference.dtype,
+    )

@@ -1,0 +1,158 @@
+"""Parameter sweeps: many parameter sets of one model run as vmap lanes in one call.
+
+Build lanes with :func:`grid` (cartesian product) or :func:`zipped` (values side by side), or stack
+models yourself with :func:`sapicore.functional.stack`; then :func:`sweep` runs them all at once with
+``torch.func.vmap``. Each lane's result equals running that parameter set alone with ``simulate``.
+
+Randomness inside a step (noise, Poisson inputs) follows ``vmap(randomness=...)``: ``"different"``
+(default) draws independently per lane, ``"same"`` draws once for all lanes; seed with
+``torch.manual_seed`` before the call for a reproducible run.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Sequence
+
+import attrs
+import torch
+
+from .neurons.base import check_consistent, check_dt
+from .pytree import lane_count, stack, tree_leaves, tree_map, validate
+from .simulate import _check_source, _record_names, make_chunk, resolve_steps, run_chunks
+
+__all__ = ["sweep", "grid", "zipped", "init_lanes"]
+
+
+def _lanes_from(model: Any, labels: list[dict[str, Any]]) -> Any:
+    fields = {field.name for field in attrs.fields(type(model))}
+    for name in labels[0] if labels else ():
+        if name not in fields:
+            raise ValueError(f"{type(model).__name__} has no parameter {name!r}; its fields are: {', '.join(sorted(fields))}")
+    return stack([attrs.evolve(model, **label) for label in labels])
+
+
+def grid(model: Any, **values: Sequence[Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """Lanes for every combination of the given parameter values (cartesian product).
+
+    ``grid(lif, tau_mem=[10, 20], v_thresh=[-50, -45])`` gives 4 lanes and their labels
+    ``[{"tau_mem": 10, "v_thresh": -50}, ...]`` (first parameter varies slowest).
+    """
+    if not values:
+        raise ValueError("grid needs at least one parameter with a list of values")
+    names = list(values)
+    labels = [dict(zip(names, combo)) for combo in itertools.product(*(list(v) for v in values.values()))]
+    if not labels:
+        raise ValueError("grid got an empty list of values")
+    return _lanes_from(model, labels), labels
+
+
+def zipped(model: Any, **values: Sequence[Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """Lanes whose i-th lane takes the i-th value of every given parameter (lists of equal length)."""
+    if not values:
+        raise ValueError("zipped needs at least one parameter with a list of values")
+    lengths = {name: len(list(v)) for name, v in values.items()}
+    if len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise ValueError(f"zipped needs non-empty value lists of one length, got lengths {lengths}")
+    names = list(values)
+    labels = [dict(zip(names, combo)) for combo in zip(*(list(v) for v in values.values()))]
+    return _lanes_from(model, labels), labels
+
+
+def init_lanes(lanes: Any, shape: int | Sequence[int], device: Any = None, dtype: torch.dtype | None = None) -> Any:
+    """The initial states of every lane (leading lane dimension), each from its own parameters."""
+    return torch.func.vmap(lambda model: model.init_state(shape, device=device, dtype=dtype))(lanes)
+
+
+def _lane(tree: Any, index: int) -> Any:
+    return tree_map(lambda leaf: leaf[index], tree)
+
+
+def sweep(
+    lanes: Any,
+    state: Any = None,
+    inputs: Any = None,
+    *,
+    dt: float,
+    shape: int | Sequence[int] | None = None,
+    lane_inputs: bool = False,
+    randomness: str = "different",
+    steps: int | None = None,
+    duration: float | None = None,
+    record: Sequence[str] | str | None = None,
+    every: int = 1,
+    fast: bool | str = False,
+    chunk: int | None = None,
+    progress: bool | None = None,
+) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Run B parameter lanes of one model in one vmapped call; like ``simulate``, with a lane axis.
+
+    Args:
+        lanes: a stacked model (from :func:`grid`, :func:`zipped` or ``stack``), B lanes.
+        state: a batched state with a leading lane axis (from :func:`init_lanes` or a previous sweep),
+            or ``None`` to start every lane from its own ``init_state(shape)``.
+        inputs: as for ``simulate`` and shared by all lanes; with ``lane_inputs=True`` a tensor
+            ``(B, steps, *population_shape)`` holding each lane's own inputs.
+        shape: population shape, needed when ``state`` is ``None``.
+        randomness: ``vmap``'s randomness mode for random ops inside steps ('different', 'same', 'error').
+        dt, steps, duration, record, every, fast, chunk, progress: as for ``simulate``.
+
+    Returns:
+        ``(final_states, records)`` with a leading lane axis: ``records[name]`` has shape
+        ``(B, steps // every, *shape)``; ``records["t"]`` (ms) has shape ``(steps // every,)``.
+    """
+    dt = check_dt(dt)
+    _check_source(inputs)
+    validate(lanes)
+    n_lanes = lane_count(lanes)
+    if state is None:
+        if shape is None:
+            raise ValueError("sweep needs a batched state or shape= to build each lane's initial state")
+        state = init_lanes(lanes, shape)
+    else:
+        leaves = [leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor)]
+        if any(leaf.dim() == 0 or leaf.shape[0] != n_lanes for leaf in leaves):
+            raise ValueError(
+                f"state must carry a leading lane axis of size {n_lanes} (use init_lanes(lanes, shape) or "
+                "pass state=None with shape=)"
+            )
+    check_consistent(lanes, state)
+    if lane_inputs and not isinstance(inputs, torch.Tensor):
+        raise ValueError("lane_inputs=True needs an input tensor of shape (lanes, steps, *population_shape)")
+    if lane_inputs and inputs.shape[0] != n_lanes:
+        raise ValueError(f"lane inputs have {inputs.shape[0]} lanes along axis 0 but the sweep has {n_lanes}")
+    time_dim = 1 if lane_inputs else 0
+    steps = resolve_steps(inputs, steps, duration, dt, time_dim=time_dim)
+    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
+        raise ValueError(f"every must be a positive int, got {every!r}")
+    names = _record_names(lanes, record)
+
+    first_model, first_state = _lane(lanes, 0), _lane(state, 0)
+    reference = next(leaf for leaf in tree_leaves(first_state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
+    first = inputs if not isinstance(inputs, torch.Tensor) else (inputs[0, 0] if lane_inputs else inputs[0])
+    if callable(first):
+        first = first(torch.zeros((), dtype=reference.dtype, device=reference.device))
+    first_model.step(first_state, first if first is not None else 0.0, dt)  # raises a clear error for bad input
+
+    input_dim = 0 if lane_inputs else None
+
+    def build(n: int) -> Any:
+        chunk_fn = make_chunk(lanes, names, n, every, dt, inputs)
+        return torch.func.vmap(chunk_fn, in_dims=(0, 0, input_dim, None), randomness=randomness)
+
+    return run_chunks(
+        build,
+        lanes,
+        state,
+        inputs,
+        steps=steps,
+        every=every,
+        dt=dt,
+        chunk=chunk,
+        fast=fast,
+        progress=progress,
+        input_axis=time_dim,
+        record_axis=1,
+        device=reference.device,
+        dtype=reference.dtype,
+    )
