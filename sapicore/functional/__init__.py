@@ -22,9 +22,9 @@ from .neurons import (
     NeuronModel,
 )
 from .pytree import lane_count, pytree, replace, stack, to, tree_leaves, tree_map, unstack, validate
-from .simulate import simulate
+from .stepper import simulate
 from .spikes import SURROGATES, spike, surrogate_derivative
-from .sweep import grid, init_lanes, sweep, zipped
+from .sweeps import grid, init_lanes, sweep, zipped
 
 __all__ = [
     "ACTIVATIONS",

@@ -19,7 +19,7 @@ import torch
 
 from .neurons.base import check_consistent, check_dt
 from .pytree import lane_count, stack, tree_leaves, tree_map, validate
-from .simulate import _check_source, _record_names, make_chunk, resolve_steps, run_chunks
+from .stepper import _check_source, _record_names, make_chunk, resolve_steps, run_chunks
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 

@@ -200,7 +200,7 @@ def run_chunks(
     n_records = steps // every
     buffers: dict[str, torch.Tensor] = {}
     show = progress if progress is not None else (steps >= 100_000 and sys.stderr.isatty())
-    bar = tqdm(total=steps, unit="step", disable=not show, leave=False)
+    bar = tqdm(total=steps, unit="step", disable=not show)
     done = written = 0
     while done < steps:
         n = min(chunk, steps - done)

@@ -1,0 +1,164 @@
+import warnings
+
+import pytest
+import torch
+
+import sapicore.functional as sf
+from sapicore.functional import stepper as stepper_module
+
+
+def reference_loop(model, state, inputs, dt):
+    """The plainest possible loop over ``step``: what simulate must reproduce."""
+    vs, spikes = [], []
+    for x in inputs:
+        state, out = model.step(state, x, dt)
+        vs.append(state.v)
+        spikes.append(out)
+    return state, torch.stack(vs), torch.stack(spikes)
+
+
+def test_simulate_equals_a_plain_loop_over_step(device):
+    model = sf.LIF(tau_syn=3.0)
+    state = model.init_state((4, 5), device=device)
+    inputs = 3.0 * torch.rand(250, 4, 5, device=device)
+    final, v, spikes = reference_loop(model, state, inputs, 0.1)
+    got_final, rec = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), chunk=100)
+    assert torch.equal(rec["v"], v) and torch.equal(rec["spikes"], spikes)
+    assert torch.equal(got_final.v, final.v) and torch.equal(got_final.i_syn, final.i_syn)
+    assert rec["v"].device.type == device.type
+    assert torch.allclose(rec["t"], 0.1 * torch.arange(1, 251, device=device, dtype=torch.float32))
+
+
+def test_every_samples_states_and_sums_spikes_over_the_window():
+    model = sf.LIF()
+    state = model.init_state(3)
+    inputs = 4.0 * torch.rand(1000, 3)
+    _, full = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"))
+    _, sparse = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), every=10, chunk=30)
+    assert sparse["v"].shape == (100, 3)
+    assert torch.equal(sparse["v"], full["v"][9::10])
+    assert torch.equal(sparse["spikes"], full["spikes"].reshape(100, 10, 3).sum(1))
+    assert torch.allclose(sparse["t"], full["t"][9::10])
+    assert full["spikes"].sum() > 0
+
+
+def test_steps_not_a_multiple_of_every_or_chunk():
+    model = sf.LIF()
+    state = model.init_state(2)
+    inputs = 4.0 * torch.rand(1003, 2)
+    final_a, a = sf.simulate(model, state, inputs, dt=0.1, record=("v",), every=7, chunk=14)
+    final_b, b = sf.simulate(model, state, inputs, dt=0.1, record=("v",))
+    assert a["v"].shape == (1003 // 7, 2)
+    assert torch.equal(a["v"], b["v"][6::7][: 1003 // 7])
+    assert torch.equal(final_a.v, final_b.v)
+
+
+def test_input_function_sees_the_start_time_of_each_step():
+    model = sf.Analog()  # no memory: x is the input
+    state = model.init_state(1, dtype=torch.float64)
+    _, rec = sf.simulate(model, state, inputs=lambda t: t, duration=1.0, dt=0.25, record=("x",))
+    assert torch.allclose(rec["x"][:, 0], torch.tensor([0.0, 0.25, 0.5, 0.75], dtype=torch.float64))
+
+
+def test_constant_and_absent_inputs():
+    model = sf.LIF()
+    state = model.init_state(2)
+    final, rec = sf.simulate(model, state, steps=100, dt=0.1, record=("v",))
+    assert torch.allclose(rec["v"], torch.full((100, 2), -65.0))
+    _, rec = sf.simulate(model, state, inputs=3.0, duration=50.0, dt=0.1)
+    assert rec["spikes"].shape == (500, 2) and rec["spikes"].sum() > 0
+
+
+def test_fast_path_equals_the_reference_loop():
+    model = sf.LIF(tau_syn=2.0)
+    state = model.init_state(50)
+    inputs = 4.0 * torch.rand(205, 50)
+    ref_final, ref = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), every=5)
+    fast_final, fast = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), every=5, fast="aot_eager")
+    assert torch.equal(fast["spikes"], ref["spikes"])
+    assert torch.allclose(fast["v"], ref["v"], atol=1e-5)
+    assert torch.allclose(fast_final.v, ref_final.v, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_inductor_fast_path_equals_the_reference_loop(monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    model = sf.Izhikevich.preset("RS")
+    state = model.init_state(64)
+    inputs = 12.0 * torch.rand(400, 64)
+    _, ref = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*could not compile")  # a fallback would make this vacuous
+        _, fast = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), fast=True)
+    assert torch.equal(fast["spikes"], ref["spikes"])
+    assert torch.allclose(fast["v"], ref["v"], atol=1e-3)
+
+
+def test_fast_path_falls_back_to_the_loop_with_one_warning(monkeypatch):
+    def broken_compile(fn, **options):
+        def fail(*args):
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(stepper_module, "_FAST_FALLBACK_WARNED", set())
+    model = sf.LIF()
+    state = model.init_state(3)
+    inputs = 4.0 * torch.rand(100, 3)
+    _, ref = sf.simulate(model, state, inputs, dt=0.1)
+    with pytest.warns(RuntimeWarning, match="could not compile \\(RuntimeError: no compiler here\\)"):
+        _, got = sf.simulate(model, state, inputs, dt=0.1, fast=True)
+    assert torch.equal(got["spikes"], ref["spikes"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*could not compile")
+        sf.simulate(model, state, inputs, dt=0.1, fast=True)  # told once only
+
+
+def test_progress_bar_counts_steps(capsys):
+    model = sf.LIF()
+    sf.simulate(model, model.init_state(2), steps=300, dt=0.1, progress=True, chunk=100)
+    assert "300/300" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(dt=0.0, steps=10), ValueError, "dt must be a positive finite number"),
+        (dict(dt=float("inf"), steps=10), ValueError, "dt must be a positive finite number"),
+        (dict(dt=0.1), ValueError, "give steps= or duration="),
+        (dict(dt=0.1, steps=10, duration=1.0), ValueError, "either steps or duration"),
+        (dict(dt=0.1, steps=-3), ValueError, "steps must be a positive int"),
+        (dict(dt=0.1, duration=-1.0), ValueError, "duration must be a positive number"),
+        (dict(dt=0.1, steps=10, every=0), ValueError, "every must be a positive int"),
+        (dict(dt=0.1, steps=10, record=("v", "w")), ValueError, "cannot record 'w'; LIF offers: v, refractory_left, i_syn, spikes"),
+        (dict(dt=0.1, steps=10, chunk=15, every=2), ValueError, "chunk must be a positive multiple of every=2"),
+        (dict(dt=0.1, inputs=torch.ones(10, 3)), ValueError, "shape \\(3,\\) does not fit a population of shape \\(4,\\)"),
+        (dict(dt=0.1, inputs=torch.ones(10, 4), steps=20), ValueError, "inputs hold 10 steps .* inputs=lambda t: current"),
+        (dict(dt=0.1, inputs=torch.ones(10, 4, dtype=torch.float64)), TypeError, "dtype torch.float64 but the state is torch.float32"),
+        (dict(dt=0.1, inputs="ramp", steps=10), TypeError, "inputs must be a time-major tensor, a function"),
+        (dict(dt=0.1, inputs=lambda t: torch.ones(5), steps=10), ValueError, "shape \\(5,\\) does not fit"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(kwargs, error, message):
+    model = sf.LIF()
+    inputs = kwargs.pop("inputs", None)
+    with pytest.raises(error, match=message):
+        sf.simulate(model, model.init_state(4), inputs, **kwargs)
+
+
+def test_inconsistent_model_and_state_are_rejected():
+    model = sf.LIF(tau_mem=torch.full((4,), 20.0, dtype=torch.float64))
+    state = sf.LIF().init_state(4)
+    with pytest.raises(TypeError, match="LIF.tau_mem has dtype torch.float64 but the state is torch.float32"):
+        sf.simulate(model, state, steps=5, dt=0.1)
+    with pytest.raises(ValueError, match="tau_mem must be > 0"):
+        sf.simulate(sf.replace(sf.LIF(), tau_mem=-2.0), state, steps=5, dt=0.1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_state_on_another_device_than_the_input_is_rejected():
+    model = sf.LIF()
+    state = model.init_state(4, device="cuda")
+    with pytest.raises(ValueError, match="is on cpu but the state is on cuda"):
+        sf.simulate(model, state, torch.ones(10, 4), dt=0.1)
