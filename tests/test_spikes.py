@@ -51,3 +51,11 @@ def test_unknown_surrogate():
         sf.spike(X, "boxcar")
     with pytest.raises(ValueError, match="unknown surrogate"):
         sf.LIF(surrogate="boxcar")
+
+
+def test_grad_of_vmap_keeps_the_surrogate_and_plain_vmap_skips_it():
+    batch = torch.stack([X, X - 0.5])
+    grads = torch.func.grad(lambda b: torch.func.vmap(lambda x: sf.spike(x, "arctan", 2.0))(b).sum())(batch)
+    assert torch.allclose(grads, sf.surrogate_derivative("arctan", batch, 2.0))
+    with torch.no_grad():
+        assert torch.equal(torch.func.vmap(lambda x: sf.spike(x))(batch), (batch >= 0).double())
