@@ -137,6 +137,8 @@ def test_progress_bar_counts_steps(capsys):
         (dict(dt=0.1, inputs=torch.ones(10, 4), steps=20), ValueError, "inputs hold 10 steps .* inputs=lambda t: current"),
         (dict(dt=0.1, inputs=torch.ones(10, 4, dtype=torch.float64)), TypeError, "dtype torch.float64 but the state is torch.float32"),
         (dict(dt=0.1, inputs="ramp", steps=10), TypeError, "inputs must be a time-major tensor, a function"),
+        (dict(dt=0.1, inputs=torch.ones(10, 4).index_fill_(0, torch.tensor([6]), float("nan"))), ValueError, "inputs has NaN or infinite values \\(the first at index \\(6, 0\\)\\)"),
+        (dict(dt=0.1, inputs=float("inf"), steps=10), ValueError, "constant input must be finite"),
         (dict(dt=0.1, inputs=lambda t: torch.ones(5), steps=10), ValueError, "shape \\(5,\\) does not fit"),
     ],
 )
@@ -154,6 +156,9 @@ def test_inconsistent_model_and_state_are_rejected():
         sf.simulate(model, state, steps=5, dt=0.1)
     with pytest.raises(ValueError, match="tau_mem must be > 0"):
         sf.simulate(sf.replace(sf.LIF(), tau_mem=-2.0), state, steps=5, dt=0.1)
+    broken = sf.replace(state, v=torch.tensor([-65.0, float("nan"), -65.0, -65.0]))
+    with pytest.raises(ValueError, match="state.v has NaN or infinite values \\(the first at index \\(1,\\)\\)"):
+        sf.simulate(sf.LIF(), broken, steps=5, dt=0.1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -23,10 +23,11 @@ import warnings
 from typing import Any, Callable, Sequence
 
 import torch
+import torch.utils._pytree as _pytree
 from tqdm.auto import tqdm
 
 from .neurons.base import check_consistent, check_dt
-from .pytree import tree_leaves, validate
+from .pytree import is_concrete, tree_leaves, validate
 
 __all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks"]
 
@@ -63,13 +64,33 @@ def resolve_steps(inputs: Any, steps: int | None, duration: float | None, dt: fl
 
 
 def _check_source(inputs: Any) -> None:
-    if inputs is None or callable(inputs) or isinstance(inputs, torch.Tensor):
+    """Raise for inputs that are not a tensor, a function, a number or None, or that are not finite."""
+    if inputs is None or callable(inputs):
         return
     if isinstance(inputs, numbers.Real) and not isinstance(inputs, bool):
+        if not math.isfinite(inputs):
+            raise ValueError(f"the constant input must be finite, got {inputs}")
+        return
+    if isinstance(inputs, torch.Tensor):
+        _check_finite("inputs", inputs)
         return
     raise TypeError(
         f"inputs must be a time-major tensor, a function of time t (ms), a number or None; got {type(inputs).__name__}"
     )
+
+
+def _check_finite(what: str, tensor: torch.Tensor) -> None:
+    if is_concrete(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        first = torch.nonzero(~torch.isfinite(tensor))[0].tolist()  # sync-ok: entry check, outside steps
+        raise ValueError(f"{what} has NaN or infinite values (the first at index {tuple(first)})")
+
+
+def check_state(state: Any) -> None:
+    """Raise if a state holds NaN or infinite values (the run would only spread them)."""
+    pairs, _ = _pytree.tree_flatten_with_path(state)
+    for path, leaf in pairs:
+        if isinstance(leaf, torch.Tensor):
+            _check_finite(f"state{_pytree.keystr(path)}", leaf)
 
 
 def _record_names(model: Any, record: Sequence[str] | str | None) -> tuple[str, ...]:
@@ -266,6 +287,7 @@ def simulate(
     _check_source(inputs)
     validate(model)
     check_consistent(model, state)
+    check_state(state)
     steps = resolve_steps(inputs, steps, duration, dt)
     if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
         raise ValueError(f"every must be a positive int, got {every!r}")

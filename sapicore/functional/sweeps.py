@@ -19,7 +19,7 @@ import torch
 
 from .neurons.base import check_consistent, check_dt
 from .pytree import lane_count, stack, tree_leaves, tree_map, validate
-from .stepper import _check_source, _record_names, make_chunk, resolve_steps, run_chunks
+from .stepper import _check_source, _record_names, check_state, make_chunk, resolve_steps, run_chunks
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
@@ -117,6 +117,7 @@ def sweep(
                 "pass state=None with shape=)"
             )
     check_consistent(lanes, state)
+    check_state(state)
     if lane_inputs and not isinstance(inputs, torch.Tensor):
         raise ValueError("lane_inputs=True needs an input tensor of shape (lanes, steps, *population_shape)")
     if lane_inputs and inputs.shape[0] != n_lanes:
