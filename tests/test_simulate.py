@@ -136,9 +136,9 @@ def test_progress_bar_counts_steps(capsys):
         (dict(dt=0.1, inputs=torch.ones(10, 3)), ValueError, "shape \\(3,\\) does not fit a population of shape \\(4,\\)"),
         (dict(dt=0.1, inputs=torch.ones(10, 4), steps=20), ValueError, "inputs hold 10 steps .* inputs=lambda t: current"),
         (dict(dt=0.1, inputs=torch.ones(10, 4, dtype=torch.float64)), TypeError, "dtype torch.float64 but the state is torch.float32"),
-        (dict(dt=0.1, inputs="ramp", steps=10), TypeError, "inputs must be a time-major tensor, a function"),
+        (dict(dt=0.1, inputs="ramp", steps=10), TypeError, "inputs must be a time-major tensor, a function of time t \\(ms\\), a number"),
         (dict(dt=0.1, inputs=torch.ones(10, 4).index_fill_(0, torch.tensor([6]), float("nan"))), ValueError, "inputs has NaN or infinite values \\(the first at index \\(6, 0\\)\\)"),
-        (dict(dt=0.1, inputs=float("inf"), steps=10), ValueError, "constant input must be finite"),
+        (dict(dt=0.1, inputs=float("inf"), steps=10), ValueError, "a constant input must be finite"),
         (dict(dt=0.1, inputs=lambda t: torch.ones(5), steps=10), ValueError, "shape \\(5,\\) does not fit"),
     ],
 )

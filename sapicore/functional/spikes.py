@@ -113,6 +113,8 @@ def _gradient_possible(x: torch.Tensor) -> bool:
     """True under autograd with ``x`` requiring grad, or inside any ``torch.func`` transform but vmap."""
     if torch.is_grad_enabled() and x.requires_grad:
         return True
+    if torch.compiler.is_compiling():  # dynamo cannot read the transform stack; it tracks requires_grad
+        return False
     if torch._C._are_functorch_transforms_active():
         return any(level.key() != TransformType.Vmap for level in retrieve_all_functorch_interpreters())
     return False

@@ -27,15 +27,21 @@ import torch.utils._pytree as _pytree
 from tqdm.auto import tqdm
 
 from .neurons.base import check_consistent, check_dt
-from .pytree import is_concrete, tree_leaves, validate
+from .pytree import is_concrete, tree_leaves, tree_map, validate
 
 __all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks"]
 
 _FAST_FALLBACK_WARNED: set[str] = set()
 
 
+def _tensor_leaves(inputs: Any) -> list[torch.Tensor]:
+    if inputs is None or callable(inputs):
+        return []
+    return [leaf for leaf in tree_leaves(inputs) if isinstance(leaf, torch.Tensor)]
+
+
 def resolve_steps(inputs: Any, steps: int | None, duration: float | None, dt: float, time_dim: int = 0) -> int:
-    """The number of steps implied by ``inputs`` (time-major tensor), ``steps`` or ``duration`` (ms)."""
+    """The number of steps implied by time-major input tensors, ``steps`` or ``duration`` (ms)."""
     if steps is not None and duration is not None:
         raise ValueError("give either steps or duration (ms), not both")
     if duration is not None:
@@ -44,39 +50,57 @@ def resolve_steps(inputs: Any, steps: int | None, duration: float | None, dt: fl
         steps = int(round(duration / dt))
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
         raise ValueError(f"steps must be a positive int, got {steps!r}")
-    if isinstance(inputs, torch.Tensor):
-        if inputs.dim() <= time_dim:
+    tensors = _tensor_leaves(inputs)
+    for tensor in tensors:
+        if tensor.dim() <= time_dim:
             raise ValueError(
-                f"inputs of shape {tuple(inputs.shape)} has no time axis {time_dim}; "
-                "give a time-major tensor (steps, *population_shape), a function of time, or a number"
+                f"an input of shape {tuple(tensor.shape)} has no time axis {time_dim}; give a time-major "
+                "tensor (steps, *population_shape), a function of time, or a number"
             )
-        available = inputs.shape[time_dim]
-        if steps is not None and steps != available:
+    lengths = sorted({tensor.shape[time_dim] for tensor in tensors})
+    if len(lengths) > 1:
+        raise ValueError(f"input tensors disagree on the number of steps along axis {time_dim}: {lengths}")
+    if lengths:
+        if steps is not None and steps != lengths[0]:
             raise ValueError(
-                f"inputs hold {available} steps along axis {time_dim} but {steps} steps were asked for "
+                f"inputs hold {lengths[0]} steps along axis {time_dim} but {steps} steps were asked for "
                 "(an input tensor is time-major; for an input constant in time pass a function, "
                 "inputs=lambda t: current)"
             )
-        return available
+        return lengths[0]
     if steps is None:
         raise ValueError("without an input tensor, give steps= or duration= (ms)")
     return steps
 
 
 def _check_source(inputs: Any) -> None:
-    """Raise for inputs that are not a tensor, a function, a number or None, or that are not finite."""
+    """Raise for inputs that are not tensors, numbers, a function or None, or that are not finite.
+
+    Inputs may be a dict (e.g. one entry per population) of time-major tensors and numbers.
+    """
     if inputs is None or callable(inputs):
         return
-    if isinstance(inputs, numbers.Real) and not isinstance(inputs, bool):
-        if not math.isfinite(inputs):
-            raise ValueError(f"the constant input must be finite, got {inputs}")
-        return
-    if isinstance(inputs, torch.Tensor):
-        _check_finite("inputs", inputs)
-        return
-    raise TypeError(
-        f"inputs must be a time-major tensor, a function of time t (ms), a number or None; got {type(inputs).__name__}"
-    )
+    for leaf in tree_leaves(inputs):
+        if isinstance(leaf, numbers.Real) and not isinstance(leaf, bool):
+            if not math.isfinite(leaf):
+                raise ValueError(f"a constant input must be finite, got {leaf}")
+        elif isinstance(leaf, torch.Tensor):
+            _check_finite("inputs", leaf)
+        else:
+            raise TypeError(
+                "inputs must be a time-major tensor, a function of time t (ms), a number, None, or a dict of "
+                f"tensors and numbers; got {type(leaf).__name__}"
+            )
+
+
+def first_input(inputs: Any, reference: torch.Tensor, lane_inputs: bool = False) -> Any:
+    """The input of the first step, for checking it before a run."""
+    if inputs is None:
+        return 0.0
+    if callable(inputs):
+        return inputs(torch.zeros((), dtype=reference.dtype, device=reference.device))
+    take = (lambda leaf: leaf[0, 0]) if lane_inputs else (lambda leaf: leaf[0])
+    return tree_map(lambda leaf: take(leaf) if isinstance(leaf, torch.Tensor) else leaf, inputs)
 
 
 def _check_finite(what: str, tensor: torch.Tensor) -> None:
@@ -118,30 +142,30 @@ def make_chunk(
 ) -> Callable[[Any, Any, Any, torch.Tensor], tuple[Any, dict[str, torch.Tensor]]]:
     """A pure function running ``steps`` steps: ``(model, state, xs, t0) -> (state, records)``.
 
-    ``xs`` is the chunk's slice of a time-major input tensor (or ``None`` when ``inputs`` is a
+    ``xs`` is the chunk's slice of the time-major input tensors (or ``None`` when ``inputs`` is a
     function of time, a number or ``None``); ``t0`` (0-d tensor, ms) is the chunk's start time.
     ``records[name]`` stacks ``steps // every`` records along a new leading axis.
     """
-    output_name, summed = model.output_name, model.output_is_event
+    events = tuple(name for name in names if model.is_event(name))
     constant = 0.0 if inputs is None else inputs
 
     def chunk(model: Any, state: Any, xs: Any, t0: torch.Tensor) -> tuple[Any, dict[str, torch.Tensor]]:
         records: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-        window = None
+        windows: dict[str, torch.Tensor] = {}
         for i in range(steps):
             if xs is not None:
-                x = xs[i]
+                x = tree_map(lambda leaf: leaf[i] if isinstance(leaf, torch.Tensor) else leaf, xs)
             elif callable(constant):
                 x = constant(t0 + i * dt)
             else:
                 x = constant
             state, out = model.step(state, x, dt)
-            if output_name in names:
-                window = out if window is None or not summed else window + out
+            for name in events:
+                value = model.read(state, out, name)
+                windows[name] = value if name not in windows else windows[name] + value
             if (i + 1) % every == 0:
                 for name in names:
-                    records[name].append(window if name == output_name else getattr(state, name))
-                window = None
+                    records[name].append(windows.pop(name) if name in windows else model.read(state, out, name))
         return state, {name: torch.stack(values) for name, values in records.items() if values}
 
     return chunk
@@ -219,6 +243,7 @@ def run_chunks(
     if fast:
         full = _with_fallback(_compile(full, fast, device), full, str(fast))
     n_records = steps // every
+    time_major = bool(_tensor_leaves(inputs))
     buffers: dict[str, torch.Tensor] = {}
     show = progress if progress is not None else (steps >= 100_000 and sys.stderr.isatty())
     bar = tqdm(total=steps, unit="step", disable=not show)
@@ -227,8 +252,8 @@ def run_chunks(
         n = min(chunk, steps - done)
         run = full if n == chunk else build(n)
         xs = None
-        if isinstance(inputs, torch.Tensor):
-            xs = inputs.narrow(input_axis, done, n)
+        if time_major:
+            xs = tree_map(lambda leaf: leaf.narrow(input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf, inputs)
         t0 = torch.tensor(done * dt, dtype=dtype, device=device)
         state, records = run(model, state, xs, t0)
         for name, values in records.items():
@@ -266,7 +291,8 @@ def simulate(
         state: its state, e.g. ``model.init_state(shape)``.
         inputs: a time-major tensor ``(steps, *population_shape)`` (or any shape that broadcasts to
             the population per step), a function ``f(t)`` of the step's start time ``t`` (0-d tensor,
-            ms) returning the input, a constant number, or ``None`` (no input).
+            ms) returning the input, a constant number, or ``None`` (no input). For a network, a dict
+            with one entry per population of such tensors or numbers.
         dt: time step (ms), > 0.
         steps, duration: run length, as a number of steps or in ms (``round(duration / dt)`` steps);
             implied by an input tensor.
@@ -293,10 +319,7 @@ def simulate(
         raise ValueError(f"every must be a positive int, got {every!r}")
     names = _record_names(model, record)
     reference = next(leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
-    first = inputs[0] if isinstance(inputs, torch.Tensor) else inputs
-    if callable(first):
-        first = first(torch.zeros((), dtype=reference.dtype, device=reference.device))
-    model.step(state, first if first is not None else 0.0, dt)  # raises a clear error for bad input
+    model.step(state, first_input(inputs, reference), dt)  # raises a clear error for bad input
     return run_chunks(
         lambda n: make_chunk(model, names, n, every, dt, inputs),
         model,

@@ -19,7 +19,7 @@ import torch
 
 from .neurons.base import check_consistent, check_dt
 from .pytree import lane_count, stack, tree_leaves, tree_map, validate
-from .stepper import _check_source, _record_names, check_state, make_chunk, resolve_steps, run_chunks
+from .stepper import _check_source, _record_names, check_state, first_input, make_chunk, resolve_steps, run_chunks
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
@@ -130,10 +130,7 @@ def sweep(
 
     first_model, first_state = _lane(lanes, 0), _lane(state, 0)
     reference = next(leaf for leaf in tree_leaves(first_state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
-    first = inputs if not isinstance(inputs, torch.Tensor) else (inputs[0, 0] if lane_inputs else inputs[0])
-    if callable(first):
-        first = first(torch.zeros((), dtype=reference.dtype, device=reference.device))
-    first_model.step(first_state, first if first is not None else 0.0, dt)  # raises a clear error for bad input
+    first_model.step(first_state, first_input(inputs, reference, lane_inputs), dt)  # a clear error for bad input
 
     input_dim = 0 if lane_inputs else None
 

@@ -151,10 +151,17 @@ class NeuronModel:
     def step(self, state: Any, input: Any, dt: float) -> tuple[Any, torch.Tensor]:
         raise NotImplementedError
 
-    @classmethod
-    def record_names(cls) -> tuple[str, ...]:
+    def record_names(self) -> tuple[str, ...]:
         """Names that ``simulate`` can record: the state's fields and the output."""
-        return tuple(field.name for field in attrs.fields(cls.state_class)) + (cls.output_name,)
+        return tuple(field.name for field in attrs.fields(self.state_class)) + (self.output_name,)
+
+    def read(self, state: Any, output: Any, name: str) -> torch.Tensor:
+        """The recordable value ``name`` after a step that left ``state`` and returned ``output``."""
+        return output if name == self.output_name else getattr(state, name)
+
+    def is_event(self, name: str) -> bool:
+        """True when ``name`` counts events, to be summed (not sampled) over a recording window."""
+        return name == self.output_name and self.output_is_event
 
 
 def _fits(param_shape: Sequence[int], shape: tuple[int, ...]) -> bool:
