@@ -5,6 +5,8 @@ resistance in MΩ), except where a model's docstring says otherwise (Hodgkin-Hux
 membrane area; Izhikevich in the paper's units).
 """
 
+from . import connectivity
+from .connectivity import Connectivity
 from .integrators import METHODS, euler, exponential_euler, integrate, rk4
 from .neurons import (
     ACTIVATIONS,
@@ -21,12 +23,35 @@ from .neurons import (
     LIFState,
     NeuronModel,
 )
+from .network import Network, NetworkState, Population
+from .plasticity import STDP, Hebbian, Oja, RewardSTDP, TripletSTDP
+from .projection import Projection, ProjectionState, projection
 from .pytree import lane_count, pytree, replace, stack, to, tree_leaves, tree_map, unstack, validate
 from .stepper import simulate
+from .sources import PoissonSource, SpikeInput
 from .spikes import SURROGATES, spike, surrogate_derivative
 from .sweeps import grid, init_lanes, sweep, zipped
+from .synapses import Delta, DualExponential, Exponential
 
 __all__ = [
+    "Connectivity",
+    "Delta",
+    "DualExponential",
+    "Exponential",
+    "Hebbian",
+    "Network",
+    "NetworkState",
+    "Oja",
+    "PoissonSource",
+    "Population",
+    "Projection",
+    "ProjectionState",
+    "RewardSTDP",
+    "STDP",
+    "SpikeInput",
+    "TripletSTDP",
+    "connectivity",
+    "projection",
     "ACTIVATIONS",
     "METHODS",
     "PRESETS",

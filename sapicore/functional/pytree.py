@@ -46,11 +46,14 @@ _CHILDREN = "_pytree_children"
 
 
 def _is_child(value: Any) -> bool:
-    """True when ``value`` belongs in the tree's children rather than its static context."""
+    """True when ``value`` belongs in the tree's children rather than its static context: a tensor, a
+    registered pytree, or a dict/list/tuple holding one of those."""
     if isinstance(value, torch.Tensor) or _is_registered(value):
         return True
-    if isinstance(value, (dict, list, tuple)):
-        return any(isinstance(leaf, torch.Tensor) for leaf in _pytree.tree_leaves(value))
+    if isinstance(value, dict):
+        return any(_is_child(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_is_child(item) for item in value)
     return False
 
 
@@ -228,6 +231,8 @@ def _stack_values(values: Sequence[Any], where: str) -> Any:
     if all(n or t for n, t in zip(is_number, is_tensor)):
         if all(is_number) and all(value == first for value in values):
             return first
+        if all(is_tensor) and all(value is first or _same_tensor(value, first) for value in values):
+            return first.expand(len(values), *first.shape)  # shared by every lane: a view, no copies
         tensors = [v for v in values if isinstance(v, torch.Tensor)]
         dtype = torch.get_default_dtype()
         if tensors:
@@ -248,11 +253,17 @@ def _stack_values(values: Sequence[Any], where: str) -> Any:
     )
 
 
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and bool(torch.equal(a, b))
+
+
 def stack(trees: Sequence[Any]) -> Any:
     """Stack trees of the same class into one tree whose leaves carry a leading lane dimension.
 
     Numeric fields equal in every lane stay static; fields that differ become tensors of shape
-    ``(lanes, *broadcast_shape)``. Settings that are not numbers (method names) must agree.
+    ``(lanes, *broadcast_shape)``; a tensor equal in every lane (connectivity, say) becomes an
+    expanded view that costs no memory (move trees to their device before stacking, since moving
+    such a view copies it). Settings that are not numbers (method names) must agree.
     """
     trees = list(trees)
     if not trees:
@@ -324,6 +335,14 @@ def check_finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise ValueError(
             f"{type(instance).__name__}.{attribute.name} must be finite, got {_describe(value)}"
         )
+
+
+def check_not_nan(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """attrs validator: the parameter is not NaN (infinite bounds are allowed)."""
+    if value is None or not is_concrete(value):
+        return
+    if bool(torch.isnan(_values(value)).any()):
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must not be NaN, got {_describe(value)}")
 
 
 def check_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

@@ -119,7 +119,7 @@ def check_state(state: Any) -> None:
 
 def _record_names(model: Any, record: Sequence[str] | str | None) -> tuple[str, ...]:
     if record is None:
-        record = (model.output_name,)
+        record = model.default_record()
     elif isinstance(record, str):
         record = (record,)
     names = tuple(record)
@@ -320,7 +320,7 @@ def simulate(
     names = _record_names(model, record)
     reference = next(leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
     model.step(state, first_input(inputs, reference), dt)  # raises a clear error for bad input
-    return run_chunks(
+    final, records = run_chunks(
         lambda n: make_chunk(model, names, n, every, dt, inputs),
         model,
         state,
@@ -336,3 +336,12 @@ def simulate(
         device=reference.device,
         dtype=reference.dtype,
     )
+    report_overflow(model, final)
+    return final, records
+
+
+def report_overflow(model: Any, final: Any) -> None:
+    """Let a model that can drop events (a network with sparse projections) warn about it."""
+    report = getattr(model, "report_overflow", None)
+    if report is not None:
+        report(final)

@@ -19,7 +19,7 @@ import torch
 
 from .neurons.base import check_consistent, check_dt
 from .pytree import lane_count, stack, tree_leaves, tree_map, validate
-from .stepper import _check_source, _record_names, check_state, first_input, make_chunk, resolve_steps, run_chunks
+from .stepper import _check_source, _record_names, check_state, first_input, make_chunk, report_overflow, resolve_steps, run_chunks
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
@@ -138,7 +138,7 @@ def sweep(
         chunk_fn = make_chunk(lanes, names, n, every, dt, inputs)
         return torch.func.vmap(chunk_fn, in_dims=(0, 0, input_dim, None), randomness=randomness)
 
-    return run_chunks(
+    final, records = run_chunks(
         build,
         lanes,
         state,
@@ -154,3 +154,5 @@ def sweep(
         device=reference.device,
         dtype=reference.dtype,
     )
+    report_overflow(lanes, final)
+    return final, records

@@ -151,6 +151,10 @@ class NeuronModel:
     def step(self, state: Any, input: Any, dt: float) -> tuple[Any, torch.Tensor]:
         raise NotImplementedError
 
+    def default_record(self) -> tuple[str, ...]:
+        """What ``simulate`` records when not told: the output."""
+        return (self.output_name,)
+
     def record_names(self) -> tuple[str, ...]:
         """Names that ``simulate`` can record: the state's fields and the output."""
         return tuple(field.name for field in attrs.fields(self.state_class)) + (self.output_name,)

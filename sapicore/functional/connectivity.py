@@ -1,0 +1,209 @@
+"""Connectivity builders: seeded, reproducible lists of (pre, post) index pairs.
+
+Each builder returns a :class:`Connectivity` (a COO edge list sorted by pre then post index, int64 on
+the CPU). Random builders draw from their own ``torch.Generator`` seeded with ``seed``, so the same
+seed gives the same network on every device and run. Sampling without replacement scales with the
+number of synapses, not with ``n_pre * n_post``, so fixed in-degree networks of millions of neurons
+can be built.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import attrs
+import torch
+
+__all__ = [
+    "Connectivity",
+    "all_to_all",
+    "one_to_one",
+    "fixed_probability",
+    "fixed_in_degree",
+    "fixed_out_degree",
+    "from_indices",
+]
+
+
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)
+
+
+@attrs.frozen(eq=False)
+class Connectivity:
+    """Synapses as index pairs: synapse ``k`` connects ``pre[k]`` to ``post[k]``.
+
+    Attributes:
+        pre, post: int64 tensors of equal length, sorted by ``pre`` then ``post``.
+        n_pre, n_post: sizes of the source and target populations.
+    """
+
+    pre: torch.Tensor
+    post: torch.Tensor
+    n_pre: int
+    n_post: int
+
+    def __len__(self) -> int:
+        return int(self.pre.numel())
+
+    def in_degree(self) -> torch.Tensor:
+        """Number of incoming synapses of each target neuron."""
+        return torch.bincount(self.post, minlength=self.n_post)
+
+    def out_degree(self) -> torch.Tensor:
+        """Number of outgoing synapses of each source neuron."""
+        return torch.bincount(self.pre, minlength=self.n_pre)
+
+
+def from_indices(pre: Any, post: Any, n_pre: int, n_post: int, allow_self: bool = True) -> Connectivity:
+    """Connectivity from explicit index lists; duplicates are rejected, indices checked against sizes."""
+    n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
+    pre = torch.as_tensor(pre).reshape(-1)
+    post = torch.as_tensor(post).reshape(-1)
+    if pre.is_floating_point() or post.is_floating_point():
+        raise TypeError("pre and post indices must be integers")
+    if pre.shape != post.shape:
+        raise ValueError(f"pre ({pre.numel()}) and post ({post.numel()}) index lists differ in length")
+    pre, post = pre.to(torch.int64).cpu(), post.to(torch.int64).cpu()
+    if pre.numel() and (int(pre.min()) < 0 or int(pre.max()) >= n_pre):
+        raise ValueError(f"pre indices must lie in [0, {n_pre}), got values from {int(pre.min())} to {int(pre.max())}")
+    if post.numel() and (int(post.min()) < 0 or int(post.max()) >= n_post):
+        raise ValueError(f"post indices must lie in [0, {n_post}), got values from {int(post.min())} to {int(post.max())}")
+    if not allow_self:
+        keep = pre != post
+        pre, post = pre[keep], post[keep]
+    key = pre * max(n_post, 1) + post
+    order = torch.argsort(key)
+    key = key[order]
+    if key.numel() > 1 and bool((key[1:] == key[:-1]).any()):
+        raise ValueError("the index lists connect some pair twice; each (pre, post) pair may appear once")
+    return Connectivity(pre[order], post[order], n_pre, n_post)
+
+
+def all_to_all(n_pre: int, n_post: int, allow_self: bool = True) -> Connectivity:
+    """Every source neuron to every target neuron (``allow_self=False`` drops i -> i)."""
+    n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
+    pre = torch.arange(n_pre).repeat_interleave(n_post)
+    post = torch.arange(n_post).repeat(n_pre)
+    return from_indices(pre, post, n_pre, n_post, allow_self)
+
+
+def one_to_one(n: int) -> Connectivity:
+    """Neuron i to neuron i."""
+    n = _count(n, "n")
+    index = torch.arange(n)
+    return Connectivity(index, index.clone(), n, n)
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(int(seed))
+    return generator
+
+
+def _sample_rows(counts: torch.Tensor, n_choices: int, exclude_diagonal: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row r, ``counts[r]`` distinct choices in ``[0, n_choices)``, uniformly at random.
+
+    With ``exclude_diagonal`` the choice ``r`` is excluded from row ``r``. Returns (rows, choices).
+    """
+    rows_all, choices_all = [], []
+    n_rows = counts.numel()
+    available = n_choices - (1 if exclude_diagonal else 0)
+    if n_rows == 0 or int(counts.max()) == 0:
+        empty = torch.zeros(0, dtype=torch.int64)
+        return empty, empty
+    # rows that need many choices are drawn by shuffling; sparse rows by rejection sampling
+    dense = counts * 4 > available
+    for is_dense in (True, False):
+        row_ids = torch.nonzero(dense if is_dense else ~dense).reshape(-1)
+        block = max(1, int(4_000_000 // max(n_choices if is_dense else 1, 1)))
+        for start in range(0, row_ids.numel(), block):
+            ids = row_ids[start : start + block]
+            need = counts[ids]
+            if is_dense:
+                keys = torch.rand(ids.numel(), n_choices, generator=generator)
+                if exclude_diagonal:
+                    keys[ids < n_choices, ids[ids < n_choices]] = 2.0  # sorts last, never taken
+                picked = torch.argsort(keys, dim=1)
+                valid = torch.arange(n_choices)[None, :] < need[:, None]
+                rows_all.append(ids[:, None].expand_as(picked)[valid])
+                choices_all.append(picked[valid])
+            else:
+                rows, choices = _reject_sample(ids, need, n_choices, exclude_diagonal, generator)
+                rows_all.append(rows)
+                choices_all.append(choices)
+    return torch.cat(rows_all), torch.cat(choices_all)
+
+
+def _reject_sample(ids: torch.Tensor, need: torch.Tensor, n_choices: int, exclude_diagonal: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw candidates with replacement, keep first occurrences, redraw rows that came up short."""
+    rows_out, choices_out = [], []
+    pending_ids, pending_need = ids, need
+    while pending_ids.numel():
+        width = int(pending_need.max()) + int(3 * math.sqrt(int(pending_need.max()))) + 8
+        draws = torch.randint(0, n_choices, (pending_ids.numel(), width), generator=generator)
+        ok = torch.ones_like(draws, dtype=torch.bool)
+        if exclude_diagonal:
+            ok &= draws != pending_ids[:, None]
+        # mark repeats: sort each row (stable), compare neighbours, map back to draw order
+        sorted_draws, order = torch.sort(draws, dim=1, stable=True)
+        repeat_sorted = torch.zeros_like(ok)
+        repeat_sorted[:, 1:] = sorted_draws[:, 1:] == sorted_draws[:, :-1]
+        repeat = torch.zeros_like(ok).scatter_(1, order, repeat_sorted)
+        ok &= ~repeat
+        rank = torch.cumsum(ok, dim=1)
+        take = ok & (rank <= pending_need[:, None])
+        done = rank[:, -1] >= pending_need
+        rows_out.append(pending_ids[:, None].expand_as(draws)[take & done[:, None]])
+        choices_out.append(draws[take & done[:, None]])
+        pending_ids, pending_need = pending_ids[~done], pending_need[~done]
+    return torch.cat(rows_out), torch.cat(choices_out)
+
+
+def _check_degree(k: Any, available: int, name: str) -> int:
+    k = _count(k, name)
+    if k > available:
+        raise ValueError(f"{name}={k} exceeds the {available} neurons available to connect to")
+    return k
+
+
+def fixed_in_degree(n_pre: int, n_post: int, k: int, seed: int | None = None, allow_self: bool = True) -> Connectivity:
+    """Each target neuron receives exactly ``k`` synapses from distinct source neurons."""
+    n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
+    exclude = not allow_self
+    k = _check_degree(k, n_pre - (1 if exclude and n_pre == n_post else 0), "k")
+    posts, pres = _sample_rows(torch.full((n_post,), k), n_pre, exclude and n_pre == n_post, _generator(seed))
+    return from_indices(pres, posts, n_pre, n_post)
+
+
+def fixed_out_degree(n_pre: int, n_post: int, k: int, seed: int | None = None, allow_self: bool = True) -> Connectivity:
+    """Each source neuron makes exactly ``k`` synapses onto distinct target neurons."""
+    n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
+    exclude = not allow_self
+    k = _check_degree(k, n_post - (1 if exclude and n_pre == n_post else 0), "k")
+    pres, posts = _sample_rows(torch.full((n_pre,), k), n_post, exclude and n_pre == n_post, _generator(seed))
+    return from_indices(pres, posts, n_pre, n_post)
+
+
+def fixed_probability(n_pre: int, n_post: int, p: float, seed: int | None = None, allow_self: bool = True) -> Connectivity:
+    """Each (pre, post) pair is connected independently with probability ``p``.
+
+    Drawn as a binomial in-degree per target neuron followed by uniform sampling without
+    replacement, which gives the same distribution as independent coin flips.
+    """
+    n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
+    if not isinstance(p, numbers.Real) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"connection probability p must lie in [0, 1], got {p!r}")
+    exclude = not allow_self and n_pre == n_post
+    available = n_pre - (1 if exclude else 0)
+    generator = _generator(seed)
+    counts = torch.binomial(torch.full((n_post,), float(available)), torch.full((n_post,), float(p)), generator=generator)
+    posts, pres = _sample_rows(counts.to(torch.int64), n_pre, exclude, generator)
+    return from_indices(pres, posts, n_pre, n_post)

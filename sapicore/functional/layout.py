@@ -1,0 +1,54 @@
+"""Weight layouts: how a projection stores one weight per synapse, and how rules address them.
+
+* dense: ``weights[i, j]`` of shape ``(n_pre, n_post)``, zero where no synapse exists (``mask``);
+* sparse: one row per source neuron, ``weights[i, k]`` of shape ``(n_pre + 1, max_out)``, whose
+  synapse targets neuron ``targets[i, k]``; unused slots (and the extra last row) point at the
+  padding index ``n_post`` and hold weight 0.
+
+Plasticity rules are written once for both: ``layout.pre(x)`` and ``layout.post(y)`` give
+per-neuron values of the source and target populations in the shape of the weights, and
+``layout.keep(w)`` zeroes the slots that are not synapses.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["Layout"]
+
+
+class Layout:
+    """Addressing helpers for the weights of one projection (built inside a step; not a pytree)."""
+
+    def __init__(self, kind: str, mask: torch.Tensor, targets: torch.Tensor | None, n_post: int):
+        self.kind, self.mask, self.targets, self.n_post = kind, mask, targets, n_post
+
+    def pre(self, x: torch.Tensor) -> torch.Tensor:
+        """Source values ``x`` (n_pre,) broadcast to the weights' shape."""
+        if self.kind == "dense":
+            return x[:, None]
+        return torch.cat([x, x.new_zeros(1)])[:, None]
+
+    def post(self, y: torch.Tensor) -> torch.Tensor:
+        """Target values ``y`` (n_post,) in the weights' shape."""
+        if self.kind == "dense":
+            return y[None, :]
+        padded = torch.cat([y, y.new_zeros(1)])
+        return padded[self.targets]
+
+    def keep(self, w: torch.Tensor) -> torch.Tensor:
+        """``w`` with every slot that is not a synapse set to 0."""
+        return torch.where(self.mask, w, torch.zeros((), dtype=w.dtype, device=w.device))
+
+    def clip(self, w: torch.Tensor, low: Any, high: Any) -> torch.Tensor:
+        """Synaptic weights clipped to ``[low, high]``; non-synapse slots stay 0."""
+        return self.keep(torch.clamp(w, min=low, max=high))
+
+    def incoming_sum(self, w: torch.Tensor) -> torch.Tensor:
+        """Sum of the weights onto each target neuron, shape (n_post,)."""
+        if self.kind == "dense":
+            return w.sum(0)
+        sums = w.new_zeros(self.n_post + 1).index_add(0, self.targets.reshape(-1), w.reshape(-1))
+        return sums[: self.n_post]

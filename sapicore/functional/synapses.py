@@ -1,0 +1,124 @@
+"""Synaptic dynamics on the target side of a projection (units: ms, mV, nA, µS).
+
+A synapse model turns the weighted spikes arriving at each target neuron in a step (``arrivals``:
+nA for current synapses, µS for conductance synapses) into a current (nA) into that neuron:
+
+* :class:`Delta`: the arrivals act for one step only;
+* :class:`Exponential`: ``s <- s exp(-dt / tau) + arrivals``, exact for the decay;
+* :class:`DualExponential`: difference of two exponentials (rise ``tau_rise``, decay ``tau_decay``),
+  normalised so that one arrival of weight w peaks at w.
+
+With ``e_rev=None`` the synapse is current-based (the current is ``s``); with a reversal potential
+``e_rev`` (mV) it is conductance-based, ``current = s * (e_rev - v)``, and weights must be >= 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .pytree import check_positive, parameter, pytree, replace
+
+__all__ = ["Delta", "Exponential", "DualExponential", "SynapseState", "DualSynapseState"]
+
+
+@pytree
+class SynapseState:
+    """s: synaptic current (nA) or conductance (µS) of each target neuron."""
+
+    s: torch.Tensor
+
+
+@pytree
+class DualSynapseState:
+    """decay, rise: the two exponentials whose difference ``s = decay - rise`` is the synaptic variable."""
+
+    decay: torch.Tensor
+    rise: torch.Tensor
+
+
+def _decay(dt: float, tau: Any) -> Any:
+    return torch.exp(-dt / tau) if isinstance(tau, torch.Tensor) else math.exp(-dt / tau)
+
+
+class _Synapse:
+    e_rev: Any
+
+    @property
+    def conductance_based(self) -> bool:
+        return self.e_rev is not None
+
+    def _current(self, s: torch.Tensor, v: Any) -> torch.Tensor:
+        return s if self.e_rev is None else s * (self.e_rev - v)
+
+
+@pytree
+class Delta(_Synapse):
+    """Instantaneous synapse: the arrivals of a step are the synaptic variable of that step only."""
+
+    e_rev: Any = parameter(None)
+
+    def init_state(self, zeros: torch.Tensor) -> SynapseState:
+        return SynapseState(zeros.clone())
+
+    def update(self, state: SynapseState, arrivals: torch.Tensor, dt: float) -> SynapseState:
+        return replace(state, s=arrivals)
+
+    def current(self, state: SynapseState, v: Any) -> torch.Tensor:
+        """Current (nA) into target neurons at membrane potential ``v`` (mV)."""
+        return self._current(state.s, v)
+
+
+@pytree
+class Exponential(_Synapse):
+    """Exponentially decaying synapse: ``ds/dt = -s / tau`` plus jumps of the arriving weights."""
+
+    tau: Any = parameter(5.0, check=check_positive)
+    e_rev: Any = parameter(None)
+
+    def init_state(self, zeros: torch.Tensor) -> SynapseState:
+        return SynapseState(zeros.clone())
+
+    def update(self, state: SynapseState, arrivals: torch.Tensor, dt: float) -> SynapseState:
+        return replace(state, s=state.s * _decay(dt, self.tau) + arrivals)
+
+    def current(self, state: SynapseState, v: Any) -> torch.Tensor:
+        """Current (nA) into target neurons at membrane potential ``v`` (mV)."""
+        return self._current(state.s, v)
+
+
+@pytree
+class DualExponential(_Synapse):
+    """Difference of exponentials, ``s = decay - rise``; an arrival of weight w peaks at w."""
+
+    tau_rise: Any = parameter(1.0, check=check_positive)
+    tau_decay: Any = parameter(5.0, check=check_positive)
+    e_rev: Any = parameter(None)
+
+    def _peak_factor(self) -> Any:
+        rise, decay = self.tau_rise, self.tau_decay
+        if isinstance(rise, torch.Tensor) or isinstance(decay, torch.Tensor):
+            rise, decay = torch.as_tensor(rise), torch.as_tensor(decay)
+            t_peak = rise * decay / (decay - rise) * torch.log(decay / rise)
+            return 1.0 / (torch.exp(-t_peak / decay) - torch.exp(-t_peak / rise))
+        if rise == decay:
+            raise ValueError("DualExponential needs tau_rise != tau_decay")
+        t_peak = rise * decay / (decay - rise) * math.log(decay / rise)
+        return 1.0 / (math.exp(-t_peak / decay) - math.exp(-t_peak / rise))
+
+    def init_state(self, zeros: torch.Tensor) -> DualSynapseState:
+        return DualSynapseState(zeros.clone(), zeros.clone())
+
+    def update(self, state: DualSynapseState, arrivals: torch.Tensor, dt: float) -> DualSynapseState:
+        jump = arrivals * self._peak_factor()
+        return replace(
+            state,
+            decay=state.decay * _decay(dt, self.tau_decay) + jump,
+            rise=state.rise * _decay(dt, self.tau_rise) + jump,
+        )
+
+    def current(self, state: DualSynapseState, v: Any) -> torch.Tensor:
+        """Current (nA) into target neurons at membrane potential ``v`` (mV)."""
+        return self._current(state.decay - state.rise, v)
