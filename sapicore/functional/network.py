@@ -73,6 +73,8 @@ def _check_network(instance: "Network", attribute: attrs.Attribute, value: Any) 
                 f"projection {name!r} connects {proj.n_pre} -> {proj.n_post} neurons but {proj.source!r} has "
                 f"{populations[proj.source].size} and {proj.target!r} has {populations[proj.target].size}"
             )
+        if not getattr(populations[proj.target].model, "receives_projections", True):
+            raise ValueError(f"projection {name!r} targets {proj.target!r}, an input population that cannot receive synapses")
         if proj.synapse.conductance_based and "v" not in populations[proj.target].model.record_names():
             raise ValueError(f"projection {name!r} is conductance-based but {proj.target!r} has no membrane potential v")
     for name in value:

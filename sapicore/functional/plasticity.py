@@ -163,7 +163,7 @@ class Oja:
 
     eta: Any = parameter(1e-3)
     w_min: Any = parameter(-math.inf, check=check_not_nan)
-    w_max: Any = parameter(math.inf)
+    w_max: Any = parameter(math.inf, check=_check_bounds)
 
     def init(self, n_pre: int, n_post: int, weights: torch.Tensor) -> None:
         return None

@@ -32,6 +32,7 @@ class PoissonSource(NeuronModel):
     rate: Any = parameter(10.0, check=check_non_negative)
 
     state_class = SourceState
+    receives_projections = False
 
     def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"spikes": zeros.clone()}
@@ -50,6 +51,7 @@ class SpikeInput(NeuronModel):
     """A population that emits exactly the spikes it is given: its input (0/1 per neuron and step)."""
 
     state_class = SourceState
+    receives_projections = False
 
     def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"spikes": zeros.clone()}

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import attrs
 import torch
 
-from .neurons.base import check_consistent, check_dt
+from .neurons.base import NeuronModel, check_consistent, check_dt
 from .pytree import lane_count, stack, tree_leaves, tree_map, validate
 from .stepper import _check_source, _record_names, check_state, first_input, make_chunk, report_overflow, resolve_steps, run_chunks
 
@@ -59,9 +59,13 @@ def zipped(model: Any, **values: Sequence[Any]) -> tuple[Any, list[dict[str, Any
     return _lanes_from(model, labels), labels
 
 
-def init_lanes(lanes: Any, shape: int | Sequence[int], device: Any = None, dtype: torch.dtype | None = None) -> Any:
-    """The initial states of every lane (leading lane dimension), each from its own parameters."""
-    return torch.func.vmap(lambda model: model.init_state(shape, device=device, dtype=dtype))(lanes)
+def init_lanes(lanes: Any, *args: Any, **kwargs: Any) -> Any:
+    """The initial states of every lane (leading lane axis), each from its own parameters.
+
+    Arguments are passed to the model's ``init_state`` (a population shape for a neuron model,
+    nothing for a network).
+    """
+    return torch.func.vmap(lambda model: model.init_state(*args, **kwargs))(lanes)
 
 
 def _lane(tree: Any, index: int) -> Any:
@@ -93,7 +97,8 @@ def sweep(
             or ``None`` to start every lane from its own ``init_state(shape)``.
         inputs: as for ``simulate`` and shared by all lanes; with ``lane_inputs=True`` a tensor
             ``(B, steps, *population_shape)`` holding each lane's own inputs.
-        shape: population shape, needed when ``state`` is ``None``.
+        shape: population shape, needed when ``state`` is ``None`` for a neuron model (a network
+            knows its sizes).
         randomness: ``vmap``'s randomness mode for random ops inside steps ('different', 'same', 'error').
         dt, steps, duration, record, every, fast, chunk, progress: as for ``simulate``.
 
@@ -106,9 +111,9 @@ def sweep(
     validate(lanes)
     n_lanes = lane_count(lanes)
     if state is None:
-        if shape is None:
+        if shape is None and isinstance(lanes, NeuronModel):
             raise ValueError("sweep needs a batched state or shape= to build each lane's initial state")
-        state = init_lanes(lanes, shape)
+        state = init_lanes(lanes) if shape is None else init_lanes(lanes, shape)
     else:
         leaves = [leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor)]
         if any(leaf.dim() == 0 or leaf.shape[0] != n_lanes for leaf in leaves):

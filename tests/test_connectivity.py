@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from sapicore.functional import connectivity as C
+
+
+def test_all_to_all_and_one_to_one():
+    c = C.all_to_all(3, 2)
+    assert c.pre.tolist() == [0, 0, 1, 1, 2, 2] and c.post.tolist() == [0, 1, 0, 1, 0, 1]
+    c = C.all_to_all(3, 3, allow_self=False)
+    assert len(c) == 6 and not bool((c.pre == c.post).any())
+    c = C.one_to_one(4)
+    assert torch.equal(c.pre, c.post) and len(c) == 4
+
+
+def test_fixed_in_and_out_degree_are_exact_distinct_and_seeded():
+    c = C.fixed_in_degree(500, 300, 25, seed=4, allow_self=True)
+    assert torch.all(c.in_degree() == 25)
+    assert len(set(zip(c.pre.tolist(), c.post.tolist()))) == len(c)
+    again = C.fixed_in_degree(500, 300, 25, seed=4)
+    assert torch.equal(c.pre, again.pre) and torch.equal(c.post, again.post)
+    other = C.fixed_in_degree(500, 300, 25, seed=5)
+    assert not torch.equal(c.pre, other.pre)
+    c = C.fixed_out_degree(200, 200, 199, seed=1, allow_self=False)
+    assert torch.all(c.out_degree() == 199) and not bool((c.pre == c.post).any())
+
+
+def test_fixed_in_degree_draws_sources_uniformly():
+    c = C.fixed_in_degree(10, 20_000, 3, seed=2)
+    share = torch.bincount(c.pre, minlength=10).double() / len(c)
+    assert torch.allclose(share, torch.full((10,), 0.1, dtype=torch.float64), atol=0.01)
+
+
+def test_fixed_probability_matches_the_expected_count():
+    c = C.fixed_probability(1000, 800, 0.05, seed=7, allow_self=False)
+    expected, sd = 1000 * 800 * 0.05, (1000 * 800 * 0.05 * 0.95) ** 0.5
+    assert abs(len(c) - expected) < 5 * sd
+    assert len(C.fixed_probability(50, 50, 0.0, seed=1)) == 0
+    assert len(C.fixed_probability(50, 50, 1.0, seed=1, allow_self=False)) == 50 * 49
+
+
+def test_from_indices_sorts_and_checks():
+    c = C.from_indices([2, 0, 1], [0, 1, 1], 3, 2)
+    assert c.pre.tolist() == [0, 1, 2] and c.post.tolist() == [1, 1, 0]
+    with pytest.raises(ValueError, match="post indices must lie in \\[0, 2\\)"):
+        C.from_indices([0], [2], 3, 2)
+    with pytest.raises(ValueError, match="connect some pair twice"):
+        C.from_indices([0, 0], [1, 1], 3, 2)
+    with pytest.raises(ValueError, match="differ in length"):
+        C.from_indices([0, 1], [1], 3, 2)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="probability p must lie in \\[0, 1\\], got 1.5"):
+        C.fixed_probability(10, 10, 1.5)
+    with pytest.raises(ValueError, match="k=11 exceeds the 10 neurons"):
+        C.fixed_in_degree(10, 5, 11)
+    with pytest.raises(ValueError, match="n_pre must be a non-negative int"):
+        C.all_to_all(-1, 3)

@@ -1,0 +1,214 @@
+"""Projections, delays, plasticity and networks."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+import sapicore.functional as sf
+from sapicore.functional import connectivity as C
+
+DT = 0.1
+
+
+def pair_change(spike_gap_ms, kind, rule):
+    """Weight change of one synapse after one pre spike and one post spike ``spike_gap_ms`` apart."""
+    proj = sf.projection("a", "b", C.one_to_one(1), 0.5, sf.Delta(), dt=DT, kind=kind, plasticity=rule)
+    state = proj.init_state(torch.zeros(1, dtype=torch.float64))
+    start = 100
+    t_pre, t_post = (start, start + round(spike_gap_ms / DT)) if spike_gap_ms > 0 else (start - round(spike_gap_ms / DT), start)
+    for step in range(400):
+        pre = torch.tensor([float(step == t_pre)], dtype=torch.float64)
+        post = torch.tensor([float(step == t_post)], dtype=torch.float64)
+        state = proj.learn(state, pre, post, DT)
+    return (state.weights[0, 0] - 0.5).item()
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("gap", [5.0, 20.0, -5.0, -20.0])
+def test_pair_stdp_weight_change_matches_the_exponential_window(kind, gap):
+    rule = sf.STDP(a_plus=0.01, a_minus=0.012, tau_plus=16.8, tau_minus=33.7, w_min=0.0, w_max=1.0)
+    expected = 0.01 * math.exp(-gap / 16.8) if gap > 0 else -0.012 * math.exp(gap / 33.7)
+    assert pair_change(gap, kind, rule) == pytest.approx(expected, abs=1e-6)
+
+
+def test_soft_bound_and_nearest_pairing():
+    soft = sf.STDP(a_plus=0.01, tau_plus=20.0, soft_bound=True, w_max=1.0)
+    assert pair_change(5.0, "dense", soft) == pytest.approx(0.01 * math.exp(-5.0 / 20.0) * (1.0 - 0.5), abs=1e-9)
+    # two pre spikes before one post spike: all-to-all pairs both, nearest only the later one
+    for nearest, expected in ((False, math.exp(-5.0 / 20.0) + math.exp(-10.0 / 20.0)), (True, math.exp(-5.0 / 20.0))):
+        rule = sf.STDP(a_plus=0.01, a_minus=0.0, tau_plus=20.0, nearest=nearest)
+        proj = sf.projection("a", "b", C.one_to_one(1), 0.5, sf.Delta(), dt=DT, kind="dense", plasticity=rule)
+        state = proj.init_state(torch.zeros(1, dtype=torch.float64))
+        for step in range(200):
+            pre = torch.tensor([float(step in (50, 100))], dtype=torch.float64)
+            post = torch.tensor([float(step == 150)], dtype=torch.float64)
+            state = proj.learn(state, pre, post, DT)
+        assert state.weights[0, 0].item() - 0.5 == pytest.approx(0.01 * expected, abs=1e-9)
+
+
+def test_triplet_rule_adds_the_triplet_term():
+    rule = sf.TripletSTDP(a2_plus=0.0, a3_plus=0.01, a2_minus=0.0, a3_minus=0.0)
+    proj = sf.projection("a", "b", C.one_to_one(1), 0.5, sf.Delta(), dt=DT, kind="sparse", plasticity=rule)
+    state = proj.init_state(torch.zeros(1, dtype=torch.float64))
+    events = {"pre": {100}, "post": {50, 150}}  # post, pre 5 ms later, post 5 ms after that
+    for step in range(200):
+        pre = torch.tensor([float(step in events["pre"])], dtype=torch.float64)
+        post = torch.tensor([float(step in events["post"])], dtype=torch.float64)
+        state = proj.learn(state, pre, post, DT)
+    expected = 0.01 * math.exp(-5.0 / 16.8) * math.exp(-10.0 / 125.0)
+    assert state.weights[0, 0].item() - 0.5 == pytest.approx(expected, abs=1e-9)
+
+
+def test_hebbian_oja_and_normalisation():
+    proj = sf.projection("a", "b", C.all_to_all(2, 1), 0.5, sf.Delta(), dt=1.0, kind="dense", plasticity=sf.Oja(eta=0.1))
+    state = proj.init_state(torch.zeros(1, dtype=torch.float64))
+    x = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    y = torch.tensor([2.0], dtype=torch.float64)
+    state = proj.learn(state, x, y, 1.0)
+    assert torch.allclose(state.weights[:, 0], 0.5 + 0.1 * 2.0 * (x - 2.0 * 0.5))
+    proj = sf.projection("a", "b", C.all_to_all(3, 2), 0.2, sf.Delta(), dt=1.0, kind="sparse", plasticity=sf.Hebbian(eta=0.5, w_max=10.0), normalize=1.0)
+    state = proj.init_state(torch.zeros(1, dtype=torch.float64))
+    state = proj.learn(state, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 1.0], dtype=torch.float64), 1.0)
+    assert torch.allclose(proj.layout().incoming_sum(state.weights), torch.ones(2, dtype=torch.float64))
+    assert state.weights[0, 0] > state.weights[1, 0]
+
+
+def impulse_network(kind, delays):
+    n = len(delays)
+    return sf.Network(
+        populations={"src": sf.Population(sf.SpikeInput(), 1), "dst": sf.Population(sf.LIF(), n)},
+        projections={"p": sf.projection("src", "dst", C.all_to_all(1, n), 1.0, sf.Delta(), dt=DT, delay=torch.tensor(delays), kind=kind)},
+    )
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+@pytest.mark.parametrize("delays", [[0.0], [2.0, 2.0], [0.0, 0.5, 1.23, 3.0]])
+def test_an_impulse_arrives_exactly_one_plus_round_delay_over_dt_steps_later(kind, delays):
+    net = impulse_network(kind, delays)
+    spikes = torch.zeros(60, 1)
+    spikes[10] = 1.0
+    _, rec = sf.simulate(net, net.init_state(), {"src": spikes}, dt=DT, record=("p.s",))
+    for neuron, delay in enumerate(delays):
+        arrivals = torch.nonzero(rec["p.s"][:, neuron]).reshape(-1).tolist()
+        assert arrivals == [10 + 1 + round(delay / DT)]
+
+
+def random_network(kind, n_exc=160, n_inh=40, plastic=False):
+    lif = sf.LIF(tau_mem=20.0, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0)
+    n = n_exc + n_inh
+    delays = torch.rand(len(C.fixed_probability(n_exc, n, 0.1, seed=1)), generator=torch.Generator().manual_seed(9)) * 2.0
+    rule = sf.STDP(a_plus=1e-4, a_minus=1e-4, w_min=0.0, w_max=0.05) if plastic else None
+    return sf.Network(
+        populations={"exc": sf.Population(lif, n_exc), "all": sf.Population(lif, n)},
+        projections={
+            "e": sf.projection("exc", "all", C.fixed_probability(n_exc, n, 0.1, seed=1), 0.02, sf.Exponential(5.0), dt=DT, delay=delays, kind=kind, plasticity=rule, capacity=n_exc),
+            "r": sf.projection("all", "exc", C.fixed_in_degree(n, n_exc, 10, seed=2), 0.004, sf.Exponential(10.0, e_rev=-80.0), dt=DT, delay=1.0, kind=kind, capacity=n),
+        },
+        drive={"exc": 0.11, "all": 0.11},
+    )
+
+
+def test_dense_and_sparse_projections_agree_over_1000_steps():
+    inputs = {"exc": 0.2 * torch.rand(1000, 160, dtype=torch.float64)}
+    results = {}
+    for kind in ("dense", "sparse"):
+        net = sf.to(random_network(kind), dtype=torch.float64)
+        final, rec = sf.simulate(net, net.init_state(dtype=torch.float64), inputs, dt=DT, record=("exc.spikes", "all.spikes", "r.s"))
+        results[kind] = rec
+    assert results["dense"]["exc.spikes"].sum() > 50 and results["dense"]["all.spikes"].sum() > 50
+    assert torch.equal(results["dense"]["exc.spikes"], results["sparse"]["exc.spikes"])
+    assert torch.equal(results["dense"]["all.spikes"], results["sparse"]["all.spikes"])
+    assert torch.allclose(results["dense"]["r.s"], results["sparse"]["r.s"], atol=1e-12)
+
+
+def test_overflow_flag_rises_and_simulate_warns():
+    net = sf.Network(
+        populations={"src": sf.Population(sf.SpikeInput(), 5), "dst": sf.Population(sf.LIF(), 2)},
+        projections={"p": sf.projection("src", "dst", C.all_to_all(5, 2), 0.1, sf.Delta(), dt=DT, capacity=2)},
+    )
+    few = torch.zeros(20, 5)
+    few[3, :2] = 1.0
+    final, _ = sf.simulate(net, net.init_state(), {"src": few}, dt=DT)
+    assert not final.projections["p"].overflow
+    many = few.clone()
+    many[7] = 1.0
+    with pytest.warns(RuntimeWarning, match="projection 'p': more than capacity=2 source neurons spiked"):
+        final, _ = sf.simulate(net, net.init_state(), {"src": many}, dt=DT)
+    assert final.projections["p"].overflow
+
+
+def plastic_lanes(n_lanes, kind):
+    nets = []
+    for lane in range(n_lanes):
+        base = random_network(kind, plastic=True)
+        pops = dict(base.populations)
+        pops["all"] = sf.Population(sf.LIF(tau_mem=15.0 + lane, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0), 200)
+        projs = dict(base.projections)
+        projs["e"] = sf.replace(projs["e"], plasticity=sf.STDP(a_plus=1e-4 * (1 + lane), a_minus=1e-4, w_min=0.0, w_max=0.05))
+        nets.append(sf.replace(base, populations=pops, projections=projs))
+    return nets
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_vmap_over_16_lanes_of_a_plastic_network_equals_the_loop(kind):
+    nets = plastic_lanes(16, kind)
+    inputs = {"exc": 0.25 * torch.rand(300, 160)}
+    lanes = sf.stack(nets)
+    final, rec = sf.sweep(lanes, sf.init_lanes(lanes), inputs, dt=DT, record=("all.spikes", "e.weights"))
+    assert rec["all.spikes"].sum() > 0
+    for lane, net in enumerate(nets):
+        lane_final, alone = sf.simulate(net, net.init_state(), inputs, dt=DT, record=("all.spikes", "e.weights"))
+        assert torch.equal(rec["all.spikes"][lane], alone["all.spikes"])
+        assert (rec["e.weights"][lane] - alone["e.weights"]).abs().max() <= 1e-6
+    assert not torch.allclose(final.projections["e"].weights[0], final.projections["e"].weights[-1])
+
+
+def test_gradient_wrt_stdp_learning_rate_matches_finite_differences():
+    pre_spikes = (torch.rand(100, 20, generator=torch.Generator().manual_seed(3)) < 0.05).double()
+    kicks = torch.zeros(100, 5, dtype=torch.float64)
+    kicks[30::25] = 5000.0  # makes every target fire at fixed steps
+
+    def loss(a_plus):
+        rule = sf.STDP(a_plus=a_plus, a_minus=0.004, tau_plus=10.0, tau_minus=10.0, w_min=-10.0, w_max=10.0)
+        net = sf.Network(
+            populations={"src": sf.Population(sf.SpikeInput(), 20), "dst": sf.Population(sf.LIF(), 5)},
+            projections={"p": sf.projection("src", "dst", C.all_to_all(20, 5), 1e-9, sf.Exponential(5.0), dt=DT, plasticity=rule)},
+        )
+        net = sf.to(net, dtype=torch.float64)
+        final, _ = sf.simulate(net, net.init_state(dtype=torch.float64), {"src": pre_spikes, "dst": kicks}, dt=DT, record=())
+        return (final.projections["p"].weights ** 2).sum()
+
+    a_plus = torch.tensor(0.01, dtype=torch.float64)
+    grad = torch.func.grad(loss)(a_plus)
+    h = 1e-6
+    expected = (loss(a_plus + h) - loss(a_plus - h)) / (2 * h)
+    assert grad.item() == pytest.approx(expected.item(), rel=1e-3)
+    assert grad.item() != 0.0
+
+
+def test_network_errors():
+    lif = sf.LIF()
+    ok = sf.projection("a", "b", C.all_to_all(3, 2), 0.1, sf.Delta(), dt=DT)
+    with pytest.raises(ValueError, match="unknown target population 'b'; populations: a"):
+        sf.Network(populations={"a": sf.Population(lif, 3)}, projections={"p": ok})
+    with pytest.raises(ValueError, match="connects 3 -> 2 neurons but 'a' has 4 and 'b' has 2"):
+        sf.Network(populations={"a": sf.Population(lif, 4), "b": sf.Population(lif, 2)}, projections={"p": ok})
+    with pytest.raises(ValueError, match="delays must be finite and >= 0 ms"):
+        sf.projection("a", "b", C.all_to_all(3, 2), 0.1, sf.Delta(), dt=DT, delay=-1.0)
+    with pytest.raises(TypeError, match="weights must be floating point"):
+        sf.projection("a", "b", C.all_to_all(3, 2), torch.ones(6, dtype=torch.int64), sf.Delta(), dt=DT)
+    with pytest.raises(ValueError, match="conductance-based synapses need weights >= 0"):
+        sf.projection("a", "b", C.all_to_all(3, 2), -0.1, sf.Exponential(5.0, e_rev=0.0), dt=DT)
+    with pytest.raises(ValueError, match="weight must be a number or one value per synapse \\(6\\)"):
+        sf.projection("a", "b", C.all_to_all(3, 2), torch.ones(5), sf.Delta(), dt=DT)
+    with pytest.raises(ValueError, match="an input population that cannot receive synapses"):
+        sf.Network(populations={"a": sf.Population(lif, 3), "b": sf.Population(sf.PoissonSource(), 2)}, projections={"p": ok})
+    net = sf.Network(populations={"a": sf.Population(lif, 3), "b": sf.Population(lif, 2)}, projections={"p": ok})
+    with pytest.raises(ValueError, match="unknown populations or modulators \\['c'\\]"):
+        sf.simulate(net, net.init_state(), {"c": 1.0}, steps=3, dt=DT)
+    with pytest.raises(ValueError, match="built for dt=0.1 ms, not dt=0.2 ms"):
+        sf.simulate(net, net.init_state(), steps=3, dt=0.2)
+    with pytest.raises(ValueError, match="cannot record 'a.w'"):
+        sf.simulate(net, net.init_state(), steps=3, dt=DT, record=("a.w",))

@@ -1,0 +1,55 @@
+import math
+
+import pytest
+import torch
+
+import sapicore.functional as sf
+
+
+def run_synapse(synapse, steps=400, dt=0.1):
+    state = synapse.init_state(torch.zeros(1, dtype=torch.float64))
+    values = []
+    for step in range(steps):
+        arrivals = torch.tensor([0.3 if step == 0 else 0.0], dtype=torch.float64)
+        state = synapse.update(state, arrivals, dt)
+        values.append(synapse.current(state, torch.tensor([-65.0], dtype=torch.float64)))
+    return torch.cat(values)
+
+
+def test_exponential_current_decays_exactly():
+    current = run_synapse(sf.Exponential(tau=5.0))
+    expected = 0.3 * torch.exp(-torch.arange(400, dtype=torch.float64) * 0.1 / 5.0)
+    assert torch.allclose(current, expected, atol=1e-14)
+
+
+def test_conductance_synapse_current_follows_the_driving_force():
+    excitatory = run_synapse(sf.Exponential(tau=5.0, e_rev=0.0))
+    inhibitory = run_synapse(sf.Exponential(tau=10.0, e_rev=-80.0))
+    assert excitatory[0].item() == pytest.approx(0.3 * 65.0)
+    assert inhibitory[0].item() == pytest.approx(0.3 * -15.0)
+
+
+def test_dual_exponential_peaks_at_the_weight_at_the_analytic_time():
+    current = run_synapse(sf.DualExponential(tau_rise=1.0, tau_decay=5.0), steps=600, dt=0.01)
+    t_peak = 1.0 * 5.0 / (5.0 - 1.0) * math.log(5.0 / 1.0)
+    assert current.max().item() == pytest.approx(0.3, rel=1e-4)
+    assert int(current.argmax()) * 0.01 == pytest.approx(t_peak, abs=0.011)
+    with pytest.raises(ValueError, match="tau_rise != tau_decay"):
+        run_synapse(sf.DualExponential(tau_rise=2.0, tau_decay=2.0))
+
+
+def test_delta_synapse_lasts_one_step():
+    current = run_synapse(sf.Delta())
+    assert current[0].item() == 0.3 and torch.all(current[1:] == 0)
+
+
+def test_poisson_source_fires_at_its_rate_and_is_seedable():
+    source = sf.PoissonSource(rate=torch.tensor([5.0, 50.0]))
+    state = source.init_state(2)
+    torch.manual_seed(1)
+    _, rec = sf.simulate(source, state, duration=20_000.0, dt=1.0)
+    rates = rec["spikes"].sum(0) / 20.0
+    assert rates[0].item() == pytest.approx(5.0, rel=0.1) and rates[1].item() == pytest.approx(50.0, rel=0.05)
+    torch.manual_seed(1)
+    _, again = sf.simulate(source, state, duration=20_000.0, dt=1.0)
+    assert torch.equal(rec["spikes"], again["spikes"])
