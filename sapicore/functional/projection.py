@@ -6,11 +6,13 @@ plasticity traces) live in its :class:`ProjectionState`. Two representations wit
 
 * ``"dense"``: a ``(n_pre, n_post)`` weight matrix; spikes in transit are kept as a history of the
   source's spikes, and the input of a step is a matrix product (cost ~ n_pre * n_post per step).
-* ``"sparse"``: event-driven. Each step the (at most ``capacity``) spiking source neurons are picked
-  with a fixed-size ``topk``, their outgoing synapses are gathered from a padded table and added into
-  a ring buffer of future inputs at their delay (cost ~ capacity * max out-degree per step). If more
-  than ``capacity`` sources spike in one step, the excess is not delivered and the state's
-  ``overflow`` flag is raised; ``simulate`` warns about it after the run.
+* ``"sparse"``: event-driven. The spiking source neurons' outgoing synapses are gathered from a
+  padded table and added into a ring buffer of future inputs at their delay. Under ``torch.compile``,
+  ``vmap``, autograd or on a GPU the spiking sources are picked with a fixed-size ``topk`` of
+  ``capacity`` (cost ~ capacity * max out-degree per step, no host synchronisation); if more than
+  ``capacity`` sources spike in one step, the excess is not delivered and the state's ``overflow``
+  flag is raised, and ``simulate`` warns about it after the run. In a plain eager CPU run exactly the
+  spiking sources are taken (``nonzero``, one host synchronisation per step), which never overflows.
 
 Delays: a spike emitted in step n through a synapse of delay d ms reaches the synapse model at the
 start of step ``n + 1 + round(d / dt)`` (round half to even). So a delay of 0 acts in the next step,
@@ -121,8 +123,13 @@ class Projection:
             here = (torch.arange(length, device=slot.device) == slot)[:, None]
             pending = torch.where(here, spikes[None, :], state.pending)
             return replace(state, pending=pending, step=state.step + 1)
-        values, rows = torch.topk(spikes, self.capacity)
-        overflow = state.overflow | (spikes.sum() > self.capacity)
+        if _plain_eager(spikes):
+            # nothing traces this call: take exactly the spiking sources (one host sync, no overflow)
+            rows = torch.nonzero(spikes).reshape(-1)  # sync-ok: eager path only, see _plain_eager
+            values, overflow = spikes.index_select(0, rows), state.overflow
+        else:
+            values, rows = torch.topk(spikes, self.capacity)
+            overflow = state.overflow | (spikes.sum() > self.capacity)
         contributions = state.weights.index_select(0, rows) * values[:, None]
         delays = self.delays if isinstance(self.delays, int) else self.delays.index_select(0, rows)
         arrive = torch.remainder(state.step + 1 + delays, length)
@@ -140,6 +147,16 @@ class Projection:
             scale = self.normalize / layout.incoming_sum(weights).clamp(min=1e-12)
             weights = layout.keep(weights * layout.post(scale))
         return replace(state, weights=weights, plasticity=plasticity)
+
+
+def _plain_eager(spikes: torch.Tensor) -> bool:
+    """True when no compiler, vmap or autograd transform sees this call, so shapes may depend on data."""
+    return not (
+        torch.compiler.is_compiling()
+        or torch._C._are_functorch_transforms_active()
+        or (torch.is_grad_enabled() and spikes.requires_grad)
+        or spikes.device.type != "cpu"
+    )
 
 
 def _per_synapse(value: Any, count: int, name: str) -> torch.Tensor:

@@ -121,19 +121,33 @@ def pytree(cls: type | None = None, **attrs_options: Any) -> Any:
     return wrap if cls is None else wrap(cls)
 
 
+_FIELD_NAMES: dict[type, tuple[tuple[str, ...], frozenset]] = {}
+
+
+def _field_names(cls: type) -> tuple[tuple[str, ...], frozenset]:
+    if cls not in _FIELD_NAMES:
+        names = tuple(field.name for field in attrs.fields(cls))
+        _FIELD_NAMES[cls] = (names, frozenset(names))
+    return _FIELD_NAMES[cls]
+
+
 def replace(obj: Any, **changes: Any) -> Any:
     """A copy of the pytree ``obj`` with some fields changed; no validation, safe under compile.
 
     Raises ``TypeError`` for a field the class does not have.
     """
     cls = type(obj)
-    names = [field.name for field in attrs.fields(cls)]
-    unknown = sorted(set(changes) - set(names))
-    if unknown:
+    names, known = _field_names(cls)
+    if not known.issuperset(changes):
+        unknown = sorted(set(changes) - known)
         raise TypeError(
             f"{cls.__name__} has no field {', '.join(map(repr, unknown))}; its fields are: {', '.join(names)}"
         )
     new = object.__new__(cls)
+    if not torch.compiler.is_compiling():  # the quick way; the compiler traces the explicit one below
+        new.__dict__.update(obj.__dict__)
+        new.__dict__.update(changes)
+        return new
     if _CHILDREN in obj.__dict__:
         new.__dict__[_CHILDREN] = obj.__dict__[_CHILDREN]
     for name in names:

@@ -1,0 +1,162 @@
+"""COBA (Brette et al. 2007) in Sapicore, in a plain eager torch loop and in Brian2, in one run.
+
+Run:  python benchmarks/bench_coba.py [--neurons 4000] [--fast] [--brian-python PATH] [--device cuda]
+
+Brian2 is never a dependency of Sapicore: it runs in its own environment (numpy<2.4), made by
+``bash benchmarks/setup_brian2.sh`` and found through --brian-python or $SAPICORE_BRIAN_PYTHON;
+without it the Brian2 rows are skipped. Brian2's cython rows are timed on a second run, after its
+code cache is warm. Every row simulates the same network (same parameters, own random draws) for
+the same biological time; the table prints wall seconds per biological second, synaptic events per
+second, mean rate, ISI CV, and each time as a ratio to Brian2's runtime (cython) mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import sapicore.functional as sf
+from sapicore import analysis
+from sapicore.networks import coba, initial_state
+
+HERE = Path(__file__).resolve().parent
+
+
+def sapicore_run(net: sf.Network, state: sf.NetworkState, duration: float, dt: float, fast: bool, device: torch.device) -> dict:
+    compile_seconds = 0.0
+    with torch.no_grad():
+        if fast:
+            start = time.perf_counter()
+            sf.simulate(net, state, steps=20, dt=dt, fast=True, record=())
+            _sync(device)
+            compile_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        _, rec = sf.simulate(net, state, duration=duration, dt=dt, fast=fast)
+        _sync(device)
+        wall = time.perf_counter() - start
+    spikes = torch.cat([rec["exc.spikes"], rec["inh.spikes"]], dim=1).cpu()
+    return {"run_seconds": wall, "compile_seconds": compile_seconds, **_measures(spikes, dt)}
+
+
+def torch_loop_run(net: sf.Network, state: sf.NetworkState, duration: float, dt: float, device: torch.device) -> dict:
+    """The same network as a plain eager loop: one population, event-driven propagation via nonzero."""
+    n_exc, n_inh = net.populations["exc"].size, net.populations["inh"].size
+    n = n_exc + n_inh
+    rows = []  # per source neuron: padded targets, for excitatory and inhibitory sources
+    for source, offset, names in (("exc", 0, ("ee", "ei")), ("inh", n_exc, ("ie", "ii"))):
+        targets = [net.projections[name].targets[:-1] + (0 if net.projections[name].target == "exc" else n_exc) for name in names]
+        masks = [net.projections[name].mask[:-1] for name in names]
+        table = torch.cat([torch.where(m, t, n) for t, m in zip(targets, masks)], dim=1)
+        rows.append(table)
+    table = torch.cat([torch.nn.functional.pad(r, (0, max(x.shape[1] for x in rows) - r.shape[1]), value=n) for r in rows]).to(device)
+    v = torch.cat([state.populations["exc"].v, state.populations["inh"].v]).to(device)
+    ge, gi = torch.zeros(n + 1, device=device), torch.zeros(n + 1, device=device)
+    refractory = torch.zeros(n, device=device)
+    decay_e, decay_i = math.exp(-dt / 5.0), math.exp(-dt / 10.0)
+    steps = int(round(duration / dt))
+    record = torch.zeros(steps, n, dtype=torch.bool, device=device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for step in range(steps):
+            g_e, g_i = ge[:n], gi[:n]
+            g_total = 1.0 + g_e + g_i  # conductances relative to the leak; E_exc = 0 mV drops out
+            v_inf = (-60.0 - 80.0 * g_i + 20.0) / g_total
+            v_new = v_inf + (v - v_inf) * torch.exp(-dt / 20.0 * g_total)
+            v = torch.where(refractory > 0.5 * dt, -60.0, v_new)
+            fired = v > -50.0
+            v = torch.where(fired, -60.0, v)
+            refractory = torch.where(fired, 5.0, (refractory - dt).clamp(min=0.0))
+            record[step] = fired
+            ge *= decay_e
+            gi *= decay_i
+            index = torch.nonzero(fired).reshape(-1)
+            exc_index, inh_index = index[index < n_exc], index[index >= n_exc]
+            ge.index_add_(0, table[exc_index].reshape(-1), torch.full((exc_index.numel() * table.shape[1],), 0.6, device=device))
+            gi.index_add_(0, table[inh_index].reshape(-1), torch.full((inh_index.numel() * table.shape[1],), 6.7, device=device))
+    _sync(device)
+    wall = time.perf_counter() - start
+    return {"run_seconds": wall, "compile_seconds": 0.0, **_measures(record.cpu().float(), dt)}
+
+
+def brian_run(python: str, target: str, neurons: int, duration: float, dt: float, repeat: int) -> dict | None:
+    command = [python, str(HERE / "brian2_coba.py"), "--target", target, "--neurons", str(neurons), "--duration", str(duration), "--dt", str(dt)]
+    result = None
+    for _ in range(repeat):
+        done = subprocess.run(command, capture_output=True, text=True, cwd="/tmp")
+        if done.returncode != 0:
+            print(f"Brian2 {target} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+            return None
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"run_seconds": result["run_seconds"], "compile_seconds": result["run_with_build_seconds"] - result["run_seconds"],
+            "rate_hz": result["mean_rate_hz"], "isi_cv": result["isi_cv"], "spikes": result["spikes"]}
+
+
+def _measures(spikes: torch.Tensor, dt: float) -> dict:
+    return {"rate_hz": analysis.mean_rate(spikes, dt), "isi_cv": analysis.isi_cv(spikes, dt), "spikes": int(spikes.sum())}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--neurons", type=int, default=4000)
+    parser.add_argument("--duration", type=float, default=1000.0, help="biological time (ms)")
+    parser.add_argument("--dt", type=float, default=0.1)
+    parser.add_argument("--fast", action="store_true", help="also time simulate(fast=True) (compiles first)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--brian-python", default=os.environ.get("SAPICORE_BRIAN_PYTHON"))
+    parser.add_argument("--out", help="also write the table (markdown) here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    device = torch.device(args.device)
+    net = sf.to(coba(args.neurons, dt=args.dt), device=device)
+    state = initial_state(net, device=device)
+    synapses = sum(int(p.mask.sum()) for p in net.projections.values())
+
+    rows: dict[str, dict] = {}
+    if args.brian_python:
+        for target, repeat in (("cython", 2), ("cpp_standalone", 1), ("numpy", 1)):
+            result = brian_run(args.brian_python, target, args.neurons, args.duration, args.dt, repeat)
+            if result:
+                rows[f"Brian2 {target}"] = result
+    rows["plain torch loop (eager, event-driven)"] = torch_loop_run(net, state, args.duration, args.dt, device)
+    rows["Sapicore simulate (reference loop)"] = sapicore_run(net, state, args.duration, args.dt, False, device)
+    if args.fast:
+        rows["Sapicore simulate (fast=True)"] = sapicore_run(net, state, args.duration, args.dt, True, device)
+
+    seconds = args.duration / 1000.0
+    reference = rows.get("Brian2 cython", {}).get("run_seconds")
+    peer = rows["plain torch loop (eager, event-driven)"]["run_seconds"]
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU, 1 thread"
+    lines = [
+        f"COBA, {args.neurons} neurons, {synapses:,} synapses, dt = {args.dt} ms, {args.duration:.0f} ms biological time, {device_name}",
+        "",
+        "| simulator | wall s / bio s | compile or build s | synaptic events / s | rate (Hz) | ISI CV | time / Brian2 cython | time / torch loop |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        events = row["spikes"] * synapses / (args.neurons * row["run_seconds"])
+        ratio = f"{row['run_seconds'] / reference:.2f}" if reference else "n/a"
+        lines.append(
+            f"| {name} | {row['run_seconds'] / seconds:.3f} | {row['compile_seconds']:.1f} | {events:,.0f} | "
+            f"{row['rate_hz']:.1f} | {row['isi_cv']:.2f} | {ratio} | {row['run_seconds'] / peer:.2f} |"
+        )
+    print("\n".join(lines))
+    if args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
