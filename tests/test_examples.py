@@ -20,3 +20,28 @@ def test_lif_population_example_writes_figures_and_summary(tmp_path):
     assert summary["max_relative_deviation_of_isi_rate_from_analytic"] < 0.02
     rates = [lane["mean_rate_hz"] for lane in summary["sweep"]]
     assert rates[0] > rates[1] > rates[2] > 0  # shorter tau_mem, faster firing
+
+
+def run_brette(tmp_path, network):
+    out = tmp_path / network
+    subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "brette2007.py"), "--network", network, "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    assert (out / "raster.png").stat().st_size > 1000
+    return json.loads((out / "summary.json").read_text())
+
+
+def test_coba_settles_into_asynchronous_irregular_firing(tmp_path):
+    summary = run_brette(tmp_path, "coba")
+    for population in ("exc", "inh"):
+        assert 15.0 < summary["mean_rate_hz"][population] < 30.0  # Brian2: 22 Hz for this network
+        assert summary["isi_cv"][population] > 1.0  # irregular (Brian2: 1.6)
+
+
+def test_cuba_fires_like_brian2(tmp_path):
+    summary = run_brette(tmp_path, "cuba")
+    for population in ("exc", "inh"):
+        assert 4.0 < summary["mean_rate_hz"][population] < 8.0  # Brian2's CUBA example: 5.6 Hz
+        assert 0.3 < summary["isi_cv"][population] < 0.8  # Brian2: 0.52

@@ -23,7 +23,7 @@ class SourceState:
 class PoissonSource(NeuronModel):
     """Independent Poisson spike trains at ``rate`` Hz (a number or one rate per neuron).
 
-    In each step of ``dt`` ms a neuron spikes with probability ``rate * dt / 1000`` (clipped to 1).
+    In each step of ``dt`` ms a neuron spikes with probability ``rate * dt / 1000`` (at most 1).
     Its input, if any, is added to the rate (Hz), so a rate can also be driven per step. Randomness
     comes from torch's global generator: seed it with ``torch.manual_seed`` for a reproducible run;
     under ``sweep`` each lane draws its own spikes (``randomness="different"``).
@@ -41,7 +41,7 @@ class PoissonSource(NeuronModel):
         """Draw this step's spikes; ``input`` (Hz) is added to the rate."""
         dt = check_dt(dt)
         extra = check_input(input, state.spikes)
-        probability = torch.clamp((self.rate + extra) * (dt / 1000.0), 0.0, 1.0)
+        probability = (self.rate + extra) * (dt / 1000.0)  # above 1 always spikes, below 0 never
         spikes = (torch.rand_like(state.spikes) < probability).to(state.spikes.dtype)
         return replace(state, spikes=spikes), spikes
 
