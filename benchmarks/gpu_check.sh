@@ -13,3 +13,4 @@ python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" &
 python -m pytest -q -m "not slow" -k "cuda or device" tests 2>&1 | tail -n 30 | tee "$out/tests.txt"
 python benchmarks/bench_neurons.py --device "$device" --sizes 1000 100000 1000000 --lanes 1 16 256 1024 \
     --out "$out/bench_neurons.md" 2>&1 | tail -n 40 | tee "$out/bench_log.txt"
+python benchmarks/bench_coba.py --device "$device" --fast --out "$out/bench_coba.md" 2>&1 | tail -n 20 | tee "$out/bench_coba_log.txt"

@@ -215,3 +215,21 @@ def test_network_errors():
         sf.simulate(net, net.init_state(), steps=3, dt=0.2)
     with pytest.raises(ValueError, match="cannot record 'a.w'"):
         sf.simulate(net, net.init_state(), steps=3, dt=DT, record=("a.w",))
+
+
+def test_reward_modulated_stdp_turns_eligibility_into_weight_change_only_with_reward():
+    rule = sf.RewardSTDP(stdp=sf.STDP(a_plus=0.01, a_minus=0.0, tau_plus=20.0), tau_e=100.0, eta=2.0, w_min=-1.0, w_max=1.0)
+    proj = sf.projection("a", "b", C.one_to_one(1), 0.5, sf.Delta(), dt=DT, kind="dense", plasticity=rule)
+    state = proj.init_state(torch.zeros(1, dtype=torch.float64))
+    for step in range(201):
+        pre = torch.tensor([float(step == 100)], dtype=torch.float64)
+        post = torch.tensor([float(step == 150)], dtype=torch.float64)
+        reward = 3.0 if step == 200 else 0.0
+        before = state.weights.clone()
+        state = proj.learn(state, pre, post, DT, modulator=reward)
+        if step < 200:
+            assert torch.equal(state.weights, before)  # no reward, no change
+    eligibility = 0.01 * math.exp(-5.0 / 20.0) * math.exp(-5.0 / 100.0)
+    assert state.weights[0, 0].item() - 0.5 == pytest.approx(2.0 * DT * 3.0 * eligibility, abs=1e-12)
+    net = sf.Network(populations={"a": sf.Population(sf.LIF(), 1), "b": sf.Population(sf.LIF(), 1)}, projections={"p": proj})
+    sf.simulate(sf.to(net, dtype=torch.float32), net.init_state(), {"reward": torch.ones(5)}, dt=DT)  # a known input name
