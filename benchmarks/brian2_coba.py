@@ -43,7 +43,7 @@ def main() -> None:
     b.seed(args.seed)
     np.random.seed(args.seed)
     b.defaultclock.dt = args.dt * b.ms
-    ms, mV = b.ms, b.mV
+    ms = b.ms
     n_exc = int(round(0.8 * args.neurons))
     eqs = """
     dv/dt = (ge * (0*mV - v) + gi * (-80*mV - v) - (v + 60*mV) + 20*mV) / (20*ms) : volt (unless refractory)

@@ -1,7 +1,6 @@
 """Projections, delays, plasticity and networks."""
 
 import math
-import warnings
 
 import pytest
 import torch

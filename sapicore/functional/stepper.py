@@ -270,6 +270,29 @@ def run_chunks(
     return state, buffers
 
 
+def checked_arguments(
+    model: Any,
+    state: Any,
+    inputs: Any,
+    dt: Any,
+    steps: int | None,
+    duration: float | None,
+    record: Sequence[str] | str | None,
+    every: Any,
+    time_dim: int = 0,
+) -> tuple[float, int, tuple[str, ...]]:
+    """Check what ``simulate`` and ``sweep`` are given; return (dt, steps, record names)."""
+    dt = check_dt(dt)
+    _check_source(inputs)
+    validate(model)
+    check_consistent(model, state)
+    check_state(state)
+    steps = resolve_steps(inputs, steps, duration, dt, time_dim=time_dim)
+    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
+        raise ValueError(f"every must be a positive int, got {every!r}")
+    return dt, steps, _record_names(model, record)
+
+
 def simulate(
     model: Any,
     state: Any,
@@ -309,15 +332,7 @@ def simulate(
         ``(final_state, records)``: ``records[name]`` has shape ``(steps // every, *shape)`` and
         ``records["t"]`` holds the time (ms) at the end of each recorded step.
     """
-    dt = check_dt(dt)
-    _check_source(inputs)
-    validate(model)
-    check_consistent(model, state)
-    check_state(state)
-    steps = resolve_steps(inputs, steps, duration, dt)
-    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
-        raise ValueError(f"every must be a positive int, got {every!r}")
-    names = _record_names(model, record)
+    dt, steps, names = checked_arguments(model, state, inputs, dt, steps, duration, record, every)
     reference = next(leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
     model.step(state, first_input(inputs, reference), dt)  # raises a clear error for bad input
     final, records = run_chunks(

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 import attrs
 import torch
 
-from .neurons.base import NeuronModel, check_consistent, check_dt
+from .neurons.base import NeuronModel
 from .pytree import lane_count, stack, tree_leaves, tree_map, validate
-from .stepper import _check_source, _record_names, check_state, first_input, make_chunk, report_overflow, resolve_steps, run_chunks
+from .stepper import checked_arguments, first_input, make_chunk, report_overflow, run_chunks
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
@@ -106,13 +106,11 @@ def sweep(
         ``(final_states, records)`` with a leading lane axis: ``records[name]`` has shape
         ``(B, steps // every, *shape)``; ``records["t"]`` (ms) has shape ``(steps // every,)``.
     """
-    dt = check_dt(dt)
-    _check_source(inputs)
-    validate(lanes)
     n_lanes = lane_count(lanes)
     if state is None:
         if shape is None and isinstance(lanes, NeuronModel):
             raise ValueError("sweep needs a batched state or shape= to build each lane's initial state")
+        validate(lanes)
         state = init_lanes(lanes) if shape is None else init_lanes(lanes, shape)
     else:
         leaves = [leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor)]
@@ -121,17 +119,12 @@ def sweep(
                 f"state must carry a leading lane axis of size {n_lanes} (use init_lanes(lanes, shape) or "
                 "pass state=None with shape=)"
             )
-    check_consistent(lanes, state)
-    check_state(state)
     if lane_inputs and not isinstance(inputs, torch.Tensor):
         raise ValueError("lane_inputs=True needs an input tensor of shape (lanes, steps, *population_shape)")
     if lane_inputs and inputs.shape[0] != n_lanes:
         raise ValueError(f"lane inputs have {inputs.shape[0]} lanes along axis 0 but the sweep has {n_lanes}")
     time_dim = 1 if lane_inputs else 0
-    steps = resolve_steps(inputs, steps, duration, dt, time_dim=time_dim)
-    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
-        raise ValueError(f"every must be a positive int, got {every!r}")
-    names = _record_names(lanes, record)
+    dt, steps, names = checked_arguments(lanes, state, inputs, dt, steps, duration, record, every, time_dim)
 
     first_model, first_state = _lane(lanes, 0), _lane(state, 0)
     reference = next(leaf for leaf in tree_leaves(first_state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
