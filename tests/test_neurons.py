@@ -99,7 +99,7 @@ def test_hodgkin_huxley_methods_agree():
 
 
 def test_analog_unit_relaxes_exactly_and_clips():
-    model = sf.Analog(tau=10.0, activation="tanh", gain=2.0, clip_min=-0.5, clip_max=0.5)
+    model = sf.Analog(tau=10.0, nonlinearity="tanh", gain=2.0, clip_min=-0.5, clip_max=0.5)
     state = model.init_state(3, dtype=torch.float64)
     drive = torch.tensor([0.1, 1.0, -1.0], dtype=torch.float64)
     final, rec = sf.simulate(model, state, inputs=lambda t: drive, steps=50, dt=0.2, record=("x", "activation"))
@@ -114,7 +114,7 @@ def test_analog_unit_without_memory_is_the_seed_example_neuron():
     data = torch.tensor([-3.0, -1.0, 0.0, 1.5, 4.0])
     _, activation = model.step(state, data, 1.0)
     assert torch.equal(activation, torch.clip(data, -2, 2))
-    with pytest.raises(ValueError, match="unknown activation 'softplus'"):
-        sf.Analog(activation="softplus")
+    with pytest.raises(ValueError, match="unknown nonlinearity 'softplus'"):
+        sf.Analog(nonlinearity="softplus")
     with pytest.raises(ValueError, match="clip_min .* must not exceed clip_max"):
         sf.Analog(clip_min=1.0, clip_max=0.0)

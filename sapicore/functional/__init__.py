@@ -9,7 +9,7 @@ from . import connectivity
 from .connectivity import Connectivity
 from .integrators import METHODS, euler, exponential_euler, integrate, rk4
 from .neurons import (
-    ACTIVATIONS,
+    NONLINEARITIES,
     PRESETS,
     AdEx,
     AdExState,
@@ -52,7 +52,7 @@ __all__ = [
     "TripletSTDP",
     "connectivity",
     "projection",
-    "ACTIVATIONS",
+    "NONLINEARITIES",
     "METHODS",
     "PRESETS",
     "SURROGATES",

@@ -1,14 +1,14 @@
 """Neuron models: parameter pytrees with ``init_state`` and a pure ``step(state, input, dt)``."""
 
 from .adex import AdEx, AdExState
-from .analog import ACTIVATIONS, Analog, AnalogState
+from .analog import NONLINEARITIES, Analog, AnalogState
 from .base import NeuronModel
 from .hh import HodgkinHuxley, HodgkinHuxleyState
 from .izhikevich import PRESETS, Izhikevich, IzhikevichState
 from .lif import LIF, LIFState
 
 __all__ = [
-    "ACTIVATIONS",
+    "NONLINEARITIES",
     "AdEx",
     "AdExState",
     "Analog",

@@ -11,9 +11,9 @@ from ..integrators import integrate
 from ..pytree import check_positive, parameter, pytree, replace
 from .base import NeuronModel, broadcast_like, check_dt, check_input, method_field
 
-__all__ = ["Analog", "AnalogState", "ACTIVATIONS"]
+__all__ = ["Analog", "AnalogState", "NONLINEARITIES"]
 
-ACTIVATIONS = {
+NONLINEARITIES = {
     "identity": lambda x: x,
     "tanh": torch.tanh,
     "sigmoid": torch.sigmoid,
@@ -28,9 +28,9 @@ class AnalogState:
     x: torch.Tensor
 
 
-def _known_activation(instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if value not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {value!r}; choose one of: {', '.join(ACTIVATIONS)}")
+def _known_nonlinearity(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if value not in NONLINEARITIES:
+        raise ValueError(f"unknown nonlinearity {value!r}; choose one of: {', '.join(NONLINEARITIES)}")
 
 
 def _clip_order(instance: "Analog", attribute: attrs.Attribute, value: Any) -> None:
@@ -48,15 +48,15 @@ class Analog(NeuronModel):
         \tau \frac{dx}{dt} = -x + I, \qquad
         \mathrm{activation} = \mathrm{clip}(f(\mathrm{gain}\,x + \mathrm{bias}), \mathrm{clip\_min}, \mathrm{clip\_max})
 
-    With ``tau=None`` the unit has no memory: ``x = I`` in every step. ``f`` is one of 'identity',
-    'tanh', 'sigmoid', 'relu'; ``None`` clip bounds are open. The output, ``activation``, is sampled
+    With ``tau=None`` the unit has no memory: ``x = I`` in every step. ``f``, the ``nonlinearity``, is
+    one of 'identity', 'tanh', 'sigmoid', 'relu'; ``None`` clip bounds are open. The output, ``activation``, is sampled
     (not summed) when ``simulate`` records every k steps.
     """
 
     tau: Any = parameter(None, check=check_positive)
     gain: Any = parameter(1.0)
     bias: Any = parameter(0.0)
-    activation: str = attrs.field(default="identity", validator=_known_activation)
+    nonlinearity: str = attrs.field(default="identity", validator=_known_nonlinearity)
     clip_min: Any = parameter(None)
     clip_max: Any = parameter(None, check=_clip_order)
     method: str = method_field("exponential_euler")
@@ -70,7 +70,7 @@ class Analog(NeuronModel):
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
         """The activation of a unit whose integrated input is ``x``."""
-        y = ACTIVATIONS[self.activation](self.gain * x + self.bias)
+        y = NONLINEARITIES[self.nonlinearity](self.gain * x + self.bias)
         if self.clip_min is not None or self.clip_max is not None:
             y = torch.clamp(y, min=self.clip_min, max=self.clip_max)
         return y
