@@ -50,7 +50,7 @@ def _network(n: int, dt: float, kind: str, seed: int, fan_in: int | None, conduc
         w_exc, w_inh = 1.62 / 100.0, -9.0 / 100.0  # nA: mV over r_mem
         lif, drive = _lif(-49.0), None
     # the initial state puts ~16% of neurons above threshold at once: leave room for that burst
-    cap_exc, cap_inh = max(1, n_exc // 4), max(1, n_inh // 4)
+    cap_exc, cap_inh = min(n_exc, max(64, n_exc // 4)), min(n_inh, max(64, n_inh // 4))
     projections = {}
     for name, (src, n_src, dst, n_dst, syn, w, fan, cap) in {
         "ee": ("exc", n_exc, "exc", n_exc, exc_syn, w_exc, exc_in, cap_exc),
