@@ -45,3 +45,24 @@ def test_cuba_fires_like_brian2(tmp_path):
     for population in ("exc", "inh"):
         assert 4.0 < summary["mean_rate_hz"][population] < 8.0  # Brian2's CUBA example: 5.6 Hz
         assert 0.3 < summary["isi_cv"][population] < 0.8  # Brian2: 0.52
+
+
+def test_basic_network_example_configures_trains_logs_and_reads_back(tmp_path):
+    import tree_config
+
+    from sapicore.logging.nix import NixLogReader
+
+    script = [sys.executable, str(ROOT / "examples" / "basic_network.py"), "--out", str(tmp_path)]
+    first = subprocess.run(script, check=True, capture_output=True, text=True)
+    assert first.stdout.count("output spikes") == 5 and "mean weight" in first.stdout
+    assert list((tmp_path / "tensorboard").iterdir())
+    config = tree_config.read_config_from_file(tmp_path / "config.yaml")
+    config["epochs"] = 2
+    config["model"]["output"]["tau_mem"] = 15.0
+    tree_config.dump_config(tmp_path / "config.yaml", config)
+    second = subprocess.run(script, check=True, capture_output=True, text=True)
+    assert second.stdout.count("output spikes") == 2  # the edited configuration was applied
+    with NixLogReader(tmp_path / "log.nix") as reader:
+        epochs, weights = reader.get_experiment_property_data("training", ("synapses", "weights"))
+        assert epochs.tolist() == [0, 1] and weights[0].shape == (40, 10)
+        assert reader.get_config()["config_data"]["model"]["output"]["tau_mem"] == 15.0

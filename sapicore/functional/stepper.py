@@ -227,11 +227,14 @@ def run_chunks(
     record_axis: int,
     device: torch.device,
     dtype: torch.dtype,
+    sinks: Sequence[Any] = (),
+    keep: bool = True,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """Run ``steps`` steps in chunks built by ``build(n_steps)``.
 
     Chunks take their slice of an input tensor along ``input_axis``; their records are gathered into
-    buffers along ``record_axis`` (1 when a lane axis comes first).
+    buffers along ``record_axis`` (1 when a lane axis comes first) unless ``keep`` is False, and
+    handed chunk by chunk to each sink (``begin(dt, every)``, ``write(records)``, ``end()``).
     """
     if chunk is None:
         target = 20 if fast else 1000
@@ -248,24 +251,32 @@ def run_chunks(
     show = progress if progress is not None else (steps >= 100_000 and sys.stderr.isatty())
     bar = tqdm(total=steps, unit="step", disable=not show)
     done = written = 0
-    while done < steps:
-        n = min(chunk, steps - done)
-        run = full if n == chunk else build(n)
-        xs = None
-        if time_major:
-            xs = tree_map(lambda leaf: leaf.narrow(input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf, inputs)
-        t0 = torch.tensor(done * dt, dtype=dtype, device=device)
-        state, records = run(model, state, xs, t0)
-        for name, values in records.items():
-            if name not in buffers:
-                shape = list(values.shape)
-                shape[record_axis] = n_records
-                buffers[name] = torch.empty(shape, dtype=values.dtype, device=values.device)
-            buffers[name].narrow(record_axis, written, values.shape[record_axis]).copy_(values)
-        written += n // every
-        done += n
-        bar.update(n)
-    bar.close()
+    for sink in sinks:
+        sink.begin(dt, every)
+    try:
+        while done < steps:
+            n = min(chunk, steps - done)
+            run = full if n == chunk else build(n)
+            xs = None
+            if time_major:
+                xs = tree_map(lambda leaf: leaf.narrow(input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf, inputs)
+            t0 = torch.tensor(done * dt, dtype=dtype, device=device)
+            state, records = run(model, state, xs, t0)
+            for sink in sinks:
+                sink.write(records)
+            for name, values in records.items() if keep else ():
+                if name not in buffers:
+                    shape = list(values.shape)
+                    shape[record_axis] = n_records
+                    buffers[name] = torch.empty(shape, dtype=values.dtype, device=values.device)
+                buffers[name].narrow(record_axis, written, values.shape[record_axis]).copy_(values)
+            written += n // every
+            done += n
+            bar.update(n)
+    finally:
+        bar.close()
+        for sink in sinks:
+            sink.end()
     buffers["t"] = torch.arange(1, n_records + 1, dtype=dtype, device=device) * (every * dt)
     return state, buffers
 
@@ -306,6 +317,8 @@ def simulate(
     fast: bool | str = False,
     chunk: int | None = None,
     progress: bool | None = None,
+    sinks: Sequence[Any] = (),
+    keep: bool = True,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """Run ``model`` from ``state`` for a number of steps of ``dt`` ms; return the final state and records.
 
@@ -327,6 +340,9 @@ def simulate(
             compilation fails; or the name of a ``torch.compile`` backend.
         chunk: steps per chunk (a multiple of ``every``); default 1,000 for the loop, 20 when fast.
         progress: show a tqdm progress bar; default: for runs of 100,000 steps or more on a terminal.
+        sinks: objects that receive the records chunk by chunk, e.g.
+            ``sapicore.logging.nix.NixRecordSink`` or ``sapicore.logging.tensorboard.TensorBoardSink``.
+        keep: also return the records in memory (False keeps memory bounded on long runs).
 
     Returns:
         ``(final_state, records)``: ``records[name]`` has shape ``(steps // every, *shape)`` and
@@ -350,6 +366,8 @@ def simulate(
         record_axis=0,
         device=reference.device,
         dtype=reference.dtype,
+        sinks=sinks,
+        keep=keep,
     )
     report_overflow(model, final)
     return final, records

@@ -1,0 +1,252 @@
+"""NIX (HDF5) log files: properties logged with a counter, and simulation records streamed in chunks.
+
+:class:`NixLogWriter` creates a file with a ``config`` section (Sapicore version, time, git hash,
+configuration as YAML, metadata) and logs properties of an object tree, of any shape, each with a
+counter (:meth:`NixLogWriter.log`). :class:`NixLogReader` reads them back. :class:`NixRecordSink`
+takes the records of ``simulate`` chunk by chunk (``simulate(..., sinks=[sink])``): each recorded
+variable becomes a data array ``(time, *shape)`` with a sampled time axis in ms; the file is flushed
+every ``flush_every`` chunks, so a run that dies keeps every flushed chunk readable.
+"""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tree_config.yaml import yaml_dumps, yaml_loads
+
+__all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records"]
+
+
+def _nix() -> Any:
+    import nixio
+
+    return nixio
+
+
+def _open_for_reading(filename: str | Path) -> Any:
+    path = Path(filename)
+    if not path.exists():
+        raise FileNotFoundError(f"no NIX log at {path}")
+    nix = _nix()
+    try:
+        return nix.File.open(str(path), nix.FileMode.ReadOnly)
+    except Exception as err:  # h5py/nixio raise many types for damaged files
+        raise ValueError(
+            f"{path} is not a readable NIX file (truncated or corrupt: {type(err).__name__}); "
+            "a run that died before its first flush leaves such a file"
+        ) from err
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+class NixLogWriter:
+    """Write a NIX log file. Use as a context manager or call :meth:`create_file` / :meth:`close_file`.
+
+    Raises ``FileExistsError`` if ``filename`` exists, unless ``overwrite=True``.
+    """
+
+    def __init__(self, filename: str | Path, git_hash: str = "", metadata: dict | None = None, config_data: dict | None = None, overwrite: bool = False) -> None:
+        self.filename = Path(filename)
+        self.git_hash = git_hash
+        self.metadata = metadata or {}
+        self.config_data = config_data or {}
+        self.overwrite = overwrite
+        self.nix_file: Any = None
+
+    def __enter__(self) -> "NixLogWriter":
+        self.create_file()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close_file()
+
+    def create_file(self) -> None:
+        """Create the file and its ``config`` section."""
+        import sapicore
+
+        if self.filename.exists() and not self.overwrite:
+            raise FileExistsError(f"{self.filename} already exists; pass overwrite=True to replace it")
+        nix = _nix()
+        self.nix_file = nix.File.open(str(self.filename), nix.FileMode.Overwrite)
+        section = self.nix_file.create_section("config", "configuration")
+        section["sapicore_version"] = sapicore.__version__
+        section["current_utc_time"] = str(datetime.datetime.now(datetime.timezone.utc))
+        section["git_hash"] = self.git_hash
+        section["config_data"] = yaml_dumps(self.config_data)
+        metadata = section.create_section("metadata", "metadata")
+        for key, value in self.metadata.items():
+            metadata[key] = yaml_dumps(value)
+        self.nix_file.flush()
+
+    def close_file(self) -> None:
+        if self.nix_file is not None:
+            self.nix_file.close()
+            self.nix_file = None
+
+    def flush(self) -> None:
+        """Write everything so far to disk; a run killed later keeps it."""
+        self.nix_file.flush()
+
+    def create_block(self, name: str) -> None:
+        """Create the blocks that hold the logged properties of experiment ``name``."""
+        for suffix, kind in (("shape_len", "shape"), ("shape", "shape"), ("log", "data"), ("counter", "counter")):
+            self.nix_file.create_block(f"{name}_data_{suffix}", kind)
+
+    def get_property_arrays(self, name: str, loggable_properties: list) -> list:
+        """Data arrays for each selected property (from ``get_loggable_properties``) of ``name``."""
+        blocks = {suffix: self.nix_file.blocks[f"{name}_data_{suffix}"] for suffix in ("shape_len", "shape", "log", "counter")}
+        arrays = []
+        for names, obj, prop, selection in loggable_properties:
+            if not selection:
+                continue
+            value = getattr(obj, prop)
+            if isinstance(value, torch.Tensor):
+                dtype = _to_numpy(value).dtype
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                dtype = np.float64
+            else:
+                raise TypeError(f"cannot log {type(obj).__name__}.{prop}: a {type(value).__name__} is neither a tensor nor a number")
+            tag = ":".join(names)
+            if tag not in blocks["log"].data_arrays:
+                blocks["log"].create_data_array(tag, "data", dtype=dtype, data=np.zeros(0, dtype=dtype))
+                blocks["counter"].create_data_array(tag, "counter", dtype=np.int64, data=np.zeros(0, dtype=np.int64))
+                blocks["shape_len"].create_data_array(tag, "shape_len", dtype=np.int8, data=np.zeros(0, dtype=np.int8))
+                blocks["shape"].create_data_array(tag, "shape", dtype=np.int32, data=np.zeros(0, dtype=np.int32))
+            arrays.append((obj, prop, *(blocks[s].data_arrays[tag] for s in ("counter", "log", "shape_len", "shape"))))
+        return arrays
+
+    @staticmethod
+    def log(property_arrays: list, counter: int) -> None:
+        """Append the current value of every property with ``counter`` (a step or epoch number)."""
+        for obj, prop, counters, data, shape_len, shape in property_arrays:
+            value = _to_numpy(getattr(obj, prop))
+            counters.append(np.array([counter], dtype=np.int64))
+            shape_len.append(np.array([value.ndim], dtype=np.int8))
+            if value.ndim:
+                shape.append(np.array(value.shape, dtype=np.int32))
+            data.append(np.ravel(value).astype(data.dtype))
+
+
+class NixLogReader:
+    """Read a NIX log written by :class:`NixLogWriter` or :class:`NixRecordSink`.
+
+    A missing file raises ``FileNotFoundError``; a damaged one ``ValueError`` with a plain message.
+    """
+
+    def __init__(self, filename: str | Path) -> None:
+        self.filename = Path(filename)
+        self.nix_file: Any = None
+
+    def __enter__(self) -> "NixLogReader":
+        self.open_file()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close_file()
+
+    def open_file(self) -> None:
+        self.nix_file = _open_for_reading(self.filename)
+
+    def close_file(self) -> None:
+        if self.nix_file is not None:
+            self.nix_file.close()
+            self.nix_file = None
+
+    def get_config(self) -> dict:
+        """The configuration and metadata stored when the file was created."""
+        section = self.nix_file.sections["config"]
+        metadata = section.sections["metadata"]
+        return {
+            "sapicore_version": section["sapicore_version"],
+            "git_hash": section["git_hash"],
+            "config_data": yaml_loads(section["config_data"]),
+            "metadata": {prop.name: yaml_loads(metadata[prop.name]) for prop in metadata.props},
+        }
+
+    def get_experiment_names(self) -> list[str]:
+        """Names of the experiments whose properties were logged."""
+        return [block.name[: -len("_data_log")] for block in self.nix_file.blocks if block.name.endswith("_data_log")]
+
+    def get_experiment_property_paths(self, name: str) -> list[tuple[str, ...]]:
+        """The property paths logged in experiment ``name``."""
+        return [tuple(array.name.split(":")) for array in self.nix_file.blocks[f"{name}_data_log"].data_arrays]
+
+    def get_experiment_property_data(self, name: str, property_path: tuple[str, ...]) -> tuple[np.ndarray, list]:
+        """(counters, values): one value (array of its logged shape, or a number) per log call."""
+        tag = ":".join(property_path)
+        read = lambda suffix: np.asarray(self.nix_file.blocks[f"{name}_data_{suffix}"].data_arrays[tag][:])  # noqa: E731
+        counters, data, shape_len, shape = read("counter"), read("log"), read("shape_len"), read("shape")
+        values: list = []
+        data_at = shape_at = 0
+        for n in shape_len:
+            if n == 0:
+                values.append(data[data_at].item())
+                data_at += 1
+                continue
+            dims = tuple(int(d) for d in shape[shape_at : shape_at + n])
+            size = int(np.prod(dims))
+            values.append(data[data_at : data_at + size].reshape(dims))
+            shape_at += n
+            data_at += size
+        return counters, values
+
+
+class NixRecordSink:
+    """Stream the records of ``simulate`` into a NIX file (bounded memory, periodic flushes).
+
+    ``simulate(model, state, ..., sinks=[NixRecordSink("run.nix")], keep=False)`` writes each
+    recorded variable as a data array named after it in block ``block``, of shape
+    ``(records, *shape)``, with its time axis (ms) as a sampled dimension. Read them back with
+    :func:`read_records`.
+    """
+
+    def __init__(self, filename: str | Path, block: str = "records", flush_every: int = 1, overwrite: bool = False, metadata: dict | None = None, config_data: dict | None = None) -> None:
+        self.writer = NixLogWriter(filename, metadata=metadata, config_data=config_data, overwrite=overwrite)
+        self.block_name = block
+        self.flush_every = flush_every
+        self.arrays: dict[str, Any] = {}
+        self.chunks = 0
+
+    def begin(self, dt: float, every: int) -> None:
+        self.writer.create_file()
+        self.block = self.writer.nix_file.create_block(self.block_name, "records")
+        self.interval = dt * every
+
+    def write(self, records: dict[str, torch.Tensor]) -> None:
+        for name, values in records.items():
+            data = _to_numpy(values)
+            if name not in self.arrays:
+                array = self.block.create_data_array(name, "record", dtype=data.dtype, data=data)
+                array.append_sampled_dimension(self.interval, label="time", unit="ms", offset=self.interval)
+                for _ in range(data.ndim - 1):
+                    array.append_set_dimension()
+                self.arrays[name] = array
+            else:
+                self.arrays[name].append(data, axis=0)
+        self.chunks += 1
+        if self.chunks % self.flush_every == 0:
+            self.writer.flush()
+
+    def end(self) -> None:
+        self.writer.close_file()
+
+
+def read_records(filename: str | Path, block: str = "records") -> dict[str, np.ndarray]:
+    """The records a :class:`NixRecordSink` wrote, with ``"t"`` (ms) rebuilt from the time axis."""
+    with NixLogReader(filename) as reader:
+        if block not in reader.nix_file.blocks:
+            raise ValueError(f"{filename} has no block {block!r} of records")
+        records: dict[str, np.ndarray] = {}
+        for array in reader.nix_file.blocks[block].data_arrays:
+            records[array.name] = np.asarray(array[:])
+            time = array.dimensions[0]
+            records["t"] = time.offset + time.sampling_interval * np.arange(array.shape[0])
+        return records

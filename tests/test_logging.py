@@ -1,0 +1,155 @@
+"""Loggable declarations, NIX files (written, streamed, killed) and TensorBoard events."""
+
+import subprocess
+import sys
+import textwrap
+
+import nixio
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboardX import SummaryWriter
+
+import sapicore.functional as sf
+from sapicore.logging import (
+    Loggable,
+    dump_loggable,
+    get_loggable_properties,
+    load_save_get_loggable_properties,
+    log_tensor_board,
+    read_loggable_from_file,
+    read_loggable_from_object,
+    update_loggable_from_object,
+)
+from sapicore.logging.nix import NixLogReader, NixLogWriter, NixRecordSink, read_records
+from sapicore.logging.tensorboard import TensorBoardSink
+from sapicore.neuron.spiking import LIFNeuron
+
+
+class Box(Loggable):
+    _loggable_props_ = ("volume",)
+
+    def __init__(self):
+        self.volume = torch.arange(6.0).reshape(2, 3)
+
+
+class Room(Loggable):
+    _loggable_props_ = ("name_length",)
+    _loggable_children_ = {"the box": "box"}
+
+    def __init__(self):
+        self.name_length = 4
+        self.box = Box()
+
+
+def test_loggable_dicts_round_trip_through_yaml_and_flatten(tmp_path):
+    room = Room()
+    loggable = read_loggable_from_object(room, False)
+    assert loggable == {"the box": {"volume": False}, "name_length": False}
+    loggable["the box"]["volume"] = True
+    dump_loggable(tmp_path / "log.yaml", loggable)
+    assert read_loggable_from_file(tmp_path / "log.yaml") == loggable
+    flat = get_loggable_properties(room, loggable)
+    assert [(path, prop) for path, _, prop, _ in flat] == [(["the box", "volume"], "volume")]
+    assert update_loggable_from_object(room, {"name_length": True}, False) == {"the box": {"volume": False}, "name_length": True}
+    assert len(load_save_get_loggable_properties(room, tmp_path / "new.yaml", True)) == 2
+    with pytest.raises(ValueError, match="Room has no loggable property 'colour'"):
+        get_loggable_properties(room, {"colour": True})
+
+
+def test_missing_loggable_attribute_is_named():
+    class Broken(Loggable):
+        _loggable_props_ = ("missing",)
+
+    with pytest.raises(AttributeError, match="Broken lists loggable property 'missing'"):
+        read_loggable_from_object(Broken(), True)
+
+
+def test_nix_writer_and_reader_round_trip_tensors_scalars_and_config(tmp_path):
+    room = Room()
+    path = tmp_path / "log.nix"
+    flat = get_loggable_properties(room, read_loggable_from_object(room, True))
+    with NixLogWriter(path, git_hash="abc", metadata={"seed": 3}, config_data={"tau": 20.0}) as writer:
+        writer.create_block("train")
+        arrays = writer.get_property_arrays("train", flat)
+        for counter in range(3):
+            room.box.volume = room.box.volume + 1
+            room.name_length = counter
+            writer.log(arrays, counter)
+    with NixLogReader(path) as reader:
+        assert reader.get_experiment_names() == ["train"]
+        assert sorted(reader.get_experiment_property_paths("train")) == [("name_length",), ("the box", "volume")]
+        counters, values = reader.get_experiment_property_data("train", ("the box", "volume"))
+        assert counters.tolist() == [0, 1, 2]
+        assert np.array_equal(values[2], (torch.arange(6.0).reshape(2, 3) + 3).numpy())
+        assert reader.get_experiment_property_data("train", ("name_length",))[1] == [0.0, 1.0, 2.0]
+        assert reader.get_config()["metadata"] == {"seed": 3} and reader.get_config()["config_data"] == {"tau": 20.0}
+    with pytest.raises(FileExistsError, match="already exists; pass overwrite=True"):
+        NixLogWriter(path).create_file()
+
+
+def test_simulate_streams_records_into_nix_with_their_time_axis(tmp_path):
+    model = sf.LIF()
+    state = model.init_state(8)
+    inputs = 4.0 * torch.rand(1000, 8)
+    _, expected = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), every=5)
+    _, kept = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), every=5, chunk=100,
+                          sinks=[NixRecordSink(tmp_path / "run.nix", flush_every=2)], keep=False)
+    assert set(kept) == {"t"}
+    records = read_records(tmp_path / "run.nix")
+    assert records["v"].shape == (200, 8) and np.allclose(records["v"], expected["v"].numpy())
+    assert np.array_equal(records["spikes"], expected["spikes"].numpy())
+    assert np.allclose(records["t"], expected["t"].numpy())
+    with nixio.File.open(str(tmp_path / "run.nix"), nixio.FileMode.ReadOnly) as plain:  # plain nixio reads it too
+        array = plain.blocks["records"].data_arrays["v"]
+        assert array.shape == (200, 8) and array.dimensions[0].sampling_interval == pytest.approx(0.5)
+
+
+def test_a_killed_run_keeps_every_flushed_chunk(tmp_path):
+    path = tmp_path / "killed.nix"
+    script = textwrap.dedent(f"""
+        import os, signal, torch
+        import sapicore.functional as sf
+        from sapicore.logging.nix import NixRecordSink
+        def drive(t):
+            if float(t) >= 250.0:  # 2,500 steps in: die without any cleanup
+                os.kill(os.getpid(), signal.SIGKILL)
+            return 3.0
+        model = sf.LIF()
+        sf.simulate(model, model.init_state(4), drive, steps=10_000, dt=0.1, record=("v",), chunk=1000,
+                    sinks=[NixRecordSink({str(path)!r})], keep=False)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert done.returncode == -9
+    records = read_records(path)
+    assert records["v"].shape == (2000, 4)  # the two chunks written before the kill
+
+
+def test_corrupt_or_missing_nix_files_give_plain_errors(tmp_path):
+    broken = tmp_path / "broken.nix"
+    broken.write_bytes(b"not an hdf5 file at all")
+    with pytest.raises(ValueError, match="is not a readable NIX file"):
+        read_records(broken)
+    with pytest.raises(FileNotFoundError, match="no NIX log at"):
+        NixLogReader(tmp_path / "absent.nix").open_file()
+
+
+def test_tensorboard_events_are_read_back(tmp_path):
+    model = sf.LIF()
+    _, expected = sf.simulate(model, model.init_state(3), 4.0 * torch.rand(300, 3), dt=0.1, record=("v",), every=10,
+                              sinks=[TensorBoardSink(tmp_path / "tb")])
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    scalars = events.Scalars("v/mean")
+    assert [e.step for e in scalars] == list(range(30))
+    assert np.allclose([e.value for e in scalars], expected["v"].mean(1).numpy(), atol=1e-4)
+
+    neuron = LIFNeuron(shape=2)
+    writer = SummaryWriter(str(tmp_path / "props"))
+    flat = get_loggable_properties(neuron, {"v": True})
+    log_tensor_board(writer, flat, global_step=0)
+    writer.close()
+    events = EventAccumulator(str(tmp_path / "props"))
+    events.Reload()
+    assert sorted(events.Tags()["scalars"]) == ["v/0", "v/1"]
