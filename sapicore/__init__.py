@@ -4,3 +4,7 @@ The functional core lives in :mod:`sapicore.functional`.
 """
 
 __version__ = "0.1.0"
+
+from .config import register_yaml_support  # noqa: E402
+
+register_yaml_support()

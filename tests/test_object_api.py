@@ -87,7 +87,7 @@ def test_adapter_parameters_are_validated_configurable_properties():
     assert neuron.model.method == "rk4"
     with pytest.raises(ValueError, match="tau_mem must be > 0"):
         LIFNeuron().tau_mem = -3.0
-    with pytest.raises(TypeError, match="a parameter must be a number or a floating tensor, got str"):
+    with pytest.raises(TypeError, match="LIF.tau_mem must be a number or a floating tensor, got str 'fast'"):
         LIFNeuron().tau_mem = "fast"
     config = tree_config.read_config_from_object(LIFNeuron(tau_mem=12.0))
     assert config["tau_mem"] == 12.0 and config["dt"] == 0.1
@@ -178,3 +178,20 @@ def test_object_api_errors():
         FunctionalNeuron()
     with pytest.raises(ValueError, match="the source neuron is not in this network"):
         network.add_synapse(LIFNeuron(), "s", ProjectionSynapse(C.one_to_one(2), 0.1, sf.Delta()))
+
+
+def test_synapse_type_adapters_and_a_sweep_of_a_module_built_network():
+    from sapicore.synapse.projection import DualExponentialSynapse, ExponentialSynapse
+
+    syn = ExponentialSynapse(C.one_to_one(2), 0.5, tau=4.0, e_rev=0.0)
+    current = syn(torch.ones(2), torch.full((2,), -65.0))  # nothing has arrived yet
+    assert torch.all(current == 0)
+    current = syn(torch.zeros(2), torch.full((2,), -65.0))
+    assert torch.allclose(current, torch.full((2,), 0.5 * 65.0))
+    assert isinstance(DualExponentialSynapse(C.one_to_one(2), 0.5).projection.synapse, sf.DualExponential)
+
+    net, state = TwoPopulations().to_functional()
+    lanes = sf.stack([net, sf.replace(net, populations={**net.populations, "out": sf.Population(sf.LIF(v_thresh=-40.0), 10)})])
+    drive = 2.0 + 2.0 * torch.rand(300, 30)
+    _, rec = sf.sweep(lanes, sf.init_lanes(lanes), {"inp": drive}, dt=0.1, record="out.spikes")
+    assert rec["out.spikes"][0].sum() > rec["out.spikes"][1].sum()

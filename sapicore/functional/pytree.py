@@ -319,20 +319,26 @@ def unstack(tree: Any) -> list[Any]:
     return [tree_map(lambda leaf, i=i: leaf[i], tree) for i in range(lane_count(tree))]
 
 
-def float_or_tensor(value: Any) -> Any:
-    """attrs converter for a parameter: ints become floats, sequences and arrays become tensors."""
+def float_or_tensor(value: Any, instance: Any = None, field: Any = None) -> Any:
+    """attrs converter for a parameter: ints become floats, sequences and arrays become tensors.
+
+    Raises ``TypeError`` naming the class and field for anything else (a string, a bool, ...).
+    """
+    where = f"{type(instance).__name__}.{field.name}" if field is not None else "a parameter"
     if isinstance(value, bool):
-        raise TypeError(f"a parameter must be a number or a floating tensor, got the bool {value!r}")
+        raise TypeError(f"{where} must be a number or a floating tensor, got the bool {value!r}")
     if isinstance(value, numbers.Real):
         return float(value)
     if value is None:
         return None
     if isinstance(value, torch.Tensor):
         return value if value.is_floating_point() else value.to(torch.get_default_dtype())
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{where} must be a number or a floating tensor, got str {value!r}")
     try:
         return torch.as_tensor(value, dtype=torch.get_default_dtype())
     except (TypeError, ValueError, RuntimeError) as err:
-        raise TypeError(f"a parameter must be a number or a floating tensor, got {type(value).__name__}") from err
+        raise TypeError(f"{where} must be a number or a floating tensor, got {type(value).__name__}") from err
 
 
 def _values(value: Any) -> Any:
@@ -386,4 +392,8 @@ def _describe(value: Any) -> str:
 
 def parameter(default: Any, *, check: Callable = check_finite) -> Any:
     """An attrs field for a numeric model parameter with a validator (finite by default)."""
-    return attrs.field(default=default, converter=float_or_tensor, validator=check)
+    return attrs.field(
+        default=default,
+        converter=attrs.Converter(float_or_tensor, takes_self=True, takes_field=True),
+        validator=check,
+    )

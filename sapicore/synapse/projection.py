@@ -11,7 +11,7 @@ import sapicore.functional as sf
 from ..adapter import StateBuffers
 from . import SapicoreSynapse
 
-__all__ = ["ProjectionSynapse"]
+__all__ = ["ProjectionSynapse", "DeltaSynapse", "ExponentialSynapse", "DualExponentialSynapse"]
 
 
 class ProjectionSynapse(StateBuffers, SapicoreSynapse):
@@ -78,3 +78,24 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
         self.current = proj.synapse.current(synapse, v_post)
         self.state = proj.emit(sf.replace(state, synapse=synapse), pre_spikes)
         return self.current
+
+
+class DeltaSynapse(ProjectionSynapse):
+    """Instantaneous synapses (:class:`sapicore.functional.Delta`); ``e_rev`` makes them conductances."""
+
+    def __init__(self, connectivity: Any, weight: Any, e_rev: float | None = None, **options: Any) -> None:
+        super().__init__(connectivity, weight, sf.Delta(e_rev=e_rev), **options)
+
+
+class ExponentialSynapse(ProjectionSynapse):
+    """Exponential synapses (:class:`sapicore.functional.Exponential`), time constant ``tau`` (ms)."""
+
+    def __init__(self, connectivity: Any, weight: Any, tau: float = 5.0, e_rev: float | None = None, **options: Any) -> None:
+        super().__init__(connectivity, weight, sf.Exponential(tau=tau, e_rev=e_rev), **options)
+
+
+class DualExponentialSynapse(ProjectionSynapse):
+    """Dual-exponential synapses (:class:`sapicore.functional.DualExponential`), rise and decay in ms."""
+
+    def __init__(self, connectivity: Any, weight: Any, tau_rise: float = 1.0, tau_decay: float = 5.0, e_rev: float | None = None, **options: Any) -> None:
+        super().__init__(connectivity, weight, sf.DualExponential(tau_rise=tau_rise, tau_decay=tau_decay, e_rev=e_rev), **options)
