@@ -8,8 +8,9 @@ plasticity traces) live in its :class:`ProjectionState`. Two representations wit
   source's spikes, and the input of a step is a matrix product (cost ~ n_pre * n_post per step).
 * ``"sparse"``: event-driven. The spiking source neurons' outgoing synapses are gathered from a
   padded table and added into a ring buffer of future inputs at their delay. Under ``torch.compile``,
-  ``vmap``, autograd or on a GPU the spiking sources are picked with a fixed-size ``topk`` of
-  ``capacity`` (cost ~ capacity * max out-degree per step, no host synchronisation); if more than
+  ``vmap``, autograd or on a GPU at most ``capacity`` spiking sources are picked with fixed shapes
+  (``nonzero_static``; ``topk`` under vmap), at a cost ~ capacity * max out-degree per step and
+  without host synchronisation; if more than
   ``capacity`` sources spike in one step, the excess is not delivered and the state's ``overflow``
   flag is raised, and ``simulate`` warns about it after the run. In a plain eager CPU run exactly the
   spiking sources are taken (``nonzero``, one host synchronisation per step), which never overflows.
@@ -105,9 +106,9 @@ class Projection:
         length = self.max_delay + 1
         slot = torch.remainder(state.step, length)
         if self.kind == "sparse":
-            row = state.pending.index_select(0, slot.reshape(1))[0]
-            cleared = state.pending * (torch.arange(length, device=slot.device) != slot).to(state.pending.dtype)[:, None]
-            return replace(state, pending=cleared), row[: self.n_post]
+            index = slot.reshape(1)
+            row = state.pending.index_select(0, index)[0]
+            return replace(state, pending=state.pending.index_fill(0, index, 0.0)), row[: self.n_post]
         if isinstance(self.delays, int):
             spikes = state.pending.index_select(0, slot.reshape(1))[0]
             return state, spikes @ state.weights
@@ -128,7 +129,11 @@ class Projection:
             rows = torch.nonzero(spikes).reshape(-1)  # sync-ok: eager path only, see _plain_eager
             values, overflow = spikes.index_select(0, rows), state.overflow
         else:
-            values, rows = torch.topk(spikes, self.capacity)
+            if torch._C._are_functorch_transforms_active():  # vmap has a batching rule for topk only
+                values, rows = torch.topk(spikes, self.capacity)
+            else:  # a linear scan; unused slots point at the padding row n_pre
+                rows = torch.nonzero_static(spikes, size=self.capacity, fill_value=self.n_pre).reshape(-1)
+                values = torch.cat([spikes, spikes.new_zeros(1)]).index_select(0, rows)
             overflow = state.overflow | (spikes.sum() > self.capacity)
         contributions = state.weights.index_select(0, rows) * values[:, None]
         delays = self.delays if isinstance(self.delays, int) else self.delays.index_select(0, rows)
