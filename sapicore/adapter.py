@@ -46,8 +46,34 @@ class StateBuffers:
         spec, names = self.__dict__["_tree_specs"][prefix]
         return _pytree.tree_unflatten([self._buffers[name] for name in names], spec)
 
+    functional_class: ClassVar[type | None] = None
+
+    def _init_functional(self, given: Any, parameters: dict[str, Any], what: str) -> None:
+        """Keep ``given`` (or ``functional_class(**parameters)``); its fields become attributes."""
+        if given is None:
+            if self.functional_class is None:
+                raise TypeError(f"{type(self).__name__} needs {what}= (a functional object)")
+            given = self.functional_class(**parameters)
+        elif parameters:
+            raise TypeError(f"give either {what}= or parameters, not both")
+        if self.functional_class is not None and not isinstance(given, self.functional_class):
+            raise TypeError(f"{type(self).__name__} wraps {self.functional_class.__name__}, got {type(given).__name__}")
+        self._set_functional(given)
+        object.__setattr__(self, "_field_names", frozenset(field.name for field in attrs.fields(type(given))))
+
     def _set_functional(self, value: Any) -> None:
         object.__setattr__(self, "_functional", tree_map(lambda t: t.to(self.device) if isinstance(t, torch.Tensor) else t, value))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.__dict__.get("_field_names", ()):
+            return getattr(self.__dict__["_functional"], name)
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self.__dict__.get("_field_names", ()):
+            self._set_functional(attrs.evolve(self._functional, **{name: value}))  # converted and validated
+            return
+        super().__setattr__(name, value)
 
     def _apply(self, fn: Any, recurse: bool = True) -> Any:
         super()._apply(fn, recurse)
@@ -68,7 +94,6 @@ class FunctionalNeuron(StateBuffers, SapicoreNeuron):
     ``state__<variable>``.
     """
 
-    functional_class: ClassVar[type | None] = None
     _config_props_ = ("dt",)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -81,17 +106,8 @@ class FunctionalNeuron(StateBuffers, SapicoreNeuron):
 
     def __init__(self, shape: int | Sequence[int] = 1, dt: float = 0.1, model: Any = None, **parameters: Any) -> None:
         super().__init__()
-        if model is None:
-            if self.functional_class is None:
-                raise TypeError(f"{type(self).__name__} needs model= (a functional neuron model)")
-            model = self.functional_class(**parameters)
-        elif parameters:
-            raise TypeError("give either model= or parameters, not both")
-        if self.functional_class is not None and not isinstance(model, self.functional_class):
-            raise TypeError(f"{type(self).__name__} wraps {self.functional_class.__name__}, got {type(model).__name__}")
-        self._set_functional(model)
-        object.__setattr__(self, "_parameter_names", frozenset(field.name for field in attrs.fields(type(model))))
-        object.__setattr__(self, "_state_names", frozenset(field.name for field in attrs.fields(model.state_class)))
+        self._init_functional(model, parameters, "model")
+        object.__setattr__(self, "_state_names", frozenset(field.name for field in attrs.fields(self.model.state_class)))
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
         self.dt = dt
         self.output = None
@@ -131,19 +147,10 @@ class FunctionalNeuron(StateBuffers, SapicoreNeuron):
         return output
 
     def __getattr__(self, name: str) -> Any:
-        model = self.__dict__.get("_functional")
-        if model is not None:
-            if name in self.__dict__["_parameter_names"]:
-                return getattr(model, name)
-            if name in self.__dict__["_state_names"]:
-                return self._buffers[f"state__{name}"]
+        if name in self.__dict__.get("_state_names", ()):
+            return self._buffers[f"state__{name}"]
         return super().__getattr__(name)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in self.__dict__.get("_parameter_names", ()):
-            self._set_functional(attrs.evolve(self.model, **{name: value}))  # validated
-            return
-        super().__setattr__(name, value)
 
 def wrap(model: Any, shape: int | Sequence[int] = 1, dt: float = 0.1) -> FunctionalNeuron:
     """A module around any functional neuron model (the matching adapter class when there is one)."""

@@ -122,7 +122,7 @@ def _sample_rows(counts: torch.Tensor, n_choices: int, exclude_diagonal: bool, g
     # rows that need many choices are drawn by shuffling; sparse rows by rejection sampling
     dense = counts * 4 > available
     for is_dense in (True, False):
-        row_ids = torch.nonzero(dense if is_dense else ~dense).reshape(-1)
+        row_ids = torch.nonzero(dense if is_dense else ~dense).reshape(-1)  # sync-ok: build time
         block = max(1, int(4_000_000 // max(n_choices if is_dense else 1, 1)))
         for start in range(0, row_ids.numel(), block):
             ids = row_ids[start : start + block]

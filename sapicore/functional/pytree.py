@@ -386,7 +386,7 @@ def check_non_negative(instance: Any, attribute: attrs.Attribute, value: Any) ->
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         bad = value.detach().flatten()
-        return f"a tensor of shape {tuple(value.shape)} (first values {bad[:4].tolist()})"
+        return f"a tensor of shape {tuple(value.shape)} (first values {bad[:4].tolist()})"  # sync-ok: error message
     return repr(value) if not (isinstance(value, float) and math.isnan(value)) else "nan"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import attrs
 
@@ -23,8 +23,6 @@ class PlasticityLearning(StateBuffers, SapicoreLearning):
     ``initialize_state``. Rule parameters are configurable properties.
     """
 
-    functional_class: ClassVar[type | None] = None
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get("functional_class") is not None:
@@ -32,13 +30,7 @@ class PlasticityLearning(StateBuffers, SapicoreLearning):
 
     def __init__(self, rule: Any = None, dt: float = 0.1, **parameters: Any) -> None:
         super().__init__()
-        if rule is None:
-            if self.functional_class is None:
-                raise TypeError(f"{type(self).__name__} needs rule= (a functional plasticity rule)")
-            rule = self.functional_class(**parameters)
-        elif parameters:
-            raise TypeError("give either rule= or parameters, not both")
-        self._set_functional(rule)
+        self._init_functional(rule, parameters, "rule")
         self.dt = dt
         self.__dict__["_has_state"] = False
 
@@ -62,20 +54,6 @@ class PlasticityLearning(StateBuffers, SapicoreLearning):
         traces, weights = self.rule.update(traces, pre_neuron.output, post_neuron.output, state.weights, self.dt, proj.layout(), modulator)
         self._store_tree("rule", traces)
         synapse.state = sf.replace(state, weights=weights)
-
-    def __getattr__(self, name: str) -> Any:
-        rule = self.__dict__.get("_functional")
-        if rule is not None and name in {f.name for f in attrs.fields(type(rule))}:
-            return getattr(rule, name)
-        return super().__getattr__(name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        rule = self.__dict__.get("_functional")
-        if rule is not None and name in {f.name for f in attrs.fields(type(rule))}:
-            self._set_functional(attrs.evolve(rule, **{name: value}))
-            return
-        super().__setattr__(name, value)
-
 
 class STDPLearning(PlasticityLearning):
     """Pair-based STDP (:class:`sapicore.functional.STDP`)."""
