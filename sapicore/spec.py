@@ -1,0 +1,315 @@
+"""Network specifications in YAML: populations, projections, inputs, simulation and outputs.
+
+A spec is checked as it is read: an unknown key, a missing field or a value of the wrong type raises
+:class:`SpecError` naming the file, the key path and what was expected. Example (``sapicore run
+coba`` runs the shipped ``specs/coba.yaml``)::
+
+    simulation: {dt: 0.1, duration: 1000.0, seed: 1, record: [exc.spikes], every: 1}
+    populations:
+      exc:
+        model: LIF
+        size: 3200
+        parameters: {tau_mem: 20.0, v_rest: -60.0, r_mem: 100.0, t_ref: 5.0}
+        initial: {v: {distribution: normal, mean: -55.0, std: 5.0}}
+    projections:
+      ee:
+        source: exc
+        target: exc
+        connectivity: {rule: fixed_probability, p: 0.02, seed: 1}
+        synapse: {model: Exponential, tau: 5.0, e_rev: 0.0}
+        weight: 0.006
+    drive: {exc: 0.2}
+    outputs: {nix: true, raster: true, tensorboard: false}
+
+A parameter, an initial value or a weight may be a number or a distribution drawn per neuron (or per
+synapse) with the spec's seed: ``{distribution: normal, mean: m, std: s}``,
+``{distribution: uniform, low: a, high: b}`` or ``{distribution: lognormal, mean: m, std: s}`` (of
+the underlying normal).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from tree_config.yaml import yaml_loads
+
+import sapicore.functional as sf
+from sapicore.functional import connectivity as conn
+
+__all__ = ["SpecError", "Spec", "load_spec", "parse_spec", "initial_state", "SHIPPED"]
+
+SHIPPED = Path(__file__).resolve().parent / "specs"
+
+MODELS = {
+    "LIF": sf.LIF,
+    "AdEx": sf.AdEx,
+    "Izhikevich": sf.Izhikevich,
+    "HodgkinHuxley": sf.HodgkinHuxley,
+    "Analog": sf.Analog,
+    "PoissonSource": sf.PoissonSource,
+    "SpikeInput": sf.SpikeInput,
+}
+SYNAPSES = {"Delta": sf.Delta, "Exponential": sf.Exponential, "DualExponential": sf.DualExponential}
+RULES = {"STDP": sf.STDP, "TripletSTDP": sf.TripletSTDP, "Hebbian": sf.Hebbian, "Oja": sf.Oja}
+CONNECTIVITY = {
+    "all_to_all": (conn.all_to_all, ("allow_self",)),
+    "one_to_one": (conn.one_to_one, ()),
+    "fixed_probability": (conn.fixed_probability, ("p", "seed", "allow_self")),
+    "fixed_in_degree": (conn.fixed_in_degree, ("k", "seed", "allow_self")),
+    "fixed_out_degree": (conn.fixed_out_degree, ("k", "seed", "allow_self")),
+}
+DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high"), "lognormal": ("mean", "std")}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class SpecError(ValueError):
+    """A mistake in a spec file: ``file: key.path: what is wrong``."""
+
+
+@attrs.frozen
+class Simulation:
+    """dt and duration (ms), device, dtype, seed, recorded names, recording interval, fast path."""
+
+    dt: float
+    duration: float
+    device: str = "cpu"
+    dtype: str = "float32"
+    seed: int = 0
+    record: tuple[str, ...] = ()
+    every: int = 1
+    fast: bool = False
+
+
+@attrs.frozen
+class Outputs:
+    """Which files ``sapicore run`` writes: the NIX log of the records, a raster plot, TensorBoard."""
+
+    nix: bool = True
+    raster: bool = True
+    tensorboard: bool = False
+
+
+@attrs.frozen(eq=False)
+class Spec:
+    """A parsed spec: the network, how to initialise it, how to run it and what to write."""
+
+    source: Path
+    network: sf.Network
+    initial: dict
+    simulation: Simulation
+    outputs: Outputs
+
+
+class _Reader:
+    """Type checks that name the file and the key path of each value."""
+
+    def __init__(self, source: Path, generator: torch.Generator) -> None:
+        self.source, self.generator = source, generator
+
+    def fail(self, path: str, message: str) -> SpecError:
+        return SpecError(f"{self.source}: {path or '(top level)'}: {message}")
+
+    def mapping(self, value: Any, path: str, required: tuple = (), optional: Any = (), named: bool = False) -> dict:
+        """A mapping with the given keys, or (``named``) one whose keys are names of the user's choice."""
+        if not isinstance(value, dict):
+            raise self.fail(path, f"expected a mapping, got {type(value).__name__} {value!r}")
+        if named:
+            for key in value:
+                if not isinstance(key, str) or not key or "." in key:
+                    raise self.fail(path, f"names must be non-empty strings without '.', got {key!r}")
+            return value
+        unknown = sorted(set(value) - set(required) - set(optional))
+        if unknown:
+            allowed = ", ".join(list(required) + list(optional))
+            raise self.fail(f"{path}.{unknown[0]}" if path else str(unknown[0]), f"unknown key; expected one of: {allowed}")
+        missing = [key for key in required if key not in value]
+        if missing:
+            raise self.fail(path, f"missing required key {missing[0]!r}")
+        return value
+
+    def number(self, value: Any, path: str, positive: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise self.fail(path, f"expected a finite number, got {value!r}")
+        if positive and value <= 0:
+            raise self.fail(path, f"expected a number > 0, got {value!r}")
+        return float(value)
+
+    def integer(self, value: Any, path: str, minimum: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(path, f"expected an integer >= {minimum}, got {value!r}")
+        return value
+
+    def choice(self, value: Any, path: str, choices: Any) -> str:
+        if value not in choices:
+            raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {value!r}")
+        return value
+
+    def value(self, value: Any, path: str, count: int) -> Any:
+        """A number, or ``count`` draws from a distribution mapping."""
+        if not isinstance(value, dict):
+            return self.number(value, path)
+        kind = self.choice(value.get("distribution"), f"{path}.distribution", DISTRIBUTIONS)
+        first, second = DISTRIBUTIONS[kind]
+        self.mapping(value, path, required=("distribution", first, second))
+        a, b = self.number(value[first], f"{path}.{first}"), self.number(value[second], f"{path}.{second}")
+        if kind == "uniform":
+            if b < a:
+                raise self.fail(path, f"high ({b}) must not be below low ({a})")
+            return a + (b - a) * torch.rand(count, generator=self.generator, dtype=torch.float64)
+        if b < 0:
+            raise self.fail(f"{path}.std", f"expected a number >= 0, got {b}")
+        draws = a + b * torch.randn(count, generator=self.generator, dtype=torch.float64)
+        return torch.exp(draws) if kind == "lognormal" else draws
+
+
+def _build(factory: Any, arguments: dict, reader: _Reader, path: str) -> Any:
+    try:
+        return factory(**arguments)
+    except TypeError as err:
+        raise reader.fail(path, str(err)) from None
+    except ValueError as err:
+        raise reader.fail(path, str(err)) from None
+
+
+def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
+    """Check and build a spec from already-loaded YAML data."""
+    source = Path(source)
+    generator = torch.Generator()
+    reader = _Reader(source, generator)
+    top = reader.mapping(data, "", required=("simulation", "populations"), optional=("projections", "drive", "outputs"))
+
+    sim = reader.mapping(top["simulation"], "simulation", required=("dt", "duration"), optional=("device", "dtype", "seed", "record", "every", "fast"))
+    seed = reader.integer(sim.get("seed", 0), "simulation.seed")
+    generator.manual_seed(seed)
+    record = sim.get("record", [])
+    if not isinstance(record, list) or not all(isinstance(name, str) for name in record):
+        raise reader.fail("simulation.record", f"expected a list of names such as exc.spikes, got {record!r}")
+    simulation = Simulation(
+        dt=reader.number(sim["dt"], "simulation.dt", positive=True),
+        duration=reader.number(sim["duration"], "simulation.duration", positive=True),
+        device=str(sim.get("device", "cpu")),
+        dtype=reader.choice(sim.get("dtype", "float32"), "simulation.dtype", DTYPES),
+        seed=seed,
+        record=tuple(record),
+        every=reader.integer(sim.get("every", 1), "simulation.every", minimum=1),
+        fast=reader.boolean(sim.get("fast", False), "simulation.fast"),
+    )
+
+    populations, initial = {}, {}
+    pops = reader.mapping(top["populations"], "populations", named=True)
+    if not pops:
+        raise reader.fail("populations", "expected at least one population")
+    for name, entry in pops.items():
+        path = f"populations.{name}"
+        entry = reader.mapping(entry, path, required=("model", "size"), optional=("parameters", "preset", "initial"))
+        model_cls = MODELS[reader.choice(entry["model"], f"{path}.model", MODELS)]
+        size = reader.integer(entry["size"], f"{path}.size", minimum=1)
+        parameters = reader.mapping(entry.get("parameters", {}), f"{path}.parameters", optional=[f.name for f in attrs.fields(model_cls)])
+        values = {key: reader.value(value, f"{path}.parameters.{key}", size) if not isinstance(value, str) and value is not None else value for key, value in parameters.items()}
+        if "preset" in entry:
+            if model_cls is not sf.Izhikevich:
+                raise reader.fail(f"{path}.preset", "only the Izhikevich model has presets")
+            model = _build(lambda **v: sf.Izhikevich.preset(entry["preset"], **v), values, reader, f"{path}.preset")
+        else:
+            model = _build(model_cls, values, reader, f"{path}.parameters")
+        populations[name] = sf.Population(model, size)
+        state_fields = [f.name for f in attrs.fields(model_cls.state_class)]
+        init = reader.mapping(entry.get("initial", {}), f"{path}.initial", optional=state_fields)
+        initial[name] = {key: reader.value(value, f"{path}.initial.{key}", size) for key, value in init.items()}
+
+    projections = {}
+    for name, entry in reader.mapping(top.get("projections", {}), "projections", named=True).items():
+        path = f"projections.{name}"
+        entry = reader.mapping(
+            entry, path, required=("source", "target", "connectivity", "synapse", "weight"),
+            optional=("delay", "representation", "capacity", "plasticity", "normalize"),
+        )
+        pre = reader.choice(entry["source"], f"{path}.source", populations)
+        post = reader.choice(entry["target"], f"{path}.target", populations)
+        n_pre, n_post = populations[pre].size, populations[post].size
+        spec_conn = entry["connectivity"]
+        rule = reader.choice(spec_conn.get("rule") if isinstance(spec_conn, dict) else None, f"{path}.connectivity.rule", CONNECTIVITY)
+        builder, options = CONNECTIVITY[rule]
+        spec_conn = reader.mapping(spec_conn, f"{path}.connectivity", required=("rule",), optional=tuple(options))
+        arguments = {key: value for key, value in spec_conn.items() if key != "rule"}
+        sizes = {"n": n_pre} if rule == "one_to_one" else {"n_pre": n_pre, "n_post": n_post}
+        if rule == "one_to_one" and n_pre != n_post:
+            raise reader.fail(f"{path}.connectivity", f"one_to_one needs equal sizes, got {n_pre} -> {n_post}")
+        connectivity = _build(builder, {**sizes, **arguments}, reader, f"{path}.connectivity")
+        syn = reader.mapping(entry["synapse"], f"{path}.synapse", required=("model",), optional=("tau", "tau_rise", "tau_decay", "e_rev"))
+        syn_cls = SYNAPSES[reader.choice(syn["model"], f"{path}.synapse.model", SYNAPSES)]
+        synapse = _build(syn_cls, {k: v for k, v in syn.items() if k != "model"}, reader, f"{path}.synapse")
+        plasticity = None
+        if "plasticity" in entry:
+            plastic = entry["plasticity"]
+            rule_name = reader.choice(plastic.get("rule") if isinstance(plastic, dict) else None, f"{path}.plasticity.rule", RULES)
+            rule_cls = RULES[rule_name]
+            plastic = reader.mapping(plastic, f"{path}.plasticity", required=("rule",), optional=[f.name for f in attrs.fields(rule_cls)])
+            plasticity = _build(rule_cls, {k: v for k, v in plastic.items() if k != "rule"}, reader, f"{path}.plasticity")
+        count = len(connectivity)
+        options = {
+            "dt": simulation.dt,
+            "delay": reader.value(entry.get("delay", 0.0), f"{path}.delay", count),
+            "kind": reader.choice(entry.get("representation", "sparse"), f"{path}.representation", ("sparse", "dense")),
+            "plasticity": plasticity,
+        }
+        if "capacity" in entry:
+            options["capacity"] = reader.integer(entry["capacity"], f"{path}.capacity", minimum=1)
+        if "normalize" in entry:
+            options["normalize"] = reader.number(entry["normalize"], f"{path}.normalize", positive=True)
+        weight = reader.value(entry["weight"], f"{path}.weight", count)
+        projections[name] = _build(lambda **kw: sf.projection(pre, post, connectivity, weight, synapse, **kw), options, reader, path)
+
+    drive = {}
+    for name, value in reader.mapping(top.get("drive", {}), "drive", optional=tuple(populations)).items():
+        drive[name] = reader.value(value, f"drive.{name}", populations[name].size)
+    outputs_spec = reader.mapping(top.get("outputs", {}), "outputs", optional=("nix", "raster", "tensorboard"))
+    outputs = Outputs(**{key: reader.boolean(value, f"outputs.{key}") for key, value in outputs_spec.items()})
+
+    network = _build(sf.Network, {"populations": populations, "projections": projections, "drive": drive}, reader, "projections")
+    dtype = DTYPES[simulation.dtype]
+    network = sf.to(network, dtype=dtype)
+    known = set(network.record_names())
+    for index, name in enumerate(simulation.record):
+        if name not in known:
+            raise reader.fail(f"simulation.record[{index}]", f"unknown record {name!r}; this network offers: {', '.join(sorted(known))}")
+    return Spec(source=source, network=network, initial=initial, simulation=simulation, outputs=outputs)
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and check a spec file; a shipped spec can be named without its path (``coba``)."""
+    path = Path(path)
+    if not path.is_file() and (SHIPPED / f"{path.name}.yaml").exists():
+        path = SHIPPED / f"{path.name}.yaml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
+        raise SpecError(f"{path}: no such spec file (shipped specs: {shipped})")
+    try:
+        data = yaml_loads(path.read_text())
+    except Exception as err:  # ruamel's parser errors carry line and column
+        raise SpecError(f"{path}: not valid YAML: {err}") from None
+    return parse_spec(data, path)
+
+
+def initial_state(spec: Spec) -> sf.NetworkState:
+    """The network's resting state with the spec's initial values applied."""
+    dtype = DTYPES[spec.simulation.dtype]
+    state = spec.network.init_state(device=spec.simulation.device, dtype=dtype)
+    populations = {}
+    for name, pop_state in state.populations.items():
+        changes = {
+            key: torch.zeros_like(getattr(pop_state, key)) + torch.as_tensor(value, dtype=dtype).to(getattr(pop_state, key).device)
+            for key, value in spec.initial.get(name, {}).items()
+        }
+        populations[name] = sf.replace(pop_state, **changes)
+    return sf.replace(state, populations=populations)

@@ -1,0 +1,118 @@
+"""YAML specs and the sapicore command."""
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from tree_config.yaml import yaml_dumps, yaml_loads
+
+import sapicore.functional as sf
+from sapicore.cli import main
+from sapicore.logging.nix import read_records
+from sapicore.spec import SHIPPED, SpecError, initial_state, load_spec, parse_spec
+
+SMALL = textwrap.dedent("""
+    simulation: {dt: 0.1, duration: 50.0, seed: 3, record: [a.spikes, b.v], every: 5}
+    populations:
+      a:
+        model: LIF
+        size: 20
+        parameters: {tau_mem: {distribution: uniform, low: 10.0, high: 30.0}, t_ref: 1.0}
+        initial: {v: {distribution: normal, mean: -60.0, std: 2.0}}
+      b: {model: Izhikevich, size: 5, preset: RS}
+    projections:
+      ab:
+        source: a
+        target: b
+        connectivity: {rule: fixed_in_degree, k: 4, seed: 2}
+        synapse: {model: Exponential, tau: 5.0}
+        weight: {distribution: lognormal, mean: 0.0, std: 0.5}
+        delay: 1.0
+        plasticity: {rule: STDP, a_plus: 0.01}
+    drive: {a: 3.0}
+    outputs: {nix: true, raster: true, tensorboard: false}
+""")
+
+
+def small():
+    return yaml_loads(SMALL)
+
+
+def test_a_spec_builds_the_network_it_describes():
+    spec = parse_spec(small(), "small.yaml")
+    net = spec.network
+    assert net.populations["a"].size == 20 and net.populations["b"].model.d == 8.0
+    taus = net.populations["a"].model.tau_mem
+    assert taus.shape == (20,) and bool(((taus >= 10.0) & (taus <= 30.0)).all())
+    proj = net.projections["ab"]
+    assert proj.max_delay == 10 and isinstance(proj.plasticity, sf.STDP) and int(proj.mask.sum()) == 20
+    state = initial_state(spec)
+    assert abs(float(state.populations["a"].v.mean()) + 60.0) < 2.0
+    again = parse_spec(small(), "small.yaml")
+    assert torch.equal(again.network.populations["a"].model.tau_mem, taus)  # the seed makes draws repeatable
+
+
+MISTAKES = [
+    (lambda d: d.pop("simulation"), "(top level): missing required key 'simulation'"),
+    (lambda d: d.update(extra=1), "extra: unknown key; expected one of: simulation, populations"),
+    (lambda d: d["simulation"].update(dt=-0.1), "simulation.dt: expected a number > 0, got -0.1"),
+    (lambda d: d["simulation"].update(duration="long"), "simulation.duration: expected a finite number, got 'long'"),
+    (lambda d: d["populations"]["a"].update(model="LIFF"), "populations.a.model: expected one of LIF, AdEx"),
+    (lambda d: d["populations"]["a"].update(size=0), "populations.a.size: expected an integer >= 1, got 0"),
+    (lambda d: d["populations"]["a"]["parameters"].update(tau=5.0), "populations.a.parameters.tau: unknown key; expected one of: tau_mem"),
+    (lambda d: d["populations"]["a"]["parameters"].update(tau_mem=-5.0), "populations.a.parameters: LIF.tau_mem must be > 0"),
+    (lambda d: d["populations"]["a"]["parameters"].update(t_ref={"distribution": "gamma"}), "populations.a.parameters.t_ref.distribution: expected one of normal, uniform, lognormal"),
+    (lambda d: d["projections"]["ab"].update(target="c"), "projections.ab.target: expected one of a, b, got 'c'"),
+    (lambda d: d["projections"]["ab"]["connectivity"].update(p=1.5), "projections.ab.connectivity.p: unknown key; expected one of: rule, k, seed, allow_self"),
+    (lambda d: d["projections"]["ab"].update(connectivity={"rule": "fixed_probability", "p": 1.5}), "projections.ab.connectivity: connection probability p must lie in [0, 1], got 1.5"),
+    (lambda d: d["projections"]["ab"].update(delay=-1.0), "projections.ab: delays must be finite and >= 0 ms"),
+    (lambda d: d["projections"]["ab"]["synapse"].pop("model"), "projections.ab.synapse: missing required key 'model'"),
+    (lambda d: d["simulation"].update(record=["c.spikes"]), "simulation.record[0]: unknown record 'c.spikes'"),
+    (lambda d: d["outputs"].update(nix="yes"), "outputs.nix: expected true or false, got 'yes'"),
+]
+
+
+@pytest.mark.parametrize("mistake, message", MISTAKES)
+def test_each_mistake_gives_one_clear_message(mistake, message):
+    data = small()
+    mistake(data)
+    with pytest.raises(SpecError, match="^" + re.escape(f"bad.yaml: {message}")):
+        parse_spec(data, "bad.yaml")
+
+
+def test_the_command_reports_a_bad_spec_in_one_line_without_a_traceback(tmp_path):
+    data = small()
+    data["populations"]["a"]["size"] = -3
+    spec_file = tmp_path / "bad.yaml"
+    spec_file.write_text(yaml_dumps(data))
+    done = subprocess.run([sys.executable, "-m", "sapicore", "run", str(spec_file), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"sapicore: error: {spec_file}: populations.a.size: expected an integer >= 1, got -3"
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_run_and_inspect_a_small_spec(tmp_path, capsys):
+    spec_file = tmp_path / "small.yaml"
+    spec_file.write_text(SMALL)
+    assert main(["run", str(spec_file), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["mean_rate_hz"]["a"] > 0 and (tmp_path / "out" / "raster.png").exists()
+    records = read_records(tmp_path / "out" / "records.nix")
+    assert records["a.spikes"].shape == (100, 20) and records["b.v"].shape == (100, 5)
+    assert main(["inspect", str(tmp_path / "out" / "records.nix")]) == 0
+    assert "a.spikes: shape (100, 20), float32, time axis every 0.5 ms" in capsys.readouterr().out
+
+
+def test_the_shipped_coba_spec_runs_as_a_new_user_would(tmp_path):
+    assert load_spec("coba").source == SHIPPED / "coba.yaml"
+    done = subprocess.run(["sapicore", "run", "coba", "--out", str(tmp_path), "--no-progress"], capture_output=True, text=True, check=True)
+    assert "records.nix" in done.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for population in ("exc", "inh"):
+        assert 15.0 < summary["mean_rate_hz"][population] < 30.0
+    assert (tmp_path / "raster.png").stat().st_size > 1000
+    assert read_records(tmp_path / "records.nix")["exc.spikes"].shape == (10_000, 3200)
