@@ -93,6 +93,16 @@ def _check_source(inputs: Any) -> None:
             )
 
 
+def trial_step(model: Any, state: Any, x: Any, dt: float, device: torch.device) -> None:
+    """Run one step and discard it, so bad input fails here with a clear message, not mid-run.
+
+    The random generators are restored afterwards: a run consumes exactly the random numbers of its
+    own steps, so a run split in two and resumed draws what one uninterrupted run draws.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model.step(state, x, dt)
+
+
 def first_input(inputs: Any, reference: torch.Tensor, lane_inputs: bool = False) -> Any:
     """The input of the first step, for checking it before a run."""
     if inputs is None:
@@ -229,6 +239,7 @@ def run_chunks(
     dtype: torch.dtype,
     sinks: Sequence[Any] = (),
     keep: bool = True,
+    start_step: int = 0,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """Run ``steps`` steps in chunks built by ``build(n_steps)``.
 
@@ -260,7 +271,7 @@ def run_chunks(
             xs = None
             if time_major:
                 xs = tree_map(lambda leaf: leaf.narrow(input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf, inputs)
-            t0 = torch.tensor(done * dt, dtype=dtype, device=device)
+            t0 = torch.tensor((start_step + done) * dt, dtype=dtype, device=device)
             state, records = run(model, state, xs, t0)
             for sink in sinks:
                 sink.write(records)
@@ -277,7 +288,7 @@ def run_chunks(
         bar.close()
         for sink in sinks:
             sink.end()
-    buffers["t"] = torch.arange(1, n_records + 1, dtype=dtype, device=device) * (every * dt)
+    buffers["t"] = (start_step + torch.arange(1, n_records + 1, dtype=dtype, device=device) * every) * dt
     return state, buffers
 
 
@@ -319,6 +330,7 @@ def simulate(
     progress: bool | None = None,
     sinks: Sequence[Any] = (),
     keep: bool = True,
+    start_step: int = 0,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """Run ``model`` from ``state`` for a number of steps of ``dt`` ms; return the final state and records.
 
@@ -343,6 +355,8 @@ def simulate(
         sinks: objects that receive the records chunk by chunk, e.g.
             ``sapicore.logging.nix.NixRecordSink`` or ``sapicore.logging.tensorboard.TensorBoardSink``.
         keep: also return the records in memory (False keeps memory bounded on long runs).
+        start_step: steps already simulated before ``state`` (a resumed run): input functions and
+            record times continue from ``start_step * dt``.
 
     Returns:
         ``(final_state, records)``: ``records[name]`` has shape ``(steps // every, *shape)`` and
@@ -350,7 +364,9 @@ def simulate(
     """
     dt, steps, names = checked_arguments(model, state, inputs, dt, steps, duration, record, every)
     reference = next(leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
-    model.step(state, first_input(inputs, reference), dt)  # raises a clear error for bad input
+    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+        raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
+    trial_step(model, state, first_input(inputs, reference), dt, reference.device)
     final, records = run_chunks(
         lambda n: make_chunk(model, names, n, every, dt, inputs),
         model,
@@ -368,6 +384,7 @@ def simulate(
         dtype=reference.dtype,
         sinks=sinks,
         keep=keep,
+        start_step=start_step,
     )
     report_overflow(model, final)
     return final, records

@@ -19,7 +19,7 @@ import torch
 
 from .neurons.base import NeuronModel
 from .pytree import lane_count, stack, tree_leaves, tree_map, validate
-from .stepper import checked_arguments, first_input, make_chunk, report_overflow, run_chunks
+from .stepper import checked_arguments, first_input, make_chunk, report_overflow, run_chunks, trial_step
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
@@ -128,7 +128,7 @@ def sweep(
 
     first_model, first_state = _lane(lanes, 0), _lane(state, 0)
     reference = next(leaf for leaf in tree_leaves(first_state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
-    first_model.step(first_state, first_input(inputs, reference, lane_inputs), dt)  # a clear error for bad input
+    trial_step(first_model, first_state, first_input(inputs, reference, lane_inputs), dt, reference.device)
 
     input_dim = 0 if lane_inputs else None
 
