@@ -3,6 +3,12 @@
     sapicore run SPEC [--out DIR] [--duration MS] [--no-progress]
         simulate a spec (a YAML file, or the name of a shipped spec such as ``coba``) and write the
         NIX log of its records, a raster plot and ``summary.json`` (rates, ISI CV, wall time)
+    sapicore sweep SPEC [--out DIR] [--duration MS]
+        run the lanes of the spec's ``sweep:`` section as vmap lanes and write ``sweep.csv`` and
+        ``sweep.json``: one row per lane with its parameter values, rates and ISI CVs. Launched with
+        ``torchrun --nproc_per_node N``, the lanes are shared out over the N processes (gloo on the CPU,
+        NCCL on GPUs; each process uses the spec's device, or GPU ``LOCAL_RANK`` when it is cuda) and
+        rank 0 writes the merged table.
     sapicore inspect FILE
         list what a NIX log holds: its configuration and every data array with shape and time axis
 
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -20,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["main", "run", "inspect"]
+__all__ = ["main", "run", "sweep", "inspect"]
 
 
 def run(spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True) -> dict:
@@ -72,6 +79,75 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
     return summary
 
 
+def _distributed(device: str) -> tuple[int, int]:
+    """(rank, world size): from torchrun's environment, joining its process group; else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), world
+
+
+def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True) -> list[dict]:
+    """Run a spec's sweep lanes (sharded over torchrun processes); rank 0 writes and returns the table."""
+    import csv
+
+    import sapicore.functional as sf
+    from sapicore import analysis
+    from sapicore.spec import SpecError, expand_sweep, initial_state, load_data, parse_spec
+
+    path, data = load_data(spec_path)
+    lanes_data, labels = expand_sweep(data, path)
+    specs = [parse_spec(lane, path) for lane in lanes_data]
+    settings = specs[0].simulation
+    device = settings.device
+    rank, world = _distributed(device)
+    if device.startswith("cuda") and world > 1:
+        device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
+    mine = list(range(rank, len(specs), world))
+    rows: list[dict] = []
+    if mine:
+        try:
+            lanes = sf.stack([sf.to(specs[i].network, device=device) for i in mine])
+        except (ValueError, TypeError) as err:
+            raise SpecError(f"{path}: sweep: the swept values change the network's structure, so lanes cannot share one run ({err})") from None
+        states = sf.stack([sf.to(initial_state(specs[i]), device=device) for i in mine])
+        record = settings.record or lanes.default_record()
+        torch.manual_seed(settings.seed)
+        with torch.no_grad():
+            _, records = sf.sweep(lanes, states, dt=settings.dt, duration=duration or settings.duration, record=record,
+                                  every=settings.every, fast=settings.fast, progress=progress and rank == 0)
+        window = settings.dt * settings.every
+        events = [name for name in record if lanes.is_event(name)]
+        for position, lane in enumerate(mine):
+            row = {"lane": lane, **labels[lane]}
+            for name in events:
+                spikes = records[name][position].cpu()
+                population = name.split(".")[0]
+                row[f"rate_hz.{population}"] = analysis.mean_rate(spikes, window)
+                row[f"isi_cv.{population}"] = analysis.isi_cv(spikes, window)
+            rows.append(row)
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, rows)
+        rows = sorted((row for part in gathered for row in part), key=lambda row: row["lane"])
+        dist.destroy_process_group()
+    if rank == 0:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.json").write_text(json.dumps(rows, indent=2))
+        with open(out / "sweep.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows
+
+
 def inspect(path: str | Path) -> str:
     """A readable listing of a NIX log."""
     import nixio
@@ -100,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>)")
     run_parser.add_argument("--duration", type=float, default=None, help="override the spec's duration (ms)")
     run_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sweep_parser = commands.add_parser("sweep", help="run the lanes of a spec's sweep section")
+    sweep_parser.add_argument("spec")
+    sweep_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>-sweep)")
+    sweep_parser.add_argument("--duration", type=float, default=None, help="override the spec's duration (ms)")
+    sweep_parser.add_argument("--no-progress", action="store_true")
     inspect_parser = commands.add_parser("inspect", help="list what a NIX log holds")
     inspect_parser.add_argument("file")
     args = parser.parse_args(argv)
@@ -112,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             summary = run(args.spec, out, args.duration, progress=not args.no_progress)
             print(json.dumps(summary, indent=2))
             print(f"wrote {', '.join(summary['outputs'])} into {out}")
+        elif args.command == "sweep":
+            out = args.out or Path("outputs") / f"{Path(args.spec).stem}-sweep"
+            rows = sweep(args.spec, out, args.duration, progress=not args.no_progress)
+            if os.environ.get("RANK", "0") == "0":
+                print(f"wrote sweep.csv and sweep.json ({len(rows)} lanes) into {out}")
         else:
             print(inspect(args.file))
     except (SpecError, FileNotFoundError, FileExistsError, ValueError) as err:

@@ -41,7 +41,7 @@ from tree_config.yaml import yaml_loads
 import sapicore.functional as sf
 from sapicore.functional import connectivity as conn
 
-__all__ = ["SpecError", "Spec", "load_spec", "parse_spec", "initial_state", "SHIPPED"]
+__all__ = ["SpecError", "Spec", "load_spec", "load_data", "parse_spec", "initial_state", "expand_sweep", "SHIPPED"]
 
 SHIPPED = Path(__file__).resolve().parent / "specs"
 
@@ -186,7 +186,7 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
     source = Path(source)
     generator = torch.Generator()
     reader = _Reader(source, generator)
-    top = reader.mapping(data, "", required=("simulation", "populations"), optional=("projections", "drive", "outputs"))
+    top = reader.mapping(data, "", required=("simulation", "populations"), optional=("projections", "drive", "outputs", "sweep"))
 
     sim = reader.mapping(top["simulation"], "simulation", required=("dt", "duration"), optional=("device", "dtype", "seed", "record", "every", "fast"))
     seed = reader.integer(sim.get("seed", 0), "simulation.seed")
@@ -286,8 +286,8 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
     return Spec(source=source, network=network, initial=initial, simulation=simulation, outputs=outputs)
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and check a spec file; a shipped spec can be named without its path (``coba``)."""
+def load_data(path: str | Path) -> tuple[Path, Any]:
+    """The path and the raw YAML data of a spec file (or a shipped spec's name)."""
     path = Path(path)
     if not path.is_file() and (SHIPPED / f"{path.name}.yaml").exists():
         path = SHIPPED / f"{path.name}.yaml"
@@ -295,10 +295,78 @@ def load_spec(path: str | Path) -> Spec:
         shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
         raise SpecError(f"{path}: no such spec file (shipped specs: {shipped})")
     try:
-        data = yaml_loads(path.read_text())
+        return path, yaml_loads(path.read_text())
     except Exception as err:  # ruamel's parser errors carry line and column
         raise SpecError(f"{path}: not valid YAML: {err}") from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and check a spec file; a shipped spec can be named without its path (``coba``)."""
+    path, data = load_data(path)
     return parse_spec(data, path)
+
+
+def _set_path(data: Any, dotted: str, value: Any, reader: _Reader) -> None:
+    keys = dotted.split(".")
+    node = data
+    for depth, key in enumerate(keys[:-1]):
+        if not isinstance(node, dict) or key not in node:
+            raise reader.fail(f"sweep: {dotted}", f"no such key {'.'.join(keys[: depth + 1])!r} in the spec")
+        node = node[key]
+    if not isinstance(node, dict):
+        raise reader.fail(f"sweep: {dotted}", "does not lead to a mapping")
+    node[keys[-1]] = value
+
+
+def expand_sweep(data: Any, source: str | Path = "<spec>") -> tuple[list[Any], list[dict]]:
+    """The lanes of a spec's ``sweep:`` section: one spec data per lane and its labels.
+
+    ``sweep`` holds one of ``grid`` (every combination), ``zip`` (values side by side) or ``random``
+    (``count`` draws, ``seed``, and a distribution per parameter); keys are dotted paths into the spec
+    (``populations.exc.parameters.tau_mem``). A spec without ``sweep`` is one lane.
+    """
+    import copy
+    import itertools
+
+    source = Path(source)
+    reader = _Reader(source, torch.Generator())
+    if not isinstance(data, dict) or "sweep" not in data:
+        return [data], [{}]
+    sweep = reader.mapping(data["sweep"], "sweep", optional=("grid", "zip", "random"))
+    if len(sweep) != 1:
+        raise reader.fail("sweep", "give exactly one of grid, zip or random")
+    kind, spec = next(iter(sweep.items()))
+    if kind == "random":
+        spec = reader.mapping(spec, "sweep.random", required=("count", "parameters"), optional=("seed",))
+        count = reader.integer(spec["count"], "sweep.random.count", minimum=1)
+        reader.generator.manual_seed(reader.integer(spec.get("seed", 0), "sweep.random.seed"))
+        parameters = spec["parameters"]
+        if not isinstance(parameters, dict) or not parameters:
+            raise reader.fail("sweep.random.parameters", "expected a mapping of dotted paths to distributions")
+        draws = {key: reader.value(value, f"sweep.random.parameters.{key}", count) for key, value in parameters.items()}
+        labels = [{key: float(values[i]) for key, values in draws.items()} for i in range(count)]
+    else:
+        if not isinstance(spec, dict) or not spec:
+            raise reader.fail(f"sweep.{kind}", "expected a mapping of dotted paths to lists of values")
+        for key, values in spec.items():
+            if not isinstance(values, list) or not values:
+                raise reader.fail(f"sweep.{kind}.{key}", f"expected a non-empty list of values, got {values!r}")
+        keys = list(spec)
+        if kind == "grid":
+            combos = itertools.product(*spec.values())
+        else:
+            lengths = {len(values) for values in spec.values()}
+            if len(lengths) != 1:
+                raise reader.fail(f"sweep.{kind}", f"zip needs lists of one length, got lengths {sorted(lengths)}")
+            combos = zip(*spec.values())
+        labels = [dict(zip(keys, combo)) for combo in combos]
+    lanes = []
+    for label in labels:
+        lane = copy.deepcopy({key: value for key, value in data.items() if key != "sweep"})
+        for key, value in label.items():
+            _set_path(lane, key, value, reader)
+        lanes.append(lane)
+    return lanes, labels
 
 
 def initial_state(spec: Spec) -> sf.NetworkState:

@@ -116,3 +116,51 @@ def test_the_shipped_coba_spec_runs_as_a_new_user_would(tmp_path):
         assert 15.0 < summary["mean_rate_hz"][population] < 30.0
     assert (tmp_path / "raster.png").stat().st_size > 1000
     assert read_records(tmp_path / "records.nix")["exc.spikes"].shape == (10_000, 3200)
+
+
+SWEEP = textwrap.dedent("""
+    simulation: {dt: 0.1, duration: 100.0, seed: 3}
+    populations:
+      a: {model: LIF, size: 20, parameters: {t_ref: 1.0}}
+      b: {model: LIF, size: 10}
+    projections:
+      ab: {source: a, target: b, connectivity: {rule: fixed_in_degree, k: 5, seed: 2}, synapse: {model: Exponential, tau: 5.0}, weight: 1.0}
+    drive: {a: 3.0}
+    sweep:
+      grid: {populations.a.parameters.tau_mem: [10.0, 20.0, 30.0], drive.a: [2.0, 4.0]}
+""")
+
+
+def test_sweep_sections_expand_into_labelled_lanes():
+    from sapicore.spec import expand_sweep
+
+    data = yaml_loads(SWEEP)
+    lanes, labels = expand_sweep(data, "s.yaml")
+    assert len(lanes) == 6 and labels[1] == {"populations.a.parameters.tau_mem": 10.0, "drive.a": 4.0}
+    assert lanes[1]["drive"]["a"] == 4.0 and "sweep" not in lanes[1]
+    data["sweep"] = {"random": {"count": 4, "seed": 1, "parameters": {"drive.a": {"distribution": "uniform", "low": 1.0, "high": 2.0}}}}
+    lanes, labels = expand_sweep(data, "s.yaml")
+    assert len(lanes) == 4 and all(1.0 <= label["drive.a"] <= 2.0 for label in labels)
+    data["sweep"] = {"zip": {"drive.a": [1.0, 2.0], "drive.b": [1.0]}}
+    with pytest.raises(SpecError, match=re.escape("s.yaml: sweep.zip: zip needs lists of one length, got lengths [1, 2]")):
+        expand_sweep(data, "s.yaml")
+    data["sweep"] = {"grid": {"populations.c.size": [1, 2]}}
+    with pytest.raises(SpecError, match=re.escape("s.yaml: sweep: populations.c.size: no such key 'populations.c' in the spec")):
+        expand_sweep(data, "s.yaml")
+
+
+def test_a_two_process_sweep_equals_the_one_process_sweep(tmp_path):
+    spec_file = tmp_path / "sweep.yaml"
+    spec_file.write_text(SWEEP)
+    assert main(["sweep", str(spec_file), "--out", str(tmp_path / "one"), "--no-progress"]) == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "sapicore", "sweep", str(spec_file), "--out", str(tmp_path / "two"), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "sweep.json").read_text())
+    two = json.loads((tmp_path / "two" / "sweep.json").read_text())
+    assert len(one) == 6 and one == two
+    assert one[1]["rate_hz.a"] > one[0]["rate_hz.a"]  # more drive, more spikes
+    assert (tmp_path / "two" / "sweep.csv").read_text().splitlines()[0].startswith("lane,populations.a.parameters.tau_mem,drive.a")
