@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -109,7 +110,9 @@ def test_run_and_inspect_a_small_spec(tmp_path, capsys):
 
 def test_the_shipped_coba_spec_runs_as_a_new_user_would(tmp_path):
     assert load_spec("coba").source == SHIPPED / "coba.yaml"
-    done = subprocess.run(["sapicore", "run", "coba", "--out", str(tmp_path), "--no-progress"], capture_output=True, text=True, check=True)
+    script = Path(sys.executable).parent / "sapicore"  # the console script pip installed beside python
+    command = str(script) if script.exists() else "sapicore"
+    done = subprocess.run([command, "run", "coba", "--out", str(tmp_path), "--no-progress"], capture_output=True, text=True, check=True)
     assert "records.nix" in done.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     for population in ("exc", "inh"):
