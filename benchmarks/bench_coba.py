@@ -1,6 +1,6 @@
 """COBA (Brette et al. 2007) in Sapicore, in a plain eager torch loop and in Brian2, in one run.
 
-Run:  python benchmarks/bench_coba.py [--neurons 4000] [--fast] [--brian-python PATH] [--device cuda]
+Run:  python benchmarks/bench_coba.py [--neurons 4000 40000] [--fan-in 80] [--fast] [--brian-python PATH] [--device cuda]
 
 Brian2 is never a dependency of Sapicore: it runs in its own environment (numpy<2.4), made by
 ``bash benchmarks/setup_brian2.sh`` and found through --brian-python or $SAPICORE_BRIAN_PYTHON;
@@ -86,8 +86,10 @@ def torch_loop_run(net: sf.Network, state: sf.NetworkState, duration: float, dt:
     return {"run_seconds": wall, "compile_seconds": 0.0, **_measures(record.cpu().float(), dt)}
 
 
-def brian_run(python: str, target: str, neurons: int, duration: float, dt: float, repeat: int) -> dict | None:
+def brian_run(python: str, target: str, neurons: int, duration: float, dt: float, repeat: int, fan_in: int | None = None) -> dict | None:
     command = [python, str(HERE / "brian2_coba.py"), "--target", target, "--neurons", str(neurons), "--duration", str(duration), "--dt", str(dt)]
+    if fan_in:
+        command += ["--fan-in", str(fan_in)]
     result = None
     for _ in range(repeat):
         done = subprocess.run(command, capture_output=True, text=True, cwd="/tmp")
@@ -108,27 +110,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--neurons", type=int, default=4000)
-    parser.add_argument("--duration", type=float, default=1000.0, help="biological time (ms)")
-    parser.add_argument("--dt", type=float, default=0.1)
-    parser.add_argument("--fast", action="store_true", help="also time simulate(fast=True) (compiles first)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--brian-python", default=os.environ.get("SAPICORE_BRIAN_PYTHON"))
-    parser.add_argument("--out", help="also write the table (markdown) here")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
-    device = torch.device(args.device)
-    net = sf.to(coba(args.neurons, dt=args.dt), device=device)
+def table(neurons: int, args: argparse.Namespace, device: torch.device) -> list[str]:
+    """Build the network, run every simulator on it, return the markdown table."""
+    start = time.perf_counter()
+    net = sf.to(coba(neurons, dt=args.dt, fan_in=args.fan_in), device=device)
     state = initial_state(net, device=device)
+    setup = time.perf_counter() - start
     synapses = sum(int(p.mask.sum()) for p in net.projections.values())
-
     rows: dict[str, dict] = {}
     if args.brian_python:
-        for target, repeat in (("cython", 2), ("cpp_standalone", 1), ("numpy", 1)):
-            result = brian_run(args.brian_python, target, args.neurons, args.duration, args.dt, repeat)
+        for target in args.brian_targets:
+            result = brian_run(args.brian_python, target, neurons, args.duration, args.dt, 2 if target == "cython" else 1, args.fan_in)
             if result:
                 rows[f"Brian2 {target}"] = result
     rows["plain torch loop (eager, event-driven)"] = torch_loop_run(net, state, args.duration, args.dt, device)
@@ -140,20 +132,44 @@ def main() -> None:
     reference = rows.get("Brian2 cython", {}).get("run_seconds")
     peer = rows["plain torch loop (eager, event-driven)"]["run_seconds"]
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU, 1 thread"
+    connections = f"{args.fan_in} synapses per neuron" if args.fan_in else "p = 0.02"
     lines = [
-        f"COBA, {args.neurons} neurons, {synapses:,} synapses, dt = {args.dt} ms, {args.duration:.0f} ms biological time, {device_name}",
+        f"COBA, {neurons:,} neurons ({connections}, {synapses:,} synapses), dt = {args.dt} ms, "
+        f"{args.duration:.0f} ms biological time, {device_name}; Sapicore network setup {setup:.1f} s",
         "",
         "| simulator | wall s / bio s | compile or build s | synaptic events / s | rate (Hz) | ISI CV | time / Brian2 cython | time / torch loop |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in rows.items():
-        events = row["spikes"] * synapses / (args.neurons * row["run_seconds"])
+        events = row["spikes"] * synapses / (neurons * row["run_seconds"])
         ratio = f"{row['run_seconds'] / reference:.2f}" if reference else "n/a"
         lines.append(
             f"| {name} | {row['run_seconds'] / seconds:.3f} | {row['compile_seconds']:.1f} | {events:,.0f} | "
             f"{row['rate_hz']:.1f} | {row['isi_cv']:.2f} | {ratio} | {row['run_seconds'] / peer:.2f} |"
         )
-    print("\n".join(lines))
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--neurons", type=int, nargs="+", default=[4000], help="network sizes, one table each")
+    parser.add_argument("--fan-in", type=int, default=None, help="fixed synapses per neuron (default: p = 0.02)")
+    parser.add_argument("--duration", type=float, default=1000.0, help="biological time (ms)")
+    parser.add_argument("--dt", type=float, default=0.1)
+    parser.add_argument("--fast", action="store_true", help="also time simulate(fast=True) (compiles first)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--brian-python", default=os.environ.get("SAPICORE_BRIAN_PYTHON"))
+    parser.add_argument("--brian-targets", nargs="+", default=["cython", "cpp_standalone", "numpy"])
+    parser.add_argument("--out", help="also write the tables (markdown) here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    device = torch.device(args.device)
+    lines: list[str] = []
+    for neurons in args.neurons:
+        block = table(neurons, args, device)
+        print("\n".join(block) + "\n", flush=True)
+        lines += block + [""]
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
 

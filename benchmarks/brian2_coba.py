@@ -59,8 +59,10 @@ def main() -> None:
         inh.connect(p=0.02)
     else:
         k_exc = int(round(0.8 * args.fan_in))
-        exc.connect(*fixed_in_degree(n_exc, k_exc, args.neurons))
-        inh.connect(*fixed_in_degree(args.neurons - n_exc, args.fan_in - k_exc, args.neurons))
+        sources, targets = fixed_in_degree(n_exc, k_exc, args.neurons)
+        exc.connect(i=sources, j=targets)
+        sources, targets = fixed_in_degree(args.neurons - n_exc, args.fan_in - k_exc, args.neurons)
+        inh.connect(i=sources, j=targets)
     monitor = b.SpikeMonitor(group)
     setup = time.perf_counter() - start
     start = time.perf_counter()
