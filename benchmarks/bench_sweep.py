@@ -1,0 +1,82 @@
+"""Parameter sweeps of COBA networks: B variants as vmap lanes against B runs one after another.
+
+Run:  python benchmarks/bench_sweep.py [--lanes 1 16 256] [--duration 100] [--neurons 4000] [--device cuda] [--fast]
+
+The B variants differ in their constant drive (0.18 to 0.22 nA). The table prints network-seconds
+simulated per wall second for sweep() (one vmapped call) and for plain simulate() calls one after
+another (timed on at most 4 variants and scaled, since its cost is linear in B), and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+import sapicore.functional as sf
+from sapicore.networks import coba, initial_state
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lanes", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--neurons", type=int, default=4000)
+    parser.add_argument("--duration", type=float, default=100.0, help="biological time per variant (ms)")
+    parser.add_argument("--dt", type=float, default=0.1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fast", action="store_true", help="compiled chunks for the sweep")
+    parser.add_argument("--out", help="also write the table (markdown) here")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    device = torch.device(args.device)
+    base = sf.to(coba(args.neurons, dt=args.dt), device=device)
+    state = initial_state(base, device=device)
+    seconds = args.duration / 1000.0
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU, 1 thread"
+    lines = [
+        f"COBA sweeps, {args.neurons:,} neurons per variant, {args.duration:.0f} ms each, dt = {args.dt} ms, {name}",
+        "",
+        "| variants | one-by-one net-s / wall-s | sweep net-s / wall-s | sweep / one-by-one | sweep compile s |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    print("\n".join(lines), flush=True)
+    for lanes_n in args.lanes:
+        drives = torch.linspace(0.18, 0.22, lanes_n).tolist()
+        variants = [sf.replace(base, drive={"exc": d, "inh": d}) for d in drives]
+        timed = variants[:4]
+        with torch.no_grad():
+            _sync(device)
+            start = time.perf_counter()
+            for net in timed:
+                sf.simulate(net, state, duration=args.duration, dt=args.dt, record=())
+            _sync(device)
+            one_by_one = len(timed) * seconds / (time.perf_counter() - start)
+            lanes = sf.stack(variants)
+            states = sf.stack([state] * lanes_n)
+            compile_seconds = 0.0
+            if args.fast:
+                start = time.perf_counter()
+                sf.sweep(lanes, states, duration=args.duration, dt=args.dt, fast=True, record=())
+                _sync(device)
+                compile_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            sf.sweep(lanes, states, duration=args.duration, dt=args.dt, fast=args.fast, record=())
+            _sync(device)
+            swept = lanes_n * seconds / (time.perf_counter() - start)
+        lines.append(f"| {lanes_n} | {one_by_one:.3f} | {swept:.3f} | {swept / one_by_one:.2f} | {compile_seconds:.1f} |")
+        print(lines[-1], flush=True)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
