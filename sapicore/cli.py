@@ -2,7 +2,8 @@
 
     sapicore run SPEC [--out DIR] [--duration MS] [--no-progress]
         simulate a spec (a YAML file, or the name of a shipped spec such as ``coba``) and write the
-        NIX log of its records, a raster plot and ``summary.json`` (rates, ISI CV, wall time)
+        NIX log of its records (spikes as time/neuron events), a raster plot and ``summary.json``
+        (rates, ISI CV, wall time)
     sapicore sweep SPEC [--out DIR] [--duration MS]
         run the lanes of the spec's ``sweep:`` section as vmap lanes and write ``sweep.csv`` and
         ``sweep.json``: one row per lane with its parameter values, rates and ISI CVs. Launched with
@@ -46,9 +47,10 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
     network = sf.to(spec.network, device=settings.device)
     state = initial_state(spec)
     record = settings.record or network.default_record()
+    events = tuple(name for name in record if network.is_event(name))
     sinks = []
-    if spec.outputs.nix:
-        sinks.append(NixRecordSink(out / "records.nix", overwrite=True, config_data={"spec": str(spec.source)}, flush_every=10))
+    if spec.outputs.nix:  # spikes are stored as (time, neuron) events
+        sinks.append(NixRecordSink(out / "records.nix", overwrite=True, config_data={"spec": str(spec.source)}, flush_every=10, events=events))
     if spec.outputs.tensorboard:
         sinks.append(TensorBoardSink(out / "tensorboard"))
     start = time.perf_counter()
@@ -59,7 +61,7 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
         )
     wall = time.perf_counter() - start
     shutil.copyfile(spec.source, out / "spec.yaml")
-    spikes = {name.split(".")[0]: records[name].cpu() for name in record if network.is_event(name)}
+    spikes = {name.split(".")[0]: records[name].cpu() for name in events}
     window = settings.dt * settings.every
     summary = {
         "spec": str(spec.source),

@@ -153,3 +153,19 @@ def test_tensorboard_events_are_read_back(tmp_path):
     events = EventAccumulator(str(tmp_path / "props"))
     events.Reload()
     assert sorted(events.Tags()["scalars"]) == ["v/0", "v/1"]
+
+
+def test_spike_records_can_be_stored_as_events(tmp_path):
+    from sapicore.logging.nix import read_events
+
+    model = sf.LIF()
+    inputs = 4.0 * torch.rand(1000, 6)
+    _, expected = sf.simulate(model, model.init_state(6), inputs, dt=0.1, record=("v", "spikes"))
+    sink = NixRecordSink(tmp_path / "events.nix", events=("spikes",))
+    sf.simulate(model, model.init_state(6), inputs, dt=0.1, record=("v", "spikes"), chunk=300, sinks=[sink], keep=False)
+    times, neurons = read_events(tmp_path / "events.nix", "spikes")
+    steps, cells = torch.nonzero(expected["spikes"], as_tuple=True)
+    assert len(times) == int(expected["spikes"].sum()) > 0
+    order = np.lexsort((neurons, times))
+    assert np.allclose(times[order], expected["t"][steps].numpy()) and np.array_equal(neurons[order], cells.numpy())
+    assert set(read_records(tmp_path / "events.nix")) == {"v", "t"}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
 
-__all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records"]
+__all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records", "read_events"]
 
 
 def _nix() -> Any:
@@ -204,14 +204,26 @@ class NixRecordSink:
 
     ``simulate(model, state, ..., sinks=[NixRecordSink("run.nix")], keep=False)`` writes each
     recorded variable as a data array named after it in block ``block``, of shape
-    ``(records, *shape)``, with its time axis (ms) as a sampled dimension. Read them back with
-    :func:`read_records`.
+    ``(records, *shape)``, with its time axis (ms) as a sampled dimension. Records named in
+    ``events`` (spike records) are stored as events instead, two arrays ``<name>.times`` (ms) and
+    ``<name>.neurons`` (flat index), whose size grows with the number of spikes, not with
+    neurons x steps. Read them back with :func:`read_records` and :func:`read_events`.
     """
 
-    def __init__(self, filename: str | Path, block: str = "records", flush_every: int = 1, overwrite: bool = False, metadata: dict | None = None, config_data: dict | None = None) -> None:
+    def __init__(
+        self,
+        filename: str | Path,
+        block: str = "records",
+        flush_every: int = 1,
+        overwrite: bool = False,
+        metadata: dict | None = None,
+        config_data: dict | None = None,
+        events: tuple[str, ...] = (),
+    ) -> None:
         self.writer = NixLogWriter(filename, metadata=metadata, config_data=config_data, overwrite=overwrite)
         self.block_name = block
         self.flush_every = flush_every
+        self.events = tuple(events)
         self.arrays: dict[str, Any] = {}
         self.chunks = 0
 
@@ -219,18 +231,32 @@ class NixRecordSink:
         self.writer.create_file()
         self.block = self.writer.nix_file.create_block(self.block_name, "records")
         self.interval = dt * every
+        self.records_written = 0
 
-    def write(self, records: dict[str, torch.Tensor]) -> None:
-        for name, values in records.items():
-            data = _to_numpy(values)
-            if name not in self.arrays:
-                array = self.block.create_data_array(name, "record", dtype=data.dtype, data=data)
+    def _append(self, name: str, data: np.ndarray, sampled: bool) -> None:
+        if name not in self.arrays:
+            array = self.block.create_data_array(name, "events" if not sampled else "record", dtype=data.dtype, data=data)
+            if sampled:
                 array.append_sampled_dimension(self.interval, label="time", unit="ms", offset=self.interval)
                 for _ in range(data.ndim - 1):
                     array.append_set_dimension()
-                self.arrays[name] = array
+            self.arrays[name] = array
+        else:
+            self.arrays[name].append(data, axis=0)
+
+    def write(self, records: dict[str, torch.Tensor]) -> None:
+        count = 0
+        for name, values in records.items():
+            count = values.shape[0]
+            if name in self.events:
+                flat = values.detach().reshape(count, -1)
+                index, neuron = torch.nonzero(flat > 0, as_tuple=True)  # once per chunk, outside the steps
+                times = (self.records_written + index + 1).to(torch.float64) * self.interval
+                self._append(f"{name}.times", times.cpu().numpy(), sampled=False)
+                self._append(f"{name}.neurons", neuron.to(torch.int32).cpu().numpy(), sampled=False)
             else:
-                self.arrays[name].append(data, axis=0)
+                self._append(name, _to_numpy(values), sampled=True)
+        self.records_written += count
         self.chunks += 1
         if self.chunks % self.flush_every == 0:
             self.writer.flush()
@@ -240,13 +266,24 @@ class NixRecordSink:
 
 
 def read_records(filename: str | Path, block: str = "records") -> dict[str, np.ndarray]:
-    """The records a :class:`NixRecordSink` wrote, with ``"t"`` (ms) rebuilt from the time axis."""
+    """The sampled records a :class:`NixRecordSink` wrote, with ``"t"`` (ms) rebuilt from the time axis."""
     with NixLogReader(filename) as reader:
         if block not in reader.nix_file.blocks:
             raise ValueError(f"{filename} has no block {block!r} of records")
         records: dict[str, np.ndarray] = {}
         for array in reader.nix_file.blocks[block].data_arrays:
+            if array.type != "record":
+                continue
             records[array.name] = np.asarray(array[:])
             time = array.dimensions[0]
             records["t"] = time.offset + time.sampling_interval * np.arange(array.shape[0])
         return records
+
+
+def read_events(filename: str | Path, name: str, block: str = "records") -> tuple[np.ndarray, np.ndarray]:
+    """(times in ms, neuron indices) of the events a :class:`NixRecordSink` stored for ``name``."""
+    with NixLogReader(filename) as reader:
+        arrays = reader.nix_file.blocks[block].data_arrays
+        if f"{name}.times" not in arrays:
+            raise ValueError(f"{filename} holds no events named {name!r}")
+        return np.asarray(arrays[f"{name}.times"][:]), np.asarray(arrays[f"{name}.neurons"][:])
