@@ -232,3 +232,19 @@ def test_reward_modulated_stdp_turns_eligibility_into_weight_change_only_with_re
     assert state.weights[0, 0].item() - 0.5 == pytest.approx(2.0 * DT * 3.0 * eligibility, abs=1e-12)
     net = sf.Network(populations={"a": sf.Population(sf.LIF(), 1), "b": sf.Population(sf.LIF(), 1)}, projections={"p": proj})
     sf.simulate(sf.to(net, dtype=torch.float32), net.init_state(), {"reward": torch.ones(5)}, dt=DT)  # a known input name
+
+
+def test_projections_sharing_a_source_pick_its_spikes_once_with_their_own_capacities():
+    net = sf.Network(
+        populations={"src": sf.Population(sf.SpikeInput(), 6), "a": sf.Population(sf.LIF(), 2), "b": sf.Population(sf.LIF(), 2)},
+        projections={
+            "small": sf.projection("src", "a", C.all_to_all(6, 2), 0.1, sf.Delta(), dt=DT, capacity=2),
+            "large": sf.projection("src", "b", C.all_to_all(6, 2), 0.1, sf.Delta(), dt=DT, capacity=6),
+        },
+    )
+    spikes = torch.zeros(10, 6)
+    spikes[4, 1:5] = 1.0  # four sources at once
+    with pytest.warns(RuntimeWarning, match="projection 'small'"):
+        final, rec = sf.simulate(net, net.init_state(), {"src": spikes}, dt=DT, fast="aot_eager", chunk=10, record=("small.s", "large.s"))
+    assert bool(final.projections["small"].overflow) and not bool(final.projections["large"].overflow)
+    assert torch.allclose(rec["large.s"][5], torch.full((2,), 0.4)) and torch.allclose(rec["small.s"][5], torch.full((2,), 0.2))

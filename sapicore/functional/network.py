@@ -31,7 +31,7 @@ import attrs
 import torch
 
 from .neurons.base import check_dt
-from .projection import Projection, ProjectionState
+from .projection import Projection, ProjectionState, select_sources
 from .pytree import pytree, replace, tree_leaves
 
 __all__ = ["Network", "NetworkState", "Population"]
@@ -138,15 +138,24 @@ class Network:
             for term in terms[1:]:
                 total = total + term
             populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
+        selections = self._select_sources(outputs)
         for name, proj in self.projections.items():
             modulator = external.get(getattr(proj.plasticity, "modulator", None))
             pstate = proj.learn(projections[name], outputs[proj.source], outputs[proj.target], dt, modulator)
-            projections[name] = proj.emit(pstate, outputs[proj.source])
+            projections[name] = proj.emit(pstate, outputs[proj.source], selections.get(proj.source))
         return replace(state, populations=populations, projections=projections), outputs
 
     def default_record(self) -> tuple[str, ...]:
         """What ``simulate`` records when not told: every population's output."""
         return tuple(f"{pop}.{population.model.output_name}" for pop, population in self.populations.items())
+
+    def _select_sources(self, outputs: dict) -> dict:
+        """Pick each source population's spiking neurons once for all its sparse projections."""
+        capacities: dict[str, int] = {}
+        for proj in self.projections.values():
+            if proj.kind == "sparse":
+                capacities[proj.source] = max(capacities.get(proj.source, 0), proj.capacity)
+        return {source: select_sources(outputs[source], capacity) for source, capacity in capacities.items()}
 
     def record_names(self) -> tuple[str, ...]:
         names = [f"{pop}.{var}" for pop, population in self.populations.items() for var in population.model.record_names()]

@@ -36,7 +36,7 @@ from .connectivity import Connectivity
 from .layout import Layout
 from .pytree import pytree, replace
 
-__all__ = ["Projection", "ProjectionState", "projection"]
+__all__ = ["Projection", "ProjectionState", "projection", "select_sources"]
 
 
 @pytree
@@ -116,25 +116,24 @@ class Projection:
         spikes = state.pending.transpose(0, 1).gather(1, slots)
         return state, (spikes * state.weights).sum(0)
 
-    def emit(self, state: ProjectionState, spikes: torch.Tensor) -> ProjectionState:
-        """Put this step's source spikes in transit and advance the step counter."""
+    def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
+        """Put this step's source spikes in transit and advance the step counter.
+
+        ``selection``, from :func:`select_sources` with at least this projection's capacity, lets
+        projections that share a source population pick its spiking neurons once.
+        """
         length = self.max_delay + 1
         slot = torch.remainder(state.step, length)
         if self.kind == "dense":
             here = (torch.arange(length, device=slot.device) == slot)[:, None]
             pending = torch.where(here, spikes[None, :], state.pending)
             return replace(state, pending=pending, step=state.step + 1)
-        if _plain_eager(spikes):
-            # nothing traces this call: take exactly the spiking sources (one host sync, no overflow)
-            rows = torch.nonzero(spikes).reshape(-1)  # sync-ok: eager path only, see _plain_eager
-            values, overflow = spikes.index_select(0, rows), state.overflow
+        rows, values, count = selection if selection is not None else select_sources(spikes, self.capacity)
+        if count is None:
+            overflow = state.overflow
         else:
-            if torch._C._are_functorch_transforms_active():  # vmap has a batching rule for topk only
-                values, rows = torch.topk(spikes, self.capacity)
-            else:  # a linear scan; unused slots point at the padding row n_pre
-                rows = torch.nonzero_static(spikes, size=self.capacity, fill_value=self.n_pre).reshape(-1)
-                values = torch.cat([spikes, spikes.new_zeros(1)]).index_select(0, rows)
-            overflow = state.overflow | (spikes.sum() > self.capacity)
+            rows, values = rows[: self.capacity], values[: self.capacity]
+            overflow = state.overflow | (count > self.capacity)
         contributions = state.weights.index_select(0, rows) * values[:, None]
         delays = self.delays if isinstance(self.delays, int) else self.delays.index_select(0, rows)
         arrive = torch.remainder(state.step + 1 + delays, length)
@@ -152,6 +151,25 @@ class Projection:
             scale = self.normalize / layout.incoming_sum(weights).clamp(min=1e-12)
             weights = layout.keep(weights * layout.post(scale))
         return replace(state, weights=weights, plasticity=plasticity)
+
+
+def select_sources(spikes: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """The spiking source neurons of a step: (rows, spike values, spike count or None).
+
+    In a plain eager CPU run exactly the spiking rows (count None: nothing can overflow). Elsewhere
+    ``capacity`` rows with fixed shapes: ``nonzero_static`` (unused rows point at the padding row
+    ``n_pre``), or ``topk`` under vmap, which has a batching rule for it; the count then tells the
+    caller whether spikes were left out.
+    """
+    if _plain_eager(spikes):
+        rows = torch.nonzero(spikes).reshape(-1)  # sync-ok: eager path only, see _plain_eager
+        return rows, spikes.index_select(0, rows), None
+    if torch._C._are_functorch_transforms_active():
+        values, rows = torch.topk(spikes, capacity)
+    else:
+        rows = torch.nonzero_static(spikes, size=capacity, fill_value=spikes.shape[0]).reshape(-1)
+        values = torch.cat([spikes, spikes.new_zeros(1)]).index_select(0, rows)
+    return rows, values, spikes.sum()
 
 
 def _plain_eager(spikes: torch.Tensor) -> bool:
