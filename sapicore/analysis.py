@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-__all__ = ["mean_rate", "isi_cv", "spike_times"]
+__all__ = ["mean_rate", "isi_cv", "isi_cv_of_events", "spike_times"]
 
 
 def mean_rate(spikes: torch.Tensor, dt: float) -> float:
@@ -26,11 +28,17 @@ def isi_cv(spikes: torch.Tensor, dt: float, min_spikes: int = 3) -> float:
     ``min_spikes`` times.
     """
     times, neurons = spike_times(spikes, dt)
+    return isi_cv_of_events(times, neurons, spikes.reshape(spikes.shape[0], -1).shape[1], min_spikes)
+
+
+def isi_cv_of_events(times: Any, neurons: Any, n: int, min_spikes: int = 3) -> float:
+    """:func:`isi_cv` of spike events: ``times`` (ms) and ``neurons`` (indices below ``n``)."""
+    times = torch.as_tensor(times, dtype=torch.float64)
+    neurons = torch.as_tensor(neurons).to(torch.int64)
     order = torch.argsort(neurons * (times.max() + 1.0 if times.numel() else 1.0) + times)
     times, neurons = times[order], neurons[order]
     same = neurons[1:] == neurons[:-1]
     isis, owner = (times[1:] - times[:-1])[same], neurons[1:][same]
-    n = spikes.reshape(spikes.shape[0], -1).shape[1]
     count = torch.bincount(owner, minlength=n).to(torch.float64)
     total = torch.zeros(n, dtype=torch.float64).index_add(0, owner, isis)
     squares = torch.zeros(n, dtype=torch.float64).index_add(0, owner, isis**2)

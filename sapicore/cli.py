@@ -35,7 +35,7 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
     """Simulate a spec and write its outputs into ``out``; return the summary."""
     import sapicore.functional as sf
     from sapicore import analysis, plot
-    from sapicore.logging.nix import NixRecordSink
+    from sapicore.logging.nix import NixRecordSink, read_events
     from sapicore.logging.tensorboard import TensorBoardSink
     from sapicore.spec import initial_state, load_spec
 
@@ -47,10 +47,10 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
     network = sf.to(spec.network, device=settings.device)
     state = initial_state(spec)
     record = settings.record or network.default_record()
-    events = tuple(name for name in record if network.is_event(name))
+    spike_records = tuple(name for name in record if network.is_event(name))
     sinks = []
     if spec.outputs.nix:  # spikes are stored as (time, neuron) events
-        sinks.append(NixRecordSink(out / "records.nix", overwrite=True, config_data={"spec": str(spec.source)}, flush_every=10, events=events))
+        sinks.append(NixRecordSink(out / "records.nix", overwrite=True, config_data={"spec": str(spec.source)}, flush_every=10, events=spike_records))
     if spec.outputs.tensorboard:
         sinks.append(TensorBoardSink(out / "tensorboard"))
     start = time.perf_counter()
@@ -58,22 +58,31 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
         _, records = sf.simulate(
             network, state, dt=settings.dt, duration=duration or settings.duration, record=record,
             every=settings.every, fast=settings.fast, progress=progress, sinks=sinks,
+            keep=not spec.outputs.nix,  # with a NIX log the records stream to disk: memory stays bounded
         )
     wall = time.perf_counter() - start
     shutil.copyfile(spec.source, out / "spec.yaml")
-    spikes = {name.split(".")[0]: records[name].cpu() for name in events}
     window = settings.dt * settings.every
+    events = {}
+    for name in spike_records:
+        size = network.populations[name.split(".")[0]].size
+        if spec.outputs.nix:
+            times, neurons = read_events(out / "records.nix", name)
+        else:
+            times, neurons = analysis.spike_times(records[name].cpu(), window)
+        events[name.split(".")[0]] = (times, neurons, size)
+    seconds = (duration or settings.duration) / 1000.0
     summary = {
         "spec": str(spec.source),
         "duration_ms": duration or settings.duration,
         "dt_ms": settings.dt,
         "wall_seconds": round(wall, 3),
-        "mean_rate_hz": {name: analysis.mean_rate(s, window) for name, s in spikes.items()},
-        "isi_cv": {name: analysis.isi_cv(s, window) for name, s in spikes.items()},
+        "mean_rate_hz": {name: len(times) / size / seconds for name, (times, _, size) in events.items()},
+        "isi_cv": {name: analysis.isi_cv_of_events(times, neurons, size) for name, (times, neurons, size) in events.items()},
         "outputs": ["summary.json", "spec.yaml"] + (["records.nix"] if spec.outputs.nix else []),
     }
-    if spec.outputs.raster and spikes:
-        plot.raster(spikes, window, out / "raster.png", title=spec.source.stem)
+    if spec.outputs.raster and events:
+        plot.raster_events(events, out / "raster.png", title=spec.source.stem)
         summary["outputs"].append("raster.png")
     if spec.outputs.tensorboard:
         summary["outputs"].append("tensorboard/")

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 
 from .analysis import spike_times  # noqa: E402
 
-__all__ = ["raster", "population_rate", "traces", "weights", "sweep_heatmap"]
+__all__ = ["raster", "raster_events", "population_rate", "traces", "weights", "sweep_heatmap"]
 
 
 def _save(fig: Any, path: str | Path) -> Path:
@@ -38,13 +38,22 @@ def raster(records: dict[str, torch.Tensor], dt: float, path: str | Path, title:
 
     At most ``max_neurons`` neurons of each population are drawn.
     """
+    events = {}
+    for name, spikes in records.items():
+        times, neurons = spike_times(spikes.cpu(), dt)
+        events[name] = (times, neurons, spikes.reshape(spikes.shape[0], -1).shape[1])
+    return raster_events(events, path, title, max_neurons)
+
+
+def raster_events(events: dict[str, tuple[Any, Any, int]], path: str | Path, title: str = "", max_neurons: int = 1000) -> Path:
+    """Spike raster from events: ``events[name] = (times in ms, neuron indices, population size)``."""
     fig, ax = plt.subplots(figsize=(9, 5))
     offset = 0
-    for index, (name, spikes) in enumerate(records.items()):
-        shown = spikes[:, :max_neurons].cpu()
-        times, neurons = spike_times(shown, dt)
-        ax.scatter(times, neurons + offset, s=0.5, color=f"C{index}", label=name, rasterized=True)
-        offset += shown.shape[1]
+    for index, (name, (times, neurons, size)) in enumerate(events.items()):
+        times, neurons = _numpy(times), _numpy(neurons)
+        shown = neurons < max_neurons
+        ax.scatter(times[shown], neurons[shown] + offset, s=0.5, color=f"C{index}", label=name, rasterized=True)
+        offset += min(size, max_neurons)
     ax.set(xlabel="time (ms)", ylabel="neuron", title=title, ylim=(0, max(offset, 1)))
     ax.legend(loc="upper right", markerscale=10)
     return _save(fig, path)

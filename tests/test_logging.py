@@ -169,3 +169,15 @@ def test_spike_records_can_be_stored_as_events(tmp_path):
     order = np.lexsort((neurons, times))
     assert np.allclose(times[order], expected["t"][steps].numpy()) and np.array_equal(neurons[order], cells.numpy())
     assert set(read_records(tmp_path / "events.nix")) == {"v", "t"}
+
+
+def test_events_keep_every_spike_when_records_sum_windows(tmp_path):
+    from sapicore.logging.nix import read_events
+
+    model = sf.LIF(t_ref=0.0)
+    inputs = 40.0 * torch.rand(1000, 3)  # fast firing: several spikes per 5 ms window
+    _, dense = sf.simulate(model, model.init_state(3), inputs, dt=0.1, every=50)
+    sink = NixRecordSink(tmp_path / "w.nix", events=("spikes",))
+    sf.simulate(model, model.init_state(3), inputs, dt=0.1, every=50, sinks=[sink], keep=False)
+    times, neurons = read_events(tmp_path / "w.nix", "spikes")
+    assert dense["spikes"].max() > 1 and len(times) == int(dense["spikes"].sum())

@@ -170,3 +170,19 @@ def test_a_two_process_sweep_equals_the_one_process_sweep(tmp_path):
     assert len(one) == 6 and one == two
     assert one[1]["rate_hz.a"] > one[0]["rate_hz.a"]  # more drive, more spikes
     assert (tmp_path / "two" / "sweep.csv").read_text().splitlines()[0].startswith("lane,populations.a.parameters.tau_mem,drive.a")
+
+
+def test_summaries_from_the_streamed_events_equal_those_from_memory(tmp_path):
+    data = small()
+    with_log = tmp_path / "log.yaml"
+    with_log.write_text(yaml_dumps(data))
+    data["outputs"]["nix"] = False
+    in_memory = tmp_path / "memory.yaml"
+    in_memory.write_text(yaml_dumps(data))
+    for spec_file, out in ((with_log, "a"), (in_memory, "b")):
+        assert main(["run", str(spec_file), "--out", str(tmp_path / out), "--no-progress"]) == 0
+    a = json.loads((tmp_path / "a" / "summary.json").read_text())
+    b = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert a["mean_rate_hz"] == b["mean_rate_hz"] and a["mean_rate_hz"]["a"] > 0
+    assert a["isi_cv"]["a"] == pytest.approx(b["isi_cv"]["a"])
+    assert not (tmp_path / "b" / "records.nix").exists()

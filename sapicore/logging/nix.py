@@ -207,7 +207,7 @@ class NixRecordSink:
     ``(records, *shape)``, with its time axis (ms) as a sampled dimension. Records named in
     ``events`` (spike records) are stored as events instead, two arrays ``<name>.times`` (ms) and
     ``<name>.neurons`` (flat index), whose size grows with the number of spikes, not with
-    neurons x steps. Read them back with :func:`read_records` and :func:`read_events`.
+    neurons x steps; with ``every > 1`` a neuron's spikes in one window share the window's end time. Read them back with :func:`read_records` and :func:`read_events`.
     """
 
     def __init__(
@@ -251,6 +251,8 @@ class NixRecordSink:
             if name in self.events:
                 flat = values.detach().reshape(count, -1)
                 index, neuron = torch.nonzero(flat > 0, as_tuple=True)  # once per chunk, outside the steps
+                repeats = flat[index, neuron].round().to(torch.int64).clamp(min=1)  # spikes per window
+                index, neuron = index.repeat_interleave(repeats), neuron.repeat_interleave(repeats)
                 times = (self.records_written + index + 1).to(torch.float64) * self.interval
                 self._append(f"{name}.times", times.cpu().numpy(), sampled=False)
                 self._append(f"{name}.neurons", neuron.to(torch.int32).cpu().numpy(), sampled=False)
