@@ -191,5 +191,5 @@ class Network:
                     f"projection {name!r}: more than capacity={proj.capacity} source neurons spiked in one step; "
                     "the excess spikes were not delivered. Rebuild it with a larger capacity.",
                     RuntimeWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )

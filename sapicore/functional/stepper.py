@@ -93,6 +93,11 @@ def _check_source(inputs: Any) -> None:
             )
 
 
+def floating_leaf(tree: Any) -> torch.Tensor:
+    """The first floating tensor of a state: it gives the run's device and dtype."""
+    return next(leaf for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
+
+
 def trial_step(model: Any, state: Any, x: Any, dt: float, device: torch.device) -> None:
     """Run one step and discard it, so bad input fails here with a clear message, not mid-run.
 
@@ -289,6 +294,7 @@ def run_chunks(
         for sink in sinks:
             sink.end()
     buffers["t"] = (start_step + torch.arange(1, n_records + 1, dtype=dtype, device=device) * every) * dt
+    report_overflow(model, state)
     return state, buffers
 
 
@@ -363,11 +369,11 @@ def simulate(
         ``records["t"]`` holds the time (ms) at the end of each recorded step.
     """
     dt, steps, names = checked_arguments(model, state, inputs, dt, steps, duration, record, every)
-    reference = next(leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
+    reference = floating_leaf(state)
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
         raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
     trial_step(model, state, first_input(inputs, reference), dt, reference.device)
-    final, records = run_chunks(
+    return run_chunks(
         lambda n: make_chunk(model, names, n, every, dt, inputs),
         model,
         state,
@@ -386,8 +392,6 @@ def simulate(
         keep=keep,
         start_step=start_step,
     )
-    report_overflow(model, final)
-    return final, records
 
 
 def report_overflow(model: Any, final: Any) -> None:

@@ -19,7 +19,7 @@ import torch
 
 from .neurons.base import NeuronModel
 from .pytree import lane_count, stack, tree_leaves, tree_map, validate
-from .stepper import checked_arguments, first_input, make_chunk, report_overflow, run_chunks, trial_step
+from .stepper import checked_arguments, first_input, floating_leaf, make_chunk, run_chunks, trial_step
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
@@ -127,7 +127,7 @@ def sweep(
     dt, steps, names = checked_arguments(lanes, state, inputs, dt, steps, duration, record, every, time_dim)
 
     first_model, first_state = _lane(lanes, 0), _lane(state, 0)
-    reference = next(leaf for leaf in tree_leaves(first_state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
+    reference = floating_leaf(first_state)
     trial_step(first_model, first_state, first_input(inputs, reference, lane_inputs), dt, reference.device)
 
     input_dim = 0 if lane_inputs else None
@@ -136,7 +136,7 @@ def sweep(
         chunk_fn = make_chunk(lanes, names, n, every, dt, inputs)
         return torch.func.vmap(chunk_fn, in_dims=(0, 0, input_dim, None), randomness=randomness)
 
-    final, records = run_chunks(
+    return run_chunks(
         build,
         lanes,
         state,
@@ -152,5 +152,3 @@ def sweep(
         device=reference.device,
         dtype=reference.dtype,
     )
-    report_overflow(lanes, final)
-    return final, records
