@@ -30,6 +30,7 @@ from typing import Any
 import attrs
 import torch
 
+from . import kernels
 from .neurons.base import check_dt
 from .projection import Projection, ProjectionState, select_sources
 from .pytree import pytree, replace, tree_leaves
@@ -138,7 +139,7 @@ class Network:
             for term in terms[1:]:
                 total = total + term
             populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
-        selections = self._select_sources(outputs)
+        selections = self._select_sources(outputs, state)
         for name, proj in self.projections.items():
             modulator = external.get(getattr(proj.plasticity, "modulator", None))
             pstate = proj.learn(projections[name], outputs[proj.source], outputs[proj.target], dt, modulator)
@@ -149,11 +150,11 @@ class Network:
         """What ``simulate`` records when not told: every population's output."""
         return tuple(f"{pop}.{population.model.output_name}" for pop, population in self.populations.items())
 
-    def _select_sources(self, outputs: dict) -> dict:
-        """Pick each source population's spiking neurons once for all its sparse projections."""
+    def _select_sources(self, outputs: dict, state: NetworkState) -> dict:
+        """Pick each source population's spiking neurons once for its sparse projections that use torch ops."""
         capacities: dict[str, int] = {}
-        for proj in self.projections.values():
-            if proj.kind == "sparse":
+        for name, proj in self.projections.items():
+            if proj.kind == "sparse" and not kernels.usable(outputs[proj.source], state.projections[name].weights):
                 capacities[proj.source] = max(capacities.get(proj.source, 0), proj.capacity)
         return {source: select_sources(outputs[source], capacity) for source, capacity in capacities.items()}
 

@@ -7,13 +7,16 @@ plasticity traces) live in its :class:`ProjectionState`. Two representations wit
 * ``"dense"``: a ``(n_pre, n_post)`` weight matrix; spikes in transit are kept as a history of the
   source's spikes, and the input of a step is a matrix product (cost ~ n_pre * n_post per step).
 * ``"sparse"``: event-driven. The spiking source neurons' outgoing synapses are gathered from a
-  padded table and added into a ring buffer of future inputs at their delay. Under ``torch.compile``,
+  padded table and added into a ring buffer of future inputs at their delay. On the CPU, where no
+  gradient can flow, one compiled kernel does this (:mod:`sapicore.functional.kernels`) at a cost
+  ~ spikes * out-degree per step, eagerly, compiled and under ``vmap`` alike; it never overflows.
+  Elsewhere (a GPU, autograd, or without the kernel) torch ops do it: under ``torch.compile``,
   ``vmap``, autograd or on a GPU at most ``capacity`` spiking sources are picked with fixed shapes
   (``nonzero_static``; ``topk`` under vmap), at a cost ~ capacity * max out-degree per step and
-  without host synchronisation; if more than
-  ``capacity`` sources spike in one step, the excess is not delivered and the state's ``overflow``
-  flag is raised, and ``simulate`` warns about it after the run. In a plain eager CPU run exactly the
-  spiking sources are taken (``nonzero``, one host synchronisation per step), which never overflows.
+  without host synchronisation; if more than ``capacity`` sources spike in one step, the excess is
+  not delivered and the state's ``overflow`` flag is raised, and ``simulate`` warns about it after
+  the run. In a plain eager CPU run exactly the spiking sources are taken (``nonzero``, one host
+  synchronisation per step), which never overflows.
 
 Delays: a spike emitted in step n through a synapse of delay d ms reaches the synapse model at the
 start of step ``n + 1 + round(d / dt)`` (round half to even). So a delay of 0 acts in the next step,
@@ -32,6 +35,7 @@ from typing import Any
 import attrs
 import torch
 
+from . import kernels
 from .connectivity import Connectivity
 from .layout import Layout
 from .pytree import pytree, replace
@@ -127,6 +131,9 @@ class Projection:
         if self.kind == "dense":
             here = (torch.arange(length, device=slot.device) == slot)[:, None]
             pending = torch.where(here, spikes[None, :], state.pending)
+            return replace(state, pending=pending, step=state.step + 1)
+        if kernels.usable(spikes, state.weights):
+            pending = kernels.propagate(state.pending, spikes, self.targets, state.weights, self.delays, state.step)
             return replace(state, pending=pending, step=state.step + 1)
         rows, values, count = selection if selection is not None else select_sources(spikes, self.capacity)
         if count is None:

@@ -1,0 +1,127 @@
+"""A compiled CPU kernel for event-driven spike propagation (``sapicore::propagate``).
+
+Sparse projections add each spiking source neuron's outgoing synapses into a ring buffer of future
+input. In torch ops that takes a selection of the spiking rows (``nonzero``, or a fixed capacity with
+``nonzero_static``/``topk`` under ``torch.compile`` and ``vmap``), gathers and a scatter, about ten
+dispatched ops per projection per step, and with a fixed capacity the work of ``capacity`` rows
+whatever the number of spikes. The kernel in ``csrc/propagate.cpp`` does it in one call: a scan of
+the source output and ``spikes x out-degree`` additions. It has fixed output shapes, so compiled
+chunks call it as one opaque op, and it never overflows. It has a ``vmap`` rule (lanes run in one
+call) and no gradient: where a gradient could flow through spikes or weights, projections use torch
+ops.
+
+It is built once per machine on first use with :mod:`torch.utils.cpp_extension` (a C++ compiler and
+ninja are needed; about a minute on two cores) and cached under ``TORCH_EXTENSIONS_DIR`` (default
+``~/.cache/torch_extensions``). If the build fails, Sapicore warns once and uses torch ops. Set the
+environment variable ``SAPICORE_KERNELS=0`` to never build or use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .spikes import gradient_possible
+
+__all__ = ["available", "usable", "propagate", "disabled"]
+
+_SOURCE = Path(__file__).parent / "csrc" / "propagate.cpp"
+_NAME = "sapicore_kernels"
+_LOADED: dict[str, Any] = {}
+_OFF = [0]  # depth of nested `disabled()` blocks
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Within this block projections use torch ops (e.g. to compare with the kernel, or to test them)."""
+    _OFF[0] += 1
+    try:
+        yield
+    finally:
+        _OFF[0] -= 1
+
+
+def available() -> bool:
+    """True when the kernel is built and loaded (building it on the first call)."""
+    if "ok" not in _LOADED:
+        _load()
+    return _LOADED["ok"]
+
+
+@torch.compiler.disable
+def _load() -> None:
+    _LOADED["ok"] = False
+    if os.environ.get("SAPICORE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return
+    try:
+        from torch.utils import cpp_extension
+
+        if not any(Path(cpp_extension._get_build_directory(_NAME, False)).glob("*.so")):
+            print("sapicore: building the CPU spike propagation kernel, once per machine (about a minute)", file=sys.stderr)
+        cpp_extension.load(_NAME, sources=[str(_SOURCE)], extra_cflags=["-O3"], is_python_module=False, verbose=False)
+        torch.library.register_fake("sapicore::propagate")(_fake)
+        torch.library.register_vmap("sapicore::propagate")(_lanes)
+    except Exception as err:  # no compiler, no ninja, a read-only cache: torch ops still work
+        warnings.warn(
+            f"sapicore could not build its CPU propagation kernel ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "sparse projections use torch ops instead (slower). Set SAPICORE_KERNELS=0 to silence this.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    _LOADED["ok"] = True
+
+
+def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
+    """True where :func:`propagate` applies: CPU, float32/float64, no gradient through spikes or weights."""
+    return (
+        not _OFF[0]
+        and spikes.device.type == "cpu"
+        and spikes.dtype in (torch.float32, torch.float64)
+        and weights.dtype == spikes.dtype
+        and not gradient_possible(spikes)
+        and not gradient_possible(weights)
+        and available()
+    )
+
+
+def propagate(
+    pending: torch.Tensor, spikes: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, delays: Any, step: torch.Tensor
+) -> torch.Tensor:
+    """``pending`` with this step's spikes added at their arrival rows (see ``csrc/propagate.cpp``).
+
+    Args:
+        pending: future input ``(max_delay + 1, n_post + 1)``; row ``k`` acts at steps ``= k`` mod the
+            number of rows.
+        spikes: the source output ``(n_pre,)``; only non-zero entries do work.
+        targets, weights: padded outgoing synapses ``(n_pre + 1, width)``.
+        delays: an int (steps, for all synapses) or an int64 tensor shaped like ``targets``.
+        step: steps taken so far (0-d int64).
+    """
+    if not isinstance(delays, torch.Tensor):
+        delays = torch.full((1, 1), int(delays), dtype=torch.int64, device=spikes.device)
+    out = torch.ops.sapicore.propagate(pending[None], spikes[None], targets[None], weights[None], delays[None], step[None])
+    return out[0]
+
+
+def _fake(pending: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(pending, memory_format=torch.contiguous_format)
+
+
+def _lanes(info: Any, in_dims: tuple, *args: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """vmap rule: fold the vmapped axis into the kernel's lane axis; shared arguments become stride-0 views."""
+    size = info.batch_size
+
+    def fold(tensor: torch.Tensor, dim: Any) -> torch.Tensor:
+        tensor = tensor.unsqueeze(0) if dim is None else tensor.movedim(dim, 0)
+        tensor = tensor.expand(size, *tensor.shape[1:])
+        return tensor.reshape(size * tensor.shape[1], *tensor.shape[2:])
+
+    out = torch.ops.sapicore.propagate(*(fold(arg, dim) for arg, dim in zip(args, in_dims)))
+    return out.reshape(size, out.shape[0] // size, *out.shape[1:]), 0

@@ -1,0 +1,128 @@
+"""The CPU propagation kernel against torch ops: same sums, under vmap and compile, same networks."""
+
+import pytest
+import torch
+
+import sapicore.functional as sf
+from sapicore.functional import connectivity as C
+from sapicore.functional import kernels
+from sapicore.networks import coba, initial_state
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="the CPU kernel could not be built here")
+
+DT = 0.1
+
+
+def reference(pending, spikes, targets, weights, delays, step):
+    """What the kernel computes, written with torch ops over every synapse."""
+    length, columns = pending.shape
+    delays = torch.as_tensor(delays).expand(targets.shape)
+    slots = torch.remainder(step + 1 + delays[:-1], length)
+    flat = (slots * columns + targets[:-1]).reshape(-1)
+    values = (weights[:-1] * spikes[:, None]).reshape(-1)
+    return pending.reshape(-1).index_add(0, flat, values).reshape(length, columns)
+
+
+def random_table(n_pre=50, n_post=30, width=7, max_delay=4, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.randint(0, n_post + 1, (n_pre + 1, width), generator=g)  # n_post is the padding column
+    weights = torch.randn(n_pre + 1, width, generator=g, dtype=dtype)
+    delays = torch.randint(0, max_delay + 1, (n_pre + 1, width), generator=g)
+    pending = torch.randn(max_delay + 1, n_post + 1, generator=g, dtype=dtype)
+    spikes = (torch.rand(n_pre, generator=g) < 0.3).to(dtype) * torch.rand(n_pre, generator=g, dtype=dtype)  # counts, not only 0/1
+    return pending, spikes, targets, weights, delays
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("per_synapse", [False, True])
+def test_kernel_adds_every_spiking_synapse_at_its_delay(dtype, per_synapse):
+    pending, spikes, targets, weights, delays = random_table(dtype=dtype)
+    delays = delays if per_synapse else 3
+    step = torch.tensor(7)
+    before = pending.clone()
+    out = kernels.propagate(pending, spikes, targets, weights, delays, step)
+    assert torch.equal(pending, before)  # pure: the input is not changed
+    assert torch.allclose(out, reference(pending, spikes, targets, weights, delays, step), rtol=1e-6 if dtype == torch.float32 else 1e-12)
+    silent = kernels.propagate(pending, torch.zeros_like(spikes), targets, weights, delays, step)
+    assert torch.equal(silent, pending)
+
+
+def test_kernel_under_vmap_equals_a_loop_over_lanes_with_shared_and_lane_arguments():
+    tables = [random_table(seed=seed) for seed in range(5)]
+    pending = torch.stack([t[0] for t in tables])
+    spikes = torch.stack([t[1] for t in tables])
+    _, _, targets, weights, delays = tables[0]  # one structure shared by all lanes
+    steps = torch.arange(5)
+    lanes = torch.func.vmap(kernels.propagate, in_dims=(0, 0, None, None, None, 0))(pending, spikes, targets, weights, delays, steps)
+    loop = torch.stack([kernels.propagate(pending[i], spikes[i], targets, weights, delays, steps[i]) for i in range(5)])
+    assert torch.equal(lanes, loop)
+    # nested vmap folds both axes into the kernel's lanes
+    nested = torch.func.vmap(torch.func.vmap(kernels.propagate, in_dims=(0, 0, None, None, None, None)), in_dims=(0, 0, None, None, None, None))
+    grid = nested(pending.reshape(5, 1, *pending.shape[1:]).expand(5, 2, *pending.shape[1:]), spikes[:, None].expand(5, 2, -1), targets, weights, delays, steps[0])
+    assert torch.equal(grid[:, 1], torch.func.vmap(kernels.propagate, in_dims=(0, 0, None, None, None, None))(pending, spikes, targets, weights, delays, steps[0]))
+
+
+def test_kernel_compiles_as_one_opaque_op():
+    pending, spikes, targets, weights, delays = random_table()
+    step = torch.tensor(2)
+    compiled = torch.compile(kernels.propagate, backend="aot_eager", fullgraph=True)
+    assert torch.equal(compiled(pending, spikes, targets, weights, delays, step), kernels.propagate(pending, spikes, targets, weights, delays, step))
+
+
+def test_kernel_rejects_mismatched_arguments_with_a_message():
+    pending, spikes, targets, weights, delays = random_table()
+    with pytest.raises(RuntimeError, match="targets and weights must be"):
+        kernels.propagate(pending, spikes[:-1], targets, weights, delays, torch.tensor(0))
+    with pytest.raises(RuntimeError, match="share one floating dtype"):
+        kernels.propagate(pending, spikes.float(), targets, weights, delays, torch.tensor(0))
+    with pytest.raises(RuntimeError, match="out of range"):
+        kernels.propagate(pending, torch.ones_like(spikes), targets + 100, weights, delays, torch.tensor(0))
+
+
+def test_networks_give_the_same_spikes_with_and_without_the_kernel():
+    net = coba(800)
+    state = initial_state(net)
+    _, with_kernel = sf.simulate(net, state, steps=400, dt=DT, record=("exc.spikes", "inh.spikes", "ee.s"))
+    with kernels.disabled():
+        _, without = sf.simulate(net, state, steps=400, dt=DT, record=("exc.spikes", "inh.spikes", "ee.s"))
+    assert with_kernel["exc.spikes"].sum() > 100
+    assert torch.equal(with_kernel["exc.spikes"], without["exc.spikes"]) and torch.equal(with_kernel["inh.spikes"], without["inh.spikes"])
+    assert torch.equal(with_kernel["ee.s"], without["ee.s"])
+
+
+def test_per_synapse_delays_and_plasticity_agree_with_torch_ops():
+    lif = sf.LIF(tau_mem=20.0, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0)
+    conn = C.fixed_probability(100, 60, 0.2, seed=3)
+    delays = torch.rand(len(conn), generator=torch.Generator().manual_seed(4)) * 3.0
+    rule = sf.STDP(a_plus=1e-3, a_minus=1e-3, w_min=0.0, w_max=0.1)
+    net = sf.Network(
+        populations={"a": sf.Population(lif, 100), "b": sf.Population(lif, 60)},
+        projections={"p": sf.projection("a", "b", conn, 0.03, sf.Exponential(5.0), dt=DT, delay=delays, plasticity=rule)},
+        drive={"a": 0.12},
+    )
+    net, state = sf.to(net, dtype=torch.float64), net.init_state(dtype=torch.float64)
+    inputs = {"a": 0.1 * torch.rand(500, 100, dtype=torch.float64)}
+    final, rec = sf.simulate(net, state, inputs, dt=DT, record=("b.spikes", "p.s"))
+    with kernels.disabled():
+        final_ops, rec_ops = sf.simulate(net, state, inputs, dt=DT, record=("b.spikes", "p.s"))
+    assert rec["b.spikes"].sum() > 20
+    assert torch.equal(rec["b.spikes"], rec_ops["b.spikes"])
+    assert torch.allclose(rec["p.s"], rec_ops["p.s"], atol=1e-12)
+    assert torch.allclose(final.projections["p"].weights, final_ops.projections["p"].weights, atol=1e-12)
+
+
+def test_gradients_through_weights_use_torch_ops():
+    conn = C.all_to_all(3, 2)
+    net = sf.Network(
+        populations={"src": sf.Population(sf.SpikeInput(), 3), "dst": sf.Population(sf.LIF(tau_syn=None), 2)},
+        projections={"p": sf.projection("src", "dst", conn, 0.5, sf.Exponential(5.0), dt=DT)},
+    )
+    state = net.init_state()
+    weights = state.projections["p"].weights.clone().requires_grad_(True)
+    state = sf.replace(state, projections={"p": sf.replace(state.projections["p"], weights=weights)})
+    assert not kernels.usable(torch.ones(3), weights)
+    spikes = torch.zeros(10, 3)
+    spikes[2] = 1.0
+    _, rec = sf.simulate(net, state, {"src": spikes}, dt=DT, record=("p.s",))
+    rec["p.s"].sum().backward()
+    assert weights.grad is not None and bool(weights.grad.abs().sum() > 0)
