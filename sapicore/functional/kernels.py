@@ -65,8 +65,9 @@ def _load() -> None:
         if not any(Path(cpp_extension._get_build_directory(_NAME, False)).glob("*.so")):
             print("sapicore: building the CPU spike propagation kernel, once per machine (about a minute)", file=sys.stderr)
         cpp_extension.load(_NAME, sources=[str(_SOURCE)], extra_cflags=["-O3"], is_python_module=False, verbose=False)
-        torch.library.register_fake("sapicore::propagate")(_fake)
-        torch.library.register_vmap("sapicore::propagate")(_lanes)
+        for name, lane_axis in (("propagate", False), ("propagate_lanes", True)):
+            torch.library.register_fake(f"sapicore::{name}")(_fake)
+            torch.library.register_vmap(f"sapicore::{name}")(_rule(lane_axis))
     except Exception as err:  # no compiler, no ninja, a read-only cache: torch ops still work
         warnings.warn(
             f"sapicore could not build its CPU propagation kernel ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
@@ -97,31 +98,38 @@ def propagate(
     """``pending`` with this step's spikes added at their arrival rows (see ``csrc/propagate.cpp``).
 
     Args:
-        pending: future input ``(max_delay + 1, n_post + 1)``; row ``k`` acts at steps ``= k`` mod the
-            number of rows.
+        pending: future input ``(max_delay + 1, n_post + 1)``; row ``k`` acts at the steps equal to
+            ``k`` modulo the number of rows.
         spikes: the source output ``(n_pre,)``; only non-zero entries do work.
         targets, weights: padded outgoing synapses ``(n_pre + 1, width)``.
         delays: an int (steps, for all synapses) or an int64 tensor shaped like ``targets``.
         step: steps taken so far (0-d int64).
     """
-    if not isinstance(delays, torch.Tensor):
-        delays = torch.full((1, 1), int(delays), dtype=torch.int64, device=spikes.device)
-    out = torch.ops.sapicore.propagate(pending[None], spikes[None], targets[None], weights[None], delays[None], step[None])
-    return out[0]
+    if isinstance(delays, torch.Tensor):
+        return torch.ops.sapicore.propagate(pending, spikes, targets, weights, delays, 0, step)
+    return torch.ops.sapicore.propagate(pending, spikes, targets, weights, None, int(delays), step)
 
 
-def _fake(pending: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
+def _fake(pending: torch.Tensor, *args: Any) -> torch.Tensor:
     return torch.empty_like(pending, memory_format=torch.contiguous_format)
 
 
-def _lanes(info: Any, in_dims: tuple, *args: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """vmap rule: fold the vmapped axis into the kernel's lane axis; shared arguments become stride-0 views."""
-    size = info.batch_size
+def _fold(size: int, tensor: Any, dim: Any, lane_axis: bool) -> Any:
+    """``tensor`` with the vmapped axis first, expanded to ``size`` (a stride-0 view when shared) and,
+    for an argument that already has a lane axis, merged into it."""
+    if tensor is None:
+        return None
+    tensor = tensor.unsqueeze(0) if dim is None else tensor.movedim(dim, 0)
+    tensor = tensor.expand(size, *tensor.shape[1:])
+    return tensor.reshape(size * tensor.shape[1], *tensor.shape[2:]) if lane_axis else tensor
 
-    def fold(tensor: torch.Tensor, dim: Any) -> torch.Tensor:
-        tensor = tensor.unsqueeze(0) if dim is None else tensor.movedim(dim, 0)
-        tensor = tensor.expand(size, *tensor.shape[1:])
-        return tensor.reshape(size * tensor.shape[1], *tensor.shape[2:])
 
-    out = torch.ops.sapicore.propagate(*(fold(arg, dim) for arg, dim in zip(args, in_dims)))
-    return out.reshape(size, out.shape[0] // size, *out.shape[1:]), 0
+def _rule(lane_axis: bool) -> Any:
+    def rule(info: Any, in_dims: tuple, pending, spikes, targets, weights, delays, delay, step) -> tuple[torch.Tensor, int]:
+        size = info.batch_size
+        tensors = (pending, spikes, targets, weights, delays)
+        folded = [_fold(size, t, d, lane_axis) for t, d in zip(tensors, in_dims[:5])]
+        out = torch.ops.sapicore.propagate_lanes(*folded, delay, _fold(size, step, in_dims[6], lane_axis))
+        return (out.reshape(size, out.shape[0] // size, *out.shape[1:]) if lane_axis else out), 0
+
+    return rule

@@ -1,68 +1,119 @@
 // Event-driven spike propagation for sparse projections, on the CPU.
 //
-// One operator, sapicore::propagate, with a leading lane axis L on every argument (L = 1 outside
-// vmap; shared arguments may be expanded views with stride 0):
-//   pending (L, D, P) float   future synaptic input, one row per step of the ring buffer
-//   spikes  (L, N)    float   this step's source output (0 where silent)
-//   targets (L, N + 1, W) i64 target neuron of each outgoing synapse (P - 1 for padding)
-//   weights (L, N + 1, W) float
-//   delays  (L, 1, 1) or (L, N + 1, W) i64   delay of each synapse, in steps
-//   step    (L,) i64          steps taken so far
+// sapicore::propagate(pending, spikes, targets, weights, delays, delay, step) -> new pending
+//   pending (D, P) float      future synaptic input: row k acts at the steps equal to k mod D
+//   spikes  (N,) float        this step's source output (0 where silent)
+//   targets (N + 1, W) int64  target neuron of each outgoing synapse (P - 1 for padding)
+//   weights (N + 1, W) float
+//   delays  (N + 1, W) int64 delay of each synapse in steps, or None to use `delay` for all
+//   step    () int64          steps taken so far
 // It returns a copy of pending in which every synapse of every source neuron with a non-zero
-// output s has added w * s at row (step + 1 + delay) mod D, column target. The work is proportional
-// to the number of spiking neurons times the out-degree, with no upper limit on the spike count.
+// output s has added w * s at row (step + 1 + delay) mod D, column target. The work is the number
+// of spiking neurons times the out-degree, plus a scan of the N outputs; there is no limit on the
+// number of spikes.
+//
+// sapicore::propagate_lanes takes the same arguments with a leading lane axis L (step (L,)); a lane
+// stride of 0 (an expanded, shared argument) is read without copying. vmap folds into it.
 #include <torch/extension.h>
+
+#include <cstring>
 
 namespace {
 
 template <typename T>
-void add_events(at::Tensor& out, const at::Tensor& spikes, const at::Tensor& targets, const at::Tensor& weights,
-                const at::Tensor& delays, const at::Tensor& step) {
-  auto o = out.accessor<T, 3>();
-  auto s = spikes.accessor<T, 2>();
-  auto tg = targets.accessor<int64_t, 3>();
-  auto w = weights.accessor<T, 3>();
-  auto d = delays.accessor<int64_t, 3>();
-  auto st = step.accessor<int64_t, 1>();
-  const int64_t lanes = s.size(0), sources = s.size(1), width = tg.size(2), length = o.size(1), columns = o.size(2);
-  const bool per_synapse = d.size(1) > 1;
-  for (int64_t lane = 0; lane < lanes; ++lane) {
-    const int64_t first = st[lane] + 1;
-    for (int64_t i = 0; i < sources; ++i) {
-      const T value = s[lane][i];
-      if (value == T(0)) continue;
-      for (int64_t j = 0; j < width; ++j) {
-        const int64_t target = tg[lane][i][j];
-        const int64_t delay = per_synapse ? d[lane][i][j] : d[lane][0][0];
-        TORCH_CHECK(target >= 0 && target < columns && delay >= 0,
-                    "sapicore::propagate: target ", target, " or delay ", delay, " out of range");
-        o[lane][(first + delay) % length][target] += w[lane][i][j] * value;
-      }
+void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_t sources, const int64_t* targets,
+                const T* weights, const int64_t* delays, int64_t delay, int64_t width, int64_t step) {
+  for (int64_t i = 0; i < sources; ++i) {
+    const T value = spikes[i];
+    if (value == T(0)) continue;
+    const int64_t* row_targets = targets + i * width;
+    const T* row_weights = weights + i * width;
+    const int64_t* row_delays = delays ? delays + i * width : nullptr;
+    for (int64_t j = 0; j < width; ++j) {
+      const int64_t target = row_targets[j];
+      const int64_t d = row_delays ? row_delays[j] : delay;
+      TORCH_CHECK(target >= 0 && target < columns && d >= 0, "sapicore::propagate: target ", target, " or delay ", d,
+                  " out of range");
+      out[((step + 1 + d) % length) * columns + target] += row_weights[j] * value;
     }
   }
 }
 
-at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
-                     const at::Tensor& weights, const at::Tensor& delays, const at::Tensor& step) {
-  TORCH_CHECK(pending.dim() == 3 && spikes.dim() == 2 && targets.dim() == 3 && weights.dim() == 3 &&
-                  delays.dim() == 3 && step.dim() == 1,
-              "sapicore::propagate: expected pending (L, D, P), spikes (L, N), targets and weights (L, N + 1, W), "
-              "delays (L, 1, 1) or (L, N + 1, W), step (L,)");
-  const int64_t lanes = pending.size(0);
-  TORCH_CHECK(spikes.size(0) == lanes && targets.size(0) == lanes && weights.size(0) == lanes &&
-                  delays.size(0) == lanes && step.size(0) == lanes,
-              "sapicore::propagate: arguments disagree on the number of lanes");
-  TORCH_CHECK(targets.size(1) == spikes.size(1) + 1 && weights.sizes() == targets.sizes(),
-              "sapicore::propagate: targets and weights must be (L, N + 1, W) for spikes (L, N)");
-  TORCH_CHECK((delays.size(1) == 1 && delays.size(2) == 1) || delays.sizes() == targets.sizes(),
-              "sapicore::propagate: delays must be (L, 1, 1) or shaped like targets");
+// A contiguous copy without the dispatcher's copy kernel (this runs every step, for small buffers).
+at::Tensor copy_of(const at::Tensor& t) {
+  if (!t.is_contiguous()) return t.contiguous().clone();
+  at::Tensor out = at::empty(t.sizes(), t.options());
+  std::memcpy(out.data_ptr(), t.data_ptr(), t.nbytes());
+  return out;
+}
+
+// Inner (non-lane) dimensions must be contiguous; the lane stride may be anything, 0 included.
+at::Tensor inner_contiguous(const at::Tensor& t) {
+  int64_t expected = 1;
+  for (int64_t dim = t.dim() - 1; dim >= 1; --dim) {
+    if (t.size(dim) != 1 && t.stride(dim) != expected) return t.contiguous();
+    expected *= t.size(dim);
+  }
+  return t;
+}
+
+void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets, const at::Tensor& weights,
+           const c10::optional<at::Tensor>& delays, const at::Tensor& step, int64_t lanes) {
+  const int64_t extra = lanes < 0 ? 0 : 1;
+  TORCH_CHECK(pending.dim() == 2 + extra && spikes.dim() == 1 + extra && targets.dim() == 2 + extra &&
+                  weights.dim() == 2 + extra && step.dim() == extra,
+              "sapicore::propagate: expected pending (D, P), spikes (N,), targets and weights (N + 1, W), step ()",
+              extra ? " after a leading lane axis" : "");
+  TORCH_CHECK(targets.size(extra) == spikes.size(extra) + 1 && weights.sizes() == targets.sizes(),
+              "sapicore::propagate: targets and weights must be (N + 1, W) for spikes (N,)");
+  TORCH_CHECK(!delays || delays->sizes() == targets.sizes(), "sapicore::propagate: delays must be shaped like targets");
   TORCH_CHECK(spikes.scalar_type() == pending.scalar_type() && weights.scalar_type() == pending.scalar_type(),
               "sapicore::propagate: pending, spikes and weights must share one floating dtype");
-  TORCH_CHECK(targets.scalar_type() == at::kLong && delays.scalar_type() == at::kLong && step.scalar_type() == at::kLong,
+  TORCH_CHECK(targets.scalar_type() == at::kLong && step.scalar_type() == at::kLong &&
+                  (!delays || delays->scalar_type() == at::kLong),
               "sapicore::propagate: targets, delays and step must be int64");
-  at::Tensor out = pending.clone(at::MemoryFormat::Contiguous);
+  TORCH_CHECK(pending.device().is_cpu() && spikes.device().is_cpu() && targets.device().is_cpu() &&
+                  weights.device().is_cpu() && step.device().is_cpu() && (!delays || delays->device().is_cpu()),
+              "sapicore::propagate: CPU tensors only");
+  if (extra) {
+    TORCH_CHECK(spikes.size(0) == lanes && targets.size(0) == lanes && weights.size(0) == lanes &&
+                    step.size(0) == lanes && (!delays || delays->size(0) == lanes),
+                "sapicore::propagate_lanes: arguments disagree on the number of lanes");
+  }
+}
+
+at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
+                     const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
+                     const at::Tensor& step) {
+  check(pending, spikes, targets, weights, delays, step, -1);
+  at::Tensor out = copy_of(pending);
+  const at::Tensor s = spikes.contiguous(), tg = targets.contiguous(), w = weights.contiguous();
+  const at::Tensor d = delays ? delays->contiguous() : at::Tensor();
+  const int64_t now = *step.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sapicore::propagate", [&] {
-    add_events<scalar_t>(out, spikes, targets, weights, delays, step);
+    add_events<scalar_t>(out.data_ptr<scalar_t>(), out.size(0), out.size(1), s.data_ptr<scalar_t>(), s.size(0),
+                         tg.data_ptr<int64_t>(), w.data_ptr<scalar_t>(), d.defined() ? d.data_ptr<int64_t>() : nullptr,
+                         delay, tg.size(1), now);
+  });
+  return out;
+}
+
+at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
+                           const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
+                           const at::Tensor& step) {
+  const int64_t lanes = pending.dim() > 0 ? pending.size(0) : 0;
+  check(pending, spikes, targets, weights, delays, step, lanes);
+  at::Tensor out = copy_of(pending);
+  const at::Tensor s = inner_contiguous(spikes), tg = inner_contiguous(targets), w = inner_contiguous(weights);
+  const at::Tensor d = delays ? inner_contiguous(*delays) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sapicore::propagate_lanes", [&] {
+    for (int64_t lane = 0; lane < lanes; ++lane) {
+      add_events<scalar_t>(out.data_ptr<scalar_t>() + lane * out.stride(0), out.size(1), out.size(2),
+                           s.data_ptr<scalar_t>() + lane * s.stride(0), s.size(1),
+                           tg.data_ptr<int64_t>() + lane * tg.stride(0), w.data_ptr<scalar_t>() + lane * w.stride(0),
+                           d.defined() ? d.data_ptr<int64_t>() + lane * d.stride(0) : nullptr, delay, tg.size(2),
+                           step.data_ptr<int64_t>()[lane * step.stride(0)]);
+    }
   });
   return out;
 }
@@ -70,7 +121,11 @@ at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const 
 }  // namespace
 
 TORCH_LIBRARY(sapicore, m) {
-  m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor delays, Tensor step) -> Tensor");
+  m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
+  m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(sapicore, CPU, m) { m.impl("propagate", &propagate); }
+TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
+  m.impl("propagate", &propagate);
+  m.impl("propagate_lanes", &propagate_lanes);
+}
