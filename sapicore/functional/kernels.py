@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .spikes import gradient_possible
+from .spikes import grad_transform_active
 
 __all__ = ["available", "usable", "propagate", "disabled"]
 
@@ -35,6 +35,7 @@ _SOURCE = Path(__file__).parent / "csrc" / "propagate.cpp"
 _NAME = "sapicore_kernels"
 _LOADED: dict[str, Any] = {}
 _OFF = [0]  # depth of nested `disabled()` blocks
+_DTYPES = (torch.float32, torch.float64)
 
 
 @contextlib.contextmanager
@@ -81,15 +82,11 @@ def _load() -> None:
 
 def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
     """True where :func:`propagate` applies: CPU, float32/float64, no gradient through spikes or weights."""
-    return (
-        not _OFF[0]
-        and spikes.device.type == "cpu"
-        and spikes.dtype in (torch.float32, torch.float64)
-        and weights.dtype == spikes.dtype
-        and not gradient_possible(spikes)
-        and not gradient_possible(weights)
-        and available()
-    )
+    if _OFF[0] or spikes.device.type != "cpu" or spikes.dtype not in _DTYPES or weights.dtype != spikes.dtype:
+        return False
+    if torch.is_grad_enabled() and (spikes.requires_grad or weights.requires_grad):
+        return False
+    return not grad_transform_active() and available()
 
 
 def propagate(

@@ -111,8 +111,11 @@ def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid", slope: float = 1.0) 
 
 def gradient_possible(x: torch.Tensor) -> bool:
     """True under autograd with ``x`` requiring grad, or inside any ``torch.func`` transform but vmap."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return True
+    return (torch.is_grad_enabled() and x.requires_grad) or grad_transform_active()
+
+
+def grad_transform_active() -> bool:
+    """True inside a ``torch.func`` transform other than vmap (grad, jacrev, ...), outside compile."""
     if torch.compiler.is_compiling():  # dynamo cannot read the transform stack; it tracks requires_grad
         return False
     if torch._C._are_functorch_transforms_active():
