@@ -123,28 +123,32 @@ def test_dense_and_sparse_projections_agree_over_1000_steps():
     assert torch.allclose(results["dense"]["r.s"], results["sparse"]["r.s"], atol=1e-12)
 
 
-def test_overflow_flag_rises_and_simulate_warns():
+def test_overflow_flag_rises_in_a_step_loop_and_the_steppers_rerun_overflowing_chunks():
     net = sf.Network(
         populations={"src": sf.Population(sf.SpikeInput(), 5), "dst": sf.Population(sf.LIF(), 2)},
         projections={"p": sf.projection("src", "dst", C.all_to_all(5, 2), 0.1, sf.Delta(), dt=DT, capacity=2)},
     )
-    few = torch.zeros(20, 5)
-    few[3, :2] = 1.0
-    # the fixed-capacity torch path runs wherever shapes must not depend on data (compiled here)
-    # and the CPU kernel is not used
+    many = torch.zeros(40, 5)
+    many[3, :2] = 1.0
+    many[7] = 1.0  # five sources at once, capacity 2
+    _, full = sf.simulate(net, net.init_state(), {"src": many}, dt=DT, record=("p.s",))  # every spike delivered
     with kernels.disabled():
-        final, _ = sf.simulate(net, net.init_state(), {"src": few}, dt=DT, fast="aot_eager", chunk=20)
-        assert not final.projections["p"].overflow
-        many = few.clone()
-        many[7] = 1.0
+        # the fixed-capacity torch path, as under compile or on a GPU: a step loop raises the flag
+        state = net.init_state()
+        step = torch.compile(net.step, backend="aot_eager", fullgraph=True)
+        for x in many[:10]:
+            state, _ = step(state, {"src": x}, DT)
+        assert state.projections["p"].overflow
         with pytest.warns(RuntimeWarning, match="projection 'p': more than capacity=2 source neurons spiked"):
-            final, _ = sf.simulate(net, net.init_state(), {"src": many}, dt=DT, fast="aot_eager", chunk=20)
-        assert final.projections["p"].overflow
-        final, _ = sf.simulate(net, net.init_state(), {"src": many}, dt=DT)  # the eager CPU loop takes every spike
+            net.report_overflow(state)
+        # simulate reruns the chunk that overflowed on the full-capacity path: nothing is lost
+        final, rec = sf.simulate(net, net.init_state(), {"src": many}, dt=DT, fast="aot_eager", chunk=10, record=("p.s",))
         assert not final.projections["p"].overflow
-    # the CPU kernel has no capacity: compiled, it delivers every spike
-    final, _ = sf.simulate(net, net.init_state(), {"src": many}, dt=DT, fast="aot_eager", chunk=20)
-    assert not final.projections["p"].overflow or not kernels.available()
+        assert torch.equal(rec["p.s"], full["p.s"]) and torch.allclose(rec["p.s"][8], torch.full((2,), 0.5))
+        # overflowing in most chunks is slow: the user hears about it
+        often = torch.ones(40, 5)
+        with pytest.warns(RuntimeWarning, match="chunks had more spiking sources in a step than a projection's capacity"):
+            sf.simulate(net, net.init_state(), {"src": often}, dt=DT, fast="aot_eager", chunk=10)
 
 
 def plastic_lanes(n_lanes, kind):
@@ -250,7 +254,27 @@ def test_projections_sharing_a_source_pick_its_spikes_once_with_their_own_capaci
     )
     spikes = torch.zeros(10, 6)
     spikes[4, 1:5] = 1.0  # four sources at once
-    with kernels.disabled(), pytest.warns(RuntimeWarning, match="projection 'small'"):
-        final, rec = sf.simulate(net, net.init_state(), {"src": spikes}, dt=DT, fast="aot_eager", chunk=10, record=("small.s", "large.s"))
-    assert bool(final.projections["small"].overflow) and not bool(final.projections["large"].overflow)
-    assert torch.allclose(rec["large.s"][5], torch.full((2,), 0.4)) and torch.allclose(rec["small.s"][5], torch.full((2,), 0.2))
+    state = net.init_state()
+    step = torch.compile(net.step, backend="aot_eager", fullgraph=True)
+    with kernels.disabled():
+        for x in spikes[:6]:
+            state, _ = step(state, {"src": x}, DT)
+    assert bool(state.projections["small"].overflow) and not bool(state.projections["large"].overflow)
+    large, small = state.projections["large"].synapse.s, state.projections["small"].synapse.s
+    assert torch.allclose(large, torch.full((2,), 0.4)) and torch.allclose(small, torch.full((2,), 0.2))
+
+
+def test_sweep_reruns_overflowing_chunks_under_vmap_on_the_torch_path():
+    lanes = sf.stack([
+        sf.Network(
+            populations={"src": sf.Population(sf.SpikeInput(), 5), "dst": sf.Population(sf.LIF(tau_mem=tau), 2)},
+            projections={"p": sf.projection("src", "dst", C.all_to_all(5, 2), 0.1, sf.Delta(), dt=DT, capacity=2)},
+        )
+        for tau in (10.0, 20.0)
+    ])
+    spikes = torch.zeros(20, 5)
+    spikes[7] = 1.0
+    with kernels.disabled():  # vmap then picks sources with topk(capacity)
+        final, rec = sf.sweep(lanes, inputs={"src": spikes}, dt=DT, chunk=10, record=("p.s",))
+    assert not bool(final.projections["p"].overflow.any())
+    assert torch.allclose(rec["p.s"][:, 8], torch.full((2, 2), 0.5))

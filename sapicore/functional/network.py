@@ -184,6 +184,16 @@ class Network:
         owner, _, variable = name.partition(".")
         return owner in self.populations and self.populations[owner].model.is_event(variable)
 
+    def overflowed(self, state: NetworkState) -> torch.Tensor | None:
+        """True (0-d bool tensor) if any sparse projection's overflow flag is raised; None without any."""
+        flags = [state.projections[name].overflow.any() for name, proj in self.projections.items() if proj.kind == "sparse"]
+        return torch.stack(flags).any() if flags else None
+
+    def full_capacity(self) -> "Network":
+        """This network with room for every source spike in each sparse projection (capacity = n_pre)."""
+        projections = {name: replace(p, capacity=p.n_pre) if p.kind == "sparse" else p for name, p in self.projections.items()}
+        return replace(self, projections=projections)
+
     def report_overflow(self, state: NetworkState) -> None:
         """Warn for every sparse projection whose spike buffer overflowed during the run."""
         for name, proj in self.projections.items():

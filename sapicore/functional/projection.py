@@ -14,9 +14,11 @@ plasticity traces) live in its :class:`ProjectionState`. Two representations wit
   ``vmap``, autograd or on a GPU at most ``capacity`` spiking sources are picked with fixed shapes
   (``nonzero_static``; ``topk`` under vmap), at a cost ~ capacity * max out-degree per step and
   without host synchronisation; if more than ``capacity`` sources spike in one step, the excess is
-  not delivered and the state's ``overflow`` flag is raised, and ``simulate`` warns about it after
-  the run. In a plain eager CPU run exactly the spiking sources are taken (``nonzero``, one host
-  synchronisation per step), which never overflows.
+  not delivered and the state's ``overflow`` flag is raised. ``simulate`` and ``sweep`` then run
+  that chunk of steps again at full capacity, so no spike is lost there (see
+  ``stepper._Rerun``); a loop of your own over ``step`` should check the flag. In a plain eager CPU
+  run exactly the spiking sources are taken (``nonzero``, one host synchronisation per step), which
+  never overflows.
 
 Delays: a spike emitted in step n through a synapse of delay d ms reaches the synapse model at the
 start of step ``n + 1 + round(d / dt)`` (round half to even). So a delay of 0 acts in the next step,

@@ -263,6 +263,7 @@ def run_chunks(
         full = _with_fallback(_compile(full, fast, device), full, str(fast))
     n_records = steps // every
     time_major = bool(_tensor_leaves(inputs))
+    rerun = _Rerun(model, state, device, keep_outputs=bool(fast) and device.type == "cuda")
     buffers: dict[str, torch.Tensor] = {}
     show = progress if progress is not None else (steps >= 100_000 and sys.stderr.isatty())
     bar = tqdm(total=steps, unit="step", disable=not show)
@@ -277,7 +278,10 @@ def run_chunks(
             if time_major:
                 xs = tree_map(lambda leaf: leaf.narrow(input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf, inputs)
             t0 = torch.tensor((start_step + done) * dt, dtype=dtype, device=device)
+            before = rerun.before(state)
             state, records = run(model, state, xs, t0)
+            if rerun.needed(state):
+                state, records = rerun(build(n), before, xs, t0)
             for sink in sinks:
                 sink.write(records)
             for name, values in records.items() if keep else ():
@@ -294,8 +298,54 @@ def run_chunks(
         for sink in sinks:
             sink.end()
     buffers["t"] = (start_step + torch.arange(1, n_records + 1, dtype=dtype, device=device) * every) * dt
+    rerun.report(math.ceil(steps / chunk))
     report_overflow(model, state)
     return state, buffers
+
+
+class _Rerun:
+    """Reruns a chunk in which a fixed-capacity projection dropped spikes, so none are lost.
+
+    Models with capacities (networks with sparse projections) offer ``overflowed(state)`` (a 0-d
+    bool tensor, or None) and ``full_capacity()`` (the same model with room for every source spike).
+    When a chunk raises an overflow flag, the chunk is run again from the state before it, with the
+    random generators as they were, by the eager loop on the full-capacity model. Checking costs one
+    host synchronisation per chunk. A state that starts with a flag raised is left alone.
+    """
+
+    def __init__(self, model: Any, state: Any, device: torch.device, keep_outputs: bool) -> None:
+        flags = getattr(model, "overflowed", None)
+        self.model, self.device, self.count = model, device, 0
+        self.active = flags is not None and flags(state) is not None and not bool(flags(state))  # sync-ok: before the run
+        self.keep_outputs = keep_outputs  # CUDA graphs reuse their output memory: copy the state to keep it
+
+    def before(self, state: Any) -> Any:
+        if not self.active:
+            return None
+        devices = [self.device] if self.device.type == "cuda" else []
+        rng = torch.cuda.get_rng_state(self.device) if devices else None
+        kept = tree_map(lambda leaf: leaf.clone() if isinstance(leaf, torch.Tensor) else leaf, state) if self.keep_outputs else state
+        return kept, torch.get_rng_state(), rng
+
+    def needed(self, state: Any) -> bool:
+        return self.active and bool(self.model.overflowed(state))  # sync-ok: once per chunk
+
+    def __call__(self, eager_chunk: Callable, before: Any, xs: Any, t0: torch.Tensor) -> tuple[Any, dict]:
+        state, cpu_rng, cuda_rng = before
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, self.device)
+        self.count += 1
+        return eager_chunk(self.model.full_capacity(), state, xs, t0)
+
+    def report(self, chunks: int) -> None:
+        if self.count > max(2, chunks // 20):
+            warnings.warn(
+                f"{self.count} of {chunks} chunks had more spiking sources in a step than a projection's capacity "
+                "and were run again on the slower full-capacity path; a larger capacity= would avoid that",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
 
 def checked_arguments(
