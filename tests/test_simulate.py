@@ -167,3 +167,19 @@ def test_state_on_another_device_than_the_input_is_rejected():
     state = model.init_state(4, device="cuda")
     with pytest.raises(ValueError, match="is on cpu but the state is on cuda"):
         sf.simulate(model, state, torch.ones(10, 4), dt=0.1)
+
+
+def test_spike_events_sink_holds_every_spike_of_the_dense_record():
+    lif = sf.LIF(tau_mem=10.0, v_rest=-65.0, v_reset=-70.0, v_thresh=-50.0, r_mem=10.0, t_ref=1.0)
+    current = 4.0 + torch.rand(300, 7)
+    for every in (1, 4):
+        events = sf.SpikeEvents("spikes")
+        _, rec = sf.simulate(lif, lif.init_state((7,)), current, dt=0.1, every=every, sinks=[events], chunk=40)
+        times, neurons = events.times["spikes"], events.neurons["spikes"]
+        assert times.numel() == int(rec["spikes"].sum()) > 20
+        counts = torch.zeros_like(rec["spikes"])
+        counts.index_put_((torch.round(times / (0.1 * every)).long() - 1, neurons), torch.ones(times.numel()), accumulate=True)
+        assert torch.equal(counts, rec["spikes"])
+        assert bool((times[1:] >= times[:-1]).all())
+    with pytest.raises(KeyError, match="'spikes' not recorded"):
+        sf.simulate(lif, lif.init_state((7,)), current, dt=0.1, record=("v",), sinks=[sf.SpikeEvents("spikes")])

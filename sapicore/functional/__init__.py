@@ -7,6 +7,7 @@ membrane area; Izhikevich in the paper's units).
 
 from . import connectivity
 from .connectivity import Connectivity
+from .events import SpikeEvents
 from .integrators import METHODS, euler, exponential_euler, integrate, rk4
 from .neurons import (
     NONLINEARITIES,
@@ -48,6 +49,7 @@ __all__ = [
     "ProjectionState",
     "RewardSTDP",
     "STDP",
+    "SpikeEvents",
     "SpikeInput",
     "TripletSTDP",
     "connectivity",

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
 
+from ..functional.events import to_events
+
 __all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records", "read_events"]
 
 
@@ -249,11 +251,7 @@ class NixRecordSink:
         for name, values in records.items():
             count = values.shape[0]
             if name in self.events:
-                flat = values.detach().reshape(count, -1)
-                index, neuron = torch.nonzero(flat > 0, as_tuple=True)  # once per chunk, outside the steps
-                repeats = flat[index, neuron].round().to(torch.int64).clamp(min=1)  # spikes per window
-                index, neuron = index.repeat_interleave(repeats), neuron.repeat_interleave(repeats)
-                times = (self.records_written + index + 1).to(torch.float64) * self.interval
+                times, neuron = to_events(values, self.records_written, self.interval)
                 self._append(f"{name}.times", times.cpu().numpy(), sampled=False)
                 self._append(f"{name}.neurons", neuron.to(torch.int32).cpu().numpy(), sampled=False)
             else:
