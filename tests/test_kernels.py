@@ -126,3 +126,14 @@ def test_gradients_through_weights_use_torch_ops():
     _, rec = sf.simulate(net, state, {"src": spikes}, dt=DT, record=("p.s",))
     rec["p.s"].sum().backward()
     assert weights.grad is not None and bool(weights.grad.abs().sum() > 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_nonzero_scan_finds_every_nonzero_entry_across_block_boundaries(dtype):
+    g = torch.Generator().manual_seed(5)
+    for n in (0, 1, 15, 16, 17, 1000, 4099):
+        values = torch.where(torch.rand(n, generator=g) < 0.01, torch.rand(n, generator=g, dtype=dtype) + 0.5, torch.zeros((), dtype=dtype))
+        if n > 20:
+            values[16], values[n - 1], values[7] = 2.0, 1.0, -0.0  # a block edge, the tail, a negative zero
+        found = torch.ops.sapicore.nonzero_flat(values)
+        assert torch.equal(found, torch.nonzero(values).reshape(-1))

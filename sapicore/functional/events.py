@@ -16,18 +16,26 @@ from typing import Sequence
 
 import torch
 
+from . import kernels
+
 __all__ = ["SpikeEvents", "to_events"]
 
 
 def to_events(values: torch.Tensor, first_record: int, interval: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The events of a chunk of event records ``(records, *shape)``: (times in ms, flat neuron indices).
 
+    Records count spikes (>= 0); every non-zero entry is an event.
+
     Record ``k`` of the chunk is the ``first_record + k + 1``-th of the run and ends at that number
     times ``interval`` (ms). A record counting n spikes of a neuron in its window gives n events at
     the window's end.
     """
     flat = values.detach().reshape(values.shape[0], -1)
-    index, neuron = torch.nonzero(flat > 0, as_tuple=True)  # once per chunk, outside the steps
+    if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64) and kernels.available():
+        position = torch.ops.sapicore.nonzero_flat(flat)  # a scan that skips blocks of zeros
+        index, neuron = position // flat.shape[1], position % flat.shape[1]
+    else:
+        index, neuron = torch.nonzero(flat, as_tuple=True)  # once per chunk, outside the steps
     repeats = flat[index, neuron].round().to(torch.int64).clamp(min=1)
     index, neuron = index.repeat_interleave(repeats), neuron.repeat_interleave(repeats)
     times = (first_record + index + 1).to(torch.float64) * interval

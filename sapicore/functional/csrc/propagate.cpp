@@ -14,27 +14,58 @@
 //
 // sapicore::propagate_lanes takes the same arguments with a leading lane axis L (step (L,)); a lane
 // stride of 0 (an expanded, shared argument) is read without copying. vmap folds into it.
+//
+// sapicore::nonzero_flat(values) -> int64 flat indices of the non-zero entries, in order: the scan
+// behind spike events, for records that are almost all zeros.
 #include <torch/extension.h>
 
+#include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace {
+
+// The first index >= i (or n) not inside a 64-byte block whose bits are all zero. Most outputs of a
+// step are exactly 0, so whole blocks are skipped with eight word loads; callers still compare each
+// value they stop at (a -0.0 has a bit set).
+template <typename T>
+int64_t skip_zero_blocks(const T* values, int64_t i, int64_t n) {
+  constexpr int64_t block = 64 / sizeof(T);
+  while (i + block <= n) {
+    uint64_t words[8];
+    std::memcpy(words, values + i, 64);
+    if ((words[0] | words[1] | words[2] | words[3] | words[4] | words[5] | words[6] | words[7]) != 0) break;
+    i += block;
+  }
+  return i;
+}
 
 template <typename T>
 void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_t sources, const int64_t* targets,
                 const T* weights, const int64_t* delays, int64_t delay, int64_t width, int64_t step) {
-  for (int64_t i = 0; i < sources; ++i) {
+  TORCH_CHECK(step >= 0 && delay >= 0, "sapicore::propagate: step and delay must be >= 0");
+  const int64_t first = (step + 1) % length;  // the row of delay 0
+  T* same_row = out + ((first + delay) % length) * columns;
+  for (int64_t i = skip_zero_blocks(spikes, 0, sources); i < sources; i = skip_zero_blocks(spikes, i + 1, sources)) {
     const T value = spikes[i];
     if (value == T(0)) continue;
     const int64_t* row_targets = targets + i * width;
     const T* row_weights = weights + i * width;
-    const int64_t* row_delays = delays ? delays + i * width : nullptr;
+    if (delays == nullptr) {
+      for (int64_t j = 0; j < width; ++j) {
+        const int64_t target = row_targets[j];
+        TORCH_CHECK(target >= 0 && target < columns, "sapicore::propagate: target ", target, " out of range");
+        same_row[target] += row_weights[j] * value;
+      }
+      continue;
+    }
+    const int64_t* row_delays = delays + i * width;
     for (int64_t j = 0; j < width; ++j) {
-      const int64_t target = row_targets[j];
-      const int64_t d = row_delays ? row_delays[j] : delay;
-      TORCH_CHECK(target >= 0 && target < columns && d >= 0, "sapicore::propagate: target ", target, " or delay ", d,
-                  " out of range");
-      out[((step + 1 + d) % length) * columns + target] += row_weights[j] * value;
+      const int64_t target = row_targets[j], d = row_delays[j];
+      TORCH_CHECK(target >= 0 && target < columns && d >= 0 && d < length, "sapicore::propagate: target ", target,
+                  " or delay ", d, " out of range");
+      const int64_t row = first + d < length ? first + d : first + d - length;  // (step + 1 + d) mod length
+      out[row * columns + target] += row_weights[j] * value;
     }
   }
 }
@@ -118,14 +149,32 @@ at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, 
   return out;
 }
 
+at::Tensor nonzero_flat(const at::Tensor& values) {
+  TORCH_CHECK(values.device().is_cpu(), "sapicore::nonzero_flat: CPU tensors only");
+  const at::Tensor v = values.contiguous();
+  std::vector<int64_t> found;
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "sapicore::nonzero_flat", [&] {
+    const scalar_t* p = v.data_ptr<scalar_t>();
+    const int64_t n = v.numel();
+    for (int64_t i = skip_zero_blocks(p, 0, n); i < n; i = skip_zero_blocks(p, i + 1, n)) {
+      if (p[i] != scalar_t(0)) found.push_back(i);
+    }
+  });
+  at::Tensor out = at::empty({static_cast<int64_t>(found.size())}, v.options().dtype(at::kLong));
+  if (!found.empty()) std::memcpy(out.data_ptr<int64_t>(), found.data(), found.size() * sizeof(int64_t));
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(sapicore, m) {
   m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
   m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
+  m.def("nonzero_flat(Tensor values) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
   m.impl("propagate", &propagate);
   m.impl("propagate_lanes", &propagate_lanes);
+  m.impl("nonzero_flat", &nonzero_flat);
 }
