@@ -137,3 +137,21 @@ def test_nonzero_scan_finds_every_nonzero_entry_across_block_boundaries(dtype):
             values[16], values[n - 1], values[7] = 2.0, 1.0, -0.0  # a block edge, the tail, a negative zero
         found = torch.ops.sapicore.nonzero_flat(values)
         assert torch.equal(found, torch.nonzero(values).reshape(-1))
+
+
+def test_without_the_kernel_networks_fall_back_to_torch_ops(monkeypatch):
+    monkeypatch.setattr(kernels, "_LOADED", {})
+    monkeypatch.setenv("SAPICORE_KERNELS", "0")
+    assert not kernels.available() and not kernels.usable(torch.ones(3), torch.ones(4, 2))
+    monkeypatch.setattr(kernels, "_LOADED", {})
+    monkeypatch.setenv("SAPICORE_KERNELS", "1")
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+    with pytest.warns(RuntimeWarning, match="could not build its CPU propagation kernel .*no C\\+\\+ compiler"):
+        assert not kernels.available()
+    net = coba(400)
+    _, rec = sf.simulate(net, initial_state(net), steps=50, dt=DT)
+    assert rec["exc.spikes"].sum() > 0

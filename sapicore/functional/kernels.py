@@ -5,10 +5,11 @@ input. In torch ops that takes a selection of the spiking rows (``nonzero``, or 
 ``nonzero_static``/``topk`` under ``torch.compile`` and ``vmap``), gathers and a scatter, about ten
 dispatched ops per projection per step, and with a fixed capacity the work of ``capacity`` rows
 whatever the number of spikes. The kernel in ``csrc/propagate.cpp`` does it in one call: a scan of
-the source output and ``spikes x out-degree`` additions. It has fixed output shapes, so compiled
-chunks call it as one opaque op, and it never overflows. It has a ``vmap`` rule (lanes run in one
-call) and no gradient: where a gradient could flow through spikes or weights, projections use torch
-ops.
+the source output (skipping 64-byte blocks of zeros) and ``spikes x out-degree`` additions. It has
+fixed output shapes, so compiled chunks call it as one opaque op, and it never overflows. It has a
+``vmap`` rule (lanes run in one call) and no gradient: where a gradient could flow through spikes or
+weights, projections use torch ops. The same library holds ``sapicore::nonzero_flat``, the scan that
+turns spike records into events (:mod:`sapicore.functional.events`).
 
 It is built once per machine on first use with :mod:`torch.utils.cpp_extension` (a C++ compiler and
 ninja are needed; about a minute on two cores) and cached under ``TORCH_EXTENSIONS_DIR`` (default
@@ -60,11 +61,11 @@ def _load() -> None:
     _LOADED["ok"] = False
     if os.environ.get("SAPICORE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
         return
-    try:
-        from torch.utils import cpp_extension
+    from torch.utils import cpp_extension
 
-        if not any(Path(cpp_extension._get_build_directory(_NAME, False)).glob("*.so")):
-            print("sapicore: building the CPU spike propagation kernel, once per machine (about a minute)", file=sys.stderr)
+    if not _built_before(cpp_extension):
+        print("sapicore: building the CPU spike propagation kernel, once per machine (about a minute)", file=sys.stderr)
+    try:
         cpp_extension.load(_NAME, sources=[str(_SOURCE)], extra_cflags=["-O3"], is_python_module=False, verbose=False)
         for name, lane_axis in (("propagate", False), ("propagate_lanes", True)):
             torch.library.register_fake(f"sapicore::{name}")(_fake)
@@ -78,6 +79,13 @@ def _load() -> None:
         )
         return
     _LOADED["ok"] = True
+
+
+def _built_before(cpp_extension: Any) -> bool:
+    try:  # a private helper of torch: if it moves, only the message is lost
+        return any(Path(cpp_extension._get_build_directory(_NAME, False)).glob("*.so"))
+    except Exception:
+        return True
 
 
 def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
