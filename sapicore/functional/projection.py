@@ -110,6 +110,8 @@ class Projection:
     def arrivals(self, state: ProjectionState) -> tuple[ProjectionState, torch.Tensor]:
         """The weighted input (nA or µS) reaching each target neuron at the start of this step."""
         length = self.max_delay + 1
+        if self.kind == "sparse" and length == 1:  # no delays: the buffer is this step's input
+            return replace(state, pending=torch.zeros_like(state.pending)), state.pending[0, : self.n_post]
         slot = torch.remainder(state.step, length)
         if self.kind == "sparse":
             index = slot.reshape(1)
