@@ -24,11 +24,9 @@ __all__ = ["SpikeEvents", "to_events"]
 def to_events(values: torch.Tensor, first_record: int, interval: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The events of a chunk of event records ``(records, *shape)``: (times in ms, flat neuron indices).
 
-    Records count spikes (>= 0); every non-zero entry is an event.
-
-    Record ``k`` of the chunk is the ``first_record + k + 1``-th of the run and ends at that number
-    times ``interval`` (ms). A record counting n spikes of a neuron in its window gives n events at
-    the window's end.
+    Records count spikes (>= 0). Record ``k`` of the chunk is the ``first_record + k + 1``-th of the
+    run and ends at that number times ``interval`` (ms); a record counting n spikes of a neuron in its
+    window gives n events at the window's end.
     """
     flat = values.detach().reshape(values.shape[0], -1)
     if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64) and kernels.available():
@@ -51,6 +49,8 @@ class SpikeEvents:
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = (names,) if isinstance(names, str) else tuple(names)
+        if not self.names:
+            raise ValueError("SpikeEvents needs the names of the event records to keep, e.g. ('exc.spikes',)")
         self.times: dict[str, torch.Tensor] = {}
         self.neurons: dict[str, torch.Tensor] = {}
 
@@ -66,7 +66,7 @@ class SpikeEvents:
         for name in self.names:
             times, neurons = to_events(records[name], self.records_written, self.interval)
             self._parts[name].append((times.cpu(), neurons.cpu()))
-        self.records_written += records[self.names[0]].shape[0] if self.names else 0
+        self.records_written += records[self.names[0]].shape[0]
 
     def end(self) -> None:
         for name, parts in self._parts.items():

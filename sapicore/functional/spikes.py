@@ -104,12 +104,12 @@ def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid", slope: float = 1.0) 
     returned without the autograd machinery, which costs tens of microseconds per call.
     """
     function = _FUNCTIONS[check_surrogate(surrogate)]
-    if gradient_possible(x):
+    if _gradient_possible(x):
         return function.apply(x, slope)
     return (x >= 0).to(x.dtype)
 
 
-def gradient_possible(x: torch.Tensor) -> bool:
+def _gradient_possible(x: torch.Tensor) -> bool:
     """True under autograd with ``x`` requiring grad, or inside any ``torch.func`` transform but vmap."""
     return (torch.is_grad_enabled() and x.requires_grad) or grad_transform_active()
 

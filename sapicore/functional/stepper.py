@@ -322,8 +322,7 @@ class _Rerun:
     def before(self, state: Any) -> Any:
         if not self.active:
             return None
-        devices = [self.device] if self.device.type == "cuda" else []
-        rng = torch.cuda.get_rng_state(self.device) if devices else None
+        rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         kept = tree_map(lambda leaf: leaf.clone() if isinstance(leaf, torch.Tensor) else leaf, state) if self.keep_outputs else state
         return kept, torch.get_rng_state(), rng
 
