@@ -155,3 +155,13 @@ def test_without_the_kernel_networks_fall_back_to_torch_ops(monkeypatch):
     net = coba(400)
     _, rec = sf.simulate(net, initial_state(net), steps=50, dt=DT)
     assert rec["exc.spikes"].sum() > 0
+
+
+def test_a_first_call_inside_a_compiled_step_uses_torch_ops_without_a_graph_break(monkeypatch):
+    monkeypatch.setattr(kernels, "_LOADED", {})  # as in a fresh process
+    net = coba(200)
+    state = initial_state(net)
+    step = torch.compile(net.step, backend="eager", fullgraph=True)
+    compiled, _ = step(state, None, DT)
+    eager, _ = net.step(state, None, DT)
+    assert torch.equal(compiled.populations["exc"].v, eager.populations["exc"].v)

@@ -36,6 +36,7 @@ _SOURCE = Path(__file__).parent / "csrc" / "propagate.cpp"
 _NAME = "sapicore_kernels"
 _LOADED: dict[str, Any] = {}
 _OFF = [0]  # depth of nested `disabled()` blocks
+_REGISTERED: set[str] = set()
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -68,8 +69,10 @@ def _load() -> None:
     try:
         cpp_extension.load(_NAME, sources=[str(_SOURCE)], extra_cflags=["-O3"], is_python_module=False, verbose=False)
         for name, lane_axis in (("propagate", False), ("propagate_lanes", True)):
-            torch.library.register_fake(f"sapicore::{name}")(_fake)
-            torch.library.register_vmap(f"sapicore::{name}")(_rule(lane_axis))
+            if name not in _REGISTERED:  # once per process, however often loading is retried
+                torch.library.register_fake(f"sapicore::{name}")(_fake)
+                torch.library.register_vmap(f"sapicore::{name}")(_rule(lane_axis))
+                _REGISTERED.add(name)
     except Exception as err:  # no compiler, no ninja, a read-only cache: torch ops still work
         warnings.warn(
             f"sapicore could not build its CPU propagation kernel ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
@@ -93,6 +96,8 @@ def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
     if _OFF[0] or spikes.device.type != "cpu" or spikes.dtype not in _DTYPES or weights.dtype != spikes.dtype:
         return False
     if torch.is_grad_enabled() and (spikes.requires_grad or weights.requires_grad):
+        return False
+    if torch.compiler.is_compiling() and "ok" not in _LOADED:  # never build inside a trace (simulate loads it first)
         return False
     return not grad_transform_active() and available()
 
