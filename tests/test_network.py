@@ -278,3 +278,20 @@ def test_sweep_reruns_overflowing_chunks_under_vmap_on_the_torch_path():
         final, rec = sf.sweep(lanes, inputs={"src": spikes}, dt=DT, chunk=10, record=("p.s",))
     assert not bool(final.projections["p"].overflow.any())
     assert torch.allclose(rec["p.s"][:, 8], torch.full((2, 2), 0.5))
+
+
+def test_compiled_network_on_each_device_equals_the_reference_and_loses_no_spike(device):
+    from sapicore.networks import coba, initial_state
+
+    net = sf.to(coba(400), device=device)
+    # capacity 8: the initial burst overflows the torch path (GPU), whose chunks are then rerun
+    net = sf.replace(net, projections={k: sf.replace(p, capacity=8) for k, p in net.projections.items()})
+    state = initial_state(net, device=device)
+    _, reference = sf.simulate(net, state, steps=60, dt=DT)
+    final, fast = sf.simulate(net, state, steps=60, dt=DT, fast="aot_eager", chunk=10)
+    assert reference["exc.spikes"].sum() > 50
+    assert torch.equal(reference["exc.spikes"], fast["exc.spikes"]) and torch.equal(reference["inh.spikes"], fast["inh.spikes"])
+    assert not bool(net.overflowed(final))
+    with kernels.disabled():  # the fixed-capacity torch path on the CPU as well
+        final, torch_ops = sf.simulate(net, state, steps=60, dt=DT, fast="aot_eager", chunk=10)
+    assert torch.equal(reference["exc.spikes"], torch_ops["exc.spikes"]) and not bool(net.overflowed(final))
