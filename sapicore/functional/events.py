@@ -33,7 +33,7 @@ def to_events(values: torch.Tensor, first_record: int, interval: float) -> tuple
         position = torch.ops.sapicore.nonzero_flat(flat)  # a scan that skips blocks of zeros
         index, neuron = position // flat.shape[1], position % flat.shape[1]
     else:
-        index, neuron = torch.nonzero(flat, as_tuple=True)  # once per chunk, outside the steps
+        index, neuron = torch.nonzero(flat, as_tuple=True)  # sync-ok: once per chunk, outside the steps
     repeats = flat[index, neuron].round().to(torch.int64).clamp(min=1)
     index, neuron = index.repeat_interleave(repeats), neuron.repeat_interleave(repeats)
     times = (first_record + index + 1).to(torch.float64) * interval
