@@ -295,3 +295,16 @@ def test_compiled_network_on_each_device_equals_the_reference_and_loses_no_spike
     with kernels.disabled():  # the fixed-capacity torch path on the CPU as well
         final, torch_ops = sf.simulate(net, state, steps=60, dt=DT, fast="aot_eager", chunk=10)
     assert torch.equal(reference["exc.spikes"], torch_ops["exc.spikes"]) and not bool(net.overflowed(final))
+
+
+def test_rerun_keeps_copies_of_chunk_outputs_but_not_of_unchanged_input_tensors():
+    from sapicore.functional.stepper import _Rerun
+
+    net = random_network("sparse")
+    state = net.init_state()
+    rerun = _Rerun(net, state, torch.device("cpu"), keep_outputs=True)  # as under CUDA graphs
+    after, _ = net.step(state, None, DT)
+    kept, _, _ = rerun.before(after)
+    assert kept.projections["e"].weights is after.projections["e"].weights  # passed through: not copied
+    assert kept.populations["exc"].v is not after.populations["exc"].v  # written by the step: copied
+    assert torch.equal(kept.populations["exc"].v, after.populations["exc"].v)

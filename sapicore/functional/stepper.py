@@ -317,14 +317,20 @@ class _Rerun:
         flags = getattr(model, "overflowed", None)
         self.model, self.device, self.count = model, device, 0
         self.active = flags is not None and flags(state) is not None and not bool(flags(state))  # sync-ok: before the run
-        self.keep_outputs = keep_outputs  # CUDA graphs reuse their output memory: copy the state to keep it
+        # CUDA graphs reuse their output memory: keep a copy of each state tensor a chunk wrote, but not
+        # of tensors the run started with and passes through unchanged (such as fixed weights)
+        self.keep_outputs = keep_outputs
+        self.inputs = {_address(leaf) for leaf in tree_leaves(state)} - {None} if keep_outputs else set()
 
     def before(self, state: Any) -> Any:
         if not self.active:
             return None
         rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        kept = tree_map(lambda leaf: leaf.clone() if isinstance(leaf, torch.Tensor) else leaf, state) if self.keep_outputs else state
+        kept = tree_map(self._keep, state) if self.keep_outputs else state
         return kept, torch.get_rng_state(), rng
+
+    def _keep(self, leaf: Any) -> Any:
+        return leaf.clone() if isinstance(leaf, torch.Tensor) and _address(leaf) not in self.inputs else leaf
 
     def needed(self, state: Any) -> bool:
         return self.active and bool(self.model.overflowed(state))  # sync-ok: once per chunk
@@ -345,6 +351,16 @@ class _Rerun:
                 RuntimeWarning,
                 stacklevel=4,
             )
+
+
+def _address(leaf: Any) -> int | None:
+    """The memory address of a tensor's data, or None (not a tensor, or a tensor without storage)."""
+    if not isinstance(leaf, torch.Tensor):
+        return None
+    try:
+        return leaf.data_ptr()
+    except RuntimeError:  # functorch wrappers and fake tensors have no storage
+        return None
 
 
 def checked_arguments(
