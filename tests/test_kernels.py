@@ -75,6 +75,8 @@ def test_kernel_rejects_mismatched_arguments_with_a_message():
         kernels.propagate(pending, spikes[:-1], targets, weights, delays, torch.tensor(0))
     with pytest.raises(RuntimeError, match="share one floating dtype"):
         kernels.propagate(pending, spikes.float(), targets, weights, delays, torch.tensor(0))
+    with pytest.raises(RuntimeError, match="at least one row"):
+        kernels.propagate(pending[:0], spikes, targets, weights, delays, torch.tensor(0))
     with pytest.raises(RuntimeError, match="out of range"):
         kernels.propagate(pending, torch.ones_like(spikes), targets + 100, weights, delays, torch.tensor(0))
 

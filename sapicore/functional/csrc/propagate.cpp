@@ -95,6 +95,7 @@ void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor
                   weights.dim() == 2 + extra && step.dim() == extra,
               "sapicore::propagate: expected pending (D, P), spikes (N,), targets and weights (N + 1, W), step ()",
               extra ? " after a leading lane axis" : "");
+  TORCH_CHECK(pending.size(extra) >= 1, "sapicore::propagate: pending needs at least one row (max_delay + 1)");
   TORCH_CHECK(targets.size(extra) == spikes.size(extra) + 1 && weights.sizes() == targets.sizes(),
               "sapicore::propagate: targets and weights must be (N + 1, W) for spikes (N,)");
   TORCH_CHECK(!delays || delays->sizes() == targets.sizes(), "sapicore::propagate: delays must be shaped like targets");
