@@ -7,8 +7,8 @@ One network step (all populations and projections advance by ``dt`` ms) runs in 
    population from the target's membrane potential at the end of the previous step;
 2. every population steps with the sum of its synaptic currents, its constant ``drive`` (nA) and the
    external input given to ``step`` for it;
-3. every projection applies its plasticity rule to this step's source and target outputs, then puts
-   this step's source spikes in transit.
+3. every projection applies its plasticity rule to this step's source and target outputs;
+4. every projection puts this step's source spikes in transit (with the weights after learning).
 
 So every projection delivers one step later at the earliest (a delay of d ms adds round(d / dt)
 steps), whatever the order of populations, and the result does not depend on the order in which
@@ -139,22 +139,27 @@ class Network:
             for term in terms[1:]:
                 total = total + term
             populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
-        selections = self._select_sources(outputs, state)
         for name, proj in self.projections.items():
             modulator = external.get(getattr(proj.plasticity, "modulator", None))
-            pstate = proj.learn(projections[name], outputs[proj.source], outputs[proj.target], dt, modulator)
-            projections[name] = proj.emit(pstate, outputs[proj.source], selections.get(proj.source))
+            projections[name] = proj.learn(projections[name], outputs[proj.source], outputs[proj.target], dt, modulator)
+        kernel = {
+            name: proj.kind == "sparse" and kernels.usable(outputs[proj.source], projections[name].weights)
+            for name, proj in self.projections.items()
+        }
+        selections = self._select_sources(outputs, kernel)
+        for name, proj in self.projections.items():
+            projections[name] = proj.emit(projections[name], outputs[proj.source], selections.get(proj.source), kernel[name])
         return replace(state, populations=populations, projections=projections), outputs
 
     def default_record(self) -> tuple[str, ...]:
         """What ``simulate`` records when not told: every population's output."""
         return tuple(f"{pop}.{population.model.output_name}" for pop, population in self.populations.items())
 
-    def _select_sources(self, outputs: dict, state: NetworkState) -> dict:
+    def _select_sources(self, outputs: dict, kernel: dict) -> dict:
         """Pick each source population's spiking neurons once for its sparse projections that use torch ops."""
         capacities: dict[str, int] = {}
         for name, proj in self.projections.items():
-            if proj.kind == "sparse" and not kernels.usable(outputs[proj.source], state.projections[name].weights):
+            if proj.kind == "sparse" and not kernel[name]:
                 capacities[proj.source] = max(capacities.get(proj.source, 0), proj.capacity)
         return {source: select_sources(outputs[source], capacity) for source, capacity in capacities.items()}
 

@@ -124,11 +124,12 @@ class Projection:
         spikes = state.pending.transpose(0, 1).gather(1, slots)
         return state, (spikes * state.weights).sum(0)
 
-    def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
+    def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None, kernel: bool | None = None) -> ProjectionState:
         """Put this step's source spikes in transit and advance the step counter.
 
         ``selection``, from :func:`select_sources` with at least this projection's capacity, lets
-        projections that share a source population pick its spiking neurons once.
+        projections that share a source population pick its spiking neurons once. ``kernel`` says
+        whether the CPU kernel propagates (``kernels.usable``), when the caller has decided already.
         """
         length = self.max_delay + 1
         slot = torch.remainder(state.step, length)
@@ -136,7 +137,7 @@ class Projection:
             here = (torch.arange(length, device=slot.device) == slot)[:, None]
             pending = torch.where(here, spikes[None, :], state.pending)
             return replace(state, pending=pending, step=state.step + 1)
-        if kernels.usable(spikes, state.weights):
+        if kernel if kernel is not None else kernels.usable(spikes, state.weights):
             pending = kernels.propagate(state.pending, spikes, self.targets, state.weights, self.delays, state.step)
             return replace(state, pending=pending, step=state.step + 1)
         rows, values, count = selection if selection is not None else select_sources(spikes, self.capacity)
