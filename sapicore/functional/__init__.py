@@ -5,7 +5,7 @@ resistance in MΩ), except where a model's docstring says otherwise (Hodgkin-Hux
 membrane area; Izhikevich in the paper's units).
 """
 
-from . import connectivity
+from . import capacity, connectivity, transforms
 from .connectivity import Connectivity
 from .events import SpikeEvents
 from .integrators import METHODS, euler, exponential_euler, integrate, rk4
@@ -26,7 +26,7 @@ from .neurons import (
 )
 from .network import Network, NetworkState, Population
 from .plasticity import STDP, Hebbian, Oja, RewardSTDP, TripletSTDP
-from .projection import Projection, ProjectionState, projection
+from .projection import DenseProjection, Projection, ProjectionState, SparseProjection, projection
 from .pytree import lane_count, pytree, replace, stack, to, tree_leaves, tree_map, unstack, validate
 from .stepper import simulate
 from .sources import PoissonSource, SpikeInput
@@ -46,6 +46,10 @@ __all__ = [
     "PoissonSource",
     "Population",
     "Projection",
+    "DenseProjection",
+    "SparseProjection",
+    "capacity",
+    "transforms",
     "ProjectionState",
     "RewardSTDP",
     "STDP",

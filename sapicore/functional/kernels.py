@@ -28,16 +28,16 @@ from typing import Any, Iterator
 
 import torch
 
-from .spikes import grad_transform_active
+from .transforms import compiling, gradient_possible
 
-__all__ = ["available", "usable", "propagate", "disabled"]
+__all__ = ["available", "usable", "propagate", "disabled", "is_disabled", "DTYPES"]
 
 _SOURCE = Path(__file__).parent / "csrc" / "propagate.cpp"
 _NAME = "sapicore_kernels"
 _LOADED: dict[str, Any] = {}
 _OFF = [0]  # depth of nested `disabled()` blocks
 _REGISTERED: set[str] = set()
-_DTYPES = (torch.float32, torch.float64)
+DTYPES = (torch.float32, torch.float64)
 
 
 @contextlib.contextmanager
@@ -48,6 +48,11 @@ def disabled() -> Iterator[None]:
         yield
     finally:
         _OFF[0] -= 1
+
+
+def is_disabled() -> bool:
+    """True inside a :func:`disabled` block."""
+    return bool(_OFF[0])
 
 
 def available() -> bool:
@@ -93,13 +98,13 @@ def _built_before(cpp_extension: Any) -> bool:
 
 def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
     """True where :func:`propagate` applies: CPU, float32/float64, no gradient through spikes or weights."""
-    if _OFF[0] or spikes.device.type != "cpu" or spikes.dtype not in _DTYPES or weights.dtype != spikes.dtype:
+    if _OFF[0] or spikes.device.type != "cpu" or spikes.dtype not in DTYPES or weights.dtype != spikes.dtype:
         return False
-    if torch.is_grad_enabled() and (spikes.requires_grad or weights.requires_grad):
+    if gradient_possible(spikes, weights):
         return False
-    if torch.compiler.is_compiling() and "ok" not in _LOADED:  # never build inside a trace (simulate loads it first)
+    if compiling() and "ok" not in _LOADED:  # never build inside a trace (simulate loads it first)
         return False
-    return not grad_transform_active() and available()
+    return available()
 
 
 def propagate(

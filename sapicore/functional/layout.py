@@ -1,8 +1,9 @@
 """Weight layouts: how a projection stores one weight per synapse, and how rules address them.
 
-* dense: ``weights[i, j]`` of shape ``(n_pre, n_post)``, zero where no synapse exists (``mask``);
-* sparse: one row per source neuron, ``weights[i, k]`` of shape ``(n_pre + 1, max_out)``, whose
-  synapse targets neuron ``targets[i, k]``; unused slots (and the extra last row) point at the
+* :class:`DenseLayout`: ``weights[i, j]`` of shape ``(n_pre, n_post)``, zero where no synapse exists
+  (``mask``);
+* :class:`SparseLayout`: one row per source neuron, ``weights[i, k]`` of shape ``(n_pre + 1, max_out)``,
+  whose synapse targets neuron ``targets[i, k]``; unused slots (and the extra last row) point at the
   padding index ``n_post`` and hold weight 0.
 
 Plasticity rules are written once for both: ``layout.pre(x)`` and ``layout.post(y)`` give
@@ -16,27 +17,26 @@ from typing import Any
 
 import torch
 
-__all__ = ["Layout"]
+__all__ = ["Layout", "DenseLayout", "SparseLayout"]
 
 
 class Layout:
     """Addressing helpers for the weights of one projection (built inside a step; not a pytree)."""
 
-    def __init__(self, kind: str, mask: torch.Tensor, targets: torch.Tensor | None, n_post: int):
-        self.kind, self.mask, self.targets, self.n_post = kind, mask, targets, n_post
+    def __init__(self, mask: torch.Tensor, n_post: int):
+        self.mask, self.n_post = mask, n_post
 
     def pre(self, x: torch.Tensor) -> torch.Tensor:
         """Source values ``x`` (n_pre,) broadcast to the weights' shape."""
-        if self.kind == "dense":
-            return x[:, None]
-        return torch.cat([x, x.new_zeros(1)])[:, None]
+        raise NotImplementedError
 
     def post(self, y: torch.Tensor) -> torch.Tensor:
         """Target values ``y`` (n_post,) in the weights' shape."""
-        if self.kind == "dense":
-            return y[None, :]
-        padded = torch.cat([y, y.new_zeros(1)])
-        return padded[self.targets]
+        raise NotImplementedError
+
+    def incoming_sum(self, w: torch.Tensor) -> torch.Tensor:
+        """Sum of the weights onto each target neuron, shape (n_post,)."""
+        raise NotImplementedError
 
     def keep(self, w: torch.Tensor) -> torch.Tensor:
         """``w`` with every slot that is not a synapse set to 0."""
@@ -46,9 +46,33 @@ class Layout:
         """Synaptic weights clipped to ``[low, high]``; non-synapse slots stay 0."""
         return self.keep(torch.clamp(w, min=low, max=high))
 
+
+class DenseLayout(Layout):
+    """A ``(n_pre, n_post)`` weight matrix."""
+
+    def pre(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, None]
+
+    def post(self, y: torch.Tensor) -> torch.Tensor:
+        return y[None, :]
+
     def incoming_sum(self, w: torch.Tensor) -> torch.Tensor:
-        """Sum of the weights onto each target neuron, shape (n_post,)."""
-        if self.kind == "dense":
-            return w.sum(0)
+        return w.sum(0)
+
+
+class SparseLayout(Layout):
+    """Padded rows of outgoing synapses, ``targets[i, k]`` naming each one's target neuron."""
+
+    def __init__(self, mask: torch.Tensor, targets: torch.Tensor, n_post: int):
+        super().__init__(mask, n_post)
+        self.targets = targets
+
+    def pre(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x.new_zeros(1)])[:, None]
+
+    def post(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.cat([y, y.new_zeros(1)])[self.targets]
+
+    def incoming_sum(self, w: torch.Tensor) -> torch.Tensor:
         sums = w.new_zeros(self.n_post + 1).index_add(0, self.targets.reshape(-1), w.reshape(-1))
         return sums[: self.n_post]

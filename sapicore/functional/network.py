@@ -23,17 +23,14 @@ Record names are ``"population.variable"`` (``"exc.v"``, ``"exc.spikes"``) and
 
 from __future__ import annotations
 
-import math
-import warnings
 from typing import Any
 
 import attrs
 import torch
 
-from . import kernels
-from .neurons.base import check_dt
 from .projection import Projection, ProjectionState, select_sources
 from .pytree import pytree, replace, tree_leaves
+from .transforms import RunContext
 
 __all__ = ["Network", "NetworkState", "Population"]
 
@@ -78,6 +75,9 @@ def _check_network(instance: "Network", attribute: attrs.Attribute, value: Any) 
             raise ValueError(f"projection {name!r} targets {proj.target!r}, an input population that cannot receive synapses")
         if proj.synapse.conductance_based and "v" not in populations[proj.target].model.record_names():
             raise ValueError(f"projection {name!r} is conductance-based but {proj.target!r} has no membrane potential v")
+    steps = {proj.dt for proj in projections.values()}
+    if len(steps) > 1:
+        raise ValueError(f"the projections were built for different time steps {sorted(steps)} ms; build them all with one dt")
     for name in value:
         if name not in populations:
             raise ValueError(f"drive names unknown population {name!r}; populations: {', '.join(populations)}")
@@ -91,7 +91,14 @@ class Network:
     projections: dict = attrs.field(factory=dict)
     drive: dict = attrs.field(factory=dict, validator=_check_network)
 
-    output_name = "spikes"
+    @property
+    def dt(self) -> float | None:
+        """The time step (ms) the projections' delays were built for; None without projections."""
+        return next(iter(self.projections.values())).dt if self.projections else None
+
+    def for_run(self, context: RunContext) -> "Network":
+        """This network with every projection as a run in ``context`` uses it (propagation backends)."""
+        return replace(self, projections={name: proj.for_run(context) for name, proj in self.projections.items()})
 
     def init_state(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> NetworkState:
         """Every population at rest, every projection with its built weights and nothing in transit."""
@@ -119,19 +126,23 @@ class Network:
         return {proj.plasticity.modulator for proj in self.projections.values() if hasattr(proj.plasticity, "modulator")}
 
     def step(self, state: NetworkState, inputs: Any, dt: float) -> tuple[NetworkState, dict]:
-        """Advance the whole network by ``dt`` ms; return the new state and each population's spikes."""
-        dt = check_dt(dt)
+        """Advance the whole network by ``dt`` ms; return the new state and each population's output.
+
+        ``dt`` must be the step the projections were built for.
+        """
+        if self.projections and dt != self.dt:
+            raise ValueError(f"the projections were built for dt={self.dt} ms, not dt={dt} ms; rebuild them")
         external = self._external(inputs)
         populations, projections = dict(state.populations), dict(state.projections)
+        # 1. arrivals into the synapse models, and their currents into the targets
         currents: dict[str, list] = {name: [] for name in self.populations}
         for name, proj in self.projections.items():
-            if not math.isclose(proj.dt, dt, rel_tol=1e-9):
-                raise ValueError(f"projection {name!r} was built for dt={proj.dt} ms, not dt={dt} ms; rebuild it")
             pstate, arriving = proj.arrivals(projections[name])
             synapse = proj.synapse.update(pstate.synapse, arriving, dt)
             v = getattr(populations[proj.target], "v", None)
             currents[proj.target].append(proj.synapse.current(synapse, v))
             projections[name] = replace(pstate, synapse=synapse)
+        # 2. the populations
         outputs = {}
         for name, pop in self.populations.items():
             terms = currents[name] + [x for x in (self.drive.get(name), external.get(name)) if x is not None]
@@ -139,29 +150,32 @@ class Network:
             for term in terms[1:]:
                 total = total + term
             populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
+        # 3. plasticity
         for name, proj in self.projections.items():
             modulator = external.get(getattr(proj.plasticity, "modulator", None))
             projections[name] = proj.learn(projections[name], outputs[proj.source], outputs[proj.target], dt, modulator)
-        kernel = {
-            name: proj.kind == "sparse" and kernels.usable(outputs[proj.source], projections[name].weights)
-            for name, proj in self.projections.items()
-        }
-        selections = self._select_sources(outputs, kernel)
+        # 4. this step's output in transit, each source's spiking neurons picked once
+        selections = self._select_sources(outputs, projections)
         for name, proj in self.projections.items():
-            projections[name] = proj.emit(projections[name], outputs[proj.source], selections.get(proj.source), kernel[name])
+            projections[name] = proj.emit(projections[name], outputs[proj.source], selections.get(name))
         return replace(state, populations=populations, projections=projections), outputs
+
+    def _select_sources(self, outputs: dict, projections: dict) -> dict:
+        """For each projection that picks spiking sources with torch ops, the pick, shared by source."""
+        wanted: dict[str, tuple[str, str, int]] = {}
+        for name, proj in self.projections.items():
+            chosen = proj.selection_capacity(outputs[proj.source], projections[name].weights)
+            if chosen is not None:
+                wanted[name] = (proj.source, *chosen)
+        largest: dict[tuple[str, str], int] = {}
+        for source, backend, capacity in wanted.values():
+            largest[source, backend] = max(largest.get((source, backend), 0), capacity)
+        picks = {key: select_sources(outputs[key[0]], key[1], capacity) for key, capacity in largest.items()}
+        return {name: picks[source, backend] for name, (source, backend, _) in wanted.items()}
 
     def default_record(self) -> tuple[str, ...]:
         """What ``simulate`` records when not told: every population's output."""
         return tuple(f"{pop}.{population.model.output_name}" for pop, population in self.populations.items())
-
-    def _select_sources(self, outputs: dict, kernel: dict) -> dict:
-        """Pick each source population's spiking neurons once for its sparse projections that use torch ops."""
-        capacities: dict[str, int] = {}
-        for name, proj in self.projections.items():
-            if proj.kind == "sparse" and not kernel[name]:
-                capacities[proj.source] = max(capacities.get(proj.source, 0), proj.capacity)
-        return {source: select_sources(outputs[source], capacity) for source, capacity in capacities.items()}
 
     def record_names(self) -> tuple[str, ...]:
         names = [f"{pop}.{var}" for pop, population in self.populations.items() for var in population.model.record_names()]
@@ -188,24 +202,3 @@ class Network:
     def is_event(self, name: str) -> bool:
         owner, _, variable = name.partition(".")
         return owner in self.populations and self.populations[owner].model.is_event(variable)
-
-    def overflowed(self, state: NetworkState) -> torch.Tensor | None:
-        """True (0-d bool tensor) if any sparse projection's overflow flag is raised; None without any."""
-        flags = [state.projections[name].overflow.any() for name, proj in self.projections.items() if proj.kind == "sparse"]
-        return torch.stack(flags).any() if flags else None
-
-    def full_capacity(self) -> "Network":
-        """This network with room for every source spike in each sparse projection (capacity = n_pre)."""
-        projections = {name: replace(p, capacity=p.n_pre) if p.kind == "sparse" else p for name, p in self.projections.items()}
-        return replace(self, projections=projections)
-
-    def report_overflow(self, state: NetworkState) -> None:
-        """Warn for every sparse projection whose spike buffer overflowed during the run."""
-        for name, proj in self.projections.items():
-            if proj.kind == "sparse" and bool(state.projections[name].overflow.any()):  # sync-ok: after the run
-                warnings.warn(
-                    f"projection {name!r}: more than capacity={proj.capacity} source neurons spiked in one step; "
-                    "the excess spikes were not delivered. Rebuild it with a larger capacity.",
-                    RuntimeWarning,
-                    stacklevel=5,
-                )

@@ -1,48 +1,53 @@
 """Projections: weighted, delayed connections from a source population to a target population.
 
-A :class:`Projection` holds the structure (which synapses exist, their delays), the synapse model
-and an optional plasticity rule; the changing parts (weights, synaptic variables, spikes in transit,
-plasticity traces) live in its :class:`ProjectionState`. Two representations with the same meaning:
+Every projection follows one protocol (:class:`Projection`), called by ``Network.step`` in four
+phases:
 
-* ``"dense"``: a ``(n_pre, n_post)`` weight matrix; spikes in transit are kept as a history of the
-  source's spikes, and the input of a step is a matrix product (cost ~ n_pre * n_post per step).
-* ``"sparse"``: event-driven. The spiking source neurons' outgoing synapses are gathered from a
-  padded table and added into a ring buffer of future inputs at their delay. On the CPU, where no
-  gradient can flow, one compiled kernel does this (:mod:`sapicore.functional.kernels`) at a cost
-  ~ spikes * out-degree per step, eagerly, compiled and under ``vmap`` alike; it never overflows.
-  Elsewhere (a GPU, autograd, or without the kernel) torch ops do it: under ``torch.compile``,
-  ``vmap``, autograd or on a GPU at most ``capacity`` spiking sources are picked with fixed shapes
-  (``nonzero_static``; ``topk`` under vmap), at a cost ~ capacity * max out-degree per step and
-  without host synchronisation; if more than ``capacity`` sources spike in one step, the excess is
-  not delivered and the state's ``overflow`` flag is raised. ``simulate`` and ``sweep`` then run
-  that chunk of steps again at full capacity, so no spike is lost there (see
-  ``stepper._Rerun``); a loop of your own over ``step`` should check the flag. In a plain eager CPU
-  run exactly the spiking sources are taken (``nonzero``, one host synchronisation per step), which
-  never overflows.
+* ``init_state(like)`` -> :class:`ProjectionState`: the built weights, a resting synapse, nothing in
+  transit;
+* ``arrivals(state)`` -> ``(state, input)``: the weighted input (nA or µS per target neuron) that
+  reaches the synapse model at the start of this step;
+* ``learn(state, pre, post, dt, modulator)``: the plasticity rule and weight normalisation;
+* ``emit(state, spikes)``: this step's source spikes enter transit, with the weights after learning.
 
-Delays: a spike emitted in step n through a synapse of delay d ms reaches the synapse model at the
-start of step ``n + 1 + round(d / dt)`` (round half to even). So a delay of 0 acts in the next step,
-as in Brian2, where ``on_pre`` acts at the end of the spiking step.
+Two implementations own their weight layout (:mod:`sapicore.functional.layout`) and share the rest:
 
-With plasticity and delays, the dense form applies the weight current at arrival, the sparse form
-the weight at emission; without delays both use the same weight.
+* :class:`DenseProjection`: a ``(n_pre, n_post)`` weight matrix; emitting is a matrix product (cost
+  ~ n_pre x n_post per step).
+* :class:`SparseProjection`: event-driven. The spiking sources' outgoing synapses are gathered from a
+  padded table (cost ~ spikes x out-degree); its ``propagation`` backend (see
+  :mod:`sapicore.functional.transforms`) is chosen once per run by ``simulate`` and ``sweep``.
+  With a fixed ``capacity`` (compiled runs, gradients, GPUs) a step with more spiking sources than
+  ``capacity`` raises the state's ``overflow`` flag and the excess is not delivered; ``simulate`` and
+  ``sweep`` then run that chunk again at full capacity, so no spike is lost there
+  (:mod:`sapicore.functional.capacity`); a loop of your own over ``step`` should check the flag.
+
+Both keep spikes in transit the same way: a ring buffer ``pending`` of future input, one row per step
+of delay, ``(max_delay + 1, n_post + 1)`` (the last column absorbs padding). A spike emitted in step n
+through a synapse of delay d ms is added, **with the synapse's weight at emission**, to the row that
+the target reads at the start of step ``n + 1 + round(d / dt)`` (round half to even). So a delay of 0
+acts in the next step, as in Brian2, where ``on_pre`` acts at the end of the spiking step; and a
+weight that changes while a spike is in transit does not change that spike (NEST's convention:
+the weight is read when the spike is handed to the synapse). Dense and sparse projections therefore
+give identical results, with plasticity and heterogeneous delays too.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import torch
 
 from . import kernels
 from .connectivity import Connectivity
-from .layout import Layout
+from .layout import DenseLayout, Layout, SparseLayout
 from .pytree import pytree, replace
+from .transforms import PROPAGATIONS, RunContext, propagation, propagation_now
 
-__all__ = ["Projection", "ProjectionState", "projection", "select_sources"]
+__all__ = ["Projection", "DenseProjection", "SparseProjection", "ProjectionState", "projection", "select_sources"]
 
 
 @pytree
@@ -50,9 +55,9 @@ class ProjectionState:
     """State of a projection.
 
     weights: current weights (nA or µS per synapse; layout as in :mod:`sapicore.functional.layout`);
-    synapse: the synapse model's state; pending: spikes in transit (dense: source spike history,
-    ``(max_delay + 1, n_pre)``; sparse: future inputs, ``(max_delay + 1, n_post + 1)``);
-    step: steps taken (int64); overflow: True once a step had more spiking sources than ``capacity``;
+    synapse: the synapse model's state; pending: future input ``(max_delay + 1, n_post + 1)``, row
+    ``k`` read at the steps equal to ``k`` modulo ``max_delay + 1``; step: steps taken (int64);
+    overflow: True once a step had more spiking sources than a fixed ``capacity`` (sparse only);
     plasticity: the rule's state (or None).
     """
 
@@ -66,42 +71,35 @@ class ProjectionState:
 
 def _static(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if isinstance(value, torch.Tensor):
-        raise TypeError(f"Projection.{attribute.name} must be a Python value, not a tensor")
+        raise TypeError(f"{type(instance).__name__}.{attribute.name} must be a Python value, not a tensor")
 
 
-@pytree
 class Projection:
-    """Connections from population ``source`` to population ``target``; build with :func:`projection`."""
+    """The projection protocol; build one with :func:`projection`.
 
-    source: str = attrs.field(validator=_static)
-    target: str = attrs.field(validator=_static)
-    n_pre: int = attrs.field(validator=_static)
-    n_post: int = attrs.field(validator=_static)
-    kind: str = attrs.field(validator=attrs.validators.in_(("dense", "sparse")))
-    weights: torch.Tensor = attrs.field()
-    mask: torch.Tensor = attrs.field()
-    targets: Any = None
-    delays: Any = 0
-    max_delay: int = 0
-    synapse: Any = None
-    plasticity: Any = None
-    capacity: Any = None
-    dt: float = 0.1
-    normalize: Any = None
+    Fields shared by both kinds: ``source``, ``target`` (population names), ``n_pre``, ``n_post``,
+    ``weights`` (built weights, in the kind's layout), ``mask`` (True where a synapse exists),
+    ``delays`` (an int number of steps for all synapses, or an int64 tensor in the weights' layout),
+    ``max_delay`` (steps), ``synapse`` (a synapse model), ``plasticity`` (a rule or None), ``dt``
+    (the step, ms, that delays were rounded to) and ``normalize`` (None or the sum of the weights
+    onto each target neuron kept after each plasticity update).
+    """
+
+    kind: ClassVar[str]
 
     def layout(self) -> Layout:
-        return Layout(self.kind, self.mask, self.targets, self.n_post)
+        """Addressing helpers for this projection's weights."""
+        raise NotImplementedError
 
     def init_state(self, like: torch.Tensor) -> ProjectionState:
-        """Initial state: the built weights, empty synapses, nothing in transit."""
+        """Initial state on ``like``'s device and dtype: built weights, resting synapse, nothing in transit."""
         weights = self.weights.to(device=like.device, dtype=like.dtype)
-        width = self.n_pre if self.kind == "dense" else self.n_post + 1
         zeros = torch.zeros(self.n_post, dtype=like.dtype, device=like.device)
         plasticity = None if self.plasticity is None else self.plasticity.init(self.n_pre, self.n_post, weights)
         return ProjectionState(
             weights=weights,
             synapse=self.synapse.init_state(zeros),
-            pending=torch.zeros(self.max_delay + 1, width, dtype=like.dtype, device=like.device),
+            pending=torch.zeros(self.max_delay + 1, self.n_post + 1, dtype=like.dtype, device=like.device),
             step=torch.zeros((), dtype=torch.int64, device=like.device),
             overflow=torch.zeros((), dtype=torch.bool, device=like.device),
             plasticity=plasticity,
@@ -109,52 +107,14 @@ class Projection:
 
     def arrivals(self, state: ProjectionState) -> tuple[ProjectionState, torch.Tensor]:
         """The weighted input (nA or µS) reaching each target neuron at the start of this step."""
-        length = self.max_delay + 1
-        if self.kind == "sparse" and length == 1:  # no delays: the buffer is this step's input
+        if self.max_delay == 0:  # one row: this step's input
             return replace(state, pending=torch.zeros_like(state.pending)), state.pending[0, : self.n_post]
-        slot = torch.remainder(state.step, length)
-        if self.kind == "sparse":
-            index = slot.reshape(1)
-            row = state.pending.index_select(0, index)[0]
-            return replace(state, pending=state.pending.index_fill(0, index, 0.0)), row[: self.n_post]
-        if isinstance(self.delays, int):
-            spikes = state.pending.index_select(0, slot.reshape(1))[0]
-            return state, spikes @ state.weights
-        slots = torch.remainder(state.step - 1 - self.delays, length)  # (n_pre, n_post)
-        spikes = state.pending.transpose(0, 1).gather(1, slots)
-        return state, (spikes * state.weights).sum(0)
-
-    def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None, kernel: bool | None = None) -> ProjectionState:
-        """Put this step's source spikes in transit and advance the step counter.
-
-        ``selection``, from :func:`select_sources` with at least this projection's capacity, lets
-        projections that share a source population pick its spiking neurons once. ``kernel`` says
-        whether the CPU kernel propagates (``kernels.usable``), when the caller has decided already.
-        """
-        length = self.max_delay + 1
-        slot = torch.remainder(state.step, length)
-        if self.kind == "dense":
-            here = (torch.arange(length, device=slot.device) == slot)[:, None]
-            pending = torch.where(here, spikes[None, :], state.pending)
-            return replace(state, pending=pending, step=state.step + 1)
-        if kernel if kernel is not None else kernels.usable(spikes, state.weights):
-            pending = kernels.propagate(state.pending, spikes, self.targets, state.weights, self.delays, state.step)
-            return replace(state, pending=pending, step=state.step + 1)
-        rows, values, count = selection if selection is not None else select_sources(spikes, self.capacity)
-        if count is None:
-            overflow = state.overflow
-        else:
-            rows, values = rows[: self.capacity], values[: self.capacity]
-            overflow = state.overflow | (count > self.capacity)
-        contributions = state.weights.index_select(0, rows) * values[:, None]
-        delays = self.delays if isinstance(self.delays, int) else self.delays.index_select(0, rows)
-        arrive = torch.remainder(state.step + 1 + delays, length)
-        flat = (arrive * (self.n_post + 1) + self.targets.index_select(0, rows)).reshape(-1)
-        pending = state.pending.reshape(-1).index_add(0, flat, contributions.reshape(-1)).reshape(state.pending.shape)
-        return replace(state, pending=pending, step=state.step + 1, overflow=overflow)
+        index = torch.remainder(state.step, self.max_delay + 1).reshape(1)
+        row = state.pending.index_select(0, index)[0]
+        return replace(state, pending=state.pending.index_fill(0, index, 0.0)), row[: self.n_post]
 
     def learn(self, state: ProjectionState, pre: torch.Tensor, post: torch.Tensor, dt: float, modulator: Any = None) -> ProjectionState:
-        """Apply the plasticity rule (if any) and the weight normalisation (if any)."""
+        """Apply the plasticity rule (if any), then the weight normalisation (if any)."""
         if self.plasticity is None:
             return state
         layout = self.layout()
@@ -164,34 +124,151 @@ class Projection:
             weights = layout.keep(weights * layout.post(scale))
         return replace(state, weights=weights, plasticity=plasticity)
 
+    def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
+        """Put this step's source output in transit and advance the step counter.
 
-def select_sources(spikes: torch.Tensor, capacity: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        ``selection`` (sparse only) is the output of :func:`select_sources` for this source
+        population, when the network has picked its spiking neurons once for several projections.
+        """
+        raise NotImplementedError
+
+    def for_run(self, context: RunContext) -> "Projection":
+        """This projection as a run in ``context`` uses it (the sparse kind picks its backend)."""
+        return self
+
+    def with_full_capacity(self) -> "Projection":
+        """This projection with room for every source spike in a step."""
+        return self
+
+    def selection_capacity(self, spikes: torch.Tensor, weights: torch.Tensor) -> tuple[str, int] | None:
+        """(backend, capacity) when this projection picks spiking sources with torch ops, else None."""
+        return None
+
+    def _row(self, state: ProjectionState, extra: int) -> torch.Tensor:
+        """The ring-buffer row ``extra`` steps of delay after the next step's."""
+        return torch.remainder(state.step + 1 + extra, self.max_delay + 1)
+
+
+def _add_at_rows(pending: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``pending`` with ``values`` added at ``(rows, columns)`` (broadcast together), out of place."""
+    flat = (rows * pending.shape[1] + columns).reshape(-1)
+    return pending.reshape(-1).index_add(0, flat, values.reshape(-1)).reshape(pending.shape)
+
+
+@pytree
+class DenseProjection(Projection):
+    """A projection stored as a ``(n_pre, n_post)`` weight matrix (zero where ``mask`` is False)."""
+
+    kind: ClassVar[str] = "dense"
+
+    source: str = attrs.field(validator=_static)
+    target: str = attrs.field(validator=_static)
+    n_pre: int = attrs.field(validator=_static)
+    n_post: int = attrs.field(validator=_static)
+    weights: torch.Tensor = attrs.field()
+    mask: torch.Tensor = attrs.field()
+    synapse: Any = None
+    delays: Any = 0
+    max_delay: int = 0
+    plasticity: Any = None
+    dt: float = 0.1
+    normalize: Any = None
+
+    def layout(self) -> Layout:
+        return DenseLayout(self.mask, self.n_post)
+
+    def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
+        if isinstance(self.delays, int):
+            current = torch.cat([spikes @ state.weights, spikes.new_zeros(1)])
+            if self.max_delay == 0:
+                pending = state.pending + current
+            else:
+                pending = state.pending.index_add(0, self._row(state, self.delays).reshape(1), current[None])
+        else:  # per-synapse delays: each synapse's contribution goes to its own row
+            columns = torch.arange(self.n_post, device=spikes.device)
+            pending = _add_at_rows(state.pending, self._row(state, self.delays), columns, spikes[:, None] * state.weights)
+        return replace(state, pending=pending, step=state.step + 1)
+
+
+@pytree
+class SparseProjection(Projection):
+    """An event-driven projection: one padded row of outgoing synapses per source neuron.
+
+    ``targets[i, k]`` is the target of source ``i``'s ``k``-th synapse (``n_post`` where unused; the
+    extra row ``n_pre`` is all padding); ``capacity``: most spiking sources propagated per step by
+    the fixed-shape backends; ``propagation``: the backend (:mod:`sapicore.functional.transforms`).
+    """
+
+    kind: ClassVar[str] = "sparse"
+
+    source: str = attrs.field(validator=_static)
+    target: str = attrs.field(validator=_static)
+    n_pre: int = attrs.field(validator=_static)
+    n_post: int = attrs.field(validator=_static)
+    weights: torch.Tensor = attrs.field()
+    mask: torch.Tensor = attrs.field()
+    targets: torch.Tensor = attrs.field()
+    synapse: Any = None
+    delays: Any = 0
+    max_delay: int = 0
+    plasticity: Any = None
+    dt: float = 0.1
+    normalize: Any = None
+    capacity: int = 32
+    propagation: str = attrs.field(default="auto", validator=attrs.validators.in_(PROPAGATIONS))
+
+    def layout(self) -> Layout:
+        return SparseLayout(self.mask, self.targets, self.n_post)
+
+    def for_run(self, context: RunContext) -> "SparseProjection":
+        backend = propagation(context)
+        if context.nested and backend in ("fixed", "topk"):  # no rerun inside an outer transform
+            return replace(self, propagation=backend, capacity=self.n_pre)
+        return replace(self, propagation=backend)
+
+    def with_full_capacity(self) -> "SparseProjection":
+        return replace(self, capacity=self.n_pre)
+
+    def selection_capacity(self, spikes: torch.Tensor, weights: torch.Tensor) -> tuple[str, int] | None:
+        backend = self.propagation if self.propagation != "auto" else propagation_now(spikes, weights)
+        return None if backend == "cpu_kernel" else (backend, self.capacity)
+
+    def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
+        if selection is None:
+            chosen = self.selection_capacity(spikes, state.weights)
+            if chosen is not None:
+                selection = select_sources(spikes, *chosen)
+        if selection is None:  # the CPU kernel
+            pending = kernels.propagate(state.pending, spikes, self.targets, state.weights, self.delays, state.step)
+            return replace(state, pending=pending, step=state.step + 1)
+        rows, values, count = selection
+        overflow = state.overflow
+        if count is not None:
+            rows, values = rows[: self.capacity], values[: self.capacity]
+            overflow = overflow | (count > self.capacity)
+        contributions = state.weights.index_select(0, rows) * values[:, None]
+        delays = self.delays if isinstance(self.delays, int) else self.delays.index_select(0, rows)
+        pending = _add_at_rows(state.pending, self._row(state, delays), self.targets.index_select(0, rows), contributions)
+        return replace(state, pending=pending, step=state.step + 1, overflow=overflow)
+
+
+def select_sources(spikes: torch.Tensor, backend: str, capacity: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """The spiking source neurons of a step: (rows, spike values, spike count or None).
 
-    In a plain eager CPU run exactly the spiking rows (count None: nothing can overflow). Elsewhere
-    ``capacity`` rows with fixed shapes: ``nonzero_static`` (unused rows point at the padding row
-    ``n_pre``), or ``topk`` under vmap, which has a batching rule for it; the count then tells the
-    caller whether spikes were left out.
+    ``nonzero``: exactly the spiking rows (count None: nothing can overflow; one host
+    synchronisation). ``fixed``/``topk``: ``capacity`` rows with fixed shapes (``nonzero_static``,
+    whose unused rows point at the padding row ``n_pre``, or ``topk``, which has a vmap rule); the
+    count then tells the caller whether spikes were left out.
     """
-    if _plain_eager(spikes):
-        rows = torch.nonzero(spikes).reshape(-1)  # sync-ok: eager path only, see _plain_eager
+    if backend == "nonzero":
+        rows = torch.nonzero(spikes).reshape(-1)  # sync-ok: the eager backend, chosen by transforms.propagation
         return rows, spikes.index_select(0, rows), None
-    if torch._C._are_functorch_transforms_active():
+    if backend == "topk":
         values, rows = torch.topk(spikes, capacity)
     else:
         rows = torch.nonzero_static(spikes, size=capacity, fill_value=spikes.shape[0]).reshape(-1)
         values = torch.cat([spikes, spikes.new_zeros(1)]).index_select(0, rows)
     return rows, values, spikes.sum()
-
-
-def _plain_eager(spikes: torch.Tensor) -> bool:
-    """True when no compiler, vmap or autograd transform sees this call, so shapes may depend on data."""
-    return not (
-        torch.compiler.is_compiling()
-        or torch._C._are_functorch_transforms_active()
-        or (torch.is_grad_enabled() and spikes.requires_grad)
-        or spikes.device.type != "cpu"
-    )
 
 
 def _per_synapse(value: Any, count: int, name: str) -> torch.Tensor:
@@ -227,8 +304,9 @@ def projection(
         delay: a number or one value per synapse (ms), >= 0; see the module docstring.
         kind: "sparse" (event-driven) or "dense".
         plasticity: a rule from :mod:`sapicore.functional.plasticity`, or None.
-        capacity: sparse only: most source spikes propagated per step (default: a tenth of the
-            sources, at least 32); more raise the overflow flag.
+        capacity: sparse only: most spiking sources propagated per step by the fixed-shape backends
+            (default: a tenth of the sources, at least 32; ignored by dense projections, which
+            select nothing); see the module docstring.
         normalize: if set, after each plasticity update scale the weights onto each target neuron to
             sum to this value.
     """
@@ -256,53 +334,35 @@ def projection(
     homogeneous = count == 0 or bool((steps == steps[0]).all())
     pre, post = connectivity.pre, connectivity.post
 
+    common = dict(source=source, target=target, n_pre=n_pre, n_post=n_post, synapse=synapse, max_delay=max_delay,
+                  plasticity=plasticity, dt=float(dt), normalize=normalize)
     if kind == "dense":
+        if count and torch.unique(pre * n_post + post).numel() != count:
+            raise ValueError("a dense projection holds one synapse per (source, target) pair, but the connectivity has "
+                             "repeated pairs (multapses); use kind='sparse'")
         matrix = torch.zeros(n_pre, n_post, dtype=weights.dtype)
         matrix[pre, post] = weights
         mask = torch.zeros(n_pre, n_post, dtype=torch.bool)
         mask[pre, post] = True
-        if homogeneous:
-            delays: Any = max_delay
-        else:
+        delays: Any = max_delay
+        if not homogeneous:
             delays = torch.zeros(n_pre, n_post, dtype=torch.int64)
             delays[pre, post] = steps
-        targets = None
-        capacity = None
-    else:
-        out_degree = connectivity.out_degree()
-        width = max(1, int(out_degree.max()) if count else 1)
-        starts = torch.cumsum(out_degree, 0) - out_degree
-        column = torch.arange(count) - starts[pre]
-        targets = torch.full((n_pre + 1, width), n_post, dtype=torch.int64)
-        targets[pre, column] = post
-        matrix = torch.zeros(n_pre + 1, width, dtype=weights.dtype)
-        matrix[pre, column] = weights
-        mask = targets < n_post
-        if homogeneous:
-            delays = max_delay
-        else:
-            delays = torch.zeros(n_pre + 1, width, dtype=torch.int64)
-            delays[pre, column] = steps
-        if capacity is None:
-            capacity = min(n_pre, max(32, n_pre // 10))
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 < capacity <= max(n_pre, 1):
-            raise ValueError(f"capacity must be an int in [1, n_pre={n_pre}], got {capacity!r}")
-    if homogeneous and isinstance(delays, int):
-        delays = int(max_delay)
-    return Projection(
-        source=source,
-        target=target,
-        n_pre=n_pre,
-        n_post=n_post,
-        kind=kind,
-        weights=matrix,
-        mask=mask,
-        targets=targets,
-        delays=delays,
-        max_delay=max_delay,
-        synapse=synapse,
-        plasticity=plasticity,
-        capacity=capacity,
-        dt=float(dt),
-        normalize=normalize,
-    )
+        return DenseProjection(weights=matrix, mask=mask, delays=delays, **common)
+    out_degree = connectivity.out_degree()
+    width = max(1, int(out_degree.max()) if count else 1)
+    starts = torch.cumsum(out_degree, 0) - out_degree
+    column = torch.arange(count) - starts[pre]
+    targets = torch.full((n_pre + 1, width), n_post, dtype=torch.int64)
+    targets[pre, column] = post
+    matrix = torch.zeros(n_pre + 1, width, dtype=weights.dtype)
+    matrix[pre, column] = weights
+    delays = max_delay
+    if not homogeneous:
+        delays = torch.zeros(n_pre + 1, width, dtype=torch.int64)
+        delays[pre, column] = steps
+    if capacity is None:
+        capacity = min(n_pre, max(32, n_pre // 10))
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 < capacity <= max(n_pre, 1):
+        raise ValueError(f"capacity must be an int in [1, n_pre={n_pre}], got {capacity!r}")
+    return SparseProjection(weights=matrix, mask=targets < n_post, targets=targets, delays=delays, capacity=capacity, **common)

@@ -24,8 +24,8 @@ import math
 from typing import Any, Callable
 
 import torch
-from torch._C._functorch import TransformType
-from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+from .transforms import gradient_possible
 
 __all__ = ["spike", "SURROGATES", "surrogate_derivative", "check_surrogate"]
 
@@ -104,20 +104,6 @@ def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid", slope: float = 1.0) 
     returned without the autograd machinery, which costs tens of microseconds per call.
     """
     function = _FUNCTIONS[check_surrogate(surrogate)]
-    if _gradient_possible(x):
+    if gradient_possible(x):
         return function.apply(x, slope)
     return (x >= 0).to(x.dtype)
-
-
-def _gradient_possible(x: torch.Tensor) -> bool:
-    """True under autograd with ``x`` requiring grad, or inside any ``torch.func`` transform but vmap."""
-    return (torch.is_grad_enabled() and x.requires_grad) or grad_transform_active()
-
-
-def grad_transform_active() -> bool:
-    """True inside a ``torch.func`` transform other than vmap (grad, jacrev, ...), outside compile."""
-    if torch.compiler.is_compiling():  # dynamo cannot read the transform stack; it tracks requires_grad
-        return False
-    if torch._C._are_functorch_transforms_active():
-        return any(level.key() != TransformType.Vmap for level in retrieve_all_functorch_interpreters())
-    return False

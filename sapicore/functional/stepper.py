@@ -22,14 +22,18 @@ import sys
 import warnings
 from typing import Any, Callable, Sequence
 
+import attrs
 import torch
 import torch.utils._pytree as _pytree
 from tqdm.auto import tqdm
 
+from .capacity import Rerun, report_overflow
+from .network import Network
 from .neurons.base import check_consistent, check_dt
 from .pytree import is_concrete, tree_leaves, tree_map, validate
+from .transforms import RunContext, run_context
 
-__all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks"]
+__all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks", "Plan", "plan_run"]
 
 _FAST_FALLBACK_WARNED: set[str] = set()
 
@@ -226,46 +230,88 @@ def _with_fallback(compiled: Callable, eager: Callable, label: str) -> Callable:
     return call
 
 
-def run_chunks(
-    build: Callable[[int], Callable],
+@attrs.frozen
+class Plan:
+    """A checked run: what to record (``names``), how long (``steps`` of ``dt`` ms, records ``every``
+    steps, in chunks of ``chunk`` steps, from ``start_step``), how (``fast``, ``progress``), where the
+    time axis of input tensors is (``input_axis``) and of records (``record_axis``, 1 when a lane
+    axis comes first), and the :class:`~sapicore.functional.transforms.RunContext`."""
+
+    names: tuple
+    steps: int
+    every: int
+    dt: float
+    chunk: int
+    fast: Any
+    progress: Any
+    start_step: int
+    input_axis: int
+    record_axis: int
+    context: RunContext
+
+
+def plan_run(
     model: Any,
     state: Any,
     inputs: Any,
     *,
-    steps: int,
-    every: int,
-    dt: float,
-    chunk: int | None,
+    dt: Any,
+    steps: int | None,
+    duration: float | None,
+    record: Sequence[str] | str | None,
+    every: Any,
     fast: bool | str,
+    chunk: int | None,
     progress: bool | None,
-    input_axis: int,
-    record_axis: int,
-    device: torch.device,
-    dtype: torch.dtype,
-    sinks: Sequence[Any] = (),
-    keep: bool = True,
     start_step: int = 0,
-) -> tuple[Any, dict[str, torch.Tensor]]:
-    """Run ``steps`` steps in chunks built by ``build(n_steps)``.
-
-    Chunks take their slice of an input tensor along ``input_axis``; their records are gathered into
-    buffers along ``record_axis`` (1 when a lane axis comes first) unless ``keep`` is False, and
-    handed chunk by chunk to each sink (``begin(dt, every)``, ``write(records)``, ``end()``).
-    """
+    lanes: bool = False,
+    input_axis: int = 0,
+) -> tuple[Any, Plan]:
+    """Check a run's arguments once; return the model as the run uses it (propagation backends chosen)
+    and the run's :class:`Plan`."""
+    dt, steps, names = checked_arguments(model, state, inputs, dt, steps, duration, record, every, input_axis)
+    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
+        raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
     if chunk is None:
         target = 20 if fast else 1000
         chunk = every * max(1, math.ceil(target / every))
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk <= 0 or chunk % every:
         raise ValueError(f"chunk must be a positive multiple of every={every}, got {chunk!r}")
     chunk = min(chunk, max(every, steps - steps % every))
+    leaves = tree_leaves((model, state)) + _tensor_leaves(inputs)
+    context = run_context(leaves, floating_leaf(state), lanes=lanes, compiled=bool(fast))
+    if isinstance(model, Network):
+        model = model.for_run(context)
+    plan = Plan(names, steps, every, dt, chunk, fast, progress, start_step, input_axis, 1 if lanes else 0, context)
+    return model, plan
+
+
+def run_chunks(
+    build: Callable[[int], Callable],
+    model: Any,
+    state: Any,
+    inputs: Any,
+    plan: Plan,
+    sinks: Sequence[Any] = (),
+    keep: bool = True,
+) -> tuple[Any, dict[str, torch.Tensor]]:
+    """Run ``plan.steps`` steps in chunks built by ``build(n_steps)``.
+
+    Chunks take their slice of an input tensor along ``plan.input_axis``; their records are gathered
+    along ``plan.record_axis`` (into buffers allocated once; inside an outer ``torch.func`` transform,
+    by concatenation, which transforms can follow) unless ``keep`` is False, and handed chunk by
+    chunk to each sink (``begin(dt, every)``, ``write(records)``, ``end()``).
+    """
+    steps, every, dt, chunk, fast, context = plan.steps, plan.every, plan.dt, plan.chunk, plan.fast, plan.context
+    device, dtype, axis = context.device, context.dtype, plan.record_axis
     full = build(chunk)
     if fast:
         full = _with_fallback(_compile(full, fast, device), full, str(fast))
     n_records = steps // every
     time_major = bool(_tensor_leaves(inputs))
-    rerun = _Rerun(model, state, device, keep_outputs=bool(fast) and device.type == "cuda")
-    buffers: dict[str, torch.Tensor] = {}
-    show = progress if progress is not None else (steps >= 100_000 and sys.stderr.isatty())
+    rerun = Rerun(model, state, device, keep_outputs=bool(fast) and device.type == "cuda", nested=context.nested)
+    buffers: dict[str, Any] = {}
+    show = plan.progress if plan.progress is not None else (steps >= 100_000 and sys.stderr.isatty())
     bar = tqdm(total=steps, unit="step", disable=not show)
     done = written = 0
     for sink in sinks:
@@ -276,8 +322,8 @@ def run_chunks(
             run = full if n == chunk else build(n)
             xs = None
             if time_major:
-                xs = tree_map(lambda leaf: leaf.narrow(input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf, inputs)
-            t0 = torch.tensor((start_step + done) * dt, dtype=dtype, device=device)
+                xs = tree_map(lambda leaf: leaf.narrow(plan.input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf, inputs)
+            t0 = torch.tensor((plan.start_step + done) * dt, dtype=dtype, device=device)
             before = rerun.before(state)
             state, records = run(model, state, xs, t0)
             if rerun.needed(state):
@@ -285,11 +331,14 @@ def run_chunks(
             for sink in sinks:
                 sink.write(records)
             for name, values in records.items() if keep else ():
+                if context.nested:  # functional: a list of chunks, concatenated at the end
+                    buffers.setdefault(name, []).append(values)
+                    continue
                 if name not in buffers:
                     shape = list(values.shape)
-                    shape[record_axis] = n_records
+                    shape[axis] = n_records
                     buffers[name] = torch.empty(shape, dtype=values.dtype, device=values.device)
-                buffers[name].narrow(record_axis, written, values.shape[record_axis]).copy_(values)
+                buffers[name].narrow(axis, written, values.shape[axis]).copy_(values)
             written += n // every
             done += n
             bar.update(n)
@@ -297,70 +346,13 @@ def run_chunks(
         bar.close()
         for sink in sinks:
             sink.end()
-    buffers["t"] = (start_step + torch.arange(1, n_records + 1, dtype=dtype, device=device) * every) * dt
+    if context.nested:
+        buffers = {name: torch.cat(parts, dim=axis) for name, parts in buffers.items()}
+    buffers["t"] = (plan.start_step + torch.arange(1, n_records + 1, dtype=dtype, device=device) * every) * dt
     rerun.report(math.ceil(steps / chunk))
-    report_overflow(model, state)
+    if not context.nested:
+        report_overflow(model, state)
     return state, buffers
-
-
-class _Rerun:
-    """Reruns a chunk in which a fixed-capacity projection dropped spikes, so none are lost.
-
-    Models with capacities (networks with sparse projections) offer ``overflowed(state)`` (a 0-d
-    bool tensor, or None) and ``full_capacity()`` (the same model with room for every source spike).
-    When a chunk raises an overflow flag, the chunk is run again from the state before it, with the
-    random generators as they were, by the eager loop on the full-capacity model. Checking costs one
-    host synchronisation per chunk. A state that starts with a flag raised is left alone.
-    """
-
-    def __init__(self, model: Any, state: Any, device: torch.device, keep_outputs: bool) -> None:
-        flags = getattr(model, "overflowed", None)
-        self.model, self.device, self.count = model, device, 0
-        self.active = flags is not None and flags(state) is not None and not bool(flags(state))  # sync-ok: before the run
-        # CUDA graphs reuse their output memory: keep a copy of each state tensor a chunk wrote, but not
-        # of tensors the run started with and passes through unchanged (such as fixed weights)
-        self.keep_outputs = keep_outputs
-        self.inputs = {_address(leaf) for leaf in tree_leaves(state)} - {None} if keep_outputs else set()
-
-    def before(self, state: Any) -> Any:
-        if not self.active:
-            return None
-        rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        kept = tree_map(self._keep, state) if self.keep_outputs else state
-        return kept, torch.get_rng_state(), rng
-
-    def _keep(self, leaf: Any) -> Any:
-        return leaf.clone() if isinstance(leaf, torch.Tensor) and _address(leaf) not in self.inputs else leaf
-
-    def needed(self, state: Any) -> bool:
-        return self.active and bool(self.model.overflowed(state))  # sync-ok: once per chunk
-
-    def __call__(self, eager_chunk: Callable, before: Any, xs: Any, t0: torch.Tensor) -> tuple[Any, dict]:
-        state, cpu_rng, cuda_rng = before
-        torch.set_rng_state(cpu_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state(cuda_rng, self.device)
-        self.count += 1
-        return eager_chunk(self.model.full_capacity(), state, xs, t0)
-
-    def report(self, chunks: int) -> None:
-        if self.count > max(2, chunks // 20):
-            warnings.warn(
-                f"{self.count} of {chunks} chunks had more spiking sources in a step than a projection's capacity "
-                "and were run again on the slower full-capacity path; a larger capacity= would avoid that",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-
-
-def _address(leaf: Any) -> int | None:
-    """The memory address of a tensor's data, or None (not a tensor, or a tensor without storage)."""
-    if not isinstance(leaf, torch.Tensor):
-        return None
-    try:
-        return leaf.data_ptr()
-    except RuntimeError:  # functorch wrappers and fake tensors have no storage
-        return None
 
 
 def checked_arguments(
@@ -376,6 +368,10 @@ def checked_arguments(
 ) -> tuple[float, int, tuple[str, ...]]:
     """Check what ``simulate`` and ``sweep`` are given; return (dt, steps, record names)."""
     dt = check_dt(dt)
+    if isinstance(model, Network) and model.dt is not None:
+        if not math.isclose(model.dt, dt, rel_tol=1e-9):
+            raise ValueError(f"the network's projections were built for dt={model.dt} ms, not dt={dt} ms; rebuild them")
+        dt = model.dt
     _check_source(inputs)
     validate(model)
     check_consistent(model, state)
@@ -433,34 +429,10 @@ def simulate(
         ``(final_state, records)``: ``records[name]`` has shape ``(steps // every, *shape)`` and
         ``records["t"]`` holds the time (ms) at the end of each recorded step.
     """
-    dt, steps, names = checked_arguments(model, state, inputs, dt, steps, duration, record, every)
-    reference = floating_leaf(state)
-    if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
-        raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
-    trial_step(model, state, first_input(inputs, reference), dt, reference.device)
-    return run_chunks(
-        lambda n: make_chunk(model, names, n, every, dt, inputs),
-        model,
-        state,
-        inputs,
-        steps=steps,
-        every=every,
-        dt=dt,
-        chunk=chunk,
-        fast=fast,
-        progress=progress,
-        input_axis=0,
-        record_axis=0,
-        device=reference.device,
-        dtype=reference.dtype,
-        sinks=sinks,
-        keep=keep,
-        start_step=start_step,
+    model, plan = plan_run(
+        model, state, inputs, dt=dt, steps=steps, duration=duration, record=record, every=every, fast=fast,
+        chunk=chunk, progress=progress, start_step=start_step,
     )
-
-
-def report_overflow(model: Any, final: Any) -> None:
-    """Let a model that can drop events (a network with sparse projections) warn about it."""
-    report = getattr(model, "report_overflow", None)
-    if report is not None:
-        report(final)
+    trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
+    build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731
+    return run_chunks(build, model, state, inputs, plan, sinks, keep)

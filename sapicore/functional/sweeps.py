@@ -19,7 +19,7 @@ import torch
 
 from .neurons.base import NeuronModel
 from .pytree import lane_count, stack, tree_leaves, tree_map, validate
-from .stepper import checked_arguments, first_input, floating_leaf, make_chunk, run_chunks, trial_step
+from .stepper import first_input, floating_leaf, make_chunk, plan_run, run_chunks, trial_step
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
@@ -123,32 +123,17 @@ def sweep(
         raise ValueError("lane_inputs=True needs an input tensor of shape (lanes, steps, *population_shape)")
     if lane_inputs and inputs.shape[0] != n_lanes:
         raise ValueError(f"lane inputs have {inputs.shape[0]} lanes along axis 0 but the sweep has {n_lanes}")
-    time_dim = 1 if lane_inputs else 0
-    dt, steps, names = checked_arguments(lanes, state, inputs, dt, steps, duration, record, every, time_dim)
-
+    lanes, plan = plan_run(
+        lanes, state, inputs, dt=dt, steps=steps, duration=duration, record=record, every=every, fast=fast,
+        chunk=chunk, progress=progress, lanes=True, input_axis=1 if lane_inputs else 0,
+    )
     first_model, first_state = _lane(lanes, 0), _lane(state, 0)
     reference = floating_leaf(first_state)
-    trial_step(first_model, first_state, first_input(inputs, reference, lane_inputs), dt, reference.device)
-
+    trial_step(first_model, first_state, first_input(inputs, reference, lane_inputs), plan.dt, reference.device)
     input_dim = 0 if lane_inputs else None
 
     def build(n: int) -> Any:
-        chunk_fn = make_chunk(lanes, names, n, every, dt, inputs)
+        chunk_fn = make_chunk(lanes, plan.names, n, plan.every, plan.dt, inputs)
         return torch.func.vmap(chunk_fn, in_dims=(0, 0, input_dim, None), randomness=randomness)
 
-    return run_chunks(
-        build,
-        lanes,
-        state,
-        inputs,
-        steps=steps,
-        every=every,
-        dt=dt,
-        chunk=chunk,
-        fast=fast,
-        progress=progress,
-        input_axis=time_dim,
-        record_axis=1,
-        device=reference.device,
-        dtype=reference.dtype,
-    )
+    return run_chunks(build, lanes, state, inputs, plan)

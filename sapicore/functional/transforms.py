@@ -1,0 +1,137 @@
+"""Which torch transforms are active, and which propagation backend a run of sparse projections uses.
+
+This is the one module that looks at torch's transform stack. Every other module asks it.
+
+A sparse projection moves spikes into its ring buffer of future input in one of these ways (its
+``propagation`` field, a static string):
+
+============== ==============================================================================
+``cpu_kernel`` the compiled C++ operator (:mod:`sapicore.functional.kernels`): exact, fixed shapes,
+               works eagerly, compiled and under ``vmap``; CPU, float32/64, no gradient.
+``nonzero``    torch ops on exactly the spiking sources (``torch.nonzero``): exact, one host
+               synchronisation per step; plain eager runs only (no compile, no ``torch.func``).
+``fixed``      torch ops on at most ``capacity`` sources (``nonzero_static``): fixed shapes, an
+               overflow flag when more spike; compiled runs, gradients, GPUs without a kernel.
+``topk``       as ``fixed``, with ``topk`` picking the sources, which has a ``vmap`` rule.
+``auto``       decided at each step from the transforms then active (the default of a projection
+               stepped by a loop of your own; ``simulate`` and ``sweep`` decide once per run).
+============== ==============================================================================
+
+``simulate`` and ``sweep`` build a :class:`RunContext` from the device, dtype, whether a gradient can
+flow, whether lanes are vmapped and whether chunks are compiled, and give every sparse projection the
+backend :func:`propagation` picks for it. When ``simulate`` itself runs inside an outer
+``torch.func`` transform (``vmap(simulate)``, ``grad``), a chunk whose fixed capacity overflowed
+cannot be rerun (that needs a host decision), so fixed-capacity projections then get room for every
+source (``capacity = n_pre``): exact, at a cost ~ n_pre x out-degree per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from torch._C._functorch import TransformType
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+__all__ = [
+    "PROPAGATIONS",
+    "RunContext",
+    "compiling",
+    "functorch_active",
+    "vmap_active",
+    "grad_transform_active",
+    "gradient_possible",
+    "run_context",
+    "propagation",
+]
+
+PROPAGATIONS = ("auto", "cpu_kernel", "nonzero", "fixed", "topk")
+
+
+def compiling() -> bool:
+    """True while ``torch.compile`` traces."""
+    return torch.compiler.is_compiling()
+
+
+def functorch_active() -> bool:
+    """True inside any ``torch.func`` transform (vmap, grad, jacrev, ...)."""
+    return torch._C._are_functorch_transforms_active()
+
+
+def vmap_active() -> bool:
+    """True inside ``torch.func.vmap`` (at any depth), outside compile."""
+    if compiling() or not functorch_active():
+        return False
+    return any(level.key() == TransformType.Vmap for level in retrieve_all_functorch_interpreters())
+
+
+def grad_transform_active() -> bool:
+    """True inside a ``torch.func`` transform other than vmap (grad, jacrev, ...), outside compile."""
+    if compiling() or not functorch_active():  # dynamo cannot read the transform stack; it tracks requires_grad
+        return False
+    return any(level.key() != TransformType.Vmap for level in retrieve_all_functorch_interpreters())
+
+
+def gradient_possible(*tensors: Any) -> bool:
+    """True when a gradient can flow through any of ``tensors``: autograd, or a ``torch.func`` grad transform."""
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t in tensors):
+        return True
+    return grad_transform_active()
+
+
+@attrs.frozen
+class RunContext:
+    """What a run looks like to the propagation backends.
+
+    device, dtype: the state's; gradient: a gradient can flow through the run; lanes: steps run
+    under vmap (``sweep``, or an outer ``vmap``); compiled: chunks are compiled (``fast``); nested:
+    ``simulate`` runs inside an outer ``torch.func`` transform, so chunks cannot be rerun.
+    """
+
+    device: torch.device
+    dtype: torch.dtype
+    gradient: bool
+    lanes: bool
+    compiled: bool
+    nested: bool
+
+
+def run_context(leaves: list[Any], reference: torch.Tensor, *, lanes: bool, compiled: bool) -> RunContext:
+    """The context of a run whose model, state and inputs hold ``leaves`` (tensors among them)."""
+    return RunContext(
+        device=reference.device,
+        dtype=reference.dtype,
+        gradient=gradient_possible(*leaves),
+        lanes=lanes or vmap_active(),
+        compiled=bool(compiled),
+        nested=functorch_active(),
+    )
+
+
+def propagation(context: RunContext) -> str:
+    """The propagation backend for sparse projections in a run (see the module docstring)."""
+    from . import kernels
+
+    if (
+        context.device.type == "cpu"
+        and context.dtype in kernels.DTYPES
+        and not context.gradient
+        and not kernels.is_disabled()
+        and kernels.available()
+    ):
+        return "cpu_kernel"
+    if not (context.compiled or context.lanes or context.nested):
+        return "nonzero"
+    return "topk" if context.lanes else "fixed"
+
+
+def propagation_now(spikes: torch.Tensor, weights: torch.Tensor) -> str:
+    """The backend for one step of a projection left at ``auto``, from the transforms active now."""
+    from . import kernels
+
+    if kernels.usable(spikes, weights):
+        return "cpu_kernel"
+    if compiling() or functorch_active() or gradient_possible(spikes):
+        return "topk" if functorch_active() else "fixed"
+    return "nonzero"
