@@ -17,12 +17,14 @@ def test_vmap_over_32_lanes_equals_a_loop_over_the_lanes(device):
     final, rec = sf.sweep(lanes, inputs=inputs, dt=0.1, shape=(20,), record=("v", "spikes"))
     assert rec["v"].shape == (32, 300, 20)
     assert rec["spikes"].sum() > 0
+    # CUDA's batched and single-lane kernels round differently (9e-5 mV after 300 steps on an H200)
+    tolerance = 1e-6 if device.type == "cpu" else 5e-4
     for lane, label in enumerate(labels):
         model = sf.LIF(tau_syn=2.0, **label)
         lane_final, lane_rec = sf.simulate(model, model.init_state(20, device=device), inputs, dt=0.1, record=("v", "spikes"))
-        assert (rec["v"][lane] - lane_rec["v"]).abs().max() <= 1e-6
+        assert (rec["v"][lane] - lane_rec["v"]).abs().max() <= tolerance
         assert torch.equal(rec["spikes"][lane], lane_rec["spikes"])
-        assert (final.v[lane] - lane_final.v).abs().max() <= 1e-6
+        assert (final.v[lane] - lane_final.v).abs().max() <= tolerance
 
 
 def test_lanes_of_izhikevich_presets_and_per_lane_inputs():
@@ -78,3 +80,62 @@ def test_sweep_errors():
         sf.zipped(sf.LIF(), tau_mem=[1.0, 2.0], t_ref=[1.0])
     with pytest.raises(ValueError, match="no tensor leaves"):
         sf.sweep(sf.LIF(), shape=3, steps=10, dt=0.1)
+
+
+def _plastic_network(a_plus, drive):
+    from sapicore.functional import connectivity as C
+
+    lif = sf.LIF(tau_mem=20.0, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0)
+    rule = sf.STDP(a_plus=a_plus, a_minus=0.002, w_min=0.0, w_max=0.1)
+    return sf.Network(
+        populations={"a": sf.Population(lif, 40), "b": sf.Population(lif, 30)},
+        projections={"p": sf.projection("a", "b", C.fixed_probability(40, 30, 0.3, seed=1), 0.04, sf.Exponential(5.0), dt=0.1,
+                                        delay=torch.rand(len(C.fixed_probability(40, 30, 0.3, seed=1)), generator=torch.Generator().manual_seed(2)),
+                                        plasticity=rule, capacity=4)},
+        drive={"b": drive},
+    )
+
+
+def test_torch_func_vmap_of_simulate_equals_sweep_and_per_lane_runs():
+    inputs = {"a": 0.15 + 0.2 * torch.rand(300, 40, dtype=torch.float64)}
+    values = torch.tensor([0.002, 0.004, 0.008], dtype=torch.float64)
+    base = sf.to(_plastic_network(0.004, 0.1), dtype=torch.float64)  # built once: connectivity is random
+
+    def run(a_plus):
+        proj = base.projections["p"]
+        net = sf.replace(base, projections={"p": sf.replace(proj, plasticity=sf.replace(proj.plasticity, a_plus=a_plus))})
+        final, rec = sf.simulate(net, net.init_state(dtype=torch.float64), inputs, dt=0.1, record=("b.v", "b.spikes"))
+        return rec["b.v"], rec["b.spikes"], final.projections["p"].weights
+
+    v, spikes, weights = torch.func.vmap(run)(values)
+    lanes = sf.stack([sf.to(_plastic_network(float(a), 0.1), dtype=torch.float64) for a in values])
+    final, rec = sf.sweep(lanes, None, inputs, dt=0.1, record=("b.v", "b.spikes"))
+    assert spikes.sum() > 20 and not torch.allclose(weights[0], weights[-1])
+    assert torch.equal(spikes, rec["b.spikes"]) and torch.allclose(v, rec["b.v"], atol=1e-10)
+    assert torch.allclose(weights, final.projections["p"].weights, atol=1e-12)
+    for lane, a_plus in enumerate(values):
+        alone_v, alone_spikes, alone_weights = run(a_plus)
+        assert torch.equal(spikes[lane], alone_spikes) and torch.allclose(v[lane], alone_v, atol=1e-10)
+        assert torch.allclose(weights[lane], alone_weights, atol=1e-12)
+
+
+def test_vmap_of_grad_and_grad_of_vmap_of_simulate_equal_per_lane_gradients():
+    inputs = {"a": 0.15 + 0.2 * torch.rand(200, 40, dtype=torch.float64)}
+    base = sf.to(_plastic_network(0.004, 0.1), dtype=torch.float64)
+
+    def mean_v(drive):
+        net = sf.replace(base, drive={"b": drive})
+        _, rec = sf.simulate(net, net.init_state(dtype=torch.float64), inputs, dt=0.1, record=("b.v",))
+        return rec["b.v"].mean()
+
+    drives = torch.tensor([0.05, 0.1, 0.12], dtype=torch.float64)
+    per_lane = torch.stack([torch.func.grad(mean_v)(d) for d in drives])
+    assert torch.allclose(torch.func.vmap(torch.func.grad(mean_v))(drives), per_lane, atol=1e-10)
+    assert torch.allclose(torch.func.grad(lambda d: torch.func.vmap(mean_v)(d).sum())(drives), per_lane, atol=1e-10)
+    assert (per_lane > 0).all()  # more drive, higher mean potential (a surrogate gradient through spikes)
+
+
+def test_stacking_numbers_follows_the_trees_dtype():
+    nets = [sf.to(_plastic_network(0.004, drive), dtype=torch.float64) for drive in (0.1, 0.2)]
+    lanes = sf.stack(nets)
+    assert lanes.drive["b"].dtype == torch.float64 and lanes.drive["b"].tolist() == [0.1, 0.2]

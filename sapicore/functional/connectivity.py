@@ -68,18 +68,18 @@ def from_indices(pre: Any, post: Any, n_pre: int, n_post: int, allow_self: bool 
         raise TypeError("pre and post indices must be integers")
     if pre.shape != post.shape:
         raise ValueError(f"pre ({pre.numel()}) and post ({post.numel()}) index lists differ in length")
-    pre, post = pre.to(torch.int64).cpu(), post.to(torch.int64).cpu()
-    if pre.numel() and (int(pre.min()) < 0 or int(pre.max()) >= n_pre):
-        raise ValueError(f"pre indices must lie in [0, {n_pre}), got values from {int(pre.min())} to {int(pre.max())}")
-    if post.numel() and (int(post.min()) < 0 or int(post.max()) >= n_post):
-        raise ValueError(f"post indices must lie in [0, {n_post}), got values from {int(post.min())} to {int(post.max())}")
+    pre, post = pre.to(torch.int64).cpu(), post.to(torch.int64).cpu()  # sync-ok: building connectivity, before any run
+    if pre.numel() and (int(pre.min()) < 0 or int(pre.max()) >= n_pre):  # sync-ok: building connectivity, before any run
+        raise ValueError(f"pre indices must lie in [0, {n_pre}), got values from {int(pre.min())} to {int(pre.max())}")  # sync-ok: building connectivity, before any run
+    if post.numel() and (int(post.min()) < 0 or int(post.max()) >= n_post):  # sync-ok: building connectivity, before any run
+        raise ValueError(f"post indices must lie in [0, {n_post}), got values from {int(post.min())} to {int(post.max())}")  # sync-ok: building connectivity, before any run
     if not allow_self:
         keep = pre != post
         pre, post = pre[keep], post[keep]
     key = pre * max(n_post, 1) + post
     order = torch.argsort(key)
     key = key[order]
-    if key.numel() > 1 and bool((key[1:] == key[:-1]).any()):
+    if key.numel() > 1 and bool((key[1:] == key[:-1]).any()):  # sync-ok: building connectivity, before any run
         raise ValueError("the index lists connect some pair twice; each (pre, post) pair may appear once")
     return Connectivity(pre[order], post[order], n_pre, n_post)
 
@@ -116,7 +116,7 @@ def _sample_rows(counts: torch.Tensor, n_choices: int, exclude_diagonal: bool, g
     rows_all, choices_all = [], []
     n_rows = counts.numel()
     available = n_choices - (1 if exclude_diagonal else 0)
-    if n_rows == 0 or int(counts.max()) == 0:
+    if n_rows == 0 or int(counts.max()) == 0:  # sync-ok: building connectivity, before any run
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty
     # rows that need many choices are drawn by shuffling; sparse rows by rejection sampling
@@ -147,7 +147,7 @@ def _reject_sample(ids: torch.Tensor, need: torch.Tensor, n_choices: int, exclud
     rows_out, choices_out = [], []
     pending_ids, pending_need = ids, need
     while pending_ids.numel():
-        width = int(pending_need.max()) + int(3 * math.sqrt(int(pending_need.max()))) + 8
+        width = int(pending_need.max()) + int(3 * math.sqrt(int(pending_need.max()))) + 8  # sync-ok: building connectivity, before any run
         draws = torch.randint(0, n_choices, (pending_ids.numel(), width), generator=generator)
         ok = torch.ones_like(draws, dtype=torch.bool)
         if exclude_diagonal:

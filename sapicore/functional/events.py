@@ -65,7 +65,7 @@ class SpikeEvents:
             raise KeyError(f"SpikeEvents: {', '.join(map(repr, missing))} not recorded; add them to simulate's record=")
         for name in self.names:
             times, neurons = to_events(records[name], self.records_written, self.interval)
-            self._parts[name].append((times.cpu(), neurons.cpu()))
+            self._parts[name].append((times.cpu(), neurons.cpu()))  # sync-ok: once per chunk, outside the steps
         self.records_written += records[self.names[0]].shape[0]
 
     def end(self) -> None:

@@ -101,9 +101,16 @@ class Network:
         return replace(self, projections={name: proj.for_run(context) for name, proj in self.projections.items()})
 
     def init_state(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> NetworkState:
-        """Every population at rest, every projection with its built weights and nothing in transit."""
+        """Every population at rest, every projection with its built weights and nothing in transit.
+
+        ``device`` and ``dtype`` default to those of the network's floating tensors (its weights, say).
+        """
         if not self.populations:
             raise ValueError("the network has no populations")
+        like = next((x for x in tree_leaves(self) if isinstance(x, torch.Tensor) and x.is_floating_point()), None)
+        if like is not None:
+            device = like.device if device is None else device
+            dtype = like.dtype if dtype is None else dtype
         populations = {
             name: pop.model.init_state(pop.size, device=device, dtype=dtype) for name, pop in self.populations.items()
         }

@@ -322,16 +322,16 @@ def projection(
     weights = _per_synapse(weight, count, "weight")
     if not weights.is_floating_point():
         raise TypeError(f"weights must be floating point (plastic weights change continuously), got {weights.dtype}")
-    if not bool(torch.isfinite(weights).all()):
+    if not bool(torch.isfinite(weights).all()):  # sync-ok: building a projection, before any run
         raise ValueError("weights must be finite")
-    if synapse.conductance_based and bool((weights < 0).any()):
+    if synapse.conductance_based and bool((weights < 0).any()):  # sync-ok: building a projection, before any run
         raise ValueError("conductance-based synapses need weights >= 0 (µS); the reversal potential sets the sign")
     delays_ms = _per_synapse(delay, count, "delay").to(torch.float64)
-    if not bool(torch.isfinite(delays_ms).all()) or bool((delays_ms < 0).any()):
+    if not bool(torch.isfinite(delays_ms).all()) or bool((delays_ms < 0).any()):  # sync-ok: building a projection, before any run
         raise ValueError("delays must be finite and >= 0 ms")
     steps = torch.round(delays_ms / dt).to(torch.int64)
-    max_delay = int(steps.max()) if count else 0
-    homogeneous = count == 0 or bool((steps == steps[0]).all())
+    max_delay = int(steps.max()) if count else 0  # sync-ok: building a projection, before any run
+    homogeneous = count == 0 or bool((steps == steps[0]).all())  # sync-ok: building a projection, before any run
     pre, post = connectivity.pre, connectivity.post
 
     common = dict(source=source, target=target, n_pre=n_pre, n_post=n_post, synapse=synapse, max_delay=max_delay,
@@ -350,7 +350,7 @@ def projection(
             delays[pre, post] = steps
         return DenseProjection(weights=matrix, mask=mask, delays=delays, **common)
     out_degree = connectivity.out_degree()
-    width = max(1, int(out_degree.max()) if count else 1)
+    width = max(1, int(out_degree.max()) if count else 1)  # sync-ok: building a projection, before any run
     starts = torch.cumsum(out_degree, 0) - out_degree
     column = torch.arange(count) - starts[pre]
     targets = torch.full((n_pre + 1, width), n_post, dtype=torch.int64)

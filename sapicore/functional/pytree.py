@@ -224,14 +224,14 @@ def lane_count(tree: Any) -> int:
     return sizes.pop()
 
 
-def _stack_values(values: Sequence[Any], where: str) -> Any:
+def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None) -> Any:
     first = values[0]
     if _is_registered(first):
         cls = type(first)
         if any(type(value) is not cls for value in values):
             raise TypeError(f"cannot stack {where}: lanes mix {sorted({type(v).__name__ for v in values})}")
         fields = {
-            field.name: _stack_values([getattr(value, field.name) for value in values], f"{where}.{field.name}")
+            field.name: _stack_values([getattr(value, field.name) for value in values], f"{where}.{field.name}", like)
             for field in attrs.fields(cls)
         }
         return replace(first, **fields)
@@ -239,7 +239,7 @@ def _stack_values(values: Sequence[Any], where: str) -> Any:
         keys = list(first)
         if any(list(value) != keys for value in values):
             raise ValueError(f"cannot stack {where}: lanes have different keys")
-        return {key: _stack_values([value[key] for value in values], f"{where}[{key!r}]") for key in keys}
+        return {key: _stack_values([value[key] for value in values], f"{where}[{key!r}]", like) for key in keys}
     is_number = [isinstance(value, numbers.Real) and not isinstance(value, bool) for value in values]
     is_tensor = [isinstance(value, torch.Tensor) for value in values]
     if all(n or t for n, t in zip(is_number, is_tensor)):
@@ -248,10 +248,11 @@ def _stack_values(values: Sequence[Any], where: str) -> Any:
         if all(is_tensor) and all(value is first or _same_tensor(value, first) for value in values):
             return first.expand(len(values), *first.shape)  # shared by every lane: a view, no copies
         tensors = [v for v in values if isinstance(v, torch.Tensor)]
-        dtype = torch.get_default_dtype()
+        dtype = torch.get_default_dtype() if like is None else like.dtype
         if tensors:
             dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
-        device = tensors[0].device if tensors else None
+        # numbers become tensors where the trees' tensors are, so a sweep of GPU models stays on the GPU
+        device = tensors[0].device if tensors else (None if like is None else like.device)
         as_tensors = [torch.as_tensor(v, dtype=dtype, device=device) for v in values]
         try:
             shape = torch.broadcast_shapes(*[t.shape for t in as_tensors])
@@ -268,21 +269,22 @@ def _stack_values(values: Sequence[Any], where: str) -> Any:
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and bool(torch.equal(a, b))
+    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and bool(torch.equal(a, b))  # sync-ok: validation and stacking, outside the steps
 
 
 def stack(trees: Sequence[Any]) -> Any:
     """Stack trees of the same class into one tree whose leaves carry a leading lane dimension.
 
     Numeric fields equal in every lane stay static; fields that differ become tensors of shape
-    ``(lanes, *broadcast_shape)``; a tensor equal in every lane (connectivity, say) becomes an
+    ``(lanes, *broadcast_shape)`` (on the device, and in the floating dtype, of the trees' tensors); a tensor equal in every lane (connectivity, say) becomes an
     expanded view that costs no memory (move trees to their device before stacking, since moving
     such a view copies it). Settings that are not numbers (method names) must agree.
     """
     trees = list(trees)
     if not trees:
         raise ValueError("stack needs at least one tree")
-    result = _stack_values(trees, type(trees[0]).__name__)
+    like = next((leaf for leaf in tree_leaves(trees[0]) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()), None)
+    result = _stack_values(trees, type(trees[0]).__name__, like)
     has_leaf = any(isinstance(leaf, torch.Tensor) for leaf in tree_leaves(result))
     if not has_leaf:
         # identical lanes: make every numeric field a lane tensor so the lane count is known
@@ -351,7 +353,7 @@ def check_finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         return
     if isinstance(value, torch.Tensor) and value.device.type == "meta":
         return
-    if not bool(torch.isfinite(_values(value)).all()):
+    if not bool(torch.isfinite(_values(value)).all()):  # sync-ok: validation and stacking, outside the steps
         raise ValueError(
             f"{type(instance).__name__}.{attribute.name} must be finite, got {_describe(value)}"
         )
@@ -361,7 +363,7 @@ def check_not_nan(instance: Any, attribute: attrs.Attribute, value: Any) -> None
     """attrs validator: the parameter is not NaN (infinite bounds are allowed)."""
     if value is None or not is_concrete(value):
         return
-    if bool(torch.isnan(_values(value)).any()):
+    if bool(torch.isnan(_values(value)).any()):  # sync-ok: validation and stacking, outside the steps
         raise ValueError(f"{type(instance).__name__}.{attribute.name} must not be NaN, got {_describe(value)}")
 
 
@@ -370,7 +372,7 @@ def check_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> Non
     check_finite(instance, attribute, value)
     if value is None or not is_concrete(value):
         return
-    if not bool((_values(value) > 0).all()):
+    if not bool((_values(value) > 0).all()):  # sync-ok: validation and stacking, outside the steps
         raise ValueError(f"{type(instance).__name__}.{attribute.name} must be > 0, got {_describe(value)}")
 
 
@@ -379,7 +381,7 @@ def check_non_negative(instance: Any, attribute: attrs.Attribute, value: Any) ->
     check_finite(instance, attribute, value)
     if value is None or not is_concrete(value):
         return
-    if not bool((_values(value) >= 0).all()):
+    if not bool((_values(value) >= 0).all()):  # sync-ok: validation and stacking, outside the steps
         raise ValueError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {_describe(value)}")
 
 

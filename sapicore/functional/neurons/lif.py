@@ -34,7 +34,7 @@ def _above_reset(instance: "LIF", attribute: attrs.Attribute, value: Any) -> Non
     reset, thresh = instance.v_reset, value
     if is_concrete(reset) and is_concrete(thresh):
         gap = torch.as_tensor(thresh) - torch.as_tensor(reset)
-        if not bool((gap > 0).all()):
+        if not bool((gap > 0).all()):  # sync-ok: parameter validation, before a run
             raise ValueError(f"LIF.v_thresh ({thresh}) must be above v_reset ({reset})")
 
 
