@@ -144,11 +144,12 @@ class Network:
         # 1. arrivals into the synapse models, and their currents into the targets
         currents: dict[str, list] = {name: [] for name in self.populations}
         for name, proj in self.projections.items():
-            pstate, arriving = proj.arrivals(projections[name])
+            pstate = projections[name]
+            pending, arriving = proj.arrivals(pstate)
             synapse = proj.synapse.update(pstate.synapse, arriving, dt)
             v = getattr(populations[proj.target], "v", None)
             currents[proj.target].append(proj.synapse.current(synapse, v))
-            projections[name] = replace(pstate, synapse=synapse)
+            projections[name] = replace(pstate, pending=pending, synapse=synapse)
         # 2. the populations
         outputs = {}
         for name, pop in self.populations.items():

@@ -5,8 +5,8 @@ phases:
 
 * ``init_state(like)`` -> :class:`ProjectionState`: the built weights, a resting synapse, nothing in
   transit;
-* ``arrivals(state)`` -> ``(state, input)``: the weighted input (nA or µS per target neuron) that
-  reaches the synapse model at the start of this step;
+* ``arrivals(state)`` -> ``(pending, input)``: the weighted input (nA or µS per target neuron) that
+  reaches the synapse model at the start of this step, and the ring buffer without it;
 * ``learn(state, pre, post, dt, modulator)``: the plasticity rule and weight normalisation;
 * ``emit(state, spikes)``: this step's source spikes enter transit, with the weights after learning.
 
@@ -105,13 +105,14 @@ class Projection:
             plasticity=plasticity,
         )
 
-    def arrivals(self, state: ProjectionState) -> tuple[ProjectionState, torch.Tensor]:
-        """The weighted input (nA or µS) reaching each target neuron at the start of this step."""
+    def arrivals(self, state: ProjectionState) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pending, input)``: the weighted input (nA or µS) reaching each target neuron at the start of
+        this step, and the ring buffer with that row cleared (to be stored in the state)."""
         if self.max_delay == 0:  # one row: this step's input
-            return replace(state, pending=torch.zeros_like(state.pending)), state.pending[0, : self.n_post]
+            return torch.zeros_like(state.pending), state.pending[0, : self.n_post]
         index = torch.remainder(state.step, self.max_delay + 1).reshape(1)
         row = state.pending.index_select(0, index)[0]
-        return replace(state, pending=state.pending.index_fill(0, index, 0.0)), row[: self.n_post]
+        return state.pending.index_fill(0, index, 0.0), row[: self.n_post]
 
     def learn(self, state: ProjectionState, pre: torch.Tensor, post: torch.Tensor, dt: float, modulator: Any = None) -> ProjectionState:
         """Apply the plasticity rule (if any), then the weight normalisation (if any)."""

@@ -27,7 +27,7 @@ import torch
 
 from .transforms import gradient_possible
 
-__all__ = ["spike", "SURROGATES", "surrogate_derivative", "check_surrogate"]
+__all__ = ["spike", "threshold", "SURROGATES", "surrogate_derivative", "check_surrogate"]
 
 
 def _fast_sigmoid(x: torch.Tensor, slope: Any) -> torch.Tensor:
@@ -107,3 +107,13 @@ def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid", slope: float = 1.0) 
     if gradient_possible(x):
         return function.apply(x, slope)
     return (x >= 0).to(x.dtype)
+
+
+def threshold(v: torch.Tensor, v_thresh: Any, surrogate: str = "fast_sigmoid", slope: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(spikes, fired)`` for potentials ``v`` and threshold ``v_thresh`` (mV): ``spike(v - v_thresh)``
+    and the same as a bool mask. Where no gradient can flow, two ops instead of four."""
+    if gradient_possible(v):
+        spikes = spike(v - v_thresh, surrogate, slope)
+        return spikes, spikes > 0
+    fired = v >= v_thresh
+    return fired.to(v.dtype), fired

@@ -71,12 +71,13 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
     def forward(self, pre_spikes: torch.Tensor, v_post: Any = None) -> torch.Tensor:
         """Current into the target neurons this step; ``pre_spikes`` go in transit."""
         proj = self.projection
-        state, arriving = proj.arrivals(self.state)
-        synapse = proj.synapse.update(state.synapse, arriving, self.dt)
         if proj.synapse.conductance_based and v_post is None:
             raise ValueError("a conductance-based synapse needs the target's membrane potential: forward(spikes, v_post)")
+        state = self.state
+        pending, arriving = proj.arrivals(state)
+        synapse = proj.synapse.update(state.synapse, arriving, self.dt)
         self.current = proj.synapse.current(synapse, v_post)
-        self.state = proj.emit(sf.replace(state, synapse=synapse), pre_spikes)
+        self.state = proj.emit(sf.replace(state, pending=pending, synapse=synapse), pre_spikes)
         return self.current
 
 
