@@ -32,7 +32,9 @@ from sapicore.networks import coba, initial_state
 HERE = Path(__file__).resolve().parent
 
 
-def sapicore_run(net: sf.Network, state: sf.NetworkState, duration: float, dt: float, fast: bool, device: torch.device) -> dict:
+def sapicore_run(
+    net: sf.Network, state: sf.NetworkState, duration: float, dt: float, fast: bool, device: torch.device
+) -> dict:
     """simulate, keeping spikes as events in memory (as Brian2's SpikeMonitor does), not as dense records."""
     compile_seconds = 0.0
     names = ("exc.spikes", "inh.spikes")
@@ -64,12 +66,17 @@ def torch_loop_run(net: sf.Network, state: sf.NetworkState, duration: float, dt:
     n_exc, n_inh = net.populations["exc"].size, net.populations["inh"].size
     n = n_exc + n_inh
     rows = []  # per source neuron: padded targets, for excitatory and inhibitory sources
-    for source, offset, names in (("exc", 0, ("ee", "ei")), ("inh", n_exc, ("ie", "ii"))):
-        targets = [net.projections[name].targets[:-1] + (0 if net.projections[name].target == "exc" else n_exc) for name in names]
+    for names in (("ee", "ei"), ("ie", "ii")):  # the excitatory sources' rows, then the inhibitory ones
+        targets = [
+            net.projections[name].targets[:-1] + (0 if net.projections[name].target == "exc" else n_exc)
+            for name in names
+        ]
         masks = [net.projections[name].mask[:-1] for name in names]
         table = torch.cat([torch.where(m, t, n) for t, m in zip(targets, masks)], dim=1)
         rows.append(table)
-    table = torch.cat([torch.nn.functional.pad(r, (0, max(x.shape[1] for x in rows) - r.shape[1]), value=n) for r in rows]).to(device)
+    table = torch.cat(
+        [torch.nn.functional.pad(r, (0, max(x.shape[1] for x in rows) - r.shape[1]), value=n) for r in rows]
+    ).to(device)
     v = torch.cat([state.populations["exc"].v, state.populations["inh"].v]).to(device)
     ge, gi = torch.zeros(n + 1, device=device), torch.zeros(n + 1, device=device)
     refractory = torch.zeros(n, device=device)
@@ -92,15 +99,32 @@ def torch_loop_run(net: sf.Network, state: sf.NetworkState, duration: float, dt:
             gi *= decay_i
             index = torch.nonzero(fired).reshape(-1)
             exc_index, inh_index = index[index < n_exc], index[index >= n_exc]
-            ge.index_add_(0, table[exc_index].reshape(-1), torch.full((exc_index.numel() * table.shape[1],), 0.6, device=device))
-            gi.index_add_(0, table[inh_index].reshape(-1), torch.full((inh_index.numel() * table.shape[1],), 6.7, device=device))
+            ge.index_add_(
+                0, table[exc_index].reshape(-1), torch.full((exc_index.numel() * table.shape[1],), 0.6, device=device)
+            )
+            gi.index_add_(
+                0, table[inh_index].reshape(-1), torch.full((inh_index.numel() * table.shape[1],), 6.7, device=device)
+            )
     _sync(device)
     wall = time.perf_counter() - start
     return {"run_seconds": wall, "compile_seconds": 0.0, **_measures(record.cpu().float(), dt)}
 
 
-def brian_run(python: str, target: str, neurons: int, duration: float, dt: float, repeat: int, fan_in: int | None = None) -> dict | None:
-    command = [python, str(HERE / "brian2_coba.py"), "--target", target, "--neurons", str(neurons), "--duration", str(duration), "--dt", str(dt)]
+def brian_run(
+    python: str, target: str, neurons: int, duration: float, dt: float, repeat: int, fan_in: int | None = None
+) -> dict | None:
+    command = [
+        python,
+        str(HERE / "brian2_coba.py"),
+        "--target",
+        target,
+        "--neurons",
+        str(neurons),
+        "--duration",
+        str(duration),
+        "--dt",
+        str(dt),
+    ]
     if fan_in:
         command += ["--fan-in", str(fan_in)]
     result = None
@@ -110,12 +134,21 @@ def brian_run(python: str, target: str, neurons: int, duration: float, dt: float
             print(f"Brian2 {target} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
             return None
         result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"run_seconds": result["run_seconds"], "compile_seconds": result["run_with_build_seconds"] - result["run_seconds"],
-            "rate_hz": result["mean_rate_hz"], "isi_cv": result["isi_cv"], "spikes": result["spikes"]}
+    return {
+        "run_seconds": result["run_seconds"],
+        "compile_seconds": result["run_with_build_seconds"] - result["run_seconds"],
+        "rate_hz": result["mean_rate_hz"],
+        "isi_cv": result["isi_cv"],
+        "spikes": result["spikes"],
+    }
 
 
 def _measures(spikes: torch.Tensor, dt: float) -> dict:
-    return {"rate_hz": analysis.mean_rate(spikes, dt), "isi_cv": analysis.isi_cv(spikes, dt), "spikes": int(spikes.sum())}
+    return {
+        "rate_hz": analysis.mean_rate(spikes, dt),
+        "isi_cv": analysis.isi_cv(spikes, dt),
+        "spikes": int(spikes.sum()),
+    }
 
 
 def _sync(device: torch.device) -> None:
@@ -133,7 +166,9 @@ def table(neurons: int, args: argparse.Namespace, device: torch.device) -> list[
     rows: dict[str, dict] = {}
     if args.brian_python:
         for target in args.brian_targets:
-            result = brian_run(args.brian_python, target, neurons, args.duration, args.dt, 2 if target == "cython" else 1, args.fan_in)
+            result = brian_run(
+                args.brian_python, target, neurons, args.duration, args.dt, 2 if target == "cython" else 1, args.fan_in
+            )
             if result:
                 rows[f"Brian2 {target}"] = result
     rows["plain torch loop (eager, event-driven)"] = torch_loop_run(net, state, args.duration, args.dt, device)
@@ -156,7 +191,9 @@ def table(neurons: int, args: argparse.Namespace, device: torch.device) -> list[
     ]
     for name, row in rows.items():
         events = row["spikes"] * synapses / (neurons * row["run_seconds"])
-        ratios = " | ".join(f"{row['run_seconds'] / brian[t]:.2f}" if brian[t] else "n/a" for t in ("cython", "cpp_standalone"))
+        ratios = " | ".join(
+            f"{row['run_seconds'] / brian[t]:.2f}" if brian[t] else "n/a" for t in ("cython", "cpp_standalone")
+        )
         lines.append(
             f"| {name} | {row['run_seconds'] / seconds:.3f} | {row['compile_seconds']:.1f} | {events:,.0f} | "
             f"{row['rate_hz']:.1f} | {row['isi_cv']:.2f} | {ratios} | {row['run_seconds'] / peer:.2f} |"

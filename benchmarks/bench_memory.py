@@ -43,7 +43,18 @@ def main() -> None:
     sink = NixRecordSink(path, events=("exc.spikes", "inh.spikes"), flush_every=1, overwrite=True)
     start = time.perf_counter()
     with torch.no_grad():
-        sf.simulate(net, state, duration=args.duration, dt=0.1, record=("exc.spikes", "inh.spikes"), sinks=[sink], keep=False, fast=args.fast, chunk=1000 if not args.fast else None, progress=True)
+        sf.simulate(
+            net,
+            state,
+            duration=args.duration,
+            dt=0.1,
+            record=("exc.spikes", "inh.spikes"),
+            sinks=[sink],
+            keep=False,
+            fast=args.fast,
+            chunk=1000 if not args.fast else None,
+            progress=True,
+        )
     wall = time.perf_counter() - start
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu = f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB" if device.type == "cuda" else "n/a"
@@ -51,8 +62,10 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU, 1 thread"
     print("| neurons | bio s | wall s | peak RSS | peak GPU | NIX file | spikes | device |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|")
-    print(f"| {args.neurons:,} | {args.duration / 1000:.1f} | {wall:.1f} | {peak_rss_mb:.0f} MiB | {gpu} | "
-          f"{path.stat().st_size / 2**20:.1f} MiB | {spikes:,} | {name} |")
+    print(
+        f"| {args.neurons:,} | {args.duration / 1000:.1f} | {wall:.1f} | {peak_rss_mb:.0f} MiB | {gpu} | "
+        f"{path.stat().st_size / 2**20:.1f} MiB | {spikes:,} | {name} |"
+    )
 
 
 if __name__ == "__main__":

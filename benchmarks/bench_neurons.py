@@ -61,8 +61,10 @@ def steps_for(n: int, device: torch.device) -> int:
 
 def population_table(sizes: list[int], device: torch.device, fast: bool) -> list[str]:
     model = sf.LIF()
-    rows = ["| neurons | steps | torch loop steps/s | reference steps/s | fast steps/s | fast compile s | fast / reference | fast / torch loop |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| neurons | steps | torch loop steps/s | reference steps/s | fast steps/s | fast compile s | fast / reference | fast / torch loop |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     print("\n".join(rows), flush=True)
     for n in sizes:
         steps = steps_for(n, device)
@@ -71,19 +73,31 @@ def population_table(sizes: list[int], device: torch.device, fast: bool) -> list
         drive = lambda t: current  # noqa: E731
         peer = steps / timed(lambda: torch_loop(model, state.v, current, steps), device)
         with torch.no_grad():
-            ref = steps / timed(lambda: sf.simulate(model, state, drive, steps=steps, dt=DT, record=(), progress=False), device)
+            ref = steps / timed(
+                lambda: sf.simulate(model, state, drive, steps=steps, dt=DT, record=(), progress=False), device
+            )
             fast_rate = compile_s = float("nan")
             if fast:
-                compile_s = timed(lambda: sf.simulate(model, state, drive, steps=100, dt=DT, record=(), fast=True, progress=False), device)
-                fast_rate = steps / timed(lambda: sf.simulate(model, state, drive, steps=steps, dt=DT, record=(), fast=True, progress=False), device)
-        rows.append(f"| {n:,} | {steps} | {peer:,.0f} | {ref:,.0f} | {fast_rate:,.0f} | {compile_s:.1f} | {fast_rate / ref:.2f} | {fast_rate / peer:.2f} |")
+                compile_s = timed(
+                    lambda: sf.simulate(model, state, drive, steps=100, dt=DT, record=(), fast=True, progress=False),
+                    device,
+                )
+                fast_rate = steps / timed(
+                    lambda: sf.simulate(model, state, drive, steps=steps, dt=DT, record=(), fast=True, progress=False),
+                    device,
+                )
+        rows.append(
+            f"| {n:,} | {steps} | {peer:,.0f} | {ref:,.0f} | {fast_rate:,.0f} | {compile_s:.1f} | {fast_rate / ref:.2f} | {fast_rate / peer:.2f} |"
+        )
         print(rows[-1], flush=True)
     return rows
 
 
 def sweep_table(lane_counts: list[int], device: torch.device, fast: bool, neurons: int = 1000) -> list[str]:
-    rows = ["| lanes | steps | one-by-one steps/s | sweep steps/s | fast sweep steps/s | fast compile s | sweep / one-by-one | fast / one-by-one |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        "| lanes | steps | one-by-one steps/s | sweep steps/s | fast sweep steps/s | fast compile s | sweep / one-by-one | fast / one-by-one |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     print("\n".join(rows), flush=True)
     for lanes_n in lane_counts:
         steps = max(100, steps_for(neurons * lanes_n, device))
@@ -98,16 +112,47 @@ def sweep_table(lane_counts: list[int], device: torch.device, fast: bool, neuron
         def one_by_one() -> None:
             for label in timed_lanes:
                 model = sf.LIF(**label)
-                sf.simulate(model, model.init_state(neurons, device=device), drive, steps=steps, dt=DT, record=(), progress=False)
+                sf.simulate(
+                    model,
+                    model.init_state(neurons, device=device),
+                    drive,
+                    steps=steps,
+                    dt=DT,
+                    record=(),
+                    progress=False,
+                )
 
         with torch.no_grad():
             seq = steps * len(timed_lanes) / timed(one_by_one, device)
-            swept = steps * lanes_n / timed(lambda: sf.sweep(lanes, inputs=drive, steps=steps, dt=DT, shape=neurons, record=(), progress=False), device)
+            swept = (
+                steps
+                * lanes_n
+                / timed(
+                    lambda: sf.sweep(lanes, inputs=drive, steps=steps, dt=DT, shape=neurons, record=(), progress=False),
+                    device,
+                )
+            )
             fast_rate = compile_s = float("nan")
             if fast:
-                compile_s = timed(lambda: sf.sweep(lanes, inputs=drive, steps=100, dt=DT, shape=neurons, record=(), fast=True, progress=False), device)
-                fast_rate = steps * lanes_n / timed(lambda: sf.sweep(lanes, inputs=drive, steps=steps, dt=DT, shape=neurons, record=(), fast=True, progress=False), device)
-        rows.append(f"| {lanes_n} | {steps} | {seq:,.0f} | {swept:,.0f} | {fast_rate:,.0f} | {compile_s:.1f} | {swept / seq:.2f} | {fast_rate / seq:.2f} |")
+                compile_s = timed(
+                    lambda: sf.sweep(
+                        lanes, inputs=drive, steps=100, dt=DT, shape=neurons, record=(), fast=True, progress=False
+                    ),
+                    device,
+                )
+                fast_rate = (
+                    steps
+                    * lanes_n
+                    / timed(
+                        lambda: sf.sweep(
+                            lanes, inputs=drive, steps=steps, dt=DT, shape=neurons, record=(), fast=True, progress=False
+                        ),
+                        device,
+                    )
+                )
+        rows.append(
+            f"| {lanes_n} | {steps} | {seq:,.0f} | {swept:,.0f} | {fast_rate:,.0f} | {compile_s:.1f} | {swept / seq:.2f} | {fast_rate / seq:.2f} |"
+        )
         print(rows[-1], flush=True)
     return rows
 

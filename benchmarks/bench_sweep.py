@@ -71,7 +71,9 @@ def main() -> None:
             sf.sweep(lanes, states, duration=args.duration, dt=args.dt, fast=args.fast, record=())
             _sync(device)
             swept = lanes_n * seconds / (time.perf_counter() - start)
-        lines.append(f"| {lanes_n} | {one_by_one:.3f} | {swept:.3f} | {swept / one_by_one:.2f} | {compile_seconds:.1f} |")
+        lines.append(
+            f"| {lanes_n} | {one_by_one:.3f} | {swept:.3f} | {swept / one_by_one:.2f} | {compile_seconds:.1f} |"
+        )
         print(lines[-1], flush=True)
     if args.out:
         with open(args.out, "w") as handle:

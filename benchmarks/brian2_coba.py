@@ -50,7 +50,9 @@ def main() -> None:
     dge/dt = -ge / (5*ms) : 1
     dgi/dt = -gi / (10*ms) : 1
     """
-    group = b.NeuronGroup(args.neurons, eqs, threshold="v > -50*mV", reset="v = -60*mV", refractory=5 * ms, method="exponential_euler")
+    group = b.NeuronGroup(
+        args.neurons, eqs, threshold="v > -50*mV", reset="v = -60*mV", refractory=5 * ms, method="exponential_euler"
+    )
     group.v = "-55*mV + 5*mV * randn()"
     exc = b.Synapses(group[:n_exc], group, on_pre="ge += 0.6")
     inh = b.Synapses(group[n_exc:], group, on_pre="gi += 6.7")
@@ -77,16 +79,20 @@ def main() -> None:
     times = [np.asarray(trains[i] / ms) for i in range(args.neurons)]
     cvs = [np.std(np.diff(t)) / np.mean(np.diff(t)) for t in times if len(t) >= 3]
     spikes = int(monitor.num_spikes)
-    print(json.dumps({
-        "target": args.target,
-        "setup_seconds": setup,
-        "run_seconds": run_time,
-        "run_with_build_seconds": total,
-        "mean_rate_hz": spikes / args.neurons / (args.duration / 1000.0),
-        "isi_cv": float(np.mean(cvs)) if cvs else float("nan"),
-        "spikes": spikes,
-        "synapses": int(len(exc) + len(inh)),
-    }))
+    print(
+        json.dumps(
+            {
+                "target": args.target,
+                "setup_seconds": setup,
+                "run_seconds": run_time,
+                "run_with_build_seconds": total,
+                "mean_rate_hz": spikes / args.neurons / (args.duration / 1000.0),
+                "isi_cv": float(np.mean(cvs)) if cvs else float("nan"),
+                "spikes": spikes,
+                "synapses": int(len(exc) + len(inh)),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

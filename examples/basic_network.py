@@ -101,8 +101,10 @@ class TrainingPipeline(PipelineBase):
         with NixLogReader(self.out / "log.nix") as reader:
             epochs, weights = reader.get_experiment_property_data("training", ("synapses", "weights"))
         mask = model.synapses_in.projection.mask.numpy()
-        print(f"mean weight: {weights[0][mask].mean():.3f} after epoch {epochs[0]}, "
-              f"{weights[-1][mask].mean():.3f} after epoch {epochs[-1]}")
+        print(
+            f"mean weight: {weights[0][mask].mean():.3f} after epoch {epochs[0]}, "
+            f"{weights[-1][mask].mean():.3f} after epoch {epochs[-1]}"
+        )
 
 
 def main() -> None:

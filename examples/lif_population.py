@@ -50,7 +50,9 @@ def main() -> None:
     currents = torch.linspace(0.0, args.max_current, args.neurons)
     state = model.init_state(args.neurons)
     start = time.perf_counter()
-    _, rec = sf.simulate(model, state, inputs=lambda t: currents, duration=args.duration, dt=args.dt, record=("spikes",))
+    _, rec = sf.simulate(
+        model, state, inputs=lambda t: currents, duration=args.duration, dt=args.dt, record=("spikes",)
+    )
     wall = time.perf_counter() - start
 
     seconds = args.duration / 1000.0

@@ -1,9 +1,10 @@
 import torch
+
+from sapicore.learning import SapicoreLearning
 from sapicore.model import SapicoreModel
 from sapicore.neuron.analog import AnalogNeuron
-from sapicore.synapse import SapicoreSynapse
 from sapicore.pipeline import PipelineBase
-from sapicore.learning import SapicoreLearning
+from sapicore.synapse import SapicoreSynapse
 
 
 class SimpleNeuron(AnalogNeuron):

@@ -8,7 +8,8 @@ configurable properties (tree-config) and its state variables read as attributes
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -62,7 +63,9 @@ class StateBuffers:
         object.__setattr__(self, "_field_names", frozenset(field.name for field in attrs.fields(type(given))))
 
     def _set_functional(self, value: Any) -> None:
-        object.__setattr__(self, "_functional", tree_map(lambda t: t.to(self.device) if isinstance(t, torch.Tensor) else t, value))
+        object.__setattr__(
+            self, "_functional", tree_map(lambda t: t.to(self.device) if isinstance(t, torch.Tensor) else t, value)
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name in self.__dict__.get("_field_names", ()):
@@ -79,7 +82,9 @@ class StateBuffers:
         super()._apply(fn, recurse)
         functional = self.__dict__.get("_functional")
         if functional is not None:
-            object.__setattr__(self, "_functional", tree_map(lambda t: fn(t) if isinstance(t, torch.Tensor) else t, functional))
+            object.__setattr__(
+                self, "_functional", tree_map(lambda t: fn(t) if isinstance(t, torch.Tensor) else t, functional)
+            )
         return self
 
 
@@ -107,7 +112,9 @@ class FunctionalNeuron(StateBuffers, SapicoreNeuron):
     def __init__(self, shape: int | Sequence[int] = 1, dt: float = 0.1, model: Any = None, **parameters: Any) -> None:
         super().__init__()
         self._init_functional(model, parameters, "model")
-        object.__setattr__(self, "_state_names", frozenset(field.name for field in attrs.fields(self.model.state_class)))
+        object.__setattr__(
+            self, "_state_names", frozenset(field.name for field in attrs.fields(self.model.state_class))
+        )
         self.shape = (shape,) if isinstance(shape, int) else tuple(shape)
         self.dt = dt
         self.output = None

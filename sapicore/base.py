@@ -13,7 +13,7 @@ from .logging import Loggable
 __all__ = ["SapicoreModule"]
 
 
-def _inputs_to_device(module: "SapicoreModule", args: tuple) -> tuple:
+def _inputs_to_device(module: SapicoreModule, args: tuple) -> tuple:
     device, dtype = module.device, module._device_marker.dtype
 
     def place(a: object) -> object:

@@ -50,14 +50,29 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
     spike_records = tuple(name for name in record if network.is_event(name))
     sinks = []
     if spec.outputs.nix:  # spikes are stored as (time, neuron) events
-        sinks.append(NixRecordSink(out / "records.nix", overwrite=True, config_data={"spec": str(spec.source)}, flush_every=10, events=spike_records))
+        sinks.append(
+            NixRecordSink(
+                out / "records.nix",
+                overwrite=True,
+                config_data={"spec": str(spec.source)},
+                flush_every=10,
+                events=spike_records,
+            )
+        )
     if spec.outputs.tensorboard:
         sinks.append(TensorBoardSink(out / "tensorboard"))
     start = time.perf_counter()
     with torch.no_grad():
         _, records = sf.simulate(
-            network, state, dt=settings.dt, duration=duration or settings.duration, record=record,
-            every=settings.every, fast=settings.fast, progress=progress, sinks=sinks,
+            network,
+            state,
+            dt=settings.dt,
+            duration=duration or settings.duration,
+            record=record,
+            every=settings.every,
+            fast=settings.fast,
+            progress=progress,
+            sinks=sinks,
             keep=not spec.outputs.nix,  # with a NIX log the records stream to disk: memory stays bounded
         )
     wall = time.perf_counter() - start
@@ -78,7 +93,9 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
         "dt_ms": settings.dt,
         "wall_seconds": round(wall, 3),
         "mean_rate_hz": {name: len(times) / size / seconds for name, (times, _, size) in events.items()},
-        "isi_cv": {name: analysis.isi_cv_of_events(times, neurons, size) for name, (times, neurons, size) in events.items()},
+        "isi_cv": {
+            name: analysis.isi_cv_of_events(times, neurons, size) for name, (times, neurons, size) in events.items()
+        },
         "outputs": ["summary.json", "spec.yaml"] + (["records.nix"] if spec.outputs.nix else []),
     }
     if spec.outputs.raster and events:
@@ -124,13 +141,23 @@ def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None,
         try:
             lanes = sf.stack([sf.to(specs[i].network, device=device) for i in mine])
         except (ValueError, TypeError) as err:
-            raise SpecError(f"{path}: sweep: the swept values change the network's structure, so lanes cannot share one run ({err})") from None
+            raise SpecError(
+                f"{path}: sweep: the swept values change the network's structure, so lanes cannot share one run ({err})"
+            ) from None
         states = sf.stack([sf.to(initial_state(specs[i]), device=device) for i in mine])
         record = settings.record or lanes.default_record()
         torch.manual_seed(settings.seed)
         with torch.no_grad():
-            _, records = sf.sweep(lanes, states, dt=settings.dt, duration=duration or settings.duration, record=record,
-                                  every=settings.every, fast=settings.fast, progress=progress and rank == 0)
+            _, records = sf.sweep(
+                lanes,
+                states,
+                dt=settings.dt,
+                duration=duration or settings.duration,
+                record=record,
+                every=settings.every,
+                fast=settings.fast,
+                progress=progress and rank == 0,
+            )
         window = settings.dt * settings.every
         events = [name for name in record if lanes.is_event(name)]
         for position, lane in enumerate(mine):

@@ -7,8 +7,9 @@ parameters.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -33,7 +34,9 @@ def _numpy(values: Any) -> np.ndarray:
     return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
 
 
-def raster(records: dict[str, torch.Tensor], dt: float, path: str | Path, title: str = "", max_neurons: int = 1000) -> Path:
+def raster(
+    records: dict[str, torch.Tensor], dt: float, path: str | Path, title: str = "", max_neurons: int = 1000
+) -> Path:
     """Spike raster of one or more populations, stacked bottom to top; ``records``: name -> (steps, n).
 
     At most ``max_neurons`` neurons of each population are drawn.
@@ -45,7 +48,9 @@ def raster(records: dict[str, torch.Tensor], dt: float, path: str | Path, title:
     return raster_events(events, path, title, max_neurons)
 
 
-def raster_events(events: dict[str, tuple[Any, Any, int]], path: str | Path, title: str = "", max_neurons: int = 1000) -> Path:
+def raster_events(
+    events: dict[str, tuple[Any, Any, int]], path: str | Path, title: str = "", max_neurons: int = 1000
+) -> Path:
     """Spike raster from events: ``events[name] = (times in ms, neuron indices, population size)``."""
     fig, ax = plt.subplots(figsize=(9, 5))
     offset = 0
@@ -59,7 +64,9 @@ def raster_events(events: dict[str, tuple[Any, Any, int]], path: str | Path, tit
     return _save(fig, path)
 
 
-def population_rate(records: dict[str, torch.Tensor], dt: float, path: str | Path, bin_ms: float = 5.0, title: str = "") -> Path:
+def population_rate(
+    records: dict[str, torch.Tensor], dt: float, path: str | Path, bin_ms: float = 5.0, title: str = ""
+) -> Path:
     """Population firing rate (Hz) in bins of ``bin_ms`` for each population's spike record."""
     fig, ax = plt.subplots(figsize=(9, 3.5))
     per_bin = max(1, int(round(bin_ms / dt)))
@@ -74,7 +81,14 @@ def population_rate(records: dict[str, torch.Tensor], dt: float, path: str | Pat
     return _save(fig, path)
 
 
-def traces(values: torch.Tensor, t: torch.Tensor, path: str | Path, neurons: Sequence[int] = (0,), label: str = "v (mV)", title: str = "") -> Path:
+def traces(
+    values: torch.Tensor,
+    t: torch.Tensor,
+    path: str | Path,
+    neurons: Sequence[int] = (0,),
+    label: str = "v (mV)",
+    title: str = "",
+) -> Path:
     """Traces of a recorded variable ``(records, neurons)`` against time ``t`` (ms) for a few neurons."""
     fig, ax = plt.subplots(figsize=(9, 3.5))
     data, time = _numpy(values).reshape(values.shape[0], -1), _numpy(t)
@@ -99,7 +113,9 @@ def weights(matrix: torch.Tensor, path: str | Path, mask: torch.Tensor | None = 
     return _save(fig, path)
 
 
-def sweep_heatmap(labels: list[dict], values: Sequence[float], x: str, y: str, path: str | Path, measure: str = "", title: str = "") -> Path:
+def sweep_heatmap(
+    labels: list[dict], values: Sequence[float], x: str, y: str, path: str | Path, measure: str = "", title: str = ""
+) -> Path:
     """A summary measure over a grid of two swept parameters (``labels`` as returned by ``sf.grid``)."""
     xs = sorted({label[x] for label in labels})
     ys = sorted({label[y] for label in labels})

@@ -126,7 +126,9 @@ class _Reader:
         unknown = sorted(set(value) - set(required) - set(optional))
         if unknown:
             allowed = ", ".join(list(required) + list(optional))
-            raise self.fail(f"{path}.{unknown[0]}" if path else str(unknown[0]), f"unknown key; expected one of: {allowed}")
+            raise self.fail(
+                f"{path}.{unknown[0]}" if path else str(unknown[0]), f"unknown key; expected one of: {allowed}"
+            )
         missing = [key for key in required if key not in value]
         if missing:
             raise self.fail(path, f"missing required key {missing[0]!r}")
@@ -186,9 +188,16 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
     source = Path(source)
     generator = torch.Generator()
     reader = _Reader(source, generator)
-    top = reader.mapping(data, "", required=("simulation", "populations"), optional=("projections", "drive", "outputs", "sweep"))
+    top = reader.mapping(
+        data, "", required=("simulation", "populations"), optional=("projections", "drive", "outputs", "sweep")
+    )
 
-    sim = reader.mapping(top["simulation"], "simulation", required=("dt", "duration"), optional=("device", "dtype", "seed", "record", "every", "fast"))
+    sim = reader.mapping(
+        top["simulation"],
+        "simulation",
+        required=("dt", "duration"),
+        optional=("device", "dtype", "seed", "record", "every", "fast"),
+    )
     seed = reader.integer(sim.get("seed", 0), "simulation.seed")
     generator.manual_seed(seed)
     record = sim.get("record", [])
@@ -214,8 +223,15 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
         entry = reader.mapping(entry, path, required=("model", "size"), optional=("parameters", "preset", "initial"))
         model_cls = MODELS[reader.choice(entry["model"], f"{path}.model", MODELS)]
         size = reader.integer(entry["size"], f"{path}.size", minimum=1)
-        parameters = reader.mapping(entry.get("parameters", {}), f"{path}.parameters", optional=[f.name for f in attrs.fields(model_cls)])
-        values = {key: reader.value(value, f"{path}.parameters.{key}", size) if not isinstance(value, str) and value is not None else value for key, value in parameters.items()}
+        parameters = reader.mapping(
+            entry.get("parameters", {}), f"{path}.parameters", optional=[f.name for f in attrs.fields(model_cls)]
+        )
+        values = {
+            key: reader.value(value, f"{path}.parameters.{key}", size)
+            if not isinstance(value, str) and value is not None
+            else value
+            for key, value in parameters.items()
+        }
         if "preset" in entry:
             if model_cls is not sf.Izhikevich:
                 raise reader.fail(f"{path}.preset", "only the Izhikevich model has presets")
@@ -231,14 +247,18 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
     for name, entry in reader.mapping(top.get("projections", {}), "projections", named=True).items():
         path = f"projections.{name}"
         entry = reader.mapping(
-            entry, path, required=("source", "target", "connectivity", "synapse", "weight"),
+            entry,
+            path,
+            required=("source", "target", "connectivity", "synapse", "weight"),
             optional=("delay", "representation", "capacity", "plasticity", "normalize"),
         )
         pre = reader.choice(entry["source"], f"{path}.source", populations)
         post = reader.choice(entry["target"], f"{path}.target", populations)
         n_pre, n_post = populations[pre].size, populations[post].size
         spec_conn = entry["connectivity"]
-        rule = reader.choice(spec_conn.get("rule") if isinstance(spec_conn, dict) else None, f"{path}.connectivity.rule", CONNECTIVITY)
+        rule = reader.choice(
+            spec_conn.get("rule") if isinstance(spec_conn, dict) else None, f"{path}.connectivity.rule", CONNECTIVITY
+        )
         builder, options = CONNECTIVITY[rule]
         spec_conn = reader.mapping(spec_conn, f"{path}.connectivity", required=("rule",), optional=tuple(options))
         arguments = {key: value for key, value in spec_conn.items() if key != "rule"}
@@ -246,16 +266,24 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
         if rule == "one_to_one" and n_pre != n_post:
             raise reader.fail(f"{path}.connectivity", f"one_to_one needs equal sizes, got {n_pre} -> {n_post}")
         connectivity = _build(builder, {**sizes, **arguments}, reader, f"{path}.connectivity")
-        syn = reader.mapping(entry["synapse"], f"{path}.synapse", required=("model",), optional=("tau", "tau_rise", "tau_decay", "e_rev"))
+        syn = reader.mapping(
+            entry["synapse"], f"{path}.synapse", required=("model",), optional=("tau", "tau_rise", "tau_decay", "e_rev")
+        )
         syn_cls = SYNAPSES[reader.choice(syn["model"], f"{path}.synapse.model", SYNAPSES)]
         synapse = _build(syn_cls, {k: v for k, v in syn.items() if k != "model"}, reader, f"{path}.synapse")
         plasticity = None
         if "plasticity" in entry:
             plastic = entry["plasticity"]
-            rule_name = reader.choice(plastic.get("rule") if isinstance(plastic, dict) else None, f"{path}.plasticity.rule", RULES)
+            rule_name = reader.choice(
+                plastic.get("rule") if isinstance(plastic, dict) else None, f"{path}.plasticity.rule", RULES
+            )
             rule_cls = RULES[rule_name]
-            plastic = reader.mapping(plastic, f"{path}.plasticity", required=("rule",), optional=[f.name for f in attrs.fields(rule_cls)])
-            plasticity = _build(rule_cls, {k: v for k, v in plastic.items() if k != "rule"}, reader, f"{path}.plasticity")
+            plastic = reader.mapping(
+                plastic, f"{path}.plasticity", required=("rule",), optional=[f.name for f in attrs.fields(rule_cls)]
+            )
+            plasticity = _build(
+                rule_cls, {k: v for k, v in plastic.items() if k != "rule"}, reader, f"{path}.plasticity"
+            )
         count = len(connectivity)
         options = {
             "dt": simulation.dt,
@@ -268,7 +296,9 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
         if "normalize" in entry:
             options["normalize"] = reader.number(entry["normalize"], f"{path}.normalize", positive=True)
         weight = reader.value(entry["weight"], f"{path}.weight", count)
-        projections[name] = _build(lambda **kw: sf.projection(pre, post, connectivity, weight, synapse, **kw), options, reader, path)
+        projections[name] = _build(
+            lambda **kw: sf.projection(pre, post, connectivity, weight, synapse, **kw), options, reader, path
+        )
 
     drive = {}
     for name, value in reader.mapping(top.get("drive", {}), "drive", optional=tuple(populations)).items():
@@ -276,13 +306,18 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
     outputs_spec = reader.mapping(top.get("outputs", {}), "outputs", optional=("nix", "raster", "tensorboard"))
     outputs = Outputs(**{key: reader.boolean(value, f"outputs.{key}") for key, value in outputs_spec.items()})
 
-    network = _build(sf.Network, {"populations": populations, "projections": projections, "drive": drive}, reader, "projections")
+    network = _build(
+        sf.Network, {"populations": populations, "projections": projections, "drive": drive}, reader, "projections"
+    )
     dtype = DTYPES[simulation.dtype]
     network = sf.to(network, dtype=dtype)
     known = set(network.record_names())
     for index, name in enumerate(simulation.record):
         if name not in known:
-            raise reader.fail(f"simulation.record[{index}]", f"unknown record {name!r}; this network offers: {', '.join(sorted(known))}")
+            raise reader.fail(
+                f"simulation.record[{index}]",
+                f"unknown record {name!r}; this network offers: {', '.join(sorted(known))}",
+            )
     return Spec(source=source, network=network, initial=initial, simulation=simulation, outputs=outputs)
 
 
@@ -376,7 +411,8 @@ def initial_state(spec: Spec) -> sf.NetworkState:
     populations = {}
     for name, pop_state in state.populations.items():
         changes = {
-            key: torch.zeros_like(getattr(pop_state, key)) + torch.as_tensor(value, dtype=dtype).to(getattr(pop_state, key).device)
+            key: torch.zeros_like(getattr(pop_state, key))
+            + torch.as_tensor(value, dtype=dtype).to(getattr(pop_state, key).device)
             for key, value in spec.initial.get(name, {}).items()
         }
         populations[name] = sf.replace(pop_state, **changes)

@@ -10,8 +10,16 @@ def noisy_network():
     return sf.Network(
         populations={"noise": sf.Population(sf.PoissonSource(rate=200.0), 50), "cells": sf.Population(sf.LIF(), 20)},
         projections={
-            "drive": sf.projection("noise", "cells", C.fixed_in_degree(50, 20, 10, seed=1), 0.6, sf.Exponential(5.0), dt=0.1, delay=0.5,
-                                   plasticity=sf.STDP(a_plus=0.01, a_minus=0.01, w_max=2.0)),
+            "drive": sf.projection(
+                "noise",
+                "cells",
+                C.fixed_in_degree(50, 20, 10, seed=1),
+                0.6,
+                sf.Exponential(5.0),
+                dt=0.1,
+                delay=0.5,
+                plasticity=sf.STDP(a_plus=0.01, a_minus=0.01, w_max=2.0),
+            ),
         },
     )
 
@@ -27,8 +35,14 @@ def test_a_run_stopped_and_resumed_equals_one_uninterrupted_run(tmp_path):
     save_checkpoint(tmp_path / "run.ckpt", middle, step=250, model=net)
     torch.manual_seed(12345)  # whatever happens in between
     checkpoint = load_checkpoint(tmp_path / "run.ckpt")
-    _, second = sf.simulate(checkpoint["model"], checkpoint["state"], steps=350, dt=0.1, start_step=checkpoint["step"],
-                            record=("cells.spikes", "drive.weights"))
+    _, second = sf.simulate(
+        checkpoint["model"],
+        checkpoint["state"],
+        steps=350,
+        dt=0.1,
+        start_step=checkpoint["step"],
+        record=("cells.spikes", "drive.weights"),
+    )
     assert torch.equal(torch.cat([first["cells.spikes"], second["cells.spikes"]]), whole["cells.spikes"])
     assert torch.equal(torch.cat([first["drive.weights"], second["drive.weights"]]), whole["drive.weights"])
     assert torch.allclose(second["t"], whole["t"][250:])

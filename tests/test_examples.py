@@ -11,7 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_lif_population_example_writes_figures_and_summary(tmp_path):
     out = tmp_path / "lif"
     subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "lif_population.py"), "--out", str(out), "--neurons", "40", "--duration", "300"],
+        [
+            sys.executable,
+            str(ROOT / "examples" / "lif_population.py"),
+            "--out",
+            str(out),
+            "--neurons",
+            "40",
+            "--duration",
+            "300",
+        ],
         check=True,
         capture_output=True,
     )

@@ -58,7 +58,9 @@ def test_grad_through_a_sweep_equals_per_lane_finite_differences():
 def test_surrogate_gradient_flows_from_spike_counts_to_the_input():
     def spike_count(current):
         model = sf.LIF(surrogate="arctan", surrogate_slope=0.5)
-        _, rec = sf.simulate(model, model.init_state(1, dtype=torch.float64), inputs=lambda t: current, steps=500, dt=0.1)
+        _, rec = sf.simulate(
+            model, model.init_state(1, dtype=torch.float64), inputs=lambda t: current, steps=500, dt=0.1
+        )
         return rec["spikes"].sum()
 
     grad = torch.func.grad(spike_count)(torch.tensor([2.5], dtype=torch.float64))

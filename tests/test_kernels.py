@@ -29,7 +29,9 @@ def random_table(n_pre=50, n_post=30, width=7, max_delay=4, dtype=torch.float64,
     weights = torch.randn(n_pre + 1, width, generator=g, dtype=dtype)
     delays = torch.randint(0, max_delay + 1, (n_pre + 1, width), generator=g)
     pending = torch.randn(max_delay + 1, n_post + 1, generator=g, dtype=dtype)
-    spikes = (torch.rand(n_pre, generator=g) < 0.3).to(dtype) * torch.rand(n_pre, generator=g, dtype=dtype)  # counts, not only 0/1
+    spikes = (torch.rand(n_pre, generator=g) < 0.3).to(dtype) * torch.rand(
+        n_pre, generator=g, dtype=dtype
+    )  # counts, not only 0/1
     return pending, spikes, targets, weights, delays
 
 
@@ -42,7 +44,9 @@ def test_kernel_adds_every_spiking_synapse_at_its_delay(dtype, per_synapse):
     before = pending.clone()
     out = kernels.propagate(pending, spikes, targets, weights, delays, step)
     assert torch.equal(pending, before)  # pure: the input is not changed
-    assert torch.allclose(out, reference(pending, spikes, targets, weights, delays, step), rtol=1e-6 if dtype == torch.float32 else 1e-12)
+    assert torch.allclose(
+        out, reference(pending, spikes, targets, weights, delays, step), rtol=1e-6 if dtype == torch.float32 else 1e-12
+    )
     silent = kernels.propagate(pending, torch.zeros_like(spikes), targets, weights, delays, step)
     assert torch.equal(silent, pending)
 
@@ -53,20 +57,40 @@ def test_kernel_under_vmap_equals_a_loop_over_lanes_with_shared_and_lane_argumen
     spikes = torch.stack([t[1] for t in tables])
     _, _, targets, weights, delays = tables[0]  # one structure shared by all lanes
     steps = torch.arange(5)
-    lanes = torch.func.vmap(kernels.propagate, in_dims=(0, 0, None, None, None, 0))(pending, spikes, targets, weights, delays, steps)
+    lanes = torch.func.vmap(kernels.propagate, in_dims=(0, 0, None, None, None, 0))(
+        pending, spikes, targets, weights, delays, steps
+    )
     loop = torch.stack([kernels.propagate(pending[i], spikes[i], targets, weights, delays, steps[i]) for i in range(5)])
     assert torch.equal(lanes, loop)
     # nested vmap folds both axes into the kernel's lanes
-    nested = torch.func.vmap(torch.func.vmap(kernels.propagate, in_dims=(0, 0, None, None, None, None)), in_dims=(0, 0, None, None, None, None))
-    grid = nested(pending.reshape(5, 1, *pending.shape[1:]).expand(5, 2, *pending.shape[1:]), spikes[:, None].expand(5, 2, -1), targets, weights, delays, steps[0])
-    assert torch.equal(grid[:, 1], torch.func.vmap(kernels.propagate, in_dims=(0, 0, None, None, None, None))(pending, spikes, targets, weights, delays, steps[0]))
+    nested = torch.func.vmap(
+        torch.func.vmap(kernels.propagate, in_dims=(0, 0, None, None, None, None)),
+        in_dims=(0, 0, None, None, None, None),
+    )
+    grid = nested(
+        pending.reshape(5, 1, *pending.shape[1:]).expand(5, 2, *pending.shape[1:]),
+        spikes[:, None].expand(5, 2, -1),
+        targets,
+        weights,
+        delays,
+        steps[0],
+    )
+    assert torch.equal(
+        grid[:, 1],
+        torch.func.vmap(kernels.propagate, in_dims=(0, 0, None, None, None, None))(
+            pending, spikes, targets, weights, delays, steps[0]
+        ),
+    )
 
 
 def test_kernel_compiles_as_one_opaque_op():
     pending, spikes, targets, weights, delays = random_table()
     step = torch.tensor(2)
     compiled = torch.compile(kernels.propagate, backend="aot_eager", fullgraph=True)
-    assert torch.equal(compiled(pending, spikes, targets, weights, delays, step), kernels.propagate(pending, spikes, targets, weights, delays, step))
+    assert torch.equal(
+        compiled(pending, spikes, targets, weights, delays, step),
+        kernels.propagate(pending, spikes, targets, weights, delays, step),
+    )
 
 
 def test_kernel_rejects_mismatched_arguments_with_a_message():
@@ -88,7 +112,9 @@ def test_networks_give_the_same_spikes_with_and_without_the_kernel():
     with kernels.disabled():
         _, without = sf.simulate(net, state, steps=400, dt=DT, record=("exc.spikes", "inh.spikes", "ee.s"))
     assert with_kernel["exc.spikes"].sum() > 100
-    assert torch.equal(with_kernel["exc.spikes"], without["exc.spikes"]) and torch.equal(with_kernel["inh.spikes"], without["inh.spikes"])
+    assert torch.equal(with_kernel["exc.spikes"], without["exc.spikes"]) and torch.equal(
+        with_kernel["inh.spikes"], without["inh.spikes"]
+    )
     assert torch.equal(with_kernel["ee.s"], without["ee.s"])
 
 
@@ -99,7 +125,9 @@ def test_per_synapse_delays_and_plasticity_agree_with_torch_ops():
     rule = sf.STDP(a_plus=1e-3, a_minus=1e-3, w_min=0.0, w_max=0.1)
     net = sf.Network(
         populations={"a": sf.Population(lif, 100), "b": sf.Population(lif, 60)},
-        projections={"p": sf.projection("a", "b", conn, 0.03, sf.Exponential(5.0), dt=DT, delay=delays, plasticity=rule)},
+        projections={
+            "p": sf.projection("a", "b", conn, 0.03, sf.Exponential(5.0), dt=DT, delay=delays, plasticity=rule)
+        },
         drive={"a": 0.12},
     )
     net, state = sf.to(net, dtype=torch.float64), net.init_state(dtype=torch.float64)
@@ -134,7 +162,11 @@ def test_gradients_through_weights_use_torch_ops():
 def test_nonzero_scan_finds_every_nonzero_entry_across_block_boundaries(dtype):
     g = torch.Generator().manual_seed(5)
     for n in (0, 1, 15, 16, 17, 1000, 4099):
-        values = torch.where(torch.rand(n, generator=g) < 0.01, torch.rand(n, generator=g, dtype=dtype) + 0.5, torch.zeros((), dtype=dtype))
+        values = torch.where(
+            torch.rand(n, generator=g) < 0.01,
+            torch.rand(n, generator=g, dtype=dtype) + 0.5,
+            torch.zeros((), dtype=dtype),
+        )
         if n > 20:
             values[16], values[n - 1], values[7] = 2.0, 1.0, -0.0  # a block edge, the tail, a negative zero
         found = torch.ops.sapicore.nonzero_flat(values)

@@ -2,9 +2,9 @@ import math
 
 import pytest
 import torch
+from helpers import spike_times
 
 import sapicore.functional as sf
-from helpers import spike_times
 
 
 def analytic_rate(model, current):
@@ -74,7 +74,9 @@ def test_init_state_uses_parameter_device_and_dtype_and_checks_shapes():
     model = sf.LIF(v_rest=torch.tensor([-65.0, -60.0], dtype=torch.float64))
     state = model.init_state(2)
     assert state.v.dtype == torch.float64 and torch.equal(state.v, model.v_rest)
-    with pytest.raises(ValueError, match="v_rest has shape \\(2,\\), which does not broadcast to the population shape \\(3,\\)"):
+    with pytest.raises(
+        ValueError, match="v_rest has shape \\(2,\\), which does not broadcast to the population shape \\(3,\\)"
+    ):
         model.init_state(3)
     with pytest.raises(TypeError, match="LIF.v_rest has dtype torch.float64 but the state is torch.float32"):
         model.init_state(2, dtype=torch.float32)

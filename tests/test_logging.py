@@ -52,7 +52,10 @@ def test_loggable_dicts_round_trip_through_yaml_and_flatten(tmp_path):
     assert read_loggable_from_file(tmp_path / "log.yaml") == loggable
     flat = get_loggable_properties(room, loggable)
     assert [(path, prop) for path, _, prop, _ in flat] == [(["the box", "volume"], "volume")]
-    assert update_loggable_from_object(room, {"name_length": True}, False) == {"the box": {"volume": False}, "name_length": True}
+    assert update_loggable_from_object(room, {"name_length": True}, False) == {
+        "the box": {"volume": False},
+        "name_length": True,
+    }
     assert len(load_save_get_loggable_properties(room, tmp_path / "new.yaml", True)) == 2
     with pytest.raises(ValueError, match="Room has no loggable property 'colour'"):
         get_loggable_properties(room, {"colour": True})
@@ -94,8 +97,17 @@ def test_simulate_streams_records_into_nix_with_their_time_axis(tmp_path):
     state = model.init_state(8)
     inputs = 4.0 * torch.rand(1000, 8)
     _, expected = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), every=5)
-    _, kept = sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), every=5, chunk=100,
-                          sinks=[NixRecordSink(tmp_path / "run.nix", flush_every=2)], keep=False)
+    _, kept = sf.simulate(
+        model,
+        state,
+        inputs,
+        dt=0.1,
+        record=("v", "spikes"),
+        every=5,
+        chunk=100,
+        sinks=[NixRecordSink(tmp_path / "run.nix", flush_every=2)],
+        keep=False,
+    )
     assert set(kept) == {"t"}
     records = read_records(tmp_path / "run.nix")
     assert records["v"].shape == (200, 8) and np.allclose(records["v"], expected["v"].numpy())
@@ -137,8 +149,15 @@ def test_corrupt_or_missing_nix_files_give_plain_errors(tmp_path):
 
 def test_tensorboard_events_are_read_back(tmp_path):
     model = sf.LIF()
-    _, expected = sf.simulate(model, model.init_state(3), 4.0 * torch.rand(300, 3), dt=0.1, record=("v",), every=10,
-                              sinks=[TensorBoardSink(tmp_path / "tb")])
+    _, expected = sf.simulate(
+        model,
+        model.init_state(3),
+        4.0 * torch.rand(300, 3),
+        dt=0.1,
+        record=("v",),
+        every=10,
+        sinks=[TensorBoardSink(tmp_path / "tb")],
+    )
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     scalars = events.Scalars("v/mean")

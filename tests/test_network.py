@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import sapicore.functional as sf
-from sapicore.functional import connectivity as C
 from sapicore.functional import capacity, kernels
+from sapicore.functional import connectivity as C
 
 DT = 0.1
 
@@ -17,7 +17,9 @@ def pair_change(spike_gap_ms, kind, rule):
     proj = sf.projection("a", "b", C.one_to_one(1), 0.5, sf.Delta(), dt=DT, kind=kind, plasticity=rule)
     state = proj.init_state(torch.zeros(1, dtype=torch.float64))
     start = 100
-    t_pre, t_post = (start, start + round(spike_gap_ms / DT)) if spike_gap_ms > 0 else (start - round(spike_gap_ms / DT), start)
+    t_pre, t_post = (
+        (start, start + round(spike_gap_ms / DT)) if spike_gap_ms > 0 else (start - round(spike_gap_ms / DT), start)
+    )
     for step in range(400):
         pre = torch.tensor([float(step == t_pre)], dtype=torch.float64)
         post = torch.tensor([float(step == t_post)], dtype=torch.float64)
@@ -62,15 +64,29 @@ def test_triplet_rule_adds_the_triplet_term():
 
 
 def test_hebbian_oja_and_normalisation():
-    proj = sf.projection("a", "b", C.all_to_all(2, 1), 0.5, sf.Delta(), dt=1.0, kind="dense", plasticity=sf.Oja(eta=0.1))
+    proj = sf.projection(
+        "a", "b", C.all_to_all(2, 1), 0.5, sf.Delta(), dt=1.0, kind="dense", plasticity=sf.Oja(eta=0.1)
+    )
     state = proj.init_state(torch.zeros(1, dtype=torch.float64))
     x = torch.tensor([1.0, 0.5], dtype=torch.float64)
     y = torch.tensor([2.0], dtype=torch.float64)
     state = proj.learn(state, x, y, 1.0)
     assert torch.allclose(state.weights[:, 0], 0.5 + 0.1 * 2.0 * (x - 2.0 * 0.5))
-    proj = sf.projection("a", "b", C.all_to_all(3, 2), 0.2, sf.Delta(), dt=1.0, kind="sparse", plasticity=sf.Hebbian(eta=0.5, w_max=10.0), normalize=1.0)
+    proj = sf.projection(
+        "a",
+        "b",
+        C.all_to_all(3, 2),
+        0.2,
+        sf.Delta(),
+        dt=1.0,
+        kind="sparse",
+        plasticity=sf.Hebbian(eta=0.5, w_max=10.0),
+        normalize=1.0,
+    )
     state = proj.init_state(torch.zeros(1, dtype=torch.float64))
-    state = proj.learn(state, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 1.0], dtype=torch.float64), 1.0)
+    state = proj.learn(
+        state, torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([1.0, 1.0], dtype=torch.float64), 1.0
+    )
     assert torch.allclose(proj.layout().incoming_sum(state.weights), torch.ones(2, dtype=torch.float64))
     assert state.weights[0, 0] > state.weights[1, 0]
 
@@ -79,7 +95,11 @@ def impulse_network(kind, delays):
     n = len(delays)
     return sf.Network(
         populations={"src": sf.Population(sf.SpikeInput(), 1), "dst": sf.Population(sf.LIF(), n)},
-        projections={"p": sf.projection("src", "dst", C.all_to_all(1, n), 1.0, sf.Delta(), dt=DT, delay=torch.tensor(delays), kind=kind)},
+        projections={
+            "p": sf.projection(
+                "src", "dst", C.all_to_all(1, n), 1.0, sf.Delta(), dt=DT, delay=torch.tensor(delays), kind=kind
+            )
+        },
     )
 
 
@@ -98,13 +118,36 @@ def test_an_impulse_arrives_exactly_one_plus_round_delay_over_dt_steps_later(kin
 def random_network(kind, n_exc=160, n_inh=40, plastic=False):
     lif = sf.LIF(tau_mem=20.0, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0)
     n = n_exc + n_inh
-    delays = torch.rand(len(C.fixed_probability(n_exc, n, 0.1, seed=1)), generator=torch.Generator().manual_seed(9)) * 2.0
+    delays = (
+        torch.rand(len(C.fixed_probability(n_exc, n, 0.1, seed=1)), generator=torch.Generator().manual_seed(9)) * 2.0
+    )
     rule = sf.STDP(a_plus=1e-4, a_minus=1e-4, w_min=0.0, w_max=0.05) if plastic else None
     return sf.Network(
         populations={"exc": sf.Population(lif, n_exc), "all": sf.Population(lif, n)},
         projections={
-            "e": sf.projection("exc", "all", C.fixed_probability(n_exc, n, 0.1, seed=1), 0.02, sf.Exponential(5.0), dt=DT, delay=delays, kind=kind, plasticity=rule, capacity=n_exc),
-            "r": sf.projection("all", "exc", C.fixed_in_degree(n, n_exc, 10, seed=2), 0.004, sf.Exponential(10.0, e_rev=-80.0), dt=DT, delay=1.0, kind=kind, capacity=n),
+            "e": sf.projection(
+                "exc",
+                "all",
+                C.fixed_probability(n_exc, n, 0.1, seed=1),
+                0.02,
+                sf.Exponential(5.0),
+                dt=DT,
+                delay=delays,
+                kind=kind,
+                plasticity=rule,
+                capacity=n_exc,
+            ),
+            "r": sf.projection(
+                "all",
+                "exc",
+                C.fixed_in_degree(n, n_exc, 10, seed=2),
+                0.004,
+                sf.Exponential(10.0, e_rev=-80.0),
+                dt=DT,
+                delay=1.0,
+                kind=kind,
+                capacity=n,
+            ),
         },
         drive={"exc": 0.11, "all": 0.11},
     )
@@ -115,7 +158,9 @@ def test_dense_and_sparse_projections_agree_over_1000_steps():
     results = {}
     for kind in ("dense", "sparse"):
         net = sf.to(random_network(kind), dtype=torch.float64)
-        final, rec = sf.simulate(net, net.init_state(dtype=torch.float64), inputs, dt=DT, record=("exc.spikes", "all.spikes", "r.s"))
+        final, rec = sf.simulate(
+            net, net.init_state(dtype=torch.float64), inputs, dt=DT, record=("exc.spikes", "all.spikes", "r.s")
+        )
         results[kind] = rec
     assert results["dense"]["exc.spikes"].sum() > 50 and results["dense"]["all.spikes"].sum() > 50
     assert torch.equal(results["dense"]["exc.spikes"], results["sparse"]["exc.spikes"])
@@ -138,9 +183,17 @@ def test_dense_and_sparse_agree_with_plasticity_and_heterogeneous_delays_over_a_
     for kind in ("dense", "sparse"):
         net = random_network(kind, plastic=True)
         rule = sf.STDP(a_plus=2e-3, a_minus=2.2e-3, w_min=0.0, w_max=0.05)
-        net = sf.replace(net, projections={**net.projections, "e": sf.replace(net.projections["e"], plasticity=rule, normalize=normalize)})
+        net = sf.replace(
+            net,
+            projections={
+                **net.projections,
+                "e": sf.replace(net.projections["e"], plasticity=rule, normalize=normalize),
+            },
+        )
         net = sf.to(net, dtype=torch.float64)
-        final, rec = sf.simulate(net, net.init_state(dtype=torch.float64), inputs, dt=DT, record=("exc.spikes", "all.spikes"))
+        final, rec = sf.simulate(
+            net, net.init_state(dtype=torch.float64), inputs, dt=DT, record=("exc.spikes", "all.spikes")
+        )
         results[kind] = (net, final, rec)
     (dense, dense_final, dense_rec), (sparse, sparse_final, sparse_rec) = results["dense"], results["sparse"]
     assert dense_rec["all.spikes"].sum() > 300
@@ -158,9 +211,13 @@ def test_every_propagation_backend_equals_the_dense_projection(backend):
         pytest.skip("the CPU kernel could not be built here")
     inputs = {"exc": 0.25 * torch.rand(500, 160, dtype=torch.float64)}
     dense = sf.to(random_network("dense", plastic=True), dtype=torch.float64)
-    _, expected = sf.simulate(dense, dense.init_state(dtype=torch.float64), inputs, dt=DT, record=("all.spikes", "exc.v"))
+    _, expected = sf.simulate(
+        dense, dense.init_state(dtype=torch.float64), inputs, dt=DT, record=("all.spikes", "exc.v")
+    )
     sparse = sf.to(random_network("sparse", plastic=True), dtype=torch.float64)
-    sparse = sf.replace(sparse, projections={k: sf.replace(p, propagation=backend) for k, p in sparse.projections.items()})
+    sparse = sf.replace(
+        sparse, projections={k: sf.replace(p, propagation=backend) for k, p in sparse.projections.items()}
+    )
     state, spikes, v = sparse.init_state(dtype=torch.float64), [], []
     for x in inputs["exc"]:  # a loop of our own: the backend stays as set (simulate would choose its own)
         state, out = sparse.step(state, {"exc": x}, DT)
@@ -190,12 +247,16 @@ def test_overflow_flag_rises_in_a_step_loop_and_the_steppers_rerun_overflowing_c
         with pytest.warns(RuntimeWarning, match="projection 'p': more than capacity=2 source neurons spiked"):
             capacity.report_overflow(net, state)
         # simulate reruns the chunk that overflowed on the full-capacity path: nothing is lost
-        final, rec = sf.simulate(net, net.init_state(), {"src": many}, dt=DT, fast="aot_eager", chunk=10, record=("p.s",))
+        final, rec = sf.simulate(
+            net, net.init_state(), {"src": many}, dt=DT, fast="aot_eager", chunk=10, record=("p.s",)
+        )
         assert not final.projections["p"].overflow
         assert torch.equal(rec["p.s"], full["p.s"]) and torch.allclose(rec["p.s"][8], torch.full((2,), 0.5))
         # overflowing in most chunks is slow: the user hears about it
         often = torch.ones(40, 5)
-        with pytest.warns(RuntimeWarning, match="chunks had more spiking sources in a step than a projection's capacity"):
+        with pytest.warns(
+            RuntimeWarning, match="chunks had more spiking sources in a step than a projection's capacity"
+        ):
             sf.simulate(net, net.init_state(), {"src": often}, dt=DT, fast="aot_eager", chunk=10)
 
 
@@ -204,9 +265,13 @@ def plastic_lanes(n_lanes, kind):
     for lane in range(n_lanes):
         base = random_network(kind, plastic=True)
         pops = dict(base.populations)
-        pops["all"] = sf.Population(sf.LIF(tau_mem=15.0 + lane, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0), 200)
+        pops["all"] = sf.Population(
+            sf.LIF(tau_mem=15.0 + lane, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0), 200
+        )
         projs = dict(base.projections)
-        projs["e"] = sf.replace(projs["e"], plasticity=sf.STDP(a_plus=1e-4 * (1 + lane), a_minus=1e-4, w_min=0.0, w_max=0.05))
+        projs["e"] = sf.replace(
+            projs["e"], plasticity=sf.STDP(a_plus=1e-4 * (1 + lane), a_minus=1e-4, w_min=0.0, w_max=0.05)
+        )
         nets.append(sf.replace(base, populations=pops, projections=projs))
     return nets
 
@@ -234,10 +299,14 @@ def test_gradient_wrt_stdp_learning_rate_matches_finite_differences():
         rule = sf.STDP(a_plus=a_plus, a_minus=0.004, tau_plus=10.0, tau_minus=10.0, w_min=-10.0, w_max=10.0)
         net = sf.Network(
             populations={"src": sf.Population(sf.SpikeInput(), 20), "dst": sf.Population(sf.LIF(), 5)},
-            projections={"p": sf.projection("src", "dst", C.all_to_all(20, 5), 1e-9, sf.Exponential(5.0), dt=DT, plasticity=rule)},
+            projections={
+                "p": sf.projection("src", "dst", C.all_to_all(20, 5), 1e-9, sf.Exponential(5.0), dt=DT, plasticity=rule)
+            },
         )
         net = sf.to(net, dtype=torch.float64)
-        final, _ = sf.simulate(net, net.init_state(dtype=torch.float64), {"src": pre_spikes, "dst": kicks}, dt=DT, record=())
+        final, _ = sf.simulate(
+            net, net.init_state(dtype=torch.float64), {"src": pre_spikes, "dst": kicks}, dt=DT, record=()
+        )
         return (final.projections["p"].weights ** 2).sum()
 
     a_plus = torch.tensor(0.01, dtype=torch.float64)
@@ -264,7 +333,9 @@ def test_network_errors():
     with pytest.raises(ValueError, match="weight must be a number or one value per synapse \\(6\\)"):
         sf.projection("a", "b", C.all_to_all(3, 2), torch.ones(5), sf.Delta(), dt=DT)
     with pytest.raises(ValueError, match="an input population that cannot receive synapses"):
-        sf.Network(populations={"a": sf.Population(lif, 3), "b": sf.Population(sf.PoissonSource(), 2)}, projections={"p": ok})
+        sf.Network(
+            populations={"a": sf.Population(lif, 3), "b": sf.Population(sf.PoissonSource(), 2)}, projections={"p": ok}
+        )
     net = sf.Network(populations={"a": sf.Population(lif, 3), "b": sf.Population(lif, 2)}, projections={"p": ok})
     with pytest.raises(ValueError, match="unknown populations or modulators \\['c'\\]"):
         sf.simulate(net, net.init_state(), {"c": 1.0}, steps=3, dt=DT)
@@ -275,7 +346,9 @@ def test_network_errors():
 
 
 def test_reward_modulated_stdp_turns_eligibility_into_weight_change_only_with_reward():
-    rule = sf.RewardSTDP(stdp=sf.STDP(a_plus=0.01, a_minus=0.0, tau_plus=20.0), tau_e=100.0, eta=2.0, w_min=-1.0, w_max=1.0)
+    rule = sf.RewardSTDP(
+        stdp=sf.STDP(a_plus=0.01, a_minus=0.0, tau_plus=20.0), tau_e=100.0, eta=2.0, w_min=-1.0, w_max=1.0
+    )
     proj = sf.projection("a", "b", C.one_to_one(1), 0.5, sf.Delta(), dt=DT, kind="dense", plasticity=rule)
     state = proj.init_state(torch.zeros(1, dtype=torch.float64))
     for step in range(201):
@@ -288,13 +361,21 @@ def test_reward_modulated_stdp_turns_eligibility_into_weight_change_only_with_re
             assert torch.equal(state.weights, before)  # no reward, no change
     eligibility = 0.01 * math.exp(-5.0 / 20.0) * math.exp(-5.0 / 100.0)
     assert state.weights[0, 0].item() - 0.5 == pytest.approx(2.0 * DT * 3.0 * eligibility, abs=1e-12)
-    net = sf.Network(populations={"a": sf.Population(sf.LIF(), 1), "b": sf.Population(sf.LIF(), 1)}, projections={"p": proj})
-    sf.simulate(sf.to(net, dtype=torch.float32), net.init_state(), {"reward": torch.ones(5)}, dt=DT)  # a known input name
+    net = sf.Network(
+        populations={"a": sf.Population(sf.LIF(), 1), "b": sf.Population(sf.LIF(), 1)}, projections={"p": proj}
+    )
+    sf.simulate(
+        sf.to(net, dtype=torch.float32), net.init_state(), {"reward": torch.ones(5)}, dt=DT
+    )  # a known input name
 
 
 def test_projections_sharing_a_source_pick_its_spikes_once_with_their_own_capacities():
     net = sf.Network(
-        populations={"src": sf.Population(sf.SpikeInput(), 6), "a": sf.Population(sf.LIF(), 2), "b": sf.Population(sf.LIF(), 2)},
+        populations={
+            "src": sf.Population(sf.SpikeInput(), 6),
+            "a": sf.Population(sf.LIF(), 2),
+            "b": sf.Population(sf.LIF(), 2),
+        },
         projections={
             "small": sf.projection("src", "a", C.all_to_all(6, 2), 0.1, sf.Delta(), dt=DT, capacity=2),
             "large": sf.projection("src", "b", C.all_to_all(6, 2), 0.1, sf.Delta(), dt=DT, capacity=6),
@@ -313,13 +394,15 @@ def test_projections_sharing_a_source_pick_its_spikes_once_with_their_own_capaci
 
 
 def test_sweep_reruns_overflowing_chunks_under_vmap_on_the_torch_path():
-    lanes = sf.stack([
-        sf.Network(
-            populations={"src": sf.Population(sf.SpikeInput(), 5), "dst": sf.Population(sf.LIF(tau_mem=tau), 2)},
-            projections={"p": sf.projection("src", "dst", C.all_to_all(5, 2), 0.1, sf.Delta(), dt=DT, capacity=2)},
-        )
-        for tau in (10.0, 20.0)
-    ])
+    lanes = sf.stack(
+        [
+            sf.Network(
+                populations={"src": sf.Population(sf.SpikeInput(), 5), "dst": sf.Population(sf.LIF(tau_mem=tau), 2)},
+                projections={"p": sf.projection("src", "dst", C.all_to_all(5, 2), 0.1, sf.Delta(), dt=DT, capacity=2)},
+            )
+            for tau in (10.0, 20.0)
+        ]
+    )
     spikes = torch.zeros(20, 5)
     spikes[7] = 1.0
     with kernels.disabled():  # vmap then picks sources with topk(capacity)
@@ -338,7 +421,9 @@ def test_compiled_network_on_each_device_equals_the_reference_and_loses_no_spike
     _, reference = sf.simulate(net, state, steps=60, dt=DT)
     final, fast = sf.simulate(net, state, steps=60, dt=DT, fast="aot_eager", chunk=10)
     assert reference["exc.spikes"].sum() > 50
-    assert torch.equal(reference["exc.spikes"], fast["exc.spikes"]) and torch.equal(reference["inh.spikes"], fast["inh.spikes"])
+    assert torch.equal(reference["exc.spikes"], fast["exc.spikes"]) and torch.equal(
+        reference["inh.spikes"], fast["inh.spikes"]
+    )
     assert not bool(capacity.overflowed(net, final))
     with kernels.disabled():  # the fixed-capacity torch path on the CPU as well
         final, torch_ops = sf.simulate(net, state, steps=60, dt=DT, fast="aot_eager", chunk=10)

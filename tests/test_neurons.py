@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from helpers import spike_times
 
 import sapicore.functional as sf
-from helpers import spike_times
 
 
 def izhikevich_isis(name, duration=500.0):

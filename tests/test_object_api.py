@@ -110,7 +110,11 @@ class TwoPopulations(SapicoreNetwork):
 def functional_twin():
     return sf.Network(
         populations={"inp": sf.Population(sf.LIF(t_ref=2.0), 30), "out": sf.Population(sf.LIF(), 10)},
-        projections={"syn": sf.projection("inp", "out", C.fixed_probability(30, 10, 0.3, seed=2), 1.5, sf.Exponential(5.0), dt=0.1, delay=1.0)},
+        projections={
+            "syn": sf.projection(
+                "inp", "out", C.fixed_probability(30, 10, 0.3, seed=2), 1.5, sf.Exponential(5.0), dt=0.1, delay=1.0
+            )
+        },
     )
 
 
@@ -127,7 +131,9 @@ def test_a_module_built_network_spikes_exactly_like_the_functional_one():
 
     stepped = torch.stack([modules.step({"inp": drive[i]})["out"] for i in range(400)])
     assert torch.equal(stepped, expected["out.spikes"])
-    assert torch.equal(modules.out.v, sf.simulate(net, net.init_state(), {"inp": drive}, dt=0.1)[0].populations["out"].v)
+    assert torch.equal(
+        modules.out.v, sf.simulate(net, net.init_state(), {"inp": drive}, dt=0.1)[0].populations["out"].v
+    )
 
 
 def test_yaml_config_round_trip_changes_a_deep_parameter_that_the_next_run_uses(tmp_path):
@@ -165,7 +171,9 @@ def test_stdp_learning_module_changes_projection_weights():
         pre(torch.full((5,), 1e4 if step == 10 else 0.0))  # one forced spike
         post(torch.full((3,), 1e4 if step == 20 else 0.0))
         rule.apply_learning(pre, syn, post)
-    assert torch.allclose(syn.weights - before, torch.full((5, 3), 0.1 * torch.exp(torch.tensor(-1.0 / 5.0)).item()), atol=1e-5)
+    assert torch.allclose(
+        syn.weights - before, torch.full((5, 3), 0.1 * torch.exp(torch.tensor(-1.0 / 5.0)).item()), atol=1e-5
+    )
 
 
 def test_object_api_errors():
@@ -191,7 +199,9 @@ def test_synapse_type_adapters_and_a_sweep_of_a_module_built_network():
     assert isinstance(DualExponentialSynapse(C.one_to_one(2), 0.5).projection.synapse, sf.DualExponential)
 
     net, state = TwoPopulations().to_functional()
-    lanes = sf.stack([net, sf.replace(net, populations={**net.populations, "out": sf.Population(sf.LIF(v_thresh=-40.0), 10)})])
+    lanes = sf.stack(
+        [net, sf.replace(net, populations={**net.populations, "out": sf.Population(sf.LIF(v_thresh=-40.0), 10)})]
+    )
     drive = 2.0 + 2.0 * torch.rand(300, 30)
     _, rec = sf.sweep(lanes, sf.init_lanes(lanes), {"inp": drive}, dt=0.1, record="out.spikes")
     assert rec["out.spikes"][0].sum() > rec["out.spikes"][1].sum()

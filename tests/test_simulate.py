@@ -131,13 +131,37 @@ def test_progress_bar_counts_steps(capsys):
         (dict(dt=0.1, steps=-3), ValueError, "steps must be a positive int"),
         (dict(dt=0.1, duration=-1.0), ValueError, "duration must be a positive number"),
         (dict(dt=0.1, steps=10, every=0), ValueError, "every must be a positive int"),
-        (dict(dt=0.1, steps=10, record=("v", "w")), ValueError, "cannot record 'w'; LIF offers: v, refractory_left, i_syn, spikes"),
+        (
+            dict(dt=0.1, steps=10, record=("v", "w")),
+            ValueError,
+            "cannot record 'w'; LIF offers: v, refractory_left, i_syn, spikes",
+        ),
         (dict(dt=0.1, steps=10, chunk=15, every=2), ValueError, "chunk must be a positive multiple of every=2"),
-        (dict(dt=0.1, inputs=torch.ones(10, 3)), ValueError, "shape \\(3,\\) does not fit a population of shape \\(4,\\)"),
-        (dict(dt=0.1, inputs=torch.ones(10, 4), steps=20), ValueError, "inputs hold 10 steps .* inputs=lambda t: current"),
-        (dict(dt=0.1, inputs=torch.ones(10, 4, dtype=torch.float64)), TypeError, "dtype torch.float64 but the state is torch.float32"),
-        (dict(dt=0.1, inputs="ramp", steps=10), TypeError, "inputs must be a time-major tensor, a function of time t \\(ms\\), a number"),
-        (dict(dt=0.1, inputs=torch.ones(10, 4).index_fill_(0, torch.tensor([6]), float("nan"))), ValueError, "inputs has NaN or infinite values \\(the first at index \\(6, 0\\)\\)"),
+        (
+            dict(dt=0.1, inputs=torch.ones(10, 3)),
+            ValueError,
+            "shape \\(3,\\) does not fit a population of shape \\(4,\\)",
+        ),
+        (
+            dict(dt=0.1, inputs=torch.ones(10, 4), steps=20),
+            ValueError,
+            "inputs hold 10 steps .* inputs=lambda t: current",
+        ),
+        (
+            dict(dt=0.1, inputs=torch.ones(10, 4, dtype=torch.float64)),
+            TypeError,
+            "dtype torch.float64 but the state is torch.float32",
+        ),
+        (
+            dict(dt=0.1, inputs="ramp", steps=10),
+            TypeError,
+            "inputs must be a time-major tensor, a function of time t \\(ms\\), a number",
+        ),
+        (
+            dict(dt=0.1, inputs=torch.ones(10, 4).index_fill_(0, torch.tensor([6]), float("nan"))),
+            ValueError,
+            "inputs has NaN or infinite values \\(the first at index \\(6, 0\\)\\)",
+        ),
         (dict(dt=0.1, inputs=float("inf"), steps=10), ValueError, "a constant input must be finite"),
         (dict(dt=0.1, inputs=lambda t: torch.ones(5), steps=10), ValueError, "shape \\(5,\\) does not fit"),
     ],
@@ -178,7 +202,9 @@ def test_spike_events_sink_holds_every_spike_of_the_dense_record():
         times, neurons = events.times["spikes"], events.neurons["spikes"]
         assert times.numel() == int(rec["spikes"].sum()) > 20
         counts = torch.zeros_like(rec["spikes"])
-        counts.index_put_((torch.round(times / (0.1 * every)).long() - 1, neurons), torch.ones(times.numel()), accumulate=True)
+        counts.index_put_(
+            (torch.round(times / (0.1 * every)).long() - 1, neurons), torch.ones(times.numel()), accumulate=True
+        )
         assert torch.equal(counts, rec["spikes"])
         assert bool((times[1:] >= times[:-1]).all())
     with pytest.raises(KeyError, match="'spikes' not recorded"):

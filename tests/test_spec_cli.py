@@ -64,12 +64,27 @@ MISTAKES = [
     (lambda d: d["simulation"].update(duration="long"), "simulation.duration: expected a finite number, got 'long'"),
     (lambda d: d["populations"]["a"].update(model="LIFF"), "populations.a.model: expected one of LIF, AdEx"),
     (lambda d: d["populations"]["a"].update(size=0), "populations.a.size: expected an integer >= 1, got 0"),
-    (lambda d: d["populations"]["a"]["parameters"].update(tau=5.0), "populations.a.parameters.tau: unknown key; expected one of: tau_mem"),
-    (lambda d: d["populations"]["a"]["parameters"].update(tau_mem=-5.0), "populations.a.parameters: LIF.tau_mem must be > 0"),
-    (lambda d: d["populations"]["a"]["parameters"].update(t_ref={"distribution": "gamma"}), "populations.a.parameters.t_ref.distribution: expected one of normal, uniform, lognormal"),
+    (
+        lambda d: d["populations"]["a"]["parameters"].update(tau=5.0),
+        "populations.a.parameters.tau: unknown key; expected one of: tau_mem",
+    ),
+    (
+        lambda d: d["populations"]["a"]["parameters"].update(tau_mem=-5.0),
+        "populations.a.parameters: LIF.tau_mem must be > 0",
+    ),
+    (
+        lambda d: d["populations"]["a"]["parameters"].update(t_ref={"distribution": "gamma"}),
+        "populations.a.parameters.t_ref.distribution: expected one of normal, uniform, lognormal",
+    ),
     (lambda d: d["projections"]["ab"].update(target="c"), "projections.ab.target: expected one of a, b, got 'c'"),
-    (lambda d: d["projections"]["ab"]["connectivity"].update(p=1.5), "projections.ab.connectivity.p: unknown key; expected one of: rule, k, seed, allow_self"),
-    (lambda d: d["projections"]["ab"].update(connectivity={"rule": "fixed_probability", "p": 1.5}), "projections.ab.connectivity: connection probability p must lie in [0, 1], got 1.5"),
+    (
+        lambda d: d["projections"]["ab"]["connectivity"].update(p=1.5),
+        "projections.ab.connectivity.p: unknown key; expected one of: rule, k, seed, allow_self",
+    ),
+    (
+        lambda d: d["projections"]["ab"].update(connectivity={"rule": "fixed_probability", "p": 1.5}),
+        "projections.ab.connectivity: connection probability p must lie in [0, 1], got 1.5",
+    ),
     (lambda d: d["projections"]["ab"].update(delay=-1.0), "projections.ab: delays must be finite and >= 0 ms"),
     (lambda d: d["projections"]["ab"]["synapse"].pop("model"), "projections.ab.synapse: missing required key 'model'"),
     (lambda d: d["simulation"].update(record=["c.spikes"]), "simulation.record[0]: unknown record 'c.spikes'"),
@@ -90,7 +105,11 @@ def test_the_command_reports_a_bad_spec_in_one_line_without_a_traceback(tmp_path
     data["populations"]["a"]["size"] = -3
     spec_file = tmp_path / "bad.yaml"
     spec_file.write_text(yaml_dumps(data))
-    done = subprocess.run([sys.executable, "-m", "sapicore", "run", str(spec_file), "--out", str(tmp_path / "out")], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "sapicore", "run", str(spec_file), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == f"sapicore: error: {spec_file}: populations.a.size: expected an integer >= 1, got -3"
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
@@ -114,7 +133,9 @@ def test_the_shipped_coba_spec_runs_as_a_new_user_would(tmp_path):
     assert load_spec("coba").source == SHIPPED / "coba.yaml"
     script = Path(sys.executable).parent / "sapicore"  # the console script pip installed beside python
     command = str(script) if script.exists() else "sapicore"
-    done = subprocess.run([command, "run", "coba", "--out", str(tmp_path), "--no-progress"], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [command, "run", "coba", "--out", str(tmp_path), "--no-progress"], capture_output=True, text=True, check=True
+    )
     assert "records.nix" in done.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     for population in ("exc", "inh"):
@@ -144,14 +165,24 @@ def test_sweep_sections_expand_into_labelled_lanes():
     lanes, labels = expand_sweep(data, "s.yaml")
     assert len(lanes) == 6 and labels[1] == {"populations.a.parameters.tau_mem": 10.0, "drive.a": 4.0}
     assert lanes[1]["drive"]["a"] == 4.0 and "sweep" not in lanes[1]
-    data["sweep"] = {"random": {"count": 4, "seed": 1, "parameters": {"drive.a": {"distribution": "uniform", "low": 1.0, "high": 2.0}}}}
+    data["sweep"] = {
+        "random": {
+            "count": 4,
+            "seed": 1,
+            "parameters": {"drive.a": {"distribution": "uniform", "low": 1.0, "high": 2.0}},
+        }
+    }
     lanes, labels = expand_sweep(data, "s.yaml")
     assert len(lanes) == 4 and all(1.0 <= label["drive.a"] <= 2.0 for label in labels)
     data["sweep"] = {"zip": {"drive.a": [1.0, 2.0], "drive.b": [1.0]}}
-    with pytest.raises(SpecError, match=re.escape("s.yaml: sweep.zip: zip needs lists of one length, got lengths [1, 2]")):
+    with pytest.raises(
+        SpecError, match=re.escape("s.yaml: sweep.zip: zip needs lists of one length, got lengths [1, 2]")
+    ):
         expand_sweep(data, "s.yaml")
     data["sweep"] = {"grid": {"populations.c.size": [1, 2]}}
-    with pytest.raises(SpecError, match=re.escape("s.yaml: sweep: populations.c.size: no such key 'populations.c' in the spec")):
+    with pytest.raises(
+        SpecError, match=re.escape("s.yaml: sweep: populations.c.size: no such key 'populations.c' in the spec")
+    ):
         expand_sweep(data, "s.yaml")
 
 
@@ -160,16 +191,36 @@ def test_a_two_process_sweep_equals_the_one_process_sweep(tmp_path):
     spec_file.write_text(SWEEP)
     assert main(["sweep", str(spec_file), "--out", str(tmp_path / "one"), "--no-progress"]) == 0
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "sapicore", "sweep", str(spec_file), "--out", str(tmp_path / "two"), "--no-progress"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "sapicore",
+            "sweep",
+            str(spec_file),
+            "--out",
+            str(tmp_path / "two"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     one = json.loads((tmp_path / "one" / "sweep.json").read_text())
     two = json.loads((tmp_path / "two" / "sweep.json").read_text())
     assert len(one) == 6 and one == two
     assert one[1]["rate_hz.a"] > one[0]["rate_hz.a"]  # more drive, more spikes
-    assert (tmp_path / "two" / "sweep.csv").read_text().splitlines()[0].startswith("lane,populations.a.parameters.tau_mem,drive.a")
+    assert (
+        (tmp_path / "two" / "sweep.csv")
+        .read_text()
+        .splitlines()[0]
+        .startswith("lane,populations.a.parameters.tau_mem,drive.a")
+    )
 
 
 def test_summaries_from_the_streamed_events_equal_those_from_memory(tmp_path):

@@ -21,7 +21,9 @@ def test_vmap_over_32_lanes_equals_a_loop_over_the_lanes(device):
     tolerance = 1e-6 if device.type == "cpu" else 5e-4
     for lane, label in enumerate(labels):
         model = sf.LIF(tau_syn=2.0, **label)
-        lane_final, lane_rec = sf.simulate(model, model.init_state(20, device=device), inputs, dt=0.1, record=("v", "spikes"))
+        lane_final, lane_rec = sf.simulate(
+            model, model.init_state(20, device=device), inputs, dt=0.1, record=("v", "spikes")
+        )
         assert (rec["v"][lane] - lane_rec["v"]).abs().max() <= tolerance
         assert torch.equal(rec["spikes"][lane], lane_rec["spikes"])
         assert (final.v[lane] - lane_final.v).abs().max() <= tolerance
@@ -30,7 +32,9 @@ def test_vmap_over_32_lanes_equals_a_loop_over_the_lanes(device):
 def test_lanes_of_izhikevich_presets_and_per_lane_inputs():
     presets = ["RS", "FS", "CH", "IB"]
     lanes = sf.stack([sf.Izhikevich.preset(name) for name in presets])
-    inputs = torch.stack([torch.full((400, 3), 10.0), torch.full((400, 3), 5.0), torch.full((400, 3), 10.0), torch.rand(400, 3) * 15])
+    inputs = torch.stack(
+        [torch.full((400, 3), 10.0), torch.full((400, 3), 5.0), torch.full((400, 3), 10.0), torch.rand(400, 3) * 15]
+    )
     _, rec = sf.sweep(lanes, inputs=inputs, lane_inputs=True, dt=0.1, shape=3, record=("spikes", "u"))
     for lane, name in enumerate(presets):
         model = sf.Izhikevich.preset(name)
@@ -89,9 +93,21 @@ def _plastic_network(a_plus, drive):
     rule = sf.STDP(a_plus=a_plus, a_minus=0.002, w_min=0.0, w_max=0.1)
     return sf.Network(
         populations={"a": sf.Population(lif, 40), "b": sf.Population(lif, 30)},
-        projections={"p": sf.projection("a", "b", C.fixed_probability(40, 30, 0.3, seed=1), 0.04, sf.Exponential(5.0), dt=0.1,
-                                        delay=torch.rand(len(C.fixed_probability(40, 30, 0.3, seed=1)), generator=torch.Generator().manual_seed(2)),
-                                        plasticity=rule, capacity=4)},
+        projections={
+            "p": sf.projection(
+                "a",
+                "b",
+                C.fixed_probability(40, 30, 0.3, seed=1),
+                0.04,
+                sf.Exponential(5.0),
+                dt=0.1,
+                delay=torch.rand(
+                    len(C.fixed_probability(40, 30, 0.3, seed=1)), generator=torch.Generator().manual_seed(2)
+                ),
+                plasticity=rule,
+                capacity=4,
+            )
+        },
         drive={"b": drive},
     )
 
@@ -103,7 +119,9 @@ def test_torch_func_vmap_of_simulate_equals_sweep_and_per_lane_runs():
 
     def run(a_plus):
         proj = base.projections["p"]
-        net = sf.replace(base, projections={"p": sf.replace(proj, plasticity=sf.replace(proj.plasticity, a_plus=a_plus))})
+        net = sf.replace(
+            base, projections={"p": sf.replace(proj, plasticity=sf.replace(proj.plasticity, a_plus=a_plus))}
+        )
         final, rec = sf.simulate(net, net.init_state(dtype=torch.float64), inputs, dt=0.1, record=("b.v", "b.spikes"))
         return rec["b.v"], rec["b.spikes"], final.projections["p"].weights
 

@@ -9,7 +9,9 @@ from . import capacity, connectivity, transforms
 from .connectivity import Connectivity
 from .events import SpikeEvents
 from .integrators import METHODS, euler, exponential_euler, integrate, rk4
+from .network import Network, NetworkState, Population
 from .neurons import (
+    LIF,
     NONLINEARITIES,
     PRESETS,
     AdEx,
@@ -20,17 +22,15 @@ from .neurons import (
     HodgkinHuxleyState,
     Izhikevich,
     IzhikevichState,
-    LIF,
     LIFState,
     NeuronModel,
 )
-from .network import Network, NetworkState, Population
 from .plasticity import STDP, Hebbian, Oja, RewardSTDP, TripletSTDP
 from .projection import DenseProjection, Projection, ProjectionState, SparseProjection, projection
 from .pytree import lane_count, pytree, replace, stack, to, tree_leaves, tree_map, unstack, validate
-from .stepper import simulate
 from .sources import PoissonSource, SpikeInput
 from .spikes import SURROGATES, spike, surrogate_derivative
+from .stepper import simulate
 from .sweeps import grid, init_lanes, sweep, zipped
 from .synapses import Delta, DualExponential, Exponential
 

@@ -13,7 +13,8 @@ should call :func:`report_overflow` (or read :func:`overflowed`) after it.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -30,7 +31,11 @@ def can_overflow(model: Any) -> list[str]:
     """The names of ``model``'s projections that can drop spikes (none unless it is a Network)."""
     if not isinstance(model, Network):
         return []
-    return [name for name, proj in model.projections.items() if isinstance(proj, SparseProjection) and proj.propagation in _FIXED]
+    return [
+        name
+        for name, proj in model.projections.items()
+        if isinstance(proj, SparseProjection) and proj.propagation in _FIXED
+    ]
 
 
 def overflowed(model: Network, state: NetworkState) -> torch.Tensor | None:
@@ -65,7 +70,9 @@ class Rerun:
 
     def __init__(self, model: Any, state: Any, device: torch.device, keep_outputs: bool, nested: bool) -> None:
         self.model, self.device, self.count = model, device, 0
-        self.active = bool(can_overflow(model)) and not nested and not bool(overflowed(model, state))  # sync-ok: before the run
+        self.active = (
+            bool(can_overflow(model)) and not nested and not bool(overflowed(model, state))
+        )  # sync-ok: before the run
         # CUDA graphs reuse their output memory: keep a copy of each state tensor a chunk wrote, but not
         # of tensors the run started with and passes through unchanged (such as fixed weights)
         self.keep_outputs = keep_outputs

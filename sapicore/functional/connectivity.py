@@ -69,10 +69,18 @@ def from_indices(pre: Any, post: Any, n_pre: int, n_post: int, allow_self: bool 
     if pre.shape != post.shape:
         raise ValueError(f"pre ({pre.numel()}) and post ({post.numel()}) index lists differ in length")
     pre, post = pre.to(torch.int64).cpu(), post.to(torch.int64).cpu()  # sync-ok: building connectivity, before any run
-    if pre.numel() and (int(pre.min()) < 0 or int(pre.max()) >= n_pre):  # sync-ok: building connectivity, before any run
-        raise ValueError(f"pre indices must lie in [0, {n_pre}), got values from {int(pre.min())} to {int(pre.max())}")  # sync-ok: building connectivity, before any run
-    if post.numel() and (int(post.min()) < 0 or int(post.max()) >= n_post):  # sync-ok: building connectivity, before any run
-        raise ValueError(f"post indices must lie in [0, {n_post}), got values from {int(post.min())} to {int(post.max())}")  # sync-ok: building connectivity, before any run
+    if pre.numel() and (
+        int(pre.min()) < 0 or int(pre.max()) >= n_pre
+    ):  # sync-ok: building connectivity, before any run
+        raise ValueError(
+            f"pre indices must lie in [0, {n_pre}), got values from {int(pre.min())} to {int(pre.max())}"
+        )  # sync-ok: building connectivity, before any run
+    if post.numel() and (
+        int(post.min()) < 0 or int(post.max()) >= n_post
+    ):  # sync-ok: building connectivity, before any run
+        raise ValueError(
+            f"post indices must lie in [0, {n_post}), got values from {int(post.min())} to {int(post.max())}"
+        )  # sync-ok: building connectivity, before any run
     if not allow_self:
         keep = pre != post
         pre, post = pre[keep], post[keep]
@@ -108,7 +116,9 @@ def _generator(seed: int | None) -> torch.Generator:
     return generator
 
 
-def _sample_rows(counts: torch.Tensor, n_choices: int, exclude_diagonal: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _sample_rows(
+    counts: torch.Tensor, n_choices: int, exclude_diagonal: bool, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row r, ``counts[r]`` distinct choices in ``[0, n_choices)``, uniformly at random.
 
     With ``exclude_diagonal`` the choice ``r`` is excluded from row ``r``. Returns (rows, choices).
@@ -142,12 +152,16 @@ def _sample_rows(counts: torch.Tensor, n_choices: int, exclude_diagonal: bool, g
     return torch.cat(rows_all), torch.cat(choices_all)
 
 
-def _reject_sample(ids: torch.Tensor, need: torch.Tensor, n_choices: int, exclude_diagonal: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _reject_sample(
+    ids: torch.Tensor, need: torch.Tensor, n_choices: int, exclude_diagonal: bool, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw candidates with replacement, keep first occurrences, redraw rows that came up short."""
     rows_out, choices_out = [], []
     pending_ids, pending_need = ids, need
     while pending_ids.numel():
-        width = int(pending_need.max()) + int(3 * math.sqrt(int(pending_need.max()))) + 8  # sync-ok: building connectivity, before any run
+        width = (
+            int(pending_need.max()) + int(3 * math.sqrt(int(pending_need.max()))) + 8
+        )  # sync-ok: building connectivity, before any run
         draws = torch.randint(0, n_choices, (pending_ids.numel(), width), generator=generator)
         ok = torch.ones_like(draws, dtype=torch.bool)
         if exclude_diagonal:
@@ -192,7 +206,9 @@ def fixed_out_degree(n_pre: int, n_post: int, k: int, seed: int | None = None, a
     return from_indices(pres, posts, n_pre, n_post)
 
 
-def fixed_probability(n_pre: int, n_post: int, p: float, seed: int | None = None, allow_self: bool = True) -> Connectivity:
+def fixed_probability(
+    n_pre: int, n_post: int, p: float, seed: int | None = None, allow_self: bool = True
+) -> Connectivity:
     """Each (pre, post) pair is connected independently with probability ``p``.
 
     Drawn as a binomial in-degree per target neuron followed by uniform sampling without
@@ -204,6 +220,8 @@ def fixed_probability(n_pre: int, n_post: int, p: float, seed: int | None = None
     exclude = not allow_self and n_pre == n_post
     available = n_pre - (1 if exclude else 0)
     generator = _generator(seed)
-    counts = torch.binomial(torch.full((n_post,), float(available)), torch.full((n_post,), float(p)), generator=generator)
+    counts = torch.binomial(
+        torch.full((n_post,), float(available)), torch.full((n_post,), float(p)), generator=generator
+    )
     posts, pres = _sample_rows(counts.to(torch.int64), n_pre, exclude, generator)
     return from_indices(pres, posts, n_pre, n_post)

@@ -15,7 +15,8 @@ length whose entries are tensors or Python floats. Time is in ms.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -57,9 +58,7 @@ def rk4(derivative: Derivative, y: State, dt: float) -> State:
     k2 = derivative(tuple(yi + 0.5 * dt * ki for yi, ki in zip(y, k1)))
     k3 = derivative(tuple(yi + 0.5 * dt * ki for yi, ki in zip(y, k2)))
     k4 = derivative(tuple(yi + dt * ki for yi, ki in zip(y, k3)))
-    return tuple(
-        yi + (dt / 6.0) * (a + 2.0 * b + 2.0 * c + d) for yi, a, b, c, d in zip(y, k1, k2, k3, k4)
-    )
+    return tuple(yi + (dt / 6.0) * (a + 2.0 * b + 2.0 * c + d) for yi, a, b, c, d in zip(y, k1, k2, k3, k4))
 
 
 def exponential_euler(relaxation: Relaxation, y: State, dt: float) -> State:

@@ -23,8 +23,9 @@ import contextlib
 import os
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -108,7 +109,12 @@ def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
 
 
 def propagate(
-    pending: torch.Tensor, spikes: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, delays: Any, step: torch.Tensor
+    pending: torch.Tensor,
+    spikes: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    delays: Any,
+    step: torch.Tensor,
 ) -> torch.Tensor:
     """``pending`` with this step's spikes added at their arrival rows (see ``csrc/propagate.cpp``).
 
@@ -140,7 +146,9 @@ def _fold(size: int, tensor: Any, dim: Any, lane_axis: bool) -> Any:
 
 
 def _rule(lane_axis: bool) -> Any:
-    def rule(info: Any, in_dims: tuple, pending, spikes, targets, weights, delays, delay, step) -> tuple[torch.Tensor, int]:
+    def rule(
+        info: Any, in_dims: tuple, pending, spikes, targets, weights, delays, delay, step
+    ) -> tuple[torch.Tensor, int]:
         size = info.batch_size
         tensors = (pending, spikes, targets, weights, delays)
         folded = [_fold(size, t, d, lane_axis) for t, d in zip(tensors, in_dims[:5])]

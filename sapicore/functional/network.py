@@ -7,8 +7,12 @@ One network step (all populations and projections advance by ``dt`` ms) runs in 
    population from the target's membrane potential at the end of the previous step;
 2. every population steps with the sum of its synaptic currents, its constant ``drive`` (nA) and the
    external input given to ``step`` for it;
-3. every projection applies its plasticity rule to this step's source and target outputs;
-4. every projection puts this step's source spikes in transit (with the weights after learning).
+3. every projection puts this step's source spikes in transit, each carrying the weight its synapse
+   has now (before this step's plasticity update) to its target's future input;
+4. every projection applies its plasticity rule to this step's source and target outputs.
+
+This is also the order of a loop over the object API's modules (neurons, then each synapse's
+``forward``, then ``apply_learning``), so both doors give the same results.
 
 So every projection delivers one step later at the earliest (a delay of d ms adds round(d / dt)
 steps), whatever the order of populations, and the result does not depend on the order in which
@@ -51,7 +55,7 @@ class NetworkState:
     projections: dict
 
 
-def _check_network(instance: "Network", attribute: attrs.Attribute, value: Any) -> None:
+def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) -> None:
     populations, projections = instance.populations, instance.projections
     for name, population in populations.items():
         if not isinstance(population, Population):
@@ -65,19 +69,27 @@ def _check_network(instance: "Network", attribute: attrs.Attribute, value: Any) 
             raise ValueError(f"projection name {name!r} must differ from population names and contain no '.'")
         for role, pop in (("source", proj.source), ("target", proj.target)):
             if pop not in populations:
-                raise ValueError(f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(populations)}")
+                raise ValueError(
+                    f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(populations)}"
+                )
         if proj.n_pre != populations[proj.source].size or proj.n_post != populations[proj.target].size:
             raise ValueError(
                 f"projection {name!r} connects {proj.n_pre} -> {proj.n_post} neurons but {proj.source!r} has "
                 f"{populations[proj.source].size} and {proj.target!r} has {populations[proj.target].size}"
             )
         if not getattr(populations[proj.target].model, "receives_projections", True):
-            raise ValueError(f"projection {name!r} targets {proj.target!r}, an input population that cannot receive synapses")
+            raise ValueError(
+                f"projection {name!r} targets {proj.target!r}, an input population that cannot receive synapses"
+            )
         if proj.synapse.conductance_based and "v" not in populations[proj.target].model.record_names():
-            raise ValueError(f"projection {name!r} is conductance-based but {proj.target!r} has no membrane potential v")
+            raise ValueError(
+                f"projection {name!r} is conductance-based but {proj.target!r} has no membrane potential v"
+            )
     steps = {proj.dt for proj in projections.values()}
     if len(steps) > 1:
-        raise ValueError(f"the projections were built for different time steps {sorted(steps)} ms; build them all with one dt")
+        raise ValueError(
+            f"the projections were built for different time steps {sorted(steps)} ms; build them all with one dt"
+        )
     for name in value:
         if name not in populations:
             raise ValueError(f"drive names unknown population {name!r}; populations: {', '.join(populations)}")
@@ -96,7 +108,7 @@ class Network:
         """The time step (ms) the projections' delays were built for; None without projections."""
         return next(iter(self.projections.values())).dt if self.projections else None
 
-    def for_run(self, context: RunContext) -> "Network":
+    def for_run(self, context: RunContext) -> Network:
         """This network with every projection as a run in ``context`` uses it (propagation backends)."""
         return replace(self, projections={name: proj.for_run(context) for name, proj in self.projections.items()})
 
@@ -122,15 +134,21 @@ class Network:
         if inputs is None or (isinstance(inputs, (int, float)) and inputs == 0):
             return {}
         if not isinstance(inputs, dict):
-            raise TypeError(f"network inputs must be a dict keyed by population (or modulator) name, got {type(inputs).__name__}")
+            raise TypeError(
+                f"network inputs must be a dict keyed by population (or modulator) name, got {type(inputs).__name__}"
+            )
         known = set(self.populations) | self._modulators()
         unknown = sorted(set(inputs) - known)
         if unknown:
-            raise ValueError(f"inputs name unknown populations or modulators {unknown}; known: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"inputs name unknown populations or modulators {unknown}; known: {', '.join(sorted(known))}"
+            )
         return inputs
 
     def _modulators(self) -> set[str]:
-        return {proj.plasticity.modulator for proj in self.projections.values() if hasattr(proj.plasticity, "modulator")}
+        return {
+            proj.plasticity.modulator for proj in self.projections.values() if hasattr(proj.plasticity, "modulator")
+        }
 
     def step(self, state: NetworkState, inputs: Any, dt: float) -> tuple[NetworkState, dict]:
         """Advance the whole network by ``dt`` ms; return the new state and each population's output.
@@ -158,14 +176,14 @@ class Network:
             for term in terms[1:]:
                 total = total + term
             populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
-        # 3. plasticity
-        for name, proj in self.projections.items():
-            modulator = external.get(getattr(proj.plasticity, "modulator", None))
-            projections[name] = proj.learn(projections[name], outputs[proj.source], outputs[proj.target], dt, modulator)
-        # 4. this step's output in transit, each source's spiking neurons picked once
+        # 3. this step's output in transit, each source's spiking neurons picked once
         selections = self._select_sources(outputs, projections)
         for name, proj in self.projections.items():
             projections[name] = proj.emit(projections[name], outputs[proj.source], selections.get(name))
+        # 4. plasticity
+        for name, proj in self.projections.items():
+            modulator = external.get(getattr(proj.plasticity, "modulator", None))
+            projections[name] = proj.learn(projections[name], outputs[proj.source], outputs[proj.target], dt, modulator)
         return replace(state, populations=populations, projections=projections), outputs
 
     def _select_sources(self, outputs: dict, projections: dict) -> dict:
@@ -186,7 +204,9 @@ class Network:
         return tuple(f"{pop}.{population.model.output_name}" for pop, population in self.populations.items())
 
     def record_names(self) -> tuple[str, ...]:
-        names = [f"{pop}.{var}" for pop, population in self.populations.items() for var in population.model.record_names()]
+        names = [
+            f"{pop}.{var}" for pop, population in self.populations.items() for var in population.model.record_names()
+        ]
         for name, proj in self.projections.items():
             names.append(f"{name}.weights")
             names += [f"{name}.{field.name}" for field in attrs.fields(type(proj.synapse.init_state(torch.zeros(1))))]

@@ -78,7 +78,9 @@ class STDP:
     def init(self, n_pre: int, n_post: int, weights: torch.Tensor) -> TraceState:
         return TraceState(weights.new_zeros(n_pre), weights.new_zeros(n_post))
 
-    def changes(self, state: TraceState, pre: torch.Tensor, post: torch.Tensor, weights: torch.Tensor, dt: float, layout: Layout) -> tuple[TraceState, torch.Tensor]:
+    def changes(
+        self, state: TraceState, pre: torch.Tensor, post: torch.Tensor, weights: torch.Tensor, dt: float, layout: Layout
+    ) -> tuple[TraceState, torch.Tensor]:
         """Decayed traces and the weight change of this step (before bounds)."""
         x_pre = state.x_pre * _decay(dt, self.tau_plus)
         x_post = state.x_post * _decay(dt, self.tau_minus)
@@ -91,7 +93,16 @@ class STDP:
         traces = replace(state, x_pre=_bumped(x_pre, pre, self.nearest), x_post=_bumped(x_post, post, self.nearest))
         return traces, change
 
-    def update(self, state: TraceState, pre: torch.Tensor, post: torch.Tensor, weights: torch.Tensor, dt: float, layout: Layout, modulator: Any = None) -> tuple[TraceState, torch.Tensor]:
+    def update(
+        self,
+        state: TraceState,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        weights: torch.Tensor,
+        dt: float,
+        layout: Layout,
+        modulator: Any = None,
+    ) -> tuple[TraceState, torch.Tensor]:
         state, change = self.changes(state, pre, post, weights, dt, layout)
         return state, layout.clip(weights + change, self.w_min, self.w_max)
 
@@ -130,7 +141,16 @@ class TripletSTDP:
         pre, post = weights.new_zeros(n_pre), weights.new_zeros(n_post)
         return TripletState(pre, pre.clone(), post, post.clone())
 
-    def update(self, state: TripletState, pre: torch.Tensor, post: torch.Tensor, weights: torch.Tensor, dt: float, layout: Layout, modulator: Any = None) -> tuple[TripletState, torch.Tensor]:
+    def update(
+        self,
+        state: TripletState,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        weights: torch.Tensor,
+        dt: float,
+        layout: Layout,
+        modulator: Any = None,
+    ) -> tuple[TripletState, torch.Tensor]:
         r1 = state.r1 * _decay(dt, self.tau_plus)
         r2 = state.r2 * _decay(dt, self.tau_x)
         o1 = state.o1 * _decay(dt, self.tau_minus)
@@ -152,7 +172,16 @@ class Hebbian:
     def init(self, n_pre: int, n_post: int, weights: torch.Tensor) -> None:
         return None
 
-    def update(self, state: None, pre: torch.Tensor, post: torch.Tensor, weights: torch.Tensor, dt: float, layout: Layout, modulator: Any = None) -> tuple[None, torch.Tensor]:
+    def update(
+        self,
+        state: None,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        weights: torch.Tensor,
+        dt: float,
+        layout: Layout,
+        modulator: Any = None,
+    ) -> tuple[None, torch.Tensor]:
         change = self.eta * dt * layout.pre(pre) * layout.post(post)
         return None, layout.clip(weights + change, self.w_min, self.w_max)
 
@@ -168,7 +197,16 @@ class Oja:
     def init(self, n_pre: int, n_post: int, weights: torch.Tensor) -> None:
         return None
 
-    def update(self, state: None, pre: torch.Tensor, post: torch.Tensor, weights: torch.Tensor, dt: float, layout: Layout, modulator: Any = None) -> tuple[None, torch.Tensor]:
+    def update(
+        self,
+        state: None,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        weights: torch.Tensor,
+        dt: float,
+        layout: Layout,
+        modulator: Any = None,
+    ) -> tuple[None, torch.Tensor]:
         y = layout.post(post)
         change = self.eta * dt * y * (layout.pre(pre) - y * weights)
         return None, layout.clip(weights + change, self.w_min, self.w_max)
@@ -202,7 +240,16 @@ class RewardSTDP:
     def init(self, n_pre: int, n_post: int, weights: torch.Tensor) -> RewardState:
         return RewardState(self.stdp.init(n_pre, n_post, weights), torch.zeros_like(weights))
 
-    def update(self, state: RewardState, pre: torch.Tensor, post: torch.Tensor, weights: torch.Tensor, dt: float, layout: Layout, modulator: Any = None) -> tuple[RewardState, torch.Tensor]:
+    def update(
+        self,
+        state: RewardState,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        weights: torch.Tensor,
+        dt: float,
+        layout: Layout,
+        modulator: Any = None,
+    ) -> tuple[RewardState, torch.Tensor]:
         traces, change = self.stdp.changes(state.traces, pre, post, weights, dt, layout)
         eligibility = layout.keep(state.eligibility * _decay(dt, self.tau_e) + change)
         reward = 0.0 if modulator is None else modulator

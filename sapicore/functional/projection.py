@@ -1,14 +1,14 @@
 """Projections: weighted, delayed connections from a source population to a target population.
 
-Every projection follows one protocol (:class:`Projection`), called by ``Network.step`` in four
-phases:
+Every projection follows one protocol (:class:`Projection`), called by ``Network.step`` in this
+order:
 
 * ``init_state(like)`` -> :class:`ProjectionState`: the built weights, a resting synapse, nothing in
   transit;
 * ``arrivals(state)`` -> ``(pending, input)``: the weighted input (nA or µS per target neuron) that
   reaches the synapse model at the start of this step, and the ring buffer without it;
-* ``learn(state, pre, post, dt, modulator)``: the plasticity rule and weight normalisation;
-* ``emit(state, spikes)``: this step's source spikes enter transit, with the weights after learning.
+* ``emit(state, spikes)``: this step's source spikes enter transit, with the current weights;
+* ``learn(state, pre, post, dt, modulator)``: the plasticity rule and weight normalisation.
 
 Two implementations own their weight layout (:mod:`sapicore.functional.layout`) and share the rest:
 
@@ -26,10 +26,11 @@ Both keep spikes in transit the same way: a ring buffer ``pending`` of future in
 of delay, ``(max_delay + 1, n_post + 1)`` (the last column absorbs padding). A spike emitted in step n
 through a synapse of delay d ms is added, **with the synapse's weight at emission**, to the row that
 the target reads at the start of step ``n + 1 + round(d / dt)`` (round half to even). So a delay of 0
-acts in the next step, as in Brian2, where ``on_pre`` acts at the end of the spiking step; and a
-weight that changes while a spike is in transit does not change that spike (NEST's convention:
-the weight is read when the spike is handed to the synapse). Dense and sparse projections therefore
-give identical results, with plasticity and heterogeneous delays too.
+acts in the next step, as in Brian2, where ``on_pre`` acts at the end of the spiking step. The weight
+is read when the spike is emitted, before step n's plasticity update (as a Brian2 ``on_pre`` that
+adds ``w`` before changing it), and a weight that changes while a spike is in transit does not
+change that spike (as in NEST, where the weight travels with the event). Dense and sparse
+projections therefore give identical results, with plasticity and heterogeneous delays too.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ class Projection:
         row = state.pending.index_select(0, index)[0]
         return state.pending.index_fill(0, index, 0.0), row[: self.n_post]
 
-    def learn(self, state: ProjectionState, pre: torch.Tensor, post: torch.Tensor, dt: float, modulator: Any = None) -> ProjectionState:
+    def learn(
+        self, state: ProjectionState, pre: torch.Tensor, post: torch.Tensor, dt: float, modulator: Any = None
+    ) -> ProjectionState:
         """Apply the plasticity rule (if any), then the weight normalisation (if any)."""
         if self.plasticity is None:
             return state
@@ -133,11 +136,11 @@ class Projection:
         """
         raise NotImplementedError
 
-    def for_run(self, context: RunContext) -> "Projection":
+    def for_run(self, context: RunContext) -> Projection:
         """This projection as a run in ``context`` uses it (the sparse kind picks its backend)."""
         return self
 
-    def with_full_capacity(self) -> "Projection":
+    def with_full_capacity(self) -> Projection:
         """This projection with room for every source spike in a step."""
         return self
 
@@ -150,7 +153,9 @@ class Projection:
         return torch.remainder(state.step + 1 + extra, self.max_delay + 1)
 
 
-def _add_at_rows(pending: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def _add_at_rows(
+    pending: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
     """``pending`` with ``values`` added at ``(rows, columns)`` (broadcast together), out of place."""
     flat = (rows * pending.shape[1] + columns).reshape(-1)
     return pending.reshape(-1).index_add(0, flat, values.reshape(-1)).reshape(pending.shape)
@@ -187,7 +192,9 @@ class DenseProjection(Projection):
                 pending = state.pending.index_add(0, self._row(state, self.delays).reshape(1), current[None])
         else:  # per-synapse delays: each synapse's contribution goes to its own row
             columns = torch.arange(self.n_post, device=spikes.device)
-            pending = _add_at_rows(state.pending, self._row(state, self.delays), columns, spikes[:, None] * state.weights)
+            pending = _add_at_rows(
+                state.pending, self._row(state, self.delays), columns, spikes[:, None] * state.weights
+            )
         return replace(state, pending=pending, step=state.step + 1)
 
 
@@ -221,13 +228,13 @@ class SparseProjection(Projection):
     def layout(self) -> Layout:
         return SparseLayout(self.mask, self.targets, self.n_post)
 
-    def for_run(self, context: RunContext) -> "SparseProjection":
+    def for_run(self, context: RunContext) -> SparseProjection:
         backend = propagation(context)
         if context.nested and backend in ("fixed", "topk"):  # no rerun inside an outer transform
             return replace(self, propagation=backend, capacity=self.n_pre)
         return replace(self, propagation=backend)
 
-    def with_full_capacity(self) -> "SparseProjection":
+    def with_full_capacity(self) -> SparseProjection:
         return replace(self, capacity=self.n_pre)
 
     def selection_capacity(self, spikes: torch.Tensor, weights: torch.Tensor) -> tuple[str, int] | None:
@@ -249,7 +256,9 @@ class SparseProjection(Projection):
             overflow = overflow | (count > self.capacity)
         contributions = state.weights.index_select(0, rows) * values[:, None]
         delays = self.delays if isinstance(self.delays, int) else self.delays.index_select(0, rows)
-        pending = _add_at_rows(state.pending, self._row(state, delays), self.targets.index_select(0, rows), contributions)
+        pending = _add_at_rows(
+            state.pending, self._row(state, delays), self.targets.index_select(0, rows), contributions
+        )
         return replace(state, pending=pending, step=state.step + 1, overflow=overflow)
 
 
@@ -312,7 +321,9 @@ def projection(
             sum to this value.
     """
     if not isinstance(connectivity, Connectivity):
-        raise TypeError(f"connectivity must be a Connectivity (from sapicore.functional.connectivity), got {type(connectivity).__name__}")
+        raise TypeError(
+            f"connectivity must be a Connectivity (from sapicore.functional.connectivity), got {type(connectivity).__name__}"
+        )
     if kind not in ("dense", "sparse"):
         raise ValueError(f"kind must be 'dense' or 'sparse', got {kind!r}")
     if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
@@ -328,19 +339,32 @@ def projection(
     if synapse.conductance_based and bool((weights < 0).any()):  # sync-ok: building a projection, before any run
         raise ValueError("conductance-based synapses need weights >= 0 (µS); the reversal potential sets the sign")
     delays_ms = _per_synapse(delay, count, "delay").to(torch.float64)
-    if not bool(torch.isfinite(delays_ms).all()) or bool((delays_ms < 0).any()):  # sync-ok: building a projection, before any run
+    if not bool(torch.isfinite(delays_ms).all()) or bool(
+        (delays_ms < 0).any()
+    ):  # sync-ok: building a projection, before any run
         raise ValueError("delays must be finite and >= 0 ms")
     steps = torch.round(delays_ms / dt).to(torch.int64)
     max_delay = int(steps.max()) if count else 0  # sync-ok: building a projection, before any run
     homogeneous = count == 0 or bool((steps == steps[0]).all())  # sync-ok: building a projection, before any run
     pre, post = connectivity.pre, connectivity.post
 
-    common = dict(source=source, target=target, n_pre=n_pre, n_post=n_post, synapse=synapse, max_delay=max_delay,
-                  plasticity=plasticity, dt=float(dt), normalize=normalize)
+    common = dict(
+        source=source,
+        target=target,
+        n_pre=n_pre,
+        n_post=n_post,
+        synapse=synapse,
+        max_delay=max_delay,
+        plasticity=plasticity,
+        dt=float(dt),
+        normalize=normalize,
+    )
     if kind == "dense":
         if count and torch.unique(pre * n_post + post).numel() != count:
-            raise ValueError("a dense projection holds one synapse per (source, target) pair, but the connectivity has "
-                             "repeated pairs (multapses); use kind='sparse'")
+            raise ValueError(
+                "a dense projection holds one synapse per (source, target) pair, but the connectivity has "
+                "repeated pairs (multapses); use kind='sparse'"
+            )
         matrix = torch.zeros(n_pre, n_post, dtype=weights.dtype)
         matrix[pre, post] = weights
         mask = torch.zeros(n_pre, n_post, dtype=torch.bool)
@@ -366,4 +390,6 @@ def projection(
         capacity = min(n_pre, max(32, n_pre // 10))
     if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 < capacity <= max(n_pre, 1):
         raise ValueError(f"capacity must be an int in [1, n_pre={n_pre}], got {capacity!r}")
-    return SparseProjection(weights=matrix, mask=targets < n_post, targets=targets, delays=delays, capacity=capacity, **common)
+    return SparseProjection(
+        weights=matrix, mask=targets < n_post, targets=targets, delays=delays, capacity=capacity, **common
+    )

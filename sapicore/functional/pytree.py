@@ -20,7 +20,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import attrs
 import torch
@@ -269,7 +270,9 @@ def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None) 
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and bool(torch.equal(a, b))  # sync-ok: validation and stacking, outside the steps
+    return (
+        a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and bool(torch.equal(a, b))
+    )  # sync-ok: validation and stacking, outside the steps
 
 
 def stack(trees: Sequence[Any]) -> Any:
@@ -283,7 +286,9 @@ def stack(trees: Sequence[Any]) -> Any:
     trees = list(trees)
     if not trees:
         raise ValueError("stack needs at least one tree")
-    like = next((leaf for leaf in tree_leaves(trees[0]) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()), None)
+    like = next(
+        (leaf for leaf in tree_leaves(trees[0]) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()), None
+    )
     result = _stack_values(trees, type(trees[0]).__name__, like)
     has_leaf = any(isinstance(leaf, torch.Tensor) for leaf in tree_leaves(result))
     if not has_leaf:
@@ -354,9 +359,7 @@ def check_finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if isinstance(value, torch.Tensor) and value.device.type == "meta":
         return
     if not bool(torch.isfinite(_values(value)).all()):  # sync-ok: validation and stacking, outside the steps
-        raise ValueError(
-            f"{type(instance).__name__}.{attribute.name} must be finite, got {_describe(value)}"
-        )
+        raise ValueError(f"{type(instance).__name__}.{attribute.name} must be finite, got {_describe(value)}")
 
 
 def check_not_nan(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

@@ -21,7 +21,8 @@ The functions are ``torch.autograd.Function`` subclasses with ``setup_context`` 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -109,7 +110,9 @@ def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid", slope: float = 1.0) 
     return (x >= 0).to(x.dtype)
 
 
-def threshold(v: torch.Tensor, v_thresh: Any, surrogate: str = "fast_sigmoid", slope: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def threshold(
+    v: torch.Tensor, v_thresh: Any, surrogate: str = "fast_sigmoid", slope: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(spikes, fired)`` for potentials ``v`` and threshold ``v_thresh`` (mV): ``spike(v - v_thresh)``
     and the same as a bool mask. Where no gradient can flow, two ops instead of four."""
     if gradient_possible(v):

@@ -20,7 +20,8 @@ import math
 import numbers
 import sys
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 import torch
@@ -123,7 +124,9 @@ def first_input(inputs: Any, reference: torch.Tensor, lane_inputs: bool = False)
 
 
 def _check_finite(what: str, tensor: torch.Tensor) -> None:
-    if is_concrete(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):  # sync-ok: entry check, outside the steps
+    if (
+        is_concrete(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ):  # sync-ok: entry check, outside the steps
         first = torch.nonzero(~torch.isfinite(tensor))[0].tolist()  # sync-ok: entry check, outside steps
         raise ValueError(f"{what} has NaN or infinite values (the first at index {tuple(first)})")
 
@@ -145,7 +148,9 @@ def _record_names(model: Any, record: Sequence[str] | str | None) -> tuple[str, 
     known = model.record_names()
     unknown = [name for name in names if name not in known]
     if unknown:
-        raise ValueError(f"cannot record {', '.join(map(repr, unknown))}; {type(model).__name__} offers: {', '.join(known)}")
+        raise ValueError(
+            f"cannot record {', '.join(map(repr, unknown))}; {type(model).__name__} offers: {', '.join(known)}"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"record names repeat: {names}")
     return names
@@ -322,7 +327,10 @@ def run_chunks(
             run = full if n == chunk else build(n)
             xs = None
             if time_major:
-                xs = tree_map(lambda leaf: leaf.narrow(plan.input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf, inputs)
+                xs = tree_map(
+                    lambda leaf: leaf.narrow(plan.input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf,
+                    inputs,
+                )
             t0 = torch.tensor((plan.start_step + done) * dt, dtype=dtype, device=device)
             before = rerun.before(state)
             state, records = run(model, state, xs, t0)
@@ -430,8 +438,18 @@ def simulate(
         ``records["t"]`` holds the time (ms) at the end of each recorded step.
     """
     model, plan = plan_run(
-        model, state, inputs, dt=dt, steps=steps, duration=duration, record=record, every=every, fast=fast,
-        chunk=chunk, progress=progress, start_step=start_step,
+        model,
+        state,
+        inputs,
+        dt=dt,
+        steps=steps,
+        duration=duration,
+        record=record,
+        every=every,
+        fast=fast,
+        chunk=chunk,
+        progress=progress,
+        start_step=start_step,
     )
     trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
     build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731

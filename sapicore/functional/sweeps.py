@@ -12,7 +12,8 @@ Randomness inside a step (noise, Poisson inputs) follows ``vmap(randomness=...)`
 from __future__ import annotations
 
 import itertools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import torch
@@ -28,7 +29,9 @@ def _lanes_from(model: Any, labels: list[dict[str, Any]]) -> Any:
     fields = {field.name for field in attrs.fields(type(model))}
     for name in labels[0] if labels else ():
         if name not in fields:
-            raise ValueError(f"{type(model).__name__} has no parameter {name!r}; its fields are: {', '.join(sorted(fields))}")
+            raise ValueError(
+                f"{type(model).__name__} has no parameter {name!r}; its fields are: {', '.join(sorted(fields))}"
+            )
     return stack([attrs.evolve(model, **label) for label in labels])
 
 
@@ -124,8 +127,19 @@ def sweep(
     if lane_inputs and inputs.shape[0] != n_lanes:
         raise ValueError(f"lane inputs have {inputs.shape[0]} lanes along axis 0 but the sweep has {n_lanes}")
     lanes, plan = plan_run(
-        lanes, state, inputs, dt=dt, steps=steps, duration=duration, record=record, every=every, fast=fast,
-        chunk=chunk, progress=progress, lanes=True, input_axis=1 if lane_inputs else 0,
+        lanes,
+        state,
+        inputs,
+        dt=dt,
+        steps=steps,
+        duration=duration,
+        record=record,
+        every=every,
+        fast=fast,
+        chunk=chunk,
+        progress=progress,
+        lanes=True,
+        input_axis=1 if lane_inputs else 0,
     )
     first_model, first_state = _lane(lanes, 0), _lane(state, 0)
     reference = floating_leaf(first_state)

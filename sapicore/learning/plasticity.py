@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -12,15 +13,25 @@ from ..adapter import StateBuffers
 from ..synapse.projection import ProjectionSynapse
 from . import SapicoreLearning
 
-__all__ = ["PlasticityLearning", "STDPLearning", "TripletSTDPLearning", "HebbianLearning", "OjaLearning", "RewardSTDPLearning"]
+__all__ = [
+    "PlasticityLearning",
+    "STDPLearning",
+    "TripletSTDPLearning",
+    "HebbianLearning",
+    "OjaLearning",
+    "RewardSTDPLearning",
+]
 
 
 class PlasticityLearning(StateBuffers, SapicoreLearning):
-    """Applies a functional plasticity rule to the weights of a :class:`ProjectionSynapse`.
+    """A functional plasticity rule applied to the weights of :class:`ProjectionSynapse` modules.
 
-    ``apply_learning(pre_neuron, synapse, post_neuron, modulator=None)`` uses the neurons' last
-    outputs; it owns the rule's state (traces), created at the first call and reset by
-    ``initialize_state``. Rule parameters are configurable properties.
+    ``apply_learning(pre_neuron, synapse, post_neuron, modulator=None)`` attaches the rule to the
+    synapse the first time (``synapse.use_rule``) and then calls the synapse's ``learn`` with the
+    neurons' last outputs: the projection's own ``learn``, normalisation included, as in the
+    functional core. The rule's traces live in the synapse's state (one owner), so they are saved
+    with the synapse's ``state_dict`` and carried by ``to_functional``. Rule parameters are
+    configurable properties; a changed parameter reaches the synapse at the next call, traces kept.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -32,28 +43,39 @@ class PlasticityLearning(StateBuffers, SapicoreLearning):
         super().__init__()
         self._init_functional(rule, parameters, "rule")
         self.dt = dt
-        self.__dict__["_has_state"] = False
+        self.__dict__["_synapses"] = []
 
     @property
     def rule(self) -> Any:
         return self._functional
 
-    def initialize_state(self, **kwargs: Any) -> None:
-        """Forget the traces; they are rebuilt at the next ``apply_learning``."""
-        self.__dict__["_has_state"] = False
+    @property
+    def synapses(self) -> list[ProjectionSynapse]:
+        """The synapses this rule acts on."""
+        return list(self.__dict__["_synapses"])
 
-    def apply_learning(self, pre_neuron: Any = None, synapse: Any = None, post_neuron: Any = None, modulator: Any = None, **kwargs: Any) -> None:
+    def bind(self, synapse: ProjectionSynapse) -> None:
+        """Attach this rule to ``synapse`` (done by the first ``apply_learning`` on it)."""
         if not isinstance(synapse, ProjectionSynapse):
             raise TypeError(f"{type(self).__name__} learns on a ProjectionSynapse, got {type(synapse).__name__}")
-        proj, state = synapse.projection, synapse.state
-        if not self.__dict__["_has_state"]:
-            traces = self.rule.init(proj.n_pre, proj.n_post, state.weights)
-            self._store_tree("rule", traces)
-            self.__dict__["_has_state"] = True
-        traces = self._load_tree("rule")
-        traces, weights = self.rule.update(traces, pre_neuron.output, post_neuron.output, state.weights, self.dt, proj.layout(), modulator)
-        self._store_tree("rule", traces)
-        synapse.state = sf.replace(state, weights=weights)
+        if not math.isclose(synapse.dt, self.dt, rel_tol=1e-9):
+            raise ValueError(f"{type(self).__name__} has dt={self.dt} ms but its synapse steps with dt={synapse.dt} ms")
+        synapse.use_rule(self.rule)
+        if all(bound is not synapse for bound in self.__dict__["_synapses"]):
+            self.__dict__["_synapses"].append(synapse)
+
+    def initialize_state(self, **kwargs: Any) -> None:
+        """Reset the traces of every synapse this rule acts on."""
+        for synapse in self.__dict__["_synapses"]:
+            synapse.reset_traces()
+
+    def apply_learning(
+        self, pre_neuron: Any = None, synapse: Any = None, post_neuron: Any = None, modulator: Any = None, **kwargs: Any
+    ) -> None:
+        if not isinstance(synapse, ProjectionSynapse) or not synapse.uses(self.rule):
+            self.bind(synapse)
+        synapse.learn(pre_neuron.output, post_neuron.output, modulator)
+
 
 class STDPLearning(PlasticityLearning):
     """Pair-based STDP (:class:`sapicore.functional.STDP`)."""

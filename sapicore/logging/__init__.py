@@ -31,6 +31,8 @@ __all__ = [
     "dump_loggable",
     "log_tensor_board",
     "load_save_get_loggable_properties",
+    "NixLogWriter",
+    "NixLogReader",
 ]
 
 FlatLoggable = list[tuple[list[str], Any, str, Any]]
@@ -49,7 +51,9 @@ class Loggable:
         for cls in [type(self)] + list(get_class_bases(type(self))):
             for name in cls.__dict__.get("_loggable_props_", ()):
                 if not hasattr(self, name):
-                    raise AttributeError(f"{type(self).__name__} lists loggable property {name!r} but has no such attribute")
+                    raise AttributeError(
+                        f"{type(self).__name__} lists loggable property {name!r} but has no such attribute"
+                    )
                 names.setdefault(name, None)
         return list(names)
 
@@ -60,7 +64,9 @@ class Loggable:
         for cls in [type(self)] + list(get_class_bases(type(self))):
             for name, attribute in cls.__dict__.get("_loggable_children_", {}).items():
                 if not hasattr(self, attribute):
-                    raise AttributeError(f"{type(self).__name__} lists loggable child {attribute!r} but has no such attribute")
+                    raise AttributeError(
+                        f"{type(self).__name__} lists loggable child {attribute!r} but has no such attribute"
+                    )
                 children.setdefault(name, attribute)
         return children
 
@@ -101,7 +107,8 @@ def update_loggable_from_object(obj: Loggable, loggable: dict[str, Any], default
             updated[name] = {k: update_loggable_from_object(o, old.get(k, {}), default_value) for k, o in child.items()}
         elif isinstance(child, (list, tuple)):
             updated[name] = [
-                update_loggable_from_object(o, old[i] if i < len(old) else {}, default_value) for i, o in enumerate(child)
+                update_loggable_from_object(o, old[i] if i < len(old) else {}, default_value)
+                for i, o in enumerate(child)
             ]
         else:
             updated[name] = update_loggable_from_object(child, old, default_value)
@@ -110,7 +117,9 @@ def update_loggable_from_object(obj: Loggable, loggable: dict[str, Any], default
     return updated
 
 
-def get_loggable_properties(obj: Loggable, loggable: dict[str, Any], property_path: list[str] | None = None) -> FlatLoggable:
+def get_loggable_properties(
+    obj: Loggable, loggable: dict[str, Any], property_path: list[str] | None = None
+) -> FlatLoggable:
     """The selected properties of a loggable dict as ``(path, object, property, selection)`` tuples.
 
     Raises ``ValueError`` for an entry that names no loggable property or child of the object.
@@ -162,7 +171,13 @@ def load_save_get_loggable_properties(obj: Loggable, filename: str | Path, defau
     return get_loggable_properties(obj, loggable)
 
 
-def log_tensor_board(writer: Any, loggable_properties: FlatLoggable, global_step: int | None = None, walltime: float | None = None, prefix: str = "") -> None:
+def log_tensor_board(
+    writer: Any,
+    loggable_properties: FlatLoggable,
+    global_step: int | None = None,
+    walltime: float | None = None,
+    prefix: str = "",
+) -> None:
     """Write the selected properties to a tensorboardX ``SummaryWriter``.
 
     Scalars become scalar summaries tagged ``path/to/property``; a tensor becomes one scalar per
@@ -176,8 +191,21 @@ def log_tensor_board(writer: Any, loggable_properties: FlatLoggable, global_step
         value = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
         tag = "/".join(([prefix] if prefix else []) + list(names))
         if value.shape:
-            indices = [tuple(index) for index in selection] if isinstance(selection, (list, tuple)) else list(np.ndindex(value.shape))
+            indices = (
+                [tuple(index) for index in selection]
+                if isinstance(selection, (list, tuple))
+                else list(np.ndindex(value.shape))
+            )
             for index in indices:
-                writer.add_scalar(f"{tag}/{','.join(map(str, index))}", float(value[index]), global_step=global_step, walltime=walltime)
+                writer.add_scalar(
+                    f"{tag}/{','.join(map(str, index))}",
+                    float(value[index]),
+                    global_step=global_step,
+                    walltime=walltime,
+                )
         else:
             writer.add_scalar(tag, float(value), global_step=global_step, walltime=walltime)
+
+
+# the original package's import path (``from sapicore.logging import NixLogWriter``); nix.py needs nothing above
+from .nix import NixLogReader, NixLogWriter  # noqa: E402

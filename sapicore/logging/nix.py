@@ -55,7 +55,14 @@ class NixLogWriter:
     Raises ``FileExistsError`` if ``filename`` exists, unless ``overwrite=True``.
     """
 
-    def __init__(self, filename: str | Path, git_hash: str = "", metadata: dict | None = None, config_data: dict | None = None, overwrite: bool = False) -> None:
+    def __init__(
+        self,
+        filename: str | Path,
+        git_hash: str = "",
+        metadata: dict | None = None,
+        config_data: dict | None = None,
+        overwrite: bool = False,
+    ) -> None:
         self.filename = Path(filename)
         self.git_hash = git_hash
         self.metadata = metadata or {}
@@ -63,7 +70,7 @@ class NixLogWriter:
         self.overwrite = overwrite
         self.nix_file: Any = None
 
-    def __enter__(self) -> "NixLogWriter":
+    def __enter__(self) -> NixLogWriter:
         self.create_file()
         return self
 
@@ -104,7 +111,9 @@ class NixLogWriter:
 
     def get_property_arrays(self, name: str, loggable_properties: list) -> list:
         """Data arrays for each selected property (from ``get_loggable_properties``) of ``name``."""
-        blocks = {suffix: self.nix_file.blocks[f"{name}_data_{suffix}"] for suffix in ("shape_len", "shape", "log", "counter")}
+        blocks = {
+            suffix: self.nix_file.blocks[f"{name}_data_{suffix}"] for suffix in ("shape_len", "shape", "log", "counter")
+        }
         arrays = []
         for names, obj, prop, selection in loggable_properties:
             if not selection:
@@ -115,7 +124,9 @@ class NixLogWriter:
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 dtype = np.float64
             else:
-                raise TypeError(f"cannot log {type(obj).__name__}.{prop}: a {type(value).__name__} is neither a tensor nor a number")
+                raise TypeError(
+                    f"cannot log {type(obj).__name__}.{prop}: a {type(value).__name__} is neither a tensor nor a number"
+                )
             tag = ":".join(names)
             if tag not in blocks["log"].data_arrays:
                 blocks["log"].create_data_array(tag, "data", dtype=dtype, data=np.zeros(0, dtype=dtype))
@@ -147,7 +158,7 @@ class NixLogReader:
         self.filename = Path(filename)
         self.nix_file: Any = None
 
-    def __enter__(self) -> "NixLogReader":
+    def __enter__(self) -> NixLogReader:
         self.open_file()
         return self
 
@@ -237,7 +248,9 @@ class NixRecordSink:
 
     def _append(self, name: str, data: np.ndarray, sampled: bool) -> None:
         if name not in self.arrays:
-            array = self.block.create_data_array(name, "events" if not sampled else "record", dtype=data.dtype, data=data)
+            array = self.block.create_data_array(
+                name, "events" if not sampled else "record", dtype=data.dtype, data=data
+            )
             if sampled:
                 array.append_sampled_dimension(self.interval, label="time", unit="ms", offset=self.interval)
                 for _ in range(data.ndim - 1):

@@ -22,7 +22,9 @@ class SapicoreModel(SapicoreNetwork):
     def add_learning_rule(self, name: str, learning_rule: SapicoreLearning) -> None:
         """Register a learning rule; :meth:`apply_learning` decides how it is used."""
         if not isinstance(learning_rule, SapicoreLearning):
-            raise TypeError(f"only a SapicoreLearning can be added as a learning rule, not a {type(learning_rule).__name__}")
+            raise TypeError(
+                f"only a SapicoreLearning can be added as a learning rule, not a {type(learning_rule).__name__}"
+            )
         self.add_module(name, learning_rule)
 
     def add_network(

@@ -11,6 +11,8 @@ import sapicore.functional as sf
 
 from ..adapter import FunctionalNeuron
 from ..base import SapicoreModule
+from ..learning import SapicoreLearning
+from ..learning.plasticity import PlasticityLearning
 from ..neuron import SapicoreNeuron
 from ..synapse import SapicoreSynapse
 from ..synapse.projection import ProjectionSynapse
@@ -75,11 +77,22 @@ class SapicoreNetwork(SapicoreModule):
         return next(name for name, child in self._modules.items() if child is module)
 
     def to_functional(self) -> tuple[sf.Network, sf.NetworkState]:
-        """The functional network and its current state (modules must be functional adapters)."""
+        """The functional network and its current state, learning rules included.
+
+        Every module must be a functional adapter whose behaviour is its functional object: a
+        subclass that overrides ``forward`` (or a learning module that overrides ``apply_learning``)
+        holds Python code that a functional network cannot carry, so it is refused with an error
+        naming the class. To convert such behaviour, write it as a functional model (a subclass of
+        a model in ``sapicore.functional`` with its own ``step``) and give it to the adapter as
+        ``model=``. Learning modules must have been attached to their synapses (``apply_learning``
+        does so the first time; ``rule.bind(synapse)`` does it beforehand).
+        """
+        self._check_learning()
         populations, states, projections, proj_states = {}, {}, {}, {}
         for neuron in self.neurons:
             if not isinstance(neuron, FunctionalNeuron):
                 raise TypeError(f"{self._name(neuron)!r} is a {type(neuron).__name__}, not a functional adapter")
+            _refuse_override(self._name(neuron), neuron, FunctionalNeuron, "forward")
             if len(neuron.shape) != 1:
                 raise ValueError(f"{self._name(neuron)!r} has shape {neuron.shape}; networks need 1-d populations")
             populations[self._name(neuron)] = sf.Population(neuron.model, neuron.shape[0])
@@ -88,12 +101,35 @@ class SapicoreNetwork(SapicoreModule):
             name = self._name(synapse)
             if not isinstance(synapse, ProjectionSynapse):
                 raise TypeError(f"{name!r} is a {type(synapse).__name__}, not a ProjectionSynapse")
+            _refuse_override(name, synapse, ProjectionSynapse, "forward")
             sources = [n for n, outgoing in self.neurons.items() if synapse in outgoing]
             if len(sources) != 1 or len(targets) != 1:
                 raise ValueError(f"synapse {name!r} must leave exactly one neuron and end on exactly one")
-            projections[name] = sf.replace(synapse.projection, source=self._name(sources[0]), target=self._name(targets[0]))
+            projections[name] = sf.replace(
+                synapse.projection, source=self._name(sources[0]), target=self._name(targets[0])
+            )
             proj_states[name] = synapse.state
         return sf.Network(populations=populations, projections=projections), sf.NetworkState(states, proj_states)
+
+    def _check_learning(self) -> None:
+        """Raise for a learning module that the functional network would not carry."""
+        for name, module in self._modules.items():
+            if not isinstance(module, SapicoreLearning):
+                continue
+            if not isinstance(module, PlasticityLearning):
+                raise TypeError(
+                    f"learning rule {name!r} is a {type(module).__name__}, not a functional plasticity rule "
+                    "(sapicore.learning.plasticity); to_functional cannot carry it"
+                )
+            _refuse_override(name, module, PlasticityLearning, "apply_learning")
+            if not module.synapses:
+                raise ValueError(
+                    f"learning rule {name!r} is not attached to a synapse yet; call {name}.bind(synapse) "
+                    "(the first apply_learning does it) before to_functional"
+                )
+            for synapse in module.synapses:
+                if synapse not in self.synapses:
+                    raise ValueError(f"learning rule {name!r} acts on a synapse outside this network")
 
     def load_functional_state(self, state: sf.NetworkState) -> None:
         """Write a functional network state (from :meth:`to_functional` and a run) back into the modules."""
@@ -115,3 +151,13 @@ class SapicoreNetwork(SapicoreModule):
         for name, output in outputs.items():
             self._modules[name].output = output
         return outputs
+
+
+def _refuse_override(name: str, module: Any, base: type, method: str) -> None:
+    """Raise when ``module``'s class overrides ``base.method``: code a functional network cannot carry."""
+    if getattr(type(module), method) is not getattr(base, method):
+        raise TypeError(
+            f"{name!r} is a {type(module).__name__}, which overrides {method}(); a functional network cannot carry "
+            f"that code. Write the behaviour as a functional model (a sapicore.functional class with its own step) "
+            f"and pass it as model=, or run the modules' own loop instead of to_functional/step"
+        )

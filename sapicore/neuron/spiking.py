@@ -49,7 +49,9 @@ class IzhikevichNeuron(SpikingNeuron):
 
     functional_class = sf.Izhikevich
 
-    def __init__(self, shape: Any = 1, dt: float = 0.1, model: Any = None, preset: str | None = None, **parameters: Any) -> None:
+    def __init__(
+        self, shape: Any = 1, dt: float = 0.1, model: Any = None, preset: str | None = None, **parameters: Any
+    ) -> None:
         if preset is not None:
             if model is not None:
                 raise TypeError("give either model= or preset=, not both")

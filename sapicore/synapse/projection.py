@@ -24,13 +24,23 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
     plasticity traces), kept in buffers named ``state__...``.
 
     ``forward(pre_spikes, v_post)`` returns the synaptic current (nA) into the target neurons for this
-    step (from spikes sent in earlier steps, at their delays) and puts ``pre_spikes`` in transit.
+    step (from spikes sent in earlier steps, at their delays) and puts ``pre_spikes`` in transit, as
+    ``Network.step`` does; :meth:`learn` applies the plasticity rule as ``Projection.learn`` does.
     """
 
     _loggable_props_ = ("weights",)
     _config_props_ = ("dt",)
 
-    def __init__(self, connectivity: Any = None, weight: Any = None, synapse: Any = None, *, projection: Any = None, dt: float = 0.1, **options: Any) -> None:
+    def __init__(
+        self,
+        connectivity: Any = None,
+        weight: Any = None,
+        synapse: Any = None,
+        *,
+        projection: Any = None,
+        dt: float = 0.1,
+        **options: Any,
+    ) -> None:
         super().__init__()
         if projection is None:
             if connectivity is None or weight is None or synapse is None:
@@ -68,11 +78,59 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
         like = torch.zeros(1, device=self.device, dtype=self._device_marker.dtype)
         self.state = self.projection.init_state(like)
 
+    def use_rule(self, rule: Any) -> None:
+        """Make ``rule`` (a functional plasticity rule) this synapse's learning rule.
+
+        Its traces live in this synapse's state (buffers ``state__plasticity__...``): kept when the
+        rule replaces one of its own class (a changed parameter), taken from a loaded ``state_dict``
+        when one held them, fresh otherwise. Learning modules call this on their first
+        ``apply_learning``; call it yourself to convert a network with :meth:`to_functional` first.
+        """
+        proj, state = self.projection, self.state
+        keep = proj.plasticity is not None and type(proj.plasticity) is type(rule)
+        self._set_functional(sf.replace(proj, plasticity=rule))
+        self.__dict__["_rule_source"] = rule
+        if keep:
+            return
+        self.state = sf.replace(state, plasticity=rule.init(proj.n_pre, proj.n_post, state.weights))
+        loaded = self.__dict__.pop("_loaded_traces", {})
+        for name, value in loaded.items():
+            if name not in self._buffers or self._buffers[name].shape != value.shape:
+                raise ValueError(f"the loaded trace {name} does not fit the rule {type(rule).__name__}")
+            self._buffers[name].copy_(value)
+
+    def uses(self, rule: Any) -> bool:
+        """True when ``rule`` (the object given to :meth:`use_rule`) is this synapse's rule."""
+        return self.__dict__.get("_rule_source") is rule
+
+    def reset_traces(self) -> None:
+        """Set the plasticity rule's traces (if any) to their initial values."""
+        proj, state = self.projection, self.state
+        if proj.plasticity is not None:
+            self.state = sf.replace(state, plasticity=proj.plasticity.init(proj.n_pre, proj.n_post, state.weights))
+
+    def learn(self, pre: torch.Tensor, post: torch.Tensor, modulator: Any = None) -> None:
+        """Apply the projection's plasticity rule and normalisation to this step's outputs of the
+        source (``pre``) and target (``post``) neurons: exactly ``Projection.learn``."""
+        if self.projection.plasticity is None:
+            raise ValueError("this synapse has no plasticity rule; give it one with use_rule(rule) or plasticity=")
+        self.state = self.projection.learn(self.state, pre, post, self.dt, modulator)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        # traces of a trained rule load before the rule is attached: kept until use_rule
+        traces = prefix + "state__plasticity__"
+        unknown = [key for key in state_dict if key.startswith(traces) and key[len(prefix) :] not in self._buffers]
+        if unknown:
+            self.__dict__["_loaded_traces"] = {key[len(prefix) :]: state_dict.pop(key) for key in unknown}
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def forward(self, pre_spikes: torch.Tensor, v_post: Any = None) -> torch.Tensor:
         """Current into the target neurons this step; ``pre_spikes`` go in transit."""
         proj = self.projection
         if proj.synapse.conductance_based and v_post is None:
-            raise ValueError("a conductance-based synapse needs the target's membrane potential: forward(spikes, v_post)")
+            raise ValueError(
+                "a conductance-based synapse needs the target's membrane potential: forward(spikes, v_post)"
+            )
         state = self.state
         pending, arriving = proj.arrivals(state)
         synapse = proj.synapse.update(state.synapse, arriving, self.dt)
@@ -91,12 +149,24 @@ class DeltaSynapse(ProjectionSynapse):
 class ExponentialSynapse(ProjectionSynapse):
     """Exponential synapses (:class:`sapicore.functional.Exponential`), time constant ``tau`` (ms)."""
 
-    def __init__(self, connectivity: Any, weight: Any, tau: float = 5.0, e_rev: float | None = None, **options: Any) -> None:
+    def __init__(
+        self, connectivity: Any, weight: Any, tau: float = 5.0, e_rev: float | None = None, **options: Any
+    ) -> None:
         super().__init__(connectivity, weight, sf.Exponential(tau=tau, e_rev=e_rev), **options)
 
 
 class DualExponentialSynapse(ProjectionSynapse):
     """Dual-exponential synapses (:class:`sapicore.functional.DualExponential`), rise and decay in ms."""
 
-    def __init__(self, connectivity: Any, weight: Any, tau_rise: float = 1.0, tau_decay: float = 5.0, e_rev: float | None = None, **options: Any) -> None:
-        super().__init__(connectivity, weight, sf.DualExponential(tau_rise=tau_rise, tau_decay=tau_decay, e_rev=e_rev), **options)
+    def __init__(
+        self,
+        connectivity: Any,
+        weight: Any,
+        tau_rise: float = 1.0,
+        tau_decay: float = 5.0,
+        e_rev: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            connectivity, weight, sf.DualExponential(tau_rise=tau_rise, tau_decay=tau_decay, e_rev=e_rev), **options
+        )

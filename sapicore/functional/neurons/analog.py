@@ -33,7 +33,7 @@ def _known_nonlinearity(instance: Any, attribute: attrs.Attribute, value: str) -
         raise ValueError(f"unknown nonlinearity {value!r}; choose one of: {', '.join(NONLINEARITIES)}")
 
 
-def _clip_order(instance: "Analog", attribute: attrs.Attribute, value: Any) -> None:
+def _clip_order(instance: Analog, attribute: attrs.Attribute, value: Any) -> None:
     low, high = instance.clip_min, value
     if isinstance(low, float) and isinstance(high, float) and not low <= high:
         raise ValueError(f"Analog.clip_min ({low}) must not exceed clip_max ({high})")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -14,7 +15,16 @@ import torch.utils._pytree as _pytree
 from ..integrators import METHODS, canonical_method
 from ..spikes import check_surrogate
 
-__all__ = ["NeuronModel", "check_input", "check_consistent", "check_dt", "broadcast_like", "method_field", "surrogate_field", "full_state"]
+__all__ = [
+    "NeuronModel",
+    "check_input",
+    "check_consistent",
+    "check_dt",
+    "broadcast_like",
+    "method_field",
+    "surrogate_field",
+    "full_state",
+]
 
 
 def method_field(default: str, allowed: Sequence[str] = METHODS) -> Any:
@@ -23,7 +33,9 @@ def method_field(default: str, allowed: Sequence[str] = METHODS) -> Any:
     def validator(instance: Any, attribute: attrs.Attribute, value: str) -> None:
         canonical_method(value, allowed)
 
-    return attrs.field(default=default, converter=functools.partial(canonical_method, allowed=allowed), validator=validator)
+    return attrs.field(
+        default=default, converter=functools.partial(canonical_method, allowed=allowed), validator=validator
+    )
 
 
 def surrogate_field(default: str = "fast_sigmoid") -> Any:
@@ -46,11 +58,17 @@ def check_input(x: Any, like: torch.Tensor, name: str = "input") -> Any:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a number or a tensor, got {type(x).__name__}")
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor with dtype {like.dtype}, got {x.dtype}; convert it with .to({like.dtype})")
+        raise TypeError(
+            f"{name} must be a floating tensor with dtype {like.dtype}, got {x.dtype}; convert it with .to({like.dtype})"
+        )
     if x.dtype != like.dtype:
-        raise TypeError(f"{name} has dtype {x.dtype} but the state is {like.dtype}; convert the input with .to({like.dtype})")
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the state is {like.dtype}; convert the input with .to({like.dtype})"
+        )
     if x.device != like.device:
-        raise ValueError(f"{name} is on {x.device} but the state is on {like.device}; move the input with .to('{like.device}')")
+        raise ValueError(
+            f"{name} is on {x.device} but the state is on {like.device}; move the input with .to('{like.device}')"
+        )
     if x.shape != like.shape:
         try:
             shape = torch.broadcast_shapes(x.shape, like.shape)

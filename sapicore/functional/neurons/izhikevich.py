@@ -62,7 +62,7 @@ class Izhikevich(NeuronModel):
     state_class = IzhikevichState
 
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "Izhikevich":
+    def preset(cls, name: str, **overrides: Any) -> Izhikevich:
         """The paper's cell class ``name`` (RS, IB, CH, FS, LTS, TC, RZ), with optional overrides."""
         key = name.upper() if isinstance(name, str) else name
         if key not in PRESETS:

@@ -29,7 +29,7 @@ class LIFState:
     i_syn: torch.Tensor
 
 
-def _above_reset(instance: "LIF", attribute: attrs.Attribute, value: Any) -> None:
+def _above_reset(instance: LIF, attribute: attrs.Attribute, value: Any) -> None:
     check_finite(instance, attribute, value)
     reset, thresh = instance.v_reset, value
     if is_concrete(reset) and is_concrete(thresh):
@@ -93,7 +93,11 @@ class LIF(NeuronModel):
         if self.tau_syn is None:
             i_syn = broadcast_like(x, state.v)
         else:
-            decay = torch.exp(-dt / self.tau_syn) if isinstance(self.tau_syn, torch.Tensor) else math.exp(-dt / self.tau_syn)
+            decay = (
+                torch.exp(-dt / self.tau_syn)
+                if isinstance(self.tau_syn, torch.Tensor)
+                else math.exp(-dt / self.tau_syn)
+            )
             i_syn = state.i_syn * decay + x
         drive = self.v_rest + self.r_mem * i_syn
         (v,) = integrate(self.method, (state.v,), dt, relaxation=lambda y: ((self.tau_mem,), (drive,)))
