@@ -75,3 +75,16 @@ def test_basic_network_example_configures_trains_logs_and_reads_back(tmp_path):
         epochs, weights = reader.get_experiment_property_data("training", ("synapses", "weights"))
         assert epochs.tolist() == [0, 1] and weights[0].shape == (40, 10)
         assert reader.get_config()["config_data"]["model"]["output"]["tau_mem"] == 15.0
+
+
+def test_adaptive_lif_example_defines_a_model_that_runs_everywhere():
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "adaptive_lif.py"), "--duration", "200"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    lines = dict(line.split(":", 1) for line in done.stdout.strip().splitlines())
+    rates = [float(part.split(":")[1].split()[0]) for part in lines["sweep"].split(",")]
+    assert rates == sorted(rates, reverse=True) and rates[0] > rates[-1]  # stronger adaptation, lower rate
+    assert lines["network (fast=False)"] == lines["network (fast=aot_eager)"]

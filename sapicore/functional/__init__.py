@@ -25,11 +25,27 @@ from .neurons import (
     LIFState,
     NeuronModel,
 )
+from .neurons.base import check_input, check_model
 from .plasticity import STDP, Hebbian, Oja, RewardSTDP, TripletSTDP
 from .projection import DenseProjection, Projection, ProjectionState, SparseProjection, projection
-from .pytree import lane_count, pytree, replace, stack, to, tree_leaves, tree_map, unstack, validate
+from .pytree import (
+    check_finite,
+    check_non_negative,
+    check_not_nan,
+    check_positive,
+    lane_count,
+    parameter,
+    pytree,
+    replace,
+    stack,
+    to,
+    tree_leaves,
+    tree_map,
+    unstack,
+    validate,
+)
 from .sources import PoissonSource, SpikeInput
-from .spikes import SURROGATES, spike, surrogate_derivative
+from .spikes import SURROGATES, spike, surrogate_derivative, threshold
 from .stepper import simulate
 from .sweeps import grid, init_lanes, sweep, zipped
 from .synapses import Delta, DualExponential, Exponential
@@ -93,4 +109,12 @@ __all__ = [
     "unstack",
     "validate",
     "zipped",
+    "check_finite",
+    "check_input",
+    "check_model",
+    "check_non_negative",
+    "check_not_nan",
+    "check_positive",
+    "parameter",
+    "threshold",
 ]

@@ -34,7 +34,7 @@ class PoissonSource(NeuronModel):
     state_class = SourceState
     receives_projections = False
 
-    def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
+    def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"spikes": zeros.clone()}
 
     def step(self, state: SourceState, input: Any, dt: float) -> tuple[SourceState, torch.Tensor]:
@@ -53,7 +53,7 @@ class SpikeInput(NeuronModel):
     state_class = SourceState
     receives_projections = False
 
-    def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
+    def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"spikes": zeros.clone()}
 
     def step(self, state: SourceState, input: Any, dt: float) -> tuple[SourceState, torch.Tensor]:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .capacity import Rerun, report_overflow
 from .network import Network
-from .neurons.base import check_consistent, check_dt
+from .neurons.base import check_consistent, check_dt, check_model
 from .pytree import is_concrete, tree_leaves, tree_map, validate
 from .transforms import RunContext, run_context
 
@@ -381,6 +381,8 @@ def checked_arguments(
             raise ValueError(f"the network's projections were built for dt={model.dt} ms, not dt={dt} ms; rebuild them")
         dt = model.dt
     _check_source(inputs)
+    if not isinstance(model, Network):
+        check_model(model)
     validate(model)
     check_consistent(model, state)
     check_state(state)

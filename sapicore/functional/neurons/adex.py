@@ -63,7 +63,7 @@ class AdEx(NeuronModel):
 
     state_class = AdExState
 
-    def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
+    def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"v": full_state(self.e_leak, shape, zeros), "w": zeros.clone()}
 
     def _relaxation(self, current: Any) -> Any:

@@ -65,7 +65,7 @@ class Analog(NeuronModel):
     output_name = "activation"
     output_is_event = False
 
-    def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
+    def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"x": zeros.clone()}
 
     def output(self, x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from ..spikes import check_surrogate
 
 __all__ = [
     "NeuronModel",
+    "check_model",
     "check_input",
     "check_consistent",
     "check_dt",
@@ -118,10 +119,22 @@ def full_state(value: Any, shape: tuple[int, ...], like: torch.Tensor) -> torch.
 
 
 class NeuronModel:
-    """Mixin for neuron parameter classes.
+    """Base class of neuron models; subclass it to write your own (``examples/adaptive_lif.py``).
 
-    Subclasses are ``@pytree`` classes that define ``state_class``, ``_initial(shape, zeros)``
-    (a dict of initial state values) and ``step(state, input, dt) -> (state, output)``.
+    The contract, checked by :func:`check_model` with an error naming what is missing:
+
+    * the class is a ``@sapicore.functional.pytree`` class whose fields are its parameters (use
+      :func:`~sapicore.functional.pytree.parameter` with a check such as ``check_positive``);
+    * ``state_class``: a ``@pytree`` class whose fields are the state tensors (``v``, ...);
+    * ``initial_values(shape, zeros) -> dict``: each state field's resting value, as tensors shaped
+      and typed like ``zeros`` (a zero tensor of the population's shape, device and dtype);
+    * ``step(state, input, dt) -> (state, output)``: one pure step of ``dt`` ms (no in-place changes,
+      no host synchronisation; see ``sapicore.functional.spikes.threshold`` for spikes with a
+      surrogate gradient).
+
+    Optional: ``output_name`` (default "spikes") and ``output_is_event`` (summed over a recording
+    window when True, sampled when False). With these, the model runs in ``simulate``, ``sweep``,
+    ``torch.func`` transforms, a ``Network`` population and compiled chunks (``fast=True``).
     """
 
     state_class: ClassVar[type]
@@ -143,6 +156,7 @@ class NeuronModel:
         ``device`` and ``dtype`` default to those of the model's tensor parameters, else to the CPU and
         torch's default dtype. Tensor parameters must broadcast to ``shape``.
         """
+        check_model(self)
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         if any(not isinstance(n, int) or n < 0 for n in shape):
             raise ValueError(f"shape must be a tuple of non-negative ints, got {shape}")
@@ -159,15 +173,17 @@ class NeuronModel:
             device = tensors[0][1].device if device is None else device
             dtype = tensors[0][1].dtype if dtype is None else dtype
         zeros = torch.zeros(shape, device=device, dtype=dtype or torch.get_default_dtype())
-        state = self.state_class(**self._initial(shape, zeros))
+        values = self.initial_values(shape, zeros)
+        fields = {field.name for field in attrs.fields(self.state_class)}
+        if not isinstance(values, dict) or set(values) != fields:
+            given = sorted(values) if isinstance(values, dict) else type(values).__name__
+            raise TypeError(
+                f"{type(self).__name__}.initial_values must return a dict with one value per field of "
+                f"{self.state_class.__name__} {sorted(fields)}, got {given}"
+            )
+        state = self.state_class(**values)
         check_consistent(self, state)
         return state
-
-    def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def step(self, state: Any, input: Any, dt: float) -> tuple[Any, torch.Tensor]:
-        raise NotImplementedError
 
     def default_record(self) -> tuple[str, ...]:
         """What ``simulate`` records when not told: the output."""
@@ -184,6 +200,26 @@ class NeuronModel:
     def is_event(self, name: str) -> bool:
         """True when ``name`` counts events, to be summed (not sampled) over a recording window."""
         return name == self.output_name and self.output_is_event
+
+
+def check_model(model: Any) -> None:
+    """Raise ``TypeError`` naming what ``model`` lacks of the neuron-model contract (see :class:`NeuronModel`)."""
+    name = type(model).__name__
+    if not isinstance(model, NeuronModel):
+        raise TypeError(
+            f"expected a neuron model (a subclass of sapicore.functional.NeuronModel) or a Network, got {name}"
+        )
+    if not getattr(type(model), "__sapicore_pytree__", False):
+        raise TypeError(f"{name} must be decorated with @sapicore.functional.pytree (its fields are its parameters)")
+    state_class = getattr(model, "state_class", None)
+    if not (isinstance(state_class, type) and getattr(state_class, "__sapicore_pytree__", False)):
+        raise TypeError(f"{name} needs state_class = a @pytree class whose fields are the state tensors")
+    for method, signature in (
+        ("initial_values", "(shape, zeros) -> dict"),
+        ("step", "(state, input, dt) -> (state, output)"),
+    ):
+        if not callable(getattr(model, method, None)):
+            raise TypeError(f"{name} needs a method {method}{signature} (see sapicore.functional.NeuronModel)")
 
 
 def _fits(param_shape: Sequence[int], shape: tuple[int, ...]) -> bool:

@@ -78,7 +78,7 @@ class HodgkinHuxley(NeuronModel):
 
     state_class = HodgkinHuxleyState
 
-    def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
+    def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         v = full_state(self.v_init, shape, zeros)
         am, bm, ah, bh, an, bn = _rates(v)
         return {"v": v, "m": am / (am + bm), "h": ah / (ah + bh), "n": an / (an + bn)}

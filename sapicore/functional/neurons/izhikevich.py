@@ -70,7 +70,7 @@ class Izhikevich(NeuronModel):
         a, b, c, d = PRESETS[key]
         return cls(**{"a": a, "b": b, "c": c, "d": d, **overrides})
 
-    def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
+    def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         v = full_state(self.v_init, shape, zeros)
         return {"v": v, "u": self.b * v}
 

@@ -83,7 +83,7 @@ class LIF(NeuronModel):
 
     state_class = LIFState
 
-    def _initial(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
+    def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"v": full_state(self.v_rest, shape, zeros), "refractory_left": zeros.clone(), "i_syn": zeros.clone()}
 
     def step(self, state: LIFState, input: Any, dt: float) -> tuple[LIFState, torch.Tensor]:
