@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED=1
 $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$out/device.txt"
 if $py -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
     export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-8}
-    device=cuda; fast=--fast; coba=${COBA-4000 40000}; big=${BIG-400000}; sweep=${SWEEP-1 64 256}; limit=130; selection="cuda or gpu"
+    device=cuda; fast=--fast; coba=${COBA-4000 40000}; big=${BIG-400000}; sweep=${SWEEP-1 64 256}; limit=150; selection="cuda or gpu"
 else  # the CPU run checks the plumbing only: small sizes, no compilation
     export TORCHINDUCTOR_COMPILE_THREADS=1
     device=cpu; fast=; coba=${COBA-4000}; big=${BIG-8000}; sweep=${SWEEP-1 4}; limit=300; selection="cuda or device or gpu"

@@ -176,9 +176,9 @@ def as_dense(proj, weights):
 
 
 @pytest.mark.parametrize("normalize", [None, 0.3])
-def test_dense_and_sparse_agree_with_plasticity_and_heterogeneous_delays_over_a_long_run(normalize):
+def test_dense_and_sparse_agree_with_plasticity_and_heterogeneous_delays_over_a_long_run(normalize, device):
     # weights change while spikes are in transit: both kinds read a spike's weight at its emission
-    inputs = {"exc": 0.25 * torch.rand(3000, 160, dtype=torch.float64)}
+    inputs = {"exc": 0.25 * torch.rand(3000, 160, dtype=torch.float64, device=device)}
     results = {}
     for kind in ("dense", "sparse"):
         net = random_network(kind, plastic=True)
@@ -190,11 +190,9 @@ def test_dense_and_sparse_agree_with_plasticity_and_heterogeneous_delays_over_a_
                 "e": sf.replace(net.projections["e"], plasticity=rule, normalize=normalize),
             },
         )
-        net = sf.to(net, dtype=torch.float64)
-        final, rec = sf.simulate(
-            net, net.init_state(dtype=torch.float64), inputs, dt=DT, record=("exc.spikes", "all.spikes")
-        )
-        results[kind] = (net, final, rec)
+        net = sf.to(net, dtype=torch.float64, device=device)
+        final, rec = sf.simulate(net, net.init_state(), inputs, dt=DT, record=("exc.spikes", "all.spikes"))
+        results[kind] = (sf.to(net, device="cpu"), sf.to(final, device="cpu"), sf.to(rec, device="cpu"))
     (dense, dense_final, dense_rec), (sparse, sparse_final, sparse_rec) = results["dense"], results["sparse"]
     assert dense_rec["all.spikes"].sum() > 300
     assert torch.equal(dense_rec["exc.spikes"], sparse_rec["exc.spikes"])

@@ -112,10 +112,10 @@ def _plastic_network(a_plus, drive):
     )
 
 
-def test_torch_func_vmap_of_simulate_equals_sweep_and_per_lane_runs():
-    inputs = {"a": 0.15 + 0.2 * torch.rand(300, 40, dtype=torch.float64)}
-    values = torch.tensor([0.002, 0.004, 0.008], dtype=torch.float64)
-    base = sf.to(_plastic_network(0.004, 0.1), dtype=torch.float64)  # built once: connectivity is random
+def test_torch_func_vmap_of_simulate_equals_sweep_and_per_lane_runs(device):
+    inputs = {"a": 0.15 + 0.2 * torch.rand(300, 40, dtype=torch.float64, device=device)}
+    values = torch.tensor([0.002, 0.004, 0.008], dtype=torch.float64, device=device)
+    base = sf.to(_plastic_network(0.004, 0.1), dtype=torch.float64, device=device)  # built once: connectivity is random
 
     def run(a_plus):
         proj = base.projections["p"]
@@ -126,7 +126,7 @@ def test_torch_func_vmap_of_simulate_equals_sweep_and_per_lane_runs():
         return rec["b.v"], rec["b.spikes"], final.projections["p"].weights
 
     v, spikes, weights = torch.func.vmap(run)(values)
-    lanes = sf.stack([sf.to(_plastic_network(float(a), 0.1), dtype=torch.float64) for a in values])
+    lanes = sf.stack([sf.to(_plastic_network(float(a), 0.1), dtype=torch.float64, device=device) for a in values])
     final, rec = sf.sweep(lanes, None, inputs, dt=0.1, record=("b.v", "b.spikes"))
     assert spikes.sum() > 20 and not torch.allclose(weights[0], weights[-1])
     assert torch.equal(spikes, rec["b.spikes"]) and torch.allclose(v, rec["b.v"], atol=1e-10)
