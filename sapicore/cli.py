@@ -35,7 +35,7 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
     """Simulate a spec and write its outputs into ``out``; return the summary."""
     import sapicore.functional as sf
     from sapicore import analysis, plot
-    from sapicore.logging.nix import NixRecordSink, read_events
+    from sapicore.logging.nix import NixRecordSink
     from sapicore.logging.tensorboard import TensorBoardSink
     from sapicore.spec import initial_state, load_spec
 
@@ -48,7 +48,8 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
     state = initial_state(spec)
     record = settings.record or network.default_record()
     spike_records = tuple(name for name in record if network.is_event(name))
-    sinks = []
+    spike_events = sf.SpikeEvents(spike_records)  # the summary and raster read these, not the log
+    sinks: list = [spike_events]
     if spec.outputs.nix:  # spikes are stored as (time, neuron) events
         sinks.append(
             NixRecordSink(
@@ -63,7 +64,7 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
         sinks.append(TensorBoardSink(out / "tensorboard"))
     start = time.perf_counter()
     with torch.no_grad():
-        _, records = sf.simulate(
+        sf.simulate(
             network,
             state,
             dt=settings.dt,
@@ -73,19 +74,18 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
             fast=settings.fast,
             progress=progress,
             sinks=sinks,
-            keep=not spec.outputs.nix,  # with a NIX log the records stream to disk: memory stays bounded
+            keep=False,  # records stream to the sinks: memory stays bounded
         )
     wall = time.perf_counter() - start
     shutil.copyfile(spec.source, out / "spec.yaml")
-    window = settings.dt * settings.every
     events = {}
     for name in spike_records:
-        size = network.populations[name.split(".")[0]].size
-        if spec.outputs.nix:
-            times, neurons = read_events(out / "records.nix", name)
-        else:
-            times, neurons = analysis.spike_times(records[name].cpu(), window)
-        events[name.split(".")[0]] = (times, neurons, size)
+        population = name.split(".")[0]
+        events[population] = (
+            spike_events.times[name],
+            spike_events.neurons[name],
+            network.populations[population].size,
+        )
     seconds = (duration or settings.duration) / 1000.0
     summary = {
         "spec": str(spec.source),

@@ -177,9 +177,7 @@ class _Reader:
 def _build(factory: Any, arguments: dict, reader: _Reader, path: str) -> Any:
     try:
         return factory(**arguments)
-    except TypeError as err:
-        raise reader.fail(path, str(err)) from None
-    except ValueError as err:
+    except (TypeError, ValueError) as err:
         raise reader.fail(path, str(err)) from None
 
 

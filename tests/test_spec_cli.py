@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
@@ -237,3 +238,29 @@ def test_summaries_from_the_streamed_events_equal_those_from_memory(tmp_path):
     assert a["mean_rate_hz"] == b["mean_rate_hz"] and a["mean_rate_hz"]["a"] > 0
     assert a["isi_cv"]["a"] == pytest.approx(b["isi_cv"]["a"])
     assert not (tmp_path / "b" / "records.nix").exists()
+
+
+def fields(tree):
+    return {field.name: getattr(tree, field.name) for field in attrs.fields(type(tree))}
+
+
+def test_the_python_coba_builder_is_the_shipped_spec():
+    from sapicore.networks import coba
+    from sapicore.spec import load_spec
+
+    built, shipped = coba(), load_spec("coba").network
+    assert built.drive == shipped.drive and built.dt == shipped.dt
+    for name, population in shipped.populations.items():
+        assert built.populations[name].size == population.size
+        assert fields(built.populations[name].model) == fields(population.model)
+    for name, proj in shipped.projections.items():
+        other = built.projections[name]
+        assert (
+            type(other) is type(proj)
+            and other.capacity == proj.capacity
+            and fields(other.synapse) == fields(proj.synapse)
+        )
+        assert torch.equal(other.targets, proj.targets) and torch.equal(other.weights, proj.weights)
+    scaled = coba(8000, fan_in=80, kind="dense")
+    assert scaled.populations["exc"].size == 6400 and scaled.projections["ie"].kind == "dense"
+    assert int(scaled.projections["ee"].mask.sum()) == 6400 * 64

@@ -26,7 +26,7 @@ from .neurons import (
     NeuronModel,
 )
 from .neurons.base import check_input, check_model
-from .plasticity import STDP, Hebbian, Oja, RewardSTDP, TripletSTDP
+from .plasticity import STDP, Hebbian, Oja, PlasticityRule, RewardSTDP, TripletSTDP
 from .projection import DenseProjection, Projection, ProjectionState, SparseProjection, projection
 from .pytree import (
     check_finite,
@@ -48,7 +48,7 @@ from .sources import PoissonSource, SpikeInput
 from .spikes import SURROGATES, spike, surrogate_derivative, threshold
 from .stepper import simulate
 from .sweeps import grid, init_lanes, sweep, zipped
-from .synapses import Delta, DualExponential, Exponential
+from .synapses import Delta, DualExponential, Exponential, SynapseModel
 
 __all__ = [
     "Connectivity",
@@ -109,6 +109,8 @@ __all__ = [
     "unstack",
     "validate",
     "zipped",
+    "PlasticityRule",
+    "SynapseModel",
     "check_finite",
     "check_input",
     "check_model",

@@ -77,7 +77,7 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
                 f"projection {name!r} connects {proj.n_pre} -> {proj.n_post} neurons but {proj.source!r} has "
                 f"{populations[proj.source].size} and {proj.target!r} has {populations[proj.target].size}"
             )
-        if not getattr(populations[proj.target].model, "receives_projections", True):
+        if not populations[proj.target].model.receives_projections:
             raise ValueError(
                 f"projection {name!r} targets {proj.target!r}, an input population that cannot receive synapses"
             )
@@ -147,7 +147,9 @@ class Network:
 
     def _modulators(self) -> set[str]:
         return {
-            proj.plasticity.modulator for proj in self.projections.values() if hasattr(proj.plasticity, "modulator")
+            proj.plasticity.modulator
+            for proj in self.projections.values()
+            if proj.plasticity is not None and proj.plasticity.modulator
         }
 
     def step(self, state: NetworkState, inputs: Any, dt: float) -> tuple[NetworkState, dict]:
@@ -182,7 +184,7 @@ class Network:
             projections[name] = proj.emit(projections[name], outputs[proj.source], selections.get(name))
         # 4. plasticity
         for name, proj in self.projections.items():
-            modulator = external.get(getattr(proj.plasticity, "modulator", None))
+            modulator = external.get(proj.plasticity.modulator) if proj.plasticity is not None else None
             projections[name] = proj.learn(projections[name], outputs[proj.source], outputs[proj.target], dt, modulator)
         return replace(state, populations=populations, projections=projections), outputs
 

@@ -23,7 +23,17 @@ import torch
 from .layout import Layout
 from .pytree import check_non_negative, check_not_nan, check_positive, parameter, pytree, replace
 
-__all__ = ["STDP", "TripletSTDP", "Hebbian", "Oja", "RewardSTDP", "TraceState", "TripletState", "RewardState"]
+__all__ = [
+    "PlasticityRule",
+    "STDP",
+    "TripletSTDP",
+    "Hebbian",
+    "Oja",
+    "RewardSTDP",
+    "TraceState",
+    "TripletState",
+    "RewardState",
+]
 
 
 def _decay(dt: float, tau: Any) -> Any:
@@ -42,6 +52,34 @@ def _check_bounds(instance: Any, attribute: attrs.Attribute, value: Any) -> None
         raise ValueError(f"{type(instance).__name__}.w_max ({value}) must not be below w_min ({low})")
 
 
+class PlasticityRule:
+    """Base class of plasticity rules: the interface a projection calls (time in ms).
+
+    * ``init(n_pre, n_post, weights)``: the rule's state (traces), or None;
+    * ``update(state, pre, post, weights, dt, layout, modulator)`` -> ``(state, weights)``;
+    * ``modulator``: the name of the network input the rule reads each step (``"reward"``), or None.
+    """
+
+    modulator: Any = None
+
+    def init(self, n_pre: int, n_post: int, weights: torch.Tensor) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define init(n_pre, n_post, weights)")
+
+    def update(
+        self,
+        state: Any,
+        pre: torch.Tensor,
+        post: torch.Tensor,
+        weights: torch.Tensor,
+        dt: float,
+        layout: Layout,
+        modulator: Any = None,
+    ) -> tuple[Any, torch.Tensor]:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define update(state, pre, post, weights, dt, layout, modulator)"
+        )
+
+
 @pytree
 class TraceState:
     """x_pre (n_pre,) and x_post (n_post,): decaying spike traces (dimensionless)."""
@@ -51,7 +89,7 @@ class TraceState:
 
 
 @pytree
-class STDP:
+class STDP(PlasticityRule):
     r"""Pair-based STDP with exponential traces.
 
     .. math::
@@ -118,7 +156,7 @@ class TripletState:
 
 
 @pytree
-class TripletSTDP:
+class TripletSTDP(PlasticityRule):
     r"""Triplet STDP (Pfister & Gerstner 2006), all-to-all interactions.
 
     On a presynaptic spike: :math:`w \leftarrow w - o_1 (A_2^- + A_3^- r_2)`; on a postsynaptic
@@ -162,7 +200,7 @@ class TripletSTDP:
 
 
 @pytree
-class Hebbian:
+class Hebbian(PlasticityRule):
     """Plain Hebbian rule, ``dw/dt = eta * pre * post`` (eta per ms), clipped to [w_min, w_max]."""
 
     eta: Any = parameter(1e-3)
@@ -187,7 +225,7 @@ class Hebbian:
 
 
 @pytree
-class Oja:
+class Oja(PlasticityRule):
     """Oja's rule, ``dw_ij/dt = eta * y_j * (x_i - y_j * w_ij)`` (x: pre, y: post; eta per ms)."""
 
     eta: Any = parameter(1e-3)
@@ -221,7 +259,7 @@ class RewardState:
 
 
 @pytree
-class RewardSTDP:
+class RewardSTDP(PlasticityRule):
     r"""Reward-modulated STDP with an eligibility trace (Izhikevich 2007).
 
     The pair-STDP change of each step feeds an eligibility trace,

@@ -45,7 +45,9 @@ import torch
 from . import kernels
 from .connectivity import Connectivity
 from .layout import DenseLayout, Layout, SparseLayout
+from .plasticity import PlasticityRule
 from .pytree import pytree, replace
+from .synapses import SynapseModel
 from .transforms import PROPAGATIONS, RunContext, propagation, propagation_now
 
 __all__ = ["Projection", "DenseProjection", "SparseProjection", "ProjectionState", "projection", "select_sources"]
@@ -328,8 +330,10 @@ def projection(
         raise ValueError(f"kind must be 'dense' or 'sparse', got {kind!r}")
     if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a positive number of milliseconds, got {dt!r}")
-    if synapse is None or not hasattr(synapse, "update"):
+    if not isinstance(synapse, SynapseModel):
         raise TypeError(f"synapse must be a synapse model such as Exponential(tau=5.0), got {synapse!r}")
+    if plasticity is not None and not isinstance(plasticity, PlasticityRule):
+        raise TypeError(f"plasticity must be a rule such as STDP() (a PlasticityRule) or None, got {plasticity!r}")
     count, n_pre, n_post = len(connectivity), connectivity.n_pre, connectivity.n_post
     weights = _per_synapse(weight, count, "weight")
     if not weights.is_floating_point():

@@ -21,7 +21,7 @@ import torch
 
 from .pytree import check_positive, parameter, pytree, replace
 
-__all__ = ["Delta", "Exponential", "DualExponential", "SynapseState", "DualSynapseState"]
+__all__ = ["SynapseModel", "Delta", "Exponential", "DualExponential", "SynapseState", "DualSynapseState"]
 
 
 @pytree
@@ -43,8 +43,26 @@ def _decay(dt: float, tau: Any) -> Any:
     return torch.exp(-dt / tau) if isinstance(tau, torch.Tensor) else math.exp(-dt / tau)
 
 
-class _Synapse:
+class SynapseModel:
+    """Base class of synapse models: the interface a projection calls (units ms, mV, nA or µS).
+
+    * ``init_state(zeros)``: the resting synaptic state, per target neuron (``zeros`` gives shape,
+      device and dtype);
+    * ``update(state, arrivals, dt)``: the state after ``dt`` ms, with this step's weighted arrivals;
+    * ``current(state, v)``: the current (nA) into target neurons at membrane potential ``v`` (mV);
+    * ``e_rev``: None for current-based synapses, else the reversal potential (mV) of a conductance.
+    """
+
     e_rev: Any
+
+    def init_state(self, zeros: torch.Tensor) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define init_state(zeros)")
+
+    def update(self, state: Any, arrivals: torch.Tensor, dt: float) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define update(state, arrivals, dt)")
+
+    def current(self, state: Any, v: Any) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define current(state, v)")
 
     @property
     def conductance_based(self) -> bool:
@@ -55,7 +73,7 @@ class _Synapse:
 
 
 @pytree
-class Delta(_Synapse):
+class Delta(SynapseModel):
     """Instantaneous synapse: the arrivals of a step are the synaptic variable of that step only."""
 
     e_rev: Any = parameter(None)
@@ -72,7 +90,7 @@ class Delta(_Synapse):
 
 
 @pytree
-class Exponential(_Synapse):
+class Exponential(SynapseModel):
     """Exponentially decaying synapse: ``ds/dt = -s / tau`` plus jumps of the arriving weights."""
 
     tau: Any = parameter(5.0, check=check_positive)
@@ -90,7 +108,7 @@ class Exponential(_Synapse):
 
 
 @pytree
-class DualExponential(_Synapse):
+class DualExponential(SynapseModel):
     """Difference of exponentials, ``s = decay - rise``; an arrival of weight w peaks at w."""
 
     tau_rise: Any = parameter(1.0, check=check_positive)

@@ -15,6 +15,8 @@ reset -60 mV, membrane time constant 20 ms. In our units the leak conductance is
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 import sapicore.functional as sf
@@ -25,58 +27,70 @@ __all__ = ["coba", "cuba", "initial_state"]
 N_E_SHARE = 0.8
 
 
-def _lif(v_rest: float) -> sf.LIF:
-    return sf.LIF(tau_mem=20.0, v_rest=v_rest, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=5.0)
-
-
 def _connect(n_pre: int, n_post: int, p: float, fan_in: int | None, seed: int) -> sf.Connectivity:
     if fan_in is None:
         return connectivity.fixed_probability(n_pre, n_post, p, seed=seed)
     return connectivity.fixed_in_degree(n_pre, n_post, fan_in, seed=seed)
 
 
-def _network(n: int, dt: float, kind: str, seed: int, fan_in: int | None, conductance: bool) -> sf.Network:
+def _scaled(n: int, fan_in: int | None) -> tuple[int, int, int | None, int | None]:
+    """(excitatory, inhibitory) sizes and in-degrees for ``n`` neurons (80/20 split)."""
     n_exc = int(round(n * N_E_SHARE))
-    n_inh = n - n_exc
     # a fixed in-degree of k synapses per neuron splits 80/20 between the two sources
     exc_in = None if fan_in is None else int(round(fan_in * N_E_SHARE))
-    inh_in = None if fan_in is None else fan_in - exc_in
-    if conductance:
-        exc_syn, inh_syn = sf.Exponential(tau=5.0, e_rev=0.0), sf.Exponential(tau=10.0, e_rev=-80.0)
-        w_exc, w_inh = 0.006, 0.067  # µS
-        lif, drive = _lif(-60.0), 0.2
-    else:
-        exc_syn, inh_syn = sf.Exponential(tau=5.0), sf.Exponential(tau=10.0)
-        w_exc, w_inh = 1.62 / 100.0, -9.0 / 100.0  # nA: mV over r_mem
-        lif, drive = _lif(-49.0), None
-    # capacity (the torch path: GPUs, gradients): at ~22 Hz about 0.2% of the neurons spike in a step
-    # (at most 17 of 3,200 in a 1 s run of COBA-4k); the first step's burst of ~16% is rerun by the
-    # steppers at full capacity
-    cap_exc, cap_inh = min(n_exc, max(64, n_exc // 50)), min(n_inh, max(64, n_inh // 50))
-    projections = {}
-    for name, (src, n_src, dst, n_dst, syn, w, fan, cap) in {
-        "ee": ("exc", n_exc, "exc", n_exc, exc_syn, w_exc, exc_in, cap_exc),
-        "ei": ("exc", n_exc, "inh", n_inh, exc_syn, w_exc, exc_in, cap_exc),
-        "ie": ("inh", n_inh, "exc", n_exc, inh_syn, w_inh, inh_in, cap_inh),
-        "ii": ("inh", n_inh, "inh", n_inh, inh_syn, w_inh, inh_in, cap_inh),
-    }.items():
-        conn = _connect(n_src, n_dst, 0.02, fan, seed + len(projections))
-        projections[name] = sf.projection(src, dst, conn, w, syn, dt=dt, kind=kind, capacity=cap)
-    return sf.Network(
-        populations={"exc": sf.Population(lif, n_exc), "inh": sf.Population(lif, n_inh)},
-        projections=projections,
-        drive={} if drive is None else {"exc": drive, "inh": drive},
-    )
+    return n_exc, n - n_exc, exc_in, None if fan_in is None else fan_in - exc_in
+
+
+def _capacity(n_src: int) -> int:
+    # the torch path (GPUs, gradients): at ~22 Hz about 0.2% of the neurons spike in a step (at most
+    # 17 of 3,200 in a 1 s run of COBA-4k); the first step's burst of ~16% is rerun at full capacity
+    return min(n_src, max(64, n_src // 50))
 
 
 def coba(n: int = 4000, dt: float = 0.1, kind: str = "sparse", seed: int = 1, fan_in: int | None = None) -> sf.Network:
-    """The COBA network: ``n`` neurons, connection probability 2% (or ``fan_in`` synapses each)."""
-    return _network(n, dt, kind, seed, fan_in, conductance=True)
+    """The COBA network of the shipped spec ``sapicore/specs/coba.yaml`` (its one definition), scaled
+    to ``n`` neurons: connection probability as in the spec (or ``fan_in`` synapses per neuron),
+    ``kind`` of projection, connectivity seeds ``seed`` to ``seed + 3``. ``coba()`` equals the spec."""
+    from sapicore.spec import load_data, parse_spec
+
+    source, data = load_data("coba")
+    data = copy.deepcopy(data)
+    n_exc, n_inh, exc_in, inh_in = _scaled(n, fan_in)
+    sizes = {"exc": n_exc, "inh": n_inh}
+    data["simulation"]["dt"] = dt
+    for name, population in data["populations"].items():
+        population["size"] = sizes[name]
+    for proj in data["projections"].values():
+        rule = proj["connectivity"]
+        shift = seed - 1  # the spec's seeds are 1 to 4
+        if fan_in is None:
+            proj["connectivity"] = {**rule, "seed": rule["seed"] + shift}
+        else:
+            k = exc_in if proj["source"] == "exc" else inh_in
+            proj["connectivity"] = {"rule": "fixed_in_degree", "k": k, "seed": rule["seed"] + shift}
+        proj["representation"] = kind
+        proj["capacity"] = _capacity(sizes[proj["source"]])
+    return parse_spec(data, source).network
 
 
 def cuba(n: int = 4000, dt: float = 0.1, kind: str = "sparse", seed: int = 1, fan_in: int | None = None) -> sf.Network:
     """The CUBA network: ``n`` neurons, connection probability 2% (or ``fan_in`` synapses each)."""
-    return _network(n, dt, kind, seed, fan_in, conductance=False)
+    n_exc, n_inh, exc_in, inh_in = _scaled(n, fan_in)
+    lif = sf.LIF(tau_mem=20.0, v_rest=-49.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=5.0)
+    exc_syn, inh_syn = sf.Exponential(tau=5.0), sf.Exponential(tau=10.0)
+    w_exc, w_inh = 1.62 / 100.0, -9.0 / 100.0  # nA: mV over r_mem
+    projections = {}
+    for name, (src, n_src, dst, n_dst, syn, w, fan) in {
+        "ee": ("exc", n_exc, "exc", n_exc, exc_syn, w_exc, exc_in),
+        "ei": ("exc", n_exc, "inh", n_inh, exc_syn, w_exc, exc_in),
+        "ie": ("inh", n_inh, "exc", n_exc, inh_syn, w_inh, inh_in),
+        "ii": ("inh", n_inh, "inh", n_inh, inh_syn, w_inh, inh_in),
+    }.items():
+        conn = _connect(n_src, n_dst, 0.02, fan, seed + len(projections))
+        projections[name] = sf.projection(src, dst, conn, w, syn, dt=dt, kind=kind, capacity=_capacity(n_src))
+    return sf.Network(
+        populations={"exc": sf.Population(lif, n_exc), "inh": sf.Population(lif, n_inh)}, projections=projections
+    )
 
 
 def initial_state(net: sf.Network, seed: int = 0, device: torch.device | str | None = None) -> sf.NetworkState:

@@ -141,6 +141,8 @@ class NeuronModel:
     output_name: ClassVar[str] = "spikes"
     #: outputs that are events (spikes) are summed over a recording window; others are sampled
     output_is_event: ClassVar[bool] = True
+    #: False for input populations (sources) that projections may not target
+    receives_projections: ClassVar[bool] = True
 
     def _parameters(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in attrs.fields(type(self))}
