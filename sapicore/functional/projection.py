@@ -77,6 +77,7 @@ def _static(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         raise TypeError(f"{type(instance).__name__}.{attribute.name} must be a Python value, not a tensor")
 
 
+@pytree
 class Projection:
     """The projection protocol; build one with :func:`projection`.
 
@@ -89,6 +90,19 @@ class Projection:
     """
 
     kind: ClassVar[str]
+
+    source: str = attrs.field(validator=_static)
+    target: str = attrs.field(validator=_static)
+    n_pre: int = attrs.field(validator=_static)
+    n_post: int = attrs.field(validator=_static)
+    weights: torch.Tensor = attrs.field()
+    mask: torch.Tensor = attrs.field()
+    synapse: Any = None
+    delays: Any = 0
+    max_delay: int = 0
+    plasticity: Any = None
+    dt: float = 0.1
+    normalize: Any = None
 
     def layout(self) -> Layout:
         """Addressing helpers for this projection's weights."""
@@ -169,19 +183,6 @@ class DenseProjection(Projection):
 
     kind: ClassVar[str] = "dense"
 
-    source: str = attrs.field(validator=_static)
-    target: str = attrs.field(validator=_static)
-    n_pre: int = attrs.field(validator=_static)
-    n_post: int = attrs.field(validator=_static)
-    weights: torch.Tensor = attrs.field()
-    mask: torch.Tensor = attrs.field()
-    synapse: Any = None
-    delays: Any = 0
-    max_delay: int = 0
-    plasticity: Any = None
-    dt: float = 0.1
-    normalize: Any = None
-
     def layout(self) -> Layout:
         return DenseLayout(self.mask, self.n_post)
 
@@ -211,21 +212,9 @@ class SparseProjection(Projection):
 
     kind: ClassVar[str] = "sparse"
 
-    source: str = attrs.field(validator=_static)
-    target: str = attrs.field(validator=_static)
-    n_pre: int = attrs.field(validator=_static)
-    n_post: int = attrs.field(validator=_static)
-    weights: torch.Tensor = attrs.field()
-    mask: torch.Tensor = attrs.field()
-    targets: torch.Tensor = attrs.field()
-    synapse: Any = None
-    delays: Any = 0
-    max_delay: int = 0
-    plasticity: Any = None
-    dt: float = 0.1
-    normalize: Any = None
-    capacity: int = 32
-    propagation: str = attrs.field(default="auto", validator=attrs.validators.in_(PROPAGATIONS))
+    targets: torch.Tensor = attrs.field(kw_only=True)
+    capacity: int = attrs.field(default=32, kw_only=True)
+    propagation: str = attrs.field(default="auto", validator=attrs.validators.in_(PROPAGATIONS), kw_only=True)
 
     def layout(self) -> Layout:
         return SparseLayout(self.mask, self.targets, self.n_post)

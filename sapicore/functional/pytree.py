@@ -27,6 +27,8 @@ import attrs
 import torch
 import torch.utils._pytree as _pytree
 
+from .transforms import compiling, traced
+
 __all__ = [
     "pytree",
     "replace",
@@ -145,7 +147,7 @@ def replace(obj: Any, **changes: Any) -> Any:
             f"{cls.__name__} has no field {', '.join(map(repr, unknown))}; its fields are: {', '.join(names)}"
         )
     new = object.__new__(cls)
-    if not torch.compiler.is_compiling():  # the quick way; the compiler traces the explicit one below
+    if not compiling():  # the quick way; the compiler traces the explicit one below
         new.__dict__.update(obj.__dict__)
         new.__dict__.update(changes)
         return new
@@ -158,11 +160,7 @@ def replace(obj: Any, **changes: Any) -> Any:
 
 def is_concrete(value: Any) -> bool:
     """True for a real tensor or a Python value; False inside vmap, grad or compile tracing."""
-    if not isinstance(value, torch.Tensor):
-        return True
-    if torch._C._functorch.is_functorch_wrapped_tensor(value):
-        return False
-    return not torch.compiler.is_compiling() and not isinstance(value, torch._subclasses.FakeTensor)
+    return not isinstance(value, torch.Tensor) or not traced(value)
 
 
 def validate(obj: Any) -> Any:

@@ -38,6 +38,7 @@ __all__ = [
     "PROPAGATIONS",
     "RunContext",
     "compiling",
+    "traced",
     "functorch_active",
     "vmap_active",
     "grad_transform_active",
@@ -52,6 +53,13 @@ PROPAGATIONS = ("auto", "cpu_kernel", "nonzero", "fixed", "topk")
 def compiling() -> bool:
     """True while ``torch.compile`` traces."""
     return torch.compiler.is_compiling()
+
+
+def traced(tensor: torch.Tensor) -> bool:
+    """True when ``tensor``'s values cannot be read: a vmap/grad wrapper, a fake tensor, or inside compile."""
+    if torch._C._functorch.is_functorch_wrapped_tensor(tensor):
+        return True
+    return compiling() or isinstance(tensor, torch._subclasses.FakeTensor)
 
 
 def functorch_active() -> bool:
