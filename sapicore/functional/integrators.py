@@ -64,7 +64,14 @@ def rk4(derivative: Derivative, y: State, dt: float) -> State:
 def exponential_euler(relaxation: Relaxation, y: State, dt: float) -> State:
     """Exponential Euler: ``y_inf + (y - y_inf) * exp(-dt / tau)`` with ``tau, y_inf`` taken at ``y``."""
     taus, infs = relaxation(y)
-    return tuple(inf + (yi - inf) * _exp(-dt / tau) for yi, tau, inf in zip(y, taus, infs))
+    return tuple(_relax(yi, inf, _exp(-dt / tau)) for yi, tau, inf in zip(y, taus, infs))
+
+
+def _relax(y: Any, inf: Any, decay: Any) -> Any:
+    """``inf + (y - inf) * decay``: one ``lerp`` where ``y`` and ``inf`` are tensors of one shape."""
+    if isinstance(y, torch.Tensor) and isinstance(inf, torch.Tensor) and y.shape == inf.shape and y.dtype == inf.dtype:
+        return torch.lerp(inf, y, decay)
+    return inf + (y - inf) * decay
 
 
 def derivative_of(relaxation: Relaxation) -> Derivative:

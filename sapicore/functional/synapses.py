@@ -100,7 +100,10 @@ class Exponential(SynapseModel):
         return SynapseState(zeros.clone())
 
     def update(self, state: SynapseState, arrivals: torch.Tensor, dt: float) -> SynapseState:
-        return replace(state, s=state.s * _decay(dt, self.tau) + arrivals)
+        decay = _decay(dt, self.tau)
+        if isinstance(decay, float):  # one op: arrivals + decay * s
+            return replace(state, s=torch.add(arrivals, state.s, alpha=decay))
+        return replace(state, s=state.s * decay + arrivals)
 
     def current(self, state: SynapseState, v: Any) -> torch.Tensor:
         """Current (nA) into target neurons at membrane potential ``v`` (mV)."""
