@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 import torch
 
-from .projection import Projection, ProjectionState, select_sources
+from .projection import KERNEL, Projection, ProjectionState, select_sources
 from .pytree import pytree, replace, tree_leaves
 from .transforms import RunContext
 
@@ -189,17 +189,21 @@ class Network:
         return replace(state, populations=populations, projections=projections), outputs
 
     def _select_sources(self, outputs: dict, projections: dict) -> dict:
-        """For each projection that picks spiking sources with torch ops, the pick, shared by source."""
+        """Each sparse projection's selection for this step: ``KERNEL``, or the spiking sources picked
+        with torch ops, once per source population and backend (at the largest capacity asked)."""
         wanted: dict[str, tuple[str, str, int]] = {}
+        decided: dict[str, Any] = {}
         for name, proj in self.projections.items():
             chosen = proj.selection_capacity(outputs[proj.source], projections[name].weights)
             if chosen is not None:
                 wanted[name] = (proj.source, *chosen)
+            elif proj.kind == "sparse":
+                decided[name] = KERNEL
         largest: dict[tuple[str, str], int] = {}
         for source, backend, capacity in wanted.values():
             largest[source, backend] = max(largest.get((source, backend), 0), capacity)
         picks = {key: select_sources(outputs[key[0]], key[1], capacity) for key, capacity in largest.items()}
-        return {name: picks[source, backend] for name, (source, backend, _) in wanted.items()}
+        return decided | {name: picks[source, backend] for name, (source, backend, _) in wanted.items()}
 
     def default_record(self) -> tuple[str, ...]:
         """What ``simulate`` records when not told: every population's output."""

@@ -72,6 +72,10 @@ class ProjectionState:
     plasticity: Any = None
 
 
+#: the ``selection`` given to ``SparseProjection.emit`` when the CPU kernel propagates
+KERNEL = "cpu_kernel"
+
+
 def _static(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         raise TypeError(f"{type(instance).__name__}.{attribute.name} must be a Python value, not a tensor")
@@ -147,8 +151,9 @@ class Projection:
     def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
         """Put this step's source output in transit and advance the step counter.
 
-        ``selection`` (sparse only) is the output of :func:`select_sources` for this source
-        population, when the network has picked its spiking neurons once for several projections.
+        ``selection`` (sparse only) is what the network decided for this step: the output of
+        :func:`select_sources` (the source's spiking neurons, picked once for all its projections),
+        or :data:`KERNEL` (the CPU kernel propagates); None lets the projection decide.
         """
         raise NotImplementedError
 
@@ -235,9 +240,8 @@ class SparseProjection(Projection):
     def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
         if selection is None:
             chosen = self.selection_capacity(spikes, state.weights)
-            if chosen is not None:
-                selection = select_sources(spikes, *chosen)
-        if selection is None:  # the CPU kernel
+            selection = KERNEL if chosen is None else select_sources(spikes, *chosen)
+        if isinstance(selection, str):  # KERNEL
             pending = kernels.propagate(state.pending, spikes, self.targets, state.weights, self.delays, state.step)
             return replace(state, pending=pending, step=state.step + 1)
         rows, values, count = selection
