@@ -213,6 +213,8 @@ def main() -> None:
     parser.add_argument("--brian-targets", nargs="+", default=["cython", "cpp_standalone", "numpy"])
     parser.add_argument("--out", help="also write the tables (markdown) here")
     args = parser.parse_args()
+    if args.brian_python:  # Brian2 runs with /tmp as its working directory
+        args.brian_python = os.path.abspath(args.brian_python)
     torch.set_num_threads(1)
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     device = torch.device(args.device)

@@ -15,3 +15,25 @@ def spike_times(model, current, dt, duration, shape=(1,), dtype=torch.float64, d
     spikes = rec["spikes"].reshape(rec["spikes"].shape[0], -1).cpu()
     times = rec["t"].cpu()
     return [times[spikes[:, i] > 0] for i in range(spikes.shape[1])]
+
+
+def reference(pending, spikes, targets, weights, delays, step):
+    """What the kernel computes, written with torch ops over every synapse."""
+    length, columns = pending.shape
+    delays = torch.as_tensor(delays).expand(targets.shape)
+    slots = torch.remainder(step + 1 + delays[:-1], length)
+    flat = (slots * columns + targets[:-1]).reshape(-1)
+    values = (weights[:-1] * spikes[:, None]).reshape(-1)
+    return pending.reshape(-1).index_add(0, flat, values).reshape(length, columns)
+
+
+def random_table(n_pre=50, n_post=30, width=7, max_delay=4, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    targets = torch.randint(0, n_post + 1, (n_pre + 1, width), generator=g)  # n_post is the padding column
+    weights = torch.randn(n_pre + 1, width, generator=g, dtype=dtype)
+    delays = torch.randint(0, max_delay + 1, (n_pre + 1, width), generator=g)
+    pending = torch.randn(max_delay + 1, n_post + 1, generator=g, dtype=dtype)
+    spikes = (torch.rand(n_pre, generator=g) < 0.3).to(dtype) * torch.rand(
+        n_pre, generator=g, dtype=dtype
+    )  # counts, not only 0/1
+    return pending, spikes, targets, weights, delays

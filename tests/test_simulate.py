@@ -209,3 +209,38 @@ def test_spike_events_sink_holds_every_spike_of_the_dense_record():
         assert bool((times[1:] >= times[:-1]).all())
     with pytest.raises(KeyError, match="'spikes' not recorded"):
         sf.simulate(lif, lif.init_state((7,)), current, dt=0.1, record=("v",), sinks=[sf.SpikeEvents("spikes")])
+
+
+class Collect:
+    """A sink that keeps what it is given."""
+
+    def begin(self, dt, every):
+        self.chunks, self.ended = [], False
+
+    def write(self, records):
+        self.chunks.append(records)
+
+    def end(self):
+        self.ended = True
+
+
+@pytest.mark.parametrize("fast", [False, "aot_eager"])
+def test_sinks_get_every_chunk_in_order_as_cpu_tensors(device, fast):
+    # on CUDA through pinned memory, one chunk late: the last chunk must still arrive
+    lif = sf.LIF(tau_mem=10.0, v_rest=-65.0, v_reset=-70.0, v_thresh=-50.0, r_mem=10.0, t_ref=1.0)
+    current = 4.0 + torch.rand(250, 7, device=device)
+    sink = Collect()
+    _, rec = sf.simulate(
+        lif,
+        lif.init_state(7, device=device),
+        current,
+        dt=0.1,
+        chunk=40,
+        sinks=[sink],
+        fast=fast,
+        record=("v", "spikes"),
+    )
+    assert sink.ended and [len(chunk["v"]) for chunk in sink.chunks] == [40] * 6 + [10]
+    assert all(chunk["v"].device.type == "cpu" for chunk in sink.chunks)
+    assert torch.equal(torch.cat([chunk["v"] for chunk in sink.chunks]), rec["v"].cpu())
+    assert torch.equal(torch.cat([chunk["spikes"] for chunk in sink.chunks]), rec["spikes"].cpu())

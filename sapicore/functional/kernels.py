@@ -77,7 +77,8 @@ def _load() -> None:
         for name, lane_axis in (("propagate", False), ("propagate_lanes", True)):
             if name not in _REGISTERED:  # once per process, however often loading is retried
                 torch.library.register_fake(f"sapicore::{name}")(_fake)
-                torch.library.register_vmap(f"sapicore::{name}")(_rule(lane_axis))
+                rule = vmap_rule(torch.ops.sapicore.propagate_lanes, lane_axis)
+                torch.library.register_vmap(f"sapicore::{name}")(rule)
                 _REGISTERED.add(name)
     except Exception as err:  # no compiler, no ninja, a read-only cache: torch ops still work
         warnings.warn(
@@ -145,14 +146,17 @@ def _fold(size: int, tensor: Any, dim: Any, lane_axis: bool) -> Any:
     return tensor.reshape(size * tensor.shape[1], *tensor.shape[2:]) if lane_axis else tensor
 
 
-def _rule(lane_axis: bool) -> Any:
+def vmap_rule(lanes_op: Any, lane_axis: bool) -> Any:
+    """A ``vmap`` rule that runs a propagation op's lanes form ``lanes_op`` once for all lanes; with
+    ``lane_axis`` the op being vmapped is itself the lanes form (the vmapped axis joins its lanes)."""
+
     def rule(
         info: Any, in_dims: tuple, pending, spikes, targets, weights, delays, delay, step
     ) -> tuple[torch.Tensor, int]:
         size = info.batch_size
         tensors = (pending, spikes, targets, weights, delays)
         folded = [_fold(size, t, d, lane_axis) for t, d in zip(tensors, in_dims[:5])]
-        out = torch.ops.sapicore.propagate_lanes(*folded, delay, _fold(size, step, in_dims[6], lane_axis))
+        out = lanes_op(*folded, delay, _fold(size, step, in_dims[6], lane_axis))
         return (out.reshape(size, out.shape[0] // size, *out.shape[1:]) if lane_axis else out), 0
 
     return rule

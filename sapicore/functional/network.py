@@ -32,9 +32,9 @@ from typing import Any
 import attrs
 import torch
 
-from .projection import KERNEL, Projection, ProjectionState, select_sources
+from .projection import Projection, ProjectionState, select_sources
 from .pytree import pytree, replace, tree_leaves
-from .transforms import RunContext
+from .transforms import KERNELS, RunContext
 
 __all__ = ["Network", "NetworkState", "Population"]
 
@@ -189,16 +189,16 @@ class Network:
         return replace(state, populations=populations, projections=projections), outputs
 
     def _select_sources(self, outputs: dict, projections: dict) -> dict:
-        """Each sparse projection's selection for this step: ``KERNEL``, or the spiking sources picked
-        with torch ops, once per source population and backend (at the largest capacity asked)."""
+        """Each sparse projection's selection for this step: the kernel's name, or the spiking sources
+        picked with torch ops, once per source population and backend (at the largest capacity asked)."""
         wanted: dict[str, tuple[str, str, int]] = {}
         decided: dict[str, Any] = {}
         for name, proj in self.projections.items():
             chosen = proj.selection_capacity(outputs[proj.source], projections[name].weights)
-            if chosen is not None:
+            if chosen is not None and chosen[0] in KERNELS:
+                decided[name] = chosen[0]
+            elif chosen is not None:
                 wanted[name] = (proj.source, *chosen)
-            elif proj.kind == "sparse":
-                decided[name] = KERNEL
         largest: dict[tuple[str, str], int] = {}
         for source, backend, capacity in wanted.values():
             largest[source, backend] = max(largest.get((source, backend), 0), capacity)

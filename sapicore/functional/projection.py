@@ -42,13 +42,13 @@ from typing import Any, ClassVar
 import attrs
 import torch
 
-from . import kernels
+from . import gpu_kernels, kernels
 from .connectivity import Connectivity
 from .layout import DenseLayout, Layout, SparseLayout
 from .plasticity import PlasticityRule
 from .pytree import pytree, replace
 from .synapses import SynapseModel
-from .transforms import PROPAGATIONS, RunContext, propagation, propagation_now
+from .transforms import KERNELS, PROPAGATIONS, RunContext, propagation, propagation_now
 
 __all__ = ["Projection", "DenseProjection", "SparseProjection", "ProjectionState", "projection", "select_sources"]
 
@@ -70,10 +70,6 @@ class ProjectionState:
     step: torch.Tensor
     overflow: torch.Tensor
     plasticity: Any = None
-
-
-#: the ``selection`` given to ``SparseProjection.emit`` when the CPU kernel propagates
-KERNEL = "cpu_kernel"
 
 
 def _static(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -153,7 +149,8 @@ class Projection:
 
         ``selection`` (sparse only) is what the network decided for this step: the output of
         :func:`select_sources` (the source's spiking neurons, picked once for all its projections),
-        or :data:`KERNEL` (the CPU kernel propagates); None lets the projection decide.
+        or the name of the kernel that propagates (``cpu_kernel``, ``gpu_kernel``); None lets the
+        projection decide.
         """
         raise NotImplementedError
 
@@ -166,7 +163,7 @@ class Projection:
         return self
 
     def selection_capacity(self, spikes: torch.Tensor, weights: torch.Tensor) -> tuple[str, int] | None:
-        """(backend, capacity) when this projection picks spiking sources with torch ops, else None."""
+        """(backend, capacity) of this step's propagation (sparse only; else None)."""
         return None
 
     def _row(self, state: ProjectionState, extra: int) -> torch.Tensor:
@@ -225,7 +222,10 @@ class SparseProjection(Projection):
         return SparseLayout(self.mask, self.targets, self.n_post)
 
     def for_run(self, context: RunContext) -> SparseProjection:
-        backend = propagation(context)
+        try:
+            backend = propagation(context, self.propagation)
+        except ValueError as err:
+            raise ValueError(f"projection {self.source!r} -> {self.target!r}: {err}") from None
         if context.nested and backend in ("fixed", "topk"):  # no rerun inside an outer transform
             return replace(self, propagation=backend, capacity=self.n_pre)
         return replace(self, propagation=backend)
@@ -235,14 +235,15 @@ class SparseProjection(Projection):
 
     def selection_capacity(self, spikes: torch.Tensor, weights: torch.Tensor) -> tuple[str, int] | None:
         backend = self.propagation if self.propagation != "auto" else propagation_now(spikes, weights)
-        return None if backend == "cpu_kernel" else (backend, self.capacity)
+        return backend, self.capacity
 
     def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
         if selection is None:
-            chosen = self.selection_capacity(spikes, state.weights)
-            selection = KERNEL if chosen is None else select_sources(spikes, *chosen)
-        if isinstance(selection, str):  # KERNEL
-            pending = kernels.propagate(state.pending, spikes, self.targets, state.weights, self.delays, state.step)
+            backend, capacity = self.selection_capacity(spikes, state.weights)
+            selection = backend if backend in KERNELS else select_sources(spikes, backend, capacity)
+        if isinstance(selection, str):  # a kernel
+            propagate = kernels.propagate if selection == "cpu_kernel" else gpu_kernels.propagate
+            pending = propagate(state.pending, spikes, self.targets, state.weights, self.delays, state.step)
             return replace(state, pending=pending, step=state.step + 1)
         rows, values, count = selection
         overflow = state.overflow

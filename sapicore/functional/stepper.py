@@ -29,6 +29,7 @@ import torch.utils._pytree as _pytree
 from tqdm.auto import tqdm
 
 from .capacity import Rerun, report_overflow
+from .feed import SinkFeed
 from .network import Network
 from .neurons.base import check_consistent, check_dt, check_model
 from .pytree import is_concrete, tree_leaves, tree_map, validate
@@ -305,7 +306,8 @@ def run_chunks(
     Chunks take their slice of an input tensor along ``plan.input_axis``; their records are gathered
     along ``plan.record_axis`` (into buffers allocated once; inside an outer ``torch.func`` transform,
     by concatenation, which transforms can follow) unless ``keep`` is False, and handed chunk by
-    chunk to each sink (``begin(dt, every)``, ``write(records)``, ``end()``).
+    chunk to each sink (``begin(dt, every)``, ``write(records)``, ``end()``; on CUDA one chunk late,
+    as CPU tensors, see :mod:`sapicore.functional.feed`).
     """
     steps, every, dt, chunk, fast, context = plan.steps, plan.every, plan.dt, plan.chunk, plan.fast, plan.context
     device, dtype, axis = context.device, context.dtype, plan.record_axis
@@ -319,8 +321,8 @@ def run_chunks(
     show = plan.progress if plan.progress is not None else (steps >= 100_000 and sys.stderr.isatty())
     bar = tqdm(total=steps, unit="step", disable=not show)
     done = written = 0
-    for sink in sinks:
-        sink.begin(dt, every)
+    feed = SinkFeed(sinks, device)
+    feed.begin(dt, every)
     try:
         while done < steps:
             n = min(chunk, steps - done)
@@ -336,8 +338,7 @@ def run_chunks(
             state, records = run(model, state, xs, t0)
             if rerun.needed(state):
                 state, records = rerun(build(n), before, xs, t0)
-            for sink in sinks:
-                sink.write(records)
+            feed.put(records)
             for name, values in records.items() if keep else ():
                 if context.nested:  # functional: a list of chunks, concatenated at the end
                     buffers.setdefault(name, []).append(values)
@@ -350,10 +351,10 @@ def run_chunks(
             written += n // every
             done += n
             bar.update(n)
+        feed.flush()
     finally:
         bar.close()
-        for sink in sinks:
-            sink.end()
+        feed.end()
     if context.nested:
         buffers = {name: torch.cat(parts, dim=axis) for name, parts in buffers.items()}
     buffers["t"] = (plan.start_step + torch.arange(1, n_records + 1, dtype=dtype, device=device) * every) * dt

@@ -1,0 +1,208 @@
+"""The Triton propagation kernel against torch ops and the CPU kernel: same sums, lanes, compiled chunks.
+
+Without a GPU the kernel runs on CPU tensors through Triton's interpreter (``TRITON_INTERPRET=1``,
+set by conftest.py before triton is imported); with one, on CUDA.
+"""
+
+import warnings
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from helpers import random_table, reference  # noqa: E402
+
+import sapicore.functional as sf  # noqa: E402
+from sapicore.functional import connectivity as C  # noqa: E402
+from sapicore.functional import gpu_kernels, kernels  # noqa: E402
+from sapicore.functional.transforms import RunContext, propagation  # noqa: E402
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+DT = 0.1
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not gpu_kernels.available(DEVICE), reason="Triton cannot run the kernel here"),
+]
+
+
+def on_device(*tensors):
+    return [t.to(DEVICE) if isinstance(t, torch.Tensor) else t for t in tensors]
+
+
+def tolerance(dtype):  # atomic additions may sum several spikes into one target in any order
+    return {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("per_synapse", [False, True])
+def test_gpu_kernel_adds_every_spiking_synapse_at_its_delay(dtype, per_synapse):
+    pending, spikes, targets, weights, delays = on_device(*random_table(n_pre=300, width=40, dtype=dtype))
+    delays = delays if per_synapse else 3
+    step = torch.tensor(7, device=DEVICE)
+    before = pending.clone()
+    out = gpu_kernels.propagate(pending, spikes, targets, weights, delays, step)
+    assert torch.equal(pending, before)  # pure: the input is not changed
+    assert torch.allclose(out, reference(pending, spikes, targets, weights, delays, step), **tolerance(dtype))
+    assert torch.equal(
+        gpu_kernels.propagate(pending, torch.zeros_like(spikes), targets, weights, delays, step), pending
+    )
+
+
+def test_gpu_kernel_handles_wide_rows_one_row_buffers_and_empty_tables():
+    pending, spikes, targets, weights, delays = on_device(*random_table(n_pre=20, width=300, max_delay=0))
+    step = torch.tensor(0, device=DEVICE)
+    expected = reference(pending, spikes, targets, weights, 0, step)
+    assert torch.allclose(gpu_kernels.propagate(pending, spikes, targets, weights, 0, step), expected, rtol=1e-12)
+    empty = gpu_kernels.propagate(pending, spikes[:0], targets[:1], weights[:1], 0, step)
+    assert torch.equal(empty, pending)
+
+
+def test_gpu_kernel_under_vmap_equals_a_loop_over_lanes_with_shared_and_lane_arguments():
+    tables = [on_device(*random_table(seed=seed)) for seed in range(4)]
+    pending = torch.stack([t[0] for t in tables])
+    spikes = torch.stack([t[1] for t in tables])
+    weights_per_lane = torch.stack([t[3] for t in tables])
+    _, _, targets, weights, delays = tables[0]  # one structure shared by all lanes
+    steps = torch.arange(4, device=DEVICE)
+    shared = torch.func.vmap(gpu_kernels.propagate, in_dims=(0, 0, None, None, None, 0))(
+        pending, spikes, targets, weights, delays, steps
+    )
+    own = torch.func.vmap(gpu_kernels.propagate, in_dims=(0, 0, None, 0, None, 0))(
+        pending, spikes, targets, weights_per_lane, delays, steps
+    )
+    for i in range(4):
+        loop = gpu_kernels.propagate(pending[i], spikes[i], targets, weights, delays, steps[i])
+        assert torch.allclose(shared[i], loop, rtol=1e-12, atol=1e-12)
+        loop = gpu_kernels.propagate(pending[i], spikes[i], targets, weights_per_lane[i], delays, steps[i])
+        assert torch.allclose(own[i], loop, rtol=1e-12, atol=1e-12)
+    inner = torch.func.vmap(gpu_kernels.propagate, in_dims=(0, 0, None, None, None, None))
+    nested = torch.func.vmap(inner, in_dims=(0, 0, None, None, None, 0))
+    grid = nested(
+        pending[:, None].expand(4, 2, *pending.shape[1:]), spikes[:, None].expand(4, 2, -1), targets, weights, 2, steps
+    )
+    expected = [reference(pending[i], spikes[i], targets, weights, 2, steps[i]) for i in range(4)]
+    assert torch.allclose(grid[:, 1], torch.stack(expected), rtol=1e-12, atol=1e-12)
+
+
+def test_gpu_kernel_compiles_as_one_opaque_op():
+    pending, spikes, targets, weights, delays = on_device(*random_table())
+    step = torch.tensor(2, device=DEVICE)
+    compiled = torch.compile(gpu_kernels.propagate, backend="aot_eager", fullgraph=True)
+    assert torch.allclose(
+        compiled(pending, spikes, targets, weights, delays, step),
+        gpu_kernels.propagate(pending, spikes, targets, weights, delays, step),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+
+
+def test_gpu_kernel_rejects_mismatched_arguments_with_a_message():
+    pending, spikes, targets, weights, delays = on_device(*random_table())
+    step = torch.tensor(0, device=DEVICE)
+    with pytest.raises(ValueError, match="targets and weights must be"):
+        gpu_kernels.propagate(pending, spikes[:-1], targets, weights, delays, step)
+    with pytest.raises(ValueError, match="delays must be shaped like targets"):
+        gpu_kernels.propagate(pending, spikes, targets, weights, delays[:, :2], step)
+
+
+def plastic_network(delay):
+    lif = sf.LIF(tau_mem=20.0, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0)
+    conn = C.fixed_probability(100, 60, 0.2, seed=3)
+    if delay == "per_synapse":  # 0 to 3 ms
+        delay = torch.rand(len(conn), generator=torch.Generator().manual_seed(4)) * 3.0
+    rule = sf.STDP(a_plus=4e-3, a_minus=4e-3, w_min=0.0, w_max=0.1)
+    net = sf.Network(
+        populations={"a": sf.Population(lif, 100), "b": sf.Population(lif, 60)},
+        projections={
+            "p": sf.projection("a", "b", conn, 0.03, sf.Exponential(5.0), dt=DT, delay=delay, plasticity=rule),
+            "q": sf.projection("b", "b", C.fixed_probability(60, 60, 0.1, seed=5), 0.01, sf.Exponential(3.0), dt=DT),
+        },
+        drive={"a": 0.12},
+    )
+    return sf.to(net, device=DEVICE, dtype=torch.float64)
+
+
+def with_backend(net, backend):
+    return sf.replace(net, projections={k: sf.replace(p, propagation=backend) for k, p in net.projections.items()})
+
+
+REFERENCE = "cpu_kernel" if DEVICE.type == "cpu" and kernels.available() else "topk"
+
+
+@pytest.mark.parametrize("delay", ["per_synapse", 1.0])
+def test_networks_with_delays_and_plasticity_equal_the_reference_backend(delay):
+    net = plastic_network(delay)
+    state = net.init_state()
+    inputs = {"a": 0.1 * torch.rand(300, 100, dtype=torch.float64, device=DEVICE)}
+    record = ("b.spikes", "p.s", "q.s")
+    final, rec = sf.simulate(with_backend(net, "gpu_kernel"), state, inputs, dt=DT, record=record)
+    final_ref, rec_ref = sf.simulate(with_backend(net, REFERENCE), state, inputs, dt=DT, record=record)
+    assert rec["b.spikes"].sum() > 20
+    assert torch.equal(rec["b.spikes"], rec_ref["b.spikes"])
+    for name in ("p.s", "q.s"):
+        assert torch.allclose(rec[name], rec_ref[name], atol=1e-12)
+    moved = (final.projections["p"].weights - state.projections["p"].weights).abs().max()
+    assert moved > 1e-3
+    assert torch.allclose(final.projections["p"].weights, final_ref.projections["p"].weights, atol=1e-12)
+
+
+def test_sweep_runs_the_lanes_in_the_kernel_and_equals_per_lane_runs():
+    net = with_backend(plastic_network(0.5), "gpu_kernel")
+    state = net.init_state()
+    nets = [sf.replace(net, drive={"a": drive}) for drive in (0.2, 0.25, 0.3)]
+    _, rec = sf.sweep(sf.stack(nets), None, steps=150, dt=DT, record=("b.spikes",))
+    for i, one_net in enumerate(nets):
+        _, one = sf.simulate(one_net, state, steps=150, dt=DT, record=("b.spikes",))
+        assert torch.equal(rec["b.spikes"][i], one["b.spikes"])
+    assert rec["b.spikes"].sum() > 0
+
+
+@pytest.mark.parametrize("backend", ["aot_eager"] + (["inductor"] if DEVICE.type == "cuda" else []))
+def test_compiled_chunks_with_the_gpu_kernel_equal_the_reference_loop(backend):
+    # on the CPU, inductor's C++ code generation of plastic chunks takes minutes: dynamo and AOT
+    # (functionalization, the fake rule) are what the opaque op meets there; CUDA runs inductor too
+    net = with_backend(sf.replace(plastic_network(1.0), drive={"a": 0.3, "b": 0.25}), "gpu_kernel")
+    state = net.init_state()
+    record = ("b.spikes", "p.s")
+    fast = True if backend == "inductor" else backend
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to the eager loop
+        final_fast, compiled = sf.simulate(net, state, steps=120, dt=DT, record=record, fast=fast, chunk=20)
+    final, eager = sf.simulate(net, state, steps=120, dt=DT, record=record)
+    assert eager["b.spikes"].sum() > 0
+    assert torch.equal(compiled["b.spikes"], eager["b.spikes"])
+    assert torch.allclose(compiled["p.s"], eager["p.s"], atol=1e-12)
+    assert torch.allclose(final_fast.projections["p"].weights, final.projections["p"].weights, atol=1e-12)
+
+
+def context(device="cpu", **changes):
+    fields = dict(device=torch.device(device), dtype=torch.float32, gradient=False, lanes=False, compiled=False)
+    return RunContext(**(fields | {"nested": False} | changes))
+
+
+def test_auto_picks_the_gpu_kernel_on_cuda_only_and_explicit_backends_are_checked(monkeypatch):
+    assert propagation(context("cuda")) == "gpu_kernel"
+    assert propagation(context("cuda", gradient=True)) == "nonzero"
+    assert propagation(context("cuda", compiled=True, gradient=True)) == "fixed"
+    assert propagation(context("cpu")) in ("cpu_kernel", "nonzero")  # never the interpreter unasked
+    assert propagation(context("cpu"), "gpu_kernel") == "gpu_kernel"  # asked for, under the interpreter
+    with pytest.raises(ValueError, match="gpu_kernel.*gradient"):
+        propagation(context("cuda", gradient=True), "gpu_kernel")
+    with pytest.raises(ValueError, match="nonzero.*plain eager runs only"):
+        propagation(context(compiled=True), "nonzero")
+    with pytest.raises(ValueError, match="fixed has no vmap rule"):
+        propagation(context(lanes=True), "fixed")
+    with pytest.raises(ValueError, match="float32 or float64"):
+        propagation(context(dtype=torch.float16), "gpu_kernel")
+    if DEVICE.type == "cpu":
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        with pytest.raises(ValueError, match="Triton and a CUDA device"):
+            propagation(context("cpu"), "gpu_kernel")
+
+
+def test_a_run_refuses_a_backend_it_cannot_use_naming_the_projection():
+    net = with_backend(plastic_network(0.5), "nonzero")
+    lanes = sf.stack([sf.replace(net, drive={"a": drive}) for drive in (0.1, 0.2)])
+    with pytest.raises(ValueError, match="projection 'a' -> 'b': propagation='nonzero' cannot be used"):
+        sf.sweep(lanes, None, steps=5, dt=DT)
