@@ -1,6 +1,7 @@
 """COBA (Brette et al. 2007) in Sapicore, in a plain eager torch loop and in Brian2, in one run.
 
-Run:  python benchmarks/bench_coba.py [--neurons 4000 40000] [--fan-in 80] [--fast] [--brian-python PATH] [--device cuda]
+Run:  python benchmarks/bench_coba.py [--neurons 4000 40000] [--fan-in 80] [--fast] [--no-reference]
+      [--brian-python PATH] [--device cuda]
 
 Brian2 is never a dependency of Sapicore: it runs in its own environment (numpy<2.4), made by
 ``bash benchmarks/setup_brian2.sh`` and found through --brian-python or $SAPICORE_BRIAN_PYTHON;
@@ -172,7 +173,8 @@ def table(neurons: int, args: argparse.Namespace, device: torch.device) -> list[
             if result:
                 rows[f"Brian2 {target}"] = result
     rows["plain torch loop (eager, event-driven)"] = torch_loop_run(net, state, args.duration, args.dt, device)
-    rows["Sapicore simulate (reference loop)"] = sapicore_run(net, state, args.duration, args.dt, False, device)
+    if not args.no_reference:
+        rows["Sapicore simulate (reference loop)"] = sapicore_run(net, state, args.duration, args.dt, False, device)
     if args.fast:
         rows["Sapicore simulate (fast=True)"] = sapicore_run(net, state, args.duration, args.dt, True, device)
 
@@ -209,6 +211,7 @@ def main() -> None:
     parser.add_argument("--dt", type=float, default=0.1)
     parser.add_argument("--fast", action="store_true", help="also time simulate(fast=True) (compiles first)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference loop (fast=False)")
     parser.add_argument("--brian-python", default=os.environ.get("SAPICORE_BRIAN_PYTHON"))
     parser.add_argument("--brian-targets", nargs="+", default=["cython", "cpp_standalone", "numpy"])
     parser.add_argument("--out", help="also write the tables (markdown) here")

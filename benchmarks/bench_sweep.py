@@ -5,6 +5,7 @@ Run:  python benchmarks/bench_sweep.py [--lanes 1 16 256] [--duration 100] [--ne
 The B variants differ in their constant drive (0.18 to 0.22 nA). The table prints network-seconds
 simulated per wall second for sweep() (one vmapped call) and for plain simulate() calls one after
 another (timed on at most 4 variants and scaled, since its cost is linear in B), and their ratio.
+With --fast both are compiled (compilation excluded from both; the sweep's compile time is shown).
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ def main() -> None:
         variants = [sf.replace(base, drive={"exc": d, "inh": d}) for d in drives]
         timed = variants[:4]
         with torch.no_grad():
+            if args.fast:  # compile the single runs' graph first: both columns exclude compilation
+                sf.simulate(timed[0], state, duration=args.duration, dt=args.dt, fast=True, record=())
             _sync(device)
             start = time.perf_counter()
             for net in timed:
-                sf.simulate(net, state, duration=args.duration, dt=args.dt, record=())
+                sf.simulate(net, state, duration=args.duration, dt=args.dt, fast=args.fast, record=())
             _sync(device)
             one_by_one = len(timed) * seconds / (time.perf_counter() - start)
             lanes = sf.stack(variants)

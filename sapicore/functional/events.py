@@ -28,15 +28,18 @@ def to_events(values: torch.Tensor, first_record: int, interval: float) -> tuple
     run and ends at that number times ``interval`` (ms); a record counting n spikes of a neuron in its
     window gives n events at the window's end.
     """
-    flat = values.detach().reshape(values.shape[0], -1)
+    width = values[0].numel() if values.shape[0] else 1
+    flat = values.detach().reshape(-1)
     if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64) and kernels.available():
         position = torch.ops.sapicore.nonzero_flat(flat)  # a scan that skips blocks of zeros
-        index, neuron = position // flat.shape[1], position % flat.shape[1]
     else:
-        index, neuron = torch.nonzero(flat, as_tuple=True)  # sync-ok: once per chunk, outside the steps
-    repeats = flat[index, neuron].round().to(torch.int64).clamp(min=1)
-    index, neuron = index.repeat_interleave(repeats), neuron.repeat_interleave(repeats)
-    times = (first_record + index + 1).to(torch.float64) * interval
+        position = torch.nonzero(flat).reshape(-1)  # sync-ok: once per chunk, outside the steps
+    counts = flat.index_select(0, position)
+    if bool((counts > 1.5).any()):  # sync-ok: a neuron spiked more than once in a window
+        position = position.repeat_interleave(counts.round().to(torch.int64).clamp(min=1))
+    index = torch.div(position, width, rounding_mode="floor")
+    neuron = position - index * width
+    times = index.to(torch.float64).add_(first_record + 1).mul_(interval)
     return times, neuron
 
 
