@@ -18,13 +18,15 @@ def spike_times(model, current, dt, duration, shape=(1,), dtype=torch.float64, d
 
 
 def reference(pending, spikes, targets, weights, delays, step):
-    """What the kernel computes, written with torch ops over every synapse."""
+    """What the kernel computes, written with torch ops over every synapse: row ``step`` mod D cleared,
+    every spiking synapse added at its arrival row."""
     length, columns = pending.shape
     delays = torch.as_tensor(delays).expand(targets.shape)
     slots = torch.remainder(step + 1 + delays[:-1], length)
     flat = (slots * columns + targets[:-1]).reshape(-1)
     values = (weights[:-1] * spikes[:, None]).reshape(-1)
-    return pending.reshape(-1).index_add(0, flat, values).reshape(length, columns)
+    cleared = pending.index_fill(0, torch.remainder(torch.as_tensor(step), length).reshape(1), 0.0)
+    return cleared.reshape(-1).index_add(0, flat, values).reshape(length, columns)
 
 
 def random_table(n_pre=50, n_post=30, width=7, max_delay=4, dtype=torch.float64, seed=0):

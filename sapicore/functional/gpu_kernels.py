@@ -1,9 +1,9 @@
 """An exact event-driven propagation kernel for GPUs, written in Triton (``sapicore_gpu::propagate``).
 
 The GPU counterpart of the CPU kernel (:mod:`sapicore.functional.kernels`), with the same arguments
-and result: a copy of the ring buffer ``pending`` in which every outgoing synapse of every source
-neuron with a non-zero output ``s`` has added ``w * s`` at row ``(step + 1 + delay) mod D``, column
-``target``. One program handles a block of ``BLOCK_N`` source neurons of one lane: it loads their
+and result: a copy of the ring buffer ``pending`` in which row ``step mod D`` (delivered this step) is
+cleared and every outgoing synapse of every source neuron with a non-zero output ``s`` has added
+``w * s`` at row ``(step + 1 + delay) mod D``, column ``target``. One program handles a block of ``BLOCK_N`` source neurons of one lane: it loads their
 outputs, returns at once when none spiked, and otherwise adds the spiking rows' synapses, ``BLOCK_W``
 at a time, with atomic additions (the out-rows of several sources can share targets). There is no
 capacity, so no spike is ever dropped and no host synchronisation is needed: compiled chunks call it
@@ -161,7 +161,10 @@ def _propagate_lanes(
     if delays is not None and delays.shape != targets.shape:
         raise ValueError("sapicore_gpu::propagate: delays must be shaped like targets")
     out = pending.contiguous().clone()
-    if lanes == 0 or n_pre == 0 or width == 0:
+    if lanes == 0:
+        return out
+    out[torch.arange(lanes, device=out.device), torch.remainder(step, rows)] = 0.0  # delivered this step
+    if n_pre == 0 or width == 0:
         return out
     spikes, targets, weights = _inner_contiguous(spikes), _inner_contiguous(targets), _inner_contiguous(weights)
     delays_or_any = _inner_contiguous(delays) if delays is not None else targets

@@ -11,9 +11,9 @@ fixed output shapes, so compiled chunks call it as one opaque op, and it never o
 weights, projections use torch ops. The same library holds ``sapicore::nonzero_flat``, the scan that
 turns spike records into events (:mod:`sapicore.functional.events`).
 
-It is built once per machine on first use with :mod:`torch.utils.cpp_extension` (a C++ compiler and
-ninja are needed; about a minute on two cores) and cached under ``TORCH_EXTENSIONS_DIR`` (default
-``~/.cache/torch_extensions``). If the build fails, Sapicore warns once and uses torch ops. Set the
+It is built on first use with :mod:`torch.utils.cpp_extension` (a C++ compiler and ninja are needed;
+about a minute on two cores), once per source, torch version, Python version and flags, in a cache
+that ``SAPICORE_KERNEL_CACHE`` can move (:mod:`sapicore.functional.kernel_cache`). If the build fails, Sapicore warns once and uses torch ops. Set the
 environment variable ``SAPICORE_KERNELS=0`` to never build or use it.
 """
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import torch
 
+from . import kernel_cache
 from .transforms import compiling, gradient_possible
 
 __all__ = ["available", "usable", "propagate", "disabled", "is_disabled", "DTYPES"]
@@ -68,12 +68,8 @@ def _load() -> None:
     _LOADED["ok"] = False
     if os.environ.get("SAPICORE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
         return
-    from torch.utils import cpp_extension
-
-    if not _built_before(cpp_extension):
-        print("sapicore: building the CPU spike propagation kernel, once per machine (about a minute)", file=sys.stderr)
     try:
-        cpp_extension.load(_NAME, sources=[str(_SOURCE)], extra_cflags=["-O3"], is_python_module=False, verbose=False)
+        kernel_cache.load_library(_NAME, _SOURCE, ["-O3"])
         for name, lane_axis in (("propagate", False), ("propagate_lanes", True)):
             if name not in _REGISTERED:  # once per process, however often loading is retried
                 torch.library.register_fake(f"sapicore::{name}")(_fake)
@@ -89,13 +85,6 @@ def _load() -> None:
         )
         return
     _LOADED["ok"] = True
-
-
-def _built_before(cpp_extension: Any) -> bool:
-    try:  # a private helper of torch: if it moves, only the message is lost
-        return any(Path(cpp_extension._get_build_directory(_NAME, False)).glob("*.so"))
-    except Exception:
-        return True
 
 
 def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
@@ -117,7 +106,8 @@ def propagate(
     delays: Any,
     step: torch.Tensor,
 ) -> torch.Tensor:
-    """``pending`` with this step's spikes added at their arrival rows (see ``csrc/propagate.cpp``).
+    """``pending`` with row ``step mod D`` (delivered this step) cleared and this step's spikes added
+    at their arrival rows (see ``csrc/propagate.cpp``).
 
     Args:
         pending: future input ``(max_delay + 1, n_post + 1)``; row ``k`` acts at the steps equal to

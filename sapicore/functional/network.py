@@ -165,11 +165,10 @@ class Network:
         currents: dict[str, list] = {name: [] for name in self.populations}
         for name, proj in self.projections.items():
             pstate = projections[name]
-            pending, arriving = proj.arrivals(pstate)
-            synapse = proj.synapse.update(pstate.synapse, arriving, dt)
+            synapse = proj.synapse.update(pstate.synapse, proj.arrivals(pstate), dt)
             v = getattr(populations[proj.target], "v", None)
             currents[proj.target].append(proj.synapse.current(synapse, v))
-            projections[name] = replace(pstate, pending=pending, synapse=synapse)
+            projections[name] = replace(pstate, synapse=synapse)
         # 2. the populations
         outputs = {}
         for name, pop in self.populations.items():

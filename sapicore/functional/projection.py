@@ -5,9 +5,10 @@ order:
 
 * ``init_state(like)`` -> :class:`ProjectionState`: the built weights, a resting synapse, nothing in
   transit;
-* ``arrivals(state)`` -> ``(pending, input)``: the weighted input (nA or µS per target neuron) that
-  reaches the synapse model at the start of this step, and the ring buffer without it;
-* ``emit(state, spikes)``: this step's source spikes enter transit, with the current weights;
+* ``arrivals(state)`` -> ``input``: the weighted input (nA or µS per target neuron) that reaches the
+  synapse model at the start of this step (a row of the ring buffer);
+* ``emit(state, spikes)``: clears that row, and this step's source spikes enter transit, with the
+  current weights;
 * ``learn(state, pre, post, dt, modulator)``: the plasticity rule and weight normalisation.
 
 Two implementations own their weight layout (:mod:`sapicore.functional.layout`) and share the rest:
@@ -122,14 +123,19 @@ class Projection:
             plasticity=plasticity,
         )
 
-    def arrivals(self, state: ProjectionState) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(pending, input)``: the weighted input (nA or µS) reaching each target neuron at the start of
-        this step, and the ring buffer with that row cleared (to be stored in the state)."""
+    def arrivals(self, state: ProjectionState) -> torch.Tensor:
+        """The weighted input (nA or µS) reaching each target neuron at the start of this step: the
+        ring buffer's row ``step mod (max_delay + 1)``, which :meth:`emit` clears."""
         if self.max_delay == 0:  # one row: this step's input
-            return torch.zeros_like(state.pending), state.pending[0, : self.n_post]
+            return state.pending[0, : self.n_post]
         index = torch.remainder(state.step, self.max_delay + 1).reshape(1)
-        row = state.pending.index_select(0, index)[0]
-        return state.pending.index_fill(0, index, 0.0), row[: self.n_post]
+        return state.pending.index_select(0, index)[0, : self.n_post]
+
+    def _cleared(self, state: ProjectionState) -> torch.Tensor:
+        """The ring buffer without the row :meth:`arrivals` read this step."""
+        if self.max_delay == 0:
+            return torch.zeros_like(state.pending)
+        return state.pending.index_fill(0, torch.remainder(state.step, self.max_delay + 1).reshape(1), 0.0)
 
     def learn(
         self, state: ProjectionState, pre: torch.Tensor, post: torch.Tensor, dt: float, modulator: Any = None
@@ -145,7 +151,8 @@ class Projection:
         return replace(state, weights=weights, plasticity=plasticity)
 
     def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
-        """Put this step's source output in transit and advance the step counter.
+        """Clear the ring-buffer row delivered this step, put this step's source output in transit and
+        advance the step counter.
 
         ``selection`` (sparse only) is what the network decided for this step: the output of
         :func:`select_sources` (the source's spiking neurons, picked once for all its projections),
@@ -192,13 +199,14 @@ class DenseProjection(Projection):
         if isinstance(self.delays, int):
             current = torch.cat([spikes @ state.weights, spikes.new_zeros(1)])
             if self.max_delay == 0:
-                pending = state.pending + current
+                pending = current[None]
             else:
-                pending = state.pending.index_add(0, self._row(state, self.delays).reshape(1), current[None])
+                row = self._row(state, self.delays).reshape(1)
+                pending = self._cleared(state).index_add(0, row, current[None])
         else:  # per-synapse delays: each synapse's contribution goes to its own row
             columns = torch.arange(self.n_post, device=spikes.device)
             pending = _add_at_rows(
-                state.pending, self._row(state, self.delays), columns, spikes[:, None] * state.weights
+                self._cleared(state), self._row(state, self.delays), columns, spikes[:, None] * state.weights
             )
         return replace(state, pending=pending, step=state.step + 1)
 
@@ -253,7 +261,7 @@ class SparseProjection(Projection):
         contributions = state.weights.index_select(0, rows) * values[:, None]
         delays = self.delays if isinstance(self.delays, int) else self.delays.index_select(0, rows)
         pending = _add_at_rows(
-            state.pending, self._row(state, delays), self.targets.index_select(0, rows), contributions
+            self._cleared(state), self._row(state, delays), self.targets.index_select(0, rows), contributions
         )
         return replace(state, pending=pending, step=state.step + 1, overflow=overflow)
 

@@ -132,10 +132,9 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
                 "a conductance-based synapse needs the target's membrane potential: forward(spikes, v_post)"
             )
         state = self.state
-        pending, arriving = proj.arrivals(state)
-        synapse = proj.synapse.update(state.synapse, arriving, self.dt)
+        synapse = proj.synapse.update(state.synapse, proj.arrivals(state), self.dt)
         self.current = proj.synapse.current(synapse, v_post)
-        self.state = proj.emit(sf.replace(state, pending=pending, synapse=synapse), pre_spikes)
+        self.state = proj.emit(sf.replace(state, synapse=synapse), pre_spikes)
         return self.current
 
 

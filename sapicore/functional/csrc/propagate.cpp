@@ -7,8 +7,9 @@
 //   weights (N + 1, W) float
 //   delays  (N + 1, W) int64 delay of each synapse in steps, or None to use `delay` for all
 //   step    () int64          steps taken so far
-// It returns a copy of pending in which every synapse of every source neuron with a non-zero
-// output s has added w * s at row (step + 1 + delay) mod D, column target. The work is the number
+// It returns a copy of pending in which row step mod D (the input delivered this step) is cleared
+// and every synapse of every source neuron with a non-zero output s has added w * s at row
+// (step + 1 + delay) mod D, column target. The work is the number
 // of spiking neurons times the out-degree, plus a scan of the N outputs; there is no limit on the
 // number of spikes.
 //
@@ -44,6 +45,7 @@ template <typename T>
 void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_t sources, const int64_t* targets,
                 const T* weights, const int64_t* delays, int64_t delay, int64_t width, int64_t step) {
   TORCH_CHECK(step >= 0 && delay >= 0, "sapicore::propagate: step and delay must be >= 0");
+  std::memset(out + (step % length) * columns, 0, columns * sizeof(T));  // delivered this step
   const int64_t first = (step + 1) % length;  // the row of delay 0
   T* same_row = out + ((first + delay) % length) * columns;
   for (int64_t i = skip_zero_blocks(spikes, 0, sources); i < sources; i = skip_zero_blocks(spikes, i + 1, sources)) {

@@ -9,7 +9,7 @@ import torch
 from ..integrators import integrate
 from ..pytree import check_positive, parameter, pytree, replace
 from ..spikes import spike
-from .base import NeuronModel, check_dt, check_input, full_state, method_field, surrogate_field
+from .base import NeuronModel, check_dt, check_input, full_state, method_field, set_where, surrogate_field
 
 __all__ = ["AdEx", "AdExState"]
 
@@ -83,6 +83,6 @@ class AdEx(NeuronModel):
         v, w = integrate(self.method, (state.v, state.w), dt, relaxation=self._relaxation(x))
         spikes = spike(v - self.v_peak, self.surrogate, self.surrogate_slope)
         fired = spikes > 0
-        v = torch.where(fired, self.v_reset, v)
+        v = set_where(fired, self.v_reset, v)
         w = w + self.b * spikes
         return replace(state, v=v, w=w), spikes

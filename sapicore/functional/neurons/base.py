@@ -110,7 +110,17 @@ def check_consistent(model: Any, state: Any) -> None:
 
 def broadcast_like(x: Any, like: torch.Tensor) -> torch.Tensor:
     """``x`` (a number or a checked input tensor) as a tensor of ``like``'s shape (a view if possible)."""
-    return x.expand(like.shape) if isinstance(x, torch.Tensor) else torch.full_like(like, x)
+    if isinstance(x, torch.Tensor):
+        return x if x.shape == like.shape else x.expand(like.shape)
+    return torch.full_like(like, x)
+
+
+def set_where(mask: torch.Tensor, value: Any, x: torch.Tensor) -> torch.Tensor:
+    """``x`` with ``value`` (a number or a tensor that broadcasts to ``x``) where ``mask`` is True; one
+    op for a number (``masked_fill``), where ``torch.where`` would first make it a tensor."""
+    if isinstance(value, numbers.Real):
+        return x.masked_fill(mask, value)
+    return torch.where(mask, value, x)
 
 
 def full_state(value: Any, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:

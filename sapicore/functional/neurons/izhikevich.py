@@ -9,7 +9,7 @@ import torch
 from ..integrators import integrate
 from ..pytree import check_positive, parameter, pytree, replace
 from ..spikes import spike
-from .base import NeuronModel, check_dt, check_input, full_state, method_field, surrogate_field
+from .base import NeuronModel, check_dt, check_input, full_state, method_field, set_where, surrogate_field
 
 __all__ = ["Izhikevich", "IzhikevichState", "PRESETS"]
 
@@ -86,6 +86,6 @@ class Izhikevich(NeuronModel):
         v, u = integrate(self.method, (state.v, state.u), dt, derivative=derivative)
         spikes = spike(v - self.v_peak, self.surrogate, self.surrogate_slope)
         fired = spikes > 0
-        v = torch.where(fired, self.c, v)
+        v = set_where(fired, self.c, v)
         u = u + self.d * spikes
         return replace(state, v=v, u=u), spikes

@@ -11,7 +11,16 @@ import torch
 from ..integrators import integrate
 from ..pytree import check_finite, check_non_negative, check_positive, is_concrete, parameter, pytree, replace
 from ..spikes import threshold
-from .base import NeuronModel, broadcast_like, check_dt, check_input, full_state, method_field, surrogate_field
+from .base import (
+    NeuronModel,
+    broadcast_like,
+    check_dt,
+    check_input,
+    full_state,
+    method_field,
+    set_where,
+    surrogate_field,
+)
 
 __all__ = ["LIF", "LIFState"]
 
@@ -101,8 +110,8 @@ class LIF(NeuronModel):
             i_syn = state.i_syn * decay + x
         drive = self.v_rest + self.r_mem * i_syn
         (v,) = integrate(self.method, (state.v,), dt, relaxation=lambda y: ((self.tau_mem,), (drive,)))
-        v = torch.where(state.refractory_left > 0.5 * dt, self.v_reset, v)
+        v = set_where(state.refractory_left > 0.5 * dt, self.v_reset, v)
         spikes, fired = threshold(v, self.v_thresh, self.surrogate, self.surrogate_slope)
-        refractory_left = torch.where(fired, self.t_ref, torch.clamp(state.refractory_left - dt, min=0.0))
-        v = torch.where(fired, self.v_reset, v)
+        refractory_left = set_where(fired, self.t_ref, torch.clamp(state.refractory_left - dt, min=0.0))
+        v = set_where(fired, self.v_reset, v)
         return replace(state, v=v, refractory_left=refractory_left, i_syn=i_syn), spikes
