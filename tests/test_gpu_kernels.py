@@ -149,10 +149,10 @@ def test_networks_with_delays_and_plasticity_equal_the_reference_backend(delay):
 def test_sweep_runs_the_lanes_in_the_kernel_and_equals_per_lane_runs():
     net = with_backend(plastic_network(0.5), "gpu_kernel")
     state = net.init_state()
-    nets = [sf.replace(net, drive={"a": drive}) for drive in (0.2, 0.25, 0.3)]
-    _, rec = sf.sweep(sf.stack(nets), None, steps=150, dt=DT, record=("b.spikes",))
+    nets = [sf.replace(net, drive={"a": drive}) for drive in (0.3, 0.35, 0.4)]
+    _, rec = sf.sweep(sf.stack(nets), None, steps=100, dt=DT, record=("b.spikes",))
     for i, one_net in enumerate(nets):
-        _, one = sf.simulate(one_net, state, steps=150, dt=DT, record=("b.spikes",))
+        _, one = sf.simulate(one_net, state, steps=100, dt=DT, record=("b.spikes",))
         assert torch.equal(rec["b.spikes"][i], one["b.spikes"])
     assert rec["b.spikes"].sum() > 0
 
@@ -167,7 +167,7 @@ def test_compiled_chunks_with_the_gpu_kernel_equal_the_reference_loop(backend):
     fast = True if backend == "inductor" else backend
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no fallback to the eager loop
-        final_fast, compiled = sf.simulate(net, state, steps=120, dt=DT, record=record, fast=fast, chunk=20)
+        final_fast, compiled = sf.simulate(net, state, steps=120, dt=DT, record=record, fast=fast, chunk=10)
     final, eager = sf.simulate(net, state, steps=120, dt=DT, record=record)
     assert eager["b.spikes"].sum() > 0
     assert torch.equal(compiled["b.spikes"], eager["b.spikes"])

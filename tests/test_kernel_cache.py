@@ -39,9 +39,11 @@ def test_builds_get_one_folder_per_source_torch_and_flags_and_none_per_checkout(
 
 
 HOLD = """
-import sys, time
+import importlib.util, sys, time
 from pathlib import Path
-from sapicore.functional import kernel_cache
+spec = importlib.util.spec_from_file_location("kernel_cache", sys.argv[3])  # without importing torch
+kernel_cache = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(kernel_cache)
 folder = Path(sys.argv[1])
 with kernel_cache.build_lock(folder):
     (folder / "lock").touch()  # what torch's build leaves while it compiles
@@ -53,7 +55,9 @@ with kernel_cache.build_lock(folder):
 
 def hold_lock(folder, seconds):
     process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(HOLD), str(folder), str(seconds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", textwrap.dedent(HOLD), str(folder), str(seconds), kernel_cache.__file__],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout.readline().strip() == "building"
     return process

@@ -168,9 +168,9 @@ def _propagate_lanes(
         return out
     spikes, targets, weights = _inner_contiguous(spikes), _inner_contiguous(targets), _inner_contiguous(weights)
     delays_or_any = _inner_contiguous(delays) if delays is not None else targets
-    block_w = min(triton_next_power_of_2(width), 128)
+    block_w = min(_next_power_of_2(width), 128)
     # the interpreter pays per program, a GPU per idle thread: wider blocks there, narrower here
-    block_n = min(triton_next_power_of_2(n_pre), 1024) if interpreting() else 32
+    block_n = min(_next_power_of_2(n_pre), 1024) if interpreting() else 32
     grid = ((n_pre + block_n - 1) // block_n, lanes)
     _kernel()[grid](
         out,
@@ -197,7 +197,7 @@ def _propagate_lanes(
     return out
 
 
-def triton_next_power_of_2(n: int) -> int:
+def _next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 

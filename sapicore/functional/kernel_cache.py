@@ -25,8 +25,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
 try:
     import fcntl
 except ImportError:  # Windows: no flock; torch's own lock only
@@ -45,6 +43,8 @@ def cache_root() -> Path:
 
 def build_directory(name: str, source: Path, flags: list[str]) -> Path:
     """The build folder of ``source`` for this torch, this Python and these flags."""
+    import torch
+
     key = hashlib.sha256()
     for part in (source.read_bytes(), torch.__version__, platform.python_version(), " ".join(flags)):
         key.update(part if isinstance(part, bytes) else part.encode())
