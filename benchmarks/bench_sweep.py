@@ -51,6 +51,9 @@ def main() -> None:
     print("\n".join(lines), flush=True)
     for lanes_n in args.lanes:
         drives = torch.linspace(0.18, 0.22, lanes_n).tolist()
+        # drives as 0-d tensors: a compiled single run then reuses its graph for every variant (a Python
+        # float is a constant of the graph, and each new value would compile again)
+        drives = [torch.tensor(d, device=device) for d in drives]
         variants = [sf.replace(base, drive={"exc": d, "inh": d}) for d in drives]
         timed = variants[:4]
         with torch.no_grad():

@@ -346,8 +346,17 @@ def float_or_tensor(value: Any, instance: Any = None, field: Any = None) -> Any:
         raise TypeError(f"{where} must be a number or a floating tensor, got {type(value).__name__}") from err
 
 
+def distinct(tensor: torch.Tensor) -> torch.Tensor:
+    """A view of ``tensor`` without the repeats of its broadcast (stride-0) dimensions: the values it
+    holds, checked once (an expanded lane axis or a stacked shared table costs nothing)."""
+    index = tuple(
+        slice(0, 1) if stride == 0 and size > 1 else slice(None) for size, stride in zip(tensor.shape, tensor.stride())
+    )
+    return tensor[index]
+
+
 def _values(value: Any) -> Any:
-    return value.detach() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+    return distinct(value.detach()) if isinstance(value, torch.Tensor) else torch.tensor(float(value))
 
 
 def check_finite(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

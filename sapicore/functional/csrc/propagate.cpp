@@ -72,11 +72,14 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
   }
 }
 
-// A contiguous copy without the dispatcher's copy kernel (this runs every step, for small buffers).
-at::Tensor copy_of(const at::Tensor& t) {
-  if (!t.is_contiguous()) return t.contiguous().clone();
-  at::Tensor out = at::empty(t.sizes(), t.options());
-  std::memcpy(out.data_ptr(), t.data_ptr(), t.nbytes());
+// The output buffer: a contiguous copy of pending without the dispatcher's copy kernel (this runs
+// every step), or uninitialised when pending has one row per lane: add_events clears the row it
+// delivers, lane by lane, while that lane's row is in cache.
+at::Tensor output_for(const at::Tensor& pending, int64_t row_dim) {
+  if (pending.size(row_dim) == 1) return at::empty(pending.sizes(), pending.options());
+  if (!pending.is_contiguous()) return pending.contiguous().clone();
+  at::Tensor out = at::empty(pending.sizes(), pending.options());
+  std::memcpy(out.data_ptr(), pending.data_ptr(), pending.nbytes());
   return out;
 }
 
@@ -120,7 +123,7 @@ at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const 
                      const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
                      const at::Tensor& step) {
   check(pending, spikes, targets, weights, delays, step, -1);
-  at::Tensor out = copy_of(pending);
+  at::Tensor out = output_for(pending, 0);
   const at::Tensor s = spikes.contiguous(), tg = targets.contiguous(), w = weights.contiguous();
   const at::Tensor d = delays ? delays->contiguous() : at::Tensor();
   const int64_t now = *step.data_ptr<int64_t>();
@@ -137,7 +140,7 @@ at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, 
                            const at::Tensor& step) {
   const int64_t lanes = pending.dim() > 0 ? pending.size(0) : 0;
   check(pending, spikes, targets, weights, delays, step, lanes);
-  at::Tensor out = copy_of(pending);
+  at::Tensor out = output_for(pending, 1);
   const at::Tensor s = inner_contiguous(spikes), tg = inner_contiguous(targets), w = inner_contiguous(weights);
   const at::Tensor d = delays ? inner_contiguous(*delays) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sapicore::propagate_lanes", [&] {
