@@ -207,7 +207,10 @@ def inspect(path: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sapicore import __version__
+
     parser = argparse.ArgumentParser(prog="sapicore", description="Sapicore: spiking network simulation.")
+    parser.add_argument("--version", action="version", version=f"sapicore {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="simulate a spec and write its outputs")
     run_parser.add_argument("spec", help="a YAML spec file, or the name of a shipped spec (coba)")
@@ -226,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     from sapicore.spec import SpecError
 
     try:
+        out = getattr(args, "out", None)
+        if out is not None and Path(out).exists() and not Path(out).is_dir():
+            raise ValueError(f"--out {out} is a file; give a folder (it is created if missing)")
         if args.command == "run":
             out = args.out or Path("outputs") / Path(args.spec).stem
             summary = run(args.spec, out, args.duration, progress=not args.no_progress)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
 
+import sapicore
 import sapicore.functional as sf
 from sapicore.cli import main
 from sapicore.logging.nix import read_events, read_records
@@ -114,6 +115,23 @@ def test_the_command_reports_a_bad_spec_in_one_line_without_a_traceback(tmp_path
     assert done.returncode == 2
     assert done.stderr.strip() == f"sapicore: error: {spec_file}: populations.a.size: expected an integer >= 1, got -3"
     assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_the_command_names_its_version_and_refuses_a_file_as_out(tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"sapicore {sapicore.__version__}"
+    spec_file = tmp_path / "small.yaml"
+    spec_file.write_text(SMALL)
+    taken = tmp_path / "results.txt"
+    taken.write_text("keep me")
+    for command in ("run", "sweep"):
+        assert main([command, str(spec_file), "--out", str(taken)]) == 2
+        assert (
+            capsys.readouterr().err.strip()
+            == f"sapicore: error: --out {taken} is a file; give a folder (it is created if missing)"
+        )
+    assert taken.read_text() == "keep me"
 
 
 def test_run_and_inspect_a_small_spec(tmp_path, capsys):
