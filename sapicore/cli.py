@@ -14,21 +14,61 @@
         list what a NIX log holds: its configuration and every data array with shape and time axis
 
 Mistakes in a spec or a file are reported in one line, without a traceback, with exit status 2.
+A run holds its output folder: a second run into the same folder refuses (naming the process that
+holds it), and a run that fails removes the folder if it created it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+try:
+    import fcntl
+except ImportError:  # Windows: no folder lock
+    fcntl = None
+
 __all__ = ["main", "run", "sweep", "inspect"]
+
+
+@contextlib.contextmanager
+def claimed(out: str | Path) -> Iterator[Path]:
+    """Hold the output folder ``out`` for one run (created if missing): another run holding it makes
+    this one refuse with a FileExistsError naming it; if the block fails, a folder it created is removed."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (it is created if missing)")
+    existed = out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".sapicore.lock", "a+") as handle:  # the lock goes with the process, however it ends
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise FileExistsError(
+                    f"{out} is in use by another sapicore run ({holder}); wait for it to end or give another --out"
+                ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        try:
+            yield out
+        except BaseException:
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
 
 
 def run(spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True) -> dict:
@@ -128,6 +168,8 @@ def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None,
     from sapicore.spec import SpecError, expand_sweep, initial_state, load_data, parse_spec
 
     path, data = load_data(spec_path)
+    if not isinstance(data, dict) or "sweep" not in data:
+        raise SpecError(f"{path}: no sweep: section (grid, zip or random); 'sapicore run' runs a spec without one")
     lanes_data, labels = expand_sweep(data, path)
     specs = [parse_spec(lane, path) for lane in lanes_data]
     settings = specs[0].simulation
@@ -229,18 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     from sapicore.spec import SpecError
 
     try:
-        out = getattr(args, "out", None)
-        if out is not None and Path(out).exists() and not Path(out).is_dir():
-            raise ValueError(f"--out {out} is a file; give a folder (it is created if missing)")
         if args.command == "run":
             out = args.out or Path("outputs") / Path(args.spec).stem
-            summary = run(args.spec, out, args.duration, progress=not args.no_progress)
+            with claimed(out):
+                summary = run(args.spec, out, args.duration, progress=not args.no_progress)
             print(json.dumps(summary, indent=2))
             print(f"wrote {', '.join(summary['outputs'])} into {out}")
         elif args.command == "sweep":
             out = args.out or Path("outputs") / f"{Path(args.spec).stem}-sweep"
-            rows = sweep(args.spec, out, args.duration, progress=not args.no_progress)
-            if os.environ.get("RANK", "0") == "0":
+            first = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 writes and holds the folder
+            with claimed(out) if first else contextlib.nullcontext():
+                rows = sweep(args.spec, out, args.duration, progress=not args.no_progress)
+            if first:
                 print(f"wrote sweep.csv and sweep.json ({len(rows)} lanes) into {out}")
         else:
             print(inspect(args.file))

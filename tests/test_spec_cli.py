@@ -282,3 +282,49 @@ def test_the_python_coba_builder_is_the_shipped_spec():
     scaled = coba(8000, fan_in=80, kind="dense")
     assert scaled.populations["exc"].size == 6400 and scaled.projections["ie"].kind == "dense"
     assert int(scaled.projections["ee"].mask.sum()) == 6400 * 64
+
+
+HOLD_FOLDER = """
+import sys, time
+from sapicore.cli import claimed
+with claimed(sys.argv[1]):
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock")
+def test_a_second_run_into_a_folder_in_use_refuses_in_one_line(tmp_path, capsys):
+    spec_file = tmp_path / "small.yaml"
+    spec_file.write_text(SMALL)
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        assert main(["run", str(spec_file), "--out", str(out), "--no-progress"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error == (
+            f"sapicore: error: {out} is in use by another sapicore run (process {holder.pid}); "
+            "wait for it to end or give another --out"
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["run", str(spec_file), "--out", str(out), "--no-progress"]) == 0  # the lock died with it
+    assert (out / "summary.json").exists()
+
+
+def test_a_failed_run_leaves_no_folder_behind_and_a_sweep_needs_a_sweep_section(tmp_path, capsys):
+    spec_file = tmp_path / "small.yaml"
+    spec_file.write_text(SMALL)
+    assert main(["run", str(spec_file), "--out", str(tmp_path / "new"), "--duration", "-5"]) == 2
+    assert "duration must be a positive number" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert main(["run", str(spec_file), "--out", str(kept), "--duration", "-5"]) == 2
+    assert kept.is_dir() and "duration must be" in capsys.readouterr().err  # a folder the user made stays
+    assert main(["sweep", str(spec_file), "--out", str(tmp_path / "s")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sapicore: error: {spec_file}: no sweep: section (grid, zip or random); 'sapicore run' runs a spec without one"
+    )
