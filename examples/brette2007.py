@@ -24,7 +24,7 @@ from sapicore.networks import coba, cuba, initial_state
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--network", choices=("coba", "cuba"), default="coba")
-    parser.add_argument("--out", default="outputs/coba", help="output folder")
+    parser.add_argument("--out", default=None, help="output folder (default: outputs/<network>)")
     parser.add_argument("--neurons", type=int, default=4000)
     parser.add_argument("--duration", type=float, default=1000.0, help="biological time (ms)")
     parser.add_argument("--dt", type=float, default=0.1, help="time step (ms)")
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    out = Path(args.out)
+    out = Path(args.out or f"outputs/{args.network}")
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
 

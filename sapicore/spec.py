@@ -105,6 +105,21 @@ class Spec:
     outputs: Outputs
 
 
+def _device(reader: _Reader, value: Any) -> str:
+    """A device this machine has, as a string (``cpu``, ``cuda``, ``cuda:1``)."""
+    try:
+        device = torch.device(str(value))
+    except RuntimeError:
+        raise reader.fail("simulation.device", f"expected a device such as cpu or cuda, got {value!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise reader.fail("simulation.device", "cuda was asked for but this machine has no usable CUDA GPU; use cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise reader.fail("simulation.device", f"{value} does not exist: {torch.cuda.device_count()} GPU(s) here")
+    if device.type not in ("cpu", "cuda"):
+        raise reader.fail("simulation.device", f"expected cpu or cuda, got {value!r}")
+    return str(value)
+
+
 class _Reader:
     """Type checks that name the file and the key path of each value."""
 
@@ -201,10 +216,14 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
     record = sim.get("record", [])
     if not isinstance(record, list) or not all(isinstance(name, str) for name in record):
         raise reader.fail("simulation.record", f"expected a list of names such as exc.spikes, got {record!r}")
+    dt = reader.number(sim["dt"], "simulation.dt", positive=True)
+    duration = reader.number(sim["duration"], "simulation.duration", positive=True)
+    if duration < dt:
+        raise reader.fail("simulation.duration", f"{duration} ms is shorter than one step (dt = {dt} ms)")
     simulation = Simulation(
-        dt=reader.number(sim["dt"], "simulation.dt", positive=True),
-        duration=reader.number(sim["duration"], "simulation.duration", positive=True),
-        device=str(sim.get("device", "cpu")),
+        dt=dt,
+        duration=duration,
+        device=_device(reader, sim.get("device", "cpu")),
         dtype=reader.choice(sim.get("dtype", "float32"), "simulation.dtype", DTYPES),
         seed=seed,
         record=tuple(record),

@@ -244,3 +244,11 @@ def test_sinks_get_every_chunk_in_order_as_cpu_tensors(device, fast):
     assert all(chunk["v"].device.type == "cpu" for chunk in sink.chunks)
     assert torch.equal(torch.cat([chunk["v"] for chunk in sink.chunks]), rec["v"].cpu())
     assert torch.equal(torch.cat([chunk["spikes"] for chunk in sink.chunks]), rec["spikes"].cpu())
+
+
+def test_records_every_more_steps_than_the_run_is_an_error_not_an_empty_record():
+    lif = sf.LIF()
+    with pytest.raises(ValueError, match="every=20 steps is longer than the run \\(10 steps\\)"):
+        sf.simulate(lif, lif.init_state(3), steps=10, dt=0.1, every=20)
+    final, rec = sf.simulate(lif, lif.init_state(3), steps=10, dt=0.1, every=20, record=())  # nothing asked
+    assert set(rec) == {"t"}

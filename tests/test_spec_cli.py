@@ -64,6 +64,9 @@ MISTAKES = [
     (lambda d: d.update(extra=1), "extra: unknown key; expected one of: simulation, populations"),
     (lambda d: d["simulation"].update(dt=-0.1), "simulation.dt: expected a number > 0, got -0.1"),
     (lambda d: d["simulation"].update(duration="long"), "simulation.duration: expected a finite number, got 'long'"),
+    (lambda d: d["simulation"].update(duration=0.01), "simulation.duration: 0.01 ms is shorter than one step"),
+    (lambda d: d["simulation"].update(device="tpu"), "simulation.device: expected a device such as cpu or cuda"),
+    (lambda d: d["simulation"].update(device="cuda:7"), "simulation.device: "),
     (lambda d: d["populations"]["a"].update(model="LIFF"), "populations.a.model: expected one of LIF, AdEx"),
     (lambda d: d["populations"]["a"].update(size=0), "populations.a.size: expected an integer >= 1, got 0"),
     (

@@ -394,7 +394,10 @@ def checked_arguments(
     steps = resolve_steps(inputs, steps, duration, dt, time_dim=time_dim)
     if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
         raise ValueError(f"every must be a positive int, got {every!r}")
-    return dt, steps, _record_names(model, record)
+    names = _record_names(model, record)
+    if names and every > steps:
+        raise ValueError(f"every={every} steps is longer than the run ({steps} steps): no record would be taken")
+    return dt, steps, names
 
 
 def simulate(
