@@ -53,3 +53,18 @@ def test_poisson_source_fires_at_its_rate_and_is_seedable():
     torch.manual_seed(1)
     _, again = sf.simulate(source, state, duration=20_000.0, dt=1.0)
     assert torch.equal(rec["spikes"], again["spikes"])
+
+
+def test_incoherent_parameters_are_refused_in_every_lane():
+    with pytest.raises(ValueError, match="AdEx.v_peak \\(-80.0\\) must be above v_reset"):
+        sf.AdEx(v_peak=-80.0)  # would fire at every step with no input
+    with pytest.raises(ValueError, match="tau_rise != tau_decay in every entry"):
+        sf.DualExponential(tau_rise=torch.tensor([1.0, 2.0]), tau_decay=torch.tensor([5.0, 2.0]))
+    lanes = sf.stack([sf.DualExponential(tau_rise=1.0, tau_decay=5.0), sf.DualExponential(tau_rise=2.0, tau_decay=3.0)])
+    bad = sf.replace(lanes, tau_decay=torch.tensor([5.0, 2.0]))  # replace does not validate; a run does
+    net = sf.Network(
+        populations={"a": sf.Population(sf.SpikeInput(), 2), "b": sf.Population(sf.LIF(tau_syn=None), 2)},
+        projections={"p": sf.projection("a", "b", sf.connectivity.all_to_all(2, 2), 0.1, bad, dt=0.1)},
+    )
+    with pytest.raises(ValueError, match="tau_rise != tau_decay"):
+        sf.simulate(net, net.init_state(), steps=5, dt=0.1)

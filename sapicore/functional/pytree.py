@@ -395,6 +395,23 @@ def check_non_negative(instance: Any, attribute: attrs.Attribute, value: Any) ->
         raise ValueError(f"{type(instance).__name__}.{attribute.name} must be >= 0, got {_describe(value)}")
 
 
+def check_above(other: str) -> Any:
+    """attrs validator: the parameter is finite and above the field ``other`` (declared before it) in
+    every entry, e.g. a threshold above its reset potential."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        check_finite(instance, attribute, value)
+        low = getattr(instance, other)
+        if value is None or low is None or not (is_concrete(value) and is_concrete(low)):
+            return
+        if not bool((_values(value) - _values(low) > 0).all()):  # sync-ok: validation, outside the steps
+            raise ValueError(
+                f"{type(instance).__name__}.{attribute.name} ({_describe(value)}) must be above {other} ({_describe(low)})"
+            )
+
+    return check
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, torch.Tensor):
         bad = value.detach().flatten()

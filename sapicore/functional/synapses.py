@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import attrs
 import torch
 
-from .pytree import check_positive, parameter, pytree, replace
+from .pytree import check_positive, is_concrete, parameter, pytree, replace
 
 __all__ = ["SynapseModel", "Delta", "Exponential", "DualExponential", "SynapseState", "DualSynapseState"]
 
@@ -110,12 +111,22 @@ class Exponential(SynapseModel):
         return self._current(state.s, v)
 
 
+def _differs_from_rise(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """tau_decay > 0 and != tau_rise in every entry (equal times make the peak factor 0/0)."""
+    check_positive(instance, attribute, value)
+    rise = instance.tau_rise
+    if (
+        is_concrete(value) and is_concrete(rise) and bool((torch.as_tensor(value) == torch.as_tensor(rise)).any())
+    ):  # sync-ok: validation
+        raise ValueError(f"DualExponential needs tau_rise != tau_decay in every entry, got {rise} and {value}")
+
+
 @pytree
 class DualExponential(SynapseModel):
     """Difference of exponentials, ``s = decay - rise``; an arrival of weight w peaks at w."""
 
     tau_rise: Any = parameter(1.0, check=check_positive)
-    tau_decay: Any = parameter(5.0, check=check_positive)
+    tau_decay: Any = parameter(5.0, check=_differs_from_rise)
     e_rev: Any = parameter(None)
 
     def _peak_factor(self) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..integrators import integrate
-from ..pytree import check_positive, parameter, pytree, replace
+from ..pytree import check_above, check_positive, parameter, pytree, replace
 from ..spikes import spike
 from .base import NeuronModel, check_dt, check_input, full_state, method_field, set_where, surrogate_field
 
@@ -56,7 +56,7 @@ class AdEx(NeuronModel):
     a: Any = parameter(0.004)
     b: Any = parameter(0.0805)
     v_reset: Any = parameter(-70.6)
-    v_peak: Any = parameter(-40.4)
+    v_peak: Any = parameter(-40.4, check=check_above("v_reset"))  # else it would fire at every step
     method: str = method_field("exponential_euler")
     surrogate: str = surrogate_field()
     surrogate_slope: Any = parameter(1.0, check=check_positive)

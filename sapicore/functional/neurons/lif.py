@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import attrs
 import torch
 
 from ..integrators import integrate
-from ..pytree import check_finite, check_non_negative, check_positive, is_concrete, parameter, pytree, replace
+from ..pytree import check_above, check_non_negative, check_positive, parameter, pytree, replace
 from ..spikes import threshold
 from .base import (
     NeuronModel,
@@ -36,15 +35,6 @@ class LIFState:
     v: torch.Tensor
     refractory_left: torch.Tensor
     i_syn: torch.Tensor
-
-
-def _above_reset(instance: LIF, attribute: attrs.Attribute, value: Any) -> None:
-    check_finite(instance, attribute, value)
-    reset, thresh = instance.v_reset, value
-    if is_concrete(reset) and is_concrete(thresh):
-        gap = torch.as_tensor(thresh) - torch.as_tensor(reset)
-        if not bool((gap > 0).all()):  # sync-ok: parameter validation, before a run
-            raise ValueError(f"LIF.v_thresh ({thresh}) must be above v_reset ({reset})")
 
 
 @pytree
@@ -82,7 +72,7 @@ class LIF(NeuronModel):
     tau_mem: Any = parameter(20.0, check=check_positive)
     v_rest: Any = parameter(-65.0)
     v_reset: Any = parameter(-65.0)
-    v_thresh: Any = parameter(-50.0, check=_above_reset)
+    v_thresh: Any = parameter(-50.0, check=check_above("v_reset"))
     r_mem: Any = parameter(10.0, check=check_positive)
     t_ref: Any = parameter(2.0, check=check_non_negative)
     tau_syn: Any = parameter(None, check=check_positive)
