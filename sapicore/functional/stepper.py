@@ -125,11 +125,10 @@ def first_input(inputs: Any, reference: torch.Tensor, lane_inputs: bool = False)
 
 
 def _check_finite(what: str, tensor: torch.Tensor) -> None:
-    if is_concrete(tensor):
-        tensor = distinct(tensor)  # a shared (expanded) tensor's values once
-    if (
-        is_concrete(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
-    ):  # sync-ok: entry check, outside the steps
+    if not (is_concrete(tensor) and tensor.is_floating_point()):
+        return
+    tensor = distinct(tensor)  # a shared (expanded) tensor's values once
+    if not bool(torch.isfinite(tensor).all()):  # sync-ok: entry check, outside the steps
         first = torch.nonzero(~torch.isfinite(tensor))[0].tolist()  # sync-ok: entry check, outside steps
         raise ValueError(f"{what} has NaN or infinite values (the first at index {tuple(first)})")
 

@@ -131,9 +131,10 @@ def propagation(context: RunContext, requested: str = "auto") -> str:
         if problem:
             raise ValueError(f"propagation={requested!r} cannot be used in this run: {problem}; leave it at 'auto'")
         return requested
-    for backend in ("cpu_kernel", "gpu_kernel"):
-        if not _unusable(backend, context) and (backend == "cpu_kernel" or context.device.type == "cuda"):
-            return backend
+    if context.device.type == "cpu" and not _unusable("cpu_kernel", context):
+        return "cpu_kernel"
+    if context.device.type == "cuda" and not _unusable("gpu_kernel", context):  # never the interpreter unasked
+        return "gpu_kernel"
     if not (context.compiled or context.lanes or context.nested):
         return "nonzero"
     return "topk" if context.lanes else "fixed"
