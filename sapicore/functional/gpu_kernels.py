@@ -76,8 +76,9 @@ def propagate(
     delays: Any,
     step: torch.Tensor,
 ) -> torch.Tensor:
-    """``pending`` with this step's spikes added at their arrival rows; arguments as in
-    :func:`sapicore.functional.kernels.propagate` (one lane; ``vmap`` gives the lanes form)."""
+    """``pending`` with row ``step mod D`` (delivered this step) cleared and this step's spikes added at
+    their arrival rows; arguments as in :func:`sapicore.functional.kernels.propagate` (one lane;
+    ``vmap`` gives the lanes form)."""
     op = torch.ops.sapicore_gpu.propagate_lanes
     delay_tensor = delays[None] if isinstance(delays, torch.Tensor) else None
     delay = 0 if isinstance(delays, torch.Tensor) else int(delays)
