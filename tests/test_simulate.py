@@ -207,7 +207,7 @@ def test_spike_events_sink_holds_every_spike_of_the_dense_record():
         )
         assert torch.equal(counts, rec["spikes"])
         assert bool((times[1:] >= times[:-1]).all())
-    with pytest.raises(KeyError, match="'spikes' not recorded"):
+    with pytest.raises(ValueError, match="SpikeEvents keeps 'spikes' but the run does not record it"):
         sf.simulate(lif, lif.init_state((7,)), current, dt=0.1, record=("v",), sinks=[sf.SpikeEvents("spikes")])
 
 

@@ -43,6 +43,22 @@ def to_events(values: torch.Tensor, first_record: int, interval: float) -> tuple
     return times, neuron
 
 
+def check_event_names(sink: str, wanted: Sequence[str], names: Sequence[str], events: Sequence[str]) -> None:
+    """Raise if a sink ``wanted`` event records that a run does not take, or that are not events."""
+    missing = [name for name in wanted if name not in names]
+    if missing:
+        raise ValueError(
+            f"{sink} keeps {', '.join(map(repr, missing))} but the run does not record it; add it to record= "
+            f"(recorded: {', '.join(names) or 'nothing'})"
+        )
+    sampled = [name for name in wanted if name not in events]
+    if sampled:
+        raise ValueError(
+            f"{sink} keeps {', '.join(map(repr, sampled))} as events, but it is a sampled variable, not an event "
+            f"output; events recorded: {', '.join(events) or 'none'}"
+        )
+
+
 class SpikeEvents:
     """A ``simulate`` sink keeping the named event records (spikes) as events, in memory.
 
@@ -57,15 +73,16 @@ class SpikeEvents:
         self.times: dict[str, torch.Tensor] = {}
         self.neurons: dict[str, torch.Tensor] = {}
 
+    def check(self, names: Sequence[str], events: Sequence[str]) -> None:
+        """Raise before a run that does not record (as events) every name this sink keeps."""
+        check_event_names(type(self).__name__, self.names, names, events)
+
     def begin(self, dt: float, every: int) -> None:
         self.interval = dt * every
         self.records_written = 0
         self._parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in self.names}
 
     def write(self, records: dict[str, torch.Tensor]) -> None:
-        missing = [name for name in self.names if name not in records]
-        if missing:
-            raise KeyError(f"SpikeEvents: {', '.join(map(repr, missing))} not recorded; add them to simulate's record=")
         for name in self.names:
             times, neurons = to_events(records[name], self.records_written, self.interval)
             self._parts[name].append((times.cpu(), neurons.cpu()))  # sync-ok: once per chunk, outside the steps

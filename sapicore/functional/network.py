@@ -27,16 +27,26 @@ Record names are ``"population.variable"`` (``"exc.v"``, ``"exc.spikes"``) and
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import attrs
 import torch
 
+from .neurons.base import NeuronModel, check_model
 from .projection import Projection, ProjectionState, select_sources
-from .pytree import pytree, replace, tree_leaves
+from .pytree import check_values_finite, pytree, replace, tree_leaves
 from .transforms import KERNELS, RunContext
 
 __all__ = ["Network", "NetworkState", "Population"]
+
+
+def _check_population(instance: Population, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(instance.model, NeuronModel):
+        raise TypeError(f"Population model must be a neuron model such as LIF(), got {instance.model!r}")
+    check_model(instance.model)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"Population size must be a positive int (a number of neurons), got {value!r}")
 
 
 @pytree
@@ -44,7 +54,7 @@ class Population:
     """A neuron model (parameters) and the number of neurons that share it."""
 
     model: Any
-    size: int = attrs.field(validator=attrs.validators.instance_of(int))
+    size: int = attrs.field(validator=_check_population)
 
 
 @pytree
@@ -90,9 +100,13 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
         raise ValueError(
             f"the projections were built for different time steps {sorted(steps)} ms; build them all with one dt"
         )
-    for name in value:
+    for name, drive in value.items():
         if name not in populations:
             raise ValueError(f"drive names unknown population {name!r}; populations: {', '.join(populations)}")
+        is_number = isinstance(drive, numbers.Real) and not isinstance(drive, bool)
+        if not (is_number or isinstance(drive, torch.Tensor) and drive.is_floating_point()):
+            raise TypeError(f"drive[{name!r}] must be a number or a floating tensor (nA), got {type(drive).__name__}")
+        check_values_finite(f"drive[{name!r}]", torch.as_tensor(drive))
 
 
 @pytree

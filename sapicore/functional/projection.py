@@ -294,6 +294,10 @@ def _per_synapse(value: Any, count: int, name: str) -> torch.Tensor:
     return tensor
 
 
+#: The largest delay buffer a projection may need (bytes): beyond it a delay is surely a mistake.
+MAX_BUFFER_BYTES = 2**31
+
+
 def projection(
     source: str,
     target: str,
@@ -324,6 +328,18 @@ def projection(
         normalize: if set, after each plasticity update scale the weights onto each target neuron to
             sum to this value.
     """
+    for role, name in (("source", source), ("target", target)):
+        if not isinstance(name, str):
+            raise TypeError(f"{role} must be a population name (str), got {name!r}")
+    if normalize is not None and not (
+        isinstance(normalize, numbers.Real)
+        and not isinstance(normalize, bool)
+        and math.isfinite(normalize)
+        and normalize > 0
+    ):
+        raise ValueError(
+            f"normalize must be None or a positive number (the summed weight onto each target), got {normalize!r}"
+        )
     if not isinstance(connectivity, Connectivity):
         raise TypeError(
             f"connectivity must be a Connectivity (from sapicore.functional.connectivity), got {type(connectivity).__name__}"
@@ -351,6 +367,13 @@ def projection(
         raise ValueError("delays must be finite and >= 0 ms")
     steps = torch.round(delays_ms / dt).to(torch.int64)
     max_delay = int(steps.max()) if count else 0  # sync-ok: building a projection, before any run
+    buffer_bytes = (max_delay + 1) * (n_post + 1) * weights.element_size()
+    if buffer_bytes > MAX_BUFFER_BYTES:
+        raise ValueError(
+            f"a delay of {max_delay * dt:g} ms is {max_delay} steps of dt={dt} ms: the projection's delay "
+            f"buffer ({max_delay + 1} x {n_post + 1} values) would take {buffer_bytes / 2**30:.1f} GiB; check the "
+            "delay's unit (ms) and dt"
+        )
     homogeneous = count == 0 or bool((steps == steps[0]).all())  # sync-ok: building a projection, before any run
     pre, post = connectivity.pre, connectivity.post
 

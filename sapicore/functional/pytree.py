@@ -355,6 +355,16 @@ def distinct(tensor: torch.Tensor) -> torch.Tensor:
     return tensor[index]
 
 
+def check_values_finite(what: str, tensor: torch.Tensor) -> None:
+    """Raise if a (concrete, floating) tensor holds NaN or infinite values, naming the first."""
+    if not (is_concrete(tensor) and tensor.is_floating_point()):
+        return
+    tensor = distinct(tensor)  # a shared (expanded) tensor's values once
+    if not bool(torch.isfinite(tensor).all()):  # sync-ok: entry check, outside the steps
+        first = torch.nonzero(~torch.isfinite(tensor))[0].tolist()  # sync-ok: entry check, outside steps
+        raise ValueError(f"{what} has NaN or infinite values (the first at index {tuple(first)})")
+
+
 def _values(value: Any) -> Any:
     return distinct(value.detach()) if isinstance(value, torch.Tensor) else torch.tensor(float(value))
 

@@ -25,14 +25,14 @@ from typing import Any
 
 import attrs
 import torch
-import torch.utils._pytree as _pytree
 from tqdm.auto import tqdm
 
 from .capacity import Rerun, report_overflow
+from .checks import FiniteWatch, check_fits, check_inputs, check_sinks, check_state
 from .feed import SinkFeed
 from .network import Network
 from .neurons.base import check_consistent, check_dt, check_model
-from .pytree import distinct, is_concrete, tree_leaves, tree_map, validate
+from .pytree import tree_leaves, tree_map, validate
 from .transforms import RunContext, run_context
 
 __all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks", "Plan", "plan_run"]
@@ -79,26 +79,6 @@ def resolve_steps(inputs: Any, steps: int | None, duration: float | None, dt: fl
     return steps
 
 
-def _check_source(inputs: Any) -> None:
-    """Raise for inputs that are not tensors, numbers, a function or None, or that are not finite.
-
-    Inputs may be a dict (e.g. one entry per population) of time-major tensors and numbers.
-    """
-    if inputs is None or callable(inputs):
-        return
-    for leaf in tree_leaves(inputs):
-        if isinstance(leaf, numbers.Real) and not isinstance(leaf, bool):
-            if not math.isfinite(leaf):
-                raise ValueError(f"a constant input must be finite, got {leaf}")
-        elif isinstance(leaf, torch.Tensor):
-            _check_finite("inputs", leaf)
-        else:
-            raise TypeError(
-                "inputs must be a time-major tensor, a function of time t (ms), a number, None, or a dict of "
-                f"tensors and numbers; got {type(leaf).__name__}"
-            )
-
-
 def floating_leaf(tree: Any) -> torch.Tensor:
     """The first floating tensor of a state: it gives the run's device and dtype."""
     return next(leaf for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
@@ -124,28 +104,13 @@ def first_input(inputs: Any, reference: torch.Tensor, lane_inputs: bool = False)
     return tree_map(lambda leaf: take(leaf) if isinstance(leaf, torch.Tensor) else leaf, inputs)
 
 
-def _check_finite(what: str, tensor: torch.Tensor) -> None:
-    if not (is_concrete(tensor) and tensor.is_floating_point()):
-        return
-    tensor = distinct(tensor)  # a shared (expanded) tensor's values once
-    if not bool(torch.isfinite(tensor).all()):  # sync-ok: entry check, outside the steps
-        first = torch.nonzero(~torch.isfinite(tensor))[0].tolist()  # sync-ok: entry check, outside steps
-        raise ValueError(f"{what} has NaN or infinite values (the first at index {tuple(first)})")
-
-
-def check_state(state: Any) -> None:
-    """Raise if a state holds NaN or infinite values (the run would only spread them)."""
-    pairs, _ = _pytree.tree_flatten_with_path(state)
-    for path, leaf in pairs:
-        if isinstance(leaf, torch.Tensor):
-            _check_finite(f"state{_pytree.keystr(path)}", leaf)
-
-
 def _record_names(model: Any, record: Sequence[str] | str | None) -> tuple[str, ...]:
     if record is None:
         record = model.default_record()
     elif isinstance(record, str):
         record = (record,)
+    if not (isinstance(record, (list, tuple)) and all(isinstance(name, str) for name in record)):
+        raise TypeError(f"record must be a name or a list of names such as ('v', 'spikes'), got {record!r}")
     names = tuple(record)
     known = model.record_names()
     unknown = [name for name in names if name not in known]
@@ -195,6 +160,21 @@ def make_chunk(
         return state, {name: torch.stack(values) for name, values in records.items() if values}
 
     return chunk
+
+
+def check_fast(fast: Any) -> None:
+    """Raise unless ``fast`` is True, False or the name of a ``torch.compile`` backend."""
+    if isinstance(fast, bool):
+        return
+    if not isinstance(fast, str):
+        raise TypeError(f"fast must be True, False or a torch.compile backend name, got {type(fast).__name__}")
+    import torch._dynamo
+
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if fast not in known:
+        raise ValueError(
+            f"fast={fast!r} names no torch.compile backend; use True (inductor) or one of: {', '.join(known)}"
+        )
 
 
 def _compile(chunk: Callable, fast: bool | str, device: torch.device) -> Callable:
@@ -275,10 +255,13 @@ def plan_run(
     start_step: int = 0,
     lanes: bool = False,
     input_axis: int = 0,
+    sinks: Sequence[Any] = (),
 ) -> tuple[Any, Plan]:
     """Check a run's arguments once; return the model as the run uses it (propagation backends chosen)
     and the run's :class:`Plan`."""
-    dt, steps, names = checked_arguments(model, state, inputs, dt, steps, duration, record, every, input_axis)
+    dt, steps, names = checked_arguments(model, state, inputs, dt, steps, duration, record, every, input_axis, lanes)
+    check_fast(fast)
+    check_sinks(sinks, names, tuple(name for name in names if model.is_event(name)))
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
         raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
     if chunk is None:  # compiled chunks are unrolled; with lanes a step is heavy enough that 5-step
@@ -310,7 +293,9 @@ def run_chunks(
     along ``plan.record_axis`` (into buffers allocated once; inside an outer ``torch.func`` transform,
     by concatenation, which transforms can follow) unless ``keep`` is False, and handed chunk by
     chunk to each sink (``begin(dt, every)``, ``write(records)``, ``end()``; on CUDA one chunk late,
-    as CPU tensors, see :mod:`sapicore.functional.feed`).
+    as CPU tensors, see :mod:`sapicore.functional.feed`). After each chunk a
+    :class:`~sapicore.functional.checks.FiniteWatch` raises ``FloatingPointError`` if a neuron or
+    synapse variable became NaN or infinite (the sinks then hold the records up to that chunk).
     """
     steps, every, dt, chunk, fast, context = plan.steps, plan.every, plan.dt, plan.chunk, plan.fast, plan.context
     device, dtype, axis = context.device, context.dtype, plan.record_axis
@@ -326,6 +311,7 @@ def run_chunks(
     done = written = 0
     feed = SinkFeed(sinks, device)
     feed.begin(dt, every)
+    watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested)
     try:
         while done < steps:
             n = min(chunk, steps - done)
@@ -342,6 +328,7 @@ def run_chunks(
             if rerun.needed(state):
                 state, records = rerun(build(n), before, xs, t0)
             feed.put(records)
+            watch.check(state, plan.start_step + done, plan.start_step + done + n)
             for name, values in records.items() if keep else ():
                 if context.nested:  # functional: a list of chunks, concatenated at the end
                     buffers.setdefault(name, []).append(values)
@@ -355,6 +342,7 @@ def run_chunks(
             done += n
             bar.update(n)
         feed.flush()
+        watch.flush()
     finally:
         bar.close()
         feed.end()
@@ -377,6 +365,7 @@ def checked_arguments(
     record: Sequence[str] | str | None,
     every: Any,
     time_dim: int = 0,
+    lanes: bool = False,
 ) -> tuple[float, int, tuple[str, ...]]:
     """Check what ``simulate`` and ``sweep`` are given; return (dt, steps, record names)."""
     dt = check_dt(dt)
@@ -384,10 +373,11 @@ def checked_arguments(
         if not math.isclose(model.dt, dt, rel_tol=1e-9):
             raise ValueError(f"the network's projections were built for dt={model.dt} ms, not dt={dt} ms; rebuild them")
         dt = model.dt
-    _check_source(inputs)
+    check_inputs(inputs)
     if not isinstance(model, Network):
         check_model(model)
     validate(model)
+    check_fits(model, state, lanes)
     check_consistent(model, state)
     check_state(state)
     steps = resolve_steps(inputs, steps, duration, dt, time_dim=time_dim)
@@ -436,8 +426,11 @@ def simulate(
             compilation fails; or the name of a ``torch.compile`` backend.
         chunk: steps per chunk (a multiple of ``every``); default 1,000 for the loop, 20 when fast.
         progress: show a tqdm progress bar; default: for runs of 100,000 steps or more on a terminal.
-        sinks: objects that receive the records chunk by chunk, e.g.
-            ``sapicore.logging.nix.NixRecordSink`` or ``sapicore.logging.tensorboard.TensorBoardSink``.
+        sinks: a list of objects that receive the records chunk by chunk, e.g.
+            ``sapicore.logging.nix.NixRecordSink`` or ``sapicore.logging.tensorboard.TensorBoardSink``:
+            methods ``begin(dt, every)``, ``write(records)``, ``end()``, and optionally
+            ``check(names, events)``, called before the run with the recorded names (and those that
+            are events), which raises if the sink needs a record the run does not take.
         keep: also return the records in memory (False keeps memory bounded on long runs).
         start_step: steps already simulated before ``state`` (a resumed run): input functions and
             record times continue from ``start_step * dt``.
@@ -445,6 +438,10 @@ def simulate(
     Returns:
         ``(final_state, records)``: ``records[name]`` has shape ``(steps // every, *shape)`` and
         ``records["t"]`` holds the time (ms) at the end of each recorded step.
+
+    Raises:
+        FloatingPointError: a neuron or synapse variable became NaN or infinite (checked once per
+            chunk; the message names the variable and the chunk's steps).
     """
     model, plan = plan_run(
         model,
@@ -459,6 +456,7 @@ def simulate(
         chunk=chunk,
         progress=progress,
         start_step=start_step,
+        sinks=sinks,
     )
     trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
     build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731

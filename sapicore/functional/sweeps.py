@@ -25,6 +25,20 @@ from .stepper import first_input, floating_leaf, make_chunk, plan_run, run_chunk
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
 
+def _value_lists(function: str, values: dict[str, Any]) -> dict[str, list]:
+    """Each parameter's values as a list, refusing a single value where a list belongs."""
+    if not values:
+        raise ValueError(f"{function} needs at least one parameter with a list of values")
+    lists = {}
+    for name, given in values.items():
+        if isinstance(given, (str, bytes)) or not isinstance(given, Sequence) and not isinstance(given, torch.Tensor):
+            raise TypeError(f"{function} needs a list of values for {name}, got {given!r}; write {name}=[{given!r}]")
+        lists[name] = list(given)
+        if not lists[name]:
+            raise ValueError(f"{function} got an empty list of values for {name}")
+    return lists
+
+
 def _lanes_from(model: Any, labels: list[dict[str, Any]]) -> Any:
     fields = {field.name for field in attrs.fields(type(model))}
     for name in labels[0] if labels else ():
@@ -41,24 +55,18 @@ def grid(model: Any, **values: Sequence[Any]) -> tuple[Any, list[dict[str, Any]]
     ``grid(lif, tau_mem=[10, 20], v_thresh=[-50, -45])`` gives 4 lanes and their labels
     ``[{"tau_mem": 10, "v_thresh": -50}, ...]`` (first parameter varies slowest).
     """
-    if not values:
-        raise ValueError("grid needs at least one parameter with a list of values")
-    names = list(values)
-    labels = [dict(zip(names, combo)) for combo in itertools.product(*(list(v) for v in values.values()))]
-    if not labels:
-        raise ValueError("grid got an empty list of values")
+    lists = _value_lists("grid", values)
+    labels = [dict(zip(lists, combo)) for combo in itertools.product(*lists.values())]
     return _lanes_from(model, labels), labels
 
 
 def zipped(model: Any, **values: Sequence[Any]) -> tuple[Any, list[dict[str, Any]]]:
     """Lanes whose i-th lane takes the i-th value of every given parameter (lists of equal length)."""
-    if not values:
-        raise ValueError("zipped needs at least one parameter with a list of values")
-    lengths = {name: len(list(v)) for name, v in values.items()}
-    if len(set(lengths.values())) != 1 or 0 in lengths.values():
-        raise ValueError(f"zipped needs non-empty value lists of one length, got lengths {lengths}")
-    names = list(values)
-    labels = [dict(zip(names, combo)) for combo in zip(*(list(v) for v in values.values()))]
+    lists = _value_lists("zipped", values)
+    lengths = {name: len(v) for name, v in lists.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"zipped needs value lists of one length, got lengths {lengths}")
+    labels = [dict(zip(lists, combo)) for combo in zip(*lists.values())]
     return _lanes_from(model, labels), labels
 
 

@@ -11,6 +11,7 @@ every ``flush_every`` chunks, so a run that dies keeps every flushed chunk reada
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
 
-from ..functional.events import to_events
+from ..functional.events import check_event_names, to_events
 
 __all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records", "read_events"]
 
@@ -239,6 +240,10 @@ class NixRecordSink:
         self.events = tuple(events)
         self.arrays: dict[str, Any] = {}
         self.chunks = 0
+
+    def check(self, names: Sequence[str], events: Sequence[str]) -> None:
+        """Raise before a run that does not record (as events) every name given as ``events``."""
+        check_event_names(type(self).__name__, self.events, names, events)
 
     def begin(self, dt: float, every: int) -> None:
         self.writer.create_file()

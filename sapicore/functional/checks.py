@@ -1,0 +1,209 @@
+"""What the steppers check: once at entry (inputs, states, sinks) and once per chunk (NaN watch).
+
+Entry checks read every value once, before the first step. A state must be a state *of the model
+it is given to*: :func:`check_fits` compares it, class by class and shape by shape, with the state
+the model would build (on the ``meta`` device, so nothing is allocated), and names the first field
+that differs. During a run :class:`FiniteWatch` checks once per chunk, not per step, that no neuron or
+synapse variable has become NaN or infinite, and names the variable, the steps and the lane.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import torch
+import torch.utils._pytree as _pytree
+
+from .network import Network, NetworkState
+from .pytree import check_values_finite, is_concrete, to, tree_leaves, tree_map
+
+__all__ = ["check_inputs", "check_state", "check_fits", "check_sinks", "FiniteWatch"]
+
+
+def check_inputs(inputs: Any) -> None:
+    """Raise for inputs that are not tensors, numbers, a function or None, or that are not finite.
+
+    Inputs may be a dict (e.g. one entry per population) of time-major tensors and numbers.
+    """
+    if inputs is None or callable(inputs):
+        return
+    for leaf in tree_leaves(inputs):
+        if isinstance(leaf, numbers.Real) and not isinstance(leaf, bool):
+            if not math.isfinite(leaf):
+                raise ValueError(f"a constant input must be finite, got {leaf}")
+        elif isinstance(leaf, torch.Tensor):
+            check_values_finite("inputs", leaf)
+        else:
+            raise TypeError(
+                "inputs must be a time-major tensor, a function of time t (ms), a number, None, or a dict of "
+                f"tensors and numbers; got {type(leaf).__name__}"
+            )
+
+
+def check_state(state: Any) -> None:
+    """Raise if a state holds NaN or infinite values (the run would only spread them)."""
+    pairs, _ = _pytree.tree_flatten_with_path(state)
+    for path, leaf in pairs:
+        if isinstance(leaf, torch.Tensor):
+            check_values_finite(f"state{_pytree.keystr(path)}", leaf)
+
+
+def _expected_state(model: Any, state: Any, lanes: bool) -> Any:
+    """The state ``model`` builds itself, on the meta device (one lane of it when ``lanes``)."""
+    model = to(model, device="meta")
+    if lanes:
+        model = tree_map(lambda leaf: leaf[0] if isinstance(leaf, torch.Tensor) else leaf, model)
+    floating = next(leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point())
+    if isinstance(model, Network):
+        return model.init_state(device="meta", dtype=floating.dtype)
+    shape = tuple(floating.shape[1:] if lanes else floating.shape)
+    return model.init_state(shape, device="meta", dtype=floating.dtype)
+
+
+def _mismatch(expected: Any, given: Any, path: str, lanes: bool) -> str | None:
+    """How ``given`` differs from ``expected`` at the first place it does (None if it fits)."""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(given, torch.Tensor):
+            return f"state{path} is a {type(given).__name__}, not a tensor"
+        shape = tuple(given.shape[1:] if lanes else given.shape)
+        if shape != tuple(expected.shape):
+            return f"state{path} has shape {shape} where {tuple(expected.shape)} is needed"
+        if given.is_floating_point() != expected.is_floating_point():
+            return f"state{path} has dtype {given.dtype} where {expected.dtype} is needed"
+        return None
+    if type(given) is not type(expected):
+        return f"state{path} is of class {type(given).__name__} where {type(expected).__name__} is needed"
+    if isinstance(expected, dict):
+        if set(given) != set(expected):
+            return f"state{path} holds {sorted(given)} where {sorted(expected)} are needed"
+        children = [(f"{path}[{key!r}]", expected[key], given[key]) for key in expected]
+    elif attrs.has(type(expected)):
+        children = [
+            (f"{path}.{f.name}", getattr(expected, f.name), getattr(given, f.name))
+            for f in attrs.fields(type(expected))
+        ]
+    else:
+        return None
+    for child_path, want, have in children:
+        found = _mismatch(want, have, child_path, lanes)
+        if found is not None:
+            return found
+    return None
+
+
+def check_fits(model: Any, state: Any, lanes: bool = False) -> None:
+    """Raise if ``state`` is not a state of ``model`` (another model class, another network, other
+    sizes or delay buffers); with ``lanes`` every tensor carries a leading lane axis."""
+    if not attrs.has(type(state)):
+        raise TypeError(
+            f"state must be the model's state, e.g. model.init_state(shape) (network.init_state() for a "
+            f"network), got {type(state).__name__}"
+        )
+    leaves = [leaf for leaf in tree_leaves((model, state)) if isinstance(leaf, torch.Tensor)]
+    if not all(is_concrete(leaf) for leaf in leaves):
+        return  # inside vmap, grad or compile: the outer call checked
+    expected = _expected_state(model, state, lanes)
+    found = _mismatch(expected, state, "", lanes)
+    if found is not None:
+        if isinstance(model, Network):
+            origin, build = "another network (other populations, sizes, projections or delays)", "network.init_state()"
+        else:
+            origin, build = f"another model than this {type(model).__name__}", "model.init_state(shape)"
+        raise ValueError(f"{found}: the state comes from {origin}; build it with {build}")
+
+
+def check_sinks(sinks: Any, names: tuple[str, ...], events: tuple[str, ...]) -> None:
+    """Raise unless ``sinks`` is a list of objects with ``begin``, ``write`` and ``end`` whose own
+    ``check(names, events)`` (where they have one) accepts what the run records."""
+    if not isinstance(sinks, (list, tuple)):
+        raise TypeError(f"sinks must be a list of sinks, got {type(sinks).__name__}; wrap one sink in a list")
+    for index, sink in enumerate(sinks):
+        missing = [method for method in ("begin", "write", "end") if not callable(getattr(sink, method, None))]
+        if missing:
+            raise TypeError(
+                f"sinks[{index}] ({type(sink).__name__}) is not a sink: it lacks {', '.join(missing)}; "
+                "see sapicore.logging.nix.NixRecordSink"
+            )
+        if callable(getattr(sink, "check", None)):
+            sink.check(names, events)
+
+
+def _watched(state: Any) -> list[tuple[str, torch.Tensor]]:
+    """The floating tensors the NaN watch reads: a network's neuron and synapse states (any NaN that
+    matters reaches them), every floating tensor of another model's state."""
+    if isinstance(state, NetworkState):
+        parts = {f".populations[{name!r}]": pop for name, pop in state.populations.items()}
+        parts |= {f".projections[{name!r}].synapse": proj.synapse for name, proj in state.projections.items()}
+    else:
+        parts = {"": state}
+    watched = []
+    for prefix, tree in parts.items():
+        pairs, _ = _pytree.tree_flatten_with_path(tree)
+        for path, leaf in pairs:
+            if isinstance(leaf, torch.Tensor) and leaf.is_floating_point():
+                watched.append((f"state{prefix}{_pytree.keystr(path)}", leaf))
+    return watched
+
+
+class FiniteWatch:
+    """After each chunk, check that the neuron and synapse variables are still finite.
+
+    One sum per variable and lane (in float64) is all a chunk costs; a NaN or infinity makes its sum
+    non-finite. On the CPU the check is immediate; on CUDA the chunk's sums are copied to the host on
+    the side and read after the next chunk has been launched, so the GPU never waits. ``check``
+    raises ``FloatingPointError`` naming the variable, the chunk's steps and (with lanes) the lane.
+    """
+
+    def __init__(self, device: torch.device, dt: float, lanes: bool, enabled: bool) -> None:
+        self.device, self.dt, self.lanes, self.enabled = device, dt, lanes, enabled
+        self.waiting: tuple[Any, torch.Tensor, list[str], int, int] | None = None
+
+    def check(self, state: Any, first_step: int, end_step: int) -> None:
+        """Check the state after steps ``first_step`` to ``end_step - 1`` (0-based, absolute)."""
+        if not self.enabled:
+            return
+        watched = _watched(state)
+        if not watched:
+            return
+        with torch.no_grad():
+            sums = torch.stack(
+                [
+                    leaf.detach().reshape(leaf.shape[0], -1).sum(1, dtype=torch.float64)
+                    if self.lanes
+                    else leaf.detach().sum(dtype=torch.float64)
+                    for _, leaf in watched
+                ]
+            )
+        names = [name for name, _ in watched]
+        if self.device.type != "cuda":
+            self._raise_if_bad(sums, names, first_step, end_step)
+            return
+        self.flush()
+        host = sums.to("cpu", non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self.waiting = (done, host, names, first_step, end_step)
+
+    def flush(self) -> None:
+        """Read the sums of the chunk still in transit (CUDA), raising if it went bad."""
+        if self.waiting is not None:
+            done, host, names, first_step, end_step = self.waiting
+            self.waiting = None
+            done.synchronize()  # sync-ok: the previous chunk's sums, while the GPU runs the next chunk
+            self._raise_if_bad(host, names, first_step, end_step)
+
+    def _raise_if_bad(self, sums: torch.Tensor, names: Sequence[str], first_step: int, end_step: int) -> None:
+        bad = ~torch.isfinite(sums)
+        if not bool(bad.any()):  # sync-ok: once per chunk, after the chunk (see the class docstring)
+            return
+        where = torch.nonzero(bad)[0].tolist()  # sync-ok: only when the run is already lost
+        lane = f" in lane {where[1]}" if self.lanes else ""
+        raise FloatingPointError(
+            f"{names[where[0]]}{lane} became NaN or infinite during steps {first_step + 1} to {end_step} "
+            f"(t = {first_step * self.dt:g} to {end_step * self.dt:g} ms); check the inputs, drives, weights "
+            "and parameters, or a time step too large for the model"
+        )
