@@ -6,16 +6,20 @@
         (rates, ISI CV, wall time)
     sapicore sweep SPEC [--out DIR] [--duration MS]
         run the lanes of the spec's ``sweep:`` section as vmap lanes and write ``sweep.csv`` and
-        ``sweep.json``: one row per lane with its parameter values, rates and ISI CVs. Launched with
+        ``sweep.json``: one row per lane with its parameter values, rates and ISI CVs, and each lane's
+        outputs (as ``run`` writes them) into ``lanes/<lane>/``. Launched with
         ``torchrun --nproc_per_node N``, the lanes are shared out over the N processes (gloo on the CPU,
         NCCL on GPUs; each process uses the spec's device, or GPU ``LOCAL_RANK`` when it is cuda) and
         rank 0 writes the merged table.
     sapicore inspect FILE
         list what a NIX log holds: its configuration and every data array with shape and time axis
 
-Mistakes in a spec or a file are reported in one line, without a traceback, with exit status 2.
+Mistakes in a spec or a file, and a run whose variables turn NaN or infinite, are reported in one line,
+without a traceback, with exit status 2.
 A run holds its output folder: a second run into the same folder refuses (naming the process that
-holds it), and a run that fails removes the folder if it created it.
+holds it). Files are written under partial names (``records.part.nix``) and renamed when complete,
+so a finished output is never half-written (a killed run leaves its partial NIX log, readable up to
+the last flush); a run that fails removes its partial files, and the folder if it created it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -68,47 +73,108 @@ def claimed(out: str | Path) -> Iterator[Path]:
         except BaseException:
             if not existed:
                 shutil.rmtree(out, ignore_errors=True)
+            else:
+                _remove_partial(out)
             raise
 
 
-def run(spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True) -> dict:
-    """Simulate a spec and write its outputs into ``out``; return the summary."""
+def partial(path: Path) -> Path:
+    """The name a file or folder is written under until it is complete (``records.part.nix``)."""
+    return path.with_name(f"{path.stem}.part{path.suffix}")
+
+
+def _remove_partial(out: Path) -> None:
+    for path in out.rglob("*.part*"):
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def publish(out: Path, names: list[str]) -> None:
+    """Rename each complete output ``out/name`` from its partial name, replacing an older one."""
+    for name in names:
+        final = out / name.rstrip("/")
+        if final.is_dir():
+            shutil.rmtree(final)
+        os.replace(partial(final), final)
+
+
+def _sinks(spec: Any, folder: Path, spike_records: tuple[str, ...]) -> tuple[Any, list, list[str]]:
+    """The sinks a spec's ``outputs:`` asks for, writing under partial names in ``folder``: (the spike
+    events kept in memory for the summary and raster, every sink, the outputs' final names)."""
     import sapicore.functional as sf
-    from sapicore import analysis, plot
     from sapicore.logging.nix import NixRecordSink
     from sapicore.logging.tensorboard import TensorBoardSink
-    from sapicore.spec import initial_state, load_spec
 
-    spec = load_spec(spec_path)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = spec.simulation
-    torch.manual_seed(settings.seed)
-    network = sf.to(spec.network, device=settings.device)
-    state = initial_state(spec)
-    record = settings.record or network.default_record()
-    spike_records = tuple(name for name in record if network.is_event(name))
-    spike_events = sf.SpikeEvents(spike_records)  # the summary and raster read these, not the log
-    sinks: list = [spike_events]
+    folder.mkdir(parents=True, exist_ok=True)
+    spike_events = sf.SpikeEvents(spike_records) if spike_records else None
+    sinks: list = [spike_events] if spike_events else []
+    names: list[str] = []
     if spec.outputs.nix:  # spikes are stored as (time, neuron) events
         sinks.append(
             NixRecordSink(
-                out / "records.nix",
+                partial(folder / "records.nix"),
                 overwrite=True,
                 config_data={"spec": str(spec.source)},
                 flush_every=10,
                 events=spike_records,
             )
         )
+        names.append("records.nix")
     if spec.outputs.tensorboard:
-        sinks.append(TensorBoardSink(out / "tensorboard"))
+        sinks.append(TensorBoardSink(partial(folder / "tensorboard")))
+        names.append("tensorboard/")
+    return spike_events, sinks, names
+
+
+def _spike_summary(spike_events: Any, network: Any, duration: float) -> tuple[dict, dict, dict]:
+    """(events per population for a raster, mean rates in Hz, ISI CVs) from the kept spike events."""
+    from sapicore import analysis
+
+    events = {}
+    for name in spike_events.names if spike_events else ():
+        population = name.split(".")[0]
+        events[population] = (
+            spike_events.times[name],
+            spike_events.neurons[name],
+            network.populations[population].size,
+        )
+    seconds = duration / 1000.0
+    rates = {name: len(times) / size / seconds for name, (times, _, size) in events.items()}
+    cvs = {name: analysis.isi_cv_of_events(times, neurons, size) for name, (times, neurons, size) in events.items()}
+    return events, rates, cvs
+
+
+def _raster(spec: Any, folder: Path, events: dict, title: str) -> list[str]:
+    from sapicore import plot
+
+    if not (spec.outputs.raster and events):
+        return []
+    plot.raster_events(events, partial(folder / "raster.png"), title=title)
+    return ["raster.png"]
+
+
+def run(spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True) -> dict:
+    """Simulate a spec and write its outputs into ``out`` (each under a partial name until it is
+    complete, then renamed); return the summary."""
+    import sapicore.functional as sf
+    from sapicore.spec import initial_state, load_spec
+
+    spec = load_spec(spec_path)
+    out = Path(out)
+    settings = spec.simulation
+    duration = duration or settings.duration
+    torch.manual_seed(settings.seed)
+    network = sf.to(spec.network, device=settings.device)
+    state = initial_state(spec)
+    record = settings.record or network.default_record()
+    spike_records = tuple(name for name in record if network.is_event(name))
+    spike_events, sinks, names = _sinks(spec, out, spike_records)
     start = time.perf_counter()
     with torch.no_grad():
         sf.simulate(
             network,
             state,
             dt=settings.dt,
-            duration=duration or settings.duration,
+            duration=duration,
             record=record,
             every=settings.every,
             fast=settings.fast,
@@ -117,33 +183,20 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
             keep=False,  # records stream to the sinks: memory stays bounded
         )
     wall = time.perf_counter() - start
-    shutil.copyfile(spec.source, out / "spec.yaml")
-    events = {}
-    for name in spike_records:
-        population = name.split(".")[0]
-        events[population] = (
-            spike_events.times[name],
-            spike_events.neurons[name],
-            network.populations[population].size,
-        )
-    seconds = (duration or settings.duration) / 1000.0
+    shutil.copyfile(spec.source, partial(out / "spec.yaml"))
+    events, rates, cvs = _spike_summary(spike_events, network, duration)
+    names += ["spec.yaml"] + _raster(spec, out, events, spec.source.stem)
     summary = {
         "spec": str(spec.source),
-        "duration_ms": duration or settings.duration,
+        "duration_ms": duration,
         "dt_ms": settings.dt,
         "wall_seconds": round(wall, 3),
-        "mean_rate_hz": {name: len(times) / size / seconds for name, (times, _, size) in events.items()},
-        "isi_cv": {
-            name: analysis.isi_cv_of_events(times, neurons, size) for name, (times, neurons, size) in events.items()
-        },
-        "outputs": ["summary.json", "spec.yaml"] + (["records.nix"] if spec.outputs.nix else []),
+        "mean_rate_hz": rates,
+        "isi_cv": cvs,
+        "outputs": ["summary.json"] + names,
     }
-    if spec.outputs.raster and events:
-        plot.raster_events(events, out / "raster.png", title=spec.source.stem)
-        summary["outputs"].append("raster.png")
-    if spec.outputs.tensorboard:
-        summary["outputs"].append("tensorboard/")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    partial(out / "summary.json").write_text(json.dumps(summary, indent=2))
+    publish(out, summary["outputs"])
     return summary
 
 
@@ -160,11 +213,14 @@ def _distributed(device: str) -> tuple[int, int]:
 
 
 def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True) -> list[dict]:
-    """Run a spec's sweep lanes (sharded over torchrun processes); rank 0 writes and returns the table."""
+    """Run a spec's sweep lanes (sharded over torchrun processes); rank 0 writes and returns the table.
+
+    Each lane writes the outputs the spec asks for (NIX log, raster, TensorBoard) into
+    ``out/lanes/<lane>/``, as ``sapicore run`` writes them into ``out``.
+    """
     import csv
 
     import sapicore.functional as sf
-    from sapicore import analysis
     from sapicore.spec import SpecError, expand_sweep, initial_state, load_data, parse_spec
 
     path, data = load_data(spec_path)
@@ -188,9 +244,12 @@ def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None,
             ) from None
         states = sf.stack([sf.to(initial_state(specs[i]), device=device) for i in mine])
         record = settings.record or lanes.default_record()
+        spike_records = tuple(name for name in record if lanes.is_event(name))
+        folders = {lane: Path(out) / "lanes" / str(lane) for lane in mine}
+        outputs = {lane: _sinks(specs[lane], folders[lane], spike_records) for lane in mine}
         torch.manual_seed(settings.seed)
         with torch.no_grad():
-            _, records = sf.sweep(
+            sf.sweep(
                 lanes,
                 states,
                 dt=settings.dt,
@@ -199,16 +258,18 @@ def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None,
                 every=settings.every,
                 fast=settings.fast,
                 progress=progress and rank == 0,
+                sinks=[sf.PerLane([outputs[lane][1] for lane in mine])],
+                keep=False,
             )
-        window = settings.dt * settings.every
-        events = [name for name in record if lanes.is_event(name)]
-        for position, lane in enumerate(mine):
+        for lane in mine:
+            spike_events, _, names = outputs[lane]
+            events, rates, cvs = _spike_summary(spike_events, specs[lane].network, duration or settings.duration)
+            names += _raster(specs[lane], folders[lane], events, f"{path.stem} lane {lane}")
+            publish(folders[lane], names)
             row = {"lane": lane, **labels[lane]}
-            for name in events:
-                spikes = records[name][position].cpu()
-                population = name.split(".")[0]
-                row[f"rate_hz.{population}"] = analysis.mean_rate(spikes, window)
-                row[f"isi_cv.{population}"] = analysis.isi_cv(spikes, window)
+            for population in rates:
+                row[f"rate_hz.{population}"] = rates[population]
+                row[f"isi_cv.{population}"] = cvs[population]
             rows.append(row)
     if world > 1:
         import torch.distributed as dist
@@ -220,11 +281,12 @@ def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None,
     if rank == 0:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "sweep.json").write_text(json.dumps(rows, indent=2))
-        with open(out / "sweep.csv", "w", newline="") as handle:
+        partial(out / "sweep.json").write_text(json.dumps(rows, indent=2))
+        with open(partial(out / "sweep.csv"), "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
+        publish(out, ["sweep.json", "sweep.csv"])
     return rows
 
 
@@ -286,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"wrote sweep.csv and sweep.json ({len(rows)} lanes) into {out}")
         else:
             print(inspect(args.file))
-    except (SpecError, FileNotFoundError, FileExistsError, ValueError) as err:
+    except (SpecError, FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
         print(f"sapicore: error: {err}", file=sys.stderr)
         return 2
     return 0

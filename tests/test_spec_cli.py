@@ -237,6 +237,12 @@ def test_a_two_process_sweep_equals_the_one_process_sweep(tmp_path):
     two = json.loads((tmp_path / "two" / "sweep.json").read_text())
     assert len(one) == 6 and one == two
     assert one[1]["rate_hz.a"] > one[0]["rate_hz.a"]  # more drive, more spikes
+    for row in one:  # each lane's outputs, as 'sapicore run' writes them, from whichever process ran it
+        for folder in (tmp_path / "one", tmp_path / "two"):
+            lane = folder / "lanes" / str(row["lane"])
+            times, _ = read_events(lane / "records.nix", "a.spikes")
+            assert len(times) == round(row["rate_hz.a"] * 20 * 0.1) and (lane / "raster.png").exists()
+    assert not list(tmp_path.rglob("*.part*"))
     assert (
         (tmp_path / "two" / "sweep.csv")
         .read_text()
@@ -315,6 +321,25 @@ def test_a_second_run_into_a_folder_in_use_refuses_in_one_line(tmp_path, capsys)
         holder.wait()
     assert main(["run", str(spec_file), "--out", str(out), "--no-progress"]) == 0  # the lock died with it
     assert (out / "summary.json").exists()
+
+
+def test_a_run_that_fails_mid_way_keeps_the_older_outputs_and_leaves_no_partial_file(tmp_path, capsys):
+    spec_file = tmp_path / "small.yaml"
+    spec_file.write_text(SMALL)
+    out = tmp_path / "out"
+    assert main(["run", str(spec_file), "--out", str(out), "--no-progress"]) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    assert {"records.nix", "summary.json", "raster.png", "spec.yaml"} <= set(before)
+    data = small()
+    data["populations"]["b"] = {"model": "AdEx", "size": 5, "parameters": {"b": 1e38}}  # w overflows at a spike
+    data["drive"]["b"] = 5.0
+    spec_file.write_text(yaml_dumps(data))
+    assert main(["run", str(spec_file), "--out", str(out), "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("sapicore: error: state.populations['b'].v became NaN or infinite during steps")
+    assert "\n" not in error
+    after = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    assert after == before  # the complete outputs of the first run, untouched; nothing partial
 
 
 def test_a_failed_run_leaves_no_folder_behind_and_a_sweep_needs_a_sweep_section(tmp_path, capsys):

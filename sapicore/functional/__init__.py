@@ -8,6 +8,7 @@ membrane area; Izhikevich in the paper's units).
 from . import capacity, connectivity, transforms
 from .connectivity import Connectivity
 from .events import SpikeEvents
+from .feed import PerLane
 from .integrators import METHODS, euler, exponential_euler, integrate, rk4
 from .network import Network, NetworkState, Population
 from .neurons import (
@@ -70,6 +71,7 @@ __all__ = [
     "RewardSTDP",
     "STDP",
     "SpikeEvents",
+    "PerLane",
     "SpikeInput",
     "TripletSTDP",
     "connectivity",

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["SinkFeed"]
+__all__ = ["SinkFeed", "PerLane"]
 
 
 class SinkFeed:
@@ -63,3 +63,39 @@ class SinkFeed:
     def end(self) -> None:
         for sink in self.sinks:
             sink.end()
+
+
+class PerLane:
+    """A ``sweep`` sink that gives each lane its own sinks: ``PerLane([[lane0_sinks...], [lane1_sinks...]])``.
+
+    A sweep's records carry a leading lane axis ``(lanes, records, ...)``; lane ``b``'s sinks receive
+    ``records[name][b]``, time-major, as they would from ``simulate``.
+    """
+
+    def __init__(self, lanes: Sequence[Sequence[Any]]) -> None:
+        self.lanes = [list(sinks) for sinks in lanes]
+
+    def check(self, names: Sequence[str], events: Sequence[str]) -> None:
+        for sinks in self.lanes:
+            for sink in sinks:
+                if callable(getattr(sink, "check", None)):
+                    sink.check(names, events)
+
+    def begin(self, dt: float, every: int) -> None:
+        for sinks in self.lanes:
+            for sink in sinks:
+                sink.begin(dt, every)
+
+    def write(self, records: dict[str, torch.Tensor]) -> None:
+        count = next(iter(records.values())).shape[0] if records else len(self.lanes)
+        if count != len(self.lanes):
+            raise ValueError(f"PerLane holds sinks for {len(self.lanes)} lanes but the records have {count}")
+        for lane, sinks in enumerate(self.lanes):
+            own = {name: values[lane] for name, values in records.items()}
+            for sink in sinks:
+                sink.write(own)
+
+    def end(self) -> None:
+        for sinks in self.lanes:
+            for sink in sinks:
+                sink.end()

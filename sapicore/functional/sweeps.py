@@ -99,6 +99,8 @@ def sweep(
     fast: bool | str = False,
     chunk: int | None = None,
     progress: bool | None = None,
+    sinks: Sequence[Any] = (),
+    keep: bool = True,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """Run B parameter lanes of one model in one vmapped call; like ``simulate``, with a lane axis.
 
@@ -112,6 +114,9 @@ def sweep(
             knows its sizes).
         randomness: ``vmap``'s randomness mode for random ops inside steps ('different', 'same', 'error').
         dt, steps, duration, record, every, fast, chunk, progress: as for ``simulate``.
+        sinks: as for ``simulate``; they receive records with the lane axis first
+            ``(B, records, ...)``; :class:`~sapicore.functional.feed.PerLane` gives each lane its own sinks.
+        keep: also return the records in memory (as for ``simulate``).
 
     Returns:
         ``(final_states, records)`` with a leading lane axis: ``records[name]`` has shape
@@ -148,6 +153,7 @@ def sweep(
         progress=progress,
         lanes=True,
         input_axis=1 if lane_inputs else 0,
+        sinks=sinks,
     )
     first_model, first_state = _lane(lanes, 0), _lane(state, 0)
     reference = floating_leaf(first_state)
@@ -158,4 +164,4 @@ def sweep(
         chunk_fn = make_chunk(lanes, plan.names, n, plan.every, plan.dt, inputs)
         return torch.func.vmap(chunk_fn, in_dims=(0, 0, input_dim, None), randomness=randomness)
 
-    return run_chunks(build, lanes, state, inputs, plan)
+    return run_chunks(build, lanes, state, inputs, plan, sinks, keep)
