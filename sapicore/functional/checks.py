@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -133,8 +132,8 @@ def check_sinks(sinks: Any, names: tuple[str, ...], events: tuple[str, ...]) -> 
 
 
 def _watched(state: Any) -> list[tuple[str, torch.Tensor]]:
-    """The floating tensors the NaN watch reads: a network's neuron and synapse states (any NaN that
-    matters reaches them), every floating tensor of another model's state."""
+    """(name, tensor) of the floating tensors the NaN watch reads: a network's neuron and synapse
+    states (any NaN that matters reaches them), every floating tensor of another model's state."""
     if isinstance(state, NetworkState):
         parts = {f".populations[{name!r}]": pop for name, pop in state.populations.items()}
         parts |= {f".projections[{name!r}].synapse": proj.synapse for name, proj in state.projections.items()}
@@ -142,68 +141,72 @@ def _watched(state: Any) -> list[tuple[str, torch.Tensor]]:
         parts = {"": state}
     watched = []
     for prefix, tree in parts.items():
-        pairs, _ = _pytree.tree_flatten_with_path(tree)
-        for path, leaf in pairs:
-            if isinstance(leaf, torch.Tensor) and leaf.is_floating_point():
-                watched.append((f"state{prefix}{_pytree.keystr(path)}", leaf))
+        if attrs.has(type(tree)):  # the common case, without a generic (slower) flatten
+            items = [(f".{field.name}", getattr(tree, field.name)) for field in attrs.fields(type(tree))]
+        else:
+            pairs, _ = _pytree.tree_flatten_with_path(tree)
+            items = [(_pytree.keystr(path), leaf) for path, leaf in pairs]
+        watched += [
+            (f"state{prefix}{key}", leaf)
+            for key, leaf in items
+            if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()
+        ]
     return watched
 
 
 class FiniteWatch:
     """After each chunk, check that the neuron and synapse variables are still finite.
 
-    One sum per variable and lane (in float64) is all a chunk costs; a NaN or infinity makes its sum
-    non-finite. On the CPU the check is immediate; on CUDA the chunk's sums are copied to the host on
-    the side and read after the next chunk has been launched, so the GPU never waits. ``check``
-    raises ``FloatingPointError`` naming the variable, the chunk's steps and (with lanes) the lane.
+    A chunk costs one sum over all of them (a NaN or infinity makes it non-finite; only then are the
+    variables looked at one by one, so a sum that merely overflows raises nothing). On the CPU the
+    check is immediate; on CUDA the sum is copied to the host on the side and read after the next
+    chunk has been launched, so the GPU never waits. ``check`` raises ``FloatingPointError`` naming
+    the variable, the chunk's steps and (with lanes) the lane.
     """
 
     def __init__(self, device: torch.device, dt: float, lanes: bool, enabled: bool) -> None:
         self.device, self.dt, self.lanes, self.enabled = device, dt, lanes, enabled
-        self.waiting: tuple[Any, torch.Tensor, list[str], int, int] | None = None
+        self.waiting: tuple[Any, torch.Tensor, Any, int, int] | None = None
 
     def check(self, state: Any, first_step: int, end_step: int) -> None:
         """Check the state after steps ``first_step`` to ``end_step - 1`` (0-based, absolute)."""
         if not self.enabled:
             return
-        watched = _watched(state)
-        if not watched:
+        leaves = [leaf if leaf.dim() == 1 else leaf.reshape(-1) for _, leaf in _watched(state)]
+        if not leaves:
             return
         with torch.no_grad():
-            sums = torch.stack(
-                [
-                    leaf.detach().reshape(leaf.shape[0], -1).sum(1, dtype=torch.float64)
-                    if self.lanes
-                    else leaf.detach().sum(dtype=torch.float64)
-                    for _, leaf in watched
-                ]
-            )
-        names = [name for name, _ in watched]
+            total = torch.cat(leaves).sum() if len(leaves) > 1 else leaves[0].sum()
         if self.device.type != "cuda":
-            self._raise_if_bad(sums, names, first_step, end_step)
+            if not math.isfinite(total.item()):  # sync-ok: once per chunk, after the chunk (see the docstring)
+                self._raise(state, first_step, end_step)
             return
-        self.flush()
-        host = sums.to("cpu", non_blocking=True)
+        self.flush(state)
+        host = total.to("cpu", non_blocking=True)
         done = torch.cuda.Event()
         done.record()
-        self.waiting = (done, host, names, first_step, end_step)
+        self.waiting = (done, host, first_step, end_step)
 
-    def flush(self) -> None:
-        """Read the sums of the chunk still in transit (CUDA), raising if it went bad."""
+    def flush(self, state: Any) -> None:
+        """Read the sum of the chunk still in transit (CUDA), raising if it went bad."""
         if self.waiting is not None:
-            done, host, names, first_step, end_step = self.waiting
+            done, host, first_step, end_step = self.waiting
             self.waiting = None
-            done.synchronize()  # sync-ok: the previous chunk's sums, while the GPU runs the next chunk
-            self._raise_if_bad(host, names, first_step, end_step)
+            done.synchronize()  # sync-ok: the previous chunk's sum, while the GPU runs the next chunk
+            if not math.isfinite(host.item()):  # sync-ok: a host tensor, already copied
+                self._raise(state, first_step, end_step)
 
-    def _raise_if_bad(self, sums: torch.Tensor, names: Sequence[str], first_step: int, end_step: int) -> None:
-        bad = ~torch.isfinite(sums)
-        if not bool(bad.any()):  # sync-ok: once per chunk, after the chunk (see the class docstring)
-            return
-        where = torch.nonzero(bad)[0].tolist()  # sync-ok: only when the run is already lost
-        lane = f" in lane {where[1]}" if self.lanes else ""
-        raise FloatingPointError(
-            f"{names[where[0]]}{lane} became NaN or infinite during steps {first_step + 1} to {end_step} "
-            f"(t = {first_step * self.dt:g} to {end_step * self.dt:g} ms); check the inputs, drives, weights "
-            "and parameters, or a time step too large for the model"
-        )
+    def _raise(self, state: Any, first_step: int, end_step: int) -> None:
+        """Name the first non-finite variable (and lane) of ``state``, if any, and raise."""
+        for name, leaf in _watched(state):
+            bad = ~torch.isfinite(leaf.detach())
+            if not bool(bad.any()):  # sync-ok: only when a chunk's sum was not finite
+                continue
+            lane = ""
+            if self.lanes:
+                lane = f" in lane {int(torch.nonzero(bad.reshape(bad.shape[0], -1).any(1))[0])}"  # sync-ok: as above
+            raise FloatingPointError(
+                f"{name}{lane} became NaN or infinite during steps {first_step + 1} to {end_step} "
+                f"(t = {first_step * self.dt:g} to {end_step * self.dt:g} ms); check the inputs, drives, weights "
+                "and parameters, or a time step too large for the model"
+            )

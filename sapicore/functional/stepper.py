@@ -342,7 +342,7 @@ def run_chunks(
             done += n
             bar.update(n)
         feed.flush()
-        watch.flush()
+        watch.flush(state)
     finally:
         bar.close()
         feed.end()
