@@ -1,3 +1,7 @@
+"""The example of the original Sapicore README (its classes and pipeline as written there): a two-neuron model
+whose synapse learns the product of its neurons' absolute activations. It prints the weights before
+and after three learning steps. Run: python examples/seed_readme_example.py"""
+
 import torch
 
 from sapicore.learning import SapicoreLearning
@@ -107,6 +111,9 @@ class SimplePipeline(PipelineBase):
 
 
 if __name__ == '__main__':
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__).parse_args()  # answers --help
     # create and run the model
     pipeline = SimplePipeline()
     pipeline.run()
