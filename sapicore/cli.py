@@ -1,6 +1,6 @@
 """The ``sapicore`` command (also ``python -m sapicore``).
 
-    sapicore run SPEC [--out DIR] [--duration MS] [--no-progress]
+    sapicore run SPEC [--out DIR] [--duration MS] [--set KEY=VALUE ...] [--no-progress]
         simulate a spec (a YAML file, or the name of a shipped spec such as ``coba``) and write the
         NIX log of its records (spikes as time/neuron events), a raster plot and ``summary.json``
         (rates, ISI CV, wall time)
@@ -125,21 +125,21 @@ def _sinks(spec: Any, folder: Path, spike_records: tuple[str, ...]) -> tuple[Any
     return spike_events, sinks, names
 
 
-def _spike_summary(spike_events: Any, network: Any, duration: float) -> tuple[dict, dict, dict]:
-    """(events per population for a raster, mean rates in Hz, ISI CVs) from the kept spike events."""
+def _spike_summary(spike_events: Any, network: Any, duration: float, discard: float) -> tuple[dict, dict, dict]:
+    """(events per population for a raster, mean rates in Hz, ISI CVs), from the kept spike events
+    after the first ``discard`` ms."""
     from sapicore import analysis
 
-    events = {}
+    events, rates, cvs = {}, {}, {}
+    seconds = (duration - discard) / 1000.0
     for name in spike_events.names if spike_events else ():
         population = name.split(".")[0]
-        events[population] = (
-            spike_events.times[name],
-            spike_events.neurons[name],
-            network.populations[population].size,
-        )
-    seconds = duration / 1000.0
-    rates = {name: len(times) / size / seconds for name, (times, _, size) in events.items()}
-    cvs = {name: analysis.isi_cv_of_events(times, neurons, size) for name, (times, neurons, size) in events.items()}
+        times, neurons = spike_events.times[name], spike_events.neurons[name]
+        size = network.populations[population].size
+        events[population] = (times, neurons, size)
+        kept = times > discard
+        rates[population] = int(kept.sum()) / size / seconds
+        cvs[population] = analysis.isi_cv_of_events(times[kept], neurons[kept], size)
     return events, rates, cvs
 
 
@@ -152,16 +152,22 @@ def _raster(spec: Any, folder: Path, events: dict, title: str) -> list[str]:
     return ["raster.png"]
 
 
-def run(spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True) -> dict:
-    """Simulate a spec and write its outputs into ``out`` (each under a partial name until it is
-    complete, then renamed); return the summary."""
+def run(
+    spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True, overrides: tuple = ()
+) -> dict:
+    """Simulate a spec (with ``overrides``, ``"dotted.key=value"`` strings) and write its outputs into
+    ``out`` (each under a partial name until it is complete, then renamed); return the summary."""
     import sapicore.functional as sf
-    from sapicore.spec import initial_state, load_spec
+    from sapicore.spec import SpecError, initial_state, load_spec
 
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, overrides)
     out = Path(out)
     settings = spec.simulation
     duration = duration or settings.duration
+    if settings.discard and duration <= settings.discard:
+        raise SpecError(
+            f"{spec.source}: --duration {duration} ms is not longer than simulation.discard ({settings.discard} ms)"
+        )
     torch.manual_seed(settings.seed)
     network = sf.to(spec.network, device=settings.device)
     state = initial_state(spec)
@@ -184,14 +190,17 @@ def run(spec_path: str | Path, out: str | Path, duration: float | None = None, p
         )
     wall = time.perf_counter() - start
     shutil.copyfile(spec.source, partial(out / "spec.yaml"))
-    events, rates, cvs = _spike_summary(spike_events, network, duration)
+    events, rates, cvs = _spike_summary(spike_events, network, duration, settings.discard)
     names += ["spec.yaml"] + _raster(spec, out, events, spec.source.stem)
     summary = {
         "spec": str(spec.source),
+        "overrides": list(overrides),
         "duration_ms": duration,
         "dt_ms": settings.dt,
+        "discarded_ms": settings.discard,
         "wall_seconds": round(wall, 3),
         "mean_rate_hz": rates,
+        **({"reference_rate_hz": spec.reference_rates} if spec.reference_rates else {}),
         "isi_cv": cvs,
         "outputs": ["summary.json"] + names,
     }
@@ -212,7 +221,9 @@ def _distributed(device: str) -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True) -> list[dict]:
+def sweep(
+    spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True, overrides: tuple = ()
+) -> list[dict]:
     """Run a spec's sweep lanes (sharded over torchrun processes); rank 0 writes and returns the table.
 
     Each lane writes the outputs the spec asks for (NIX log, raster, TensorBoard) into
@@ -221,9 +232,10 @@ def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None,
     import csv
 
     import sapicore.functional as sf
-    from sapicore.spec import SpecError, expand_sweep, initial_state, load_data, parse_spec
+    from sapicore.spec import SpecError, expand_sweep, initial_state, load_data, override, parse_spec
 
     path, data = load_data(spec_path)
+    data = override(data, overrides, path)
     if not isinstance(data, dict) or "sweep" not in data:
         raise SpecError(f"{path}: no sweep: section (grid, zip or random); 'sapicore run' runs a spec without one")
     lanes_data, labels = expand_sweep(data, path)
@@ -263,7 +275,9 @@ def sweep(spec_path: str | Path, out: str | Path, duration: float | None = None,
             )
         for lane in mine:
             spike_events, _, names = outputs[lane]
-            events, rates, cvs = _spike_summary(spike_events, specs[lane].network, duration or settings.duration)
+            events, rates, cvs = _spike_summary(
+                spike_events, specs[lane].network, duration or settings.duration, settings.discard
+            )
             names += _raster(specs[lane], folders[lane], events, f"{path.stem} lane {lane}")
             publish(folders[lane], names)
             row = {"lane": lane, **labels[lane]}
@@ -321,11 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>)")
     run_parser.add_argument("--duration", type=float, default=None, help="override the spec's duration (ms)")
     run_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run_parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="set a spec value, e.g. builder.scale=0.05"
+    )
     sweep_parser = commands.add_parser("sweep", help="run the lanes of a spec's sweep section")
     sweep_parser.add_argument("spec")
     sweep_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>-sweep)")
     sweep_parser.add_argument("--duration", type=float, default=None, help="override the spec's duration (ms)")
     sweep_parser.add_argument("--no-progress", action="store_true")
+    sweep_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a spec value")
     inspect_parser = commands.add_parser("inspect", help="list what a NIX log holds")
     inspect_parser.add_argument("file")
     args = parser.parse_args(argv)
@@ -336,14 +354,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             out = args.out or Path("outputs") / Path(args.spec).stem
             with claimed(out):
-                summary = run(args.spec, out, args.duration, progress=not args.no_progress)
+                summary = run(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
             print(json.dumps(summary, indent=2))
             print(f"wrote {', '.join(summary['outputs'])} into {out}")
         elif args.command == "sweep":
             out = args.out or Path("outputs") / f"{Path(args.spec).stem}-sweep"
             first = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 writes and holds the folder
             with claimed(out) if first else contextlib.nullcontext():
-                rows = sweep(args.spec, out, args.duration, progress=not args.no_progress)
+                rows = sweep(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
             if first:
                 print(f"wrote sweep.csv and sweep.json ({len(rows)} lanes) into {out}")
         else:

@@ -21,6 +21,14 @@ coba`` runs the shipped ``specs/coba.yaml``)::
     drive: {exc: 0.2}
     outputs: {nix: true, raster: true, tensorboard: false}
 
+Instead of ``populations`` and ``projections`` a spec may name a network builder, with its arguments
+(``sapicore run microcircuit`` runs the shipped ``specs/microcircuit.yaml``)::
+
+    builder: {name: potjans2014, scale: 0.1}
+
+``simulation.discard`` (ms, default 0) leaves the first milliseconds out of the summary's rates and
+ISI CVs (the transient after the initial state).
+
 A parameter, an initial value or a weight may be a number or a distribution drawn per neuron (or per
 synapse) with the spec's seed: ``{distribution: normal, mean: m, std: s}``,
 ``{distribution: uniform, low: a, high: b}`` or ``{distribution: lognormal, mean: m, std: s}`` (of
@@ -41,7 +49,17 @@ from tree_config.yaml import yaml_loads
 import sapicore.functional as sf
 from sapicore.functional import connectivity as conn
 
-__all__ = ["SpecError", "Spec", "load_spec", "load_data", "parse_spec", "initial_state", "expand_sweep", "SHIPPED"]
+__all__ = [
+    "SpecError",
+    "Spec",
+    "load_spec",
+    "load_data",
+    "override",
+    "parse_spec",
+    "initial_state",
+    "expand_sweep",
+    "SHIPPED",
+]
 
 SHIPPED = Path(__file__).resolve().parent / "specs"
 
@@ -67,6 +85,28 @@ DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high"), "lognorm
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Network, dict, dict]:
+    from sapicore.networks import potjans2014
+
+    options = reader.mapping(arguments, "builder", optional=("name", "scale", "k_scale", "seed", "background"))
+    values = {
+        key: reader.number(options[key], f"builder.{key}", positive=True)
+        for key in ("scale", "k_scale")
+        if key in options
+    }
+    if "seed" in options:
+        values["seed"] = reader.integer(options["seed"], "builder.seed")
+    if "background" in options:
+        values["background"] = reader.choice(options["background"], "builder.background", ("poisson", "dc"))
+    network = _build(lambda **kw: potjans2014.microcircuit(dt=dt, **kw), values, reader, "builder")
+    reference = dict(zip(potjans2014.POPULATIONS, potjans2014.REFERENCE_RATES))
+    return network, potjans2014.initial_values(network, reader.generator), reference
+
+
+#: name -> function(reader, arguments, dt) -> (network, initial values, reference rates in Hz)
+BUILDERS = {"potjans2014": _potjans2014}
+
+
 class SpecError(ValueError):
     """A mistake in a spec file: ``file: key.path: what is wrong``."""
 
@@ -83,6 +123,7 @@ class Simulation:
     record: tuple[str, ...] = ()
     every: int = 1
     fast: bool = False
+    discard: float = 0.0
 
 
 @attrs.frozen
@@ -103,6 +144,7 @@ class Spec:
     initial: dict
     simulation: Simulation
     outputs: Outputs
+    reference_rates: dict = attrs.field(factory=dict)
 
 
 def _device(reader: _Reader, value: Any) -> str:
@@ -201,15 +243,19 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
     source = Path(source)
     generator = torch.Generator()
     reader = _Reader(source, generator)
+    built = isinstance(data, dict) and "builder" in data
     top = reader.mapping(
-        data, "", required=("simulation", "populations"), optional=("projections", "drive", "outputs", "sweep")
+        data,
+        "",
+        required=("simulation", "builder") if built else ("simulation", "populations"),
+        optional=("outputs", "sweep") if built else ("projections", "drive", "outputs", "sweep"),
     )
 
     sim = reader.mapping(
         top["simulation"],
         "simulation",
         required=("dt", "duration"),
-        optional=("device", "dtype", "seed", "record", "every", "fast"),
+        optional=("device", "dtype", "seed", "record", "every", "fast", "discard"),
     )
     seed = reader.integer(sim.get("seed", 0), "simulation.seed")
     generator.manual_seed(seed)
@@ -229,7 +275,23 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
         record=tuple(record),
         every=reader.integer(sim.get("every", 1), "simulation.every", minimum=1),
         fast=reader.boolean(sim.get("fast", False), "simulation.fast"),
+        discard=reader.number(sim.get("discard", 0.0), "simulation.discard"),
     )
+    if not 0.0 <= simulation.discard < duration:
+        raise reader.fail(
+            "simulation.discard", f"expected a time in [0, duration = {duration}) ms, got {simulation.discard}"
+        )
+    outputs_spec = reader.mapping(top.get("outputs", {}), "outputs", optional=("nix", "raster", "tensorboard"))
+    outputs = Outputs(**{key: reader.boolean(value, f"outputs.{key}") for key, value in outputs_spec.items()})
+    if built:
+        builder = top["builder"]
+        if not isinstance(builder, dict):
+            raise reader.fail(
+                "builder", f"expected a mapping such as {{name: potjans2014, scale: 0.1}}, got {builder!r}"
+            )
+        name = reader.choice(builder.get("name"), "builder.name", BUILDERS)
+        network, initial, reference = BUILDERS[name](reader, {k: v for k, v in builder.items() if k != "name"}, dt)
+        return _finish(reader, source, network, initial, simulation, outputs, reference)
 
     populations, initial = {}, {}
     pops = reader.mapping(top["populations"], "populations", named=True)
@@ -320,12 +382,22 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
     drive = {}
     for name, value in reader.mapping(top.get("drive", {}), "drive", optional=tuple(populations)).items():
         drive[name] = reader.value(value, f"drive.{name}", populations[name].size)
-    outputs_spec = reader.mapping(top.get("outputs", {}), "outputs", optional=("nix", "raster", "tensorboard"))
-    outputs = Outputs(**{key: reader.boolean(value, f"outputs.{key}") for key, value in outputs_spec.items()})
-
     network = _build(
         sf.Network, {"populations": populations, "projections": projections, "drive": drive}, reader, "projections"
     )
+    return _finish(reader, source, network, initial, simulation, outputs, {})
+
+
+def _finish(
+    reader: _Reader,
+    source: Path,
+    network: sf.Network,
+    initial: dict,
+    simulation: Simulation,
+    outputs: Outputs,
+    reference: dict,
+) -> Spec:
+    """The spec of a built network: its dtype set, its records checked."""
     dtype = DTYPES[simulation.dtype]
     network = sf.to(network, dtype=dtype)
     known = set(network.record_names())
@@ -335,7 +407,7 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
                 f"simulation.record[{index}]",
                 f"unknown record {name!r}; this network offers: {', '.join(sorted(known))}",
             )
-    return Spec(source=source, network=network, initial=initial, simulation=simulation, outputs=outputs)
+    return Spec(source, network, initial, simulation, outputs, reference)
 
 
 def load_data(path: str | Path) -> tuple[Path, Any]:
@@ -352,21 +424,40 @@ def load_data(path: str | Path) -> tuple[Path, Any]:
         raise SpecError(f"{path}: not valid YAML: {err}") from None
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and check a spec file; a shipped spec can be named without its path (``coba``)."""
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+    """Read and check a spec file; a shipped spec can be named without its path (``coba``).
+
+    ``overrides``: ``"dotted.key=value"`` strings (the value in YAML) set before the spec is checked,
+    e.g. ``"builder.scale=0.05"`` or ``"simulation.duration=200"``.
+    """
     path, data = load_data(path)
-    return parse_spec(data, path)
+    return parse_spec(override(data, overrides, path), path)
 
 
-def _set_path(data: Any, dotted: str, value: Any, reader: _Reader) -> None:
+def override(data: Any, overrides: list[str] | tuple[str, ...], source: str | Path = "<spec>") -> Any:
+    """``data`` with each ``"dotted.key=value"`` of ``overrides`` set (the value read as YAML)."""
+    reader = _Reader(Path(source), torch.Generator())
+    for item in overrides:
+        key, equals, text = item.partition("=")
+        if not equals or not key:
+            raise reader.fail(f"--set {item}", "expected KEY=VALUE, e.g. builder.scale=0.05")
+        try:
+            value = yaml_loads(text) if text.strip() else None
+        except Exception:
+            raise reader.fail(f"--set {item}", "the value is not valid YAML") from None
+        _set_path(data, key, value, reader, what="--set")
+    return data
+
+
+def _set_path(data: Any, dotted: str, value: Any, reader: _Reader, what: str = "sweep") -> None:
     keys = dotted.split(".")
     node = data
     for depth, key in enumerate(keys[:-1]):
         if not isinstance(node, dict) or key not in node:
-            raise reader.fail(f"sweep: {dotted}", f"no such key {'.'.join(keys[: depth + 1])!r} in the spec")
+            raise reader.fail(f"{what}: {dotted}", f"no such key {'.'.join(keys[: depth + 1])!r} in the spec")
         node = node[key]
     if not isinstance(node, dict):
-        raise reader.fail(f"sweep: {dotted}", "does not lead to a mapping")
+        raise reader.fail(f"{what}: {dotted}", "does not lead to a mapping")
     node[keys[-1]] = value
 
 

@@ -19,19 +19,22 @@ def spike_times(model, current, dt, duration, shape=(1,), dtype=torch.float64, d
 
 def reference(pending, spikes, targets, weights, delays, step):
     """What the kernel computes, written with torch ops over every synapse: row ``step`` mod D cleared,
-    every spiking synapse added at its arrival row."""
+    every spiking synapse added at its arrival row (padding entries, target ``P - 1``, add nothing)."""
     length, columns = pending.shape
     delays = torch.as_tensor(delays).expand(targets.shape)
     slots = torch.remainder(step + 1 + delays[:-1], length)
     flat = (slots * columns + targets[:-1]).reshape(-1)
-    values = (weights[:-1] * spikes[:, None]).reshape(-1)
+    values = (weights[:-1] * spikes[:, None]).masked_fill(targets[:-1] == columns - 1, 0.0).reshape(-1)  # padding
     cleared = pending.index_fill(0, torch.remainder(torch.as_tensor(step), length).reshape(1), 0.0)
     return cleared.reshape(-1).index_add(0, flat, values).reshape(length, columns)
 
 
 def random_table(n_pre=50, n_post=30, width=7, max_delay=4, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
-    targets = torch.randint(0, n_post + 1, (n_pre + 1, width), generator=g)  # n_post is the padding column
+    degree = torch.randint(0, width + 1, (n_pre + 1, 1), generator=g)
+    degree[-1] = 0  # the padding row
+    targets = torch.randint(0, n_post, (n_pre + 1, width), generator=g)
+    targets = torch.where(torch.arange(width) < degree, targets, n_post)  # n_post pads the end of each row
     weights = torch.randn(n_pre + 1, width, generator=g, dtype=dtype)
     delays = torch.randint(0, max_delay + 1, (n_pre + 1, width), generator=g)
     pending = torch.randn(max_delay + 1, n_post + 1, generator=g, dtype=dtype)

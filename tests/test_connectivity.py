@@ -57,3 +57,22 @@ def test_bad_arguments():
         C.fixed_in_degree(10, 5, 11)
     with pytest.raises(ValueError, match="n_pre must be a non-negative int"):
         C.all_to_all(-1, 3)
+
+
+def test_fixed_total_number_draws_exactly_that_many_uniform_pairs_with_multapses():
+    n_pre, n_post, count = 40, 30, 60_000
+    links = C.fixed_total_number(n_pre, n_post, count, seed=3)
+    assert len(links) == count and bool((links.pre[1:] >= links.pre[:-1]).all())
+    pairs = torch.bincount(links.pre * n_post + links.post, minlength=n_pre * n_post).double()
+    expected = count / (n_pre * n_post)  # 50 per pair, Poisson-like spread
+    assert abs(pairs.mean().item() - expected) < 1e-9 and abs(pairs.var().item() / expected - 1.0) < 0.15
+    assert int((pairs > 1).sum()) > 0  # multapses
+    assert abs(links.out_degree().double().mean().item() - count / n_pre) < 1e-9
+    assert links.in_degree().double().std().item() < 3 * (count / n_post) ** 0.5
+    again = C.fixed_total_number(n_pre, n_post, count, seed=3)
+    assert torch.equal(again.pre, links.pre) and torch.equal(again.post, links.post)
+    assert len(C.fixed_total_number(5, 5, 0)) == 0
+    with pytest.raises(ValueError, match="count must be a non-negative int"):
+        C.fixed_total_number(5, 5, -1)
+    with pytest.raises(ValueError, match="count=3 synapses need neurons on both sides"):
+        C.fixed_total_number(0, 5, 3)

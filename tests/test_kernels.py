@@ -178,3 +178,40 @@ def test_a_first_call_inside_a_compiled_step_uses_torch_ops_without_a_graph_brea
     compiled, _ = step(state, None, DT)
     eager, _ = net.step(state, None, DT)
     assert torch.equal(compiled.populations["exc"].v, eager.populations["exc"].v)
+
+
+def test_a_run_adds_into_its_own_ring_buffers_in_place_and_leaves_the_given_state_alone():
+    net = coba(400, fan_in=20)
+    net = sf.replace(
+        net,
+        projections={
+            name: sf.projection(
+                proj.source,
+                proj.target,
+                C.fixed_in_degree(proj.n_pre, proj.n_post, 20, seed=index),
+                0.006 if proj.source == "exc" else 0.067,
+                proj.synapse,
+                dt=0.1,
+                delay=torch.rand(20 * proj.n_post, generator=torch.Generator().manual_seed(index)) * 3.0,
+            )
+            for index, (name, proj) in enumerate(net.projections.items())
+        },
+    )
+    state = initial_state(net)
+    given = [p.pending.clone() for p in state.projections.values()]
+    final, eager = sf.simulate(net, state, steps=300, dt=0.1)
+    assert all(torch.equal(p.pending, g) for p, g in zip(state.projections.values(), given))
+    run = net.for_run(
+        sf.transforms.run_context(sf.tree_leaves(state), state.populations["exc"].v, lanes=False, compiled=False)
+    )
+    assert all(proj.in_place for proj in run.projections.values())
+    loop = state  # the pure step (a copy of the ring buffer per step), as a loop of one's own runs it
+    spikes = []
+    for _ in range(300):
+        loop, out = net.step(loop, None, 0.1)
+        spikes.append(out["exc"])
+    assert int(eager["exc.spikes"].sum()) > 30 and torch.equal(eager["exc.spikes"], torch.stack(spikes))
+    assert all(torch.equal(final.projections[k].pending, loop.projections[k].pending) for k in net.projections)
+    _, compiled = sf.simulate(net, state, steps=300, dt=0.1, fast="aot_eager", chunk=20)  # copies, see for_run
+    assert torch.equal(compiled["exc.spikes"], eager["exc.spikes"])
+    assert all(torch.equal(p.pending, g) for p, g in zip(state.projections.values(), given))

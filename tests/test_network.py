@@ -437,3 +437,54 @@ def test_rerun_keeps_copies_of_chunk_outputs_but_not_of_unchanged_input_tensors(
     assert kept.projections["e"].weights is after.projections["e"].weights  # passed through: not copied
     assert kept.populations["exc"].v is not after.populations["exc"].v  # written by the step: copied
     assert torch.equal(kept.populations["exc"].v, after.populations["exc"].v)
+
+
+@pytest.mark.parametrize("e_rev", [None, -70.0])
+def test_a_projection_joining_populations_equals_one_projection_per_pair(e_rev):
+    lif = sf.LIF(tau_mem=20.0, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0)
+    sizes = {"a": 30, "b": 20, "c": 25}
+    synapse = sf.Exponential(5.0, e_rev=e_rev)
+    weight = 0.004 if e_rev is None else 0.002
+    blocks = {  # (source, target) -> connectivity
+        ("a", "c"): C.fixed_probability(30, 25, 0.3, seed=1),
+        ("b", "c"): C.fixed_probability(20, 25, 0.3, seed=2),
+        ("a", "b"): C.fixed_probability(30, 20, 0.3, seed=3),
+    }
+    delays = {
+        key: torch.rand(len(links), generator=torch.Generator().manual_seed(7)) * 2.0 for key, links in blocks.items()
+    }
+    populations = {name: sf.Population(lif, size) for name, size in sizes.items()}
+    drive = {"a": 0.13, "b": 0.12, "c": 0.13}
+    pairs = sf.Network(
+        populations=populations,
+        projections={
+            f"{s}{t}": sf.projection(s, t, links, weight, synapse, dt=DT, delay=delays[s, t])
+            for (s, t), links in blocks.items()
+        },
+        drive=drive,
+    )
+    start = {"a": 0, "b": 30}, {"b": 0, "c": 20}
+    pre = torch.cat([links.pre + start[0][s] for (s, t), links in blocks.items()])
+    post = torch.cat([links.post + start[1][t] for (s, t), links in blocks.items()])
+    order = torch.argsort(pre * 45 + post, stable=True)
+    joined_links = C.Connectivity(pre[order], post[order], 50, 45)
+    joined_delays = torch.cat(list(delays.values()))[order]
+    joined = sf.Network(
+        populations=populations,
+        projections={
+            "all": sf.projection(("a", "b"), ("b", "c"), joined_links, weight, synapse, dt=DT, delay=joined_delays)
+        },
+        drive=drive,
+    )
+    record = ("a.spikes", "b.spikes", "c.spikes", "c.v")
+    _, one = sf.simulate(pairs, pairs.init_state(), steps=500, dt=DT, record=record)
+    _, other = sf.simulate(joined, joined.init_state(), steps=500, dt=DT, record=record)
+    assert int(one["c.spikes"].sum()) > 20
+    for name in record[:3]:
+        assert torch.equal(one[name], other[name])
+    assert torch.allclose(one["c.v"], other["c.v"], atol=1e-4)
+    with pytest.raises(ValueError, match="projection 'all' connects 50 -> 45 neurons but \\('a', 'c'\\) has 55"):
+        sf.Network(
+            populations=populations,
+            projections={"all": sf.projection(("a", "c"), ("b", "c"), joined_links, weight, synapse, dt=DT)},
+        )

@@ -55,6 +55,25 @@ def test_poisson_source_fires_at_its_rate_and_is_seedable():
     assert torch.equal(rec["spikes"], again["spikes"])
 
 
+def test_a_source_of_many_trains_emits_poisson_counts_whose_weights_add_up():
+    source = sf.PoissonSource(rate=8.0, trains=1600)  # 12.8 kHz per neuron: about 1.3 spikes per step
+    torch.manual_seed(2)
+    _, rec = sf.simulate(source, source.init_state(500), steps=2000, dt=0.1)
+    counts = rec["spikes"]
+    mean = 8.0 * 1600 * 0.1 / 1000.0
+    assert abs(counts.mean().item() - mean) < 0.01 and abs(counts.var().item() / mean - 1.0) < 0.05  # Poisson
+    assert int(counts.max()) >= 4 and torch.equal(counts, counts.round())
+    net = sf.Network(
+        populations={"bg": sf.Population(source, 3), "cell": sf.Population(sf.LIF(), 3)},
+        projections={"p": sf.projection("bg", "cell", sf.connectivity.one_to_one(3), 0.25, sf.Delta(), dt=0.1)},
+    )
+    torch.manual_seed(3)
+    _, rec = sf.simulate(net, net.init_state(), steps=50, dt=0.1, record=("bg.spikes", "p.s"))
+    assert torch.allclose(rec["p.s"][1:], 0.25 * rec["bg.spikes"][:-1])  # each count times the weight, a step later
+    with pytest.raises(ValueError, match="PoissonSource.trains must be an int >= 1, got 0"):
+        sf.PoissonSource(trains=0)
+
+
 def test_incoherent_parameters_are_refused_in_every_lane():
     with pytest.raises(ValueError, match="AdEx.v_peak \\(-80.0\\) must be above v_reset"):
         sf.AdEx(v_peak=-80.0)  # would fire at every step with no input

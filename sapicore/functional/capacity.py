@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .network import Network, NetworkState
+from .network import Network, NetworkState, own_buffers
 from .projection import SparseProjection
 from .pytree import replace, tree_leaves, tree_map
 
@@ -83,7 +83,7 @@ class Rerun:
         if not self.active:
             return None
         rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        kept = tree_map(self._keep, state) if self.keep_outputs else state
+        kept = tree_map(self._keep, state) if self.keep_outputs else own_buffers(self.model, state)
         return kept, torch.get_rng_state(), rng
 
     def _keep(self, leaf: Any) -> Any:

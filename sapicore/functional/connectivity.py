@@ -23,6 +23,7 @@ __all__ = [
     "fixed_probability",
     "fixed_in_degree",
     "fixed_out_degree",
+    "fixed_total_number",
     "from_indices",
 ]
 
@@ -38,7 +39,8 @@ class Connectivity:
     """Synapses as index pairs: synapse ``k`` connects ``pre[k]`` to ``post[k]``.
 
     Attributes:
-        pre, post: int64 tensors of equal length, sorted by ``pre`` then ``post``.
+        pre, post: int64 tensors of equal length, sorted by ``pre`` then ``post`` (by ``pre`` only for
+            :func:`fixed_total_number`, whose targets of one source stay in draw order).
         n_pre, n_post: sizes of the source and target populations.
     """
 
@@ -225,3 +227,21 @@ def fixed_probability(
     )
     posts, pres = _sample_rows(counts.to(torch.int64), n_pre, exclude, generator)
     return from_indices(pres, posts, n_pre, n_post)
+
+
+def fixed_total_number(n_pre: int, n_post: int, count: int, seed: int | None = None) -> Connectivity:
+    """Exactly ``count`` synapses, each from a source and to a target drawn uniformly and
+    independently: a pair may be connected more than once (multapses) and a neuron to itself
+    (autapses), as NEST's ``fixed_total_number`` rule with both allowed.
+
+    Drawn in time and memory linear in ``count`` (no sort): the number of synapses of each source
+    is a multinomial draw, the targets are uniform draws.
+    """
+    n_pre, n_post, count = _count(n_pre, "n_pre"), _count(n_post, "n_post"), _count(count, "count")
+    if count and not (n_pre and n_post):
+        raise ValueError(f"count={count} synapses need neurons on both sides, got n_pre={n_pre}, n_post={n_post}")
+    generator = _generator(seed)
+    out_degree = torch.bincount(torch.randint(0, max(n_pre, 1), (count,), generator=generator), minlength=n_pre)
+    pre = torch.repeat_interleave(torch.arange(n_pre), out_degree)
+    post = torch.randint(0, max(n_post, 1), (count,), generator=generator)
+    return Connectivity(pre, post, n_pre, n_post)

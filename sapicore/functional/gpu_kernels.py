@@ -132,8 +132,9 @@ def _kernel() -> Any:
                 else:
                     lag = delay
                 row = (first + lag) % rows
+                real = mask & (target != columns - 1)  # padding entries add nothing
                 tl.atomic_add(
-                    out + lane * lane_out + row * columns + target, weight * values[:, None], mask=mask, sem="relaxed"
+                    out + lane * lane_out + row * columns + target, weight * values[:, None], mask=real, sem="relaxed"
                 )
 
     return push

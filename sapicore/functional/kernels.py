@@ -31,7 +31,7 @@ import torch
 from . import kernel_cache
 from .transforms import compiling, gradient_possible
 
-__all__ = ["available", "usable", "propagate", "disabled", "is_disabled", "DTYPES"]
+__all__ = ["available", "usable", "propagate", "propagate_", "disabled", "is_disabled", "DTYPES"]
 
 _SOURCE = Path(__file__).parent / "csrc" / "propagate.cpp"
 _NAME = "sapicore_kernels"
@@ -76,6 +76,9 @@ def _load() -> None:
                 rule = vmap_rule(torch.ops.sapicore.propagate_lanes, lane_axis)
                 torch.library.register_vmap(f"sapicore::{name}")(rule)
                 _REGISTERED.add(name)
+        if "propagate_" not in _REGISTERED:
+            torch.library.register_fake("sapicore::propagate_")(lambda *args: None)
+            _REGISTERED.add("propagate_")
     except Exception as err:  # no compiler, no ninja, a read-only cache: torch ops still work
         warnings.warn(
             f"sapicore could not build its CPU propagation kernel ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
@@ -120,6 +123,25 @@ def propagate(
     if isinstance(delays, torch.Tensor):
         return torch.ops.sapicore.propagate(pending, spikes, targets, weights, delays, 0, step)
     return torch.ops.sapicore.propagate(pending, spikes, targets, weights, None, int(delays), step)
+
+
+def propagate_(
+    pending: torch.Tensor,
+    spikes: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor,
+    delays: Any,
+    step: torch.Tensor,
+) -> torch.Tensor:
+    """:func:`propagate` in place: ``pending`` (contiguous) itself is cleared and added to, and returned.
+
+    Only for a run that owns ``pending`` (``simulate`` copies the ring buffers it is given once).
+    """
+    if isinstance(delays, torch.Tensor):
+        torch.ops.sapicore.propagate_(pending, spikes, targets, weights, delays, 0, step)
+    else:
+        torch.ops.sapicore.propagate_(pending, spikes, targets, weights, None, int(delays), step)
+    return pending
 
 
 def _fake(pending: torch.Tensor, *args: Any) -> torch.Tensor:

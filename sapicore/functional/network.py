@@ -38,7 +38,7 @@ from .projection import Projection, ProjectionState, select_sources
 from .pytree import check_values_finite, pytree, replace, tree_leaves
 from .transforms import KERNELS, RunContext
 
-__all__ = ["Network", "NetworkState", "Population"]
+__all__ = ["Network", "NetworkState", "Population", "own_buffers"]
 
 
 def _check_population(instance: Population, attribute: attrs.Attribute, value: Any) -> None:
@@ -65,6 +65,19 @@ class NetworkState:
     projections: dict
 
 
+def names_of(group: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The population names of a projection's source or target (one name, or a tuple of them)."""
+    return (group,) if isinstance(group, str) else group
+
+
+def joined(group: str | tuple[str, ...], values: dict) -> Any:
+    """``values[group]``, or the values of a group's populations one after the other."""
+    if isinstance(group, str):
+        return values[group]
+    parts = [values[name] for name in group]
+    return None if any(part is None for part in parts) else torch.cat(parts)
+
+
 def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) -> None:
     populations, projections = instance.populations, instance.projections
     for name, population in populations.items():
@@ -77,24 +90,25 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
             raise TypeError(f"projection {name!r} must be built with sapicore.functional.projection(...)")
         if name in populations or "." in name:
             raise ValueError(f"projection name {name!r} must differ from population names and contain no '.'")
-        for role, pop in (("source", proj.source), ("target", proj.target)):
-            if pop not in populations:
-                raise ValueError(
-                    f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(populations)}"
-                )
-        if proj.n_pre != populations[proj.source].size or proj.n_post != populations[proj.target].size:
+        for role, group in (("source", proj.source), ("target", proj.target)):
+            for pop in names_of(group):
+                if pop not in populations:
+                    raise ValueError(
+                        f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(populations)}"
+                    )
+        sizes = [sum(populations[pop].size for pop in names_of(group)) for group in (proj.source, proj.target)]
+        if [proj.n_pre, proj.n_post] != sizes:
             raise ValueError(
                 f"projection {name!r} connects {proj.n_pre} -> {proj.n_post} neurons but {proj.source!r} has "
-                f"{populations[proj.source].size} and {proj.target!r} has {populations[proj.target].size}"
+                f"{sizes[0]} and {proj.target!r} has {sizes[1]}"
             )
-        if not populations[proj.target].model.receives_projections:
-            raise ValueError(
-                f"projection {name!r} targets {proj.target!r}, an input population that cannot receive synapses"
-            )
-        if proj.synapse.conductance_based and "v" not in populations[proj.target].model.record_names():
-            raise ValueError(
-                f"projection {name!r} is conductance-based but {proj.target!r} has no membrane potential v"
-            )
+        for target in names_of(proj.target):
+            if not populations[target].model.receives_projections:
+                raise ValueError(
+                    f"projection {name!r} targets {target!r}, an input population that cannot receive synapses"
+                )
+            if proj.synapse.conductance_based and "v" not in populations[target].model.record_names():
+                raise ValueError(f"projection {name!r} is conductance-based but {target!r} has no membrane potential v")
     steps = {proj.dt for proj in projections.values()}
     if len(steps) > 1:
         raise ValueError(
@@ -180,8 +194,18 @@ class Network:
         for name, proj in self.projections.items():
             pstate = projections[name]
             synapse = proj.synapse.update(pstate.synapse, proj.arrivals(pstate), dt)
-            v = getattr(populations[proj.target], "v", None)
-            currents[proj.target].append(proj.synapse.current(synapse, v))
+            v = None
+            if proj.synapse.conductance_based:
+                v = joined(proj.target, {pop: getattr(populations[pop], "v", None) for pop in names_of(proj.target)})
+            current = proj.synapse.current(synapse, v)
+            if isinstance(proj.target, str):
+                currents[proj.target].append(current)
+            else:
+                offset = 0
+                for pop in proj.target:
+                    size = self.populations[pop].size
+                    currents[pop].append(current.narrow(0, offset, size))
+                    offset += size
             projections[name] = replace(pstate, synapse=synapse)
         # 2. the populations
         outputs = {}
@@ -192,18 +216,21 @@ class Network:
                 total = total + term
             populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
         # 3. this step's output in transit, each source's spiking neurons picked once
-        selections = self._select_sources(outputs, projections)
+        sources = {proj.source: joined(proj.source, outputs) for proj in self.projections.values()}
+        selections = self._select_sources(sources, projections)
         for name, proj in self.projections.items():
-            projections[name] = proj.emit(projections[name], outputs[proj.source], selections.get(name))
+            projections[name] = proj.emit(projections[name], sources[proj.source], selections.get(name))
         # 4. plasticity
         for name, proj in self.projections.items():
             modulator = external.get(proj.plasticity.modulator) if proj.plasticity is not None else None
-            projections[name] = proj.learn(projections[name], outputs[proj.source], outputs[proj.target], dt, modulator)
+            pre, post = sources[proj.source], joined(proj.target, outputs)
+            projections[name] = proj.learn(projections[name], pre, post, dt, modulator)
         return replace(state, populations=populations, projections=projections), outputs
 
     def _select_sources(self, outputs: dict, projections: dict) -> dict:
         """Each sparse projection's selection for this step: the kernel's name, or the spiking sources
-        picked with torch ops, once per source population and backend (at the largest capacity asked)."""
+        picked with torch ops, once per source (population or group, whose ``outputs`` are given) and
+        backend (at the largest capacity asked)."""
         wanted: dict[str, tuple[str, str, int]] = {}
         decided: dict[str, Any] = {}
         for name, proj in self.projections.items():
@@ -249,3 +276,17 @@ class Network:
     def is_event(self, name: str) -> bool:
         owner, _, variable = name.partition(".")
         return owner in self.populations and self.populations[owner].model.is_event(variable)
+
+
+def own_buffers(model: Any, state: Any) -> Any:
+    """``state`` with a copy of each ring buffer that ``model``'s projections add to in place
+    (``in_place``, set for a run by ``simulate``), so that the caller's state is never changed."""
+    if not isinstance(model, Network):
+        return state
+    owned = [name for name, proj in model.projections.items() if getattr(proj, "in_place", False)]
+    if not owned:
+        return state
+    projections = dict(state.projections)
+    for name in owned:
+        projections[name] = replace(projections[name], pending=projections[name].pending.clone())
+    return replace(state, projections=projections)

@@ -82,18 +82,21 @@ def _static(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 class Projection:
     """The projection protocol; build one with :func:`projection`.
 
-    Fields shared by both kinds: ``source``, ``target`` (population names), ``n_pre``, ``n_post``,
+    Fields shared by both kinds: ``source``, ``target`` (a population name, or a tuple of names whose
+    neurons are numbered one population after the other), ``n_pre``, ``n_post``,
     ``weights`` (built weights, in the kind's layout), ``mask`` (True where a synapse exists),
     ``delays`` (an int number of steps for all synapses, or an int64 tensor in the weights' layout),
     ``max_delay`` (steps), ``synapse`` (a synapse model), ``plasticity`` (a rule or None), ``dt``
-    (the step, ms, that delays were rounded to) and ``normalize`` (None or the sum of the weights
-    onto each target neuron kept after each plasticity update).
+    (the step, ms, that delays were rounded to), ``normalize`` (None or the sum of the weights
+    onto each target neuron kept after each plasticity update) and ``in_place`` (the CPU kernel adds
+    into the state's ring buffer itself, not into a copy: set by ``simulate`` and ``sweep`` for the
+    state they own, see :func:`~sapicore.functional.network.own_buffers`).
     """
 
     kind: ClassVar[str]
 
-    source: str = attrs.field(validator=_static)
-    target: str = attrs.field(validator=_static)
+    source: str | tuple = attrs.field(validator=_static)
+    target: str | tuple = attrs.field(validator=_static)
     n_pre: int = attrs.field(validator=_static)
     n_post: int = attrs.field(validator=_static)
     weights: torch.Tensor = attrs.field()
@@ -104,6 +107,7 @@ class Projection:
     plasticity: Any = None
     dt: float = 0.1
     normalize: Any = None
+    in_place: bool = attrs.field(default=False, kw_only=True)
 
     def layout(self) -> Layout:
         """Addressing helpers for this projection's weights."""
@@ -126,8 +130,9 @@ class Projection:
     def arrivals(self, state: ProjectionState) -> torch.Tensor:
         """The weighted input (nA or µS) reaching each target neuron at the start of this step: the
         ring buffer's row ``step mod (max_delay + 1)``, which :meth:`emit` clears."""
-        if self.max_delay == 0:  # one row: this step's input
-            return state.pending[0, : self.n_post]
+        if self.max_delay == 0:  # one row: this step's input (a copy where emit will add into it in place)
+            row = state.pending[0, : self.n_post]
+            return row.clone() if self.in_place else row
         index = torch.remainder(state.step, self.max_delay + 1).reshape(1)
         return state.pending.index_select(0, index)[0, : self.n_post]
 
@@ -236,7 +241,10 @@ class SparseProjection(Projection):
             raise ValueError(f"projection {self.source!r} -> {self.target!r}: {err}") from None
         if context.nested and backend in ("fixed", "topk"):  # no rerun inside an outer transform
             return replace(self, propagation=backend, capacity=self.n_pre)
-        return replace(self, propagation=backend)
+        # in place in eager runs only: inductor (torch 2.13) reorders reads of the ring buffer after the
+        # kernel that changes it in place, so compiled chunks use the copying kernel
+        in_place = backend == "cpu_kernel" and not (context.lanes or context.nested or context.compiled)
+        return replace(self, propagation=backend, in_place=in_place)
 
     def with_full_capacity(self) -> SparseProjection:
         return replace(self, capacity=self.n_pre)
@@ -250,7 +258,10 @@ class SparseProjection(Projection):
             backend, capacity = self.selection_capacity(spikes, state.weights)
             selection = backend if backend in KERNELS else select_sources(spikes, backend, capacity)
         if isinstance(selection, str):  # a kernel
-            propagate = kernels.propagate if selection == "cpu_kernel" else gpu_kernels.propagate
+            if selection == "gpu_kernel":
+                propagate = gpu_kernels.propagate
+            else:
+                propagate = kernels.propagate_ if self.in_place else kernels.propagate
             pending = propagate(state.pending, spikes, self.targets, state.weights, self.delays, state.step)
             return replace(state, pending=pending, step=state.step + 1)
         rows, values, count = selection
@@ -299,8 +310,8 @@ MAX_BUFFER_BYTES = 2**31
 
 
 def projection(
-    source: str,
-    target: str,
+    source: str | tuple[str, ...],
+    target: str | tuple[str, ...],
     connectivity: Connectivity,
     weight: Any,
     synapse: Any,
@@ -313,6 +324,11 @@ def projection(
     normalize: float | None = None,
 ) -> Projection:
     """Build a projection from ``source`` to ``target`` (population names).
+
+    ``source`` and ``target`` may each be a tuple of population names: the connectivity's indices
+    then run over their neurons one population after the other (the first population's neurons
+    first). One such projection stands for many between pairs of populations that share a synapse
+    model, and costs one propagation and one synapse update per step instead of one per pair.
 
     Args:
         connectivity: which synapses exist (see :mod:`sapicore.functional.connectivity`).
@@ -328,9 +344,14 @@ def projection(
         normalize: if set, after each plasticity update scale the weights onto each target neuron to
             sum to this value.
     """
-    for role, name in (("source", source), ("target", target)):
-        if not isinstance(name, str):
-            raise TypeError(f"{role} must be a population name (str), got {name!r}")
+    for role, names in (("source", source), ("target", target)):
+        if isinstance(names, list):
+            names = tuple(names)
+        if not (
+            isinstance(names, str) or isinstance(names, tuple) and names and all(isinstance(n, str) for n in names)
+        ):
+            raise TypeError(f"{role} must be a population name (str) or a tuple of names, got {names!r}")
+    source, target = (tuple(n) if isinstance(n, list) else n for n in (source, target))
     if normalize is not None and not (
         isinstance(normalize, numbers.Real)
         and not isinstance(normalize, bool)

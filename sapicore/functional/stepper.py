@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .capacity import Rerun, report_overflow
 from .checks import FiniteWatch, check_fits, check_inputs, check_sinks, check_state
 from .feed import SinkFeed
-from .network import Network
+from .network import Network, own_buffers
 from .neurons.base import check_consistent, check_dt, check_model
 from .pytree import tree_leaves, tree_map, validate
 from .transforms import RunContext, run_context
@@ -91,7 +91,7 @@ def trial_step(model: Any, state: Any, x: Any, dt: float, device: torch.device) 
     own steps, so a run split in two and resumed draws what one uninterrupted run draws.
     """
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        model.step(state, x, dt)
+        model.step(own_buffers(model, state), x, dt)
 
 
 def first_input(inputs: Any, reference: torch.Tensor, lane_inputs: bool = False) -> Any:
@@ -304,6 +304,7 @@ def run_chunks(
         full = _with_fallback(_compile(full, fast, device), full, str(fast))
     n_records = steps // every
     time_major = bool(_tensor_leaves(inputs))
+    state = own_buffers(model, state)  # projections that add in place do so into the run's own copy
     rerun = Rerun(model, state, device, keep_outputs=bool(fast) and device.type == "cuda", nested=context.nested)
     buffers: dict[str, Any] = {}
     show = plan.progress if plan.progress is not None else (steps >= 100_000 and sys.stderr.isatty())

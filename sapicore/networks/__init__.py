@@ -1,5 +1,8 @@
-"""Standard networks built from the functional core (the Brette et al. 2007 benchmarks)."""
+"""Standard networks built from the functional core: the Brette et al. (2007) benchmarks
+(:mod:`~sapicore.networks.brette2007`) and the Potjans & Diesmann (2014) cortical microcircuit
+(:mod:`~sapicore.networks.potjans2014`)."""
 
+from . import potjans2014
 from .brette2007 import coba, cuba, initial_state
 
-__all__ = ["coba", "cuba", "initial_state"]
+__all__ = ["coba", "cuba", "initial_state", "potjans2014"]

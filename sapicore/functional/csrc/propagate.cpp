@@ -3,7 +3,9 @@
 // sapicore::propagate(pending, spikes, targets, weights, delays, delay, step) -> new pending
 //   pending (D, P) float      future synaptic input: row k acts at the steps equal to k mod D
 //   spikes  (N,) float        this step's source output (0 where silent)
-//   targets (N + 1, W) int64  target neuron of each outgoing synapse (P - 1 for padding)
+//   targets (N + 1, W) int64  target neuron of each outgoing synapse (P - 1 for padding); a row's
+//                             synapses come first and its padding after them: a row's scan stops at
+//                             its first padding entry, so a row costs its out-degree, not W
 //   weights (N + 1, W) float
 //   delays  (N + 1, W) int64 delay of each synapse in steps, or None to use `delay` for all
 //   step    () int64          steps taken so far
@@ -12,6 +14,9 @@
 // (step + 1 + delay) mod D, column target. The work is the number
 // of spiking neurons times the out-degree, plus a scan of the N outputs; there is no limit on the
 // number of spikes.
+//
+// sapicore::propagate_(pending, ...) does the same in place: pending (contiguous) is the output. A run
+// that owns its state uses it, so no step copies the ring buffer (rows x targets values).
 //
 // sapicore::propagate_lanes takes the same arguments with a leading lane axis L (step (L,)); a lane
 // stride of 0 (an expanded, shared argument) is read without copying. vmap folds into it.
@@ -57,6 +62,7 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
       for (int64_t j = 0; j < width; ++j) {
         const int64_t target = row_targets[j];
         TORCH_CHECK(target >= 0 && target < columns, "sapicore::propagate: target ", target, " out of range");
+        if (target == columns - 1) break;  // the row's padding
         same_row[target] += row_weights[j] * value;
       }
       continue;
@@ -66,6 +72,7 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
       const int64_t target = row_targets[j], d = row_delays[j];
       TORCH_CHECK(target >= 0 && target < columns && d >= 0 && d < length, "sapicore::propagate: target ", target,
                   " or delay ", d, " out of range");
+      if (target == columns - 1) break;  // the row's padding
       const int64_t row = first + d < length ? first + d : first + d - length;  // (step + 1 + d) mod length
       out[row * columns + target] += row_weights[j] * value;
     }
@@ -135,6 +142,20 @@ at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const 
   return out;
 }
 
+void propagate_(at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets, const at::Tensor& weights,
+                const c10::optional<at::Tensor>& delays, int64_t delay, const at::Tensor& step) {
+  check(pending, spikes, targets, weights, delays, step, -1);
+  TORCH_CHECK(pending.is_contiguous(), "sapicore::propagate_: pending must be contiguous");
+  const at::Tensor s = spikes.contiguous(), tg = targets.contiguous(), w = weights.contiguous();
+  const at::Tensor d = delays ? delays->contiguous() : at::Tensor();
+  const int64_t now = *step.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(pending.scalar_type(), "sapicore::propagate_", [&] {
+    add_events<scalar_t>(pending.data_ptr<scalar_t>(), pending.size(0), pending.size(1), s.data_ptr<scalar_t>(),
+                         s.size(0), tg.data_ptr<int64_t>(), w.data_ptr<scalar_t>(),
+                         d.defined() ? d.data_ptr<int64_t>() : nullptr, delay, tg.size(1), now);
+  });
+}
+
 at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
                            const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
                            const at::Tensor& step) {
@@ -175,12 +196,14 @@ at::Tensor nonzero_flat(const at::Tensor& values) {
 
 TORCH_LIBRARY(sapicore, m) {
   m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
+  m.def("propagate_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> ()");
   m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
   m.def("nonzero_flat(Tensor values) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
   m.impl("propagate", &propagate);
+  m.impl("propagate_", &propagate_);
   m.impl("propagate_lanes", &propagate_lanes);
   m.impl("nonzero_flat", &nonzero_flat);
 }

@@ -1,0 +1,265 @@
+"""The cortical microcircuit of Potjans & Diesmann (2014): 77,169 LIF neurons in 8 populations.
+
+Four layers (2/3, 4, 5, 6), each with an excitatory (E) and an inhibitory (I) population, connected
+with the layer-specific probabilities of the paper; about 0.3 billion synapses at full scale.
+Parameters follow the NEST example (``pynest/examples/Potjans_2014``):
+
+* neurons: NEST's ``iaf_psc_exp``: C_m 250 pF, tau_m 10 ms (so ``r_mem`` = 40 MΩ), E_L = V_reset =
+  -65 mV, V_th -50 mV, t_ref 2 ms, exponential current synapses with tau_syn 0.5 ms; initial
+  potentials normal(-58, 10) mV;
+* connectivity: for each pair of populations a fixed total number of synapses
+  ``K = log(1 - p) / log(1 - 1 / (N_pre N_post))`` drawn with multapses and autapses allowed;
+* weights: the current of a 0.15 mV PSP (87.8 pA), normal with relative sd 0.1, redrawn where the
+  sign would flip; inhibitory weights -4 times as strong; L4E -> L2/3E doubled;
+* delays: normal, excitatory 1.5 ms and inhibitory 0.75 ms means, relative sd 0.5, clipped below
+  at dt;
+* background: each neuron receives ``K_ext`` independent Poisson trains at 8 Hz through excitatory
+  synapses (a :class:`~sapicore.functional.PoissonSource` population ``<name>_background`` per
+  population, each neuron emitting the count of its trains' spikes), or the equivalent constant
+  current (``background="dc"``).
+
+All synapses share one synapse model, so they form one projection, ``synapses``, from all
+populations to the eight cortical ones (neurons numbered population after population, in the order
+of POPULATIONS, then the background sources): one propagation and one synapse update per step.
+
+Downscaling: ``scale`` multiplies neuron numbers, ``k_scale`` (default ``scale``) in-degrees. With
+fewer inputs per neuron the weights grow by ``1 / sqrt(k_scale)`` and a constant current restores
+the mean input of the full-scale network at its published rates, as in the NEST example, so rates
+stay close to the full-scale ones.
+
+Two conventions adapt NEST's to Sapicore's time step: a projection delivers one step after emission
+at the earliest, so the drawn delays are shortened by one step (NEST's delay ``d`` is Sapicore's
+``d - dt``); and a synaptic current is held over each step, so each jump is scaled by
+``tau (1 - exp(-dt / tau)) / dt`` to deliver the charge ``w tau_syn`` of the continuous current.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import sapicore.functional as sf
+from sapicore.functional import connectivity
+
+__all__ = [
+    "POPULATIONS",
+    "FULL_SIZES",
+    "REFERENCE_RATES",
+    "CONNECTION_PROBABILITIES",
+    "microcircuit",
+    "initial_state",
+    "initial_values",
+    "synapse_counts",
+]
+
+POPULATIONS = ("L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I")
+FULL_SIZES = (20683, 5834, 21915, 5479, 4850, 1065, 14395, 2948)
+#: row: target, column: source, in the order of POPULATIONS
+CONNECTION_PROBABILITIES = (
+    (0.1009, 0.1689, 0.0437, 0.0818, 0.0323, 0.0, 0.0076, 0.0),
+    (0.1346, 0.1371, 0.0316, 0.0515, 0.0755, 0.0, 0.0042, 0.0),
+    (0.0077, 0.0059, 0.0497, 0.135, 0.0067, 0.0003, 0.0453, 0.0),
+    (0.0691, 0.0029, 0.0794, 0.1597, 0.0033, 0.0, 0.1057, 0.0),
+    (0.1004, 0.0622, 0.0505, 0.0057, 0.0831, 0.3726, 0.0204, 0.0),
+    (0.0548, 0.0269, 0.0257, 0.0022, 0.06, 0.3158, 0.0086, 0.0),
+    (0.0156, 0.0066, 0.0211, 0.0166, 0.0572, 0.0197, 0.0396, 0.2252),
+    (0.0364, 0.001, 0.0034, 0.0005, 0.0277, 0.008, 0.0658, 0.1443),
+)
+K_EXT = (1600, 1500, 2100, 1900, 2000, 1900, 2900, 2100)
+#: mean rates (Hz) of the full-scale network in the NEST example, the reference for validation
+REFERENCE_RATES = (0.971, 2.868, 4.746, 5.396, 8.142, 9.078, 0.991, 7.523)
+BACKGROUND_RATE = 8.0  # Hz per external synapse
+NEURON = dict(c_m=250.0, tau_m=10.0, e_l=-65.0, v_th=-50.0, v_reset=-65.0, t_ref=2.0, tau_syn=0.5)  # pF, ms, mV
+PSP_EXC = 0.15  # mV
+WEIGHT_REL_STD = 0.1
+G = -4.0
+DELAY_MEAN = {"E": 1.5, "I": 0.75}  # ms
+DELAY_REL_STD = 0.5
+V0_MEAN, V0_STD = -58.0, 10.0  # mV
+
+
+def psc_per_psp(c_m: float, tau_m: float, tau_syn: float) -> float:
+    """The amplitude (pA) of an exponential current that makes a 1 mV peak PSP in ``iaf_psc_exp``."""
+    sub = 1.0 / (tau_syn - tau_m)
+    pre = tau_m * tau_syn / c_m * sub
+    frac = (tau_m / tau_syn) ** sub
+    return 1.0 / (pre * (frac**tau_m - frac**tau_syn))
+
+
+def synapse_counts(sizes: tuple[int, ...] = FULL_SIZES) -> torch.Tensor:
+    """Synapses per (target, source) pair of populations for the connection probabilities, float64."""
+    n = torch.tensor(sizes, dtype=torch.float64)
+    product = n[:, None] * n[None, :]
+    p = torch.tensor(CONNECTION_PROBABILITIES, dtype=torch.float64)
+    return torch.log1p(-p) / torch.log1p(-1.0 / product)
+
+
+def _mean_currents() -> torch.Tensor:
+    """Mean PSC amplitude (pA) of each (target, source) pair at full scale."""
+    psc = PSP_EXC * psc_per_psp(NEURON["c_m"], NEURON["tau_m"], NEURON["tau_syn"])
+    currents = torch.full((8, 8), psc, dtype=torch.float64)
+    currents[:, 1::2] *= G  # inhibitory sources
+    currents[0, 2] *= 2.0  # L4E -> L2/3E
+    return currents
+
+
+def _normal_redrawn(mean: float, std: float, count: int, generator: torch.Generator, keep) -> torch.Tensor:
+    """``count`` normal draws; those where ``keep`` is False are drawn again until it holds."""
+    values = mean + std * torch.randn(count, generator=generator, dtype=torch.float64)
+    bad = ~keep(values)
+    while bool(bad.any()):
+        values[bad] = mean + std * torch.randn(int(bad.sum()), generator=generator, dtype=torch.float64)
+        bad = ~keep(values)
+    return values
+
+
+class _Assembly:
+    """Blocks of synapses between populations, joined into one connectivity over the populations'
+    neurons numbered one after the other, grouped by source neuron without a sort."""
+
+    def __init__(self, source_sizes: list[int], target_sizes: list[int]) -> None:
+        self.source_start = [sum(source_sizes[:i]) for i in range(len(source_sizes))]
+        self.target_start = [sum(target_sizes[:i]) for i in range(len(target_sizes))]
+        self.source_sizes = source_sizes
+        self.n_pre, self.n_post = sum(source_sizes), sum(target_sizes)
+        self.blocks: list = []
+
+    def add(self, links: sf.Connectivity, source: int, target: int, weights: torch.Tensor, delays: object) -> None:
+        self.blocks.append((links, source, target, weights, delays))
+
+    def result(self) -> tuple[sf.Connectivity, torch.Tensor, torch.Tensor]:
+        """(connectivity, weights, delays ms), the synapses of each source neuron side by side."""
+        degree = torch.zeros(self.n_pre, dtype=torch.int64)
+        for links, source, *_ in self.blocks:
+            start = self.source_start[source]
+            degree[start : start + links.n_pre] += links.out_degree()
+        row_start = torch.cumsum(degree, 0) - degree
+        filled = torch.zeros(self.n_pre, dtype=torch.int64)  # synapses placed so far, per source neuron
+        total = int(degree.sum())
+        post = torch.empty(total, dtype=torch.int64)
+        weights = torch.empty(total, dtype=torch.float64)
+        delays = torch.empty(total, dtype=torch.float64)
+        for links, source, target, block_weights, block_delays in self.blocks:
+            pre = links.pre + self.source_start[source]
+            block_degree = links.out_degree()
+            within = torch.arange(len(links)) - (torch.cumsum(block_degree, 0) - block_degree)[links.pre]
+            position = row_start[pre] + filled[pre] + within
+            post[position] = links.post + self.target_start[target]
+            weights[position] = block_weights
+            delays[position] = torch.as_tensor(block_delays, dtype=torch.float64)
+            start = self.source_start[source]
+            filled[start : start + links.n_pre] += block_degree
+        pre = torch.repeat_interleave(torch.arange(self.n_pre), degree)
+        return sf.Connectivity(pre, post, self.n_pre, self.n_post), weights, delays
+
+
+def microcircuit(
+    scale: float = 1.0,
+    k_scale: float | None = None,
+    dt: float = 0.1,
+    seed: int = 1,
+    background: str = "poisson",
+) -> sf.Network:
+    """Build the microcircuit with ``scale`` x its neurons and ``k_scale`` x its in-degrees (see the
+    module docstring). ``background``: "poisson" (K_ext Poisson trains per neuron) or "dc" (their
+    mean current). Seeded: the same arguments give the same network."""
+    if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
+        raise ValueError(f"scale must be a number in (0, 1], got {scale!r}")
+    k_scale = scale if k_scale is None else k_scale
+    if not (isinstance(k_scale, (int, float)) and 0 < k_scale <= 1):
+        raise ValueError(f"k_scale must be a number in (0, 1], got {k_scale!r}")
+    if background not in ("poisson", "dc"):
+        raise ValueError(f"background must be 'poisson' or 'dc', got {background!r}")
+    generator = torch.Generator().manual_seed(seed)
+    sizes = [max(1, round(n * scale)) for n in FULL_SIZES]
+    full_counts = synapse_counts()
+    counts = torch.round(full_counts * scale * k_scale).to(torch.int64)
+    tau_syn = NEURON["tau_syn"]
+    charge = tau_syn * (1.0 - math.exp(-dt / tau_syn)) / dt  # jump scaling, see the module docstring
+    full_currents = _mean_currents()
+    currents = full_currents / math.sqrt(k_scale)
+    psc_ext_full = PSP_EXC * psc_per_psp(NEURON["c_m"], NEURON["tau_m"], tau_syn)
+    psc_ext = psc_ext_full / math.sqrt(k_scale)
+    k_ext = [max(1, round(k * k_scale)) for k in K_EXT]
+
+    # constant current (pA) that restores the full network's mean input (NEST example's helpers)
+    in_degree = full_counts / torch.tensor(FULL_SIZES, dtype=torch.float64)[:, None]
+    recurrent = (full_currents * in_degree * torch.tensor(REFERENCE_RATES, dtype=torch.float64)).sum(1)
+    external = psc_ext_full * torch.tensor(K_EXT, dtype=torch.float64) * BACKGROUND_RATE
+    dc = 0.001 * tau_syn * (1.0 - math.sqrt(k_scale)) * (recurrent + external)
+    if background == "dc":
+        dc = dc + 0.001 * tau_syn * psc_ext * torch.tensor(k_ext, dtype=torch.float64) * BACKGROUND_RATE
+
+    lif = sf.LIF(
+        tau_mem=NEURON["tau_m"],
+        v_rest=NEURON["e_l"],
+        v_reset=NEURON["v_reset"],
+        v_thresh=NEURON["v_th"],
+        r_mem=NEURON["tau_m"] / NEURON["c_m"] * 1000.0,  # MΩ
+        t_ref=NEURON["t_ref"],
+    )
+    synapse = sf.Exponential(tau=tau_syn)
+    populations = {name: sf.Population(lif, size) for name, size in zip(POPULATIONS, sizes)}
+    sources = list(POPULATIONS)
+    if background == "poisson":
+        for target, name in enumerate(POPULATIONS):
+            populations[f"{name}_background"] = sf.Population(
+                sf.PoissonSource(rate=BACKGROUND_RATE, trains=k_ext[target]), sizes[target]
+            )
+        sources += [f"{name}_background" for name in POPULATIONS]
+    source_sizes = [populations[name].size for name in sources]
+    assembly = _Assembly(source_sizes, sizes)
+    for target in range(8):
+        for source in range(8):
+            count = int(counts[target, source])
+            if count == 0:
+                continue
+            links = connectivity.fixed_total_number(
+                sizes[source], sizes[target], count, seed=seed * 100 + target * 8 + source
+            )
+            mean = float(currents[target, source])
+            sign = 1.0 if mean > 0 else -1.0
+            weights = _normal_redrawn(mean, abs(mean) * WEIGHT_REL_STD, count, generator, lambda w: w * sign > 0)
+            delay_mean = DELAY_MEAN[POPULATIONS[source][-1]]
+            delays = delay_mean + delay_mean * DELAY_REL_STD * torch.randn(
+                count, generator=generator, dtype=torch.float64
+            )
+            assembly.add(links, source, target, weights, delays.clamp(min=dt))
+    if background == "poisson":
+        for target in range(8):
+            links = connectivity.one_to_one(sizes[target])
+            assembly.add(links, 8 + target, target, torch.full((sizes[target],), psc_ext, dtype=torch.float64), dt)
+    links, weights, delays = assembly.result()
+    projections = {
+        "synapses": sf.projection(
+            tuple(sources),
+            POPULATIONS,
+            links,
+            (weights * (charge / 1000.0)).to(torch.float32),  # pA -> nA, jumps scaled (module docstring)
+            synapse,
+            dt=dt,
+            delay=(delays - dt).to(torch.float32),  # NEST's delay d is one step of latency plus d - dt
+        )
+    }
+    drive = {name: float(dc[index]) / 1000.0 for index, name in enumerate(POPULATIONS) if float(dc[index]) != 0.0}
+    return sf.Network(populations=populations, projections=projections, drive=drive)
+
+
+def initial_values(network: sf.Network, generator: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
+    """Initial membrane potentials normal(-58, 10) mV, as in the NEST example: population -> {"v": ...}."""
+    return {
+        name: {"v": V0_MEAN + V0_STD * torch.randn(network.populations[name].size, generator=generator)}
+        for name in POPULATIONS
+    }
+
+
+def initial_state(network: sf.Network, seed: int = 0, device: torch.device | str | None = None) -> sf.NetworkState:
+    """The network at rest with the initial potentials of :func:`initial_values`."""
+    values = initial_values(network, torch.Generator().manual_seed(seed))
+    state = network.init_state(device=device)
+    populations = dict(state.populations)
+    for name, fields in values.items():
+        v = populations[name].v
+        populations[name] = sf.replace(populations[name], v=fields["v"].to(device=v.device, dtype=v.dtype))
+    return sf.replace(state, populations=populations)

@@ -1,0 +1,119 @@
+"""The Potjans & Diesmann (2014) microcircuit: its connectivity, weights and delays, and its rates
+at a scale small enough for every test run."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import sapicore.functional as sf
+from sapicore.cli import main
+from sapicore.networks import potjans2014 as pd
+
+DT = 0.1
+
+
+def test_full_scale_numbers_match_the_published_model():
+    counts = pd.synapse_counts()
+    assert sum(pd.FULL_SIZES) == 77_169
+    assert 2.98e8 < float(counts.sum()) < 3.0e8  # about 0.3 billion synapses
+    assert round(float(counts[0, 0])) == 45_499_806  # L2/3E -> L2/3E, log(1 - p) / log(1 - 1 / N^2)
+    assert pd.psc_per_psp(250.0, 10.0, 0.5) * 0.15 == pytest.approx(87.81, abs=0.01)  # pA for 0.15 mV
+
+
+@pytest.fixture(scope="module")
+def small():
+    return pd.microcircuit(scale=0.02, k_scale=0.05, seed=4)
+
+
+def blocks(net):
+    """Each (source, target) pair's synapses of the joined projection: {(i, j): (pre, post, weights, delays)}."""
+    proj = net.projections["synapses"]
+    pre = torch.arange(proj.n_pre + 1)[:, None].expand_as(proj.targets)[proj.mask]
+    post, weights = proj.targets[proj.mask], proj.weights[proj.mask]
+    delays = proj.delays[proj.mask] if isinstance(proj.delays, torch.Tensor) else torch.full_like(post, proj.delays)
+    sizes = [net.populations[name].size for name in proj.source]
+    starts = torch.tensor([0] + sizes).cumsum(0)
+    targets = torch.tensor([0] + sizes[:8]).cumsum(0)
+    source_of = torch.bucketize(pre, starts[1:], right=True)
+    target_of = torch.bucketize(post, targets[1:], right=True)
+    return {
+        (i, j): (pre[keep] - starts[i], post[keep] - targets[j], weights[keep], delays[keep])
+        for i in range(len(sizes))
+        for j in range(8)
+        if bool((keep := (source_of == i) & (target_of == j)).any())
+    }
+
+
+def test_each_pair_of_populations_gets_its_fixed_total_number_with_multapses(small):
+    sizes = [small.populations[name].size for name in pd.POPULATIONS]
+    expected = torch.round(pd.synapse_counts() * 0.02 * 0.05).to(torch.int64)
+    found = blocks(small)
+    for target in range(8):
+        for source in range(8):
+            count = int(found[source, target][0].numel()) if (source, target) in found else 0
+            assert count == int(expected[target, source])
+    pre, post, _, _ = found[2, 0]  # L4E -> L2/3E
+    pairs = pre * sizes[0] + post
+    repeated = 1.0 - torch.unique(pairs).numel() / pairs.numel()
+    lam = pairs.numel() / (sizes[2] * sizes[0])  # Poisson number of synapses per pair
+    assert repeated == pytest.approx(1.0 - (1.0 - math.exp(-lam)) / lam, abs=0.01)  # multapses as drawn
+    for j in range(8):  # one Poisson background source per neuron
+        pre, post, _, _ = found[8 + j, j]
+        assert torch.equal(pre, post) and pre.numel() == sizes[j]
+
+
+def test_weights_and_delays_follow_their_normal_distributions(small):
+    found = blocks(small)
+    charge = 0.5 * (1.0 - math.exp(-DT / 0.5)) / DT
+    psc = pd.psc_per_psp(250.0, 10.0, 0.5) * 0.15 / math.sqrt(0.05) * charge / 1000.0  # nA
+    for (source, target), (_, _, weights, delays) in found.items():
+        if source >= 8:
+            assert torch.allclose(weights, torch.tensor(psc))
+            continue
+        mean = psc * (-4.0 if source % 2 else 1.0) * (2.0 if (source, target) == (2, 0) else 1.0)
+        assert abs(weights.mean().item() - mean) < 4 * 0.1 * abs(mean) / math.sqrt(weights.numel())
+        assert bool((weights * mean > 0).all())  # signs kept
+        if weights.numel() > 2000:
+            assert weights.std().item() / abs(mean) == pytest.approx(0.1, abs=0.01)
+            delay = 1.5 if source % 2 == 0 else 0.75
+            drawn = (delays.double() + 1) * DT  # Sapicore adds one step to every delay
+            assert drawn.min().item() == pytest.approx(DT)  # clipped below at dt
+            clipped = torch.distributions.Normal(delay, delay / 2).cdf(torch.tensor(DT * 1.5)).item()
+            assert (drawn <= DT + 1e-9).double().mean().item() == pytest.approx(clipped, abs=0.01)
+            assert drawn.mean().item() == pytest.approx(delay, rel=0.06)
+
+
+def test_the_microcircuit_command_writes_rates_beside_the_reference_within_a_band(tmp_path):
+    """At 5% of the neurons and 10% of the in-degrees, over 0.4 s after 0.2 s, each population's
+    rate lies within a factor 2 of the full-scale reference (the DC compensation keeps them there)."""
+    out = tmp_path / "mc"
+    overrides = ["builder.scale=0.05", "builder.k_scale=0.1", "simulation.discard=200"]
+    argv = ["run", "microcircuit", "--out", str(out), "--duration", "600", "--no-progress"]
+    assert main(argv + [item for pair in zip(["--set"] * 3, overrides) for item in pair]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["reference_rate_hz"] == dict(zip(pd.POPULATIONS, pd.REFERENCE_RATES))
+    for name, reference in summary["reference_rate_hz"].items():
+        assert 0.5 * reference < summary["mean_rate_hz"][name] < 2.0 * reference, name
+    assert summary["mean_rate_hz"]["L5E"] > 4 * summary["mean_rate_hz"]["L23E"]  # the layers' order
+    assert (out / "raster.png").exists() and summary["discarded_ms"] == 200.0
+
+
+def test_builder_arguments_are_checked(capsys):
+    with pytest.raises(ValueError, match="scale must be a number in \\(0, 1\\], got 2"):
+        pd.microcircuit(scale=2)
+    with pytest.raises(ValueError, match="background must be 'poisson' or 'dc', got 'noise'"):
+        pd.microcircuit(scale=0.01, background="noise")
+    assert main(["run", "microcircuit", "--set", "builder.scale=-1", "--out", "/tmp/never-written"]) == 2
+    assert "builder.scale: expected a number > 0, got -1" in capsys.readouterr().err
+    assert main(["run", "microcircuit", "--set", "builder.size=3", "--out", "/tmp/never-written"]) == 2
+    assert "builder.size: unknown key" in capsys.readouterr().err
+    assert main(["run", "microcircuit", "--set", "nokey", "--out", "/tmp/never-written"]) == 2
+    assert "--set nokey: expected KEY=VALUE" in capsys.readouterr().err
+
+
+def test_the_dc_background_gives_a_network_without_poisson_sources():
+    net = pd.microcircuit(scale=0.01, background="dc")
+    assert set(net.populations) == set(pd.POPULATIONS) and set(net.drive) == set(pd.POPULATIONS)
+    assert isinstance(net.populations["L23E"].model, sf.LIF)
