@@ -31,7 +31,7 @@ import torch
 from . import kernel_cache
 from .transforms import compiling, gradient_possible
 
-__all__ = ["available", "usable", "propagate", "propagate_", "disabled", "is_disabled", "DTYPES"]
+__all__ = ["available", "usable", "propagate", "propagate_", "take_row_", "disabled", "is_disabled", "DTYPES"]
 
 _SOURCE = Path(__file__).parent / "csrc" / "propagate.cpp"
 _NAME = "sapicore_kernels"
@@ -78,6 +78,7 @@ def _load() -> None:
                 _REGISTERED.add(name)
         if "propagate_" not in _REGISTERED:
             torch.library.register_fake("sapicore::propagate_")(lambda *args: None)
+            torch.library.register_fake("sapicore::take_row_")(lambda pending, step: pending.new_empty(pending.shape[1]))
             _REGISTERED.add("propagate_")
     except Exception as err:  # no compiler, no ninja, a read-only cache: torch ops still work
         warnings.warn(
@@ -142,6 +143,12 @@ def propagate_(
     else:
         torch.ops.sapicore.propagate_(pending, spikes, targets, weights, None, int(delays), step)
     return pending
+
+
+def take_row_(pending: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """A copy of row ``step mod D`` of ``pending`` (the input delivered this step), which is cleared
+    in place: the in-place counterpart of reading that row before :func:`propagate_`."""
+    return torch.ops.sapicore.take_row_(pending, step)
 
 
 def _fake(pending: torch.Tensor, *args: Any) -> torch.Tensor:

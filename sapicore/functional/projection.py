@@ -130,9 +130,10 @@ class Projection:
     def arrivals(self, state: ProjectionState) -> torch.Tensor:
         """The weighted input (nA or µS) reaching each target neuron at the start of this step: the
         ring buffer's row ``step mod (max_delay + 1)``, which :meth:`emit` clears."""
-        if self.max_delay == 0:  # one row: this step's input (a copy where emit will add into it in place)
-            row = state.pending[0, : self.n_post]
-            return row.clone() if self.in_place else row
+        if self.in_place:  # read and cleared by the kernel, so that compiled chunks keep the order
+            return kernels.take_row_(state.pending, state.step)[: self.n_post]
+        if self.max_delay == 0:  # one row: this step's input
+            return state.pending[0, : self.n_post]
         index = torch.remainder(state.step, self.max_delay + 1).reshape(1)
         return state.pending.index_select(0, index)[0, : self.n_post]
 
@@ -241,9 +242,7 @@ class SparseProjection(Projection):
             raise ValueError(f"projection {self.source!r} -> {self.target!r}: {err}") from None
         if context.nested and backend in ("fixed", "topk"):  # no rerun inside an outer transform
             return replace(self, propagation=backend, capacity=self.n_pre)
-        # in place in eager runs only: inductor (torch 2.13) reorders reads of the ring buffer after the
-        # kernel that changes it in place, so compiled chunks use the copying kernel
-        in_place = backend == "cpu_kernel" and not (context.lanes or context.nested or context.compiled)
+        in_place = backend == "cpu_kernel" and not (context.lanes or context.nested)
         return replace(self, propagation=backend, in_place=in_place)
 
     def with_full_capacity(self) -> SparseProjection:

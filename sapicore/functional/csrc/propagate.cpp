@@ -18,6 +18,10 @@
 // sapicore::propagate_(pending, ...) does the same in place: pending (contiguous) is the output. A run
 // that owns its state uses it, so no step copies the ring buffer (rows x targets values).
 //
+// sapicore::take_row_(pending, step) -> row: a copy of row step mod D (the input delivered this step),
+// which it clears in pending. With it an in-place run never reads the ring buffer outside the two ops
+// that change it, so a compiler keeps reads and writes in order.
+//
 // sapicore::propagate_lanes takes the same arguments with a leading lane axis L (step (L,)); a lane
 // stride of 0 (an expanded, shared argument) is read without copying. vmap folds into it.
 //
@@ -156,6 +160,19 @@ void propagate_(at::Tensor& pending, const at::Tensor& spikes, const at::Tensor&
   });
 }
 
+at::Tensor take_row_(at::Tensor& pending, const at::Tensor& step) {
+  TORCH_CHECK(pending.dim() == 2 && pending.size(0) >= 1 && pending.is_contiguous() && pending.device().is_cpu(),
+              "sapicore::take_row_: pending must be a contiguous CPU tensor (D, P)");
+  TORCH_CHECK(step.dim() == 0 && step.scalar_type() == at::kLong && step.device().is_cpu(),
+              "sapicore::take_row_: step must be a 0-d int64 CPU tensor");
+  const int64_t now = *step.data_ptr<int64_t>();
+  TORCH_CHECK(now >= 0, "sapicore::take_row_: step must be >= 0");
+  at::Tensor row = pending.select(0, now % pending.size(0));
+  at::Tensor taken = row.clone();
+  row.zero_();
+  return taken;
+}
+
 at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
                            const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
                            const at::Tensor& step) {
@@ -197,6 +214,7 @@ at::Tensor nonzero_flat(const at::Tensor& values) {
 TORCH_LIBRARY(sapicore, m) {
   m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
   m.def("propagate_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> ()");
+  m.def("take_row_(Tensor(a!) pending, Tensor step) -> Tensor");
   m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
   m.def("nonzero_flat(Tensor values) -> Tensor");
 }
@@ -204,6 +222,7 @@ TORCH_LIBRARY(sapicore, m) {
 TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
   m.impl("propagate", &propagate);
   m.impl("propagate_", &propagate_);
+  m.impl("take_row_", &take_row_);
   m.impl("propagate_lanes", &propagate_lanes);
   m.impl("nonzero_flat", &nonzero_flat);
 }

@@ -1,0 +1,154 @@
+"""The Potjans & Diesmann (2014) microcircuit in Sapicore and NEST, side by side, in one run.
+
+Run:  python benchmarks/bench_microcircuit.py [--scale 0.1] [--k-scale K] [--duration 1500]
+      [--discard 500] [--no-fast] [--nest-python PATH]
+
+Each simulator runs in its own process (one CPU thread), so each row's peak memory is its own. Rows:
+Sapicore's reference loop, Sapicore fast=True (its compile time apart), and NEST (1 thread) where
+its benchmark-only environment exists (``bash benchmarks/setup_nest.sh``, found through
+--nest-python or $SAPICORE_NEST_PYTHON). The table gives build time, wall seconds per biological
+second (the real-time factor), peak memory, synaptic events per second and each population's mean
+rate beside the full-scale reference; a second table gives, per population, the Kolmogorov-Smirnov
+distance between Sapicore's and NEST's per-neuron rate distributions (the INM-6 recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def sapicore_worker(scale: float, k_scale: float, duration: float, discard: float, fast: bool) -> dict:
+    import torch
+
+    import sapicore.functional as sf
+    from sapicore.networks import potjans2014 as pd
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    net = pd.microcircuit(scale, k_scale=k_scale)
+    state = pd.initial_state(net)
+    build = time.perf_counter() - start
+    names = tuple(f"{name}.spikes" for name in pd.POPULATIONS)
+    compile_seconds = 0.0
+    if fast:  # compile on a short run first
+        start = time.perf_counter()
+        sf.simulate(net, state, dt=0.1, steps=40, record=names, fast=True, keep=False)
+        compile_seconds = time.perf_counter() - start
+    events = sf.SpikeEvents(names)
+    torch.manual_seed(1)
+    start = time.perf_counter()
+    with torch.no_grad():
+        sf.simulate(net, state, dt=0.1, duration=duration, record=names, sinks=[events], keep=False, fast=fast)
+    wall = time.perf_counter() - start
+    seconds = (duration - discard) / 1000.0
+    rates, counts = {}, {}
+    for name in pd.POPULATIONS:
+        times, neurons = events.times[f"{name}.spikes"], events.neurons[f"{name}.spikes"]
+        size = net.populations[name].size
+        per_neuron = torch.bincount(neurons[times > discard], minlength=size)
+        rates[name] = float(per_neuron.sum()) / size / seconds
+        counts[name] = per_neuron.tolist()
+    background = sum(net.populations[name].size for name in pd.POPULATIONS)  # one per neuron, one-to-one
+    synapses = int(net.projections["synapses"].mask.sum()) - background  # the recurrent ones, as NEST's row
+    return {
+        "build_seconds": build,
+        "compile_seconds": compile_seconds,
+        "run_seconds": wall,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "rates_hz": rates,
+        "counts": counts,
+        "synapses": synapses,
+    }
+
+
+def ks_distance(a: list[float], b: list[float]) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+    values = sorted(set(a) | set(b))
+    if not a or not b:
+        return float("nan")
+    sa, sb = sorted(a), sorted(b)
+    gap, i, j = 0.0, 0, 0
+    for value in values:
+        while i < len(sa) and sa[i] <= value:
+            i += 1
+        while j < len(sb) and sb[j] <= value:
+            j += 1
+        gap = max(gap, abs(i / len(sa) - j / len(sb)))
+    return gap
+
+
+def run_worker(command: list[str]) -> dict | None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"# {' '.join(command[:2])} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=0.1)
+    parser.add_argument("--k-scale", type=float, default=None, help="in-degree scale (default: --scale)")
+    parser.add_argument("--duration", type=float, default=1500.0, help="biological time (ms)")
+    parser.add_argument("--discard", type=float, default=500.0, help="transient left out of the rates (ms)")
+    parser.add_argument("--no-fast", action="store_true", help="skip fast=True")
+    parser.add_argument("--nest-python", default=os.environ.get("SAPICORE_NEST_PYTHON"))
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        scale, k_scale, duration, discard, fast = args.worker
+        print(json.dumps(sapicore_worker(float(scale), float(k_scale), float(duration), float(discard), fast == "1")))
+        return
+    k_scale = args.k_scale or args.scale
+    common = [str(args.scale), str(k_scale), str(args.duration), str(args.discard)]
+    rows = {"Sapicore reference": run_worker([sys.executable, __file__, "--worker", *common, "0"])}
+    if not args.no_fast:
+        rows["Sapicore fast=True"] = run_worker([sys.executable, __file__, "--worker", *common, "1"])
+    if args.nest_python:
+        rows["NEST 1 thread"] = run_worker([args.nest_python, str(HERE / "nest_microcircuit.py"), *common, "1", "1"])
+    else:
+        print("# NEST skipped: give --nest-python or $SAPICORE_NEST_PYTHON (bash benchmarks/setup_nest.sh)")
+    rows = {name: row for name, row in rows.items() if row is not None}
+    from sapicore.networks.potjans2014 import POPULATIONS, REFERENCE_RATES
+
+    seconds = args.duration / 1000.0
+    print(
+        f"\nMicrocircuit, scale {args.scale}, in-degree scale {k_scale}, {args.duration:g} ms "
+        f"(rates after {args.discard:g} ms), one CPU thread"
+    )
+    print(
+        "| | build s | compile s | s per bio-s | peak MB | synapses | " + " | ".join(POPULATIONS) + " | vs NEST time |"
+    )
+    print("|---" * (7 + len(POPULATIONS)) + "|")
+    nest_time = rows.get("NEST 1 thread", {}).get("run_seconds")
+    for name, row in rows.items():
+        per_second = row["run_seconds"] / seconds
+        rates = " | ".join(f"{row['rates_hz'][pop]:.2f}" for pop in POPULATIONS)
+        ratio = f"{row['run_seconds'] / nest_time:.2f}x" if nest_time else "-"
+        print(
+            f"| {name} | {row['build_seconds']:.1f} | {row.get('compile_seconds', 0.0):.1f} | {per_second:.2f} | "
+            f"{row['peak_memory_mb']:.0f} | {row['synapses']:,} | {rates} | {ratio} |"
+        )
+    print("| full-scale reference | | | | | | " + " | ".join(f"{r:.2f}" for r in REFERENCE_RATES) + " | |")
+    if "NEST 1 thread" in rows:
+        print("\nKolmogorov-Smirnov distance of per-neuron rates, Sapicore vs NEST")
+        print("| | " + " | ".join(POPULATIONS) + " |")
+        print("|---" * (1 + len(POPULATIONS)) + "|")
+        for name in [n for n in rows if n.startswith("Sapicore")]:
+            distances = [
+                ks_distance(rows[name]["counts"][pop], rows["NEST 1 thread"]["counts"][pop]) for pop in POPULATIONS
+            ]
+            print(f"| {name} | " + " | ".join(f"{d:.3f}" for d in distances) + " |")
+
+
+if __name__ == "__main__":
+    main()
