@@ -78,7 +78,9 @@ def _load() -> None:
                 _REGISTERED.add(name)
         if "propagate_" not in _REGISTERED:
             torch.library.register_fake("sapicore::propagate_")(lambda *args: None)
-            torch.library.register_fake("sapicore::take_row_")(lambda pending, step: pending.new_empty(pending.shape[1]))
+            torch.library.register_fake("sapicore::take_row_")(
+                lambda pending, step: pending.new_empty(pending.shape[1])
+            )
             _REGISTERED.add("propagate_")
     except Exception as err:  # no compiler, no ninja, a read-only cache: torch ops still work
         warnings.warn(
