@@ -143,13 +143,17 @@ def _spike_summary(spike_events: Any, network: Any, duration: float, discard: fl
     return events, rates, cvs
 
 
-def _raster(spec: Any, folder: Path, events: dict, title: str) -> list[str]:
+def _raster(spec: Any, folder: Path, events: dict, title: str, rates: dict) -> list[str]:
+    """The raster (and, for a spec with reference rates, the rates beside them) under partial names."""
     from sapicore import plot
 
     if not (spec.outputs.raster and events):
         return []
     plot.raster_events(events, partial(folder / "raster.png"), title=title)
-    return ["raster.png"]
+    if not spec.reference_rates:
+        return ["raster.png"]
+    plot.rate_bars(rates, spec.reference_rates, partial(folder / "rates.png"), title=f"{title}: mean rates")
+    return ["raster.png", "rates.png"]
 
 
 def run(
@@ -191,7 +195,7 @@ def run(
     wall = time.perf_counter() - start
     shutil.copyfile(spec.source, partial(out / "spec.yaml"))
     events, rates, cvs = _spike_summary(spike_events, network, duration, settings.discard)
-    names += ["spec.yaml"] + _raster(spec, out, events, spec.source.stem)
+    names += ["spec.yaml"] + _raster(spec, out, events, spec.source.stem, rates)
     summary = {
         "spec": str(spec.source),
         "overrides": list(overrides),
@@ -278,7 +282,7 @@ def sweep(
             events, rates, cvs = _spike_summary(
                 spike_events, specs[lane].network, duration or settings.duration, settings.discard
             )
-            names += _raster(specs[lane], folders[lane], events, f"{path.stem} lane {lane}")
+            names += _raster(specs[lane], folders[lane], events, f"{path.stem} lane {lane}", rates)
             publish(folders[lane], names)
             row = {"lane": lane, **labels[lane]}
             for population in rates:

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from .analysis import spike_times  # noqa: E402
 
-__all__ = ["raster", "raster_events", "population_rate", "traces", "weights", "sweep_heatmap"]
+__all__ = ["raster", "raster_events", "population_rate", "rate_bars", "traces", "weights", "sweep_heatmap"]
 
 
 def _save(fig: Any, path: str | Path) -> Path:
@@ -78,6 +78,18 @@ def population_rate(
         ax.plot((np.arange(len(rate)) + 0.5) * per_bin * dt, rate, color=f"C{index}", label=name)
     ax.set(xlabel="time (ms)", ylabel="rate (Hz)", title=title)
     ax.legend(loc="upper right")
+    return _save(fig, path)
+
+
+def rate_bars(rates: dict[str, float], reference: dict[str, float], path: str | Path, title: str = "") -> Path:
+    """Each population's mean rate (Hz) as a bar beside its reference rate."""
+    names = list(rates)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5, len(names) * 0.9), 4))
+    ax.bar(x - 0.2, [rates[n] for n in names], width=0.4, label="this run")
+    ax.bar(x + 0.2, [reference.get(n, np.nan) for n in names], width=0.4, label="reference")
+    ax.set(xticks=x, xticklabels=names, ylabel="mean rate (Hz)", title=title)
+    ax.legend()
     return _save(fig, path)
 
 
