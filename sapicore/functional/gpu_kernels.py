@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from .kernels import DTYPES, is_disabled, vmap_rule
+from .kernels import DTYPES, delay_arguments, is_disabled, vmap_rule
 from .transforms import compiling, gradient_possible
 
 __all__ = ["available", "interpreting", "usable", "propagate"]
@@ -80,8 +80,8 @@ def propagate(
     their arrival rows; arguments as in :func:`sapicore.functional.kernels.propagate` (one lane;
     ``vmap`` gives the lanes form)."""
     op = torch.ops.sapicore_gpu.propagate_lanes
-    delay_tensor = delays[None] if isinstance(delays, torch.Tensor) else None
-    delay = 0 if isinstance(delays, torch.Tensor) else int(delays)
+    tensor, delay = delay_arguments(delays)
+    delay_tensor = None if tensor is None else tensor[None]
     out = op(pending[None], spikes[None], targets[None], weights[None], delay_tensor, delay, step.reshape(1))
     return out[0]
 

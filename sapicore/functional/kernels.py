@@ -31,7 +31,7 @@ import torch
 from . import kernel_cache
 from .transforms import compiling, gradient_possible
 
-__all__ = ["available", "usable", "propagate", "propagate_", "take_row_", "disabled", "is_disabled", "DTYPES"]
+__all__ = ["available", "usable", "propagate", "take_row_", "delay_arguments", "disabled", "is_disabled", "DTYPES"]
 
 _SOURCE = Path(__file__).parent / "csrc" / "propagate.cpp"
 _NAME = "sapicore_kernels"
@@ -104,6 +104,12 @@ def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
     return available()
 
 
+def delay_arguments(delays: Any) -> tuple[torch.Tensor | None, int]:
+    """``delays`` (an int number of steps, or a per-synapse int64 tensor) as the ops take them:
+    (the tensor or None, the steps for all synapses)."""
+    return (delays, 0) if isinstance(delays, torch.Tensor) else (None, int(delays))
+
+
 def propagate(
     pending: torch.Tensor,
     spikes: torch.Tensor,
@@ -111,6 +117,7 @@ def propagate(
     weights: torch.Tensor,
     delays: Any,
     step: torch.Tensor,
+    in_place: bool = False,
 ) -> torch.Tensor:
     """``pending`` with row ``step mod D`` (delivered this step) cleared and this step's spikes added
     at their arrival rows (see ``csrc/propagate.cpp``).
@@ -122,34 +129,19 @@ def propagate(
         targets, weights: padded outgoing synapses ``(n_pre + 1, width)``.
         delays: an int (steps, for all synapses) or an int64 tensor shaped like ``targets``.
         step: steps taken so far (0-d int64).
+        in_place: change ``pending`` (contiguous) itself and return it, instead of a copy; only for a
+            run that owns it (``simulate`` copies the ring buffers it is given once).
     """
-    if isinstance(delays, torch.Tensor):
-        return torch.ops.sapicore.propagate(pending, spikes, targets, weights, delays, 0, step)
-    return torch.ops.sapicore.propagate(pending, spikes, targets, weights, None, int(delays), step)
-
-
-def propagate_(
-    pending: torch.Tensor,
-    spikes: torch.Tensor,
-    targets: torch.Tensor,
-    weights: torch.Tensor,
-    delays: Any,
-    step: torch.Tensor,
-) -> torch.Tensor:
-    """:func:`propagate` in place: ``pending`` (contiguous) itself is cleared and added to, and returned.
-
-    Only for a run that owns ``pending`` (``simulate`` copies the ring buffers it is given once).
-    """
-    if isinstance(delays, torch.Tensor):
-        torch.ops.sapicore.propagate_(pending, spikes, targets, weights, delays, 0, step)
-    else:
-        torch.ops.sapicore.propagate_(pending, spikes, targets, weights, None, int(delays), step)
-    return pending
+    tensor, delay = delay_arguments(delays)
+    if in_place:
+        torch.ops.sapicore.propagate_(pending, spikes, targets, weights, tensor, delay, step)
+        return pending
+    return torch.ops.sapicore.propagate(pending, spikes, targets, weights, tensor, delay, step)
 
 
 def take_row_(pending: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
     """A copy of row ``step mod D`` of ``pending`` (the input delivered this step), which is cleared
-    in place: the in-place counterpart of reading that row before :func:`propagate_`."""
+    in place: the in-place counterpart of reading that row before ``propagate(..., in_place=True)``."""
     return torch.ops.sapicore.take_row_(pending, step)
 
 

@@ -257,11 +257,11 @@ class SparseProjection(Projection):
             backend, capacity = self.selection_capacity(spikes, state.weights)
             selection = backend if backend in KERNELS else select_sources(spikes, backend, capacity)
         if isinstance(selection, str):  # a kernel
+            arguments = (state.pending, spikes, self.targets, state.weights, self.delays, state.step)
             if selection == "gpu_kernel":
-                propagate = gpu_kernels.propagate
+                pending = gpu_kernels.propagate(*arguments)
             else:
-                propagate = kernels.propagate_ if self.in_place else kernels.propagate
-            pending = propagate(state.pending, spikes, self.targets, state.weights, self.delays, state.step)
+                pending = kernels.propagate(*arguments, in_place=self.in_place)
             return replace(state, pending=pending, step=state.step + 1)
         rows, values, count = selection
         overflow = state.overflow
