@@ -125,6 +125,18 @@ def _sinks(spec: Any, folder: Path, spike_records: tuple[str, ...]) -> tuple[Any
     return spike_events, sinks, names
 
 
+def _duration(source: Path, settings: Any, duration: float | None) -> float:
+    """The run's duration (ms): ``--duration`` or the spec's, which must outlast ``simulation.discard``."""
+    from sapicore.spec import SpecError
+
+    duration = duration or settings.duration
+    if settings.discard and duration <= settings.discard:
+        raise SpecError(
+            f"{source}: --duration {duration} ms is not longer than simulation.discard ({settings.discard} ms)"
+        )
+    return duration
+
+
 def _spike_summary(spike_events: Any, network: Any, duration: float, discard: float) -> tuple[dict, dict, dict]:
     """(events per population for a raster, mean rates in Hz, ISI CVs), from the kept spike events
     after the first ``discard`` ms."""
@@ -162,16 +174,13 @@ def run(
     """Simulate a spec (with ``overrides``, ``"dotted.key=value"`` strings) and write its outputs into
     ``out`` (each under a partial name until it is complete, then renamed); return the summary."""
     import sapicore.functional as sf
-    from sapicore.spec import SpecError, initial_state, load_spec
+    from sapicore.spec import initial_state, load_data, override, parse_spec
 
-    spec = load_spec(spec_path, overrides)
+    path, data = load_data(spec_path)
+    spec = parse_spec(override(data, overrides, path), path)
     out = Path(out)
     settings = spec.simulation
-    duration = duration or settings.duration
-    if settings.discard and duration <= settings.discard:
-        raise SpecError(
-            f"{spec.source}: --duration {duration} ms is not longer than simulation.discard ({settings.discard} ms)"
-        )
+    duration = _duration(spec.source, settings, duration)
     torch.manual_seed(settings.seed)
     network = sf.to(spec.network, device=settings.device)
     state = initial_state(spec)
@@ -193,7 +202,12 @@ def run(
             keep=False,  # records stream to the sinks: memory stays bounded
         )
     wall = time.perf_counter() - start
-    shutil.copyfile(spec.source, partial(out / "spec.yaml"))
+    if overrides:  # the spec as run, overrides applied
+        from tree_config.yaml import yaml_dumps
+
+        partial(out / "spec.yaml").write_text(yaml_dumps(data))
+    else:
+        shutil.copyfile(spec.source, partial(out / "spec.yaml"))
     events, rates, cvs = _spike_summary(spike_events, network, duration, settings.discard)
     names += ["spec.yaml"] + _raster(spec, out, events, spec.source.stem, rates)
     summary = {
@@ -245,6 +259,7 @@ def sweep(
     lanes_data, labels = expand_sweep(data, path)
     specs = [parse_spec(lane, path) for lane in lanes_data]
     settings = specs[0].simulation
+    duration = _duration(path, settings, duration)
     device = settings.device
     rank, world = _distributed(device)
     if device.startswith("cuda") and world > 1:
@@ -269,7 +284,7 @@ def sweep(
                 lanes,
                 states,
                 dt=settings.dt,
-                duration=duration or settings.duration,
+                duration=duration,
                 record=record,
                 every=settings.every,
                 fast=settings.fast,
@@ -279,9 +294,7 @@ def sweep(
             )
         for lane in mine:
             spike_events, _, names = outputs[lane]
-            events, rates, cvs = _spike_summary(
-                spike_events, specs[lane].network, duration or settings.duration, settings.discard
-            )
+            events, rates, cvs = _spike_summary(spike_events, specs[lane].network, duration, settings.discard)
             names += _raster(specs[lane], folders[lane], events, f"{path.stem} lane {lane}", rates)
             publish(folders[lane], names)
             row = {"lane": lane, **labels[lane]}

@@ -88,7 +88,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Network, dict, dict]:
     from sapicore.networks import potjans2014
 
-    options = reader.mapping(arguments, "builder", optional=("name", "scale", "k_scale", "seed", "background"))
+    options = reader.mapping(arguments, "builder", optional=("scale", "k_scale", "seed", "background"))
     values = {
         key: reader.number(options[key], f"builder.{key}", positive=True)
         for key in ("scale", "k_scale")

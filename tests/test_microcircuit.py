@@ -98,6 +98,7 @@ def test_the_microcircuit_command_writes_rates_beside_the_reference_within_a_ban
         assert 0.5 * reference < summary["mean_rate_hz"][name] < 2.0 * reference, name
     assert summary["mean_rate_hz"]["L5E"] > 4 * summary["mean_rate_hz"]["L23E"]  # the layers' order
     assert (out / "raster.png").exists() and (out / "rates.png").exists() and summary["discarded_ms"] == 200.0
+    assert "scale: 0.05" in (out / "spec.yaml").read_text()  # the spec as run, overrides applied
 
 
 def test_builder_arguments_are_checked(capsys):

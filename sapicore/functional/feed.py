@@ -76,10 +76,10 @@ class PerLane:
         self.lanes = [list(sinks) for sinks in lanes]
 
     def check(self, names: Sequence[str], events: Sequence[str]) -> None:
+        from .checks import check_sinks
+
         for sinks in self.lanes:
-            for sink in sinks:
-                if callable(getattr(sink, "check", None)):
-                    sink.check(names, events)
+            check_sinks(sinks, tuple(names), tuple(events))
 
     def begin(self, dt: float, every: int) -> None:
         for sinks in self.lanes:

@@ -72,10 +72,7 @@ def names_of(group: str | tuple[str, ...]) -> tuple[str, ...]:
 
 def joined(group: str | tuple[str, ...], values: dict) -> Any:
     """``values[group]``, or the values of a group's populations one after the other."""
-    if isinstance(group, str):
-        return values[group]
-    parts = [values[name] for name in group]
-    return None if any(part is None for part in parts) else torch.cat(parts)
+    return values[group] if isinstance(group, str) else torch.cat([values[name] for name in group])
 
 
 def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) -> None:
@@ -196,7 +193,7 @@ class Network:
             synapse = proj.synapse.update(pstate.synapse, proj.arrivals(pstate), dt)
             v = None
             if proj.synapse.conductance_based:
-                v = joined(proj.target, {pop: getattr(populations[pop], "v", None) for pop in names_of(proj.target)})
+                v = joined(proj.target, {pop: populations[pop].v for pop in names_of(proj.target)})
             current = proj.synapse.current(synapse, v)
             if isinstance(proj.target, str):
                 currents[proj.target].append(current)
@@ -283,7 +280,7 @@ def own_buffers(model: Any, state: Any) -> Any:
     (``in_place``, set for a run by ``simulate``), so that the caller's state is never changed."""
     if not isinstance(model, Network):
         return state
-    owned = [name for name, proj in model.projections.items() if getattr(proj, "in_place", False)]
+    owned = [name for name, proj in model.projections.items() if proj.in_place]
     if not owned:
         return state
     projections = dict(state.projections)

@@ -343,14 +343,12 @@ def projection(
         normalize: if set, after each plasticity update scale the weights onto each target neuron to
             sum to this value.
     """
+    source, target = (tuple(names) if isinstance(names, list) else names for names in (source, target))
     for role, names in (("source", source), ("target", target)):
-        if isinstance(names, list):
-            names = tuple(names)
         if not (
             isinstance(names, str) or isinstance(names, tuple) and names and all(isinstance(n, str) for n in names)
         ):
             raise TypeError(f"{role} must be a population name (str) or a tuple of names, got {names!r}")
-    source, target = (tuple(n) if isinstance(n, list) else n for n in (source, target))
     if normalize is not None and not (
         isinstance(normalize, numbers.Real)
         and not isinstance(normalize, bool)
