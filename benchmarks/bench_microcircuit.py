@@ -53,12 +53,11 @@ def sapicore_worker(scale: float, k_scale: float, duration: float, discard: floa
     rates, counts = {}, {}
     for name in pd.POPULATIONS:
         times, neurons = events.times[f"{name}.spikes"], events.neurons[f"{name}.spikes"]
-        size = net.populations[name].size
+        size = net.ranges()[name][2]
         per_neuron = torch.bincount(neurons[times > discard], minlength=size)
         rates[name] = float(per_neuron.sum()) / size / seconds
         counts[name] = per_neuron.tolist()
-    background = sum(net.populations[name].size for name in pd.POPULATIONS)  # one per neuron, one-to-one
-    synapses = int(net.projections["synapses"].mask.sum()) - background  # the recurrent ones, as NEST's row
+    synapses = int(net.projections["synapses"].mask.sum())  # the recurrent ones, as NEST's row
     return {
         "build_seconds": build,
         "compile_seconds": compile_seconds,

@@ -144,10 +144,11 @@ def _spike_summary(spike_events: Any, network: Any, duration: float, discard: fl
 
     events, rates, cvs = {}, {}, {}
     seconds = (duration - discard) / 1000.0
+    ranges = network.ranges()
     for name in spike_events.names if spike_events else ():
         population = name.split(".")[0]
         times, neurons = spike_events.times[name], spike_events.neurons[name]
-        size = network.populations[population].size
+        size = ranges[population][2]
         events[population] = (times, neurons, size)
         kept = times > discard
         rates[population] = int(kept.sum()) / size / seconds

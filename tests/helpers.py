@@ -34,9 +34,9 @@ def random_table(n_pre=50, n_post=30, width=7, max_delay=4, dtype=torch.float64,
     degree = torch.randint(0, width + 1, (n_pre + 1, 1), generator=g)
     degree[-1] = 0  # the padding row
     targets = torch.randint(0, n_post, (n_pre + 1, width), generator=g)
-    targets = torch.where(torch.arange(width) < degree, targets, n_post)  # n_post pads the end of each row
+    targets = torch.where(torch.arange(width) < degree, targets, n_post).to(torch.int32)  # n_post pads each row's end
     weights = torch.randn(n_pre + 1, width, generator=g, dtype=dtype)
-    delays = torch.randint(0, max_delay + 1, (n_pre + 1, width), generator=g)
+    delays = torch.randint(0, max_delay + 1, (n_pre + 1, width), generator=g, dtype=torch.int16)
     pending = torch.randn(max_delay + 1, n_post + 1, generator=g, dtype=dtype)
     spikes = (torch.rand(n_pre, generator=g) < 0.3).to(dtype) * torch.rand(
         n_pre, generator=g, dtype=dtype

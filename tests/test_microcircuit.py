@@ -28,26 +28,26 @@ def small():
 
 
 def blocks(net):
-    """Each (source, target) pair's synapses of the joined projection: {(i, j): (pre, post, weights, delays)}."""
+    """Each (source, target) pair's recurrent synapses: {(i, j): (pre, post, weights, delays)}."""
     proj = net.projections["synapses"]
-    pre = torch.arange(proj.n_pre + 1)[:, None].expand_as(proj.targets)[proj.mask]
-    post, weights = proj.targets[proj.mask], proj.weights[proj.mask]
-    delays = proj.delays[proj.mask] if isinstance(proj.delays, torch.Tensor) else torch.full_like(post, proj.delays)
-    sizes = [net.populations[name].size for name in proj.source]
+    mask = proj.mask
+    pre = torch.arange(proj.n_pre + 1)[:, None].expand_as(proj.targets)[mask]
+    post, weights = proj.targets[mask].long(), proj.weights[mask]
+    delays = proj.delays[mask] if isinstance(proj.delays, torch.Tensor) else torch.full_like(post, proj.delays)
+    sizes = [size for _, size in net.populations["cortex"].parts]
     starts = torch.tensor([0] + sizes).cumsum(0)
-    targets = torch.tensor([0] + sizes[:8]).cumsum(0)
     source_of = torch.bucketize(pre, starts[1:], right=True)
-    target_of = torch.bucketize(post, targets[1:], right=True)
+    target_of = torch.bucketize(post, starts[1:], right=True)
     return {
-        (i, j): (pre[keep] - starts[i], post[keep] - targets[j], weights[keep], delays[keep])
-        for i in range(len(sizes))
+        (i, j): (pre[keep] - starts[i], post[keep] - starts[j], weights[keep], delays[keep])
+        for i in range(8)
         for j in range(8)
         if bool((keep := (source_of == i) & (target_of == j)).any())
     }
 
 
 def test_each_pair_of_populations_gets_its_fixed_total_number_with_multapses(small):
-    sizes = [small.populations[name].size for name in pd.POPULATIONS]
+    sizes = [size for _, size in small.populations["cortex"].parts]
     expected = torch.round(pd.synapse_counts() * 0.02 * 0.05).to(torch.int64)
     found = blocks(small)
     for target in range(8):
@@ -59,19 +59,18 @@ def test_each_pair_of_populations_gets_its_fixed_total_number_with_multapses(sma
     repeated = 1.0 - torch.unique(pairs).numel() / pairs.numel()
     lam = pairs.numel() / (sizes[2] * sizes[0])  # Poisson number of synapses per pair
     assert repeated == pytest.approx(1.0 - (1.0 - math.exp(-lam)) / lam, abs=0.01)  # multapses as drawn
-    for j in range(8):  # one Poisson background source per neuron
-        pre, post, _, _ = found[8 + j, j]
-        assert torch.equal(pre, post) and pre.numel() == sizes[j]
+    external = small.projections["external"]  # one Poisson background source per neuron, K_ext trains each
+    assert torch.equal(external.targets[:-1, 0].long(), torch.arange(sum(sizes)))
+    trains = small.populations["background"].model.trains
+    assert trains[0] == round(1600 * 0.05) and trains[-1] == round(2100 * 0.05)  # L2/3E first, L6I last
 
 
 def test_weights_and_delays_follow_their_normal_distributions(small):
     found = blocks(small)
     charge = 0.5 * (1.0 - math.exp(-DT / 0.5)) / DT
     psc = pd.psc_per_psp(250.0, 10.0, 0.5) * 0.15 / math.sqrt(0.05) * charge / 1000.0  # nA
+    assert torch.allclose(small.projections["external"].weights[:-1, 0], torch.tensor(psc))
     for (source, target), (_, _, weights, delays) in found.items():
-        if source >= 8:
-            assert torch.allclose(weights, torch.tensor(psc))
-            continue
         mean = psc * (-4.0 if source % 2 else 1.0) * (2.0 if (source, target) == (2, 0) else 1.0)
         assert abs(weights.mean().item() - mean) < 4 * 0.1 * abs(mean) / math.sqrt(weights.numel())
         assert bool((weights * mean > 0).all())  # signs kept
@@ -81,7 +80,8 @@ def test_weights_and_delays_follow_their_normal_distributions(small):
             drawn = (delays.double() + 1) * DT  # Sapicore adds one step to every delay
             assert drawn.min().item() == pytest.approx(DT)  # clipped below at dt
             clipped = torch.distributions.Normal(delay, delay / 2).cdf(torch.tensor(DT * 1.5)).item()
-            assert (drawn <= DT + 1e-9).double().mean().item() == pytest.approx(clipped, abs=0.01)
+            spread = 5 * math.sqrt(clipped * (1 - clipped) / drawn.numel())  # five standard errors
+            assert (drawn <= DT + 1e-9).double().mean().item() == pytest.approx(clipped, abs=spread)
             assert drawn.mean().item() == pytest.approx(delay, rel=0.06)
 
 
@@ -116,5 +116,6 @@ def test_builder_arguments_are_checked(capsys):
 
 def test_the_dc_background_gives_a_network_without_poisson_sources():
     net = pd.microcircuit(scale=0.01, background="dc")
-    assert set(net.populations) == set(pd.POPULATIONS) and set(net.drive) == set(pd.POPULATIONS)
-    assert isinstance(net.populations["L23E"].model, sf.LIF)
+    assert set(net.populations) == {"cortex"} and set(net.projections) == {"synapses"}
+    assert [name for name, _ in net.populations["cortex"].parts] == list(pd.POPULATIONS)
+    assert isinstance(net.populations["cortex"].model, sf.LIF) and bool((net.drive["cortex"] > 0).all())

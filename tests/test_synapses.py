@@ -70,8 +70,19 @@ def test_a_source_of_many_trains_emits_poisson_counts_whose_weights_add_up():
     torch.manual_seed(3)
     _, rec = sf.simulate(net, net.init_state(), steps=50, dt=0.1, record=("bg.spikes", "p.s"))
     assert torch.allclose(rec["p.s"][1:], 0.25 * rec["bg.spikes"][:-1])  # each count times the weight, a step later
-    with pytest.raises(ValueError, match="PoissonSource.trains must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="PoissonSource.trains must be an int >= 1 or a tensor of them .*got 0"):
         sf.PoissonSource(trains=0)
+    with pytest.raises(ValueError, match="PoissonSource.trains must hold whole numbers >= 1"):
+        sf.PoissonSource(trains=torch.tensor([2.0, 0.5]))
+
+
+def test_trains_may_differ_per_neuron():
+    trains = torch.tensor([1.0, 10.0, 100.0]).repeat_interleave(400)
+    source = sf.PoissonSource(rate=100.0, trains=trains)
+    torch.manual_seed(4)
+    _, rec = sf.simulate(source, source.init_state(1200), steps=1000, dt=0.1)
+    means = rec["spikes"].reshape(1000, 3, 400).mean((0, 2))
+    assert torch.allclose(means, torch.tensor([0.01, 0.1, 1.0]), rtol=0.06)  # 100 Hz x trains x 0.1 ms
 
 
 def test_incoherent_parameters_are_refused_in_every_lane():

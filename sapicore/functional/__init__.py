@@ -28,7 +28,7 @@ from .neurons import (
 )
 from .neurons.base import check_input, check_model
 from .plasticity import STDP, Hebbian, Oja, PlasticityRule, RewardSTDP, TripletSTDP
-from .projection import DenseProjection, Projection, ProjectionState, SparseProjection, projection
+from .projection import DenseProjection, Projection, ProjectionState, SparseProjection, SynapseTable, projection
 from .pytree import (
     check_finite,
     check_non_negative,
@@ -76,6 +76,7 @@ __all__ = [
     "TripletSTDP",
     "connectivity",
     "projection",
+    "SynapseTable",
     "NONLINEARITIES",
     "METHODS",
     "PRESETS",

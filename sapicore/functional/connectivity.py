@@ -24,6 +24,7 @@ __all__ = [
     "fixed_in_degree",
     "fixed_out_degree",
     "fixed_total_number",
+    "fixed_total_number_out_degree",
     "from_indices",
 ]
 
@@ -237,11 +238,21 @@ def fixed_total_number(n_pre: int, n_post: int, count: int, seed: int | None = N
     Drawn in time and memory linear in ``count`` (no sort): the number of synapses of each source
     is a multinomial draw, the targets are uniform draws.
     """
-    n_pre, n_post, count = _count(n_pre, "n_pre"), _count(n_post, "n_post"), _count(count, "count")
-    if count and not (n_pre and n_post):
-        raise ValueError(f"count={count} synapses need neurons on both sides, got n_pre={n_pre}, n_post={n_post}")
     generator = _generator(seed)
-    out_degree = torch.bincount(torch.randint(0, max(n_pre, 1), (count,), generator=generator), minlength=n_pre)
+    out_degree = _total_number_out_degree(n_pre, n_post, count, generator)
     pre = torch.repeat_interleave(torch.arange(n_pre), out_degree)
     post = torch.randint(0, max(n_post, 1), (count,), generator=generator)
     return Connectivity(pre, post, n_pre, n_post)
+
+
+def fixed_total_number_out_degree(n_pre: int, n_post: int, count: int, seed: int | None = None) -> torch.Tensor:
+    """``fixed_total_number(n_pre, n_post, count, seed).out_degree()`` without drawing the targets:
+    each source's number of synapses, to size a :class:`~sapicore.functional.SynapseTable`."""
+    return _total_number_out_degree(n_pre, n_post, count, _generator(seed))
+
+
+def _total_number_out_degree(n_pre: int, n_post: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    n_pre, n_post, count = _count(n_pre, "n_pre"), _count(n_post, "n_post"), _count(count, "count")
+    if count and not (n_pre and n_post):
+        raise ValueError(f"count={count} synapses need neurons on both sides, got n_pre={n_pre}, n_post={n_post}")
+    return torch.bincount(torch.randint(0, max(n_pre, 1), (count,), generator=generator), minlength=n_pre)

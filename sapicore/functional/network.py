@@ -49,12 +49,41 @@ def _check_population(instance: Population, attribute: attrs.Attribute, value: A
         raise ValueError(f"Population size must be a positive int (a number of neurons), got {value!r}")
 
 
+def _parts_tuple(value: Any) -> tuple:
+    return tuple(value.items()) if isinstance(value, dict) else value
+
+
+def _check_parts(instance: Population, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, tuple):
+        raise TypeError(f"Population parts must be a dict {{name: number of neurons}}, got {type(value).__name__}")
+    if not value:
+        return
+    for name, size in value:
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"Population part name {name!r} must be a non-empty str without '.'")
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"Population part {name!r} must have a positive int number of neurons, got {size!r}")
+    total = sum(size for _, size in value)
+    if total != instance.size:
+        raise ValueError(f"Population parts hold {total} neurons in all but the population has {instance.size}")
+    if len({name for name, _ in value}) != len(value):
+        raise ValueError(f"Population part names must differ, got {[name for name, _ in value]}")
+
+
 @pytree
 class Population:
-    """A neuron model (parameters) and the number of neurons that share it."""
+    """A neuron model (parameters) and the number of neurons that share it.
+
+    ``parts`` ({name: number of neurons}, in order, summing to ``size``) names consecutive ranges of
+    neurons (as Brian2's subgroups): a part's name may stand wherever a population's does (a
+    projection's source or target, ``drive``, ``inputs``, record names such as ``"L4E.spikes"``). One
+    population with parts steps in one call where separate populations step one by one, so
+    populations that share a model run faster joined (with per-neuron parameters where they differ).
+    """
 
     model: Any
     size: int = attrs.field(validator=_check_population)
+    parts: tuple = attrs.field(default=(), converter=_parts_tuple, validator=_check_parts)
 
 
 @pytree
@@ -66,13 +95,51 @@ class NetworkState:
 
 
 def names_of(group: str | tuple[str, ...]) -> tuple[str, ...]:
-    """The population names of a projection's source or target (one name, or a tuple of them)."""
+    """The population (or part) names of a projection's source or target: one name, or a tuple."""
     return (group,) if isinstance(group, str) else group
 
 
-def joined(group: str | tuple[str, ...], values: dict) -> Any:
-    """``values[group]``, or the values of a group's populations one after the other."""
-    return values[group] if isinstance(group, str) else torch.cat([values[name] for name in group])
+def _segments(group: str | tuple[str, ...], ranges: dict) -> list[tuple[str, int, int]]:
+    """A group's neurons as (population, first neuron, count) ranges, adjacent ranges merged."""
+    segments: list[tuple[str, int, int]] = []
+    for name in names_of(group):
+        pop, start, size = ranges[name]
+        if segments and segments[-1][0] == pop and segments[-1][1] + segments[-1][2] == start:
+            segments[-1] = (pop, segments[-1][1], segments[-1][2] + size)
+        else:
+            segments.append((pop, start, size))
+    return segments
+
+
+def _gather(segments: list, values: dict, sizes: dict) -> torch.Tensor:
+    """The values of ``segments``' neurons (from ``values``, per population) one after the other."""
+    pieces = [
+        values[pop] if size == sizes[pop] else values[pop].narrow(-1, start, size) for pop, start, size in segments
+    ]
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, -1)
+
+
+def _place(value: Any, start: int, size: int, total: int, like: torch.Tensor) -> Any:
+    """``value`` (for ``size`` neurons from ``start``) as a value for all ``total`` neurons of its
+    population, zero elsewhere."""
+    if size == total:
+        return value
+    value = torch.as_tensor(value, dtype=like.dtype, device=like.device).expand(size)
+    return torch.nn.functional.pad(value, (start, total - start - size))
+
+
+def _ranges(populations: dict) -> dict[str, tuple[str, int, int]]:
+    """Every population and part name -> (population, first neuron, number of neurons)."""
+    found: dict[str, tuple[str, int, int]] = {}
+    for name, population in populations.items():
+        found[name] = (name, 0, population.size)
+        start = 0
+        for part, size in population.parts:
+            if part in found or part in populations:
+                raise ValueError(f"part name {part!r} of population {name!r} is already a population or part name")
+            found[part] = (name, start, size)
+            start += size
+    return found
 
 
 def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) -> None:
@@ -82,29 +149,31 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
             raise TypeError(f"population {name!r} must be a Population(model, size), got {type(population).__name__}")
         if "." in name:
             raise ValueError(f"population name {name!r} must not contain '.'")
+    ranges = _ranges(populations)
     for name, proj in projections.items():
         if not isinstance(proj, Projection):
             raise TypeError(f"projection {name!r} must be built with sapicore.functional.projection(...)")
-        if name in populations or "." in name:
-            raise ValueError(f"projection name {name!r} must differ from population names and contain no '.'")
+        if name in ranges or "." in name:
+            raise ValueError(f"projection name {name!r} must differ from population and part names and contain no '.'")
         for role, group in (("source", proj.source), ("target", proj.target)):
             for pop in names_of(group):
-                if pop not in populations:
+                if pop not in ranges:
                     raise ValueError(
-                        f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(populations)}"
+                        f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(ranges)}"
                     )
-        sizes = [sum(populations[pop].size for pop in names_of(group)) for group in (proj.source, proj.target)]
+        sizes = [sum(ranges[pop][2] for pop in names_of(group)) for group in (proj.source, proj.target)]
         if [proj.n_pre, proj.n_post] != sizes:
             raise ValueError(
                 f"projection {name!r} connects {proj.n_pre} -> {proj.n_post} neurons but {proj.source!r} has "
                 f"{sizes[0]} and {proj.target!r} has {sizes[1]}"
             )
         for target in names_of(proj.target):
-            if not populations[target].model.receives_projections:
+            model = populations[ranges[target][0]].model
+            if not model.receives_projections:
                 raise ValueError(
                     f"projection {name!r} targets {target!r}, an input population that cannot receive synapses"
                 )
-            if proj.synapse.conductance_based and "v" not in populations[target].model.record_names():
+            if proj.synapse.conductance_based and "v" not in model.record_names():
                 raise ValueError(f"projection {name!r} is conductance-based but {target!r} has no membrane potential v")
     steps = {proj.dt for proj in projections.values()}
     if len(steps) > 1:
@@ -112,8 +181,8 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
             f"the projections were built for different time steps {sorted(steps)} ms; build them all with one dt"
         )
     for name, drive in value.items():
-        if name not in populations:
-            raise ValueError(f"drive names unknown population {name!r}; populations: {', '.join(populations)}")
+        if name not in ranges:
+            raise ValueError(f"drive names unknown population {name!r}; populations: {', '.join(ranges)}")
         is_number = isinstance(drive, numbers.Real) and not isinstance(drive, bool)
         if not (is_number or isinstance(drive, torch.Tensor) and drive.is_floating_point()):
             raise TypeError(f"drive[{name!r}] must be a number or a floating tensor (nA), got {type(drive).__name__}")
@@ -132,6 +201,10 @@ class Network:
     def dt(self) -> float | None:
         """The time step (ms) the projections' delays were built for; None without projections."""
         return next(iter(self.projections.values())).dt if self.projections else None
+
+    def ranges(self) -> dict[str, tuple[str, int, int]]:
+        """Every population and part name -> (population, first neuron, number of neurons)."""
+        return _ranges(self.populations)
 
     def for_run(self, context: RunContext) -> Network:
         """This network with every projection as a run in ``context`` uses it (propagation backends)."""
@@ -162,7 +235,7 @@ class Network:
             raise TypeError(
                 f"network inputs must be a dict keyed by population (or modulator) name, got {type(inputs).__name__}"
             )
-        known = set(self.populations) | self._modulators()
+        known = set(self.ranges()) | self._modulators()
         unknown = sorted(set(inputs) - known)
         if unknown:
             raise ValueError(
@@ -185,42 +258,50 @@ class Network:
         if self.projections and dt != self.dt:
             raise ValueError(f"the projections were built for dt={self.dt} ms, not dt={dt} ms; rebuild them")
         external = self._external(inputs)
+        ranges = self.ranges()
+        sizes = {name: pop.size for name, pop in self.populations.items()}
         populations, projections = dict(state.populations), dict(state.projections)
         # 1. arrivals into the synapse models, and their currents into the targets
         currents: dict[str, list] = {name: [] for name in self.populations}
         for name, proj in self.projections.items():
             pstate = projections[name]
             synapse = proj.synapse.update(pstate.synapse, proj.arrivals(pstate), dt)
+            targets = _segments(proj.target, ranges)
             v = None
             if proj.synapse.conductance_based:
-                v = joined(proj.target, {pop: populations[pop].v for pop in names_of(proj.target)})
+                v = _gather(targets, {pop: populations[pop].v for pop, _, _ in targets}, sizes)
             current = proj.synapse.current(synapse, v)
-            if isinstance(proj.target, str):
-                currents[proj.target].append(current)
-            else:
-                offset = 0
-                for pop in proj.target:
-                    size = self.populations[pop].size
-                    currents[pop].append(current.narrow(0, offset, size))
-                    offset += size
+            offset = 0
+            for pop, start, size in targets:
+                piece = current if size == proj.n_post else current.narrow(-1, offset, size)
+                currents[pop].append(_place(piece, start, size, sizes[pop], piece))
+                offset += size
             projections[name] = replace(pstate, synapse=synapse)
+        for given in (self.drive, external):
+            for key, value in given.items():
+                if key in ranges:
+                    pop, start, size = ranges[key]
+                    like = tree_leaves(populations[pop])[0]
+                    currents[pop].append(_place(value, start, size, sizes[pop], like))
         # 2. the populations
         outputs = {}
         for name, pop in self.populations.items():
-            terms = currents[name] + [x for x in (self.drive.get(name), external.get(name)) if x is not None]
+            terms = currents[name]
             total = terms[0] if terms else 0.0
             for term in terms[1:]:
                 total = total + term
             populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
         # 3. this step's output in transit, each source's spiking neurons picked once
-        sources = {proj.source: joined(proj.source, outputs) for proj in self.projections.values()}
+        sources = {
+            proj.source: _gather(_segments(proj.source, ranges), outputs, sizes) for proj in self.projections.values()
+        }
         selections = self._select_sources(sources, projections)
         for name, proj in self.projections.items():
             projections[name] = proj.emit(projections[name], sources[proj.source], selections.get(name))
         # 4. plasticity
         for name, proj in self.projections.items():
             modulator = external.get(proj.plasticity.modulator) if proj.plasticity is not None else None
-            pre, post = sources[proj.source], joined(proj.target, outputs)
+            pre, post = sources[proj.source], _gather(_segments(proj.target, ranges), outputs, sizes)
             projections[name] = proj.learn(projections[name], pre, post, dt, modulator)
         return replace(state, populations=populations, projections=projections), outputs
 
@@ -243,12 +324,19 @@ class Network:
         return decided | {name: picks[source, backend] for name, (source, backend, _) in wanted.items()}
 
     def default_record(self) -> tuple[str, ...]:
-        """What ``simulate`` records when not told: every population's output."""
-        return tuple(f"{pop}.{population.model.output_name}" for pop, population in self.populations.items())
+        """What ``simulate`` records when not told: every population's output (each part's, for a
+        population with parts)."""
+        return tuple(
+            f"{name}.{population.model.output_name}"
+            for pop, population in self.populations.items()
+            for name in ([part for part, _ in population.parts] or [pop])
+        )
 
     def record_names(self) -> tuple[str, ...]:
         names = [
-            f"{pop}.{var}" for pop, population in self.populations.items() for var in population.model.record_names()
+            f"{name}.{var}"
+            for name, (pop, _, _) in self.ranges().items()
+            for var in self.populations[pop].model.record_names()
         ]
         for name, proj in self.projections.items():
             names.append(f"{name}.weights")
@@ -261,8 +349,11 @@ class Network:
 
     def read(self, state: NetworkState, output: dict, name: str) -> torch.Tensor:
         owner, _, variable = name.partition(".")
-        if owner in self.populations:
-            return self.populations[owner].model.read(state.populations[owner], output[owner], variable)
+        ranges = self.ranges()
+        if owner in ranges:
+            pop, start, size = ranges[owner]
+            value = self.populations[pop].model.read(state.populations[pop], output[pop], variable)
+            return value if size == self.populations[pop].size else value.narrow(-1, start, size)
         pstate: ProjectionState = state.projections[owner]
         if variable == "weights":
             return pstate.weights
@@ -272,7 +363,8 @@ class Network:
 
     def is_event(self, name: str) -> bool:
         owner, _, variable = name.partition(".")
-        return owner in self.populations and self.populations[owner].model.is_event(variable)
+        ranges = self.ranges()
+        return owner in ranges and self.populations[ranges[owner][0]].model.is_event(variable)
 
 
 def own_buffers(model: Any, state: Any) -> Any:

@@ -51,7 +51,15 @@ from .pytree import pytree, replace
 from .synapses import SynapseModel
 from .transforms import KERNELS, PROPAGATIONS, RunContext, propagation, propagation_now
 
-__all__ = ["Projection", "DenseProjection", "SparseProjection", "ProjectionState", "projection", "select_sources"]
+__all__ = [
+    "Projection",
+    "DenseProjection",
+    "SparseProjection",
+    "ProjectionState",
+    "SynapseTable",
+    "projection",
+    "select_sources",
+]
 
 
 @pytree
@@ -85,7 +93,7 @@ class Projection:
     Fields shared by both kinds: ``source``, ``target`` (a population name, or a tuple of names whose
     neurons are numbered one population after the other), ``n_pre``, ``n_post``,
     ``weights`` (built weights, in the kind's layout), ``mask`` (True where a synapse exists),
-    ``delays`` (an int number of steps for all synapses, or an int64 tensor in the weights' layout),
+    ``delays`` (an int number of steps for all synapses, or an integer tensor in the weights' layout),
     ``max_delay`` (steps), ``synapse`` (a synapse model), ``plasticity`` (a rule or None), ``dt``
     (the step, ms, that delays were rounded to), ``normalize`` (None or the sum of the weights
     onto each target neuron kept after each plasticity update) and ``in_place`` (the CPU kernel adds
@@ -100,7 +108,6 @@ class Projection:
     n_pre: int = attrs.field(validator=_static)
     n_post: int = attrs.field(validator=_static)
     weights: torch.Tensor = attrs.field()
-    mask: torch.Tensor = attrs.field()
     synapse: Any = None
     delays: Any = 0
     max_delay: int = 0
@@ -198,6 +205,8 @@ class DenseProjection(Projection):
 
     kind: ClassVar[str] = "dense"
 
+    mask: torch.Tensor = attrs.field(kw_only=True)
+
     def layout(self) -> Layout:
         return DenseLayout(self.mask, self.n_post)
 
@@ -221,9 +230,12 @@ class DenseProjection(Projection):
 class SparseProjection(Projection):
     """An event-driven projection: one padded row of outgoing synapses per source neuron.
 
-    ``targets[i, k]`` is the target of source ``i``'s ``k``-th synapse (``n_post`` where unused; the
-    extra row ``n_pre`` is all padding); ``capacity``: most spiking sources propagated per step by
-    the fixed-shape backends; ``propagation``: the backend (:mod:`sapicore.functional.transforms`).
+    ``targets[i, k]`` (int32) is the target of source ``i``'s ``k``-th synapse (``n_post`` where
+    unused: a row's synapses come first, its padding after them; the extra row ``n_pre`` is all
+    padding); ``delays``, if a tensor, is int16 (int32 from 32,768 steps) in the same layout;
+    ``capacity``: most spiking sources propagated per step by the fixed-shape backends;
+    ``propagation``: the backend (:mod:`sapicore.functional.transforms`). Build one with
+    :func:`projection` or :class:`SynapseTable`.
     """
 
     kind: ClassVar[str] = "sparse"
@@ -231,6 +243,11 @@ class SparseProjection(Projection):
     targets: torch.Tensor = attrs.field(kw_only=True)
     capacity: int = attrs.field(default=32, kw_only=True)
     propagation: str = attrs.field(default="auto", validator=attrs.validators.in_(PROPAGATIONS), kw_only=True)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """True where a slot of the table holds a synapse (computed, not stored)."""
+        return self.targets < self.n_post
 
     def layout(self) -> Layout:
         return SparseLayout(self.mask, self.targets, self.n_post)
@@ -298,14 +315,189 @@ def select_sources(spikes: torch.Tensor, backend: str, capacity: int) -> tuple[t
 def _per_synapse(value: Any, count: int, name: str) -> torch.Tensor:
     tensor = torch.as_tensor(value, dtype=torch.get_default_dtype() if not isinstance(value, torch.Tensor) else None)
     if tensor.dim() == 0:
-        return tensor.expand(count).clone()
+        return tensor.expand(count)
     if tensor.shape != (count,):
         raise ValueError(f"{name} must be a number or one value per synapse ({count}), got shape {tuple(tensor.shape)}")
     return tensor
 
 
+def _check_weights(weights: torch.Tensor, synapse: Any = None) -> None:
+    if not weights.is_floating_point():
+        raise TypeError(f"weights must be floating point (plastic weights change continuously), got {weights.dtype}")
+    if not bool(torch.isfinite(weights).all()):  # sync-ok: building a projection, before any run
+        raise ValueError("weights must be finite")
+    conductances = synapse is not None and synapse.conductance_based
+    if conductances and bool((weights < 0).any()):  # sync-ok: building a projection, before any run
+        raise ValueError("conductance-based synapses need weights >= 0 (µS); the reversal potential sets the sign")
+
+
+def _delay_steps(delay: Any, count: int, dt: float) -> torch.Tensor:
+    """Delays (ms, a number or one per synapse) as int64 numbers of steps of ``dt`` (round half to even)."""
+    delays_ms = _per_synapse(delay, count, "delay").to(torch.float64)
+    if not bool(torch.isfinite(delays_ms).all()) or bool(
+        (delays_ms < 0).any()
+    ):  # sync-ok: building a projection, before any run
+        raise ValueError("delays must be finite and >= 0 ms")
+    return torch.round(delays_ms / dt).to(torch.int64)
+
+
+def _check_buffer(max_delay: int, n_post: int, dtype: torch.dtype, dt: float) -> None:
+    buffer_bytes = (max_delay + 1) * (n_post + 1) * dtype.itemsize
+    if buffer_bytes > MAX_BUFFER_BYTES:
+        raise ValueError(
+            f"a delay of {max_delay * dt:g} ms is {max_delay} steps of dt={dt} ms: the projection's delay "
+            f"buffer ({max_delay + 1} x {n_post + 1} values) would take {buffer_bytes / 2**30:.1f} GiB; check the "
+            "delay's unit (ms) and dt"
+        )
+
+
 #: The largest delay buffer a projection may need (bytes): beyond it a delay is surely a mistake.
 MAX_BUFFER_BYTES = 2**31
+
+
+def _check_groups(source: Any, target: Any) -> tuple:
+    source, target = (tuple(names) if isinstance(names, list) else names for names in (source, target))
+    for role, names in (("source", source), ("target", target)):
+        if not (
+            isinstance(names, str) or isinstance(names, tuple) and names and all(isinstance(n, str) for n in names)
+        ):
+            raise TypeError(f"{role} must be a population name (str) or a tuple of names, got {names!r}")
+    return source, target
+
+
+def _check_common(synapse: Any, plasticity: Any, normalize: Any, dt: Any) -> None:
+    if normalize is not None and not (
+        isinstance(normalize, numbers.Real)
+        and not isinstance(normalize, bool)
+        and math.isfinite(normalize)
+        and normalize > 0
+    ):
+        raise ValueError(
+            f"normalize must be None or a positive number (the summed weight onto each target), got {normalize!r}"
+        )
+    if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a positive number of milliseconds, got {dt!r}")
+    if not isinstance(synapse, SynapseModel):
+        raise TypeError(f"synapse must be a synapse model such as Exponential(tau=5.0), got {synapse!r}")
+    if plasticity is not None and not isinstance(plasticity, PlasticityRule):
+        raise TypeError(f"plasticity must be a rule such as STDP() (a PlasticityRule) or None, got {plasticity!r}")
+
+
+class SynapseTable:
+    """The padded table of a sparse projection (one row of outgoing synapses per source neuron),
+    filled block by block: the way to build projections too large for one list of all their synapses
+    (the full cortical microcircuit has 0.3 billion).
+
+    Give each source neuron's number of outgoing synapses first, then :meth:`add` the synapses in
+    blocks (each sorted by source neuron, as a :class:`Connectivity` is; a source's synapses keep the
+    order they are added in), then make the projection with :meth:`projection`. The table uses
+    compact types: int32 targets, delays as int16 numbers of steps (int32 from 32,768 steps), weights
+    in ``dtype`` (default: torch's default dtype). Blocks are processed in slices, so building needs
+    little memory beyond the table and the block given.
+    """
+
+    SLICE = 1 << 22  # synapses handled at once by add
+
+    def __init__(self, out_degree: torch.Tensor, n_post: int, dt: float, dtype: torch.dtype | None = None) -> None:
+        out_degree = torch.as_tensor(out_degree).reshape(-1)
+        if out_degree.is_floating_point() or bool((out_degree < 0).any()):  # sync-ok: building
+            raise ValueError("out_degree must hold non-negative whole numbers, one per source neuron")
+        if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a positive number of milliseconds, got {dt!r}")
+        self.n_pre, self.n_post, self.dt = out_degree.numel(), int(n_post), float(dt)
+        width = max(1, int(out_degree.max()) if self.n_pre else 1)  # sync-ok: building a projection
+        self.out_degree = out_degree.to(torch.int64)
+        self.filled = torch.zeros(self.n_pre, dtype=torch.int64)
+        self.targets = torch.full((self.n_pre + 1, width), self.n_post, dtype=torch.int32)
+        self.weights = torch.zeros(self.n_pre + 1, width, dtype=dtype or torch.get_default_dtype())
+        self.steps = torch.zeros(self.n_pre + 1, width, dtype=torch.int16)
+        self.delay_range = (None, None)  # (shortest, longest) delay added, in steps
+
+    def add(self, pre: torch.Tensor, post: torch.Tensor, weight: Any, delay: Any, synapse: Any = None) -> None:
+        """Add the synapses ``pre[k] -> post[k]`` (``pre`` ascending) with ``weight`` (nA or µS) and
+        ``delay`` (ms), each a number or one value per synapse. ``synapse``: the synapse model, to
+        refuse negative conductances."""
+        count = pre.numel()
+        if post.shape != pre.shape:
+            raise ValueError(f"pre ({count}) and post ({post.numel()}) index lists differ in length")
+        weights = _per_synapse(weight, count, "weight")
+        if not weights.is_floating_point():
+            raise TypeError(
+                f"weights must be floating point (plastic weights change continuously), got {weights.dtype}"
+            )
+        delays = _per_synapse(delay, count, "delay")
+        for start in range(0, count, self.SLICE):
+            part = slice(start, min(start + self.SLICE, count))
+            self._add_slice(pre[part], post[part], weights[part], delays[part], synapse)
+
+    def _add_slice(self, pre, post, weights, delays, synapse) -> None:
+        count = pre.numel()
+        if count == 0:
+            return
+        if (
+            int(pre.min()) < 0 or int(pre.max()) >= self.n_pre or int(post.min()) < 0 or int(post.max()) >= self.n_post
+        ):  # sync-ok: building
+            raise ValueError(f"synapse indices must lie in [0, {self.n_pre}) x [0, {self.n_post})")
+        if count > 1 and bool((pre[1:] < pre[:-1]).any()):  # sync-ok: building a projection
+            raise ValueError("synapses must be added sorted by source neuron (as a Connectivity is)")
+        _check_weights(weights, synapse)
+        steps = _delay_steps(delays, count, self.dt)
+        low, high = (int(x) for x in torch.aminmax(steps))  # sync-ok: building a projection
+        if high >= 2**15 and self.steps.dtype == torch.int16:
+            self.steps = self.steps.to(torch.int32)
+        shortest, longest = self.delay_range
+        self.delay_range = (low if shortest is None else min(low, shortest), max(high, longest or 0))
+        degree = torch.bincount(pre, minlength=self.n_pre)
+        if bool((self.filled + degree > self.out_degree).any()):  # sync-ok: building a projection
+            raise ValueError("some source neuron has more synapses added than its out_degree")
+        # slot of each synapse: its source's row, after the synapses added before, in this slice's order
+        base = torch.arange(self.n_pre) * self.targets.shape[1] + self.filled - (torch.cumsum(degree, 0) - degree)
+        flat = base.index_select(0, pre) + torch.arange(count)
+        self.targets.view(-1).scatter_(0, flat, post.to(torch.int32))
+        self.weights.view(-1).scatter_(0, flat, weights.to(self.weights.dtype))
+        self.steps.view(-1).scatter_(0, flat, steps.to(self.steps.dtype))
+        self.filled += degree
+
+    def projection(
+        self,
+        source: str | tuple[str, ...],
+        target: str | tuple[str, ...],
+        synapse: Any,
+        *,
+        plasticity: Any = None,
+        capacity: int | None = None,
+        normalize: float | None = None,
+    ) -> SparseProjection:
+        """The sparse projection of the synapses added (see :func:`projection` for the arguments).
+        Every source must have received exactly its ``out_degree`` synapses. The table is handed over,
+        not copied: add nothing afterwards."""
+        source, target = _check_groups(source, target)
+        _check_common(synapse, plasticity, normalize, self.dt)
+        if not torch.equal(self.filled, self.out_degree):
+            raise ValueError("some source neuron received fewer synapses than its out_degree")
+        shortest, longest = self.delay_range
+        max_delay = longest or 0
+        _check_buffer(max_delay, self.n_post, self.weights.dtype, self.dt)
+        delays: Any = self.steps if shortest is not None and shortest != longest else max_delay
+        if capacity is None:
+            capacity = min(self.n_pre, max(32, self.n_pre // 10))
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 < capacity <= max(self.n_pre, 1):
+            raise ValueError(f"capacity must be an int in [1, n_pre={self.n_pre}], got {capacity!r}")
+        return SparseProjection(
+            source=source,
+            target=target,
+            n_pre=self.n_pre,
+            n_post=self.n_post,
+            weights=self.weights,
+            targets=self.targets,
+            delays=delays,
+            capacity=capacity,
+            synapse=synapse,
+            max_delay=max_delay,
+            plasticity=plasticity,
+            dt=self.dt,
+            normalize=normalize,
+        )
 
 
 def projection(
@@ -322,12 +514,13 @@ def projection(
     capacity: int | None = None,
     normalize: float | None = None,
 ) -> Projection:
-    """Build a projection from ``source`` to ``target`` (population names).
+    """Build a projection from ``source`` to ``target`` (population or part names).
 
     ``source`` and ``target`` may each be a tuple of population names: the connectivity's indices
     then run over their neurons one population after the other (the first population's neurons
     first). One such projection stands for many between pairs of populations that share a synapse
     model, and costs one propagation and one synapse update per step instead of one per pair.
+    For projections too large for one list of synapses, see :class:`SynapseTable`.
 
     Args:
         connectivity: which synapses exist (see :mod:`sapicore.functional.connectivity`).
@@ -343,100 +536,49 @@ def projection(
         normalize: if set, after each plasticity update scale the weights onto each target neuron to
             sum to this value.
     """
-    source, target = (tuple(names) if isinstance(names, list) else names for names in (source, target))
-    for role, names in (("source", source), ("target", target)):
-        if not (
-            isinstance(names, str) or isinstance(names, tuple) and names and all(isinstance(n, str) for n in names)
-        ):
-            raise TypeError(f"{role} must be a population name (str) or a tuple of names, got {names!r}")
-    if normalize is not None and not (
-        isinstance(normalize, numbers.Real)
-        and not isinstance(normalize, bool)
-        and math.isfinite(normalize)
-        and normalize > 0
-    ):
-        raise ValueError(
-            f"normalize must be None or a positive number (the summed weight onto each target), got {normalize!r}"
-        )
+    source, target = _check_groups(source, target)
+    _check_common(synapse, plasticity, normalize, dt)
     if not isinstance(connectivity, Connectivity):
         raise TypeError(
             f"connectivity must be a Connectivity (from sapicore.functional.connectivity), got {type(connectivity).__name__}"
         )
     if kind not in ("dense", "sparse"):
         raise ValueError(f"kind must be 'dense' or 'sparse', got {kind!r}")
-    if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a positive number of milliseconds, got {dt!r}")
-    if not isinstance(synapse, SynapseModel):
-        raise TypeError(f"synapse must be a synapse model such as Exponential(tau=5.0), got {synapse!r}")
-    if plasticity is not None and not isinstance(plasticity, PlasticityRule):
-        raise TypeError(f"plasticity must be a rule such as STDP() (a PlasticityRule) or None, got {plasticity!r}")
     count, n_pre, n_post = len(connectivity), connectivity.n_pre, connectivity.n_post
     weights = _per_synapse(weight, count, "weight")
-    if not weights.is_floating_point():
-        raise TypeError(f"weights must be floating point (plastic weights change continuously), got {weights.dtype}")
-    if not bool(torch.isfinite(weights).all()):  # sync-ok: building a projection, before any run
-        raise ValueError("weights must be finite")
-    if synapse.conductance_based and bool((weights < 0).any()):  # sync-ok: building a projection, before any run
-        raise ValueError("conductance-based synapses need weights >= 0 (µS); the reversal potential sets the sign")
-    delays_ms = _per_synapse(delay, count, "delay").to(torch.float64)
-    if not bool(torch.isfinite(delays_ms).all()) or bool(
-        (delays_ms < 0).any()
-    ):  # sync-ok: building a projection, before any run
-        raise ValueError("delays must be finite and >= 0 ms")
-    steps = torch.round(delays_ms / dt).to(torch.int64)
+    if kind == "sparse":
+        table = SynapseTable(connectivity.out_degree(), n_post, dt, dtype=weights.dtype)
+        table.add(connectivity.pre, connectivity.post, weights, delay, synapse)
+        return table.projection(source, target, synapse, plasticity=plasticity, capacity=capacity, normalize=normalize)
+    _check_weights(weights, synapse)
+    steps = _delay_steps(delay, count, dt)
     max_delay = int(steps.max()) if count else 0  # sync-ok: building a projection, before any run
-    buffer_bytes = (max_delay + 1) * (n_post + 1) * weights.element_size()
-    if buffer_bytes > MAX_BUFFER_BYTES:
-        raise ValueError(
-            f"a delay of {max_delay * dt:g} ms is {max_delay} steps of dt={dt} ms: the projection's delay "
-            f"buffer ({max_delay + 1} x {n_post + 1} values) would take {buffer_bytes / 2**30:.1f} GiB; check the "
-            "delay's unit (ms) and dt"
-        )
-    homogeneous = count == 0 or bool((steps == steps[0]).all())  # sync-ok: building a projection, before any run
+    _check_buffer(max_delay, n_post, weights.dtype, dt)
     pre, post = connectivity.pre, connectivity.post
-
-    common = dict(
+    if count and torch.unique(pre * n_post + post).numel() != count:
+        raise ValueError(
+            "a dense projection holds one synapse per (source, target) pair, but the connectivity has "
+            "repeated pairs (multapses); use kind='sparse'"
+        )
+    matrix = torch.zeros(n_pre, n_post, dtype=weights.dtype)
+    matrix[pre, post] = weights
+    mask = torch.zeros(n_pre, n_post, dtype=torch.bool)
+    mask[pre, post] = True
+    delays: Any = max_delay
+    if count and bool((steps != steps[0]).any()):  # sync-ok: building a projection, before any run
+        delays = torch.zeros(n_pre, n_post, dtype=torch.int64)
+        delays[pre, post] = steps
+    return DenseProjection(
         source=source,
         target=target,
         n_pre=n_pre,
         n_post=n_post,
+        weights=matrix,
+        mask=mask,
+        delays=delays,
         synapse=synapse,
         max_delay=max_delay,
         plasticity=plasticity,
         dt=float(dt),
         normalize=normalize,
-    )
-    if kind == "dense":
-        if count and torch.unique(pre * n_post + post).numel() != count:
-            raise ValueError(
-                "a dense projection holds one synapse per (source, target) pair, but the connectivity has "
-                "repeated pairs (multapses); use kind='sparse'"
-            )
-        matrix = torch.zeros(n_pre, n_post, dtype=weights.dtype)
-        matrix[pre, post] = weights
-        mask = torch.zeros(n_pre, n_post, dtype=torch.bool)
-        mask[pre, post] = True
-        delays: Any = max_delay
-        if not homogeneous:
-            delays = torch.zeros(n_pre, n_post, dtype=torch.int64)
-            delays[pre, post] = steps
-        return DenseProjection(weights=matrix, mask=mask, delays=delays, **common)
-    out_degree = connectivity.out_degree()
-    width = max(1, int(out_degree.max()) if count else 1)  # sync-ok: building a projection, before any run
-    starts = torch.cumsum(out_degree, 0) - out_degree
-    column = torch.arange(count) - starts[pre]
-    targets = torch.full((n_pre + 1, width), n_post, dtype=torch.int64)
-    targets[pre, column] = post
-    matrix = torch.zeros(n_pre + 1, width, dtype=weights.dtype)
-    matrix[pre, column] = weights
-    delays = max_delay
-    if not homogeneous:
-        delays = torch.zeros(n_pre + 1, width, dtype=torch.int64)
-        delays[pre, column] = steps
-    if capacity is None:
-        capacity = min(n_pre, max(32, n_pre // 10))
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 < capacity <= max(n_pre, 1):
-        raise ValueError(f"capacity must be an int in [1, n_pre={n_pre}], got {capacity!r}")
-    return SparseProjection(
-        weights=matrix, mask=targets < n_post, targets=targets, delays=delays, capacity=capacity, **common
     )

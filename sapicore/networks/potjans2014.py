@@ -14,13 +14,13 @@ Parameters follow the NEST example (``pynest/examples/Potjans_2014``):
 * delays: normal, excitatory 1.5 ms and inhibitory 0.75 ms means, relative sd 0.5, clipped below
   at dt;
 * background: each neuron receives ``K_ext`` independent Poisson trains at 8 Hz through excitatory
-  synapses (a :class:`~sapicore.functional.PoissonSource` population ``<name>_background`` per
-  population, each neuron emitting the count of its trains' spikes), or the equivalent constant
-  current (``background="dc"``).
+  synapses, or the equivalent constant current (``background="dc"``).
 
-All synapses share one synapse model, so they form one projection, ``synapses``, from all
-populations to the eight cortical ones (neurons numbered population after population, in the order
-of POPULATIONS, then the background sources): one propagation and one synapse update per step.
+The eight populations are the parts of one LIF population, ``cortex`` (so they step in one call;
+their names work as population names: ``"L4E.spikes"``, projections, drives), with one projection
+``synapses`` from ``cortex`` to itself. The Poisson background is one population ``background``
+(:class:`~sapicore.functional.PoissonSource`, one source per cortical neuron emitting the count of
+its ``K_ext`` trains' spikes) with a one-to-one projection ``external``.
 
 Downscaling: ``scale`` multiplies neuron numbers, ``k_scale`` (default ``scale``) in-degrees. With
 fewer inputs per neuron the weights grow by ``1 / sqrt(k_scale)`` and a constant current restores
@@ -106,52 +106,12 @@ def _mean_currents() -> torch.Tensor:
 
 def _normal_redrawn(mean: float, std: float, count: int, generator: torch.Generator, keep) -> torch.Tensor:
     """``count`` normal draws; those where ``keep`` is False are drawn again until it holds."""
-    values = mean + std * torch.randn(count, generator=generator, dtype=torch.float64)
+    values = torch.randn(count, generator=generator).mul_(std).add_(mean)
     bad = ~keep(values)
     while bool(bad.any()):
-        values[bad] = mean + std * torch.randn(int(bad.sum()), generator=generator, dtype=torch.float64)
+        values[bad] = mean + std * torch.randn(int(bad.sum()), generator=generator)
         bad = ~keep(values)
     return values
-
-
-class _Assembly:
-    """Blocks of synapses between populations, joined into one connectivity over the populations'
-    neurons numbered one after the other, grouped by source neuron without a sort."""
-
-    def __init__(self, source_sizes: list[int], target_sizes: list[int]) -> None:
-        self.source_start = [sum(source_sizes[:i]) for i in range(len(source_sizes))]
-        self.target_start = [sum(target_sizes[:i]) for i in range(len(target_sizes))]
-        self.source_sizes = source_sizes
-        self.n_pre, self.n_post = sum(source_sizes), sum(target_sizes)
-        self.blocks: list = []
-
-    def add(self, links: sf.Connectivity, source: int, target: int, weights: torch.Tensor, delays: object) -> None:
-        self.blocks.append((links, source, target, weights, delays))
-
-    def result(self) -> tuple[sf.Connectivity, torch.Tensor, torch.Tensor]:
-        """(connectivity, weights, delays ms), the synapses of each source neuron side by side."""
-        degree = torch.zeros(self.n_pre, dtype=torch.int64)
-        for links, source, *_ in self.blocks:
-            start = self.source_start[source]
-            degree[start : start + links.n_pre] += links.out_degree()
-        row_start = torch.cumsum(degree, 0) - degree
-        filled = torch.zeros(self.n_pre, dtype=torch.int64)  # synapses placed so far, per source neuron
-        total = int(degree.sum())
-        post = torch.empty(total, dtype=torch.int64)
-        weights = torch.empty(total, dtype=torch.float64)
-        delays = torch.empty(total, dtype=torch.float64)
-        for links, source, target, block_weights, block_delays in self.blocks:
-            pre = links.pre + self.source_start[source]
-            block_degree = links.out_degree()
-            within = torch.arange(len(links)) - (torch.cumsum(block_degree, 0) - block_degree)[links.pre]
-            position = row_start[pre] + filled[pre] + within
-            post[position] = links.post + self.target_start[target]
-            weights[position] = block_weights
-            delays[position] = torch.as_tensor(block_delays, dtype=torch.float64)
-            start = self.source_start[source]
-            filled[start : start + links.n_pre] += block_degree
-        pre = torch.repeat_interleave(torch.arange(self.n_pre), degree)
-        return sf.Connectivity(pre, post, self.n_pre, self.n_post), weights, delays
 
 
 def microcircuit(
@@ -163,7 +123,13 @@ def microcircuit(
 ) -> sf.Network:
     """Build the microcircuit with ``scale`` x its neurons and ``k_scale`` x its in-degrees (see the
     module docstring). ``background``: "poisson" (K_ext Poisson trains per neuron) or "dc" (their
-    mean current). Seeded: the same arguments give the same network."""
+    mean current). Seeded: the same arguments give the same network.
+
+    At full scale the recurrent synapses are drawn block by block (one pair of populations at a time)
+    into a :class:`~sapicore.functional.SynapseTable`, so the build needs little memory beyond the
+    table (about 5 GB: int32 targets, float32 weights and int16 delays, in rows as wide as the
+    largest out-degree).
+    """
     if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
         raise ValueError(f"scale must be a number in (0, 1], got {scale!r}")
     k_scale = scale if k_scale is None else k_scale
@@ -173,10 +139,12 @@ def microcircuit(
         raise ValueError(f"background must be 'poisson' or 'dc', got {background!r}")
     generator = torch.Generator().manual_seed(seed)
     sizes = [max(1, round(n * scale)) for n in FULL_SIZES]
+    starts = [sum(sizes[:i]) for i in range(8)]
+    total = sum(sizes)
     full_counts = synapse_counts()
     counts = torch.round(full_counts * scale * k_scale).to(torch.int64)
     tau_syn = NEURON["tau_syn"]
-    charge = tau_syn * (1.0 - math.exp(-dt / tau_syn)) / dt  # jump scaling, see the module docstring
+    charge = tau_syn * (1.0 - math.exp(-dt / tau_syn)) / dt / 1000.0  # jump scaling (module docstring), pA -> nA
     full_currents = _mean_currents()
     currents = full_currents / math.sqrt(k_scale)
     psc_ext_full = PSP_EXC * psc_per_psp(NEURON["c_m"], NEURON["tau_m"], tau_syn)
@@ -191,6 +159,9 @@ def microcircuit(
     if background == "dc":
         dc = dc + 0.001 * tau_syn * psc_ext * torch.tensor(k_ext, dtype=torch.float64) * BACKGROUND_RATE
 
+    def per_neuron(values) -> torch.Tensor:
+        return torch.repeat_interleave(torch.as_tensor(values, dtype=torch.float32), torch.tensor(sizes))
+
     lif = sf.LIF(
         tau_mem=NEURON["tau_m"],
         v_rest=NEURON["e_l"],
@@ -200,58 +171,46 @@ def microcircuit(
         t_ref=NEURON["t_ref"],
     )
     synapse = sf.Exponential(tau=tau_syn)
-    populations = {name: sf.Population(lif, size) for name, size in zip(POPULATIONS, sizes)}
-    sources = list(POPULATIONS)
-    if background == "poisson":
-        for target, name in enumerate(POPULATIONS):
-            populations[f"{name}_background"] = sf.Population(
-                sf.PoissonSource(rate=BACKGROUND_RATE, trains=k_ext[target]), sizes[target]
-            )
-        sources += [f"{name}_background" for name in POPULATIONS]
-    source_sizes = [populations[name].size for name in sources]
-    assembly = _Assembly(source_sizes, sizes)
-    for target in range(8):
-        for source in range(8):
-            count = int(counts[target, source])
-            if count == 0:
-                continue
-            links = connectivity.fixed_total_number(
-                sizes[source], sizes[target], count, seed=seed * 100 + target * 8 + source
-            )
-            mean = float(currents[target, source])
-            sign = 1.0 if mean > 0 else -1.0
-            weights = _normal_redrawn(mean, abs(mean) * WEIGHT_REL_STD, count, generator, lambda w: w * sign > 0)
-            delay_mean = DELAY_MEAN[POPULATIONS[source][-1]]
-            delays = delay_mean + delay_mean * DELAY_REL_STD * torch.randn(
-                count, generator=generator, dtype=torch.float64
-            )
-            assembly.add(links, source, target, weights, delays.clamp(min=dt))
-    if background == "poisson":
-        for target in range(8):
-            links = connectivity.one_to_one(sizes[target])
-            assembly.add(links, 8 + target, target, torch.full((sizes[target],), psc_ext, dtype=torch.float64), dt)
-    links, weights, delays = assembly.result()
-    projections = {
-        "synapses": sf.projection(
-            tuple(sources),
-            POPULATIONS,
-            links,
-            (weights * (charge / 1000.0)).to(torch.float32),  # pA -> nA, jumps scaled (module docstring)
-            synapse,
-            dt=dt,
-            delay=(delays - dt).to(torch.float32),  # NEST's delay d is one step of latency plus d - dt
+    populations = {"cortex": sf.Population(lif, total, parts=dict(zip(POPULATIONS, sizes)))}
+    blocks = [(s, t, int(counts[t, s])) for t in range(8) for s in range(8) if int(counts[t, s]) > 0]
+
+    def seed_of(source: int, target: int) -> int:
+        return seed * 100 + target * 8 + source
+
+    out_degree = torch.zeros(total, dtype=torch.int64)
+    for source, target, count in blocks:  # first pass: each source neuron's number of synapses
+        degree = connectivity.fixed_total_number_out_degree(
+            sizes[source], sizes[target], count, seed_of(source, target)
         )
-    }
-    drive = {name: float(dc[index]) / 1000.0 for index, name in enumerate(POPULATIONS) if float(dc[index]) != 0.0}
+        out_degree[starts[source] : starts[source] + sizes[source]] += degree
+    table = sf.SynapseTable(out_degree, total, dt, dtype=torch.float32)
+    for source, target, count in sorted(blocks):  # second pass, by source population: rows fill in order
+        block = connectivity.fixed_total_number(sizes[source], sizes[target], count, seed=seed_of(source, target))
+        mean = float(currents[target, source])
+        sign = 1.0 if mean > 0 else -1.0
+        weights = _normal_redrawn(mean, abs(mean) * WEIGHT_REL_STD, count, generator, lambda w: w * sign > 0)
+        delay_mean = DELAY_MEAN[POPULATIONS[source][-1]]
+        delays = torch.randn(count, generator=generator).mul_(delay_mean * DELAY_REL_STD).add_(delay_mean)
+        # NEST's delay d is one step of latency plus d - dt (module docstring); in place, to spare memory
+        pre, post = block.pre.add_(starts[source]), block.post.add_(starts[target])
+        table.add(pre, post, weights.mul_(charge), delays.clamp_(min=dt).sub_(dt))
+        del block, pre, post, weights, delays
+    projections = {"synapses": table.projection("cortex", "cortex", synapse)}
+    del table
+    if background == "poisson":
+        trains = per_neuron(k_ext)
+        populations["background"] = sf.Population(sf.PoissonSource(rate=BACKGROUND_RATE, trains=trains), total)
+        projections["external"] = sf.projection(
+            "background", "cortex", connectivity.one_to_one(total), psc_ext * charge, synapse, dt=dt
+        )
+    drive = {"cortex": per_neuron(dc / 1000.0)} if bool((dc != 0).any()) else {}
     return sf.Network(populations=populations, projections=projections, drive=drive)
 
 
 def initial_values(network: sf.Network, generator: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
-    """Initial membrane potentials normal(-58, 10) mV, as in the NEST example: population -> {"v": ...}."""
-    return {
-        name: {"v": V0_MEAN + V0_STD * torch.randn(network.populations[name].size, generator=generator)}
-        for name in POPULATIONS
-    }
+    """Initial membrane potentials normal(-58, 10) mV, as in the NEST example: {"cortex": {"v": ...}}."""
+    size = network.populations["cortex"].size
+    return {"cortex": {"v": V0_MEAN + V0_STD * torch.randn(size, generator=generator)}}
 
 
 def initial_state(network: sf.Network, seed: int = 0, device: torch.device | str | None = None) -> sf.NetworkState:

@@ -3,11 +3,11 @@
 // sapicore::propagate(pending, spikes, targets, weights, delays, delay, step) -> new pending
 //   pending (D, P) float      future synaptic input: row k acts at the steps equal to k mod D
 //   spikes  (N,) float        this step's source output (0 where silent)
-//   targets (N + 1, W) int64  target neuron of each outgoing synapse (P - 1 for padding); a row's
+//   targets (N + 1, W) int32  target neuron of each outgoing synapse (P - 1 for padding); a row's
 //                             synapses come first and its padding after them: a row's scan stops at
 //                             its first padding entry, so a row costs its out-degree, not W
 //   weights (N + 1, W) float
-//   delays  (N + 1, W) int64 delay of each synapse in steps, or None to use `delay` for all
+//   delays  (N + 1, W) int16 or int32: delay of each synapse in steps, or None to use `delay` for all
 //   step    () int64          steps taken so far
 // It returns a copy of pending in which row step mod D (the input delivered this step) is cleared
 // and every synapse of every source neuron with a non-zero output s has added w * s at row
@@ -50,9 +50,9 @@ int64_t skip_zero_blocks(const T* values, int64_t i, int64_t n) {
   return i;
 }
 
-template <typename T>
-void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_t sources, const int64_t* targets,
-                const T* weights, const int64_t* delays, int64_t delay, int64_t width, int64_t step) {
+template <typename T, typename D>
+void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_t sources, const int32_t* targets,
+                const T* weights, const D* delays, int64_t delay, int64_t width, int64_t step) {
   TORCH_CHECK(step >= 0 && delay >= 0, "sapicore::propagate: step and delay must be >= 0");
   std::memset(out + (step % length) * columns, 0, columns * sizeof(T));  // delivered this step
   const int64_t first = (step + 1) % length;  // the row of delay 0
@@ -60,7 +60,7 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
   for (int64_t i = skip_zero_blocks(spikes, 0, sources); i < sources; i = skip_zero_blocks(spikes, i + 1, sources)) {
     const T value = spikes[i];
     if (value == T(0)) continue;
-    const int64_t* row_targets = targets + i * width;
+    const int32_t* row_targets = targets + i * width;
     const T* row_weights = weights + i * width;
     if (delays == nullptr) {
       for (int64_t j = 0; j < width; ++j) {
@@ -71,7 +71,7 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
       }
       continue;
     }
-    const int64_t* row_delays = delays + i * width;
+    const D* row_delays = delays + i * width;
     for (int64_t j = 0; j < width; ++j) {
       const int64_t target = row_targets[j], d = row_delays[j];
       TORCH_CHECK(target >= 0 && target < columns && d >= 0 && d < length, "sapicore::propagate: target ", target,
@@ -117,9 +117,9 @@ void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor
   TORCH_CHECK(!delays || delays->sizes() == targets.sizes(), "sapicore::propagate: delays must be shaped like targets");
   TORCH_CHECK(spikes.scalar_type() == pending.scalar_type() && weights.scalar_type() == pending.scalar_type(),
               "sapicore::propagate: pending, spikes and weights must share one floating dtype");
-  TORCH_CHECK(targets.scalar_type() == at::kLong && step.scalar_type() == at::kLong &&
-                  (!delays || delays->scalar_type() == at::kLong),
-              "sapicore::propagate: targets, delays and step must be int64");
+  TORCH_CHECK(targets.scalar_type() == at::kInt && step.scalar_type() == at::kLong &&
+                  (!delays || delays->scalar_type() == at::kShort || delays->scalar_type() == at::kInt),
+              "sapicore::propagate: targets must be int32, delays int16 or int32, step int64");
   TORCH_CHECK(pending.device().is_cpu() && spikes.device().is_cpu() && targets.device().is_cpu() &&
                   weights.device().is_cpu() && step.device().is_cpu() && (!delays || delays->device().is_cpu()),
               "sapicore::propagate: CPU tensors only");
@@ -127,6 +127,27 @@ void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor
     TORCH_CHECK(spikes.size(0) == lanes && targets.size(0) == lanes && weights.size(0) == lanes &&
                     step.size(0) == lanes && (!delays || delays->size(0) == lanes),
                 "sapicore::propagate_lanes: arguments disagree on the number of lanes");
+  }
+}
+
+// Calls add_events for the floating dtype of `out` and the integer dtype of the delays (int16 by
+// default in the table; int32 for delays of 32,768 steps or more).
+template <typename T, typename F>
+void with_delay_type(const at::Tensor& delays, F&& body) {
+  if (delays.defined() && delays.scalar_type() == at::kInt) {
+    body(T(0), int32_t(0));
+  } else {
+    body(T(0), int16_t(0));
+  }
+}
+
+template <typename F>
+void dispatch(const at::Tensor& out, const at::Tensor& delays, F&& body) {
+  if (out.scalar_type() == at::kDouble) {
+    with_delay_type<double>(delays, body);
+  } else {
+    TORCH_CHECK(out.scalar_type() == at::kFloat, "sapicore::propagate: float32 or float64 tensors only");
+    with_delay_type<float>(delays, body);
   }
 }
 
@@ -138,10 +159,11 @@ at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const 
   const at::Tensor s = spikes.contiguous(), tg = targets.contiguous(), w = weights.contiguous();
   const at::Tensor d = delays ? delays->contiguous() : at::Tensor();
   const int64_t now = *step.data_ptr<int64_t>();
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sapicore::propagate", [&] {
-    add_events<scalar_t>(out.data_ptr<scalar_t>(), out.size(0), out.size(1), s.data_ptr<scalar_t>(), s.size(0),
-                         tg.data_ptr<int64_t>(), w.data_ptr<scalar_t>(), d.defined() ? d.data_ptr<int64_t>() : nullptr,
-                         delay, tg.size(1), now);
+  dispatch(out, d, [&](auto t, auto k) {
+    using T = decltype(t);
+    using D = decltype(k);
+    add_events<T, D>(out.data_ptr<T>(), out.size(0), out.size(1), s.data_ptr<T>(), s.size(0), tg.data_ptr<int32_t>(),
+                     w.data_ptr<T>(), d.defined() ? d.data_ptr<D>() : nullptr, delay, tg.size(1), now);
   });
   return out;
 }
@@ -153,10 +175,12 @@ void propagate_(at::Tensor& pending, const at::Tensor& spikes, const at::Tensor&
   const at::Tensor s = spikes.contiguous(), tg = targets.contiguous(), w = weights.contiguous();
   const at::Tensor d = delays ? delays->contiguous() : at::Tensor();
   const int64_t now = *step.data_ptr<int64_t>();
-  AT_DISPATCH_FLOATING_TYPES(pending.scalar_type(), "sapicore::propagate_", [&] {
-    add_events<scalar_t>(pending.data_ptr<scalar_t>(), pending.size(0), pending.size(1), s.data_ptr<scalar_t>(),
-                         s.size(0), tg.data_ptr<int64_t>(), w.data_ptr<scalar_t>(),
-                         d.defined() ? d.data_ptr<int64_t>() : nullptr, delay, tg.size(1), now);
+  dispatch(pending, d, [&](auto t, auto k) {
+    using T = decltype(t);
+    using D = decltype(k);
+    add_events<T, D>(pending.data_ptr<T>(), pending.size(0), pending.size(1), s.data_ptr<T>(), s.size(0),
+                     tg.data_ptr<int32_t>(), w.data_ptr<T>(), d.defined() ? d.data_ptr<D>() : nullptr, delay,
+                     tg.size(1), now);
   });
 }
 
@@ -181,13 +205,14 @@ at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, 
   at::Tensor out = output_for(pending, 1);
   const at::Tensor s = inner_contiguous(spikes), tg = inner_contiguous(targets), w = inner_contiguous(weights);
   const at::Tensor d = delays ? inner_contiguous(*delays) : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "sapicore::propagate_lanes", [&] {
+  dispatch(out, d, [&](auto t, auto k) {
+    using T = decltype(t);
+    using D = decltype(k);
     for (int64_t lane = 0; lane < lanes; ++lane) {
-      add_events<scalar_t>(out.data_ptr<scalar_t>() + lane * out.stride(0), out.size(1), out.size(2),
-                           s.data_ptr<scalar_t>() + lane * s.stride(0), s.size(1),
-                           tg.data_ptr<int64_t>() + lane * tg.stride(0), w.data_ptr<scalar_t>() + lane * w.stride(0),
-                           d.defined() ? d.data_ptr<int64_t>() + lane * d.stride(0) : nullptr, delay, tg.size(2),
-                           step.data_ptr<int64_t>()[lane * step.stride(0)]);
+      add_events<T, D>(out.data_ptr<T>() + lane * out.stride(0), out.size(1), out.size(2),
+                       s.data_ptr<T>() + lane * s.stride(0), s.size(1), tg.data_ptr<int32_t>() + lane * tg.stride(0),
+                       w.data_ptr<T>() + lane * w.stride(0), d.defined() ? d.data_ptr<D>() + lane * d.stride(0) : nullptr,
+                       delay, tg.size(2), step.data_ptr<int64_t>()[lane * step.stride(0)]);
     }
   });
   return out;
