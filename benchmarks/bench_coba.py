@@ -48,7 +48,7 @@ def sapicore_run(
         sf.simulate(net, state, duration=duration, dt=dt, fast=fast, record=names, sinks=[events], keep=False)
         _sync(device)
         wall = time.perf_counter() - start
-    n_exc, n = net.populations["exc"].size, net.populations["exc"].size + net.populations["inh"].size
+    n_exc, n = net.ranges()["exc"][2], net.populations["neurons"].size
     times = torch.cat([events.times["exc.spikes"], events.times["inh.spikes"]])
     neurons = torch.cat([events.neurons["exc.spikes"], events.neurons["inh.spikes"] + n_exc])
     return {
@@ -62,21 +62,13 @@ def sapicore_run(
 
 def torch_loop_run(net: sf.Network, state: sf.NetworkState, duration: float, dt: float, device: torch.device) -> dict:
     """The same network as a plain eager loop: one population, event-driven propagation via nonzero."""
-    n_exc, n_inh = net.populations["exc"].size, net.populations["inh"].size
-    n = n_exc + n_inh
-    rows = []  # per source neuron: padded targets, for excitatory and inhibitory sources
-    for names in (("ee", "ei"), ("ie", "ii")):  # the excitatory sources' rows, then the inhibitory ones
-        targets = [
-            net.projections[name].targets[:-1] + (0 if net.projections[name].target == "exc" else n_exc)
-            for name in names
-        ]
-        masks = [net.projections[name].mask[:-1] for name in names]
-        table = torch.cat([torch.where(m, t, n) for t, m in zip(targets, masks)], dim=1)
-        rows.append(table)
+    ranges = net.ranges()
+    n_exc, n = ranges["exc"][2], net.populations["neurons"].size
+    rows = [net.projections[name].targets[:-1] for name in ("excitatory", "inhibitory")]  # padding n
     table = torch.cat(
         [torch.nn.functional.pad(r, (0, max(x.shape[1] for x in rows) - r.shape[1]), value=n) for r in rows]
-    ).to(device)
-    v = torch.cat([state.populations["exc"].v, state.populations["inh"].v]).to(device)
+    ).to(device=device, dtype=torch.int64)
+    v = state.populations["neurons"].v.to(device)
     ge, gi = torch.zeros(n + 1, device=device), torch.zeros(n + 1, device=device)
     refractory = torch.zeros(n, device=device)
     decay_e, decay_i = math.exp(-dt / 5.0), math.exp(-dt / 10.0)

@@ -30,6 +30,7 @@ def sapicore_worker(scale: float, k_scale: float, duration: float, discard: floa
     import torch
 
     import sapicore.functional as sf
+    from sapicore import analysis
     from sapicore.networks import potjans2014 as pd
 
     torch.set_num_threads(1)
@@ -50,13 +51,15 @@ def sapicore_worker(scale: float, k_scale: float, duration: float, discard: floa
         sf.simulate(net, state, dt=0.1, duration=duration, record=names, sinks=[events], keep=False, fast=fast)
     wall = time.perf_counter() - start
     seconds = (duration - discard) / 1000.0
-    rates, counts = {}, {}
+    rates, counts, cvs = {}, {}, {}
     for name in pd.POPULATIONS:
         times, neurons = events.times[f"{name}.spikes"], events.neurons[f"{name}.spikes"]
         size = net.ranges()[name][2]
         per_neuron = torch.bincount(neurons[times > discard], minlength=size)
         rates[name] = float(per_neuron.sum()) / size / seconds
         counts[name] = per_neuron.tolist()
+        per_neuron_cv = analysis.isi_cvs_of_events(times[times > discard], neurons[times > discard], size)
+        cvs[name] = per_neuron_cv[~torch.isnan(per_neuron_cv)].tolist()
     synapses = int(net.projections["synapses"].mask.sum())  # the recurrent ones, as NEST's row
     return {
         "build_seconds": build,
@@ -65,6 +68,7 @@ def sapicore_worker(scale: float, k_scale: float, duration: float, discard: floa
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "rates_hz": rates,
         "counts": counts,
+        "cvs": cvs,
         "synapses": synapses,
     }
 
@@ -138,15 +142,22 @@ def main() -> None:
             f"{row['peak_memory_mb']:.0f} | {row['synapses']:,} | {rates} | {ratio} |"
         )
     print("| full-scale reference | | | | | | " + " | ".join(f"{r:.2f}" for r in REFERENCE_RATES) + " | |")
+    print("\nMean ISI CV per population (neurons with at least 3 spikes after the transient)")
+    print("| | " + " | ".join(POPULATIONS) + " |")
+    print("|---" * (1 + len(POPULATIONS)) + "|")
+    for name, row in rows.items():
+        means = [
+            sum(row["cvs"][pop]) / len(row["cvs"][pop]) if row["cvs"][pop] else float("nan") for pop in POPULATIONS
+        ]
+        print(f"| {name} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
     if "NEST 1 thread" in rows:
-        print("\nKolmogorov-Smirnov distance of per-neuron rates, Sapicore vs NEST")
-        print("| | " + " | ".join(POPULATIONS) + " |")
-        print("|---" * (1 + len(POPULATIONS)) + "|")
-        for name in [n for n in rows if n.startswith("Sapicore")]:
-            distances = [
-                ks_distance(rows[name]["counts"][pop], rows["NEST 1 thread"]["counts"][pop]) for pop in POPULATIONS
-            ]
-            print(f"| {name} | " + " | ".join(f"{d:.3f}" for d in distances) + " |")
+        for what, key in (("per-neuron rates", "counts"), ("per-neuron ISI CVs", "cvs")):
+            print(f"\nKolmogorov-Smirnov distance of {what}, Sapicore vs NEST")
+            print("| | " + " | ".join(POPULATIONS) + " |")
+            print("|---" * (1 + len(POPULATIONS)) + "|")
+            for name in [n for n in rows if n.startswith("Sapicore")]:
+                distances = [ks_distance(rows[name][key][pop], rows["NEST 1 thread"][key][pop]) for pop in POPULATIONS]
+                print(f"| {name} | " + " | ".join(f"{d:.3f}" for d in distances) + " |")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def main() -> None:
         # drives as 0-d tensors: a compiled single run then reuses its graph for every variant (a Python
         # float is a constant of the graph, and each new value would compile again)
         drives = [torch.tensor(d, device=device) for d in drives]
-        variants = [sf.replace(base, drive={"exc": d, "inh": d}) for d in drives]
+        variants = [sf.replace(base, drive={"neurons": d}) for d in drives]
         timed = variants[:4]
         with torch.no_grad():
             if args.fast:  # compile the single runs' graph first: both columns exclude compilation

@@ -40,6 +40,20 @@ RATES = np.array([0.971, 2.868, 4.746, 5.396, 8.142, 9.078, 0.991, 7.523])
 C_M, TAU_M, TAU_SYN = 250.0, 10.0, 0.5
 
 
+def isi_cvs(times, senders, n: int, min_spikes: int = 3) -> list:
+    """Each neuron's ISI coefficient of variation, for neurons with at least ``min_spikes`` spikes."""
+    order = np.lexsort((times, senders))
+    times, senders = times[order], senders[order]
+    same = senders[1:] == senders[:-1]
+    isis, owner = (times[1:] - times[:-1])[same], senders[1:][same]
+    count = np.bincount(owner, minlength=n).astype(float)
+    total = np.bincount(owner, weights=isis, minlength=n)
+    squares = np.bincount(owner, weights=isis**2, minlength=n)
+    kept = count >= min_spikes - 1
+    mean = total[kept] / count[kept]
+    return (np.sqrt(np.clip(squares[kept] / count[kept] - mean**2, 0.0, None)) / mean).tolist()
+
+
 def main() -> None:
     scale, k_scale, duration, discard = (float(x) for x in sys.argv[1:5])
     threads, seed = int(sys.argv[5]), int(sys.argv[6])
@@ -115,12 +129,13 @@ def main() -> None:
     nest.Simulate(duration)
     wall = time.perf_counter() - start
     seconds = (duration - discard) / 1000.0
-    rates, counts_per_neuron = {}, {}
+    rates, counts_per_neuron, cvs = {}, {}, {}
     for name, pop, recorder in zip(POPULATIONS, pops, recorders):
         senders = np.asarray(recorder.events["senders"], dtype=int) - pop.tolist()[0]
         per_neuron = np.bincount(senders, minlength=len(pop))
         rates[name] = float(per_neuron.sum()) / len(pop) / seconds
         counts_per_neuron[name] = per_neuron.tolist()
+        cvs[name] = isi_cvs(np.asarray(recorder.events["times"], dtype=float), senders, len(pop))
     print(
         json.dumps(
             {
@@ -129,6 +144,7 @@ def main() -> None:
                 "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
                 "rates_hz": rates,
                 "counts": counts_per_neuron,
+                "cvs": cvs,
                 "synapses": int(counts.sum()),
                 "nest": nest.__version__,
             }

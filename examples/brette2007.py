@@ -47,7 +47,7 @@ def main() -> None:
         _, rec = sf.simulate(net, state, duration=args.duration, dt=args.dt, fast=args.fast, progress=True)
     wall = time.perf_counter() - start
 
-    spikes = {name: rec[f"{name}.spikes"] for name in net.populations}
+    spikes = {part: rec[f"{part}.spikes"] for part in ("exc", "inh")}  # the parts of the one population
     plot.raster(spikes, args.dt, out / "raster.png", title=f"{args.network.upper()}, {args.neurons} neurons")
     summary = {
         "network": args.network,

@@ -33,6 +33,15 @@ def isi_cv(spikes: torch.Tensor, dt: float, min_spikes: int = 3) -> float:
 
 def isi_cv_of_events(times: Any, neurons: Any, n: int, min_spikes: int = 3) -> float:
     """:func:`isi_cv` of spike events: ``times`` (ms) and ``neurons`` (indices below ``n``)."""
+    cvs = isi_cvs_of_events(times, neurons, n, min_spikes)
+    kept = cvs[~torch.isnan(cvs)]
+    return float(kept.mean()) if kept.numel() else float("nan")
+
+
+def isi_cvs_of_events(times: Any, neurons: Any, n: int, min_spikes: int = 3) -> torch.Tensor:
+    """Each neuron's coefficient of variation of its inter-spike intervals (float64, ``n`` values;
+    NaN for a neuron with fewer than ``min_spikes`` spikes), from spike events: ``times`` (ms) and
+    ``neurons`` (indices below ``n``)."""
     times = torch.as_tensor(times, dtype=torch.float64)
     neurons = torch.as_tensor(neurons).to(torch.int64)
     order = torch.argsort(neurons * (times.max() + 1.0 if times.numel() else 1.0) + times)
@@ -42,9 +51,6 @@ def isi_cv_of_events(times: Any, neurons: Any, n: int, min_spikes: int = 3) -> f
     count = torch.bincount(owner, minlength=n).to(torch.float64)
     total = torch.zeros(n, dtype=torch.float64).index_add(0, owner, isis)
     squares = torch.zeros(n, dtype=torch.float64).index_add(0, owner, isis**2)
-    enough = count >= (min_spikes - 1)
-    if not bool(enough.any()):
-        return float("nan")
-    mean = total[enough] / count[enough]
-    var = squares[enough] / count[enough] - mean**2
-    return float((var.clamp(min=0).sqrt() / mean).mean())
+    mean = total / count
+    cvs = (squares / count - mean**2).clamp(min=0).sqrt() / mean
+    return torch.where(count >= (min_spikes - 1), cvs, float("nan"))

@@ -299,7 +299,9 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
         raise reader.fail("populations", "expected at least one population")
     for name, entry in pops.items():
         path = f"populations.{name}"
-        entry = reader.mapping(entry, path, required=("model", "size"), optional=("parameters", "preset", "initial"))
+        entry = reader.mapping(
+            entry, path, required=("model", "size"), optional=("parameters", "preset", "initial", "parts")
+        )
         model_cls = MODELS[reader.choice(entry["model"], f"{path}.model", MODELS)]
         size = reader.integer(entry["size"], f"{path}.size", minimum=1)
         parameters = reader.mapping(
@@ -317,11 +319,22 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
             model = _build(lambda **v: sf.Izhikevich.preset(entry["preset"], **v), values, reader, f"{path}.preset")
         else:
             model = _build(model_cls, values, reader, f"{path}.parameters")
-        populations[name] = sf.Population(model, size)
+        parts = reader.mapping(entry.get("parts", {}), f"{path}.parts", named=True)
+        parts = {part: reader.integer(count, f"{path}.parts.{part}", minimum=1) for part, count in parts.items()}
+        if parts and sum(parts.values()) != size:
+            raise reader.fail(f"{path}.parts", f"the parts hold {sum(parts.values())} neurons but size is {size}")
+        populations[name] = sf.Population(model, size, parts=parts)
         state_fields = [f.name for f in attrs.fields(model_cls.state_class)]
         init = reader.mapping(entry.get("initial", {}), f"{path}.initial", optional=state_fields)
         initial[name] = {key: reader.value(value, f"{path}.initial.{key}", size) for key, value in init.items()}
 
+    counts = {}  # population and part names -> number of neurons
+    for name, population in populations.items():
+        counts[name] = population.size
+        for part, count in population.parts:
+            if part in counts or part in populations:
+                raise reader.fail(f"populations.{name}.parts.{part}", "is already a population or part name")
+            counts[part] = count
     projections = {}
     for name, entry in reader.mapping(top.get("projections", {}), "projections", named=True).items():
         path = f"projections.{name}"
@@ -331,9 +344,9 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
             required=("source", "target", "connectivity", "synapse", "weight"),
             optional=("delay", "representation", "capacity", "plasticity", "normalize"),
         )
-        pre = reader.choice(entry["source"], f"{path}.source", populations)
-        post = reader.choice(entry["target"], f"{path}.target", populations)
-        n_pre, n_post = populations[pre].size, populations[post].size
+        pre = reader.choice(entry["source"], f"{path}.source", counts)
+        post = reader.choice(entry["target"], f"{path}.target", counts)
+        n_pre, n_post = counts[pre], counts[post]
         spec_conn = entry["connectivity"]
         rule = reader.choice(
             spec_conn.get("rule") if isinstance(spec_conn, dict) else None, f"{path}.connectivity.rule", CONNECTIVITY
@@ -380,8 +393,8 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
         )
 
     drive = {}
-    for name, value in reader.mapping(top.get("drive", {}), "drive", optional=tuple(populations)).items():
-        drive[name] = reader.value(value, f"drive.{name}", populations[name].size)
+    for name, value in reader.mapping(top.get("drive", {}), "drive", optional=tuple(counts)).items():
+        drive[name] = reader.value(value, f"drive.{name}", counts[name])
     network = _build(
         sf.Network, {"populations": populations, "projections": projections, "drive": drive}, reader, "projections"
     )

@@ -87,14 +87,14 @@ def test_kernel_rejects_mismatched_arguments_with_a_message():
 def test_networks_give_the_same_spikes_with_and_without_the_kernel():
     net = coba(800)
     state = initial_state(net)
-    _, with_kernel = sf.simulate(net, state, steps=400, dt=DT, record=("exc.spikes", "inh.spikes", "ee.s"))
+    _, with_kernel = sf.simulate(net, state, steps=400, dt=DT, record=("exc.spikes", "inh.spikes", "excitatory.s"))
     with kernels.disabled():
-        _, without = sf.simulate(net, state, steps=400, dt=DT, record=("exc.spikes", "inh.spikes", "ee.s"))
+        _, without = sf.simulate(net, state, steps=400, dt=DT, record=("exc.spikes", "inh.spikes", "excitatory.s"))
     assert with_kernel["exc.spikes"].sum() > 100
     assert torch.equal(with_kernel["exc.spikes"], without["exc.spikes"]) and torch.equal(
         with_kernel["inh.spikes"], without["inh.spikes"]
     )
-    assert torch.equal(with_kernel["ee.s"], without["ee.s"])
+    assert torch.equal(with_kernel["excitatory.s"], without["excitatory.s"])
 
 
 def test_per_synapse_delays_and_plasticity_agree_with_torch_ops():
@@ -177,7 +177,7 @@ def test_a_first_call_inside_a_compiled_step_uses_torch_ops_without_a_graph_brea
     step = torch.compile(net.step, backend="eager", fullgraph=True)
     compiled, _ = step(state, None, DT)
     eager, _ = net.step(state, None, DT)
-    assert torch.equal(compiled.populations["exc"].v, eager.populations["exc"].v)
+    assert torch.equal(compiled.populations["neurons"].v, eager.populations["neurons"].v)
 
 
 def test_a_run_adds_into_its_own_ring_buffers_in_place_and_leaves_the_given_state_alone():
@@ -202,16 +202,61 @@ def test_a_run_adds_into_its_own_ring_buffers_in_place_and_leaves_the_given_stat
     final, eager = sf.simulate(net, state, steps=300, dt=0.1)
     assert all(torch.equal(p.pending, g) for p, g in zip(state.projections.values(), given))
     run = net.for_run(
-        sf.transforms.run_context(sf.tree_leaves(state), state.populations["exc"].v, lanes=False, compiled=False)
+        sf.transforms.run_context(sf.tree_leaves(state), state.populations["neurons"].v, lanes=False, compiled=False)
     )
     assert all(proj.in_place for proj in run.projections.values())
     loop = state  # the pure step (a copy of the ring buffer per step), as a loop of one's own runs it
     spikes = []
     for _ in range(300):
         loop, out = net.step(loop, None, 0.1)
-        spikes.append(out["exc"])
+        spikes.append(out["neurons"][:320])  # the part exc
     assert int(eager["exc.spikes"].sum()) > 30 and torch.equal(eager["exc.spikes"], torch.stack(spikes))
     assert all(torch.equal(final.projections[k].pending, loop.projections[k].pending) for k in net.projections)
     _, compiled = sf.simulate(net, state, steps=300, dt=0.1, fast="aot_eager", chunk=20)  # copies, see for_run
     assert torch.equal(compiled["exc.spikes"], eager["exc.spikes"])
     assert all(torch.equal(p.pending, g) for p, g in zip(state.projections.values(), given))
+
+
+def test_a_synapse_table_filled_block_by_block_equals_the_projection_of_one_list():
+    links = C.fixed_probability(60, 40, 0.2, seed=5)
+    g = torch.Generator().manual_seed(1)
+    weights, delays = torch.rand(len(links), generator=g, dtype=torch.float64), torch.rand(len(links), generator=g) * 2
+    whole = sf.projection("a", "b", links, weights, sf.Exponential(5.0), dt=0.1, delay=delays)
+    table = sf.SynapseTable(links.out_degree(), 40, 0.1, dtype=torch.float64)
+    table.SLICE = 50  # several slices per block
+    for block in (links.post < 20, links.post >= 20):  # targets 0-19 first: each row in another order
+        table.add(links.pre[block], links.post[block], weights[block], delays[block], sf.Exponential(5.0))
+    built = table.projection("a", "b", sf.Exponential(5.0))
+    assert (
+        built.targets.dtype == torch.int32 and built.delays.dtype == torch.int16 and built.max_delay == whole.max_delay
+    )
+
+    def rows(proj):  # each source's synapses as sorted (target, weight, delay) triples
+        keys = proj.targets.double() * 1e6 + proj.weights + proj.delays.double() * 1e-3
+        return torch.sort(torch.where(proj.mask, keys, float("inf")), dim=1).values
+
+    assert torch.equal(rows(built), rows(whole))
+    with pytest.raises(ValueError, match="synapses must be added sorted by source neuron"):
+        sf.SynapseTable(links.out_degree(), 40, 0.1).add(links.pre.flip(0), links.post, 0.1, 1.0)
+    with pytest.raises(ValueError, match="more synapses added than its out_degree"):
+        sf.SynapseTable(torch.zeros(60, dtype=torch.int64), 40, 0.1).add(links.pre, links.post, 0.1, 1.0)
+    with pytest.raises(ValueError, match="received fewer synapses than its out_degree"):
+        sf.SynapseTable(links.out_degree(), 40, 0.1).projection("a", "b", sf.Delta())
+    with pytest.raises(ValueError, match="weights must be finite"):
+        sf.SynapseTable(links.out_degree(), 40, 0.1).add(links.pre, links.post, float("nan"), 1.0)
+    with pytest.raises(ValueError, match="delays must be finite and >= 0 ms"):
+        sf.SynapseTable(links.out_degree(), 40, 0.1).add(links.pre, links.post, 0.1, -1.0)
+
+
+@pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")
+def test_delays_beyond_int16_steps_widen_the_table_to_int32_and_still_propagate_exactly():
+    links = C.all_to_all(3, 2)
+    proj = sf.projection(
+        "a", "b", links, 1.0, sf.Delta(), dt=0.1, delay=torch.tensor([0.0, 1.0, 3300.0, 3.5, 2.0, 0.3])
+    )
+    assert proj.delays.dtype == torch.int32 and proj.max_delay == 33000
+    pending = torch.zeros(proj.max_delay + 1, 3)
+    spikes, step = torch.tensor([1.0, 3.0, 2.0]), torch.tensor(7)
+    out = kernels.propagate(pending, spikes, proj.targets, proj.weights, proj.delays, step)
+    assert torch.equal(out, reference(pending, spikes, proj.targets, proj.weights, proj.delays, step))
+    assert float(out[(7 + 1 + 33000) % 33001, 0]) == 3.0  # source 1's 3,300 ms synapse, weight 1 x count 3

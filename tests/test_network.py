@@ -488,3 +488,60 @@ def test_a_projection_joining_populations_equals_one_projection_per_pair(e_rev):
             populations=populations,
             projections={"all": sf.projection(("a", "c"), ("b", "c"), joined_links, weight, synapse, dt=DT)},
         )
+
+
+def test_a_population_with_parts_equals_separate_populations():
+    """Parts stand for populations as sources, targets (a part of the target: padded currents),
+    drives, inputs and records; adding the zeros of other parts changes no value."""
+    lif = sf.LIF(tau_mem=20.0, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0)
+    sizes = {"a": 30, "b": 20, "c": 25}
+    blocks = {
+        ("a", "c"): C.fixed_probability(30, 25, 0.3, seed=1),
+        ("b", "c"): C.fixed_probability(20, 25, 0.3, seed=2),
+        ("a", "b"): C.fixed_probability(30, 20, 0.3, seed=3),
+        ("c", "a"): C.fixed_probability(25, 30, 0.3, seed=4),
+    }
+    synapses = {"a": sf.Exponential(5.0, e_rev=0.0), "b": sf.Exponential(5.0), "c": sf.Exponential(10.0, e_rev=-80.0)}
+    weights = {"a": 0.002, "b": 0.004, "c": 0.004}
+
+    def network(populations):
+        projections = {
+            f"{s}{t}": sf.projection(s, t, links, weights[s], synapses[s], dt=DT, delay=0.4 * len(s + t))
+            for (s, t), links in blocks.items()
+        }
+        return sf.Network(populations=populations, projections=projections, drive={"a": 0.13, "b": 0.12, "c": 0.1})
+
+    separate = network({name: sf.Population(lif, size) for name, size in sizes.items()})
+    parts = network({"abc": sf.Population(lif, 75, parts=sizes)})
+    inputs = {"b": 0.05 * torch.rand(400, 20, generator=torch.Generator().manual_seed(3))}
+    record = ("a.spikes", "b.spikes", "c.spikes", "c.v", "ab.s")
+    _, one = sf.simulate(separate, separate.init_state(), inputs, steps=400, dt=DT, record=record)
+    _, other = sf.simulate(parts, parts.init_state(), inputs, steps=400, dt=DT, record=record)
+    assert min(int(one[f"{name}.spikes"].sum()) for name in "abc") > 10
+    for name in record:
+        assert torch.equal(one[name], other[name]), name
+    assert parts.default_record() == ("a.spikes", "b.spikes", "c.spikes")
+    assert parts.ranges()["c"] == ("abc", 50, 25) and "abc.v" in parts.record_names()
+
+
+def test_parts_are_checked():
+    lif = sf.LIF()
+    with pytest.raises(ValueError, match="Population parts hold 30 neurons in all but the population has 40"):
+        sf.Population(lif, 40, parts={"x": 10, "y": 20})
+    with pytest.raises(ValueError, match="Population part 'x' must have a positive int number of neurons, got 0"):
+        sf.Population(lif, 40, parts={"x": 0, "y": 40})
+    with pytest.raises(TypeError, match="Population parts must be a dict"):
+        sf.Population(lif, 40, parts=[10, 30])
+    pops = {"p": sf.Population(lif, 40, parts={"x": 10, "y": 30}), "q": sf.Population(lif, 5, parts={"x": 5})}
+    with pytest.raises(ValueError, match="part name 'x' of population 'q' is already a population or part name"):
+        sf.Network(populations=pops)
+    with pytest.raises(ValueError, match="projection name 'x' must differ from population and part names"):
+        sf.Network(
+            populations={"p": pops["p"]},
+            projections={"x": sf.projection("x", "y", C.one_to_one(10), 0.1, sf.Delta(), dt=DT)},
+        )
+    with pytest.raises(ValueError, match="projection 'xy' connects 10 -> 10 neurons but 'x' has 10 and 'y' has 30"):
+        sf.Network(
+            populations={"p": pops["p"]},
+            projections={"xy": sf.projection("x", "y", C.one_to_one(10), 0.1, sf.Delta(), dt=DT)},
+        )

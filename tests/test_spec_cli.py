@@ -94,7 +94,33 @@ MISTAKES = [
     (lambda d: d["projections"]["ab"]["synapse"].pop("model"), "projections.ab.synapse: missing required key 'model'"),
     (lambda d: d["simulation"].update(record=["c.spikes"]), "simulation.record[0]: unknown record 'c.spikes'"),
     (lambda d: d["outputs"].update(nix="yes"), "outputs.nix: expected true or false, got 'yes'"),
+    (
+        lambda d: d["populations"]["a"].update(parts={"x": 5, "y": 5}),
+        "populations.a.parts: the parts hold 10 neurons but size is 20",
+    ),
+    (
+        lambda d: d["populations"]["a"].update(parts={"x": 0, "y": 20}),
+        "populations.a.parts.x: expected an integer >= 1",
+    ),
+    (lambda d: d["populations"]["a"].update(parts={"b": 20}), "populations.a.parts.b: is already a population or part"),
+    (
+        lambda d: (d["populations"]["a"].update(parts={"x": 5, "y": 15}), d["projections"]["ab"].update(target="z")),
+        "projections.ab.target: expected one of a, x, y, b, got 'z'",
+    ),
 ]
+
+
+def test_parts_in_a_spec_name_sources_drives_and_records():
+    data = small()
+    data["populations"]["a"]["parts"] = {"x": 5, "y": 15}
+    data["projections"]["ab"]["source"] = "y"
+    data["drive"] = {"x": 3.0}
+    data["simulation"]["record"] = ["x.spikes", "y.v"]
+    spec = parse_spec(data, "parts.yaml")
+    assert spec.network.projections["ab"].n_pre == 15 and spec.network.ranges()["y"] == ("a", 5, 15)
+    _, rec = sf.simulate(spec.network, initial_state(spec), steps=300, dt=0.1, record=spec.simulation.record)
+    assert rec["x.spikes"].shape == (300, 5) and rec["y.v"].shape == (300, 15)
+    assert rec["x.spikes"].sum() > 0 and rec["y.v"].max() < -55.0  # only the part x is driven
 
 
 @pytest.mark.parametrize("mistake, message", MISTAKES)
@@ -289,8 +315,8 @@ def test_the_python_coba_builder_is_the_shipped_spec():
         )
         assert torch.equal(other.targets, proj.targets) and torch.equal(other.weights, proj.weights)
     scaled = coba(8000, fan_in=80, kind="dense")
-    assert scaled.populations["exc"].size == 6400 and scaled.projections["ie"].kind == "dense"
-    assert int(scaled.projections["ee"].mask.sum()) == 6400 * 64
+    assert scaled.ranges()["exc"] == ("neurons", 0, 6400) and scaled.projections["inhibitory"].kind == "dense"
+    assert int(scaled.projections["excitatory"].mask.sum()) == 8000 * 64
 
 
 HOLD_FOLDER = """

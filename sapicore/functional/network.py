@@ -119,11 +119,12 @@ def _gather(segments: list, values: dict, sizes: dict) -> torch.Tensor:
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, -1)
 
 
-def _place(value: Any, start: int, size: int, total: int, like: torch.Tensor) -> Any:
+def _place(value: Any, start: int, size: int, total: int, like: Any) -> Any:
     """``value`` (for ``size`` neurons from ``start``) as a value for all ``total`` neurons of its
-    population, zero elsewhere."""
+    population, zero elsewhere; ``like``: a tensor or state of that population (device, dtype)."""
     if size == total:
         return value
+    like = tree_leaves(like)[0]
     value = torch.as_tensor(value, dtype=like.dtype, device=like.device).expand(size)
     return torch.nn.functional.pad(value, (start, total - start - size))
 
@@ -204,7 +205,21 @@ class Network:
 
     def ranges(self) -> dict[str, tuple[str, int, int]]:
         """Every population and part name -> (population, first neuron, number of neurons)."""
-        return _ranges(self.populations)
+        return self._layout()[0]
+
+    def _layout(self) -> tuple[dict, dict, dict]:
+        """(ranges, population sizes, each projection's (source, target) segments), worked out once
+        per network object (its static structure) and kept, since every step needs them."""
+        layout = self.__dict__.get("_layout_cache")
+        if layout is None:
+            ranges = _ranges(self.populations)
+            segments = {
+                name: (_segments(proj.source, ranges), _segments(proj.target, ranges))
+                for name, proj in self.projections.items()
+            }
+            layout = (ranges, {name: pop.size for name, pop in self.populations.items()}, segments)
+            self.__dict__["_layout_cache"] = layout
+        return layout
 
     def for_run(self, context: RunContext) -> Network:
         """This network with every projection as a run in ``context`` uses it (propagation backends)."""
@@ -258,15 +273,14 @@ class Network:
         if self.projections and dt != self.dt:
             raise ValueError(f"the projections were built for dt={self.dt} ms, not dt={dt} ms; rebuild them")
         external = self._external(inputs)
-        ranges = self.ranges()
-        sizes = {name: pop.size for name, pop in self.populations.items()}
+        ranges, sizes, segments = self._layout()
         populations, projections = dict(state.populations), dict(state.projections)
         # 1. arrivals into the synapse models, and their currents into the targets
         currents: dict[str, list] = {name: [] for name in self.populations}
         for name, proj in self.projections.items():
             pstate = projections[name]
             synapse = proj.synapse.update(pstate.synapse, proj.arrivals(pstate), dt)
-            targets = _segments(proj.target, ranges)
+            targets = segments[name][1]
             v = None
             if proj.synapse.conductance_based:
                 v = _gather(targets, {pop: populations[pop].v for pop, _, _ in targets}, sizes)
@@ -281,8 +295,7 @@ class Network:
             for key, value in given.items():
                 if key in ranges:
                     pop, start, size = ranges[key]
-                    like = tree_leaves(populations[pop])[0]
-                    currents[pop].append(_place(value, start, size, sizes[pop], like))
+                    currents[pop].append(_place(value, start, size, sizes[pop], populations[pop]))
         # 2. the populations
         outputs = {}
         for name, pop in self.populations.items():
@@ -292,17 +305,16 @@ class Network:
                 total = total + term
             populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
         # 3. this step's output in transit, each source's spiking neurons picked once
-        sources = {
-            proj.source: _gather(_segments(proj.source, ranges), outputs, sizes) for proj in self.projections.values()
-        }
+        sources = {proj.source: _gather(segments[name][0], outputs, sizes) for name, proj in self.projections.items()}
         selections = self._select_sources(sources, projections)
         for name, proj in self.projections.items():
             projections[name] = proj.emit(projections[name], sources[proj.source], selections.get(name))
         # 4. plasticity
         for name, proj in self.projections.items():
-            modulator = external.get(proj.plasticity.modulator) if proj.plasticity is not None else None
-            pre, post = sources[proj.source], _gather(_segments(proj.target, ranges), outputs, sizes)
-            projections[name] = proj.learn(projections[name], pre, post, dt, modulator)
+            if proj.plasticity is not None:
+                modulator = external.get(proj.plasticity.modulator)
+                post = _gather(segments[name][1], outputs, sizes)
+                projections[name] = proj.learn(projections[name], sources[proj.source], post, dt, modulator)
         return replace(state, populations=populations, projections=projections), outputs
 
     def _select_sources(self, outputs: dict, projections: dict) -> dict:

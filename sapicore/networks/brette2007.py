@@ -11,6 +11,10 @@ reset -60 mV, membrane time constant 20 ms. In our units the leak conductance is
   as in Brian2's and BrainPy's versions of the benchmark.
 * CUBA: exponential current synapses, excitatory 1.62 mV (tau 5 ms), inhibitory -9 mV (tau 10 ms)
   over r_mem, rest -49 mV, no drive, initial potentials uniform between reset and threshold.
+
+As in Brian2's versions, the neurons are one population, ``neurons``, whose parts ``exc`` (the
+first 80%) and ``inh`` (the rest) are the sources of two projections onto all neurons,
+``excitatory`` and ``inhibitory``; records are still ``exc.spikes`` and ``inh.spikes``.
 """
 
 from __future__ import annotations
@@ -58,11 +62,10 @@ def coba(n: int = 4000, dt: float = 0.1, kind: str = "sparse", seed: int = 1, fa
     n_exc, n_inh, exc_in, inh_in = _scaled(n, fan_in)
     sizes = {"exc": n_exc, "inh": n_inh}
     data["simulation"]["dt"] = dt
-    for name, population in data["populations"].items():
-        population["size"] = sizes[name]
+    data["populations"]["neurons"].update(size=n, parts=sizes)
     for proj in data["projections"].values():
         rule = proj["connectivity"]
-        shift = seed - 1  # the spec's seeds are 1 to 4
+        shift = seed - 1  # the spec's seeds are 1 and 2
         if fan_in is None:
             proj["connectivity"] = {**rule, "seed": rule["seed"] + shift}
         else:
@@ -77,20 +80,17 @@ def cuba(n: int = 4000, dt: float = 0.1, kind: str = "sparse", seed: int = 1, fa
     """The CUBA network: ``n`` neurons, connection probability 2% (or ``fan_in`` synapses each)."""
     n_exc, n_inh, exc_in, inh_in = _scaled(n, fan_in)
     lif = sf.LIF(tau_mem=20.0, v_rest=-49.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=5.0)
-    exc_syn, inh_syn = sf.Exponential(tau=5.0), sf.Exponential(tau=10.0)
-    w_exc, w_inh = 1.62 / 100.0, -9.0 / 100.0  # nA: mV over r_mem
     projections = {}
-    for name, (src, n_src, dst, n_dst, syn, w, fan) in {
-        "ee": ("exc", n_exc, "exc", n_exc, exc_syn, w_exc, exc_in),
-        "ei": ("exc", n_exc, "inh", n_inh, exc_syn, w_exc, exc_in),
-        "ie": ("inh", n_inh, "exc", n_exc, inh_syn, w_inh, inh_in),
-        "ii": ("inh", n_inh, "inh", n_inh, inh_syn, w_inh, inh_in),
+    for name, (src, n_src, synapse, weight, fan) in {
+        "excitatory": ("exc", n_exc, sf.Exponential(tau=5.0), 1.62 / 100.0, exc_in),  # nA: mV over r_mem
+        "inhibitory": ("inh", n_inh, sf.Exponential(tau=10.0), -9.0 / 100.0, inh_in),
     }.items():
-        conn = _connect(n_src, n_dst, 0.02, fan, seed + len(projections))
-        projections[name] = sf.projection(src, dst, conn, w, syn, dt=dt, kind=kind, capacity=_capacity(n_src))
-    return sf.Network(
-        populations={"exc": sf.Population(lif, n_exc), "inh": sf.Population(lif, n_inh)}, projections=projections
-    )
+        conn = _connect(n_src, n, 0.02, fan, seed + len(projections))
+        projections[name] = sf.projection(
+            src, "neurons", conn, weight, synapse, dt=dt, kind=kind, capacity=_capacity(n_src)
+        )
+    population = sf.Population(lif, n, parts={"exc": n_exc, "inh": n_inh})
+    return sf.Network(populations={"neurons": population}, projections=projections)
 
 
 def initial_state(net: sf.Network, seed: int = 0, device: torch.device | str | None = None) -> sf.NetworkState:
