@@ -1,5 +1,7 @@
 """The CPU propagation kernel against torch ops: same sums, under vmap and compile, same networks."""
 
+import math
+
 import pytest
 import torch
 from helpers import random_table, reference
@@ -260,3 +262,45 @@ def test_delays_beyond_int16_steps_widen_the_table_to_int32_and_still_propagate_
     out = kernels.propagate(pending, spikes, proj.targets, proj.weights, proj.delays, step)
     assert torch.equal(out, reference(pending, spikes, proj.targets, proj.weights, proj.delays, step))
     assert float(out[(7 + 1 + 33000) % 33001, 0]) == 3.0  # source 1's 3,300 ms synapse, weight 1 x count 3
+
+
+@pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")
+@pytest.mark.parametrize("mean", [0.05, 1.3, 2.3, 9.9, 10.0, 40.0, 500.0])
+def test_the_poisson_sampler_draws_the_poisson_distribution(mean):
+    torch.manual_seed(5)
+    n = 200_000
+    counts = kernels.poisson(torch.full((n,), mean, dtype=torch.float64))
+    assert torch.equal(counts, counts.round()) and bool((counts >= 0).all())
+    values = torch.arange(int(mean + 6 * mean**0.5) + 6, dtype=torch.float64)
+    expected = torch.exp(values * math.log(mean) - mean - torch.lgamma(values + 1)) * n  # the pmf
+    found = torch.bincount(counts.long(), minlength=values.numel())[: values.numel()].double()
+    kept = expected > 20  # a chi-square test over the cells with enough expected counts
+    chi2 = float(((found[kept] - expected[kept]) ** 2 / expected[kept]).sum())
+    cells = int(kept.sum())
+    assert chi2 < cells + 6 * math.sqrt(2 * cells), (chi2, cells)
+    torch.manual_seed(5)
+    assert torch.equal(kernels.poisson(torch.full((n,), mean, dtype=torch.float64)), counts)  # seeded
+    with pytest.raises(RuntimeError, match="means must be >= 0"):
+        kernels.poisson(torch.tensor([1.0, -0.5]))
+
+
+@pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")
+def test_poisson_sources_draw_different_lanes_under_vmap_and_the_same_counts_compiled():
+    means = torch.full((4, 1000), 2.0)
+    lanes = torch.func.vmap(kernels.poisson, randomness="different")(means)
+    assert not torch.equal(lanes[0], lanes[1]) and abs(float(lanes.mean()) - 2.0) < 0.05
+    shared = torch.func.vmap(lambda m: kernels.poisson(torch.full((1000,), 2.0)), randomness="different")(means)
+    assert not torch.equal(shared[0], shared[1])  # an unbatched mean still gives each lane its own counts
+    source = sf.PoissonSource(rate=8.0, trains=torch.full((300,), 1600.0))
+    net = sf.Network(
+        populations={"bg": sf.Population(source, 300), "cell": sf.Population(sf.LIF(), 300)},
+        projections={"p": sf.projection("bg", "cell", C.one_to_one(300), 0.05, sf.Exponential(0.5), dt=DT)},
+    )
+    record = ("bg.spikes", "cell.v")
+    torch.manual_seed(8)
+    _, eager = sf.simulate(net, net.init_state(), steps=60, dt=DT, record=record)
+    torch.manual_seed(8)
+    _, compiled = sf.simulate(net, net.init_state(), steps=60, dt=DT, record=record, fast="aot_eager", chunk=20)
+    assert torch.equal(eager["bg.spikes"], compiled["bg.spikes"]) and not torch.equal(
+        eager["bg.spikes"][0], eager["bg.spikes"][1]
+    )

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 import torch
 
+from . import kernels
 from .neurons.base import NeuronModel, broadcast_like, check_dt, check_input
 from .pytree import check_non_negative, parameter, pytree, replace
 
@@ -65,7 +66,7 @@ class PoissonSource(NeuronModel):
         extra = check_input(input, state.spikes)
         if isinstance(self.trains, torch.Tensor) or self.trains > 1:
             mean = broadcast_like((self.rate + extra) * (self.trains * dt / 1000.0), state.spikes)
-            spikes = torch.poisson(mean.clamp(min=0.0))
+            spikes = kernels.poisson(mean.clamp(min=0.0))
             return replace(state, spikes=spikes), spikes
         probability = (self.rate + extra) * (dt / 1000.0)  # above 1 always spikes, below 0 never
         spikes = (torch.rand_like(state.spikes) < probability).to(state.spikes.dtype)
