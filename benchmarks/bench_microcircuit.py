@@ -60,7 +60,7 @@ def sapicore_worker(scale: float, k_scale: float, duration: float, discard: floa
         counts[name] = per_neuron.tolist()
         per_neuron_cv = analysis.isi_cvs_of_events(times[times > discard], neurons[times > discard], size)
         cvs[name] = per_neuron_cv[~torch.isnan(per_neuron_cv)].tolist()
-    synapses = int(net.projections["synapses"].mask.sum())  # the recurrent ones, as NEST's row
+    synapses = int(torch.count_nonzero(net.projections["synapses"].mask))  # the recurrent ones, as NEST's row
     return {
         "build_seconds": build,
         "compile_seconds": compile_seconds,

@@ -96,6 +96,10 @@ def main() -> None:
     recorders = [nest.Create("spike_recorder", params={"start": discard}) for _ in pops]
     for pop, recorder in zip(pops, recorders):
         nest.Connect(pop, recorder)
+    # NEST holds at most 2**27 - 2 connections per synapse model and thread: one copy of
+    # static_synapse per source population keeps the full-scale network (0.3 billion) on one thread
+    for name in POPULATIONS:
+        nest.CopyModel("static_synapse", f"static_from_{name}")
     for target in range(8):
         generator = nest.Create("poisson_generator", params={"rate": 8.0 * float(k_ext[target])})
         nest.Connect(generator, pops[target], "all_to_all", {"weight": float(psc_ext), "delay": 1.5})
@@ -119,7 +123,7 @@ def main() -> None:
                     "allow_multapses": True,
                 },
                 {
-                    "synapse_model": "static_synapse",
+                    "synapse_model": f"static_from_{POPULATIONS[source]}",
                     "weight": weight,
                     "delay": nest.math.max(nest.random.normal(mean=delay, std=delay * 0.5), dt),
                 },
