@@ -521,6 +521,10 @@ def test_a_population_with_parts_equals_separate_populations():
     for name in record:
         assert torch.equal(one[name], other[name]), name
     assert parts.default_record() == ("a.spikes", "b.spikes", "c.spikes")
+    links = C.fixed_probability(25, 20, 0.3, seed=6)
+    moved = sf.replace(parts, projections={"ab": sf.projection("c", "b", links, 0.1, sf.Delta(), dt=DT)})
+    moved.step(moved.init_state(), None, DT)  # its own segments, not those parts cached (replace copies caches)
+    assert moved._layout()[2]["ab"] == ([("abc", 50, 25)], [("abc", 30, 20)])
     assert parts.ranges()["c"] == ("abc", 50, 25) and "abc.v" in parts.record_names()
 
 

@@ -209,16 +209,18 @@ class Network:
 
     def _layout(self) -> tuple[dict, dict, dict]:
         """(ranges, population sizes, each projection's (source, target) segments), worked out once
-        per network object (its static structure) and kept, since every step needs them."""
-        layout = self.__dict__.get("_layout_cache")
-        if layout is None:
-            ranges = _ranges(self.populations)
-            segments = {
-                name: (_segments(proj.source, ranges), _segments(proj.target, ranges))
-                for name, proj in self.projections.items()
-            }
-            layout = (ranges, {name: pop.size for name, pop in self.populations.items()}, segments)
-            self.__dict__["_layout_cache"] = layout
+        per network and kept, since every step needs them. The cache holds the dicts it was worked out
+        from and is used only while they are this network's (``replace`` copies it along)."""
+        cached = self.__dict__.get("_layout_cache")
+        if cached is not None and cached[0] is self.populations and cached[1] is self.projections:
+            return cached[2]
+        ranges = _ranges(self.populations)
+        segments = {
+            name: (_segments(proj.source, ranges), _segments(proj.target, ranges))
+            for name, proj in self.projections.items()
+        }
+        layout = (ranges, {name: pop.size for name, pop in self.populations.items()}, segments)
+        self.__dict__["_layout_cache"] = (self.populations, self.projections, layout)
         return layout
 
     def for_run(self, context: RunContext) -> Network:
