@@ -365,6 +365,11 @@ def _check_groups(source: Any, target: Any) -> tuple:
     return source, target
 
 
+def _check_dt(dt: Any) -> None:
+    if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a positive number of milliseconds, got {dt!r}")
+
+
 def _check_common(synapse: Any, plasticity: Any, normalize: Any, dt: Any) -> None:
     if normalize is not None and not (
         isinstance(normalize, numbers.Real)
@@ -375,8 +380,7 @@ def _check_common(synapse: Any, plasticity: Any, normalize: Any, dt: Any) -> Non
         raise ValueError(
             f"normalize must be None or a positive number (the summed weight onto each target), got {normalize!r}"
         )
-    if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
-        raise ValueError(f"dt must be a positive number of milliseconds, got {dt!r}")
+    _check_dt(dt)
     if not isinstance(synapse, SynapseModel):
         raise TypeError(f"synapse must be a synapse model such as Exponential(tau=5.0), got {synapse!r}")
     if plasticity is not None and not isinstance(plasticity, PlasticityRule):
@@ -402,8 +406,7 @@ class SynapseTable:
         out_degree = torch.as_tensor(out_degree).reshape(-1)
         if out_degree.is_floating_point() or bool((out_degree < 0).any()):  # sync-ok: building
             raise ValueError("out_degree must hold non-negative whole numbers, one per source neuron")
-        if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
-            raise ValueError(f"dt must be a positive number of milliseconds, got {dt!r}")
+        _check_dt(dt)
         self.n_pre, self.n_post, self.dt = out_degree.numel(), int(n_post), float(dt)
         width = max(1, int(out_degree.max()) if self.n_pre else 1)  # sync-ok: building a projection
         self.out_degree = out_degree.to(torch.int64)
@@ -420,11 +423,7 @@ class SynapseTable:
         count = pre.numel()
         if post.shape != pre.shape:
             raise ValueError(f"pre ({count}) and post ({post.numel()}) index lists differ in length")
-        weights = _per_synapse(weight, count, "weight")
-        if not weights.is_floating_point():
-            raise TypeError(
-                f"weights must be floating point (plastic weights change continuously), got {weights.dtype}"
-            )
+        weights = _per_synapse(weight, count, "weight")  # checked slice by slice in _add_slice
         delays = _per_synapse(delay, count, "delay")
         for start in range(0, count, self.SLICE):
             part = slice(start, min(start + self.SLICE, count))

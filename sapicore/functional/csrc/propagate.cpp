@@ -160,11 +160,9 @@ void dispatch(const at::Tensor& out, const at::Tensor& delays, F&& body) {
   }
 }
 
-at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
-                     const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
-                     const at::Tensor& step) {
-  check(pending, spikes, targets, weights, delays, step, -1);
-  at::Tensor out = output_for(pending, 0);
+// Adds one step's events into `out` (contiguous, D x P): the body of propagate and propagate_.
+void add_step(at::Tensor& out, const at::Tensor& spikes, const at::Tensor& targets, const at::Tensor& weights,
+              const c10::optional<at::Tensor>& delays, int64_t delay, const at::Tensor& step) {
   const at::Tensor s = spikes.contiguous(), tg = targets.contiguous(), w = weights.contiguous();
   const at::Tensor d = delays ? delays->contiguous() : at::Tensor();
   const int64_t now = *step.data_ptr<int64_t>();
@@ -174,6 +172,14 @@ at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const 
     add_events<T, D>(out.data_ptr<T>(), out.size(0), out.size(1), s.data_ptr<T>(), s.size(0), tg.data_ptr<int32_t>(),
                      w.data_ptr<T>(), d.defined() ? d.data_ptr<D>() : nullptr, delay, tg.size(1), now);
   });
+}
+
+at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
+                     const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
+                     const at::Tensor& step) {
+  check(pending, spikes, targets, weights, delays, step, -1);
+  at::Tensor out = output_for(pending, 0);
+  add_step(out, spikes, targets, weights, delays, delay, step);
   return out;
 }
 
@@ -181,16 +187,7 @@ void propagate_(at::Tensor& pending, const at::Tensor& spikes, const at::Tensor&
                 const c10::optional<at::Tensor>& delays, int64_t delay, const at::Tensor& step) {
   check(pending, spikes, targets, weights, delays, step, -1);
   TORCH_CHECK(pending.is_contiguous(), "sapicore::propagate_: pending must be contiguous");
-  const at::Tensor s = spikes.contiguous(), tg = targets.contiguous(), w = weights.contiguous();
-  const at::Tensor d = delays ? delays->contiguous() : at::Tensor();
-  const int64_t now = *step.data_ptr<int64_t>();
-  dispatch(pending, d, [&](auto t, auto k) {
-    using T = decltype(t);
-    using D = decltype(k);
-    add_events<T, D>(pending.data_ptr<T>(), pending.size(0), pending.size(1), s.data_ptr<T>(), s.size(0),
-                     tg.data_ptr<int32_t>(), w.data_ptr<T>(), d.defined() ? d.data_ptr<D>() : nullptr, delay,
-                     tg.size(1), now);
-  });
+  add_step(pending, spikes, targets, weights, delays, delay, step);
 }
 
 at::Tensor take_row_(at::Tensor& pending, const at::Tensor& step) {
