@@ -6,6 +6,10 @@ import torch
 if not torch.cuda.is_available():  # the Triton kernel's tests run in its interpreter; set before triton loads
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: workers share the cores
+    os.environ["OMP_NUM_THREADS"] = "1"  # for the commands the tests start, too
+    torch.set_num_threads(1)
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
