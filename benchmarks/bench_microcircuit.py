@@ -1,20 +1,23 @@
 """The Potjans & Diesmann (2014) microcircuit in Sapicore and NEST, side by side, in one run.
 
 Run:  python benchmarks/bench_microcircuit.py [--scale 0.1] [--k-scale K] [--duration 1500]
-      [--discard 500] [--no-fast] [--nest-python PATH]
+      [--discard 500] [--no-fast] [--no-reference] [--device cuda] [--nest-python PATH]
 
 Each simulator runs in its own process (one CPU thread), so each row's peak memory is its own. Rows:
 Sapicore's reference loop, Sapicore fast=True (its compile time apart), and NEST (1 thread) where
 its benchmark-only environment exists (``bash benchmarks/setup_nest.sh``, found through
 --nest-python or $SAPICORE_NEST_PYTHON). The table gives build time, wall seconds per biological
 second (the real-time factor), peak memory, synaptic events per second and each population's mean
-rate beside the full-scale reference; a second table gives, per population, the Kolmogorov-Smirnov
+rate beside the two full-scale references of the NEST example (its 2016 values, which the builder's
+DC compensation uses, and the NEST 3 values measured with 12 MPI processes); a second table gives, per population, the Kolmogorov-Smirnov
 distance between Sapicore's and NEST's per-neuron rate distributions (the INM-6 recipe).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
@@ -26,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def sapicore_worker(scale: float, k_scale: float, duration: float, discard: float, fast: bool) -> dict:
+def sapicore_worker(scale: float, k_scale: float, duration: float, discard: float, fast: bool, device: str) -> dict:
     import torch
 
     import sapicore.functional as sf
@@ -35,8 +38,10 @@ def sapicore_worker(scale: float, k_scale: float, duration: float, discard: floa
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    net = pd.microcircuit(scale, k_scale=k_scale)
-    state = pd.initial_state(net)
+    net = sf.to(pd.microcircuit(scale, k_scale=k_scale), device)
+    state = pd.initial_state(net, device=device)
+    if device != "cpu":
+        torch.cuda.synchronize()
     build = time.perf_counter() - start
     names = tuple(f"{name}.spikes" for name in pd.POPULATIONS)
     compile_seconds = 0.0
@@ -49,6 +54,8 @@ def sapicore_worker(scale: float, k_scale: float, duration: float, discard: floa
     start = time.perf_counter()
     with torch.no_grad():
         sf.simulate(net, state, dt=0.1, duration=duration, record=names, sinks=[events], keep=False, fast=fast)
+    if device != "cpu":
+        torch.cuda.synchronize()
     wall = time.perf_counter() - start
     seconds = (duration - discard) / 1000.0
     rates, counts, cvs = {}, {}, {}
@@ -104,29 +111,45 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=1500.0, help="biological time (ms)")
     parser.add_argument("--discard", type=float, default=500.0, help="transient left out of the rates (ms)")
     parser.add_argument("--no-fast", action="store_true", help="skip fast=True")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference loop (fast=False)")
+    parser.add_argument("--device", default="cpu", help="where Sapicore runs (NEST: one CPU thread)")
+    parser.add_argument("--out", help="also write the tables (markdown) here")
     parser.add_argument("--nest-python", default=os.environ.get("SAPICORE_NEST_PYTHON"))
-    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        scale, k_scale, duration, discard, fast = args.worker
-        print(json.dumps(sapicore_worker(float(scale), float(k_scale), float(duration), float(discard), fast == "1")))
+        scale, k_scale, duration, discard, fast, device = args.worker
+        numbers = (float(scale), float(k_scale), float(duration), float(discard))
+        print(json.dumps(sapicore_worker(*numbers, fast == "1", device)))
         return
     k_scale = args.k_scale or args.scale
     common = [str(args.scale), str(k_scale), str(args.duration), str(args.discard)]
-    rows = {"Sapicore reference": run_worker([sys.executable, __file__, "--worker", *common, "0"])}
+    rows = {}
+    if not args.no_reference:
+        rows["Sapicore reference"] = run_worker([sys.executable, __file__, "--worker", *common, "0", args.device])
     if not args.no_fast:
-        rows["Sapicore fast=True"] = run_worker([sys.executable, __file__, "--worker", *common, "1"])
+        rows["Sapicore fast=True"] = run_worker([sys.executable, __file__, "--worker", *common, "1", args.device])
     if args.nest_python:
         rows["NEST 1 thread"] = run_worker([args.nest_python, str(HERE / "nest_microcircuit.py"), *common, "1", "1"])
     else:
         print("# NEST skipped: give --nest-python or $SAPICORE_NEST_PYTHON (bash benchmarks/setup_nest.sh)")
     rows = {name: row for name, row in rows.items() if row is not None}
-    from sapicore.networks.potjans2014 import POPULATIONS, REFERENCE_RATES
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        report(rows, args, k_scale)
+    print(buffer.getvalue(), end="")
+    if args.out:
+        Path(args.out).write_text(buffer.getvalue())
+
+
+def report(rows: dict, args: argparse.Namespace, k_scale: float) -> None:
+    """Print the tables (markdown) of the rows measured."""
+    from sapicore.networks.potjans2014 import NEST3_RATES, POPULATIONS, REFERENCE_RATES
 
     seconds = args.duration / 1000.0
     print(
         f"\nMicrocircuit, scale {args.scale}, in-degree scale {k_scale}, {args.duration:g} ms "
-        f"(rates after {args.discard:g} ms), one CPU thread"
+        f"(rates after {args.discard:g} ms), one CPU thread, Sapicore on {args.device}"
     )
     print(
         "| | build s | compile s | s per bio-s | peak MB | synapses | " + " | ".join(POPULATIONS) + " | vs NEST time |"
@@ -141,7 +164,8 @@ def main() -> None:
             f"| {name} | {row['build_seconds']:.1f} | {row.get('compile_seconds', 0.0):.1f} | {per_second:.2f} | "
             f"{row['peak_memory_mb']:.0f} | {row['synapses']:,} | {rates} | {ratio} |"
         )
-    print("| full-scale reference | | | | | | " + " | ".join(f"{r:.2f}" for r in REFERENCE_RATES) + " | |")
+    for label, reference in (("2016", REFERENCE_RATES), ("NEST 3", NEST3_RATES)):
+        print(f"| full-scale reference ({label}) | | | | | | " + " | ".join(f"{r:.2f}" for r in reference) + " | |")
     print("\nMean ISI CV per population (neurons with at least 3 spikes after the transient)")
     print("| | " + " | ".join(POPULATIONS) + " |")
     print("|---" * (1 + len(POPULATIONS)) + "|")

@@ -2,9 +2,10 @@
 # CUDA tests and GPU benchmarks in one go; tables and logs go to the folder given as $1.
 # Usage: bash benchmarks/gpu_check.sh OUTDIR   (runs on the CPU too, where the CUDA cases skip)
 # Each step has its own time limit, so one slow step cannot starve the others; the whole script
-# stays under 8 minutes on an H100/H200 and ends with targets.md: issue 11's targets beside the
+# should stay under 8 minutes on an H100/H200 (the limits are worst cases) and ends with targets.md: issue 11's targets beside the
 # figures measured (benchmarks/targets.py), with the plain torch loop and the CPU fast path. The CPU fallback uses small sizes and checks the plumbing.
-# Sizes can be narrowed for a short lease: COBA="4000" BIG="" SWEEP="1 64" (an empty BIG skips that step).
+# Sizes can be narrowed for a short lease: COBA="4000" BIG="" SWEEP="1 64" MICROCIRCUIT_SCALE=0.1
+# (an empty BIG skips that step).
 # On a machine whose Python lacks Sapicore's pure-Python dependencies, install them first, e.g.
 #   pip install --no-deps --target /tmp/site nixio tree-config tensorboardX ruamel.yaml; export PYTHONPATH=/tmp/site:$PWD
 set -uo pipefail
@@ -35,8 +36,13 @@ step coba "$limit" $py benchmarks/bench_coba.py --device "$device" --neurons $co
 [ -n "$big" ] && step coba_big "$limit" $py benchmarks/bench_coba.py --device "$device" --neurons $big --fan-in 80 --duration 200 $fast --no-reference --out "$out/coba_big.md"
 [ "$device" = cuda ] && step coba_cpu 70 $py benchmarks/bench_coba.py --device cpu --neurons 4000 --fan-in 80 --duration 200 --fast --no-reference --out "$out/coba_cpu.md"
 step sweep "$limit" $py benchmarks/bench_sweep.py --device "$device" --lanes $sweep --duration 100 $fast --out "$out/sweep.md"
+if [ "$device" = cuda ]; then  # full scale: about a minute of building on the CPU, then compiling
+    step microcircuit 240 $py benchmarks/bench_microcircuit.py --device cuda --scale ${MICROCIRCUIT_SCALE-1} --duration 1000 --discard 500 --no-reference --out "$out/microcircuit.md"
+else
+    step microcircuit "$limit" $py benchmarks/bench_microcircuit.py --scale 0.02 --duration 300 --discard 100 --no-fast --out "$out/microcircuit.md"
+fi
 tail -n 3 "$out/tests.log"
-for table in coba coba_big coba_cpu sweep; do
+for table in coba coba_big coba_cpu sweep microcircuit; do
     if [ -f "$out/$table.md" ]; then cat "$out/$table.md"; elif [ -f "$out/$table.log" ]; then tail -n 15 "$out/$table.log"; fi
 done
 $py benchmarks/targets.py "$out"

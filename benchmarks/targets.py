@@ -1,7 +1,7 @@
 """One markdown table of issue 11's GPU targets beside what gpu_check.sh measured in the same run.
 
 Run:  python benchmarks/targets.py OUTDIR   (after benchmarks/gpu_check.sh OUTDIR has written its tables)
-Reads OUTDIR/coba.md, coba_big.md, coba_cpu.md and sweep.md (those that exist), prints the table and
+Reads OUTDIR/coba.md, coba_big.md, coba_cpu.md, sweep.md and microcircuit.md (those that exist), prints the table and
 writes it to OUTDIR/targets.md. A figure that is missing says which step did not produce it.
 """
 
@@ -44,6 +44,14 @@ def sweep_figure(path: Path, lanes: int) -> str:
     return f"not measured ({lanes} lanes missing from {path.name})"
 
 
+def microcircuit_figure(path: Path, label: str) -> str:
+    """The real-time factor (wall s per biological s) of the row ``label`` in bench_microcircuit's table."""
+    for cells in rows(path):
+        if cells and cells[0] == label:
+            return cells[3]
+    return f"not measured (no {label!r} row in {path.name})"
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     fast, loop = "Sapicore simulate (fast=True)", "plain torch loop"
@@ -55,7 +63,8 @@ def main() -> None:
         f"| COBA-400k, s per biological second | <= 0.3 | {coba_figure(out / 'coba_big.md', 400000, fast)} "
         f"| {coba_figure(out / 'coba_big.md', 400000, loop)} | - |",
         f"| 256 COBA-4k lanes, network-s per wall-s | >= 500 | {sweep_figure(out / 'sweep.md', 256)} | - | - |",
-        "| Potjans-Diesmann microcircuit, real-time factor | <= 0.25 | not built yet (issue 13) | - | - |",
+        "| Potjans-Diesmann microcircuit (full scale), real-time factor | <= 0.25 "
+        f"| {microcircuit_figure(out / 'microcircuit.md', 'Sapicore fast=True')} | - | - |",
     ]
     text = "\n".join(lines) + "\n"
     (out / "targets.md").write_text(text)

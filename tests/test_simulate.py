@@ -80,6 +80,24 @@ def test_fast_path_equals_the_reference_loop():
     assert torch.allclose(fast_final.v, ref_final.v, atol=1e-5)
 
 
+def test_a_compiled_run_is_reused_inside_and_outside_no_grad_and_gradients_still_flow():
+    from torch._dynamo.utils import counters
+
+    model = sf.LIF(tau_syn=2.0)
+    state = model.init_state(8)
+    inputs = 4.0 * torch.rand(40, 8)
+    torch._dynamo.reset()
+    sf.simulate(model, state, inputs, dt=0.1, record="v", fast="aot_eager")
+    graphs = counters["stats"]["unique_graphs"]
+    with torch.no_grad():  # no tensor needs a gradient: the run's grad mode is the same, so no recompile
+        sf.simulate(model, state, inputs, dt=0.1, record="v", fast="aot_eager")
+    assert counters["stats"]["unique_graphs"] == graphs
+    current = inputs.clone().requires_grad_(True)  # one that does: autograd stays on and reaches it
+    _, rec = sf.simulate(model, state, current, dt=0.1, record="v")
+    rec["v"].sum().backward()
+    assert current.grad is not None and bool(current.grad.abs().sum() > 0)
+
+
 @pytest.mark.slow
 def test_inductor_fast_path_equals_the_reference_loop(monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "1")

@@ -46,6 +46,15 @@ def _tensor_leaves(inputs: Any) -> list[torch.Tensor]:
     return [leaf for leaf in tree_leaves(inputs) if isinstance(leaf, torch.Tensor)]
 
 
+def _gradient_possible(model: Any, state: Any, inputs: Any, nested: bool) -> bool:
+    """False when no gradient can flow: no outer transform, no tensor that requires grad and no
+    function (which could close over one) among the run's leaves."""
+    if nested or callable(inputs):
+        return True
+    leaves = tree_leaves((model, state, inputs))
+    return any(callable(leaf) or (isinstance(leaf, torch.Tensor) and leaf.requires_grad) for leaf in leaves)
+
+
 def resolve_steps(inputs: Any, steps: int | None, duration: float | None, dt: float, time_dim: int = 0) -> int:
     """The number of steps implied by time-major input tensors, ``steps`` or ``duration`` (ms)."""
     if steps is not None and duration is not None:
@@ -313,40 +322,44 @@ def run_chunks(
     feed = SinkFeed(sinks, device)
     feed.begin(dt, every)
     watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested)
-    try:
-        while done < steps:
-            n = min(chunk, steps - done)
-            run = full if n == chunk else build(n)
-            xs = None
-            if time_major:
-                xs = tree_map(
-                    lambda leaf: leaf.narrow(plan.input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf,
-                    inputs,
-                )
-            t0 = torch.tensor((plan.start_step + done) * dt, dtype=dtype, device=device)
-            before = rerun.before(state)
-            state, records = run(model, state, xs, t0)
-            if rerun.needed(state):
-                state, records = rerun(build(n), before, xs, t0)
-            feed.put(records)
-            watch.check(state, plan.start_step + done, plan.start_step + done + n)
-            for name, values in records.items() if keep else ():
-                if context.nested:  # functional: a list of chunks, concatenated at the end
-                    buffers.setdefault(name, []).append(values)
-                    continue
-                if name not in buffers:
-                    shape = list(values.shape)
-                    shape[axis] = n_records
-                    buffers[name] = torch.empty(shape, dtype=values.dtype, device=values.device)
-                buffers[name].narrow(axis, written, values.shape[axis]).copy_(values)
-            written += n // every
-            done += n
-            bar.update(n)
-        feed.flush()
-        watch.flush(state)
-    finally:
-        bar.close()
-        feed.end()
+    # without a gradient, autograd bookkeeping is waste, and a compiled chunk (which guards on the
+    # grad mode) then runs the same graph whether or not the caller is inside torch.no_grad()
+    grad = torch.is_grad_enabled() and _gradient_possible(model, state, inputs, context.nested)
+    with torch.set_grad_enabled(grad):
+        try:
+            while done < steps:
+                n = min(chunk, steps - done)
+                run = full if n == chunk else build(n)
+                xs = None
+                if time_major:
+                    xs = tree_map(
+                        lambda leaf: leaf.narrow(plan.input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf,
+                        inputs,
+                    )
+                t0 = torch.tensor((plan.start_step + done) * dt, dtype=dtype, device=device)
+                before = rerun.before(state)
+                state, records = run(model, state, xs, t0)
+                if rerun.needed(state):
+                    state, records = rerun(build(n), before, xs, t0)
+                feed.put(records)
+                watch.check(state, plan.start_step + done, plan.start_step + done + n)
+                for name, values in records.items() if keep else ():
+                    if context.nested:  # functional: a list of chunks, concatenated at the end
+                        buffers.setdefault(name, []).append(values)
+                        continue
+                    if name not in buffers:
+                        shape = list(values.shape)
+                        shape[axis] = n_records
+                        buffers[name] = torch.empty(shape, dtype=values.dtype, device=values.device)
+                    buffers[name].narrow(axis, written, values.shape[axis]).copy_(values)
+                written += n // every
+                done += n
+                bar.update(n)
+            feed.flush()
+            watch.flush(state)
+        finally:
+            bar.close()
+            feed.end()
     if context.nested:
         buffers = {name: torch.cat(parts, dim=axis) for name, parts in buffers.items()}
     buffers["t"] = (plan.start_step + torch.arange(1, n_records + 1, dtype=dtype, device=device) * every) * dt

@@ -46,6 +46,7 @@ __all__ = [
     "POPULATIONS",
     "FULL_SIZES",
     "REFERENCE_RATES",
+    "NEST3_RATES",
     "CONNECTION_PROBABILITIES",
     "microcircuit",
     "initial_state",
@@ -67,8 +68,12 @@ CONNECTION_PROBABILITIES = (
     (0.0364, 0.001, 0.0034, 0.0005, 0.0277, 0.008, 0.0658, 0.1443),
 )
 K_EXT = (1600, 1500, 2100, 1900, 2000, 1900, 2900, 2100)
-#: mean rates (Hz) of the full-scale network in the NEST example, the reference for validation
+#: mean rates (Hz) of the full-scale network in the NEST example of 2016, the reference for
+#: validation and for the DC compensation of downscaled networks
 REFERENCE_RATES = (0.971, 2.868, 4.746, 5.396, 8.142, 9.078, 0.991, 7.523)
+#: the same from the NEST 3 version of the example (full scale, 12 MPI processes); NEST 3.10 on
+#: this builder's network lands closer to these (L23E 0.87, L6E 1.14 Hz over 2 s)
+NEST3_RATES = (0.943, 3.026, 4.368, 5.882, 7.733, 8.664, 1.096, 7.851)
 BACKGROUND_RATE = 8.0  # Hz per external synapse
 NEURON = dict(c_m=250.0, tau_m=10.0, e_l=-65.0, v_th=-50.0, v_reset=-65.0, t_ref=2.0, tau_syn=0.5)  # pF, ms, mV
 PSP_EXC = 0.15  # mV
