@@ -161,9 +161,13 @@ class FunctionalNeuron(StateBuffers, SapicoreNeuron):
 
 def wrap(model: Any, shape: int | Sequence[int] = 1, dt: float = 0.1) -> FunctionalNeuron:
     """A module around any functional neuron model (the matching adapter class when there is one)."""
-    from .neuron.analog import RateNeuron
+    from .neuron.analog import OscillatorNeuron, RateNeuron
     from .neuron.spiking import SPIKING_ADAPTERS
 
-    adapters = {**SPIKING_ADAPTERS, RateNeuron.functional_class: RateNeuron}
+    adapters = {
+        **SPIKING_ADAPTERS,
+        RateNeuron.functional_class: RateNeuron,
+        OscillatorNeuron.functional_class: OscillatorNeuron,
+    }
     cls = adapters.get(type(model), FunctionalNeuron)
     return cls(shape=shape, dt=dt, model=model)

@@ -69,6 +69,7 @@ MODELS = {
     "Izhikevich": sf.Izhikevich,
     "HodgkinHuxley": sf.HodgkinHuxley,
     "Analog": sf.Analog,
+    "Oscillator": sf.Oscillator,
     "PoissonSource": sf.PoissonSource,
     "SpikeInput": sf.SpikeInput,
 }
@@ -214,7 +215,14 @@ class _Reader:
         return value
 
     def value(self, value: Any, path: str, count: int) -> Any:
-        """A number, or ``count`` draws from a distribution mapping."""
+        """A number, a list of numbers (e.g. an oscillator's components), or ``count`` draws from a
+        distribution mapping."""
+        if isinstance(value, list):
+            if not value:
+                raise self.fail(path, "expected a non-empty list of numbers")
+            return torch.tensor(
+                [self.number(item, f"{path}[{i}]") for i, item in enumerate(value)], dtype=torch.float64
+            )
         if not isinstance(value, dict):
             return self.number(value, path)
         kind = self.choice(value.get("distribution"), f"{path}.distribution", DISTRIBUTIONS)
@@ -313,6 +321,9 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
             else value
             for key, value in parameters.items()
         }
+        for key in model_cls.component_fields:  # drawn per neuron: one component each
+            if isinstance(parameters.get(key), dict):
+                values[key] = values[key].unsqueeze(-1)
         if "preset" in entry:
             if model_cls is not sf.Izhikevich:
                 raise reader.fail(f"{path}.preset", "only the Izhikevich model has presets")

@@ -5,7 +5,7 @@ resistance in MΩ), except where a model's docstring says otherwise (Hodgkin-Hux
 membrane area; Izhikevich in the paper's units).
 """
 
-from . import capacity, connectivity, transforms
+from . import capacity, connectivity, encoders, transforms
 from .connectivity import Connectivity
 from .events import SpikeEvents
 from .feed import PerLane
@@ -25,6 +25,8 @@ from .neurons import (
     IzhikevichState,
     LIFState,
     NeuronModel,
+    Oscillator,
+    OscillatorState,
 )
 from .neurons.base import check_input, check_model
 from .plasticity import STDP, Hebbian, Oja, PlasticityRule, RewardSTDP, TripletSTDP
@@ -75,6 +77,7 @@ __all__ = [
     "SpikeInput",
     "TripletSTDP",
     "connectivity",
+    "encoders",
     "projection",
     "SynapseTable",
     "NONLINEARITIES",
@@ -92,6 +95,8 @@ __all__ = [
     "LIF",
     "LIFState",
     "NeuronModel",
+    "Oscillator",
+    "OscillatorState",
     "euler",
     "exponential_euler",
     "grid",

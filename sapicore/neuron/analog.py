@@ -9,7 +9,7 @@ import sapicore.functional as sf
 from ..adapter import FunctionalNeuron
 from . import SapicoreNeuron
 
-__all__ = ["AnalogNeuron", "RateNeuron"]
+__all__ = ["AnalogNeuron", "RateNeuron", "OscillatorNeuron"]
 
 
 class AnalogNeuron(SapicoreNeuron):
@@ -24,4 +24,23 @@ class RateNeuron(FunctionalNeuron, AnalogNeuron):
     @property
     def activation(self) -> Any:
         """The output of the last step."""
+        return self.output
+
+
+class OscillatorNeuron(FunctionalNeuron, AnalogNeuron):
+    """Oscillator units (:class:`sapicore.functional.Oscillator`): a sum of sine components with
+    ``amplitudes``, ``frequencies`` (Hz), ``phases`` (multiples of pi), ``amp_freq`` (Hz, the
+    frequency that modulates each component's amplitude; 0 for none) and a ``baseline_shift``, plus
+    the input of each step. The output is ``activation`` (the original's ``voltage``)."""
+
+    functional_class = sf.Oscillator
+
+    @property
+    def activation(self) -> Any:
+        """The output of the last step."""
+        return self.output
+
+    @property
+    def voltage(self) -> Any:
+        """The output of the last step, under the original Sapicore's name."""
         return self.output

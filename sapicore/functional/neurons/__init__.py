@@ -6,6 +6,7 @@ from .base import NeuronModel
 from .hh import HodgkinHuxley, HodgkinHuxleyState
 from .izhikevich import PRESETS, Izhikevich, IzhikevichState
 from .lif import LIF, LIFState
+from .oscillator import Oscillator, OscillatorState
 
 __all__ = [
     "NONLINEARITIES",
@@ -20,5 +21,7 @@ __all__ = [
     "LIF",
     "LIFState",
     "NeuronModel",
+    "Oscillator",
+    "OscillatorState",
     "PRESETS",
 ]

@@ -153,6 +153,9 @@ class NeuronModel:
     output_is_event: ClassVar[bool] = True
     #: False for input populations (sources) that projections may not target
     receives_projections: ClassVar[bool] = True
+    #: parameters whose last axis counts something other than neurons (e.g. an oscillator's sine
+    #: components): only their leading axes must broadcast to the population's shape
+    component_fields: ClassVar[tuple[str, ...]] = ()
 
     def _parameters(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in attrs.fields(type(self))}
@@ -174,7 +177,7 @@ class NeuronModel:
             raise ValueError(f"shape must be a tuple of non-negative ints, got {shape}")
         tensors = [(name, v) for name, v in self._parameters().items() if isinstance(v, torch.Tensor)]
         for name, value in tensors:
-            if not _fits(value.shape, shape):
+            if not _fits(value.shape[:-1] if name in self.component_fields else value.shape, shape):
                 raise ValueError(
                     f"{type(self).__name__}.{name} has shape {tuple(value.shape)}, which does not broadcast "
                     f"to the population shape {shape}"
