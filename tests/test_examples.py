@@ -88,3 +88,24 @@ def test_adaptive_lif_example_defines_a_model_that_runs_everywhere():
     rates = [float(part.split(":")[1].split()[0]) for part in lines["sweep"].split(",")]
     assert rates == sorted(rates, reverse=True) and rates[0] > rates[-1]  # stronger adaptation, lower rate
     assert lines["network (fast=False)"] == lines["network (fast=aot_eager)"]
+
+
+def test_digits_example_cross_validates_each_model_beside_the_baseline(tmp_path):
+    out = tmp_path / "digits"
+    script = [
+        sys.executable,
+        str(ROOT / "examples" / "digits.py"),
+        "--out",
+        str(out),
+        "--samples",
+        "150",
+        "--folds",
+        "2",
+    ]
+    subprocess.run(script, check=True, capture_output=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 150 and summary["folds"] == 2
+    assert "logistic regression, raw pixels" in summary["models"] and len(summary["models"]) == 4
+    for row in summary["models"].values():
+        assert len(row["fold_accuracies"]) == 2 and row["accuracy_mean"] > 0.5  # chance is 0.1
+    assert "| SpikingClassifier (Poisson, linear readout) |" in (out / "table.md").read_text()

@@ -205,3 +205,36 @@ def test_synapse_type_adapters_and_a_sweep_of_a_module_built_network():
     drive = 2.0 + 2.0 * torch.rand(300, 30)
     _, rec = sf.sweep(lanes, sf.init_lanes(lanes), {"inp": drive}, dt=0.1, record="out.spikes")
     assert rec["out.spikes"][0].sum() > rec["out.spikes"][1].sum()
+
+
+def test_serve_presents_each_sample_for_duration_steps_then_rinses_and_fit_learns_every_step():
+    """The original's fit passed duration and rinse in the wrong order; here fit(data, duration=3,
+    rinse=2) steps 5 times per sample, learning after each, and serve learns never."""
+
+    class Recorder(SapicoreModel):
+        def __init__(self):
+            super().__init__()
+            self.neuron = LIFNeuron(shape=2, dt=0.1)
+            self.add_neuron(None, "neuron", self.neuron)
+            self.seen, self.learnt = [], 0
+
+        def forward(self, data):
+            self.seen.append(data.clone())
+            return self.neuron(data)
+
+        def apply_learning(self, **kwargs):
+            self.learnt += 1
+
+    data = torch.tensor([[20.0, 0.0], [0.0, 20.0]])
+    model = Recorder()
+    outputs = model.serve(data, duration=3, rinse=2)
+    assert outputs.shape == (2, 3, 2) and model.learnt == 0
+    assert [tuple(x.tolist()) for x in model.seen] == [(20.0, 0.0)] * 3 + [(0.0, 0.0)] * 2 + [(0.0, 20.0)] * 3 + [
+        (0.0, 0.0)
+    ] * 2
+    assert model.fit(data, duration=3, rinse=2) is model and model.learnt == 10 and len(model.seen) == 20
+    for bad in (dict(duration=0), dict(duration=2.5), dict(duration=3, rinse=-1)):
+        with pytest.raises(ValueError, match="number of steps"):
+            model.serve(data, **bad)
+    with pytest.raises(ValueError, match="samples along its first axis"):
+        model.serve(torch.zeros(0, 2), duration=3)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ..learning import SapicoreLearning
 from ..network import SapicoreNetwork
 from ..neuron import SapicoreNeuron
@@ -60,3 +62,37 @@ class SapicoreModel(SapicoreNetwork):
 
     def apply_learning(self, **kwargs: Any) -> None:
         """Apply the model's learning; override it to say which rule acts on what."""
+
+    def serve(self, data: torch.Tensor, duration: int, rinse: int = 0, learn: bool = False) -> torch.Tensor:
+        """Present samples one after another, as the original Sapicore's ``Model.serve``.
+
+        Each sample ``data[i]`` is the input of ``forward`` for ``duration`` steps, then a zero input
+        for ``rinse`` steps (silence that lets the state relax before the next sample); with
+        ``learn`` every one of those steps is followed by :meth:`apply_learning`. Returns the outputs of
+        the presentation steps, ``(samples, duration, *output shape)``. For many independent samples
+        at once, see ``sapicore.estimators`` (vmap lanes over the functional core).
+        """
+        for name, value, minimum in (("duration", duration, 1), ("rinse", rinse, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an int number of steps >= {minimum}, got {value!r}")
+        if not isinstance(data, torch.Tensor) or data.dim() < 1 or data.shape[0] == 0:
+            raise ValueError("data must be a tensor of samples along its first axis (at least one sample)")
+        outputs = []
+        for sample in data:
+            presented = []
+            for _ in range(duration):
+                presented.append(self.forward(sample))
+                if learn:
+                    self.apply_learning()
+            silence = torch.zeros_like(sample)
+            for _ in range(rinse):
+                self.forward(silence)
+                if learn:
+                    self.apply_learning()
+            outputs.append(torch.stack(presented))
+        return torch.stack(outputs)
+
+    def fit(self, data: torch.Tensor, duration: int, rinse: int = 0) -> SapicoreModel:
+        """:meth:`serve` the samples with learning on (``duration`` and ``rinse`` in steps)."""
+        self.serve(data, duration, rinse, learn=True)
+        return self

@@ -1,0 +1,239 @@
+"""Spiking-network classifiers with scikit-learn's estimator interface.
+
+``SpikingClassifier`` has ``fit``, ``predict``, ``score``, ``get_params`` and ``set_params`` and is
+cloneable, so scikit-learn's ``cross_val_score``, ``GridSearchCV`` and ``Pipeline`` use it as they
+use their own. It needs scikit-learn (``pip install 'sapicore[sklearn]'``).
+
+How a sample is classified:
+
+1. Its features are scaled to [0, 1] by the range each had in the training data (values outside
+   that range are clipped) and encoded into spike trains over ``duration`` ms
+   (:mod:`sapicore.functional.encoders`: ``"poisson"`` rates up to ``max_rate`` Hz, or
+   ``"latency"``, one spike per feature, earlier for larger values).
+2. The trains drive a population ``input`` that projects, through random weights (normal, mean
+   0, sd ``weight_scale`` nA) and exponential current synapses (``tau_syn`` ms), onto ``n_hidden``
+   LIF neurons (``tau_mem`` ms, threshold 15 mV above rest, 2 ms refractory); the hidden neurons'
+   spike counts are the sample's features.
+3. A readout maps counts to classes: ``"linear"`` (logistic regression on standardised counts,
+   ``readout_c`` its inverse regularisation) or ``"prototype"`` (the class whose mean count vector
+   is the most similar, by cosine, as in olfactory-bulb models).
+
+Samples are independent runs from the resting state (an infinite rinse), so they run together as
+``torch.func.vmap`` lanes, ``batch_size`` at a time. With ``plasticity="stdp"``, ``fit`` first
+presents the training samples one after another to the network with STDP on the input weights
+(normalised per hidden neuron to their initial sum of absolute values), ``rinse`` ms of silence
+between samples, so learning carries from one sample to the next; the learnt weights then serve
+every later response.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "sapicore.estimators needs scikit-learn: pip install 'sapicore[sklearn]' (or scikit-learn)"
+    ) from err
+
+import sapicore.functional as sf
+from sapicore.functional import connectivity
+
+__all__ = ["SpikingClassifier"]
+
+ENCODERS = ("poisson", "latency")
+READOUTS = ("linear", "prototype")
+PLASTICITY = (None, "stdp")
+
+
+class SpikingClassifier(ClassifierMixin, BaseEstimator):
+    """Classify feature vectors by the spike counts of a random spiking layer (module docstring).
+
+    Args:
+        n_hidden: hidden LIF neurons.
+        encoder: "poisson" or "latency".
+        duration: presentation time per sample (ms).
+        rinse: silence between samples presented one after another (ms; used by ``plasticity``).
+        dt: time step (ms).
+        max_rate: the Poisson encoder's rate for a feature at its training maximum (Hz).
+        weight_scale: standard deviation of the input weights (nA).
+        tau_mem: the hidden neurons' membrane time constant (ms).
+        tau_syn: the input synapses' time constant (ms).
+        readout: "linear" or "prototype".
+        readout_c: inverse regularisation of the linear readout (as ``LogisticRegression``'s ``C``).
+        plasticity: None, or "stdp" to learn the input weights during ``fit``.
+        batch_size: samples run together as vmap lanes.
+        random_state: seed of the weights and of the Poisson trains.
+    """
+
+    def __init__(
+        self,
+        n_hidden: int = 800,
+        encoder: str = "poisson",
+        duration: float = 200.0,
+        rinse: float = 20.0,
+        dt: float = 1.0,
+        max_rate: float = 200.0,
+        weight_scale: float = 1.0,
+        tau_mem: float = 10.0,
+        tau_syn: float = 5.0,
+        readout: str = "linear",
+        readout_c: float = 1.0,
+        plasticity: str | None = None,
+        batch_size: int = 256,
+        random_state: int = 0,
+    ) -> None:
+        self.n_hidden = n_hidden
+        self.encoder = encoder
+        self.duration = duration
+        self.rinse = rinse
+        self.dt = dt
+        self.max_rate = max_rate
+        self.weight_scale = weight_scale
+        self.tau_mem = tau_mem
+        self.tau_syn = tau_syn
+        self.readout = readout
+        self.readout_c = readout_c
+        self.plasticity = plasticity
+        self.batch_size = batch_size
+        self.random_state = random_state
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        for name, allowed in (("encoder", ENCODERS), ("readout", READOUTS), ("plasticity", PLASTICITY)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in ("n_hidden", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name in ("duration", "dt", "max_rate", "weight_scale", "tau_mem", "tau_syn", "readout_c"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value > 0)
+            ):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+        if not (isinstance(self.rinse, (int, float)) and math.isfinite(self.rinse) and self.rinse >= 0):
+            raise ValueError(f"rinse must be a finite number of ms >= 0, got {self.rinse!r}")
+        if self.duration < self.dt:
+            raise ValueError(f"duration ({self.duration} ms) must hold at least one step of dt ({self.dt} ms)")
+
+    # -- the network --------------------------------------------------------------------------------
+
+    def _network(self, n_features: int, weights: torch.Tensor, plastic: bool) -> sf.Network:
+        populations = {
+            "input": sf.Population(sf.SpikeInput(), n_features),
+            "hidden": sf.Population(sf.LIF(tau_mem=float(self.tau_mem), t_ref=2.0), int(self.n_hidden)),
+        }
+        feed = sf.projection(
+            "input",
+            "hidden",
+            connectivity.all_to_all(n_features, int(self.n_hidden)),
+            weights.reshape(-1),  # all_to_all runs source-major: row i of (features, hidden)
+            sf.Exponential(tau=float(self.tau_syn)),
+            dt=float(self.dt),
+            kind="dense",
+            plasticity=sf.STDP(w_min=-10.0 * self.weight_scale, w_max=10.0 * self.weight_scale) if plastic else None,
+        )
+        return sf.Network(populations, {"feed": feed})
+
+    def _trains(self, scaled: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(steps, samples, features) spike trains of samples scaled to [0, 1]."""
+        steps = int(round(self.duration / self.dt))
+        if self.encoder == "poisson":
+            return sf.encoders.poisson_rate(scaled, steps, float(self.dt), float(self.max_rate), generator=generator)
+        return sf.encoders.latency(scaled, steps, float(self.dt))
+
+    def _scale(self, X: np.ndarray) -> torch.Tensor:
+        span = np.where(self.feature_max_ > self.feature_min_, self.feature_max_ - self.feature_min_, 1.0)
+        return torch.as_tensor(np.clip((X - self.feature_min_) / span, 0.0, 1.0), dtype=torch.float32)
+
+    def _responses(self, X: np.ndarray, seed: int) -> np.ndarray:
+        """Hidden spike counts (samples, n_hidden), samples run as vmap lanes."""
+        generator = torch.Generator().manual_seed(seed)
+        trains = self._trains(self._scale(X), generator)
+        net = self._network(X.shape[1], self.weights_, plastic=False)
+        state = net.init_state()
+        steps = trains.shape[0]
+
+        def counts(train: torch.Tensor) -> torch.Tensor:
+            _, rec = sf.simulate(net, state, {"input": train}, dt=float(self.dt), record="hidden.spikes", every=steps)
+            return rec["hidden.spikes"][0]
+
+        batched = torch.func.vmap(counts, in_dims=1)
+        with torch.no_grad():
+            parts = [batched(trains[:, i : i + self.batch_size]) for i in range(0, trains.shape[1], self.batch_size)]
+        return torch.cat(parts).numpy()
+
+    def _learn(self, X: np.ndarray, generator: torch.Generator) -> None:
+        """Present the training samples one after another with STDP on; keep the learnt weights."""
+        net = self._network(X.shape[1], self.weights_, plastic=True)
+        state = net.init_state()
+        trains = self._trains(self._scale(X), generator)
+        rinse = int(round(self.rinse / self.dt))
+        dt = float(self.dt)
+        with torch.no_grad():
+            for i in range(trains.shape[1]):
+                state, _ = sf.simulate(net, state, {"input": trains[:, i]}, dt=dt, record=(), keep=False)
+                if rinse:
+                    state, _ = sf.simulate(net, state, dt=dt, steps=rinse, record=(), keep=False)
+        learnt = state.projections["feed"].weights  # (features, hidden), as weights_
+        # keep each hidden neuron's total input strength: STDP moves weights, not the layer's gain
+        before = self.weights_.abs().sum(0, keepdim=True)
+        self.weights_ = learnt * before / learnt.abs().sum(0, keepdim=True).clamp(min=1e-12)
+
+    # -- the estimator interface --------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any) -> SpikingClassifier:
+        """Fit the readout (and, with ``plasticity``, the input weights) to samples ``X`` (n, features)
+        and labels ``y`` (n,)."""
+        self._check_params()
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"fit needs at least two classes, got {len(self.classes_)}: {self.classes_.tolist()}")
+        self.feature_min_, self.feature_max_ = X.min(axis=0), X.max(axis=0)
+        generator = torch.Generator().manual_seed(int(self.random_state))
+        self.weights_ = torch.randn(X.shape[1], int(self.n_hidden), generator=generator) * float(self.weight_scale)
+        if self.plasticity == "stdp":
+            self._learn(X, generator)
+        counts = self._responses(X, seed=int(self.random_state) + 1)
+        if self.readout == "linear":
+            from sklearn.linear_model import LogisticRegression
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import StandardScaler
+
+            self.readout_ = make_pipeline(StandardScaler(), LogisticRegression(C=float(self.readout_c), max_iter=2000))
+            self.readout_.fit(counts, codes)
+        else:
+            unit = counts / np.maximum(np.linalg.norm(counts, axis=1, keepdims=True), 1e-12)
+            self.readout_ = np.stack([unit[codes == k].mean(axis=0) for k in range(len(self.classes_))])
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """The hidden layer's spike counts for samples ``X``: (n, n_hidden)."""
+        check_is_fitted(self, "readout_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self._responses(X, seed=int(self.random_state) + 2)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The class of each sample in ``X`` (n, features)."""
+        counts = self.transform(X)
+        if self.readout == "linear":
+            codes = self.readout_.predict(counts)
+        else:
+            unit = counts / np.maximum(np.linalg.norm(counts, axis=1, keepdims=True), 1e-12)
+            prototypes = self.readout_ / np.maximum(np.linalg.norm(self.readout_, axis=1, keepdims=True), 1e-12)
+            codes = (unit @ prototypes.T).argmax(axis=1)
+        return self.classes_[codes]
