@@ -1,0 +1,243 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import sapicore.functional as sf
+from sapicore.functional import connectivity
+from sapicore.spec import parse_spec
+
+nir = pytest.importorskip("nir")
+from sapicore.nir_io import NIRUnsupported, from_nir, to_nir  # noqa: E402
+
+DT = 0.5
+
+
+def mixed_network():
+    """Every mapped element: inputs, LIF (per-neuron parameters, a drive), LIF with tau_syn (CubaLIF),
+    an analog unit (LI), dense and sparse projections, a uniform delay."""
+    populations = {
+        "stimulus": sf.Population(sf.SpikeInput(), 6),
+        "hidden": sf.Population(
+            sf.LIF(tau_mem=10.0, tau_syn=5.0, t_ref=0.0, v_rest=-65.0, v_reset=-70.0, v_thresh=-50.0, r_mem=10.0), 8
+        ),
+        "out": sf.Population(sf.LIF(tau_mem=torch.linspace(8.0, 12.0, 3), t_ref=0.0), 3),
+        "readout": sf.Population(sf.Analog(tau=20.0, gain=2.0, bias=-1.0), 2),
+    }
+    projections = {
+        "feed": sf.projection(
+            "stimulus",
+            "hidden",
+            connectivity.fixed_probability(6, 8, 0.5, seed=1),
+            2.0,
+            sf.Delta(),
+            dt=DT,
+            delay=1.0,
+            kind="dense",
+        ),
+        "deep": sf.projection(
+            "hidden", "out", connectivity.fixed_probability(8, 3, 0.7, seed=2), 1.5, sf.Delta(), dt=DT
+        ),
+        "decode": sf.projection(
+            "out", "readout", connectivity.all_to_all(3, 2), torch.randn(6), sf.Delta(), dt=DT, kind="dense"
+        ),
+    }
+    return sf.Network(populations, projections)
+
+
+def test_a_round_trip_through_a_nir_file_simulates_identically(tmp_path):
+    net = mixed_network()
+    graph = to_nir(net, outputs=("out", "readout"))
+    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    assert (
+        kinds["stimulus"] == "Input"
+        and kinds["hidden"] == "CubaLIF"
+        and kinds["out"] == "LIF"
+        and kinds["readout"] == "LI"
+    )
+    assert kinds["feed"] == "Linear" and kinds["feed.delay"] == "Delay" and graph.metadata["time_unit"] == "ms"
+    assert np.allclose(graph.nodes["feed.delay"].delay, 1.0) and graph.nodes["feed"].weight.shape == (8, 6)
+    assert np.allclose(graph.nodes["hidden"].w_in, 5.0 / DT) and np.allclose(graph.nodes["out"].tau, [8.0, 10.0, 12.0])
+    assert np.allclose(graph.nodes["readout"].r, 2.0) and np.allclose(graph.nodes["readout"].v_leak, -1.0)
+    nir.write(str(tmp_path / "net.nir"), graph)
+    back, outputs = from_nir(tmp_path / "net.nir", dt=DT)
+    assert set(outputs) == {"out.spikes", "readout.activation"}
+    stimulus = (torch.rand(400, 6) < 0.3).float()
+    names = ("hidden.spikes", "out.spikes", "out.v", "readout.activation")
+    _, original = sf.simulate(net, net.init_state(), {"stimulus": stimulus}, dt=DT, record=names)
+    _, imported = sf.simulate(back, back.init_state(), {"stimulus": stimulus}, dt=DT, record=names)
+    assert original["hidden.spikes"].sum() > 50 and original["out.spikes"].sum() > 5
+    for name in names:
+        assert torch.equal(original[name], imported[name]), name
+
+
+def test_what_nir_cannot_express_is_listed_element_by_element():
+    populations = {
+        "noise": sf.Population(sf.PoissonSource(rate=10.0), 4),
+        "adex": sf.Population(sf.AdEx(), 4),
+        "lif": sf.Population(sf.LIF(), 4, parts={"a": 2, "b": 2}),
+        "clock": sf.Population(sf.Oscillator(), 1),
+    }
+    projections = {
+        "conductance": sf.projection(
+            "noise", "lif", connectivity.all_to_all(4, 4), 0.1, sf.Exponential(e_rev=0.0), dt=DT
+        ),
+        "plastic": sf.projection(
+            "noise", "adex", connectivity.all_to_all(4, 4), 0.1, sf.Delta(), dt=DT, plasticity=sf.STDP()
+        ),
+        "spread": sf.projection(
+            "adex", "lif", connectivity.all_to_all(4, 4), 0.1, sf.Delta(), dt=DT, delay=torch.linspace(0.0, 3.0, 16)
+        ),
+    }
+    with pytest.raises(NIRUnsupported) as caught:
+        to_nir(sf.Network(populations, projections))
+    text = "\n".join(caught.value.problems)
+    for expected in (
+        "'noise': PoissonSource has no NIR primitive",
+        "'adex': AdEx has no NIR primitive",
+        "'clock': Oscillator has no NIR primitive",
+        "'lif': a refractory period",
+        "'lif': parts",
+        "'conductance': Exponential with e_rev (conductance)",
+        "'plastic': plasticity (STDP)",
+        "'spread': per-synapse delays",
+    ):
+        assert expected in text, expected
+
+
+def test_a_graph_in_seconds_as_snntorch_and_norse_write_it_imports_with_its_time_unit():
+    """An LIF driven by an Affine's bias (a constant current), time constants in seconds: imported
+    with time_unit="s" it fires at the analytic rate of NIR's LIF equation (no refractory period)."""
+    n = 3
+    current = np.array([2.0, 3.0, 4.0])
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1])}),
+            "affine": nir.Affine(weight=np.zeros((n, 1)), bias=current),
+            "lif": nir.LIF(
+                tau=np.full(n, 0.02),
+                r=np.full(n, 10.0),
+                v_leak=np.zeros(n),
+                v_threshold=np.full(n, 15.0),
+                v_reset=np.zeros(n),
+            ),
+            "output": nir.Output(output_type={"output": np.array([n])}),
+        },
+        edges=[("input", "affine"), ("affine", "lif"), ("lif", "output")],
+    )
+    with pytest.raises(ValueError, match="time unit is not given: pass time_unit='ms'.* or 's'"):
+        from_nir(graph, dt=0.1)
+    net, outputs = from_nir(graph, dt=0.1, time_unit="s")
+    assert outputs == ("lif.spikes",) and net.populations["lif"].model.tau_mem.tolist() == pytest.approx([20.0] * n)
+    _, rec = sf.simulate(net, net.init_state(), dt=0.1, duration=1000.0, record="lif.spikes")
+    for i, amps in enumerate(current):
+        times = torch.nonzero(rec["lif.spikes"][:, i]).flatten().double() * 0.1
+        period = 20.0 * math.log(10 * amps / (10 * amps - 15.0))  # ms, from v_reset = v_leak
+        assert times.diff().mean().item() == pytest.approx(period, abs=0.1)  # spikes fall on the 0.1 ms grid
+
+
+def test_cuba_lif_input_weights_follow_w_in():
+    """tau_syn dI/dt = -I + w_in S: one spike of weight w (a value held for one step) adds
+    w w_in dt / tau_syn to the synaptic current."""
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1])}),
+            "linear": nir.Linear(weight=np.array([[3.0]])),
+            "cell": nir.CubaLIF(
+                tau_syn=np.array([4.0]),
+                tau_mem=np.array([10.0]),
+                r=np.array([1.0]),
+                v_leak=np.array([0.0]),
+                v_threshold=np.array([100.0]),
+                w_in=np.array([2.0]),
+            ),
+        },
+        edges=[("input", "linear"), ("linear", "cell")],
+    )
+    net, _ = from_nir(graph, dt=0.5, time_unit="ms")
+    spike = torch.zeros(3, 1)
+    spike[0] = 1.0
+    _, rec = sf.simulate(net, net.init_state(), {"input": spike}, dt=0.5, record="cell.i_syn")
+    jump = rec["cell.i_syn"][1, 0].item()  # the projection delivers one step after emission
+    assert jump == pytest.approx(3.0 * 2.0 * 0.5 / 4.0)
+
+
+def test_a_spec_exports_and_bad_graphs_are_refused_with_reasons():
+    spec = parse_spec(
+        {
+            "simulation": {"dt": 0.1, "duration": 10.0},
+            "populations": {
+                "inp": {"model": "SpikeInput", "size": 4},
+                "cells": {"model": "LIF", "size": 5, "parameters": {"t_ref": 0.0}},
+            },
+            "projections": {
+                "syn": {
+                    "source": "inp",
+                    "target": "cells",
+                    "connectivity": {"rule": "all_to_all"},
+                    "synapse": {"model": "Delta"},
+                    "weight": 0.3,
+                    "representation": "dense",
+                }
+            },
+        },
+        "small.yaml",
+    )
+    graph = to_nir(spec)
+    assert set(graph.nodes) == {"inp", "cells", "syn", "cells.output"} and np.allclose(graph.nodes["syn"].weight, 0.3)
+    bad = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([2])}),
+            "linear": nir.Linear(weight=np.ones((3, 4))),
+            "cell": nir.LIF(tau=np.ones(3), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3)),
+            "late": nir.Delay(delay=np.array([0.25, 0.25, 0.25])),
+            "integrator": nir.I(r=np.ones(3)),
+        },
+        edges=[("input", "linear"), ("linear", "cell"), ("cell", "integrator")],
+        type_check=False,
+    )
+    with pytest.raises(NIRUnsupported) as caught:
+        from_nir(bad, dt=0.1, time_unit="ms")
+    text = "\n".join(caught.value.problems)
+    assert "'integrator': I is not supported" in text
+    bad.nodes.pop("integrator")
+    bad.edges = [("input", "linear"), ("linear", "cell")]
+    with pytest.raises(NIRUnsupported, match=r"weight of shape \(3, 4\) between 2 sources and 3 targets"):
+        from_nir(bad, dt=0.1, time_unit="ms")
+    bad.nodes["linear"] = nir.Linear(weight=np.ones((3, 2)))
+    bad.edges = [("input", "linear"), ("linear", "late"), ("late", "cell")]
+    with pytest.raises(NIRUnsupported, match="0.25 ms is not a whole number of steps of dt=0.1"):
+        from_nir(bad, dt=0.1, time_unit="ms")
+
+
+def test_a_leaky_neuron_exported_the_snntorch_way_keeps_its_firing_period():
+    """snnTorch writes its Leaky neuron (mem <- beta mem + input, reset to zero above threshold) as
+    NIR's LIF with tau = dt / (1 - beta) and r = tau / dt, in seconds. Imported, it fires with the
+    period of snnTorch's own recurrence (7 steps for beta 0.9, input 0.2, threshold 1)."""
+    beta, drive, dt_s = 0.9, 0.2, 1e-3
+    tau = dt_s / (1 - beta)
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1])}),
+            "affine": nir.Affine(weight=np.zeros((1, 1)), bias=np.array([drive])),
+            "leaky": nir.LIF(
+                tau=np.array([tau]),
+                r=np.array([tau / dt_s]),
+                v_leak=np.zeros(1),
+                v_threshold=np.ones(1),
+                v_reset=np.zeros(1),
+            ),
+        },
+        edges=[("input", "affine"), ("affine", "leaky")],
+    )
+    net, _ = from_nir(graph, dt=1.0, time_unit="s")
+    _, rec = sf.simulate(net, net.init_state(), dt=1.0, steps=200, record="leaky.spikes")
+    steps = torch.nonzero(rec["leaky.spikes"][:, 0]).flatten()
+    mem, fired = 0.0, []
+    for step in range(200):  # snnTorch's documented recurrence
+        mem = beta * mem + drive
+        if mem > 1.0:
+            fired.append(step)
+            mem = 0.0
+    assert set(steps.diff().tolist()) == set(np.diff(fired).tolist()) == {7}
