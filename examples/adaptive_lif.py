@@ -27,6 +27,7 @@ import sapicore.functional as sf
 from sapicore.functional import connectivity
 
 
+# --8<-- [start:model]
 @sf.pytree
 class AdaptiveLIFState:
     """v: membrane potential (mV); w: adaptation current (nA)."""
@@ -64,6 +65,9 @@ class AdaptiveLIF(sf.NeuronModel):
         w = state.w * w_decay + self.b * spikes
         v = torch.where(fired, self.v_reset, v)
         return sf.replace(state, v=v, w=w), spikes
+
+
+# --8<-- [end:model]
 
 
 def main() -> None:

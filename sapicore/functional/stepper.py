@@ -430,8 +430,8 @@ def simulate(
             ms) returning the input, a constant number, or ``None`` (no input). For a network, a dict
             with one entry per population of such tensors or numbers.
         dt: time step (ms), > 0.
-        steps, duration: run length, as a number of steps or in ms (``round(duration / dt)`` steps);
-            implied by an input tensor.
+        steps: run length as a number of steps (or give ``duration``); implied by an input tensor.
+        duration: run length in ms (``round(duration / dt)`` steps), instead of ``steps``.
         record: names of state variables and of the output (e.g. ``("v", "spikes")``); default the
             output only. See ``model.record_names()``.
         every: record every ``every`` steps; event outputs (spikes) are summed over each window.

@@ -113,7 +113,8 @@ def sweep(
         shape: population shape, needed when ``state`` is ``None`` for a neuron model (a network
             knows its sizes).
         randomness: ``vmap``'s randomness mode for random ops inside steps ('different', 'same', 'error').
-        dt, steps, duration, record, every, fast, chunk, progress: as for ``simulate``.
+        dt: as for ``simulate`` (and ``steps``, ``duration``, ``record``, ``every``, ``fast``,
+            ``chunk``, ``progress``).
         sinks: as for ``simulate``; they receive records with the lane axis first
             ``(B, records, ...)``; :class:`~sapicore.functional.feed.PerLane` gives each lane its own sinks.
         keep: also return the records in memory (as for ``simulate``).
