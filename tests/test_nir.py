@@ -212,10 +212,12 @@ def test_a_spec_exports_and_bad_graphs_are_refused_with_reasons():
 
 
 def test_a_leaky_neuron_exported_the_snntorch_way_keeps_its_firing_period():
-    """snnTorch writes its Leaky neuron (mem <- beta mem + input, reset to zero above threshold) as
-    NIR's LIF with tau = dt / (1 - beta) and r = tau / dt, in seconds. Imported, it fires with the
-    period of snnTorch's own recurrence (7 steps for beta 0.9, input 0.2, threshold 1)."""
-    beta, drive, dt_s = 0.9, 0.2, 1e-3
+    """snnTorch (1.0's export_nir) writes its Leaky neuron (mem <- beta mem + input, reset to zero
+    above threshold) as NIR's LIF with tau = dt / (1 - beta) and r = tau / dt, in seconds with
+    dt = 1e-4 s. Imported, it fires with the period of snnTorch's own recurrence (7 steps for beta
+    0.9, input 0.2, threshold 1). (snnTorch 1.0's exporter itself fails against nir 1.0.8's type
+    inference for scalar parameters, so the graph is written here as it writes it.)"""
+    beta, drive, dt_s = 0.9, 0.2, 1e-4
     tau = dt_s / (1 - beta)
     graph = nir.NIRGraph(
         nodes={
@@ -231,8 +233,8 @@ def test_a_leaky_neuron_exported_the_snntorch_way_keeps_its_firing_period():
         },
         edges=[("input", "affine"), ("affine", "leaky")],
     )
-    net, _ = from_nir(graph, dt=1.0, time_unit="s")
-    _, rec = sf.simulate(net, net.init_state(), dt=1.0, steps=200, record="leaky.spikes")
+    net, _ = from_nir(graph, dt=0.1, time_unit="s")
+    _, rec = sf.simulate(net, net.init_state(), dt=0.1, steps=200, record="leaky.spikes")
     steps = torch.nonzero(rec["leaky.spikes"][:, 0]).flatten()
     mem, fired = 0.0, []
     for step in range(200):  # snnTorch's documented recurrence
