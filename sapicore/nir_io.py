@@ -6,18 +6,16 @@ store graphs in NIR's HDF5 files; ``from_nir`` also takes such a path.
 
 What maps (NIR's units: time in ms, potentials in mV, as its primitives table states):
 
-=========================================================  ================================================
-Sapicore                                                   NIR
-=========================================================  ================================================
-``SpikeInput`` population                                  ``Input`` (shape ``[n]``)
-``LIF`` (``tau_syn=None``, ``t_ref=0``)                      ``LIF`` (tau = tau_mem, r = r_mem, v_leak = v_rest)
-``LIF`` with ``tau_syn`` (``t_ref=0``)                       ``CubaLIF`` (``w_in = tau_syn / dt``, see below)
-``Analog`` (identity, no clipping)                         ``LI`` (r = gain, v_leak = bias)
-projection with ``Delta`` current synapses                 ``Linear`` (``weight``: (targets, sources))
-a delay of ``d`` steps shared by all its synapses          ``Delay`` (``d * dt`` ms) after the ``Linear``
-a population's constant drive ``I``                        folded into ``v_leak`` (+ ``r I``) of an LIF/LI
-output populations                                         ``Output`` (shape ``[n]``)
-=========================================================  ================================================
+| Sapicore | NIR |
+|---|---|
+| `SpikeInput` population | `Input` (shape `[n]`) |
+| `LIF` (`tau_syn=None`, `t_ref=0`) | `LIF` (tau = tau_mem, r = r_mem, v_leak = v_rest) |
+| `LIF` with `tau_syn` (`t_ref=0`) | `CubaLIF` (`w_in = tau_syn / dt`, see below) |
+| `Analog` (identity, no clipping) | `LI` (r = gain, v_leak = bias) |
+| projection with `Delta` current synapses | `Linear` (`weight`: (targets, sources)) |
+| a delay of `d` steps shared by all its synapses | `Delay` (`d * dt` ms) after the `Linear` |
+| a population's constant drive `I` | folded into `v_leak` (+ `r I`) of an LIF or LI |
+| output populations | `Output` (shape `[n]`) |
 
 Conventions. A spike is the value 1 held for one step of ``dt`` ms, and a projection's output a
 current held over the next step (Sapicore delivers every projection one step after emission; a
@@ -25,7 +23,9 @@ library that runs a feed-forward graph layer by layer within one step sees each 
 earlier). For ``CubaLIF``, ``tau_syn dI/dt = -I + w_in S``: a spike then adds ``w_in dt / tau_syn``
 times its weight to ``I``, as Sapicore's LIF adds the arriving weight to ``i_syn``; so
 ``w_in = tau_syn / dt`` on export, and on import the incoming weights are scaled by
-``w_in dt / tau_syn``. NIR's threshold is ``v > v_threshold``, Sapicore's ``v >= v_thresh``.
+``w_in dt / tau_syn``. NIR's threshold is ``v > v_threshold``, Sapicore's ``v >= v_thresh``. A
+network whose drive was folded into ``v_leak`` comes back resting at that ``v_leak`` (the original
+starts from ``v_rest``): give the imported network the original's initial ``v`` to replay a run.
 
 What does not map raises ``NIRUnsupported`` listing every element and why (AdEx, Izhikevich,
 Hodgkin-Huxley, Poisson sources, oscillators, refractory periods, conductance, exponential and

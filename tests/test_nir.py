@@ -243,3 +243,23 @@ def test_a_leaky_neuron_exported_the_snntorch_way_keeps_its_firing_period():
             fired.append(step)
             mem = 0.0
     assert set(steps.diff().tolist()) == set(np.diff(fired).tolist()) == {7}
+
+
+def test_a_drive_is_folded_into_v_leak_and_replays_the_run_from_the_same_start():
+    net = sf.Network(
+        {"inp": sf.Population(sf.SpikeInput(), 2), "cells": sf.Population(sf.LIF(t_ref=0.0, r_mem=10.0), 4)},
+        {"syn": sf.projection("inp", "cells", connectivity.all_to_all(2, 4), 0.8, sf.Delta(), dt=DT)},
+        drive={"cells": torch.tensor([1.0, 1.4, 1.6, 2.0])},
+    )
+    graph = to_nir(net)
+    assert np.allclose(graph.nodes["cells"].v_leak, -65.0 + 10.0 * np.array([1.0, 1.4, 1.6, 2.0]))
+    back, _ = from_nir(graph, dt=DT)
+    assert not back.drive
+    start = back.init_state()
+    start = sf.replace(start, populations={**start.populations, "cells": net.init_state().populations["cells"]})
+    stimulus = (torch.rand(600, 2) < 0.2).float()
+    _, original = sf.simulate(net, net.init_state(), {"inp": stimulus}, dt=DT, record=("cells.v", "cells.spikes"))
+    _, imported = sf.simulate(back, start, {"inp": stimulus}, dt=DT, record=("cells.v", "cells.spikes"))
+    assert original["cells.spikes"].sum() > 20
+    assert torch.equal(original["cells.spikes"], imported["cells.spikes"])
+    assert torch.allclose(original["cells.v"], imported["cells.v"], atol=1e-4)

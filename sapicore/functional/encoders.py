@@ -22,8 +22,9 @@ def _check_values(values: Any) -> torch.Tensor:
         raise TypeError(f"values must be a floating tensor, got {type(values).__name__}")
     low, high = values.aminmax() if values.numel() else (values.new_zeros(()), values.new_zeros(()))
     if not (bool(torch.isfinite(values).all()) and low >= 0 and high <= 1):  # sync-ok: entry check
-        raise ValueError(  # sync-ok: the error message
-            f"values must lie in [0, 1] (got {low.item():g} to {high.item():g}); scale them first, e.g. with "
+        low, high = float(low), float(high)  # sync-ok: for the error message
+        raise ValueError(
+            f"values must lie in [0, 1] (got {low:g} to {high:g}); scale them first, e.g. with "
             "sklearn.preprocessing.MinMaxScaler or by dividing by the largest possible value"
         )
     return values
