@@ -157,7 +157,7 @@ def _watched(state: Any) -> list[tuple[str, torch.Tensor]]:
 class FiniteWatch:
     """After each chunk, check that the neuron and synapse variables are still finite.
 
-    A chunk costs one sum over all of them (a NaN or infinity makes it non-finite; only then are the
+    A chunk costs one sum per variable (a NaN or infinity makes it non-finite; only then are the
     variables looked at one by one, so a sum that merely overflows raises nothing). On the CPU the
     check is immediate; on CUDA the sum is copied to the host on the side and read after the next
     chunk has been launched, so the GPU never waits. ``check`` raises ``FloatingPointError`` naming
@@ -172,11 +172,13 @@ class FiniteWatch:
         """Check the state after steps ``first_step`` to ``end_step - 1`` (0-based, absolute)."""
         if not self.enabled:
             return
-        leaves = [leaf if leaf.dim() == 1 else leaf.reshape(-1) for _, leaf in _watched(state)]
+        leaves = [leaf for _, leaf in _watched(state)]
         if not leaves:
             return
-        with torch.no_grad():
-            total = torch.cat(leaves).sum() if len(leaves) > 1 else leaves[0].sum()
+        with torch.no_grad():  # a sum per variable: no copy of the state (a cat of 64 lanes cost 20% of a sweep)
+            total = leaves[0].sum()
+            for leaf in leaves[1:]:
+                total = total + leaf.sum()
         if self.device.type != "cuda":
             if not math.isfinite(total.item()):  # sync-ok: once per chunk, after the chunk (see the docstring)
                 self._raise(state, first_step, end_step)
