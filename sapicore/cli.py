@@ -219,7 +219,7 @@ def run(
         "discarded_ms": settings.discard,
         "wall_seconds": round(wall, 3),
         "mean_rate_hz": rates,
-        **({"reference_rate_hz": spec.reference_rates} if spec.reference_rates else {}),
+        **({"reference_rates_hz": spec.reference_rates} if spec.reference_rates else {}),
         "isi_cv": cvs,
         "outputs": ["summary.json"] + names,
     }

@@ -81,13 +81,17 @@ def population_rate(
     return _save(fig, path)
 
 
-def rate_bars(rates: dict[str, float], reference: dict[str, float], path: str | Path, title: str = "") -> Path:
-    """Each population's mean rate (Hz) as a bar beside its reference rate."""
+def rate_bars(
+    rates: dict[str, float], references: dict[str, dict[str, float]], path: str | Path, title: str = ""
+) -> Path:
+    """Each population's mean rate (Hz) as a bar beside its rate in each labelled reference set."""
     names = list(rates)
     x = np.arange(len(names))
+    width = 0.8 / (1 + len(references))
     fig, ax = plt.subplots(figsize=(max(5, len(names) * 0.9), 4))
-    ax.bar(x - 0.2, [rates[n] for n in names], width=0.4, label="this run")
-    ax.bar(x + 0.2, [reference.get(n, np.nan) for n in names], width=0.4, label="reference")
+    ax.bar(x - 0.4 + width / 2, [rates[n] for n in names], width=width, label="this run")
+    for k, (label, reference) in enumerate(references.items(), start=1):
+        ax.bar(x - 0.4 + (k + 0.5) * width, [reference.get(n, np.nan) for n in names], width=width, label=label)
     ax.set(xticks=x, xticklabels=names, ylabel="mean rate (Hz)", title=title)
     ax.legend()
     return _save(fig, path)

@@ -100,11 +100,14 @@ def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Networ
     if "background" in options:
         values["background"] = reader.choice(options["background"], "builder.background", ("poisson", "dc"))
     network = _build(lambda **kw: potjans2014.microcircuit(dt=dt, **kw), values, reader, "builder")
-    reference = dict(zip(potjans2014.POPULATIONS, potjans2014.REFERENCE_RATES))
+    reference = {
+        "NEST example (2016)": dict(zip(potjans2014.POPULATIONS, potjans2014.REFERENCE_RATES)),
+        "NEST 3 example": dict(zip(potjans2014.POPULATIONS, potjans2014.NEST3_RATES)),
+    }
     return network, potjans2014.initial_values(network, reader.generator), reference
 
 
-#: name -> function(reader, arguments, dt) -> (network, initial values, reference rates in Hz)
+#: name -> function(reader, arguments, dt) -> (network, initial values, labelled sets of reference rates in Hz)
 BUILDERS = {"potjans2014": _potjans2014}
 
 
@@ -145,7 +148,7 @@ class Spec:
     initial: dict
     simulation: Simulation
     outputs: Outputs
-    reference_rates: dict = attrs.field(factory=dict)
+    reference_rates: dict = attrs.field(factory=dict)  # label -> {population: Hz}
 
 
 def _device(reader: _Reader, value: Any) -> str:

@@ -93,8 +93,10 @@ def test_the_microcircuit_command_writes_rates_beside_the_reference_within_a_ban
     argv = ["run", "microcircuit", "--out", str(out), "--duration", "600", "--no-progress"]
     assert main(argv + [item for pair in zip(["--set"] * 3, overrides) for item in pair]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["reference_rate_hz"] == dict(zip(pd.POPULATIONS, pd.REFERENCE_RATES))
-    for name, reference in summary["reference_rate_hz"].items():
+    references = summary["reference_rates_hz"]
+    assert references["NEST example (2016)"] == dict(zip(pd.POPULATIONS, pd.REFERENCE_RATES))
+    assert references["NEST 3 example"] == dict(zip(pd.POPULATIONS, pd.NEST3_RATES))
+    for name, reference in references["NEST example (2016)"].items():
         assert 0.5 * reference < summary["mean_rate_hz"][name] < 2.0 * reference, name
     assert summary["mean_rate_hz"]["L5E"] > 4 * summary["mean_rate_hz"]["L23E"]  # the layers' order
     assert (out / "raster.png").exists() and (out / "rates.png").exists() and summary["discarded_ms"] == 200.0
