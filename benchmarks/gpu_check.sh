@@ -5,7 +5,9 @@
 # should stay under 8 minutes on an H100/H200 (the limits are worst cases) and ends with targets.md: issue 11's targets beside the
 # figures measured (benchmarks/targets.py), with the plain torch loop and the CPU fast path. The CPU fallback uses small sizes and checks the plumbing.
 # Sizes can be narrowed for a short lease: COBA="4000" BIG="" SWEEP="1 64" MICROCIRCUIT_SCALE=0.1
-# (an empty BIG skips that step).
+# (an empty BIG, SWEEP or MICROCIRCUIT_SCALE skips that step). The limits add up to 12.5 minutes: under
+# a 10-minute command limit, give the microcircuit a call of its own (MICROCIRCUIT_SCALE="" in the
+# first, BIG="" SWEEP="" COBA=4000 in the second) if the first runs long.
 # On a machine whose Python lacks Sapicore's pure-Python dependencies, install them first, e.g.
 #   pip install --no-deps --target /tmp/site nixio tree-config tensorboardX ruamel.yaml; export PYTHONPATH=/tmp/site:$PWD
 set -uo pipefail
@@ -35,9 +37,9 @@ step tests "$limit" $py -m pytest -q -m "not slow" -k "$selection" tests
 step coba "$limit" $py benchmarks/bench_coba.py --device "$device" --neurons $coba --fan-in 80 --duration 1000 $fast --out "$out/coba.md"
 [ -n "$big" ] && step coba_big "$limit" $py benchmarks/bench_coba.py --device "$device" --neurons $big --fan-in 80 --duration 200 $fast --no-reference --out "$out/coba_big.md"
 [ "$device" = cuda ] && step coba_cpu 70 $py benchmarks/bench_coba.py --device cpu --neurons 4000 --fan-in 80 --duration 200 --fast --no-reference --out "$out/coba_cpu.md"
-step sweep "$limit" $py benchmarks/bench_sweep.py --device "$device" --lanes $sweep --duration 100 $fast --out "$out/sweep.md"
+[ -n "$sweep" ] && step sweep "$limit" $py benchmarks/bench_sweep.py --device "$device" --lanes $sweep --duration 100 $fast --out "$out/sweep.md"
 if [ "$device" = cuda ]; then  # full scale: about a minute of building on the CPU, then compiling
-    step microcircuit 240 $py benchmarks/bench_microcircuit.py --device cuda --scale ${MICROCIRCUIT_SCALE-1} --duration 1000 --discard 500 --no-reference --out "$out/microcircuit.md"
+    [ -n "${MICROCIRCUIT_SCALE-1}" ] && step microcircuit 240 $py benchmarks/bench_microcircuit.py --device cuda --scale ${MICROCIRCUIT_SCALE-1} --duration 1000 --discard 500 --no-reference --out "$out/microcircuit.md"
 else
     step microcircuit "$limit" $py benchmarks/bench_microcircuit.py --scale 0.02 --duration 300 --discard 100 --no-fast --out "$out/microcircuit.md"
 fi
