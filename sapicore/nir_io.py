@@ -118,8 +118,7 @@ def to_nir(
     problems: list[str] = []
     nodes: dict[str, Any] = {}
     edges: list[tuple[str, str]] = []
-    drive = {name: value for name, value in network.drive.items()}
-    incoming_synapse: dict[str, str] = {}
+    delays = {name: _uniform_delay(projection) for name, projection in network.projections.items()}
     for name, projection in network.projections.items():
         source, target = projection.source, projection.target
         if not (isinstance(source, str) and isinstance(target, str)) or not (
@@ -140,20 +139,17 @@ def to_nir(
             problems.append(f"projection {name!r}: plasticity ({type(projection.plasticity).__name__}) has no NIR form")
         if projection.normalize is not None:
             problems.append(f"projection {name!r}: weight normalisation has no NIR form")
-        if _uniform_delay(projection) is None:
+        if delays[name] is None:
             problems.append(f"projection {name!r}: per-synapse delays (NIR's Delay holds one per node)")
-        incoming_synapse[target] = name
     needs_dt = [n for n, p in network.populations.items() if type(p.model) is sf.LIF and p.model.tau_syn is not None]
-    needs_dt += [
-        n for n, p in network.projections.items() if isinstance(_uniform_delay(p), int) and _uniform_delay(p) > 0
-    ]
+    needs_dt += [name for name, delay in delays.items() if delay]
     if needs_dt and dt is None:
         raise ValueError(f"give dt (ms): {', '.join(needs_dt)} need it (CubaLIF's w_in, delays)")
     for name, population in network.populations.items():
         model, n = population.model, population.size
         if population.parts:
             problems.append(f"population {name!r}: parts (NIR has no named ranges; export whole populations)")
-        node = _node_of(name, model, n, dt, drive.pop(name, 0.0), problems)
+        node = _node_of(name, model, n, dt, network.drive.get(name, 0.0), problems)
         if node is not None:
             nodes[name] = node
     for name, projection in network.projections.items():
@@ -162,7 +158,7 @@ def to_nir(
         weights = _dense_weights(projection, projection.weights if state is None else state.projections[name].weights)
         nodes[name] = nir.Linear(weight=weights.T.copy())
         edges.append((projection.source, name))
-        delay = _uniform_delay(projection) or 0
+        delay = delays[name] or 0
         if delay > 0:
             nodes[f"{name}.delay"] = nir.Delay(delay=np.full(projection.n_post, delay * dt))
             edges += [(name, f"{name}.delay"), (f"{name}.delay", projection.target)]
