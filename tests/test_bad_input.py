@@ -127,6 +127,18 @@ CASES = {
         FloatingPointError,
         r"state.v became NaN or infinite during steps 21 to 40 \(t = 2 to 4 ms\)",
     ),
+    "simulate: input turning NaN mid-run, in a compiled chunk (which computes the watched sum)": (
+        lambda: run(
+            sf.LIF(),
+            lif_state(),
+            inputs=lambda t: torch.where(t >= 2.5, math.nan, 1.0) * torch.ones(5),
+            steps=40,
+            chunk=20,
+            fast="aot_eager",
+        ),
+        FloatingPointError,
+        r"state.v became NaN or infinite during steps 21 to 40 \(t = 2 to 4 ms\)",
+    ),
     "simulate: record a number": (
         lambda: run(sf.LIF(), lif_state(), record=5),
         TypeError,

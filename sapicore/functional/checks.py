@@ -158,27 +158,39 @@ class FiniteWatch:
     """After each chunk, check that the neuron and synapse variables are still finite.
 
     A chunk costs one sum per variable (a NaN or infinity makes it non-finite; only then are the
-    variables looked at one by one, so a sum that merely overflows raises nothing). On the CPU the
-    check is immediate; on CUDA the sum is copied to the host on the side and read after the next
-    chunk has been launched, so the GPU never waits. ``check`` raises ``FloatingPointError`` naming
-    the variable, the chunk's steps and (with lanes) the lane.
+    variables looked at one by one, so a sum that merely overflows raises nothing). The chunk
+    computes that sum itself (:meth:`wrap`): compiled, it fuses with the chunk's last step and reads
+    the state while it is still in cache. On the CPU the check is immediate; on CUDA the sum is
+    copied to the host on the side and read after the next chunk has been launched, so the GPU
+    never waits. ``check`` raises ``FloatingPointError`` naming the variable, the chunk's steps and
+    (with lanes) the lane.
     """
 
     def __init__(self, device: torch.device, dt: float, lanes: bool, enabled: bool) -> None:
         self.device, self.dt, self.lanes, self.enabled = device, dt, lanes, enabled
         self.waiting: tuple[Any, torch.Tensor, Any, int, int] | None = None
 
-    def check(self, state: Any, first_step: int, end_step: int) -> None:
-        """Check the state after steps ``first_step`` to ``end_step - 1`` (0-based, absolute)."""
-        if not self.enabled:
+    def wrap(self, chunk: Any) -> Any:
+        """``chunk`` (``(model, state, xs, t0) -> (state, records)``) also returning the sum that
+        :meth:`check` reads, or None when the watch is off."""
+
+        def watched(model: Any, state: Any, xs: Any, t0: torch.Tensor) -> tuple[Any, dict, Any]:
+            state, records = chunk(model, state, xs, t0)
+            if not self.enabled:
+                return state, records, None
+            leaves = [leaf.detach() for _, leaf in _watched(state)]
+            total = None
+            for leaf in leaves:  # a sum per variable: no copy of the state
+                total = leaf.sum() if total is None else total + leaf.sum()
+            return state, records, total
+
+        return watched
+
+    def check(self, total: torch.Tensor | None, state: Any, first_step: int, end_step: int) -> None:
+        """Check the sum ``total`` of the state after steps ``first_step`` to ``end_step - 1``
+        (0-based, absolute)."""
+        if total is None:
             return
-        leaves = [leaf for _, leaf in _watched(state)]
-        if not leaves:
-            return
-        with torch.no_grad():  # a sum per variable: no copy of the state (a cat of 64 lanes cost 20% of a sweep)
-            total = leaves[0].sum()
-            for leaf in leaves[1:]:
-                total = total + leaf.sum()
         if self.device.type != "cuda":
             if not math.isfinite(total.item()):  # sync-ok: once per chunk, after the chunk (see the docstring)
                 self._raise(state, first_step, end_step)

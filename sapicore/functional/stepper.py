@@ -308,7 +308,8 @@ def run_chunks(
     """
     steps, every, dt, chunk, fast, context = plan.steps, plan.every, plan.dt, plan.chunk, plan.fast, plan.context
     device, dtype, axis = context.device, context.dtype, plan.record_axis
-    full = build(chunk)
+    watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested)
+    full = watch.wrap(build(chunk))
     if fast:
         full = _with_fallback(_compile(full, fast, device), full, str(fast))
     n_records = steps // every
@@ -321,7 +322,6 @@ def run_chunks(
     done = written = 0
     feed = SinkFeed(sinks, device)
     feed.begin(dt, every)
-    watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested)
     # without a gradient, autograd bookkeeping is waste, and a compiled chunk (which guards on the
     # grad mode) then runs the same graph whether or not the caller is inside torch.no_grad()
     grad = torch.is_grad_enabled() and _gradient_possible(model, state, inputs, context.nested)
@@ -329,7 +329,7 @@ def run_chunks(
         try:
             while done < steps:
                 n = min(chunk, steps - done)
-                run = full if n == chunk else build(n)
+                run = full if n == chunk else watch.wrap(build(n))
                 xs = None
                 if time_major:
                     xs = tree_map(
@@ -338,11 +338,11 @@ def run_chunks(
                     )
                 t0 = torch.tensor((plan.start_step + done) * dt, dtype=dtype, device=device)
                 before = rerun.before(state)
-                state, records = run(model, state, xs, t0)
+                state, records, total = run(model, state, xs, t0)
                 if rerun.needed(state):
-                    state, records = rerun(build(n), before, xs, t0)
+                    state, records, total = rerun(watch.wrap(build(n)), before, xs, t0)
                 feed.put(records)
-                watch.check(state, plan.start_step + done, plan.start_step + done + n)
+                watch.check(total, state, plan.start_step + done, plan.start_step + done + n)
                 for name, values in records.items() if keep else ():
                     if context.nested:  # functional: a list of chunks, concatenated at the end
                         buffers.setdefault(name, []).append(values)
