@@ -203,10 +203,12 @@ def test_a_run_adds_into_its_own_ring_buffers_in_place_and_leaves_the_given_stat
     given = [p.pending.clone() for p in state.projections.values()]
     final, eager = sf.simulate(net, state, steps=300, dt=0.1)
     assert all(torch.equal(p.pending, g) for p, g in zip(state.projections.values(), given))
-    run = net.for_run(
-        sf.transforms.run_context(sf.tree_leaves(state), state.populations["neurons"].v, lanes=False, compiled=False)
+    context = sf.transforms.run_context(
+        sf.tree_leaves(state), state.populations["neurons"].v, lanes=False, compiled=False
     )
-    assert all(proj.in_place for proj in run.projections.values())
+    assert all(proj.in_place for proj in net.for_run(context).projections.values())
+    # without delays the ring buffer is one row, which the functional kernel never copies
+    assert not any(proj.in_place for proj in coba(400, fan_in=20).for_run(context).projections.values())
     loop = state  # the pure step (a copy of the ring buffer per step), as a loop of one's own runs it
     spikes = []
     for _ in range(300):

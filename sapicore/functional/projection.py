@@ -259,7 +259,9 @@ class SparseProjection(Projection):
             raise ValueError(f"projection {self.source!r} -> {self.target!r}: {err}") from None
         if context.nested and backend in ("fixed", "topk"):  # no rerun inside an outer transform
             return replace(self, propagation=backend, capacity=self.n_pre)
-        in_place = backend == "cpu_kernel" and not (context.lanes or context.nested)
+        # in place only where it saves a copy of the ring buffer: with one row (no delays) the
+        # functional kernel allocates its output without copying, and a step dispatches one op, not two
+        in_place = backend == "cpu_kernel" and self.max_delay > 0 and not (context.lanes or context.nested)
         return replace(self, propagation=backend, in_place=in_place)
 
     def with_full_capacity(self) -> SparseProjection:
