@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import synchronize
 
 import sapicore.functional as sf
 from sapicore import analysis
@@ -41,12 +42,12 @@ def sapicore_run(
     with torch.no_grad():
         start = time.perf_counter()
         sf.simulate(net, state, steps=200, dt=dt, fast=fast, record=names, keep=False)  # warm; compiles when fast
-        _sync(device)
+        synchronize(device)
         compile_seconds = time.perf_counter() - start if fast else 0.0
         events = sf.SpikeEvents(names)
         start = time.perf_counter()
         sf.simulate(net, state, duration=duration, dt=dt, fast=fast, record=names, sinks=[events], keep=False)
-        _sync(device)
+        synchronize(device)
         wall = time.perf_counter() - start
     n_exc, n = net.ranges()["exc"][2], net.populations["neurons"].size
     times = torch.cat([events.times["exc.spikes"], events.times["inh.spikes"]])
@@ -96,7 +97,7 @@ def torch_loop_run(net: sf.Network, state: sf.NetworkState, duration: float, dt:
             gi.index_add_(
                 0, table[inh_index].reshape(-1), torch.full((inh_index.numel() * table.shape[1],), 6.7, device=device)
             )
-    _sync(device)
+    synchronize(device)
     wall = time.perf_counter() - start
     return {"run_seconds": wall, "compile_seconds": 0.0, **_measures(record.cpu().float(), dt)}
 
@@ -140,11 +141,6 @@ def _measures(spikes: torch.Tensor, dt: float) -> dict:
         "isi_cv": analysis.isi_cv(spikes, dt),
         "spikes": int(spikes.sum()),
     }
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def table(neurons: int, args: argparse.Namespace, device: torch.device) -> list[str]:

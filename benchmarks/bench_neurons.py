@@ -15,26 +15,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import time
 
 import torch
+from timing import timed
 
 import sapicore.functional as sf
 
 DT = 0.1
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
 
 
 def torch_loop(model: sf.LIF, v: torch.Tensor, current: torch.Tensor, steps: int) -> torch.Tensor:

@@ -16,25 +16,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import time
 
 import torch
+from timing import timed
 
 import sapicore.functional as sf
 from sapicore.networks import coba, initial_state
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(run, device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    run()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -68,12 +55,12 @@ def main() -> None:
         # float is a constant of the graph, and each new value would compile again)
         drives = [torch.tensor(d, device=device) for d in drives]
         variants = [sf.replace(base, drive={"neurons": d}) for d in drives]
-        timed = variants[:4]
+        sampled = variants[:4]
         lanes = sf.stack(variants)
         states = sf.stack([state] * lanes_n)
 
         def one_by_one() -> None:
-            for net in timed:
+            for net in sampled:
                 sf.simulate(net, state, duration=args.duration, dt=args.dt, fast=args.fast, record=())
 
         def swept() -> None:
@@ -82,13 +69,13 @@ def main() -> None:
         with torch.no_grad():
             compile_seconds = 0.0
             if args.fast:  # compile both graphs first: the timings exclude compilation
-                sf.simulate(timed[0], state, duration=args.duration, dt=args.dt, fast=True, record=())
-                compile_seconds = _timed(swept, device)
+                sf.simulate(sampled[0], state, duration=args.duration, dt=args.dt, fast=True, record=())
+                compile_seconds = timed(swept, device)
             best_single = best_sweep = math.inf
             for _ in range(args.repeats):
-                best_single = min(best_single, _timed(one_by_one, device))
-                best_sweep = min(best_sweep, _timed(swept, device))
-        single_rate = len(timed) * seconds / best_single
+                best_single = min(best_single, timed(one_by_one, device))
+                best_sweep = min(best_sweep, timed(swept, device))
+        single_rate = len(sampled) * seconds / best_single
         sweep_rate = lanes_n * seconds / best_sweep
         lines.append(
             f"| {lanes_n} | {single_rate:.3f} | {sweep_rate:.3f} | {sweep_rate / single_rate:.2f} | {compile_seconds:.1f} |"

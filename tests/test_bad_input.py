@@ -26,6 +26,12 @@ def run(model, state, **kwargs):
     return sf.simulate(model, state, **kwargs)
 
 
+def run_turning_nan(**kwargs):
+    """A LIF run whose input turns NaN at t = 2.5 ms, in the second of two 20-step chunks."""
+    inputs = lambda t: torch.where(t >= 2.5, math.nan, 1.0) * torch.ones(5)  # noqa: E731
+    return run(sf.LIF(), lif_state(), inputs=inputs, steps=40, chunk=20, **kwargs)
+
+
 def with_projection(state, **changes):
     return sf.replace(state, projections={"ab": sf.replace(state.projections["ab"], **changes)})
 
@@ -117,25 +123,12 @@ CASES = {
         r"inputs has NaN or infinite values \(the first at index \(0, 0\)\)",
     ),
     "simulate: input function turning NaN mid-run": (
-        lambda: run(
-            sf.LIF(),
-            lif_state(),
-            inputs=lambda t: torch.where(t >= 2.5, math.nan, 1.0) * torch.ones(5),
-            steps=40,
-            chunk=20,
-        ),
+        lambda: run_turning_nan(),
         FloatingPointError,
         r"state.v became NaN or infinite during steps 21 to 40 \(t = 2 to 4 ms\)",
     ),
     "simulate: input turning NaN mid-run, in a compiled chunk (which computes the watched sum)": (
-        lambda: run(
-            sf.LIF(),
-            lif_state(),
-            inputs=lambda t: torch.where(t >= 2.5, math.nan, 1.0) * torch.ones(5),
-            steps=40,
-            chunk=20,
-            fast="aot_eager",
-        ),
+        lambda: run_turning_nan(fast="aot_eager"),
         FloatingPointError,
         r"state.v became NaN or infinite during steps 21 to 40 \(t = 2 to 4 ms\)",
     ),
