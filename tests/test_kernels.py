@@ -9,6 +9,7 @@ from helpers import random_table, reference
 import sapicore.functional as sf
 from sapicore.functional import connectivity as C
 from sapicore.functional import kernels
+from sapicore.functional.events import to_events
 from sapicore.networks import coba, initial_state
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the CPU kernel could not be built here")
@@ -140,18 +141,29 @@ def test_gradients_through_weights_use_torch_ops():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_nonzero_scan_finds_every_nonzero_entry_across_block_boundaries(dtype):
+def test_the_event_scan_equals_the_torch_ops_across_block_boundaries_and_repeated_counts(dtype, monkeypatch):
     g = torch.Generator().manual_seed(5)
-    for n in (0, 1, 15, 16, 17, 1000, 4099):
+    cases = []
+    for records, width in ((0, 7), (1, 1), (1, 15), (3, 16), (5, 17), (2, 1000), (7, 4099)):
+        n = records * width
         values = torch.where(
             torch.rand(n, generator=g) < 0.01,
             torch.rand(n, generator=g, dtype=dtype) + 0.5,
             torch.zeros((), dtype=dtype),
         )
-        if n > 20:
-            values[16], values[n - 1], values[7] = 2.0, 1.0, -0.0  # a block edge, the tail, a negative zero
-        found = torch.ops.sapicore.nonzero_flat(values)
-        assert torch.equal(found, torch.nonzero(values).reshape(-1))
+        if n > 20:  # a block edge, the tail, a negative zero, a count of 3, a negative value
+            values[16], values[n - 1], values[7], values[n // 2], values[n // 3] = 2.0, 1.0, -0.0, 3.0, -1.0
+        cases.append(values.reshape(records, width))
+    with_kernel = [to_events(values, 11, 0.25) for values in cases]
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    for values, (times, neurons) in zip(cases, with_kernel):
+        expected_times, expected_neurons = to_events(values, 11, 0.25)
+        assert times.dtype == torch.float64 and neurons.dtype == torch.int64
+        assert torch.equal(times, expected_times) and torch.equal(neurons, expected_neurons)
+    times, neurons = with_kernel[-1]
+    spot = 7 * 4099 // 2  # the count of 3: three events at its record's end (first_record 11, 0.25 ms)
+    at_spot = (neurons == spot % 4099) & (times == (spot // 4099 + 12) * 0.25)
+    assert times.numel() > 100 and int(at_spot.sum()) == 3
 
 
 def test_without_the_kernel_networks_fall_back_to_torch_ops(monkeypatch):

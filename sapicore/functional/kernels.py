@@ -8,8 +8,8 @@ whatever the number of spikes. The kernel in ``csrc/propagate.cpp`` does it in o
 the source output (skipping 64-byte blocks of zeros) and ``spikes x out-degree`` additions. It has
 fixed output shapes, so compiled chunks call it as one opaque op, and it never overflows. It has a
 ``vmap`` rule (lanes run in one call) and no gradient: where a gradient could flow through spikes or
-weights, projections use torch ops. The same library holds ``sapicore::nonzero_flat``, the scan that
-turns spike records into events (:mod:`sapicore.functional.events`).
+weights, projections use torch ops. The same library holds ``sapicore::events``, the scan that turns
+spike records into events (:mod:`sapicore.functional.events`).
 
 It is built on first use with :mod:`torch.utils.cpp_extension` (a C++ compiler and ninja are needed;
 about a minute on two cores), once per source, torch version, Python version and flags, in a cache

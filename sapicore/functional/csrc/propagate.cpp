@@ -25,8 +25,10 @@
 // sapicore::propagate_lanes takes the same arguments with a leading lane axis L (step (L,)); a lane
 // stride of 0 (an expanded, shared argument) is read without copying. vmap folds into it.
 //
-// sapicore::nonzero_flat(values) -> int64 flat indices of the non-zero entries, in order: the scan
-// behind spike events, for records that are almost all zeros.
+// sapicore::events(records, width, first_record, interval) -> (times, neurons): the spike events of a
+// chunk of event records (records x width values, counts of spikes, almost all zero), in order. A
+// non-zero value at record k and neuron j gives an event at time (first_record + k + 1) * interval
+// (float64, ms) for neuron j (int64); a count above 1.5 gives round(count) events there.
 //
 // sapicore::poisson(mean) -> one Poisson count per entry of mean (>= 0), as torch.poisson, but several
 // times faster for the small means of spike counts per step: each call seeds a xoshiro256** stream
@@ -40,6 +42,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -224,20 +227,36 @@ at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, 
   return out;
 }
 
-at::Tensor nonzero_flat(const at::Tensor& values) {
-  TORCH_CHECK(values.device().is_cpu(), "sapicore::nonzero_flat: CPU tensors only");
-  const at::Tensor v = values.contiguous();
-  std::vector<int64_t> found;
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "sapicore::nonzero_flat", [&] {
+std::tuple<at::Tensor, at::Tensor> events(const at::Tensor& records, int64_t width, int64_t first_record,
+                                          double interval) {
+  TORCH_CHECK(records.device().is_cpu(), "sapicore::events: CPU tensors only");
+  TORCH_CHECK(width >= 1 && records.numel() % width == 0, "sapicore::events: ", records.numel(),
+              " values are not whole records of width ", width);
+  const at::Tensor v = records.contiguous();
+  std::vector<double> times;
+  std::vector<int64_t> neurons;
+  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "sapicore::events", [&] {
     const scalar_t* p = v.data_ptr<scalar_t>();
     const int64_t n = v.numel();
     for (int64_t i = skip_zero_blocks(p, 0, n); i < n; i = skip_zero_blocks(p, i + 1, n)) {
-      if (p[i] != scalar_t(0)) found.push_back(i);
+      const scalar_t value = p[i];
+      if (value == scalar_t(0)) continue;
+      const int64_t count = value > scalar_t(1.5) ? static_cast<int64_t>(std::nearbyint(value)) : 1;
+      const double time = static_cast<double>(i / width + first_record + 1) * interval;
+      for (int64_t c = 0; c < count; ++c) {
+        times.push_back(time);
+        neurons.push_back(i % width);
+      }
     }
   });
-  at::Tensor out = at::empty({static_cast<int64_t>(found.size())}, v.options().dtype(at::kLong));
-  if (!found.empty()) std::memcpy(out.data_ptr<int64_t>(), found.data(), found.size() * sizeof(int64_t));
-  return out;
+  const int64_t found = static_cast<int64_t>(times.size());
+  at::Tensor out_times = at::empty({found}, v.options().dtype(at::kDouble));
+  at::Tensor out_neurons = at::empty({found}, v.options().dtype(at::kLong));
+  if (found) {
+    std::memcpy(out_times.data_ptr<double>(), times.data(), found * sizeof(double));
+    std::memcpy(out_neurons.data_ptr<int64_t>(), neurons.data(), found * sizeof(int64_t));
+  }
+  return {out_times, out_neurons};
 }
 
 // xoshiro256**: a small, fast generator of 64-bit words, seeded through splitmix64.
@@ -335,7 +354,7 @@ TORCH_LIBRARY(sapicore, m) {
   m.def("propagate_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> ()");
   m.def("take_row_(Tensor(a!) pending, Tensor step) -> Tensor");
   m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
-  m.def("nonzero_flat(Tensor values) -> Tensor");
+  m.def("events(Tensor records, int width, int first_record, float interval) -> (Tensor, Tensor)");
   m.def("poisson(Tensor mean) -> Tensor", {at::Tag::nondeterministic_seeded});
 }
 
@@ -344,6 +363,6 @@ TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
   m.impl("propagate_", &propagate_);
   m.impl("take_row_", &take_row_);
   m.impl("propagate_lanes", &propagate_lanes);
-  m.impl("nonzero_flat", &nonzero_flat);
+  m.impl("events", &events);
   m.impl("poisson", &poisson);
 }
