@@ -46,13 +46,13 @@ def _tensor_leaves(inputs: Any) -> list[torch.Tensor]:
     return [leaf for leaf in tree_leaves(inputs) if isinstance(leaf, torch.Tensor)]
 
 
-def _gradient_possible(model: Any, state: Any, inputs: Any, nested: bool) -> bool:
-    """False when no gradient can flow: no outer transform, no tensor that requires grad and no
-    function (which could close over one) among the run's leaves."""
-    if nested or callable(inputs):
+def _gradient_possible(context: RunContext, model: Any, state: Any, inputs: Any) -> bool:
+    """False when no gradient can flow: none through the run's tensors (``context.gradient``), no
+    outer transform and no function (which could close over a tensor that requires grad) among the
+    run's leaves."""
+    if context.gradient or context.nested or callable(inputs):
         return True
-    leaves = tree_leaves((model, state, inputs))
-    return any(callable(leaf) or (isinstance(leaf, torch.Tensor) and leaf.requires_grad) for leaf in leaves)
+    return any(callable(leaf) for leaf in tree_leaves((model, state, inputs)))
 
 
 def resolve_steps(inputs: Any, steps: int | None, duration: float | None, dt: float, time_dim: int = 0) -> int:
@@ -324,7 +324,7 @@ def run_chunks(
     feed.begin(dt, every)
     # without a gradient, autograd bookkeeping is waste, and a compiled chunk (which guards on the
     # grad mode) then runs the same graph whether or not the caller is inside torch.no_grad()
-    grad = torch.is_grad_enabled() and _gradient_possible(model, state, inputs, context.nested)
+    grad = torch.is_grad_enabled() and _gradient_possible(context, model, state, inputs)
     with torch.set_grad_enabled(grad):
         try:
             while done < steps:
