@@ -1,5 +1,7 @@
 """The CPU kernel's build cache: one folder per build key, a lock that cannot go stale, no thrash."""
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -99,18 +101,100 @@ def test_a_second_process_waits_for_a_build_in_progress(tmp_path):
     assert took is not None and took > 0.5
 
 
-def test_load_builds_a_copy_of_the_source_in_its_folder_and_says_so_once(source, monkeypatch, capfd):
+def fake_builds(monkeypatch):
+    """Replace the compiler by a stub that records each build and writes an empty library."""
     calls = []
 
     def fake_load(name, sources, extra_cflags, build_directory, is_python_module):
         calls.append((sources, build_directory))
-        (Path(build_directory) / f"{name}.so").touch()
+        library = Path(build_directory) / f"{name}.so"
+        library.touch()
+        return str(library)
 
     monkeypatch.setattr(cpp_extension, "load", fake_load)
+    monkeypatch.setattr(torch.ops, "load_library", lambda path: None)
+    return calls
+
+
+def test_load_builds_a_copy_of_the_source_in_its_folder_and_says_so_once(source, monkeypatch, capfd):
+    calls = fake_builds(monkeypatch)
     kernel_cache.load_library("k", source, ["-O3"])
     folder = kernel_cache.build_directory("k", source, ["-O3"])
     assert calls == [([str(folder / "propagate.cpp")], str(folder))]
     assert (folder / "propagate.cpp").read_bytes() == source.read_bytes()
-    assert "building the CPU spike propagation kernel" in capfd.readouterr().err
+    assert (folder / kernel_cache.COMPLETE).read_text() == "k.so\n"
+    assert "building the CPU spike propagation kernel for this environment" in capfd.readouterr().err
     kernel_cache.load_library("k", source, ["-O3"])
-    assert "building" not in capfd.readouterr().err  # built before: loaded quietly
+    assert len(calls) == 1 and capfd.readouterr().err == ""  # built before: loaded quietly
+
+
+def test_two_environments_that_alternate_build_once_each_and_never_again(source, monkeypatch):
+    calls = fake_builds(monkeypatch)
+    environments = {
+        "venv-a": ["/venvs/a/site-packages/torch/include"],
+        "venv-b": ["/venvs/b/site-packages/torch/include"],
+    }
+    folders = set()
+    for _ in range(3):
+        for include in environments.values():
+            monkeypatch.setattr(cpp_extension, "include_paths", lambda include=include: include)
+            kernel_cache.load_library("k", source, ["-O3"])
+            folders.add(kernel_cache.build_directory("k", source, ["-O3"]))
+    assert len(folders) == 2 and len(calls) == 2  # one build per environment, none when they alternate
+
+
+def test_what_a_build_depends_on_is_in_its_key(source, monkeypatch):
+    first = kernel_cache.build_key(source, ["-O3"])
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    assert kernel_cache.build_key(source, ["-O3"]) != first
+    monkeypatch.delenv("CXX")
+    monkeypatch.setattr(cpp_extension, "library_paths", lambda: ["/elsewhere/torch/lib"])
+    assert kernel_cache.build_key(source, ["-O3"]) != first
+
+
+def test_a_complete_build_loads_without_a_lock_or_a_write(source, monkeypatch, capfd):
+    fake_builds(monkeypatch)
+    kernel_cache.load_library("k", source, ["-O3"])
+    capfd.readouterr()
+
+    def no_lock(folder):
+        raise AssertionError("a complete build must load without the build lock")
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a complete build must not be rebuilt")
+
+    monkeypatch.setattr(kernel_cache, "build_lock", no_lock)
+    monkeypatch.setattr(cpp_extension, "load", no_build)
+    kernel_cache.load_library("k", source, ["-O3"])
+    assert capfd.readouterr().err == ""
+
+
+def read_only_mount(folder):
+    """Bind-mount ``folder`` read-only over itself (root on Linux); False where that is not allowed."""
+    done = subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="bind mounts")
+def test_a_read_only_prebuilt_cache_loads_the_real_kernel(tmp_path):
+    """The real kernel's build, copied into a cache that is then mounted read-only, loads in a new process."""
+    from sapicore.functional import kernels
+
+    if not kernels.available():
+        pytest.skip("the CPU kernel cannot be built here")
+    folder = kernel_cache.build_directory(kernels._NAME, kernels._SOURCE, ["-O3"])
+    cache = tmp_path / "cache"
+    shutil.copytree(folder, cache / folder.name)
+    run = lambda: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", "from sapicore.functional import kernels; print(kernels.available())"],
+        env={**os.environ, "SAPICORE_KERNEL_CACHE": str(cache)},
+        capture_output=True,
+        text=True,
+    )
+    if not read_only_mount(cache):
+        pytest.skip("cannot mount read-only here (needs root)")
+    try:
+        loaded = run()
+        assert loaded.stdout.strip() == "True" and loaded.stderr == "", loaded.stderr
+    finally:
+        subprocess.run(["umount", str(cache)])

@@ -1,16 +1,20 @@
-"""Where and how the CPU kernel is built: one build per (source, torch, Python, compiler flags), never a hang.
+"""Where and how the CPU kernel is built: one build per environment, loaded without a lock, never a hang.
 
 The build goes to ``$SAPICORE_KERNEL_CACHE`` (default ``~/.cache/sapicore/kernels``, or under
-``$XDG_CACHE_HOME``), in a folder named by a hash of everything the library depends on: the C++
-source, the torch and Python versions and the compiler flags. Environments that differ get folders of
-their own, so alternating between them never rebuilds; environments that agree share one build. The
-source is copied into that folder, so its path (which differs between checkouts) does not reach the
-build files.
+``$XDG_CACHE_HOME``), in a folder named by a hash of everything the build depends on
+(:func:`build_key`): the C++ source, the torch version and install location, the include and library
+paths torch compiles with, the C++ compiler (its path, size and date), the flags and the Python ABI.
+Environments that differ in any of them get folders of their own, so alternating between two
+virtual environments never rebuilds; environments that agree share one build. The source is copied
+into that folder, so its path (which differs between checkouts) does not reach the build files.
 
-One process builds at a time: the builder holds an ``flock`` on ``sapicore.lock`` in the folder,
-which the system releases when the process ends, however it ends. torch's own ``lock`` file, which a
-process killed mid-build leaves behind (and which would make every later build wait forever), is
-therefore stale whenever Sapicore holds the ``flock``, and is removed with a message.
+A finished build leaves ``complete.txt`` beside the library; from then on the library is loaded
+directly, without a lock and without asking ninja whether anything changed, so a prebuilt cache on
+a read-only disk works. Only a missing build takes the folder's lock (an ``flock`` on
+``sapicore.lock``, which the system releases when the process ends, however it ends): one process
+builds, the others wait and say so in one line. torch's own ``lock`` file, which a process killed
+mid-build leaves behind (and which would make every later build wait forever), is stale whenever
+Sapicore holds the ``flock``, and is removed with a message.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import platform
 import shutil
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +35,9 @@ try:
 except ImportError:  # Windows: no flock; torch's own lock only
     fcntl = None
 
-__all__ = ["cache_root", "build_directory", "build_lock", "load_library"]
+__all__ = ["cache_root", "build_key", "build_directory", "build_lock", "load_library", "COMPLETE"]
+
+COMPLETE = "complete.txt"  # written last by a successful build: the library it names is whole
 
 
 def cache_root() -> Path:
@@ -41,24 +48,57 @@ def cache_root() -> Path:
     return Path(base) / "sapicore" / "kernels"
 
 
-def build_directory(name: str, source: Path, flags: list[str]) -> Path:
-    """The build folder of ``source`` for this torch, this Python and these flags."""
-    import torch
+def _compiler() -> str:
+    """The C++ compiler torch's build would call (``$CXX`` or ``c++``): its resolved path, size and
+    modification time, so a changed or upgraded compiler is another build."""
+    name = os.environ.get("CXX", "c++")
+    found = shutil.which(name)
+    if found is None:
+        return name
+    path = Path(found).resolve()
+    stat = path.stat()
+    return f"{path} {stat.st_size} {stat.st_mtime_ns}"
 
-    key = hashlib.sha256()
-    for part in (source.read_bytes(), torch.__version__, platform.python_version(), " ".join(flags)):
-        key.update(part if isinstance(part, bytes) else part.encode())
-        key.update(b"\0")
+
+def build_key(source: Path, flags: list[str]) -> list[str]:
+    """Everything a build of ``source`` with ``flags`` depends on, as strings (the cache folder's hash)."""
+    import torch
+    from torch.utils import cpp_extension
+
+    return [
+        source.read_bytes().hex(),
+        torch.__version__,
+        str(Path(torch.__file__).resolve().parent),
+        " ".join(cpp_extension.include_paths()),
+        " ".join(cpp_extension.library_paths()),
+        str(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", "")),
+        _compiler(),
+        " ".join(flags),
+        platform.python_version(),
+        sys.implementation.cache_tag or "",
+        str(sysconfig.get_config_var("EXT_SUFFIX")),
+        str(sysconfig.get_paths().get("include")),
+    ]
+
+
+def build_directory(name: str, source: Path, flags: list[str]) -> Path:
+    """The build folder of ``source`` for this environment and these flags."""
+    key = hashlib.sha256("\0".join(build_key(source, flags)).encode())
     return cache_root() / f"{name}-{key.hexdigest()[:16]}"
 
 
 @contextlib.contextmanager
 def build_lock(folder: Path) -> Iterator[None]:
-    """Hold the folder's build lock (waiting for a build in progress); remove a stale torch lock."""
+    """Hold the folder's build lock, waiting (and saying so) while another process builds; remove a
+    stale torch lock."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "sapicore.lock", "a") as handle:
         if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)  # released by the system if this process dies
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"sapicore: waiting for another process that is building the CPU kernel in {folder}", file=sys.stderr)
+                fcntl.flock(handle, fcntl.LOCK_EX)  # released by the system if that process dies
         try:
             stale = folder / "lock"
             if fcntl is not None and stale.exists():
@@ -70,24 +110,39 @@ def build_lock(folder: Path) -> Iterator[None]:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _finished(folder: Path) -> Path | None:
+    """The library of a complete build in ``folder``, or None."""
+    marker = folder / COMPLETE
+    if not marker.is_file():
+        return None
+    library = folder / marker.read_text().strip()
+    return library if library.is_file() else None
+
+
 def load_library(name: str, source: Path, flags: list[str]) -> None:
-    """Build (if this folder has no build yet, saying so) and load the operator library."""
+    """Load the operator library, building it first if this environment has no complete build."""
+    import torch
     from torch.utils import cpp_extension
 
     folder = build_directory(name, source, flags)
-    with build_lock(folder):
-        copy = folder / source.name
-        if not copy.exists() or copy.read_bytes() != source.read_bytes():
-            shutil.copyfile(source, copy)
-        fresh = not any(folder.glob("*.so"))
-        if fresh:
-            print(
-                f"sapicore: building the CPU spike propagation kernel in {folder} (about a minute, once)",
-                file=sys.stderr,
-            )
-        start = time.perf_counter()
-        cpp_extension.load(
-            name, sources=[str(copy)], extra_cflags=flags, build_directory=str(folder), is_python_module=False
-        )
-        if fresh:
-            print(f"sapicore: kernel built in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    library = _finished(folder)
+    if library is None:
+        with build_lock(folder):
+            library = _finished(folder)  # another process may have built it while this one waited
+            if library is None:
+                copy = folder / source.name
+                shutil.copyfile(source, copy)
+                print(
+                    f"sapicore: building the CPU spike propagation kernel for this environment in {folder} "
+                    "(about a minute, once)",
+                    file=sys.stderr,
+                )
+                start = time.perf_counter()
+                built = cpp_extension.load(
+                    name, sources=[str(copy)], extra_cflags=flags, build_directory=str(folder), is_python_module=False
+                )
+                library = Path(built) if isinstance(built, str) else folder / f"{name}.so"
+                (folder / COMPLETE).write_text(library.name + "\n")
+                print(f"sapicore: kernel built in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+                return  # cpp_extension.load has loaded it
+    torch.ops.load_library(str(library))

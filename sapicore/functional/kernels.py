@@ -12,8 +12,9 @@ weights, projections use torch ops. The same library holds ``sapicore::events``,
 spike records into events (:mod:`sapicore.functional.events`).
 
 It is built on first use with :mod:`torch.utils.cpp_extension` (a C++ compiler and ninja are needed;
-about a minute on two cores), once per source, torch version, Python version and flags, in a cache
-that ``SAPICORE_KERNEL_CACHE`` can move (:mod:`sapicore.functional.kernel_cache`). If the build fails, Sapicore warns once and uses torch ops. Set the
+about a minute on two cores), once per environment (source, torch and its location, compiler, flags,
+Python ABI), in a cache that ``SAPICORE_KERNEL_CACHE`` can move (:mod:`sapicore.functional.kernel_cache`);
+later processes load the finished build without a lock or a rebuild. If the build fails, Sapicore warns once and uses torch ops. Set the
 environment variable ``SAPICORE_KERNELS=0`` to never build or use it.
 """
 
