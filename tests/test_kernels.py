@@ -166,7 +166,8 @@ def test_the_event_scan_equals_the_torch_ops_across_block_boundaries_and_repeate
     assert times.numel() > 100 and int(at_spot.sum()) == 3
 
 
-def test_without_the_kernel_networks_fall_back_to_torch_ops(monkeypatch):
+def test_without_the_kernel_networks_fall_back_to_torch_ops(monkeypatch, tmp_path):
+    monkeypatch.setenv("SAPICORE_KERNEL_CACHE", str(tmp_path / "empty cache"))  # no build to load
     monkeypatch.setattr(kernels, "_LOADED", {})
     monkeypatch.setenv("SAPICORE_KERNELS", "0")
     assert not kernels.available() and not kernels.usable(torch.ones(3), torch.ones(4, 2))

@@ -112,7 +112,7 @@ class Projection:
     delays: Any = 0
     max_delay: int = 0
     plasticity: Any = None
-    dt: float = 0.1
+    dt: float = attrs.field(default=0.1, metadata={"structural": True})
     normalize: Any = None
     in_place: bool = attrs.field(default=False, kw_only=True)
 

@@ -40,6 +40,8 @@ __all__ = [
     "unstack",
     "lane_count",
     "is_concrete",
+    "stack_key",
+    "structural",
 ]
 
 
@@ -223,14 +225,23 @@ def lane_count(tree: Any) -> int:
     return sizes.pop()
 
 
-def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None) -> Any:
+def structural(field: attrs.Attribute) -> bool:
+    """True for a field that fixes a tree's structure rather than a parameter value: one declared
+    ``int`` (a size, a maximum delay, a capacity) or marked ``metadata={"structural": True}`` (a
+    projection's dt). Lanes of one sweep must agree on every such field."""
+    return field.type in ("int", int) or bool(field.metadata.get("structural"))
+
+
+def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None, fixed: bool = False) -> Any:
     first = values[0]
     if _is_registered(first):
         cls = type(first)
         if any(type(value) is not cls for value in values):
             raise TypeError(f"cannot stack {where}: lanes mix {sorted({type(v).__name__ for v in values})}")
         fields = {
-            field.name: _stack_values([getattr(value, field.name) for value in values], f"{where}.{field.name}", like)
+            field.name: _stack_values(
+                [getattr(value, field.name) for value in values], f"{where}.{field.name}", like, structural(field)
+            )
             for field in attrs.fields(cls)
         }
         return replace(first, **fields)
@@ -239,6 +250,12 @@ def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None) 
         if any(list(value) != keys for value in values):
             raise ValueError(f"cannot stack {where}: lanes have different keys")
         return {key: _stack_values([value[key] for value in values], f"{where}[{key!r}]", like) for key in keys}
+    if fixed and any(not isinstance(value, torch.Tensor) and value != first for value in values):
+        differ = sorted({repr(value) for value in values})
+        raise ValueError(
+            f"cannot stack {where}: lanes differ in a structural setting ({', '.join(differ)}); lanes of one "
+            "sweep share sizes, delays and dt: run lanes that differ in them as separate sweeps"
+        )
     is_number = [isinstance(value, numbers.Real) and not isinstance(value, bool) for value in values]
     is_tensor = [isinstance(value, torch.Tensor) for value in values]
     if all(n or t for n, t in zip(is_number, is_tensor)):
@@ -247,6 +264,12 @@ def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None) 
         if all(is_tensor) and all(value is first or _same_tensor(value, first) for value in values):
             return first.expand(len(values), *first.shape)  # shared by every lane: a view, no copies
         tensors = [v for v in values if isinstance(v, torch.Tensor)]
+        if any(not t.is_floating_point() for t in tensors) and len({(t.shape, t.dtype) for t in tensors}) > 1:
+            found = sorted({f"{tuple(t.shape)} {t.dtype}" for t in tensors})
+            raise ValueError(
+                f"cannot stack {where}: its integer tensors (connectivity, delays) differ between lanes in shape "
+                f"or type ({'; '.join(found)}); lanes of one sweep share their connectivity's shapes"
+            )
         dtype = torch.get_default_dtype() if like is None else like.dtype
         if tensors:
             dtype = functools.reduce(torch.promote_types, [t.dtype for t in tensors])
@@ -265,6 +288,28 @@ def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None) 
         f"cannot stack {where}: lanes differ in a non-numeric setting ({values[0]!r} vs others); "
         "lanes of one sweep may differ only in numeric parameters"
     )
+
+
+def stack_key(tree: Any, fixed: bool = False) -> Any:
+    """A hashable summary of what :func:`stack` needs lanes to share: trees with equal keys stack.
+
+    Numbers and floating tensors (parameters) leave no trace; classes, dict keys, structural fields
+    (:func:`structural`), integer tensors' shapes and types, and every other setting do.
+    """
+    if _is_registered(tree):
+        cls = type(tree)
+        return (cls, tuple((f.name, stack_key(getattr(tree, f.name), structural(f))) for f in attrs.fields(cls)))
+    if isinstance(tree, dict):
+        return ("dict", tuple((key, stack_key(value)) for key, value in tree.items()))
+    if isinstance(tree, torch.Tensor):
+        return "float" if tree.is_floating_point() else ("tensor", tuple(tree.shape), tree.dtype)
+    if isinstance(tree, numbers.Real) and not isinstance(tree, bool) and not fixed:
+        return "number"
+    try:
+        hash(tree)
+        return tree
+    except TypeError:
+        return repr(tree)
 
 
 def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
