@@ -1,34 +1,48 @@
 """The ``sapicore`` command (also ``python -m sapicore``).
 
-    sapicore run SPEC [--out DIR] [--duration MS] [--set KEY=VALUE ...] [--no-progress]
+    sapicore run SPEC [--out DIR] [--duration MS] [--set KEY=VALUE ...] [--overwrite] [--no-progress]
         simulate a spec (a YAML file, or the name of a shipped spec such as ``coba``) and write the
         NIX log of its records (spikes as time/neuron events), a raster plot and ``summary.json``
         (rates, ISI CV, wall time)
-    sapicore sweep SPEC [--out DIR] [--duration MS]
-        run the lanes of the spec's ``sweep:`` section as vmap lanes and write ``sweep.csv`` and
-        ``sweep.json``: one row per lane with its parameter values, rates and ISI CVs, and each lane's
-        outputs (as ``run`` writes them) into ``lanes/<lane>/``. Launched with
+    sapicore sweep SPEC [--out DIR] [--duration MS] [--set KEY=VALUE ...] [--overwrite] [--no-progress]
+        run the lanes of the spec's ``sweep:`` section and write ``sweep.csv`` and ``sweep.json``: one
+        row per lane with its parameter values, what it ran with (dt, duration, seed, ...), rates and
+        ISI CVs, and each lane's outputs (as ``run`` writes them) into ``lanes/<lane>/``. Lanes that
+        share their run settings and structure run together as vmap lanes; lanes that differ in a
+        ``simulation.*`` value or in sizes run as separate groups, and so do lanes with different
+        seeds in a network that draws random numbers (each then equals its single run). A lane whose
+        state turns NaN or infinite is stopped there (its records are NaN from then on; the row's
+        ``diverged_by_ms`` says when) while the others run on. Launched with
         ``torchrun --nproc_per_node N``, the lanes are shared out over the N processes (gloo on the CPU,
         NCCL on GPUs; each process uses the spec's device, or GPU ``LOCAL_RANK`` when it is cuda) and
         rank 0 writes the merged table.
     sapicore inspect FILE
         list what a NIX log holds: its configuration and every data array with shape and time axis
 
-Mistakes in a spec or a file, and a run whose variables turn NaN or infinite, are reported in one line,
-without a traceback, with exit status 2.
-A run holds its output folder: a second run into the same folder refuses (naming the process that
-holds it). Files are written under partial names (``records.part.nix``) and renamed when complete,
-so a finished output is never half-written (a killed run leaves its partial NIX log, readable up to
-the last flush); a run that fails removes its partial files, and the folder if it created it.
+Every failure is one line on stderr without a traceback: mistakes in a spec or a file, a single run
+whose variables turn NaN or infinite, and a file system that refuses (no space, read-only, not a
+folder, no permission) exit with status 2; Ctrl-C exits with 130 and SIGTERM with 143, both after
+cleaning up.
+
+Output folders never mix: a run holds its ``--out`` folder (a second run into a folder in use
+refuses, naming the process that holds it), and a folder that holds the outputs of an earlier run is
+only replaced with ``--overwrite``, which then leaves exactly the new run's outputs (a sweep's
+``lanes/`` is replaced as a whole). Files are written under partial names (``records.part.nix``)
+and renamed when complete, so a finished output is never half-written; a run that fails or is
+interrupted removes its partial files (and the folder, if it created it), and claiming a folder
+removes partial files that a killed run left anywhere under it. Before a run starts, the size of its
+sampled records is compared with the free space of ``--out``: a run that cannot fit is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -42,40 +56,27 @@ try:
 except ImportError:  # Windows: no folder lock
     fcntl = None
 
-__all__ = ["main", "run", "sweep", "inspect"]
+__all__ = ["main", "run", "sweep", "inspect", "claimed", "OUTPUTS"]
+
+#: every output name a run or a sweep writes into its folder
+OUTPUTS = (
+    "summary.json",
+    "records.nix",
+    "raster.png",
+    "rates.png",
+    "spec.yaml",
+    "tensorboard",
+    "sweep.csv",
+    "sweep.json",
+    "lanes",
+)
+LOCK = ".sapicore.lock"
+#: one line when a run will write more than this (bytes)
+LARGE = 10 * 2**30
 
 
-@contextlib.contextmanager
-def claimed(out: str | Path) -> Iterator[Path]:
-    """Hold the output folder ``out`` for one run (created if missing): another run holding it makes
-    this one refuse with a FileExistsError naming it; if the block fails, a folder it created is removed."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder (it is created if missing)")
-    existed = out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".sapicore.lock", "a+") as handle:  # the lock goes with the process, however it ends
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise FileExistsError(
-                    f"{out} is in use by another sapicore run ({holder}); wait for it to end or give another --out"
-                ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()}")
-        handle.flush()
-        try:
-            yield out
-        except BaseException:
-            if not existed:
-                shutil.rmtree(out, ignore_errors=True)
-            else:
-                _remove_partial(out)
-            raise
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so every partial output is removed."""
 
 
 def partial(path: Path) -> Path:
@@ -83,18 +84,104 @@ def partial(path: Path) -> Path:
     return path.with_name(f"{path.stem}.part{path.suffix}")
 
 
+PARTIAL_NAMES = frozenset(partial(Path(name)).name for name in OUTPUTS)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _remove_partial(out: Path) -> None:
-    for path in out.rglob("*.part*"):
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    """Remove every partial output anywhere under ``out`` (a killed run's, or this run's on failure)."""
+    for path in sorted(out.rglob("*"), key=lambda path: len(path.parts)):
+        if path.name in PARTIAL_NAMES and path.exists():
+            _remove(path)
 
 
-def publish(out: Path, names: list[str]) -> None:
-    """Rename each complete output ``out/name`` from its partial name, replacing an older one."""
+def _lock(out: Path) -> Any:
+    """Open and lock ``out/.sapicore.lock``, refusing if another run holds it."""
+    path = out / LOCK
+    while True:
+        handle = open(path, "a+")
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise FileExistsError(
+                    f"{out} is in use by another sapicore run ({holder}); wait for it to end or give another --out"
+                ) from None
+        try:  # the run before this one removes the file when it ends: hold the file that is there now
+            same = os.fstat(handle.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()}")
+            handle.flush()
+            return handle
+        handle.close()
+
+
+@contextlib.contextmanager
+def claimed(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Hold the output folder ``out`` for one run (created if missing).
+
+    Refuses (FileExistsError) when another run holds it, or when it holds an earlier run's outputs and
+    ``overwrite`` is False. Partial outputs left anywhere under it by a killed run are removed. If the
+    block fails or is interrupted, its partial outputs are removed, and the folder if it created it; the
+    lock file goes in every case.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (it is created if missing)")
+    existed = out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = _lock(out)
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    try:
+        _remove_partial(out)
+        finished = [name for name in OUTPUTS if (out / name).exists()]
+        if finished and not overwrite:
+            raise FileExistsError(
+                f"{out} holds the outputs of an earlier run ({', '.join(finished)}); give another --out, or "
+                "--overwrite to replace them"
+            )
+        yield out
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            _remove_partial(out)
+        raise
+    finally:
+        (out / LOCK).unlink(missing_ok=True)
+        handle.close()
+
+
+def publish(out: Path, names: list[str], only: bool = False) -> None:
+    """Rename each complete output ``out/name`` from its partial name, replacing an older one; with
+    ``only``, also remove the earlier outputs this run did not write, so the folder holds this run's alone."""
     for name in names:
         final = out / name.rstrip("/")
-        if final.is_dir():
-            shutil.rmtree(final)
+        if final.exists():
+            _remove(final)
         os.replace(partial(final), final)
+    if only:
+        written = {name.rstrip("/") for name in names}
+        for name in OUTPUTS:
+            if name not in written and (out / name).exists():
+                _remove(out / name)
 
 
 def _sinks(spec: Any, folder: Path, spike_records: tuple[str, ...]) -> tuple[Any, list, list[str]]:
@@ -129,12 +216,65 @@ def _duration(source: Path, settings: Any, duration: float | None) -> float:
     """The run's duration (ms): ``--duration`` or the spec's, which must outlast ``simulation.discard``."""
     from sapicore.spec import SpecError
 
-    duration = duration or settings.duration
+    if duration is None:
+        duration = settings.duration
+    elif not duration > 0 or duration == float("inf"):
+        raise SpecError(f"{source}: --duration must be a positive number of milliseconds, got {duration:g}")
+    if duration < settings.dt:
+        raise SpecError(f"{source}: --duration {duration:g} ms is shorter than one step (dt = {settings.dt} ms)")
     if settings.discard and duration <= settings.discard:
         raise SpecError(
             f"{source}: --duration {duration} ms is not longer than simulation.discard ({settings.discard} ms)"
         )
     return duration
+
+
+def _size(count: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if count < 1000 or unit == "PB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1000
+    raise AssertionError("unreachable")
+
+
+def _record_bytes(network: Any, state: Any, record: tuple[str, ...], steps: int, every: int) -> dict[str, float]:
+    """Bytes each sampled record will take in the NIX log (spike events are not counted: their size
+    depends on the rates)."""
+    ranges = network.ranges()
+    sizes = {}
+    for name in record:
+        if network.is_event(name):
+            continue
+        owner, _, variable = name.partition(".")
+        if owner in ranges:
+            population, _, count = ranges[owner]
+            value = getattr(state.populations[population], variable, None)
+            per_neuron = value.numel() // network.populations[population].size if value is not None else 1
+            numel = count * max(per_neuron, 1)
+            itemsize = value.element_size() if value is not None else 4
+        else:
+            value = network.read(state, {}, name)
+            numel, itemsize = value.numel(), value.element_size()
+        sizes[name] = float(numel) * itemsize * (steps // every)
+    return sizes
+
+
+def _check_space(out: Path, sizes: dict[str, float]) -> None:
+    """Refuse a run whose sampled records cannot fit on the disk of ``out``; say so when they are large."""
+    total = sum(sizes.values())
+    if not total:
+        return
+    free = shutil.disk_usage(out).free
+    largest = ", ".join(f"{name}: {_size(size)}" for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
+    if total > free:
+        raise OSError(
+            errno.ENOSPC,
+            f"this run would write {_size(total)} of records ({largest}) but only {_size(free)} are free; record "
+            "fewer variables, raise simulation.every, or shorten the run",
+            str(out),
+        )
+    if total > LARGE:
+        print(f"sapicore: this run will write {_size(total)} of records into {out} ({largest})", file=sys.stderr)
 
 
 def _spike_summary(spike_events: Any, network: Any, duration: float, discard: float) -> tuple[dict, dict, dict]:
@@ -173,12 +313,16 @@ def run(
     spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True, overrides: tuple = ()
 ) -> dict:
     """Simulate a spec (with ``overrides``, ``"dotted.key=value"`` strings) and write its outputs into
-    ``out`` (each under a partial name until it is complete, then renamed); return the summary."""
+    ``out`` (each under a partial name until it is complete, then renamed; the folder then holds this
+    run's outputs alone); return the summary."""
     import sapicore.functional as sf
-    from sapicore.spec import initial_state, load_data, override, parse_spec
+    from sapicore.spec import SpecError, initial_state, load_data, override, parse_spec
 
     path, data = load_data(spec_path)
-    spec = parse_spec(override(data, overrides, path), path)
+    data = override(data, overrides, path)
+    if isinstance(data, dict) and "sweep" in data:
+        raise SpecError(f"{path}: has a sweep: section; run its lanes with 'sapicore sweep {spec_path}'")
+    spec = parse_spec(data, path)
     out = Path(out)
     settings = spec.simulation
     duration = _duration(spec.source, settings, duration)
@@ -186,6 +330,9 @@ def run(
     network = sf.to(spec.network, device=settings.device)
     state = initial_state(spec)
     record = settings.record or network.default_record()
+    steps = int(round(duration / settings.dt))
+    if spec.outputs.nix:
+        _check_space(out, _record_bytes(network, state, record, steps, settings.every))
     spike_records = tuple(name for name in record if network.is_event(name))
     spike_events, sinks, names = _sinks(spec, out, spike_records)
     start = time.perf_counter()
@@ -203,12 +350,7 @@ def run(
             keep=False,  # records stream to the sinks: memory stays bounded
         )
     wall = time.perf_counter() - start
-    if overrides:  # the spec as run, overrides applied
-        from tree_config.yaml import yaml_dumps
-
-        partial(out / "spec.yaml").write_text(yaml_dumps(data))
-    else:
-        shutil.copyfile(spec.source, partial(out / "spec.yaml"))
+    _write_spec(out, spec.source, data, overrides)
     events, rates, cvs = _spike_summary(spike_events, network, duration, settings.discard)
     names += ["spec.yaml"] + _raster(spec, out, events, spec.source.stem, rates)
     summary = {
@@ -224,8 +366,18 @@ def run(
         "outputs": ["summary.json"] + names,
     }
     partial(out / "summary.json").write_text(json.dumps(summary, indent=2))
-    publish(out, summary["outputs"])
+    publish(out, summary["outputs"], only=True)
     return summary
+
+
+def _write_spec(out: Path, source: Path, data: Any, overrides: tuple) -> None:
+    """The spec as run (overrides applied) under its partial name."""
+    if overrides:
+        from tree_config.yaml import yaml_dumps
+
+        partial(out / "spec.yaml").write_text(yaml_dumps(data))
+    else:
+        shutil.copyfile(source, partial(out / "spec.yaml"))
 
 
 def _distributed(device: str) -> tuple[int, int]:
@@ -240,15 +392,93 @@ def _distributed(device: str) -> tuple[int, int]:
     return dist.get_rank(), world
 
 
+def _settings(spec: Any, duration: float) -> dict:
+    """What a lane runs with, as its ``sweep.csv`` columns report it."""
+    settings = spec.simulation
+    return {
+        "ran.dt_ms": settings.dt,
+        "ran.duration_ms": duration,
+        "ran.seed": settings.seed,
+        "ran.every": settings.every,
+        "ran.record": " ".join(settings.record),
+        "ran.fast": settings.fast,
+        "ran.dtype": settings.dtype,
+        "ran.device": settings.device,
+        "ran.discard_ms": settings.discard,
+    }
+
+
+def _stochastic(network: Any) -> bool:
+    return any(getattr(population.model, "stochastic", False) for population in network.populations.values())
+
+
+def _groups(specs: list, durations: list[float]) -> list[list[int]]:
+    """Lanes that can run as vmap lanes of one call, in order: equal run settings (all of
+    ``simulation`` but the seed, and the duration), equal structure (what ``stack`` needs to share),
+    and, in a network that draws random numbers, equal seeds."""
+    from sapicore.functional.pytree import stack_key
+
+    groups: dict[Any, list[int]] = {}
+    for lane, (spec, duration) in enumerate(zip(specs, durations)):
+        settings = {k: v for k, v in _settings(spec, duration).items() if k != "ran.seed"}
+        seed = spec.simulation.seed if _stochastic(spec.network) else None
+        key = (tuple(settings.items()), seed, stack_key(spec.network))
+        groups.setdefault(key, []).append(lane)
+    return list(groups.values())
+
+
+def _run_group(lanes: list[int], specs: list, states: list, duration: float, folders: dict, progress: bool) -> dict:
+    """Run lanes that share their settings (one alone with ``simulate``, exactly as ``sapicore run``;
+    several as vmap lanes of one ``sweep``), none strict; return each lane's spike events, output
+    names and divergence time (ms, NaN if none)."""
+    import sapicore.functional as sf
+
+    settings = specs[lanes[0]].simulation
+    network = specs[lanes[0]].network
+    record = settings.record or network.default_record()
+    spike_records = tuple(name for name in record if network.is_event(name))
+    outputs = {lane: _sinks(specs[lane], folders[lane], spike_records) for lane in lanes}
+    options = dict(
+        dt=settings.dt,
+        duration=duration,
+        record=record,
+        every=settings.every,
+        fast=settings.fast,
+        progress=progress,
+        keep=False,
+        strict=False,
+    )
+    torch.manual_seed(settings.seed)
+    with torch.no_grad():
+        if len(lanes) == 1:
+            (lane,) = lanes
+            _, records = sf.simulate(specs[lane].network, states[lane], sinks=outputs[lane][1], **options)
+            diverged = records["diverged"].reshape(1)
+        else:
+            _, records = sf.sweep(
+                sf.stack([specs[lane].network for lane in lanes]),
+                sf.stack([states[lane] for lane in lanes]),
+                sinks=[sf.PerLane([outputs[lane][1] for lane in lanes])],
+                **options,
+            )
+            diverged = records["diverged"]
+    return {lane: (*outputs[lane][::2], float(diverged[index])) for index, lane in enumerate(lanes)}
+
+
 def sweep(
     spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True, overrides: tuple = ()
 ) -> list[dict]:
     """Run a spec's sweep lanes (sharded over torchrun processes); rank 0 writes and returns the table.
 
-    Each lane writes the outputs the spec asks for (NIX log, raster, TensorBoard) into
-    ``out/lanes/<lane>/``, as ``sapicore run`` writes them into ``out``.
+    Every lane runs with its own settings: lanes are grouped by what they ran with (see
+    :func:`_groups`) and each group runs as vmap lanes of one call. Each lane writes the outputs the
+    spec asks for (NIX log, raster, TensorBoard) into ``out/lanes/<lane>/``, as ``sapicore run``
+    writes them into ``out``. A lane whose state turns NaN or infinite is stopped there (NaN records
+    from then on, no rates) while the others run on; one line on stderr lists such lanes.
     """
     import csv
+    import math
+    import warnings
 
     import sapicore.functional as sf
     from sapicore.spec import SpecError, expand_sweep, initial_state, load_data, override, parse_spec
@@ -258,68 +488,111 @@ def sweep(
     if not isinstance(data, dict) or "sweep" not in data:
         raise SpecError(f"{path}: no sweep: section (grid, zip or random); 'sapicore run' runs a spec without one")
     lanes_data, labels = expand_sweep(data, path)
-    specs = [parse_spec(lane, path) for lane in lanes_data]
-    settings = specs[0].simulation
-    duration = _duration(path, settings, duration)
-    device = settings.device
-    rank, world = _distributed(device)
-    if device.startswith("cuda") and world > 1:
-        device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
-    mine = list(range(rank, len(specs), world))
-    rows: list[dict] = []
-    if mine:
+    specs = []
+    for lane, lane_data in enumerate(lanes_data):
         try:
-            lanes = sf.stack([sf.to(specs[i].network, device=device) for i in mine])
-        except (ValueError, TypeError) as err:
-            raise SpecError(
-                f"{path}: sweep: the swept values change the network's structure, so lanes cannot share one run ({err})"
-            ) from None
-        states = sf.stack([sf.to(initial_state(specs[i]), device=device) for i in mine])
-        record = settings.record or lanes.default_record()
-        spike_records = tuple(name for name in record if lanes.is_event(name))
-        folders = {lane: Path(out) / "lanes" / str(lane) for lane in mine}
-        outputs = {lane: _sinks(specs[lane], folders[lane], spike_records) for lane in mine}
-        torch.manual_seed(settings.seed)
-        with torch.no_grad():
-            sf.sweep(
-                lanes,
-                states,
-                dt=settings.dt,
-                duration=duration,
-                record=record,
-                every=settings.every,
-                fast=settings.fast,
-                progress=progress and rank == 0,
-                sinks=[sf.PerLane([outputs[lane][1] for lane in mine])],
-                keep=False,
-            )
-        for lane in mine:
-            spike_events, _, names = outputs[lane]
-            events, rates, cvs = _spike_summary(spike_events, specs[lane].network, duration, settings.discard)
-            names += _raster(specs[lane], folders[lane], events, f"{path.stem} lane {lane}", rates)
-            publish(folders[lane], names)
-            row = {"lane": lane, **labels[lane]}
-            for population in rates:
-                row[f"rate_hz.{population}"] = rates[population]
-                row[f"isi_cv.{population}"] = cvs[population]
-            rows.append(row)
+            specs.append(parse_spec(lane_data, path))
+        except SpecError as err:
+            raise SpecError(f"{err} (in lane {lane}: {_label(labels[lane])})") from None
+    durations = [_duration(path, spec.simulation, duration) for spec in specs]
+    devices = {spec.simulation.device for spec in specs}
+    rank, world = _distributed(sorted(devices)[0])
+    if world > 1:
+        import torch.distributed as dist
+
+        if len(devices) > 1:
+            raise SpecError(f"{path}: sweep: lanes on several devices ({', '.join(sorted(devices))}) under torchrun")
+        dist.barrier()  # rank 0 has claimed the folder (removing stale partial outputs) before anyone writes
+    local = f"cuda:{os.environ.get('LOCAL_RANK', rank)}" if world > 1 and devices == {"cuda"} else None
+    for lane, spec in enumerate(specs):
+        device = local or spec.simulation.device
+        specs[lane] = spec = _on_device(spec, device)
+    groups = _groups(specs, durations)
+    group_of = {lane: number for number, group in enumerate(groups) for lane in group}
+    mine = [group[rank::world] for group in groups]
+    mine = [group for group in mine if group]
+    states = {lane: initial_state(specs[lane]) for group in mine for lane in group}
+    for group in mine:  # refuse before any lane runs
+        if len(group) > 1:
+            try:
+                sf.stack([specs[lane].network for lane in group])
+            except (ValueError, TypeError) as err:
+                raise SpecError(f"{path}: sweep: lanes {group} cannot run together: {err}") from None
+    if rank == 0:
+        sizes = {}
+        for lane, spec in enumerate(specs):
+            network, steps = spec.network, int(round(durations[lane] / spec.simulation.dt))
+            record = spec.simulation.record or network.default_record()
+            if spec.outputs.nix:
+                state = states.get(lane) or initial_state(spec)
+                for name, size in _record_bytes(network, state, record, steps, spec.simulation.every).items():
+                    sizes[name] = sizes.get(name, 0.0) + size
+        _check_space(Path(out), sizes)
+    lanes_folder = partial(Path(out) / "lanes")
+    folders = {lane: lanes_folder / str(lane) for group in mine for lane in group}
+    rows: list[dict] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sf.DivergenceWarning)  # the command lists diverged lanes itself
+        for group in mine:
+            lane_duration = durations[group[0]]
+            ran = _run_group(group, specs, states, lane_duration, folders, progress and rank == 0)
+            for lane, (spike_events, names, diverged) in ran.items():
+                events, rates, cvs = _spike_summary(
+                    spike_events, specs[lane].network, lane_duration, specs[lane].simulation.discard
+                )
+                if math.isnan(diverged):
+                    names += _raster(specs[lane], folders[lane], events, f"{path.stem} lane {lane}", rates)
+                publish(folders[lane], names)
+                row = {"lane": lane, **labels[lane], **_settings(specs[lane], lane_duration)}
+                row["ran.group"] = group_of[lane]
+                row["diverged_by_ms"] = None if math.isnan(diverged) else diverged
+                for population in rates:
+                    row[f"rate_hz.{population}"] = rates[population] if math.isnan(diverged) else None
+                    row[f"isi_cv.{population}"] = cvs[population] if math.isnan(diverged) else None
+                rows.append(row)
     if world > 1:
         import torch.distributed as dist
 
         gathered: list = [None] * world
         dist.all_gather_object(gathered, rows)
-        rows = sorted((row for part in gathered for row in part), key=lambda row: row["lane"])
+        rows = [row for part in gathered for row in part]
         dist.destroy_process_group()
+    rows.sort(key=lambda row: row["lane"])
     if rank == 0:
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         partial(out / "sweep.json").write_text(json.dumps(rows, indent=2))
         with open(partial(out / "sweep.csv"), "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            columns = list(dict.fromkeys(key for row in rows for key in row))
+            writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
-        publish(out, ["sweep.json", "sweep.csv"])
+        publish(out, ["sweep.json", "sweep.csv", "lanes/"], only=True)
+        diverged = [row for row in rows if row["diverged_by_ms"] is not None]
+        if diverged:
+            listed = "; ".join(
+                f"lane {row['lane']} ({_label(labels[row['lane']])}) by t = {row['diverged_by_ms']:g} ms"
+                for row in diverged
+            )
+            print(
+                f"sapicore: warning: {len(diverged)} of {len(rows)} lanes turned NaN or infinite and were stopped: "
+                f"{listed}; their records are NaN from then on (column diverged_by_ms of sweep.csv)",
+                file=sys.stderr,
+            )
     return rows
+
+
+def _label(label: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in label.items())
+
+
+def _on_device(spec: Any, device: str) -> Any:
+    """The spec with its network on ``device`` (and its settings saying so)."""
+    import attrs
+
+    import sapicore.functional as sf
+
+    simulation = attrs.evolve(spec.simulation, device=device)
+    return attrs.evolve(spec, network=sf.to(spec.network, device=device), simulation=simulation)
 
 
 def inspect(path: str | Path) -> str:
@@ -342,6 +615,27 @@ def inspect(path: str | Path) -> str:
     return "\n".join(lines)
 
 
+def _os_message(err: OSError) -> str:
+    """An OSError in one line: the path, the cause, and what to do."""
+    where = err.filename or ""
+    if err.filename2:
+        where = f"{where} -> {err.filename2}"
+    cause = err.strerror or str(err)
+    hints = {
+        errno.ENOSPC: "free some space or give another --out",
+        errno.EROFS: "give an --out on a writable disk",
+        errno.EACCES: "give an --out you may write to",
+        errno.EPERM: "give an --out you may write to",
+        errno.ENOTDIR: "a part of that path is a file, not a folder",
+    }
+    hint = hints.get(err.errno) if cause == os.strerror(err.errno) else None  # our own messages say what to do
+    return f"{where}: {cause}" + (f"; {hint}" if hint else "") if where else cause
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     from sapicore import __version__
 
@@ -351,42 +645,68 @@ def main(argv: list[str] | None = None) -> int:
     run_parser = commands.add_parser("run", help="simulate a spec and write its outputs")
     run_parser.add_argument("spec", help="a YAML spec file, or the name of a shipped spec (coba)")
     run_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>)")
-    run_parser.add_argument("--duration", type=float, default=None, help="override the spec's duration (ms)")
+    run_parser.add_argument("--duration", type=float, default=None, help="override the spec's duration (ms, > 0)")
     run_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run_parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="set a spec value, e.g. builder.scale=0.05"
     )
+    run_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     sweep_parser = commands.add_parser("sweep", help="run the lanes of a spec's sweep section")
     sweep_parser.add_argument("spec")
     sweep_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>-sweep)")
-    sweep_parser.add_argument("--duration", type=float, default=None, help="override the spec's duration (ms)")
+    sweep_parser.add_argument("--duration", type=float, default=None, help="override every lane's duration (ms, > 0)")
     sweep_parser.add_argument("--no-progress", action="store_true")
     sweep_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a spec value")
+    sweep_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     inspect_parser = commands.add_parser("inspect", help="list what a NIX log holds")
     inspect_parser.add_argument("file")
     args = parser.parse_args(argv)
 
     from sapicore.spec import SpecError
 
+    handles_signals = signal.getsignal(signal.SIGTERM) is not None and _main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if handles_signals else None
     try:
-        if args.command == "run":
-            out = args.out or Path("outputs") / Path(args.spec).stem
-            with claimed(out):
-                summary = run(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
-            print(json.dumps(summary, indent=2))
-            print(f"wrote {', '.join(summary['outputs'])} into {out}")
-        elif args.command == "sweep":
-            out = args.out or Path("outputs") / f"{Path(args.spec).stem}-sweep"
-            first = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 writes and holds the folder
-            with claimed(out) if first else contextlib.nullcontext():
-                rows = sweep(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
-            if first:
-                print(f"wrote sweep.csv and sweep.json ({len(rows)} lanes) into {out}")
-        else:
-            print(inspect(args.file))
-    except (SpecError, FileNotFoundError, FileExistsError, ValueError, FloatingPointError) as err:
+        return _command(args)
+    except KeyboardInterrupt:
+        print("sapicore: interrupted; partial outputs removed", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("sapicore: terminated (SIGTERM); partial outputs removed", file=sys.stderr)
+        return 143
+    except OSError as err:  # the system's (with an errno: no space, read-only, ...) or ours (a message)
+        print(f"sapicore: error: {_os_message(err) if err.errno is not None else err}", file=sys.stderr)
+        return 2
+    except (SpecError, ValueError, FloatingPointError) as err:
         print(f"sapicore: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if handles_signals:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command == "run":
+        out = args.out or Path("outputs") / Path(args.spec).stem
+        with claimed(out, overwrite=args.overwrite):
+            summary = run(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
+        print(json.dumps(summary, indent=2))
+        print(f"wrote {', '.join(summary['outputs'])} into {out}")
+    elif args.command == "sweep":
+        out = args.out or Path("outputs") / f"{Path(args.spec).stem}-sweep"
+        first = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 writes and holds the folder
+        with claimed(out, overwrite=args.overwrite) if first else contextlib.nullcontext():
+            rows = sweep(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
+        if first:
+            print(f"wrote sweep.csv and sweep.json ({len(rows)} lanes) into {out}")
+    else:
+        print(inspect(args.file))
     return 0
 
 

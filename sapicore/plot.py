@@ -7,6 +7,7 @@ parameters.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,16 @@ __all__ = ["raster", "raster_events", "population_rate", "rate_bars", "traces", 
 
 
 def _save(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` to ``path``; a failed write (no space, no permission) raises ``OSError`` naming the file."""
     path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, os.strerror(err.errno), str(path)) from None
+        raise
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -203,7 +203,7 @@ CASES = {
         ValueError,
         "state must carry a leading lane axis of size 2",
     ),
-    "sweep: one lane turning NaN": (
+    "sweep: one lane turning NaN, strict": (
         lambda: sf.sweep(
             sf.zipped(sf.AdEx(), b=[0.0, 1e38])[0],  # lane 1: the adaptation current overflows at a spike
             inputs=lambda t: torch.full((3,), 5.0),
@@ -211,6 +211,7 @@ CASES = {
             steps=400,
             chunk=100,
             shape=3,
+            strict=True,
         ),
         FloatingPointError,
         "state.v in lane 1 became NaN or infinite during steps 1 to 100",

@@ -360,7 +360,7 @@ def test_a_run_that_fails_mid_way_keeps_the_older_outputs_and_leaves_no_partial_
     data["populations"]["b"] = {"model": "AdEx", "size": 5, "parameters": {"b": 1e38}}  # w overflows at a spike
     data["drive"]["b"] = 5.0
     spec_file.write_text(yaml_dumps(data))
-    assert main(["run", str(spec_file), "--out", str(out), "--no-progress"]) == 2
+    assert main(["run", str(spec_file), "--out", str(out), "--no-progress", "--overwrite"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("sapicore: error: state.populations['b'].v became NaN or infinite during steps")
     assert "\n" not in error

@@ -158,3 +158,42 @@ def test_stacking_numbers_follows_the_trees_dtype():
     nets = [sf.to(_plastic_network(0.004, drive), dtype=torch.float64) for drive in (0.1, 0.2)]
     lanes = sf.stack(nets)
     assert lanes.drive["b"].dtype == torch.float64 and lanes.drive["b"].tolist() == [0.1, 0.2]
+
+
+def test_a_diverging_lane_is_quarantined_and_the_others_equal_their_single_runs():
+    bs = [0.0, 1e38, 0.05, 0.1]  # lane 1: the adaptation current overflows at the first spike
+
+    def network(b):
+        return sf.Network({"a": sf.Population(sf.AdEx(b=b), 5)}, {}, drive={"a": 5.0})
+
+    lanes = sf.stack([network(b) for b in bs])
+    record = ("a.v", "a.spikes")
+    with pytest.warns(sf.DivergenceWarning, match=r"1 of 4 lanes .* \(lane 1: steps 1 to 100 \(t = 0 to 10 ms\)\)"):
+        _, rec = sf.sweep(lanes, dt=0.1, steps=400, record=record, chunk=100)
+    assert torch.equal(rec["diverged"].isnan(), torch.tensor([True, False, True, True]))
+    assert rec["diverged"][1] == 10.0
+    assert rec["a.v"][1].isnan().all() and rec["a.spikes"][1].isnan().all()  # NaN from its first chunk on
+    for lane in (0, 2, 3):
+        alone = network(bs[lane])
+        _, single = sf.simulate(alone, alone.init_state(), dt=0.1, steps=400, record=record, chunk=100)
+        assert torch.equal(single["a.v"], rec["a.v"][lane]) and torch.equal(single["a.spikes"], rec["a.spikes"][lane])
+    with pytest.raises(FloatingPointError, match="in lane 1 became NaN or infinite during steps 1 to 100"):
+        sf.sweep(lanes, dt=0.1, steps=400, record=record, chunk=100, strict=True)
+
+
+def test_a_single_run_that_is_not_strict_stops_its_records_and_says_when():
+    net = sf.Network({"a": sf.Population(sf.AdEx(b=1e38), 5)}, {}, drive={"a": 5.0})
+    events = sf.SpikeEvents("a.spikes")
+    with pytest.warns(sf.DivergenceWarning, match=r"during steps 1 to 100 \(t = 0 to 10 ms\)"):
+        _, rec = sf.simulate(
+            net,
+            net.init_state(),
+            dt=0.1,
+            steps=300,
+            record=("a.v", "a.spikes"),
+            chunk=100,
+            strict=False,
+            sinks=[events],
+        )
+    assert rec["diverged"] == 10.0 and rec["a.v"].isnan().all()
+    assert len(events.times["a.spikes"]) == 0  # NaN records give no events

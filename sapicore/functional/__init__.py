@@ -6,6 +6,7 @@ membrane area; Izhikevich in the paper's units).
 """
 
 from . import capacity, connectivity, encoders, transforms
+from .checks import DivergenceWarning
 from .connectivity import Connectivity
 from .events import SpikeEvents
 from .feed import PerLane
@@ -56,6 +57,7 @@ from .synapses import Delta, DualExponential, Exponential, SynapseModel
 __all__ = [
     "Connectivity",
     "Delta",
+    "DivergenceWarning",
     "DualExponential",
     "Exponential",
     "Hebbian",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import attrs
@@ -20,7 +21,7 @@ import torch.utils._pytree as _pytree
 from .network import Network, NetworkState
 from .pytree import check_values_finite, is_concrete, to, tree_leaves, tree_map
 
-__all__ = ["check_inputs", "check_state", "check_fits", "check_sinks", "FiniteWatch"]
+__all__ = ["check_inputs", "check_state", "check_fits", "check_sinks", "FiniteWatch", "DivergenceWarning"]
 
 
 def check_inputs(inputs: Any) -> None:
@@ -154,45 +155,62 @@ def _watched(state: Any) -> list[tuple[str, torch.Tensor]]:
     return watched
 
 
+class DivergenceWarning(RuntimeWarning):
+    """Some lanes of a non-strict run turned NaN or infinite and were stopped (see :class:`FiniteWatch`)."""
+
+
 class FiniteWatch:
     """After each chunk, check that the neuron and synapse variables are still finite.
 
-    A chunk costs one sum per variable (a NaN or infinity makes it non-finite; only then are the
-    variables looked at one by one, so a sum that merely overflows raises nothing). The chunk
-    computes that sum itself (:meth:`wrap`): compiled, it fuses with the chunk's last step and reads
-    the state while it is still in cache. On the CPU the check is immediate; on CUDA the sum is
-    copied to the host on the side and read after the next chunk has been launched, so the GPU
-    never waits. ``check`` raises ``FloatingPointError`` naming the variable, the chunk's steps and
-    (with lanes) the lane.
+    A chunk costs one sum per variable and lane (a NaN or infinity makes it non-finite; only then are
+    the variables looked at one by one, so a sum that merely overflows raises nothing). The chunk
+    computes those sums itself (:meth:`wrap`): compiled, they fuse with the chunk's last step and read
+    the state while it is still in cache.
+
+    ``strict`` (single runs, ``sweep(strict=True)``): ``check`` raises ``FloatingPointError`` naming
+    the variable, the chunk's steps and (with lanes) the lane. On the CPU the check is immediate; on
+    CUDA the sum is copied to the host on the side and read after the next chunk has been launched, so
+    the GPU never waits.
+
+    Not ``strict`` (the default of ``sweep``): a lane whose state is no longer finite is *quarantined*:
+    :meth:`screen` sets its records to NaN from the chunk where it happened to the end of the run,
+    while the other lanes go on untouched (lanes never mix, so they equal running them alone).
+    :meth:`diverged` gives the time by which each lane had diverged, :meth:`warn` one warning
+    listing them. On CUDA the masking runs on the device, with no wait; the host learns which lanes
+    diverged one chunk later.
     """
 
-    def __init__(self, device: torch.device, dt: float, lanes: bool, enabled: bool) -> None:
-        self.device, self.dt, self.lanes, self.enabled = device, dt, lanes, enabled
+    def __init__(self, device: torch.device, dt: float, lanes: bool, enabled: bool, strict: bool = True) -> None:
+        self.device, self.dt, self.lanes, self.enabled, self.strict = device, dt, lanes, enabled, strict
         self.waiting: tuple[Any, torch.Tensor, Any, int, int] | None = None
+        self.dead: torch.Tensor | None = None  # quarantined lanes, on the device (non-strict)
+        self.known: torch.Tensor | None = None  # the last quarantine flags the host has read
+        self.windows: dict[int, tuple[int, int]] = {}  # lane -> (first step, end step) of its chunk
 
     def wrap(self, chunk: Any) -> Any:
-        """``chunk`` (``(model, state, xs, t0) -> (state, records)``) also returning the sum that
-        :meth:`check` reads, or None when the watch is off."""
+        """``chunk`` (``(model, state, xs, t0) -> (state, records)``) also returning the sums that
+        :meth:`check` reads (one per lane), or None when the watch is off."""
 
         def watched(model: Any, state: Any, xs: Any, t0: torch.Tensor) -> tuple[Any, dict, Any]:
             state, records = chunk(model, state, xs, t0)
             if not self.enabled:
                 return state, records, None
-            leaves = [leaf.detach() for _, leaf in _watched(state)]
             total = None
-            for leaf in leaves:  # a sum per variable: no copy of the state
-                total = leaf.sum() if total is None else total + leaf.sum()
+            for _, leaf in _watched(state):  # a sum per variable: no copy of the state
+                leaf = leaf.detach()
+                part = leaf.reshape(leaf.shape[0], -1).sum(1) if self.lanes else leaf.sum()
+                total = part if total is None else total + part
             return state, records, total
 
         return watched
 
     def check(self, total: torch.Tensor | None, state: Any, first_step: int, end_step: int) -> None:
-        """Check the sum ``total`` of the state after steps ``first_step`` to ``end_step - 1``
-        (0-based, absolute)."""
+        """(strict) Check the sums ``total`` of the state after steps ``first_step`` to
+        ``end_step - 1`` (0-based, absolute), raising ``FloatingPointError`` if one is not finite."""
         if total is None:
             return
         if self.device.type != "cuda":
-            if not math.isfinite(total.item()):  # sync-ok: once per chunk, after the chunk (see the docstring)
+            if not bool(torch.isfinite(total).all()):  # sync-ok: once per chunk, after the chunk (see the docstring)
                 self._raise(state, first_step, end_step)
             return
         self.flush(state)
@@ -201,14 +219,85 @@ class FiniteWatch:
         done.record()
         self.waiting = (done, host, first_step, end_step)
 
-    def flush(self, state: Any) -> None:
-        """Read the sum of the chunk still in transit (CUDA), raising if it went bad."""
+    def screen(self, total: torch.Tensor | None, records: dict, first_step: int, end_step: int) -> dict:
+        """(not strict) Quarantine the lanes whose sums in ``total`` are not finite; return ``records``
+        with the quarantined lanes' values set to NaN."""
+        if total is None:
+            return records
+        bad = ~torch.isfinite(total)
+        if self.device.type != "cuda":
+            if self.dead is None and not bool(bad.any()):  # sync-ok: once per chunk, as the strict check
+                return records
+            self.dead = bad if self.dead is None else self.dead | bad
+            self._learn(self.dead, first_step, end_step)
+        else:
+            self.dead = bad if self.dead is None else self.dead | bad
+            self._read_late()
+            host = self.dead.to("cpu", non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            self.waiting = (done, host, None, first_step, end_step)
+        return {name: self._masked(values) for name, values in records.items()}
+
+    def _masked(self, values: torch.Tensor) -> torch.Tensor:
+        if not values.is_floating_point():
+            return values
+        dead = self.dead.reshape(self.dead.shape + (1,) * (values.dim() - self.dead.dim()))
+        return values.masked_fill(dead, math.nan)
+
+    def _learn(self, dead: torch.Tensor, first_step: int, end_step: int) -> None:
+        """Note the chunk of each lane that ``dead`` (host or CPU flags) shows quarantined for the first time."""
+        for lane in torch.nonzero(dead.reshape(-1)).reshape(-1).tolist():  # sync-ok: flags already on the host
+            self.windows.setdefault(lane, (first_step, end_step))
+
+    def _read_late(self) -> None:
         if self.waiting is not None:
-            done, host, first_step, end_step = self.waiting
+            done, host, _, first_step, end_step = self.waiting
             self.waiting = None
-            done.synchronize()  # sync-ok: the previous chunk's sum, while the GPU runs the next chunk
-            if not math.isfinite(host.item()):  # sync-ok: a host tensor, already copied
-                self._raise(state, first_step, end_step)
+            done.synchronize()  # sync-ok: the previous chunk's flags, while the GPU runs the next chunk
+            self._learn(host, first_step, end_step)
+
+    def flush(self, state: Any) -> None:
+        """Read the sums or flags of the chunk still in transit (CUDA), raising if strict and one went bad."""
+        if self.waiting is None:
+            return
+        if len(self.waiting) == 5:
+            self._read_late()
+            return
+        done, host, first_step, end_step = self.waiting
+        self.waiting = None
+        done.synchronize()  # sync-ok: the previous chunk's sum, while the GPU runs the next chunk
+        if not bool(torch.isfinite(host).all()):  # sync-ok: a host tensor, already copied
+            self._raise(state, first_step, end_step)
+
+    def diverged(self, count: int) -> torch.Tensor:
+        """For each of ``count`` lanes (a 0-d tensor for a run without lanes), the time (ms) at the end
+        of the chunk in which it was quarantined, NaN for lanes that stayed finite."""
+        times = torch.full((count,), math.nan, dtype=torch.float64)
+        for lane, (_, end_step) in self.windows.items():
+            times[lane] = end_step * self.dt
+        return times if self.lanes else times[0]
+
+    def warn(self, count: int) -> None:
+        """One warning naming every quarantined lane and its chunk, if any."""
+        if not self.windows:
+            return
+        windows = {
+            lane: f"steps {first + 1} to {end} (t = {first * self.dt:g} to {end * self.dt:g} ms)"
+            for lane, (first, end) in sorted(self.windows.items())
+        }
+        if self.lanes:
+            listed = "; ".join(f"lane {lane}: {window}" for lane, window in windows.items())
+            message = (
+                f"{len(windows)} of {count} lanes turned NaN or infinite and were stopped ({listed}); their records "
+                "from that chunk on are NaN, the other lanes ran on unchanged (strict=True raises instead)"
+            )
+        else:
+            message = (
+                f"the state turned NaN or infinite during {windows[0]}; the records from that chunk on are NaN "
+                "(strict=True raises instead)"
+            )
+        warnings.warn(message, DivergenceWarning, stacklevel=4)
 
     def _raise(self, state: Any, first_step: int, end_step: int) -> None:
         """Name the first non-finite variable (and lane) of ``state``, if any, and raise."""

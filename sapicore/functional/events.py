@@ -26,14 +26,15 @@ def to_events(values: torch.Tensor, first_record: int, interval: float) -> tuple
 
     Records count spikes (>= 0). Record ``k`` of the chunk is the ``first_record + k + 1``-th of the
     run and ends at that number times ``interval`` (ms); a record counting n spikes of a neuron in its
-    window gives n events at the window's end.
+    window gives n events at the window's end. NaN (the records of a lane quarantined after its state
+    diverged) gives none.
     """
     width = values[0].numel() if values.shape[0] else 1
     flat = values.detach().reshape(-1)
     if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64) and kernels.available():
         # one scan that skips blocks of zeros and writes the events (a dozen dispatched ops otherwise)
         return torch.ops.sapicore.events(flat, max(width, 1), first_record, interval)
-    position = torch.nonzero(flat).reshape(-1)  # sync-ok: once per chunk, outside the steps
+    position = torch.nonzero(flat.nan_to_num(0.0)).reshape(-1)  # sync-ok: once per chunk, outside the steps
     counts = flat.index_select(0, position)
     if bool((counts > 1.5).any()):  # sync-ok: a neuron spiked more than once in a window
         position = position.repeat_interleave(counts.round().to(torch.int64).clamp(min=1))

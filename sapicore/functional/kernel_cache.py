@@ -97,7 +97,10 @@ def build_lock(folder: Path) -> Iterator[None]:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                print(f"sapicore: waiting for another process that is building the CPU kernel in {folder}", file=sys.stderr)
+                print(
+                    f"sapicore: waiting for another process that is building the CPU kernel in {folder}",
+                    file=sys.stderr,
+                )
                 fcntl.flock(handle, fcntl.LOCK_EX)  # released by the system if that process dies
         try:
             stale = folder / "lock"

@@ -249,7 +249,15 @@ def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None, 
         keys = list(first)
         if any(list(value) != keys for value in values):
             raise ValueError(f"cannot stack {where}: lanes have different keys")
-        return {key: _stack_values([value[key] for value in values], f"{where}[{key!r}]", like) for key in keys}
+        stacked = {key: _stack_values([value[key] for value in values], f"{where}[{key!r}]", like) for key in keys}
+        tensors = [item for item in stacked.values() if isinstance(item, torch.Tensor)]
+        if tensors:  # the dict is a child: its numbers are leaves too, and every leaf needs the lane axis
+            for key, item in stacked.items():
+                if isinstance(item, numbers.Real) and not isinstance(item, bool):
+                    stacked[key] = torch.full(
+                        (len(values),), float(item), dtype=tensors[0].dtype, device=tensors[0].device
+                    )
+        return stacked
     if fixed and any(not isinstance(value, torch.Tensor) and value != first for value in values):
         differ = sorted({repr(value) for value in values})
         raise ValueError(

@@ -56,6 +56,7 @@ class PoissonSource(NeuronModel):
 
     state_class = SourceState
     receives_projections = False
+    stochastic = True
 
     def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"spikes": zeros.clone()}

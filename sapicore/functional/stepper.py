@@ -32,7 +32,7 @@ from .checks import FiniteWatch, check_fits, check_inputs, check_sinks, check_st
 from .feed import SinkFeed
 from .network import Network, own_buffers
 from .neurons.base import check_consistent, check_dt, check_model
-from .pytree import tree_leaves, tree_map, validate
+from .pytree import lane_count, tree_leaves, tree_map, validate
 from .transforms import RunContext, run_context
 
 __all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks", "Plan", "plan_run"]
@@ -233,7 +233,8 @@ class Plan:
     """A checked run: what to record (``names``), how long (``steps`` of ``dt`` ms, records ``every``
     steps, in chunks of ``chunk`` steps, from ``start_step``), how (``fast``, ``progress``), where the
     time axis of input tensors is (``input_axis``) and of records (``record_axis``, 1 when a lane
-    axis comes first), and the :class:`~sapicore.functional.transforms.RunContext`."""
+    axis comes first), the :class:`~sapicore.functional.transforms.RunContext`, and whether a state
+    turning NaN raises (``strict``) or is quarantined (see :class:`~sapicore.functional.checks.FiniteWatch`)."""
 
     names: tuple
     steps: int
@@ -246,6 +247,7 @@ class Plan:
     input_axis: int
     record_axis: int
     context: RunContext
+    strict: bool = True
 
 
 def plan_run(
@@ -265,11 +267,14 @@ def plan_run(
     lanes: bool = False,
     input_axis: int = 0,
     sinks: Sequence[Any] = (),
+    strict: bool = True,
 ) -> tuple[Any, Plan]:
     """Check a run's arguments once; return the model as the run uses it (propagation backends chosen)
     and the run's :class:`Plan`."""
     dt, steps, names = checked_arguments(model, state, inputs, dt, steps, duration, record, every, input_axis, lanes)
     check_fast(fast)
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
     check_sinks(sinks, names, tuple(name for name in names if model.is_event(name)))
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
         raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
@@ -283,7 +288,9 @@ def plan_run(
     context = run_context(leaves, floating_leaf(state), lanes=lanes, compiled=bool(fast))
     if isinstance(model, Network):
         model = model.for_run(context)
-    plan = Plan(names, steps, every, dt, chunk, fast, progress, start_step, input_axis, 1 if lanes else 0, context)
+    plan = Plan(
+        names, steps, every, dt, chunk, fast, progress, start_step, input_axis, 1 if lanes else 0, context, strict
+    )
     return model, plan
 
 
@@ -308,7 +315,7 @@ def run_chunks(
     """
     steps, every, dt, chunk, fast, context = plan.steps, plan.every, plan.dt, plan.chunk, plan.fast, plan.context
     device, dtype, axis = context.device, context.dtype, plan.record_axis
-    watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested)
+    watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested, strict=plan.strict)
     full = watch.wrap(build(chunk))
     if fast:
         full = _with_fallback(_compile(full, fast, device), full, str(fast))
@@ -341,8 +348,13 @@ def run_chunks(
                 state, records, total = run(model, state, xs, t0)
                 if rerun.needed(state):
                     state, records, total = rerun(watch.wrap(build(n)), before, xs, t0)
-                feed.put(records)
-                watch.check(total, state, plan.start_step + done, plan.start_step + done + n)
+                first, end = plan.start_step + done, plan.start_step + done + n
+                if plan.strict:
+                    feed.put(records)
+                    watch.check(total, state, first, end)
+                else:
+                    records = watch.screen(total, records, first, end)
+                    feed.put(records)
                 for name, values in records.items() if keep else ():
                     if context.nested:  # functional: a list of chunks, concatenated at the end
                         buffers.setdefault(name, []).append(values)
@@ -363,6 +375,10 @@ def run_chunks(
     if context.nested:
         buffers = {name: torch.cat(parts, dim=axis) for name, parts in buffers.items()}
     buffers["t"] = (plan.start_step + torch.arange(1, n_records + 1, dtype=dtype, device=device) * every) * dt
+    if not plan.strict:
+        lanes = lane_count(state) if axis == 1 else 1
+        buffers["diverged"] = watch.diverged(lanes)
+        watch.warn(lanes)
     rerun.report(math.ceil(steps / chunk))
     if not context.nested:
         report_overflow(model, state)
@@ -419,6 +435,7 @@ def simulate(
     sinks: Sequence[Any] = (),
     keep: bool = True,
     start_step: int = 0,
+    strict: bool = True,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """Run ``model`` from ``state`` for a number of steps of ``dt`` ms; return the final state and records.
 
@@ -448,6 +465,10 @@ def simulate(
         keep: also return the records in memory (False keeps memory bounded on long runs).
         start_step: steps already simulated before ``state`` (a resumed run): input functions and
             record times continue from ``start_step * dt``.
+        strict: ``True`` (default) raises ``FloatingPointError`` when the state turns NaN or infinite;
+            ``False`` stops the run's records there instead (NaN from that chunk on), warns once
+            (:class:`~sapicore.functional.checks.DivergenceWarning`) and returns
+            ``records["diverged"]``, the time (ms) at the end of that chunk (NaN if it never happened).
 
     Returns:
         ``(final_state, records)``: ``records[name]`` has shape ``(steps // every, *shape)`` and
@@ -455,7 +476,7 @@ def simulate(
 
     Raises:
         FloatingPointError: a neuron or synapse variable became NaN or infinite (checked once per
-            chunk; the message names the variable and the chunk's steps).
+            chunk; the message names the variable and the chunk's steps), unless ``strict=False``.
     """
     model, plan = plan_run(
         model,
@@ -471,6 +492,7 @@ def simulate(
         progress=progress,
         start_step=start_step,
         sinks=sinks,
+        strict=strict,
     )
     trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
     build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731

@@ -80,7 +80,7 @@ def init_lanes(lanes: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _lane(tree: Any, index: int) -> Any:
-    return tree_map(lambda leaf: leaf[index], tree)
+    return tree_map(lambda leaf: leaf[index] if isinstance(leaf, torch.Tensor) else leaf, tree)
 
 
 def sweep(
@@ -101,6 +101,7 @@ def sweep(
     progress: bool | None = None,
     sinks: Sequence[Any] = (),
     keep: bool = True,
+    strict: bool = False,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """Run B parameter lanes of one model in one vmapped call; like ``simulate``, with a lane axis.
 
@@ -118,10 +119,17 @@ def sweep(
         sinks: as for ``simulate``; they receive records with the lane axis first
             ``(B, records, ...)``; :class:`~sapicore.functional.feed.PerLane` gives each lane its own sinks.
         keep: also return the records in memory (as for ``simulate``).
+        strict: ``False`` (default) quarantines a lane whose state turns NaN or infinite: its records
+            are NaN from the chunk where that happened to the end, the other lanes run on and equal
+            running them alone, and one :class:`~sapicore.functional.checks.DivergenceWarning`
+            lists the diverged lanes and their steps. ``True`` raises ``FloatingPointError`` instead,
+            as ``simulate`` does.
 
     Returns:
         ``(final_states, records)`` with a leading lane axis: ``records[name]`` has shape
-        ``(B, steps // every, *shape)``; ``records["t"]`` (ms) has shape ``(steps // every,)``.
+        ``(B, steps // every, *shape)``; ``records["t"]`` (ms) has shape ``(steps // every,)``; with
+        ``strict=False``, ``records["diverged"]`` (B,) holds the time (ms) at the end of the chunk
+        in which each lane diverged, NaN for lanes that stayed finite.
     """
     n_lanes = lane_count(lanes)
     if state is None:
@@ -155,6 +163,7 @@ def sweep(
         lanes=True,
         input_axis=1 if lane_inputs else 0,
         sinks=sinks,
+        strict=strict,
     )
     first_model, first_state = _lane(lanes, 0), _lane(state, 0)
     reference = floating_leaf(first_state)

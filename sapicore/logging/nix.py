@@ -6,11 +6,18 @@ counter (:meth:`NixLogWriter.log`). :class:`NixLogReader` reads them back. :clas
 takes the records of ``simulate`` chunk by chunk (``simulate(..., sinks=[sink])``): each recorded
 variable becomes a data array ``(time, *shape)`` with a sampled time axis in ms; the file is flushed
 every ``flush_every`` chunks, so a run that dies keeps every flushed chunk readable.
+
+HDF5 cannot recover from a full disk (its next flush or close crashes the interpreter), so before
+each write a writer checks the free space of the file's disk: a write that would leave less than
+:data:`MARGIN` free beside everything not yet flushed raises ``OSError`` (``ENOSPC``) naming the file,
+before HDF5 sees it, and the file can still be closed.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +28,10 @@ from tree_config.yaml import yaml_dumps, yaml_loads
 
 from ..functional.events import check_event_names, to_events
 
-__all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records", "read_events"]
+__all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records", "read_events", "MARGIN"]
+
+#: bytes a NIX log keeps free on its disk for HDF5's own bookkeeping when it flushes and closes
+MARGIN = 1 << 20
 
 
 def _nix() -> Any:
@@ -70,6 +80,20 @@ class NixLogWriter:
         self.config_data = config_data or {}
         self.overwrite = overwrite
         self.nix_file: Any = None
+        self.unflushed = 0  # bytes handed to HDF5 since the last flush
+
+    def reserve(self, nbytes: int) -> None:
+        """Raise ``OSError`` (``ENOSPC``) unless the disk has room for ``nbytes`` more, beside what is
+        not yet flushed and :data:`MARGIN`; count them as written."""
+        free = shutil.disk_usage(self.filename.resolve().parent).free
+        need = self.unflushed + nbytes + MARGIN
+        if free < need:
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on device for this NIX log (it needs {need} bytes to go on, {free} are free)",
+                str(self.filename),
+            )
+        self.unflushed += nbytes
 
     def __enter__(self) -> NixLogWriter:
         self.create_file()
@@ -85,6 +109,7 @@ class NixLogWriter:
         if self.filename.exists() and not self.overwrite:
             raise FileExistsError(f"{self.filename} already exists; pass overwrite=True to replace it")
         nix = _nix()
+        self.reserve(0)
         self.nix_file = nix.File.open(str(self.filename), nix.FileMode.Overwrite)
         section = self.nix_file.create_section("config", "configuration")
         section["sapicore_version"] = sapicore.__version__
@@ -104,6 +129,7 @@ class NixLogWriter:
     def flush(self) -> None:
         """Write everything so far to disk; a run killed later keeps it."""
         self.nix_file.flush()
+        self.unflushed = 0
 
     def create_block(self, name: str) -> None:
         """Create the blocks that hold the logged properties of experiment ``name``."""
@@ -137,11 +163,11 @@ class NixLogWriter:
             arrays.append((obj, prop, *(blocks[s].data_arrays[tag] for s in ("counter", "log", "shape_len", "shape"))))
         return arrays
 
-    @staticmethod
-    def log(property_arrays: list, counter: int) -> None:
+    def log(self, property_arrays: list, counter: int) -> None:
         """Append the current value of every property with ``counter`` (a step or epoch number)."""
-        for obj, prop, counters, data, shape_len, shape in property_arrays:
-            value = _to_numpy(getattr(obj, prop))
+        values = [_to_numpy(getattr(obj, prop)) for obj, prop, *_ in property_arrays]
+        self.reserve(sum(value.nbytes + 8 * (value.ndim + 2) for value in values))
+        for (_, _, counters, data, shape_len, shape), value in zip(property_arrays, values):
             counters.append(np.array([counter], dtype=np.int64))
             shape_len.append(np.array([value.ndim], dtype=np.int8))
             if value.ndim:
@@ -266,14 +292,18 @@ class NixRecordSink:
 
     def write(self, records: dict[str, torch.Tensor]) -> None:
         count = 0
+        arrays: list[tuple[str, np.ndarray, bool]] = []
         for name, values in records.items():
             count = values.shape[0]
             if name in self.events:
                 times, neuron = to_events(values, self.records_written, self.interval)
-                self._append(f"{name}.times", times.cpu().numpy(), sampled=False)
-                self._append(f"{name}.neurons", neuron.to(torch.int32).cpu().numpy(), sampled=False)
+                arrays.append((f"{name}.times", times.cpu().numpy(), False))
+                arrays.append((f"{name}.neurons", neuron.to(torch.int32).cpu().numpy(), False))
             else:
-                self._append(name, _to_numpy(values), sampled=True)
+                arrays.append((name, _to_numpy(values), True))
+        self.writer.reserve(sum(data.nbytes for _, data, _ in arrays))
+        for name, data, sampled in arrays:
+            self._append(name, data, sampled)
         self.records_written += count
         self.chunks += 1
         if self.chunks % self.flush_every == 0:

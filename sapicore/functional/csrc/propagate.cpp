@@ -240,7 +240,7 @@ std::tuple<at::Tensor, at::Tensor> events(const at::Tensor& records, int64_t wid
     const int64_t n = v.numel();
     for (int64_t i = skip_zero_blocks(p, 0, n); i < n; i = skip_zero_blocks(p, i + 1, n)) {
       const scalar_t value = p[i];
-      if (value == scalar_t(0)) continue;
+      if (value == scalar_t(0) || value != value) continue;  // NaN: a quarantined lane's records
       const int64_t count = value > scalar_t(1.5) ? static_cast<int64_t>(std::nearbyint(value)) : 1;
       const double time = static_cast<double>(i / width + first_record + 1) * interval;
       for (int64_t c = 0; c < count; ++c) {

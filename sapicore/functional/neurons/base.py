@@ -142,8 +142,8 @@ class NeuronModel:
       no host synchronisation; see ``sapicore.functional.spikes.threshold`` for spikes with a
       surrogate gradient).
 
-    Optional: ``output_name`` (default "spikes") and ``output_is_event`` (summed over a recording
-    window when True, sampled when False). With these, the model runs in ``simulate``, ``sweep``,
+    Optional: ``output_name`` (default "spikes"), ``output_is_event`` (summed over a recording
+    window when True, sampled when False) and ``stochastic`` (True when ``step`` draws random numbers). With these, the model runs in ``simulate``, ``sweep``,
     ``torch.func`` transforms, a ``Network`` population and compiled chunks (``fast=True``).
     """
 
@@ -156,6 +156,9 @@ class NeuronModel:
     #: parameters whose last axis counts something other than neurons (e.g. an oscillator's sine
     #: components): only their leading axes must broadcast to the population's shape
     component_fields: ClassVar[tuple[str, ...]] = ()
+    #: True for models whose ``step`` draws random numbers (Poisson sources): a sweep then runs lanes
+    #: with different seeds apart, so that each equals its single run
+    stochastic: ClassVar[bool] = False
 
     def _parameters(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in attrs.fields(type(self))}
