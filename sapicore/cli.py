@@ -45,6 +45,7 @@ import shutil
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -632,6 +633,11 @@ def _os_message(err: OSError) -> str:
     return f"{where}: {cause}" + (f"; {hint}" if hint else "") if where else cause
 
 
+def _show_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """A warning during a command, in one line."""
+    print(f"sapicore: warning: {message}", file=sys.stderr)
+
+
 def _terminate(signum: int, frame: Any) -> None:
     raise Terminated()
 
@@ -667,7 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     handles_signals = signal.getsignal(signal.SIGTERM) is not None and _main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if handles_signals else None
     try:
-        return _command(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _command(args)
     except KeyboardInterrupt:
         print("sapicore: interrupted; partial outputs removed", file=sys.stderr)
         return 130

@@ -29,6 +29,7 @@ every later response.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,23 @@ READOUTS = ("linear", "prototype")
 PLASTICITY = (None, "stdp")
 
 
+def _seed(random_state: Any) -> int:
+    """The torch seed of a scikit-learn ``random_state``: an int is the seed itself; None (numpy's
+    global generator) or a ``numpy.random.RandomState`` draws one."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state must be an int >= 0, None or a numpy RandomState, got {random_state!r}")
+        return int(random_state)
+    from sklearn.utils import check_random_state
+
+    try:
+        return int(check_random_state(random_state).randint(2**31 - 1))
+    except ValueError:
+        raise ValueError(
+            f"random_state must be an int >= 0, None or a numpy RandomState, got {random_state!r}"
+        ) from None
+
+
 class SpikingClassifier(ClassifierMixin, BaseEstimator):
     """Classify feature vectors by the spike counts of a random spiking layer (module docstring).
 
@@ -70,7 +88,8 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         readout_c: inverse regularisation of the linear readout (as ``LogisticRegression``'s ``C``).
         plasticity: None, or "stdp" to learn the input weights during ``fit``.
         batch_size: samples run together as vmap lanes.
-        random_state: seed of the weights and of the Poisson trains.
+        random_state: seed of the weights and of the Poisson trains: an int (the seed), None or a numpy
+            RandomState (each draws a seed at fit, kept as ``seed_``), as scikit-learn takes it.
     """
 
     def __init__(
@@ -204,11 +223,19 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(f"fit needs at least two classes, got {len(self.classes_)}: {self.classes_.tolist()}")
         self.feature_min_, self.feature_max_ = X.min(axis=0), X.max(axis=0)
-        generator = torch.Generator().manual_seed(int(self.random_state))
+        self.seed_ = _seed(self.random_state)
+        generator = torch.Generator().manual_seed(self.seed_)
         self.weights_ = torch.randn(X.shape[1], int(self.n_hidden), generator=generator) * float(self.weight_scale)
         if self.plasticity == "stdp":
             self._learn(X, generator)
-        counts = self._responses(X, seed=int(self.random_state) + 1)
+        counts = self._responses(X, seed=self.seed_ + 1)
+        if not counts.any():
+            warnings.warn(
+                f"the hidden layer never spiked for any of the {len(X)} training samples, so the readout learns "
+                "nothing; raise weight_scale, max_rate or duration",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if self.readout == "linear":
             from sklearn.linear_model import LogisticRegression
             from sklearn.pipeline import make_pipeline
@@ -225,7 +252,7 @@ class SpikingClassifier(ClassifierMixin, BaseEstimator):
         """The hidden layer's spike counts for samples ``X``: (n, n_hidden)."""
         check_is_fitted(self, "readout_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self._responses(X, seed=int(self.random_state) + 2)
+        return self._responses(X, seed=self.seed_ + 2)
 
     def predict(self, X: Any) -> np.ndarray:
         """The class of each sample in ``X`` (n, features)."""

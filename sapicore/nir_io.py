@@ -242,8 +242,29 @@ def from_nir(
     Affine's bias a drive), neuron nodes populations; the outputs are ``"<population>.spikes"``
     (``.activation`` for LI).
     """
-    if isinstance(graph, (str, Path)):
-        graph = nir.read(str(graph))
+    if not isinstance(graph, (str, Path)):
+        return _from_graph(graph, dt, time_unit)
+    path = Path(graph)
+    if not path.is_file():
+        raise FileNotFoundError(f"no NIR file at {path}")
+    try:
+        graph = nir.read(str(path))
+    except Exception as err:  # h5py and nir raise many kinds for a damaged or foreign file
+        raise ValueError(f"{path} is not a readable NIR file ({type(err).__name__}: {err})") from None
+    try:
+        return _from_graph(graph, dt, time_unit)
+    except NIRUnsupported as err:
+        raise NIRUnsupported([f"{path}: {problem}" for problem in err.problems]) from None
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{path}: {err}") from None
+
+
+def _from_graph(graph: Any, dt: float, time_unit: str | None) -> tuple[sf.Network, tuple[str, ...]]:
+    """:func:`from_nir` of a graph in memory."""
+    if not isinstance(graph, nir.NIRGraph):
+        raise TypeError(f"from_nir takes a nir.NIRGraph or the path of a NIR file, got {type(graph).__name__}")
+    if not graph.nodes:
+        raise ValueError("the graph has no nodes")
     dt = check_dt(dt)
     unit = time_unit or graph.metadata.get("time_unit")
     if isinstance(unit, bytes):
@@ -258,46 +279,18 @@ def from_nir(
     populations: dict[str, sf.Population] = {}
     scale_in: dict[str, np.ndarray] = {}
     for name, node in graph.nodes.items():
-        kind = type(node).__name__
-        if isinstance(node, nir.Input):
-            populations[name] = sf.Population(sf.SpikeInput(), _size(node.input_type))
-        elif isinstance(node, (nir.LIF, nir.CubaLIF)):
-            cuba = isinstance(node, nir.CubaLIF)
-            tau_mem = np.asarray(node.tau_mem if cuba else node.tau, dtype=np.float64) * to_ms
-            n = _size(node.input_type)
-            v_reset = node.v_reset if node.v_reset is not None else np.zeros(n)
-            values = dict(
-                tau_mem=_tensor(tau_mem),
-                r_mem=_tensor(node.r),
-                v_rest=_tensor(node.v_leak),
-                v_thresh=_tensor(node.v_threshold),
-                v_reset=_tensor(v_reset),
-                t_ref=0.0,
-            )
-            if bool((values["v_thresh"] <= values["v_reset"]).any()):
-                problems.append(f"node {name!r}: v_threshold must lie above v_reset")
-                continue
-            if cuba:
-                tau_syn = np.asarray(node.tau_syn, dtype=np.float64) * to_ms
-                values["tau_syn"] = _tensor(tau_syn)
-                scale_in[name] = np.broadcast_to(np.asarray(node.w_in, dtype=np.float64) * dt / tau_syn, (n,))
-            populations[name] = sf.Population(sf.LIF(**values), n)
-        elif isinstance(node, nir.LI):
-            tau = np.asarray(node.tau, dtype=np.float64) * to_ms
-            n = _size(node.input_type)
-            populations[name] = sf.Population(
-                sf.Analog(tau=_tensor(tau), gain=_tensor(node.r), bias=_tensor(node.v_leak)), n
-            )
-        elif not isinstance(node, (nir.Linear, nir.Affine, nir.Delay, nir.Output)):
-            problems.append(
-                f"node {name!r}: {kind} is not supported (supported: Input, Output, LIF, CubaLIF, LI, Linear, Affine, Delay)"
-            )
+        try:
+            _population_of(name, node, populations, scale_in, to_ms, dt, problems)
+        except (ValueError, TypeError) as err:  # a parameter the model refuses (a negative time constant...)
+            problems.append(f"node {name!r}: {err}")
     successors: dict[str, list[str]] = {}
     for source, target in graph.edges:
         for end in (source, target):
             if end not in graph.nodes:
                 problems.append(f"edge ({source!r}, {target!r}): no node {end!r}")
         successors.setdefault(source, []).append(target)
+    if not populations and not problems:
+        problems.append("the graph has no Input or neuron node: nothing to simulate")
     if problems:
         raise NIRUnsupported(problems)
     projections: dict[str, Any] = {}
@@ -307,6 +300,12 @@ def from_nir(
         for step in successors.get(source, []):
             node = graph.nodes[step]
             if isinstance(node, nir.Output):
+                size = _size(node.output_type) if node.output_type else populations[source].size
+                if size != populations[source].size:
+                    problems.append(
+                        f"node {step!r}: an Output of {size} values after population {source!r} of "
+                        f"{populations[source].size} neurons"
+                    )
                 suffix = "activation" if isinstance(populations[source].model, sf.Analog) else "spikes"
                 outputs.append(f"{source}.{suffix}")
             elif step in populations:  # population to population: one to one, weight 1
@@ -340,6 +339,45 @@ def from_nir(
     if problems:
         raise NIRUnsupported(problems)
     return sf.Network(populations, projections, drive=drive), tuple(outputs)
+
+
+def _population_of(
+    name: str, node: Any, populations: dict, scale_in: dict, to_ms: float, dt: float, problems: list[str]
+) -> None:
+    """The population of a neuron or input node (into ``populations``), or the reason it has none."""
+    if isinstance(node, nir.Input):
+        populations[name] = sf.Population(sf.SpikeInput(), _size(node.input_type))
+    elif isinstance(node, (nir.LIF, nir.CubaLIF)):
+        cuba = isinstance(node, nir.CubaLIF)
+        tau_mem = np.asarray(node.tau_mem if cuba else node.tau, dtype=np.float64) * to_ms
+        n = _size(node.input_type)
+        v_reset = node.v_reset if node.v_reset is not None else np.zeros(n)
+        values = dict(
+            tau_mem=_tensor(tau_mem),
+            r_mem=_tensor(node.r),
+            v_rest=_tensor(node.v_leak),
+            v_thresh=_tensor(node.v_threshold),
+            v_reset=_tensor(v_reset),
+            t_ref=0.0,
+        )
+        if bool((values["v_thresh"] <= values["v_reset"]).any()):
+            problems.append(f"node {name!r}: v_threshold must lie above v_reset")
+            return
+        if cuba:
+            tau_syn = np.asarray(node.tau_syn, dtype=np.float64) * to_ms
+            values["tau_syn"] = _tensor(tau_syn)
+            scale_in[name] = np.broadcast_to(np.asarray(node.w_in, dtype=np.float64) * dt / tau_syn, (n,))
+        populations[name] = sf.Population(sf.LIF(**values), n)
+    elif isinstance(node, nir.LI):
+        tau = np.asarray(node.tau, dtype=np.float64) * to_ms
+        n = _size(node.input_type)
+        populations[name] = sf.Population(
+            sf.Analog(tau=_tensor(tau), gain=_tensor(node.r), bias=_tensor(node.v_leak)), n
+        )
+    elif not isinstance(node, (nir.Linear, nir.Affine, nir.Delay, nir.Output)):
+        problems.append(
+            f"node {name!r}: {type(node).__name__} is not supported (supported: Input, Output, LIF, CubaLIF, LI, Linear, Affine, Delay)"
+        )
 
 
 def _path(graph: Any, successors: dict, step: str, after: str, to_ms: float, problems: list[str]) -> tuple | None:

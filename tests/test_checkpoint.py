@@ -57,3 +57,31 @@ def test_bad_checkpoints(tmp_path):
     torch.save({"weights": torch.ones(2)}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match="is not a Sapicore checkpoint of format 1"):
         load_checkpoint(tmp_path / "other.ckpt")
+
+
+def test_a_checkpoint_is_refused_on_a_network_whose_synapses_changed_though_the_shapes_agree(tmp_path):
+    def network(seed, delay=0.5):
+        return sf.Network(
+            {"noise": sf.Population(sf.PoissonSource(rate=200.0), 40), "cells": sf.Population(sf.LIF(), 20)},
+            {
+                "drive": sf.projection(
+                    "noise",
+                    "cells",
+                    C.fixed_out_degree(40, 20, 2, seed=seed),  # 80 synapses whatever the seed
+                    0.6,
+                    sf.Exponential(5.0),
+                    dt=0.1,
+                    delay=delay,
+                    plasticity=sf.STDP(a_plus=0.01, a_minus=0.01, w_max=2.0),
+                )
+            },
+        )
+
+    trained = network(seed=1)
+    final, _ = sf.simulate(trained, trained.init_state(), steps=200, dt=0.1)
+    save_checkpoint(tmp_path / "run.ckpt", final, step=200, model=trained)
+    state = load_checkpoint(tmp_path / "run.ckpt")["state"]
+    sf.simulate(network(seed=1), state, steps=10, dt=0.1, start_step=200)  # the same network, rebuilt: accepted
+    for changed in (network(seed=2), network(seed=1, delay=torch.tensor([0.5, 0.3] * 40))):  # same longest delay
+        with pytest.raises(ValueError, match=r"state.projections\['drive'\] was built for other synapses"):
+            sf.simulate(changed, state, steps=10, dt=0.1, start_step=200)

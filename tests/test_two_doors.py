@@ -84,7 +84,11 @@ def test_a_trained_rule_and_synapse_round_trip_through_state_dict_into_a_fresh_m
             trained(x)
             trained.apply_learning()
     fresh = Plastic()
-    fresh.load_state_dict(trained.state_dict())  # traces of the trained rule load before the rule is attached
+    saved = trained.state_dict()
+    assert any("plasticity" in key for key in saved)
+    fresh.load_state_dict(saved)  # traces of the trained rule load before the rule is attached
+    again = fresh.state_dict()  # and come back out of the fresh model, before and after it learns
+    assert again.keys() == saved.keys() and all(torch.equal(again[key], saved[key]) for key in saved)
     with torch.no_grad():
         for x in inputs[300:]:
             for model in (trained, fresh):
@@ -114,8 +118,16 @@ def test_every_adapters_state_dict_loads_into_a_freshly_built_one(make):
     elif not isinstance(used, SapicoreLearning):
         used(torch.full((4,), 3.0))
     fresh.load_state_dict(used.state_dict())
+    assert fresh.state_dict().keys() == used.state_dict().keys()
     for key, value in used.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
+
+
+def test_a_synapse_state_saved_from_other_connectivity_is_refused():
+    trained = ExponentialSynapse(C.fixed_out_degree(20, 20, 4, seed=1), 0.2)
+    other = ExponentialSynapse(C.fixed_out_degree(20, 20, 4, seed=2), 0.2)  # the same shapes, other pairs
+    with pytest.raises(ValueError, match="state was saved from other synapses"):
+        other.load_state_dict(trained.state_dict())
 
 
 def test_to_functional_refuses_what_it_cannot_carry():

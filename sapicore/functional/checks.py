@@ -18,6 +18,7 @@ import attrs
 import torch
 import torch.utils._pytree as _pytree
 
+from .feed import PerLane
 from .network import Network, NetworkState
 from .pytree import check_values_finite, is_concrete, to, tree_leaves, tree_map
 
@@ -95,6 +96,22 @@ def _mismatch(expected: Any, given: Any, path: str, lanes: bool) -> str | None:
     return None
 
 
+def _other_wiring(network: Network, state: Any, lanes: bool) -> str | None:
+    """Which projection's state was built for other synapses (targets, delays or dt) than the
+    network's, though its shapes fit (None if every one matches)."""
+    for name, projection in network.projections.items():
+        given = state.projections[name].wiring
+        if given is None:
+            continue
+        expected = torch.func.vmap(lambda proj: proj.wiring())(projection) if lanes else projection.wiring()
+        if not torch.equal(expected.to(given.device).expand_as(given), given):
+            return (
+                f"state.projections[{name!r}] was built for other synapses (which pairs are connected, their "
+                "delays or dt differ from this network's, though the shapes agree)"
+            )
+    return None
+
+
 def check_fits(model: Any, state: Any, lanes: bool = False) -> None:
     """Raise if ``state`` is not a state of ``model`` (another model class, another network, other
     sizes or delay buffers); with ``lanes`` every tensor carries a leading lane axis."""
@@ -108,6 +125,8 @@ def check_fits(model: Any, state: Any, lanes: bool = False) -> None:
         return  # inside vmap, grad or compile: the outer call checked
     expected = _expected_state(model, state, lanes)
     found = _mismatch(expected, state, "", lanes)
+    if found is None and isinstance(model, Network):
+        found = _other_wiring(model, state, lanes)
     if found is not None:
         if isinstance(model, Network):
             origin, build = "another network (other populations, sizes, projections or delays)", "network.init_state()"
@@ -116,9 +135,11 @@ def check_fits(model: Any, state: Any, lanes: bool = False) -> None:
         raise ValueError(f"{found}: the state comes from {origin}; build it with {build}")
 
 
-def check_sinks(sinks: Any, names: tuple[str, ...], events: tuple[str, ...]) -> None:
+def check_sinks(sinks: Any, names: tuple[str, ...], events: tuple[str, ...], lanes: int | None = None) -> None:
     """Raise unless ``sinks`` is a list of objects with ``begin``, ``write`` and ``end`` whose own
-    ``check(names, events)`` (where they have one) accepts what the run records."""
+    ``check(names, events)`` (where they have one) accepts what the run records; a
+    :class:`~sapicore.functional.feed.PerLane` needs a sweep (``lanes``, its number of lanes) with as
+    many lanes as it has lists of sinks."""
     if not isinstance(sinks, (list, tuple)):
         raise TypeError(f"sinks must be a list of sinks, got {type(sinks).__name__}; wrap one sink in a list")
     for index, sink in enumerate(sinks):
@@ -128,6 +149,16 @@ def check_sinks(sinks: Any, names: tuple[str, ...], events: tuple[str, ...]) -> 
                 f"sinks[{index}] ({type(sink).__name__}) is not a sink: it lacks {', '.join(missing)}; "
                 "see sapicore.logging.nix.NixRecordSink"
             )
+        if isinstance(sink, PerLane):
+            if lanes is None:
+                raise TypeError(
+                    f"sinks[{index}] is a PerLane, which gives each lane of a sweep its own sinks; this run has no "
+                    "lanes: pass the sinks themselves"
+                )
+            if len(sink.lanes) != lanes:
+                raise ValueError(
+                    f"sinks[{index}] (PerLane) holds sinks for {len(sink.lanes)} lanes but the sweep has {lanes}"
+                )
         if callable(getattr(sink, "check", None)):
             sink.check(names, events)
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from typing import Any, ClassVar
 
 import attrs
@@ -49,7 +50,7 @@ from .layout import DenseLayout, Layout, SparseLayout
 from .plasticity import PlasticityRule
 from .pytree import pytree, replace
 from .synapses import SynapseModel
-from .transforms import KERNELS, PROPAGATIONS, RunContext, propagation, propagation_now
+from .transforms import KERNELS, PROPAGATIONS, RunContext, propagation, propagation_now, traced
 
 __all__ = [
     "Projection",
@@ -70,7 +71,9 @@ class ProjectionState:
     synapse: the synapse model's state; pending: future input ``(max_delay + 1, n_post + 1)``, row
     ``k`` read at the steps equal to ``k`` modulo ``max_delay + 1``; step: steps taken (int64);
     overflow: True once a step had more spiking sources than a fixed ``capacity`` (sparse only);
-    plasticity: the rule's state (or None).
+    plasticity: the rule's state (or None); wiring: the projection's :meth:`Projection.wiring` when
+    the state was built (which synapses exist, their delays and dt), so that a state (or a checkpoint)
+    is refused on a network whose synapses differ, even with the same shapes.
     """
 
     weights: torch.Tensor
@@ -79,6 +82,7 @@ class ProjectionState:
     step: torch.Tensor
     overflow: torch.Tensor
     plasticity: Any = None
+    wiring: Any = None
 
 
 def _static(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -132,7 +136,23 @@ class Projection:
             step=torch.zeros((), dtype=torch.int64, device=like.device),
             overflow=torch.zeros((), dtype=torch.bool, device=like.device),
             plasticity=plasticity,
+            wiring=self.wiring().to(like.device),
         )
+
+    def wiring(self) -> torch.Tensor:
+        """A fingerprint (0-d int64) of this projection's structure: which synapses exist (and where,
+        in its layout), their delays, ``dt`` and the sizes. Equal projections give equal fingerprints;
+        another connectivity (a changed seed, say) almost surely another, even with the same shapes."""
+        layout = self.targets if isinstance(self, SparseProjection) else self.mask
+        static = (
+            self.n_pre,
+            self.n_post,
+            self.max_delay,
+            round(self.dt * 1e9),
+            self.delays if isinstance(self.delays, int) else -1,
+        )
+        delays = self.delays if isinstance(self.delays, torch.Tensor) else None
+        return fingerprint(layout, delays, static)
 
     def arrivals(self, state: ProjectionState) -> torch.Tensor:
         """The weighted input (nA or µS) reaching each target neuron at the start of this step: the
@@ -189,6 +209,45 @@ class Projection:
     def _row(self, state: ProjectionState, extra: int) -> torch.Tensor:
         """The ring-buffer row ``extra`` steps of delay after the next step's."""
         return torch.remainder(state.step + 1 + extra, self.max_delay + 1)
+
+
+_FINGERPRINTS: dict[int, tuple] = {}  # id(layout) -> (weak reference, key, fingerprint)
+_CHUNK = 1 << 16  # values per step of the fingerprint's sum (part of its definition)
+_MIX = -7046029254386353131  # an odd 64-bit constant
+
+
+def _wrapped(value: int) -> int:
+    """``value`` as a signed 64-bit integer (two's complement wrap-around)."""
+    return (value + 2**63) % 2**64 - 2**63
+
+
+def _checksum(tensor: torch.Tensor) -> torch.Tensor:
+    """Position-weighted sum of an integer (or bool) tensor's values, wrapping in int64: it does not
+    depend on the order of summation, so every device and lane layout gives the same value."""
+    flat = tensor.reshape(-1)
+    weights = torch.arange(_CHUNK, dtype=torch.int64, device=flat.device) * _MIX + 1
+    total = torch.zeros((), dtype=torch.int64, device=flat.device)
+    for start in range(0, flat.shape[0], _CHUNK):
+        part = flat[start : start + _CHUNK].to(torch.int64)
+        total = total + (part * weights[: part.shape[0]]).sum() * 31 + part.sum() * _wrapped(start * _MIX + 7)
+    return total
+
+
+def fingerprint(layout: torch.Tensor, delays: torch.Tensor | None, static: tuple) -> torch.Tensor:
+    """The fingerprint of a projection's ``layout`` tensor (targets or mask), per-synapse ``delays``
+    and ``static`` integers; cached per layout tensor (the full microcircuit's takes about a second)."""
+    concrete = not traced(layout) and layout.device.type != "meta"
+    key = (layout._version, static, None if delays is None else (id(delays), delays._version)) if concrete else None
+    cached = _FINGERPRINTS.get(id(layout)) if key is not None else None
+    if cached is not None and cached[0]() is layout and cached[1] == key:
+        return cached[2]
+    total = _checksum(layout) + _wrapped(hash(static))
+    if delays is not None:
+        total = total * 1000003 + _checksum(delays)
+    if key is not None:
+        number = id(layout)
+        _FINGERPRINTS[number] = (weakref.ref(layout, lambda _: _FINGERPRINTS.pop(number, None)), key, total)
+    return total
 
 
 def _add_at_rows(

@@ -275,7 +275,9 @@ def plan_run(
     check_fast(fast)
     if not isinstance(strict, bool):
         raise TypeError(f"strict must be True or False, got {strict!r}")
-    check_sinks(sinks, names, tuple(name for name in names if model.is_event(name)))
+    check_sinks(
+        sinks, names, tuple(name for name in names if model.is_event(name)), lane_count(state) if lanes else None
+    )
     if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
         raise ValueError(f"start_step must be an int >= 0, got {start_step!r}")
     if chunk is None:  # compiled chunks are unrolled; with lanes a step is heavy enough that 5-step
@@ -409,6 +411,11 @@ def checked_arguments(
     validate(model)
     check_fits(model, state, lanes)
     check_consistent(model, state)
+    for each in (
+        [population.model for population in model.populations.values()] if isinstance(model, Network) else [model]
+    ):
+        if callable(getattr(each, "check_step", None)):
+            each.check_step(dt)
     check_state(state)
     steps = resolve_steps(inputs, steps, duration, dt, time_dim=time_dim)
     if isinstance(every, bool) or not isinstance(every, int) or every <= 0:

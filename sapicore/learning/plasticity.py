@@ -72,6 +72,12 @@ class PlasticityLearning(StateBuffers, SapicoreLearning):
     def apply_learning(
         self, pre_neuron: Any = None, synapse: Any = None, post_neuron: Any = None, modulator: Any = None, **kwargs: Any
     ) -> None:
+        for role, neuron in (("pre_neuron", pre_neuron), ("post_neuron", post_neuron)):
+            if getattr(neuron, "output", None) is None:
+                raise ValueError(
+                    f"{type(self).__name__}.apply_learning: {role} ({type(neuron).__name__}) has no output yet; run a "
+                    "step (the neurons' forward) before applying learning"
+                )
         if not isinstance(synapse, ProjectionSynapse) or not synapse.uses(self.rule):
             self.bind(synapse)
         synapse.learn(pre_neuron.output, post_neuron.output, modulator)

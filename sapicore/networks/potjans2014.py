@@ -36,6 +36,7 @@ at the earliest, so the drawn delays are shortened by one step (NEST's delay ``d
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 
@@ -119,6 +120,30 @@ def _normal_redrawn(mean: float, std: float, count: int, generator: torch.Genera
     return values
 
 
+def _warn_if_degenerate(scale: float, k_scale: float, sizes: list[int], counts: torch.Tensor) -> None:
+    """Warn when scaling leaves a population with fewer than one neuron (rounded up to one) or its
+    neurons with fewer than one recurrent synapse each: such a network no longer resembles the model,
+    and its rates are not comparable with the full-scale references."""
+    empty = [name for name, n, full in zip(POPULATIONS, sizes, FULL_SIZES) if full * scale < 0.5]
+    if empty:
+        warnings.warn(
+            f"scale={scale:g} leaves {', '.join(empty)} with fewer than one neuron (each given one): this network "
+            "no longer resembles the microcircuit, and its rates are not comparable with the reference",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    in_degree = counts.sum(1).to(torch.float64) / torch.tensor(sizes, dtype=torch.float64)
+    sparse = [name for name, k in zip(POPULATIONS, in_degree.tolist()) if k < 1.0]
+    if sparse:
+        warnings.warn(
+            f"scale={scale:g}, k_scale={k_scale:g} leave fewer than one recurrent synapse per neuron in "
+            f"{', '.join(sparse)}: this network no longer resembles the microcircuit, and its rates are not "
+            "comparable with the reference",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def microcircuit(
     scale: float = 1.0,
     k_scale: float | None = None,
@@ -155,6 +180,7 @@ def microcircuit(
     psc_ext_full = PSP_EXC * psc_per_psp(NEURON["c_m"], NEURON["tau_m"], tau_syn)
     psc_ext = psc_ext_full / math.sqrt(k_scale)
     k_ext = [max(1, round(k * k_scale)) for k in K_EXT]
+    _warn_if_degenerate(scale, k_scale, sizes, counts)
 
     # constant current (pA) that restores the full network's mean input (NEST example's helpers)
     in_degree = full_counts / torch.tensor(FULL_SIZES, dtype=torch.float64)[:, None]

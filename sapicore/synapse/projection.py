@@ -92,10 +92,10 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
         self.__dict__["_rule_source"] = rule
         if keep:
             return
+        loaded = {name: self._buffers[name] for name in self.__dict__.pop("_loaded_traces", ())}
         self.state = sf.replace(state, plasticity=rule.init(proj.n_pre, proj.n_post, state.weights))
-        loaded = self.__dict__.pop("_loaded_traces", {})
         for name, value in loaded.items():
-            if name not in self._buffers or self._buffers[name].shape != value.shape:
+            if self._buffers.get(name) is value or self._buffers[name].shape != value.shape:
                 raise ValueError(f"the loaded trace {name} does not fit the rule {type(rule).__name__}")
             self._buffers[name].copy_(value)
 
@@ -117,11 +117,20 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
         self.state = self.projection.learn(self.state, pre, post, self.dt, modulator)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
-        # traces of a trained rule load before the rule is attached: kept until use_rule
+        wiring = state_dict.get(prefix + "state__wiring")
+        if wiring is not None and not torch.equal(wiring.to(self.device), self._buffers["state__wiring"]):
+            raise ValueError(
+                f"{prefix}state was saved from other synapses (which pairs are connected, their delays or dt differ "
+                "from this synapse's, though the shapes may agree); load it into a synapse built the same way"
+            )
+        # traces of a trained rule load before the rule is attached: kept as buffers (so that state_dict
+        # gives them back) and moved into the rule's state by use_rule
         traces = prefix + "state__plasticity__"
         unknown = [key for key in state_dict if key.startswith(traces) and key[len(prefix) :] not in self._buffers]
-        if unknown:
-            self.__dict__["_loaded_traces"] = {key[len(prefix) :]: state_dict.pop(key) for key in unknown}
+        for key in unknown:
+            name = key[len(prefix) :]
+            self._buffers[name] = torch.empty_like(state_dict[key], device=self.device)  # filled by the load below
+            self.__dict__.setdefault("_loaded_traces", []).append(name)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, pre_spikes: torch.Tensor, v_post: Any = None) -> torch.Tensor:

@@ -128,6 +128,23 @@ def full_state(value: Any, shape: tuple[int, ...], like: torch.Tensor) -> torch.
     return (torch.zeros(shape, dtype=like.dtype, device=like.device) + value).to(like.dtype)
 
 
+def _checking_state(step: Any) -> Any:
+    """``step`` refusing a state of another model's class, naming both (not an AttributeError deep inside)."""
+
+    @functools.wraps(step)
+    def checked(self: Any, state: Any, *args: Any, **kwargs: Any) -> Any:
+        expected = getattr(type(self), "state_class", None)
+        if expected is not None and not isinstance(state, expected):
+            raise TypeError(
+                f"{type(self).__name__}.step takes a {expected.__name__}, got {type(state).__name__}; build it with "
+                "model.init_state(shape)"
+            )
+        return step(self, state, *args, **kwargs)
+
+    checked._checks_state = True
+    return checked
+
+
 class NeuronModel:
     """Base class of neuron models; subclass it to write your own (``examples/adaptive_lif.py``).
 
@@ -159,6 +176,16 @@ class NeuronModel:
     #: True for models whose ``step`` draws random numbers (Poisson sources): a sweep then runs lanes
     #: with different seeds apart, so that each equals its single run
     stochastic: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_checks_state", False):
+            cls.step = _checking_state(step)
+
+    def check_step(self, dt: float) -> None:
+        """Raise if the parameters make no sense with steps of ``dt`` ms (called once before a run,
+        with concrete values; by default nothing does)."""
 
     def _parameters(self) -> dict[str, Any]:
         return {field.name: getattr(self, field.name) for field in attrs.fields(type(self))}

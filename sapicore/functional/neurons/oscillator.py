@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import torch
 
-from ..pytree import check_finite, check_non_negative, parameter, pytree, replace
+from ..pytree import check_finite, check_non_negative, is_concrete, parameter, pytree, replace
 from .base import NeuronModel, check_dt, check_input
 
 __all__ = ["Oscillator", "OscillatorState"]
@@ -87,6 +87,21 @@ class Oscillator(NeuronModel):
 
     def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"ms": zeros.clone(), "ms_fraction": zeros.clone()}
+
+    def check_step(self, dt: float) -> None:
+        """Refuse a frequency at or above the Nyquist frequency ``500 / dt`` Hz, whose samples would
+        show a lower frequency (aliasing)."""
+        nyquist = 500.0 / dt
+        for name in ("frequencies", "amp_freq"):
+            value = getattr(self, name)
+            if isinstance(value, torch.Tensor) and (not is_concrete(value) or value.numel() == 0):
+                continue
+            top = float(torch.as_tensor(value).max())  # sync-ok: once, before a run
+            if top >= nyquist:
+                raise ValueError(
+                    f"Oscillator.{name} reaches {top:g} Hz, at or above the Nyquist frequency {nyquist:g} Hz of "
+                    f"dt = {dt:g} ms: its samples would alias to a lower frequency; use dt < {500.0 / top:g} ms"
+                )
 
     def wave(self, state: OscillatorState) -> torch.Tensor:
         """The waveform (without input) at the time held by ``state``."""
