@@ -63,7 +63,8 @@ class Connectivity:
 
 
 def from_indices(pre: Any, post: Any, n_pre: int, n_post: int, allow_self: bool = True) -> Connectivity:
-    """Connectivity from explicit index lists; duplicates are rejected, indices checked against sizes."""
+    """Connectivity from explicit index lists; duplicates are rejected, indices checked against sizes;
+    ``allow_self=False`` drops the pairs ``i -> i`` among them (as for the other rules)."""
     n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
     pre = torch.as_tensor(pre).reshape(-1)
     post = torch.as_tensor(post).reshape(-1)
@@ -111,6 +112,8 @@ def one_to_one(n: int) -> Connectivity:
 
 
 def _generator(seed: int | None) -> torch.Generator:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
     generator = torch.Generator()
     if seed is None:
         generator.seed()

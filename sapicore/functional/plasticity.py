@@ -48,8 +48,31 @@ def _bumped(trace: torch.Tensor, spikes: torch.Tensor, nearest: bool) -> torch.T
 def _check_bounds(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     check_not_nan(instance, attribute, value)
     low = instance.w_min
+    if isinstance(low, float) and low == math.inf or isinstance(value, float) and value == -math.inf:
+        raise ValueError(
+            f"{type(instance).__name__}: w_min ({low}) must be below +inf and w_max ({value}) above -inf: a bound "
+            "there would clip every weight to infinity"
+        )
     if isinstance(low, float) and isinstance(value, float) and not low <= value:
         raise ValueError(f"{type(instance).__name__}.w_max ({value}) must not be below w_min ({low})")
+
+
+def _check_flag(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{type(instance).__name__}.{attribute.name} must be True or False, got {value!r}")
+
+
+def _check_stdp(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, STDP):
+        raise TypeError(f"{type(instance).__name__}.stdp must be an STDP rule (its pair traces), got {value!r}")
+
+
+def _check_modulator(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, str) or not value or "." in value:
+        raise TypeError(
+            f"{type(instance).__name__}.modulator must be the name of the network input carrying the reward "
+            f"(text without '.'), got {value!r}"
+        )
 
 
 class PlasticityRule:
@@ -110,8 +133,8 @@ class STDP(PlasticityRule):
     tau_minus: Any = parameter(20.0, check=check_positive)
     w_min: Any = parameter(0.0, check=check_not_nan)
     w_max: Any = parameter(1.0, check=_check_bounds)
-    soft_bound: bool = False
-    nearest: bool = False
+    soft_bound: bool = attrs.field(default=False, validator=_check_flag)
+    nearest: bool = attrs.field(default=False, validator=_check_flag)
 
     def init(self, n_pre: int, n_post: int, weights: torch.Tensor) -> TraceState:
         return TraceState(weights.new_zeros(n_pre), weights.new_zeros(n_post))
@@ -268,12 +291,12 @@ class RewardSTDP(PlasticityRule):
     ``modulator`` (a number or a 0-d tensor per step; 0 when absent).
     """
 
-    stdp: STDP = attrs.field(factory=lambda: STDP(w_min=-math.inf, w_max=math.inf))
+    stdp: STDP = attrs.field(factory=lambda: STDP(w_min=-math.inf, w_max=math.inf), validator=_check_stdp)
     tau_e: Any = parameter(1000.0, check=check_positive)
     eta: Any = parameter(1.0, check=check_non_negative)
     w_min: Any = parameter(0.0, check=check_not_nan)
     w_max: Any = parameter(1.0, check=_check_bounds)
-    modulator: str = "reward"
+    modulator: str = attrs.field(default="reward", validator=_check_modulator)
 
     def init(self, n_pre: int, n_post: int, weights: torch.Tensor) -> RewardState:
         return RewardState(self.stdp.init(n_pre, n_post, weights), torch.zeros_like(weights))

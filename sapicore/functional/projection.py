@@ -285,6 +285,11 @@ class DenseProjection(Projection):
         return replace(state, pending=pending, step=state.step + 1)
 
 
+def _check_propagation(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value not in PROPAGATIONS:
+        raise ValueError(f"propagation must be one of {', '.join(PROPAGATIONS)}, got {value!r}")
+
+
 @pytree
 class SparseProjection(Projection):
     """An event-driven projection: one padded row of outgoing synapses per source neuron.
@@ -301,7 +306,7 @@ class SparseProjection(Projection):
 
     targets: torch.Tensor = attrs.field(kw_only=True)
     capacity: int = attrs.field(default=32, kw_only=True)
-    propagation: str = attrs.field(default="auto", validator=attrs.validators.in_(PROPAGATIONS), kw_only=True)
+    propagation: str = attrs.field(default="auto", validator=_check_propagation, kw_only=True)
 
     @property
     def mask(self) -> torch.Tensor:

@@ -59,6 +59,8 @@ SURROGATES = tuple(_DERIVATIVES)
 
 def check_surrogate(name: str) -> str:
     """Return ``name`` if it is a known surrogate, else raise ``ValueError`` listing the known ones."""
+    if not isinstance(name, str):
+        raise TypeError(f"surrogate must be a name such as 'fast_sigmoid', got {name!r}")
     if name not in _DERIVATIVES:
         raise ValueError(f"unknown surrogate {name!r}; choose one of: {', '.join(SURROGATES)}")
     return name

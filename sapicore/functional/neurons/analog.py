@@ -8,7 +8,7 @@ import attrs
 import torch
 
 from ..integrators import integrate
-from ..pytree import check_positive, parameter, pytree, replace
+from ..pytree import check_not_nan, check_positive, parameter, pytree, replace
 from .base import NeuronModel, broadcast_like, check_dt, check_input, method_field
 
 __all__ = ["Analog", "AnalogState", "NONLINEARITIES"]
@@ -29,11 +29,14 @@ class AnalogState:
 
 
 def _known_nonlinearity(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"Analog.nonlinearity must be a name such as 'tanh', got {value!r}")
     if value not in NONLINEARITIES:
         raise ValueError(f"unknown nonlinearity {value!r}; choose one of: {', '.join(NONLINEARITIES)}")
 
 
 def _clip_order(instance: Analog, attribute: attrs.Attribute, value: Any) -> None:
+    check_not_nan(instance, attribute, value)
     low, high = instance.clip_min, value
     if isinstance(low, float) and isinstance(high, float) and not low <= high:
         raise ValueError(f"Analog.clip_min ({low}) must not exceed clip_max ({high})")

@@ -1,0 +1,596 @@
+"""A second table of bad input, across the public entry points a new user meets beyond the core
+run (the first table is test_bad_input.py, specs and the command test_spec_cli.py and
+test_cli_failures.py): every case must raise, and its message must name the culprit."""
+
+import math
+
+import attrs
+import numpy as np
+import pytest
+import torch
+
+import sapicore.functional as sf
+from sapicore import analysis
+from sapicore.checkpoint import load_checkpoint, save_checkpoint
+from sapicore.cli import main
+from sapicore.functional import connectivity as conn
+from sapicore.functional import encoders
+from sapicore.logging.nix import NixRecordSink, read_events, read_records
+from sapicore.logging.tensorboard import TensorBoardSink
+from sapicore.networks import coba, potjans2014
+
+PARAMETERISED = [
+    sf.LIF,
+    sf.AdEx,
+    sf.Izhikevich,
+    sf.HodgkinHuxley,
+    sf.Analog,
+    sf.Oscillator,
+    sf.PoissonSource,
+    sf.Exponential,
+    sf.DualExponential,
+    sf.Delta,
+    sf.STDP,
+    sf.TripletSTDP,
+    sf.Hebbian,
+    sf.Oja,
+    sf.RewardSTDP,
+]
+
+
+def field_cases():
+    """Every field of every model, synapse and rule given text, NaN and a list holding text."""
+    cases = {}
+    for cls in PARAMETERISED:
+        for field in attrs.fields(cls):
+            for label, value in (("text", "abc"), ("NaN", math.nan), ("a list with text", [1.0, "x"])):
+                if label == "text" and field.name in ("method", "surrogate", "nonlinearity", "modulator"):
+                    continue  # names: text is their type (an unknown one is its own case below)
+                cases[f"{cls.__name__}.{field.name}: {label}"] = (
+                    lambda cls=cls, name=field.name, value=value: cls(**{name: value}),
+                    (TypeError, ValueError),
+                    field.name,
+                )
+    return cases
+
+
+def lif_state(n=5):
+    return sf.LIF().init_state(n)
+
+
+def run(**kwargs):
+    kwargs.setdefault("dt", 0.1)
+    kwargs.setdefault("steps", 10)
+    return sf.simulate(sf.LIF(), lif_state(), **kwargs)
+
+
+def lanes():
+    return sf.grid(sf.LIF(), tau_mem=[10.0, 20.0])[0]
+
+
+def small_network():
+    return sf.Network(
+        {"a": sf.Population(sf.LIF(), 10), "b": sf.Population(sf.LIF(), 10)},
+        {"ab": sf.projection("a", "b", conn.all_to_all(10, 10), 0.1, sf.Exponential(), dt=0.1)},
+    )
+
+
+def signal():
+    return torch.sin(torch.arange(4000) * 0.5 / 1000 * 2 * math.pi * 5)
+
+
+def nir_graph(**changes):
+    import nir
+
+    nodes = {
+        "in": nir.Input(input_type={"input": np.array([3])}),
+        "lif": nir.LIF(tau=np.full(3, 10.0), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3)),
+        "out": nir.Output(output_type={"output": np.array([3])}),
+    }
+    nodes.update(changes)
+    return nir.NIRGraph(
+        nodes=nodes, edges=[("in", "lif"), ("lif", "out")], metadata={"time_unit": "ms"}, type_check=False
+    )
+
+
+def from_nir(graph, **kwargs):
+    from sapicore.nir_io import from_nir as read
+
+    return read(graph, **kwargs)
+
+
+def classifier(**params):
+    from sapicore.estimators import SpikingClassifier
+
+    X, y = np.random.default_rng(0).random((10, 3)), np.array([0, 1] * 5)
+    return SpikingClassifier(**{"n_hidden": 5, "duration": 5.0, **params}).fit(X, y)
+
+
+CASES = {
+    **field_cases(),
+    "LIF.method: unknown": (lambda: sf.LIF(method="leapfrog"), ValueError, "leapfrog"),
+    "LIF.surrogate: unknown": (lambda: sf.LIF(surrogate="relu"), ValueError, "surrogate 'relu'"),
+    "Analog.nonlinearity: unknown": (lambda: sf.Analog(nonlinearity="softmax"), ValueError, "nonlinearity 'softmax'"),
+    "STDP.soft_bound: a number": (lambda: sf.STDP(soft_bound=1), TypeError, "STDP.soft_bound must be True or False"),
+    "STDP.w_min: +inf": (lambda: sf.STDP(w_min=math.inf, w_max=math.inf), ValueError, "w_min"),
+    "Oja.w_max: -inf": (lambda: sf.Oja(w_min=-math.inf, w_max=-math.inf), ValueError, "w_max"),
+    "RewardSTDP.stdp: a Hebbian rule": (lambda: sf.RewardSTDP(stdp=sf.Hebbian()), TypeError, "RewardSTDP.stdp"),
+    "RewardSTDP.modulator: a dotted name": (lambda: sf.RewardSTDP(modulator="a.b"), TypeError, "modulator"),
+    "Izhikevich.preset: unknown": (lambda: sf.Izhikevich.preset("XX"), ValueError, "XX"),
+    "PoissonSource.trains: zero": (lambda: sf.PoissonSource(trains=0), ValueError, "trains"),
+    "PoissonSource.trains: fractional": (lambda: sf.PoissonSource(trains=torch.tensor([1.5])), ValueError, "trains"),
+    # init_state
+    "init_state: a negative size": (lambda: sf.LIF().init_state(-3), ValueError, "shape"),
+    "init_state: text for a size": (lambda: sf.LIF().init_state("10"), (TypeError, ValueError), "shape"),
+    "init_state: an integer dtype": (lambda: sf.LIF().init_state(3, dtype=torch.int32), TypeError, "dtype"),
+    # simulate's keywords
+    "simulate: dt NaN": (lambda: run(dt=math.nan), ValueError, "dt"),
+    "simulate: dt infinite": (lambda: run(dt=math.inf), ValueError, "dt"),
+    "simulate: dt zero": (lambda: run(dt=0.0), ValueError, "dt"),
+    "simulate: dt text": (lambda: run(dt="0.1"), TypeError, "dt"),
+    "simulate: dt True": (lambda: run(dt=True), TypeError, "dt"),
+    "simulate: steps zero": (lambda: run(steps=0), ValueError, "steps"),
+    "simulate: steps negative": (lambda: run(steps=-5), ValueError, "steps"),
+    "simulate: steps fractional": (lambda: run(steps=2.5), ValueError, "steps"),
+    "simulate: steps True": (lambda: run(steps=True), ValueError, "steps"),
+    "simulate: steps text": (lambda: run(steps="10"), ValueError, "steps"),
+    "simulate: steps and duration": (lambda: run(steps=10, duration=1.0), ValueError, "steps or duration"),
+    "simulate: duration zero": (lambda: run(steps=None, duration=0.0), ValueError, "duration"),
+    "simulate: duration negative": (lambda: run(steps=None, duration=-1.0), ValueError, "duration"),
+    "simulate: duration NaN": (lambda: run(steps=None, duration=math.nan), ValueError, "duration"),
+    "simulate: duration infinite": (lambda: run(steps=None, duration=math.inf), ValueError, "duration"),
+    "simulate: duration text": (lambda: run(steps=None, duration="1"), ValueError, "duration"),
+    "simulate: neither steps nor duration": (lambda: run(steps=None), ValueError, "steps= or duration="),
+    "simulate: every zero": (lambda: run(every=0), ValueError, "every"),
+    "simulate: every fractional": (lambda: run(every=1.5), ValueError, "every"),
+    "simulate: every True": (lambda: run(every=True), ValueError, "every"),
+    "simulate: chunk zero": (lambda: run(chunk=0), ValueError, "chunk"),
+    "simulate: chunk not a multiple of every": (lambda: run(every=2, chunk=3), ValueError, "chunk"),
+    "simulate: chunk text": (lambda: run(chunk="5"), ValueError, "chunk"),
+    "simulate: fast a number": (lambda: run(fast=3), TypeError, "fast"),
+    "simulate: fast an unknown backend": (lambda: run(fast="turbo"), ValueError, "fast='turbo'"),
+    "simulate: record a list with a number": (lambda: run(record=["v", 3]), TypeError, "record"),
+    "simulate: record a name twice": (lambda: run(record=("v", "v")), ValueError, "record names repeat"),
+    "simulate: record a population that is not there": (
+        lambda: sf.simulate(small_network(), small_network().init_state(), dt=0.1, steps=5, record="c.spikes"),
+        ValueError,
+        "'c.spikes'",
+    ),
+    "simulate: start_step negative": (lambda: run(start_step=-1), ValueError, "start_step"),
+    "simulate: start_step fractional": (lambda: run(start_step=1.5), ValueError, "start_step"),
+    "simulate: strict text": (lambda: run(strict="yes"), TypeError, "strict"),
+    "simulate: sinks a PerLane": (lambda: run(sinks=[sf.PerLane([[]])]), TypeError, "PerLane"),
+    "simulate: inputs text": (lambda: run(inputs="1.0"), TypeError, "inputs"),
+    "simulate: inputs a bool tensor": (
+        lambda: run(steps=None, inputs=torch.ones(10, 5, dtype=torch.bool)),
+        TypeError,
+        "input",
+    ),
+    "simulate: inputs on a device that is not there": (
+        lambda: run(inputs=torch.ones(10, 5, device="meta"), steps=None),
+        ValueError,
+        "meta",
+    ),
+    "simulate: a float64 state for a float32 model": (
+        lambda: sf.simulate(
+            sf.LIF(tau_mem=torch.tensor(10.0)), sf.LIF().init_state(3, dtype=torch.float64), dt=0.1, steps=3
+        ),
+        TypeError,
+        "dtype",
+    ),
+    "simulate: a state of another model, stepped directly": (
+        lambda: sf.LIF().step(sf.AdEx().init_state(3), 1.0, 0.1),
+        TypeError,
+        "LIF.step takes a LIFState, got AdExState",
+    ),
+    # sweeps and lanes
+    "sweep: strict text": (lambda: sf.sweep(lanes(), dt=0.1, steps=5, shape=3, strict=1), TypeError, "strict"),
+    "sweep: no shape for a neuron model": (lambda: sf.sweep(lanes(), dt=0.1, steps=5), ValueError, "shape="),
+    "sweep: a PerLane for other lanes": (
+        lambda: sf.sweep(lanes(), dt=0.1, steps=5, shape=3, sinks=[sf.PerLane([[], [], []])]),
+        ValueError,
+        "PerLane\\) holds sinks for 3 lanes but the sweep has 2",
+    ),
+    "sweep: lane inputs of another lane count": (
+        lambda: sf.sweep(lanes(), inputs=torch.ones(3, 5, 3), lane_inputs=True, dt=0.1, shape=3),
+        ValueError,
+        "lanes",
+    ),
+    "sweep: lane inputs that are not a tensor": (
+        lambda: sf.sweep(lanes(), inputs=1.0, lane_inputs=True, dt=0.1, steps=5, shape=3),
+        ValueError,
+        "lane_inputs",
+    ),
+    "stack: nothing": (lambda: sf.stack([]), ValueError, "at least one"),
+    "stack: two classes": (lambda: sf.stack([sf.LIF(), sf.AdEx()]), TypeError, "AdEx"),
+    "stack: two methods": (lambda: sf.stack([sf.LIF(), sf.LIF(method="euler")]), ValueError, "method"),
+    "stack: two sizes": (
+        lambda: sf.stack([sf.Population(sf.LIF(), 3), sf.Population(sf.LIF(), 4)]),
+        ValueError,
+        "Population.size: lanes differ in a structural setting",
+    ),
+    "stack: shapes that do not broadcast": (
+        lambda: sf.stack([sf.LIF(tau_mem=torch.ones(3)), sf.LIF(tau_mem=torch.ones(4))]),
+        ValueError,
+        "tau_mem",
+    ),
+    "lane_count: a tree without lanes": (lambda: sf.lane_count(sf.LIF()), ValueError, "no tensor leaves"),
+    "zipped: a single value": (lambda: sf.zipped(sf.LIF(), tau_mem=10.0), TypeError, "tau_mem"),
+    "grid: text values": (lambda: sf.grid(sf.LIF(), tau_mem="abc"), TypeError, "tau_mem"),
+    "replace: an unknown field": (lambda: sf.replace(sf.LIF(), tau=1.0), TypeError, "tau"),
+    "to: an integer dtype": (lambda: sf.to(sf.LIF(), dtype=torch.int64), TypeError, "dtype"),
+    # connectivity
+    "all_to_all: a negative size": (lambda: conn.all_to_all(-1, 3), ValueError, "n_pre"),
+    "all_to_all: a fractional size": (lambda: conn.all_to_all(2.5, 3), (TypeError, ValueError), "n_pre"),
+    "one_to_one: negative": (lambda: conn.one_to_one(-1), ValueError, "n must be"),
+    "fixed_probability: NaN": (lambda: conn.fixed_probability(3, 3, math.nan), ValueError, "p"),
+    "fixed_probability: negative": (lambda: conn.fixed_probability(3, 3, -0.1), ValueError, "p"),
+    "fixed_probability: a seed of text": (lambda: conn.fixed_probability(3, 3, 0.5, seed="1"), TypeError, "seed"),
+    "fixed_in_degree: negative": (lambda: conn.fixed_in_degree(3, 3, -1), ValueError, "k"),
+    "fixed_in_degree: without self, all sources": (
+        lambda: conn.fixed_in_degree(3, 3, 3, allow_self=False),
+        ValueError,
+        "k",
+    ),
+    "fixed_out_degree: above the targets": (lambda: conn.fixed_out_degree(3, 3, 4), ValueError, "k"),
+    "fixed_total_number: negative": (lambda: conn.fixed_total_number(3, 3, -1), ValueError, "count"),
+    "from_indices: negative index": (lambda: conn.from_indices([-1], [0], 3, 3), ValueError, "pre indices must lie in"),
+    "from_indices: float indices": (lambda: conn.from_indices([0.5], [0], 3, 3), (TypeError, ValueError), "ind"),
+    # projections and networks
+    "projection: an unknown kind": (
+        lambda: sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, sf.Delta(), dt=0.1, kind="csr"),
+        ValueError,
+        "kind",
+    ),
+    "projection: weights of the wrong length": (
+        lambda: sf.projection("a", "b", conn.all_to_all(2, 2), torch.ones(3), sf.Delta(), dt=0.1),
+        ValueError,
+        "weight",
+    ),
+    "projection: integer weights": (
+        lambda: sf.projection("a", "b", conn.all_to_all(2, 2), torch.ones(4, dtype=torch.int64), sf.Delta(), dt=0.1),
+        TypeError,
+        "weights",
+    ),
+    "projection: negative conductances": (
+        lambda: sf.projection("a", "b", conn.all_to_all(2, 2), -0.1, sf.Exponential(e_rev=0.0), dt=0.1),
+        ValueError,
+        "conductance",
+    ),
+    "projection: a NaN delay": (
+        lambda: sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, sf.Delta(), dt=0.1, delay=math.nan),
+        ValueError,
+        "delays",
+    ),
+    "projection: dt zero": (
+        lambda: sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, sf.Delta(), dt=0.0),
+        ValueError,
+        "dt",
+    ),
+    "projection: a synapse that is not one": (
+        lambda: sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, "Exponential", dt=0.1),
+        TypeError,
+        "synapse",
+    ),
+    "projection: a rule that is not one": (
+        lambda: sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, sf.Delta(), dt=0.1, plasticity="STDP"),
+        TypeError,
+        "plasticity",
+    ),
+    "projection: an unknown propagation": (
+        lambda: sf.validate(
+            sf.replace(sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, sf.Delta(), dt=0.1), propagation="magic")
+        ),
+        ValueError,
+        "propagation must be one of auto, .* got 'magic'",
+    ),
+    "network: a projection to a missing population": (
+        lambda: sf.Network(
+            {"a": sf.Population(sf.LIF(), 2)},
+            {"ab": sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, sf.Delta(), dt=0.1)},
+        ),
+        ValueError,
+        "'b'",
+    ),
+    "network: a projection of the wrong size": (
+        lambda: sf.Network(
+            {"a": sf.Population(sf.LIF(), 2), "b": sf.Population(sf.LIF(), 3)},
+            {"ab": sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, sf.Delta(), dt=0.1)},
+        ),
+        ValueError,
+        "ab",
+    ),
+    "network: a projection onto a source": (
+        lambda: sf.Network(
+            {"a": sf.Population(sf.LIF(), 2), "b": sf.Population(sf.PoissonSource(), 2)},
+            {"ab": sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, sf.Delta(), dt=0.1)},
+        ),
+        ValueError,
+        "b",
+    ),
+    "network: parts that do not add up": (
+        lambda: sf.Population(sf.LIF(), 10, parts={"x": 3, "y": 3}),
+        ValueError,
+        "parts",
+    ),
+    "network: a part named with a dot": (
+        lambda: sf.Population(sf.LIF(), 10, parts={"x.y": 10}),
+        ValueError,
+        "x.y",
+    ),
+    "network: a population of size zero": (lambda: sf.Population(sf.LIF(), 0), ValueError, "size"),
+    "network: a drive for an unknown population": (
+        lambda: sf.Network({"a": sf.Population(sf.LIF(), 2)}, {}, drive={"c": 1.0}),
+        ValueError,
+        "'c'",
+    ),
+    # analysis
+    "mean_rate: dt zero": (lambda: analysis.mean_rate(torch.zeros(10, 3), 0.0), ValueError, "dt"),
+    "mean_rate: a list": (lambda: analysis.mean_rate([[0.0]], 0.1), TypeError, "spikes"),
+    "mean_rate: no steps": (lambda: analysis.mean_rate(torch.zeros(0, 3), 0.1), ValueError, "spikes"),
+    "mean_rate: NaN records": (lambda: analysis.mean_rate(torch.full((5, 3), math.nan), 0.1), ValueError, "NaN"),
+    "modulation_index: dt zero": (lambda: analysis.modulation_index(signal(), 0.0, (4, 6), (30, 50)), ValueError, "dt"),
+    "modulation_index: dt negative": (
+        lambda: analysis.modulation_index(signal(), -0.5, (4, 6), (30, 50)),
+        ValueError,
+        "dt",
+    ),
+    "modulation_index: a band above Nyquist": (
+        lambda: analysis.modulation_index(signal(), 0.5, (4, 6), (900, 1200)),
+        ValueError,
+        "Nyquist frequency 1000 Hz",
+    ),
+    "modulation_index: a band narrower than the resolution": (
+        lambda: analysis.modulation_index(signal()[:100], 0.5, (4, 6), (30, 50)),
+        ValueError,
+        "holds no frequency",
+    ),
+    "modulation_index: bins zero": (
+        lambda: analysis.modulation_index(signal(), 0.5, (4, 6), (30, 50), bins=0),
+        ValueError,
+        "bins",
+    ),
+    "modulation_index: bins one": (
+        lambda: analysis.modulation_index(signal(), 0.5, (4, 6), (30, 50), bins=1),
+        ValueError,
+        "bins",
+    ),
+    "modulation_index: one NaN sample": (
+        lambda: analysis.modulation_index(torch.cat([signal(), torch.tensor([math.nan])]), 0.5, (4, 6), (30, 50)),
+        ValueError,
+        "NaN",
+    ),
+    "modulation_index: a 2-d signal": (
+        lambda: analysis.modulation_index(torch.zeros(10, 2), 0.5, (4, 6), (30, 50)),
+        ValueError,
+        "1-d",
+    ),
+    "modulation_index: a band upside down": (
+        lambda: analysis.modulation_index(signal(), 0.5, (6, 4), (30, 50)),
+        ValueError,
+        "band",
+    ),
+    "modulation_index: a band of text": (
+        lambda: analysis.modulation_index(signal(), 0.5, ("a", "b"), (30, 50)),
+        ValueError,
+        "band",
+    ),
+    "band_analytic: a band at Nyquist": (
+        lambda: analysis.band_analytic(signal(), 0.5, (10, 1000)),
+        ValueError,
+        "Nyquist",
+    ),
+    "oscillator: a frequency above Nyquist": (
+        lambda: sf.simulate(sf.Oscillator(frequencies=600.0), sf.Oscillator().init_state(1), dt=1.0, steps=5),
+        ValueError,
+        "Oscillator.frequencies reaches 600 Hz, at or above the Nyquist frequency 500 Hz",
+    ),
+    "oscillator: an amp_freq at Nyquist": (
+        lambda: sf.simulate(sf.Oscillator(amp_freq=500.0), sf.Oscillator().init_state(1), dt=1.0, steps=5),
+        ValueError,
+        "Oscillator.amp_freq",
+    ),
+    "oscillator: a lane above Nyquist": (
+        lambda: sf.sweep(sf.grid(sf.Oscillator(), frequencies=[10.0, 700.0])[0], dt=1.0, steps=5, shape=1),
+        ValueError,
+        "Oscillator.frequencies reaches 700 Hz",
+    ),
+    # encoders
+    "poisson_rate: values above 1": (lambda: encoders.poisson_rate(torch.tensor([1.5]), 10, 0.1), ValueError, "values"),
+    "poisson_rate: NaN values": (
+        lambda: encoders.poisson_rate(torch.tensor([math.nan]), 10, 0.1),
+        ValueError,
+        "values",
+    ),
+    "poisson_rate: steps zero": (lambda: encoders.poisson_rate(torch.tensor([0.5]), 0, 0.1), ValueError, "steps"),
+    "poisson_rate: a rate beyond one spike per step": (
+        lambda: encoders.poisson_rate(torch.tensor([0.5]), 10, 1.0, max_rate=2000.0),
+        ValueError,
+        "max_rate",
+    ),
+    "poisson_rate: a negative rate": (
+        lambda: encoders.poisson_rate(torch.tensor([0.5]), 10, 1.0, max_rate=-1.0),
+        ValueError,
+        "max_rate",
+    ),
+    "poisson_rate: dt zero": (lambda: encoders.poisson_rate(torch.tensor([0.5]), 10, 0.0), ValueError, "dt"),
+    "latency: t_max beyond the window": (
+        lambda: encoders.latency(torch.tensor([0.5]), 10, 1.0, t_max=50.0),
+        ValueError,
+        "t_max",
+    ),
+    "latency: negative values": (lambda: encoders.latency(torch.tensor([-0.5]), 10, 1.0), ValueError, "values"),
+    # logging and checkpoints
+    "NixRecordSink: an existing file": (
+        lambda: sf.simulate(sf.LIF(), lif_state(), dt=0.1, steps=5, sinks=[NixRecordSink(__file__)]),
+        FileExistsError,
+        "already exists",
+    ),
+    "read_records: a missing file": (lambda: read_records("no-such-file.nix"), FileNotFoundError, "no-such-file"),
+    "read_records: a file that is not NIX": (lambda: read_records(__file__), ValueError, "not a readable NIX file"),
+    "read_events: a file that is not NIX": (lambda: read_events(__file__, "a.spikes"), ValueError, "not a readable"),
+    "TensorBoardSink: an unknown reduction": (lambda: TensorBoardSink("tb", reduce="median"), ValueError, "median"),
+    "save_checkpoint: a fractional step": (
+        lambda: save_checkpoint("x.ckpt", lif_state(), step=1.5),
+        ValueError,
+        "step",
+    ),
+    "load_checkpoint: a Python file": (lambda: load_checkpoint(__file__), ValueError, "not a readable"),
+    # standard networks
+    "coba: an unknown kind": (lambda: coba(400, kind="csr"), ValueError, "csr"),
+    "coba: zero neurons": (lambda: coba(0), ValueError, "n"),
+    "microcircuit: scale zero": (lambda: potjans2014.microcircuit(scale=0.0), ValueError, "scale"),
+    "microcircuit: scale above one": (lambda: potjans2014.microcircuit(scale=2.0), ValueError, "scale"),
+    "microcircuit: k_scale text": (lambda: potjans2014.microcircuit(scale=0.01, k_scale="x"), ValueError, "k_scale"),
+    "microcircuit: an unknown background": (
+        lambda: potjans2014.microcircuit(scale=0.01, background="noise"),
+        ValueError,
+        "background",
+    ),
+    "microcircuit: a scale without neurons": (
+        lambda: potjans2014.microcircuit(scale=1e-9),
+        RuntimeWarning,
+        "fewer than one neuron",
+    ),
+    "microcircuit: an in-degree below one synapse": (
+        lambda: potjans2014.microcircuit(scale=0.01, k_scale=1e-4),
+        RuntimeWarning,
+        "fewer than one recurrent synapse per neuron",
+    ),
+    # NIR
+    "from_nir: a missing file": (lambda: from_nir("absent.nir", dt=0.1), FileNotFoundError, "absent.nir"),
+    "from_nir: a file that is not NIR": (lambda: from_nir(__file__, dt=0.1), ValueError, "is not a readable NIR file"),
+    "from_nir: an empty graph": (
+        lambda: from_nir(nir_graph().__class__(nodes={}, edges=[]), dt=0.1),
+        ValueError,
+        "no nodes",
+    ),
+    "from_nir: an Output of another size": (
+        lambda: from_nir(nir_graph(out=__import__("nir").Output(output_type={"output": np.array([5])})), dt=0.1),
+        ValueError,
+        "node 'out': an Output of 5 values after population 'lif' of 3 neurons",
+    ),
+    "from_nir: a negative time constant names the node": (
+        lambda: from_nir(
+            nir_graph(
+                lif=__import__("nir").LIF(
+                    tau=np.full(3, -1.0), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3)
+                )
+            ),
+            dt=0.1,
+        ),
+        ValueError,
+        "node 'lif': LIF.tau_mem must be > 0",
+    ),
+    "from_nir: no time unit": (
+        lambda: from_nir(
+            __import__("nir").NIRGraph(nodes=nir_graph().nodes, edges=nir_graph().edges, type_check=False), dt=0.1
+        ),
+        ValueError,
+        "time_unit",
+    ),
+    "from_nir: not a graph": (lambda: from_nir({"nodes": {}}, dt=0.1), TypeError, "NIRGraph"),
+    "from_nir: dt zero": (lambda: from_nir(nir_graph(), dt=0.0), ValueError, "dt"),
+    # the estimator
+    "SpikingClassifier: random_state text": (lambda: classifier(random_state="x"), ValueError, "random_state"),
+    "SpikingClassifier: random_state negative": (lambda: classifier(random_state=-1), ValueError, "random_state"),
+    "SpikingClassifier: a silent hidden layer": (
+        lambda: classifier(weight_scale=1e-9),
+        RuntimeWarning,
+        "the hidden layer never spiked",
+    ),
+    "SpikingClassifier: an unknown encoder": (lambda: classifier(encoder="rank"), ValueError, "encoder"),
+    "SpikingClassifier: n_hidden zero": (lambda: classifier(n_hidden=0), ValueError, "n_hidden"),
+    "SpikingClassifier: dt NaN": (lambda: classifier(dt=math.nan), ValueError, "dt"),
+    "SpikingClassifier: duration below dt": (lambda: classifier(dt=1.0, duration=0.5), ValueError, "duration"),
+    "SpikingClassifier: a negative rinse": (lambda: classifier(rinse=-1.0), ValueError, "rinse"),
+}
+
+
+def _adapter_cases():
+    from sapicore.learning.plasticity import STDPLearning
+    from sapicore.neuron.spiking import LIFNeuron
+    from sapicore.synapse.projection import ExponentialSynapse
+
+    def learn_before_a_step():
+        STDPLearning().apply_learning(
+            LIFNeuron(shape=3), ExponentialSynapse(conn.all_to_all(3, 4), 0.2), LIFNeuron(shape=4)
+        )
+
+    def load_other_synapses():
+        ExponentialSynapse(conn.fixed_out_degree(8, 8, 2, seed=2), 0.2).load_state_dict(
+            ExponentialSynapse(conn.fixed_out_degree(8, 8, 2, seed=1), 0.2).state_dict()
+        )
+
+    def set_a_bad_parameter():
+        LIFNeuron(shape=3).tau_mem = -1.0
+
+    def a_conductance_synapse_without_v():
+        ExponentialSynapse(conn.all_to_all(3, 4), 0.2, e_rev=0.0)(torch.ones(3))
+
+    return {
+        "object API: learning before any step": (learn_before_a_step, ValueError, "pre_neuron .* has no output yet"),
+        "object API: a state saved from other synapses": (load_other_synapses, ValueError, "other synapses"),
+        "object API: a negative time constant set on a neuron": (set_a_bad_parameter, ValueError, "tau_mem"),
+        "object API: a conductance synapse without v_post": (a_conductance_synapse_without_v, ValueError, "v_post"),
+    }
+
+
+CASES.update(_adapter_cases())
+
+COMMAND = {
+    "no command": ([], "required"),
+    "an unknown command": (["simulate", "coba"], "invalid choice"),
+    "run: an unknown option": (["run", "coba", "--device", "cuda"], "unrecognized arguments"),
+    "run: duration text": (["run", "coba", "--duration", "long"], "invalid float value"),
+    "run: --set without =": (["run", "coba", "--set", "simulation.dt"], "expected KEY=VALUE"),
+    "run: --set of a missing key": (["run", "coba", "--set", "simulation.nope.x=1"], "no such key"),
+    "run: --set of an unknown key": (["run", "coba", "--set", "simulation.speed=1"], "unknown key"),
+    "run: --set a value of the wrong type": (["run", "coba", "--set", "simulation.dt=fast"], "simulation.dt"),
+    "run: a misspelled shipped spec": (["run", "cobaa"], "no such spec file \\(shipped specs: coba, microcircuit\\)"),
+    "run: a duration of zero": (["run", "coba", "--duration", "0"], "--duration must be a positive number"),
+    "run: a negative duration": (["run", "coba", "--duration", "-1"], "--duration must be a positive number"),
+    "run: the microcircuit at scale zero": (["run", "microcircuit", "--set", "builder.scale=0"], "builder.scale"),
+    "run: an unknown builder": (["run", "microcircuit", "--set", "builder.name=brunel"], "builder.name"),
+    "sweep: a spec without a sweep section": (["sweep", "coba"], "no sweep: section"),
+    "sweep: a grid of an empty list": (
+        ["sweep", "coba", "--set", "sweep={grid: {drive.neurons: []}}"],
+        "non-empty list",
+    ),
+    "sweep: two kinds at once": (
+        ["sweep", "coba", "--set", "sweep={grid: {drive.neurons: [1]}, zip: {drive.neurons: [1]}}"],
+        "exactly one of grid, zip or random",
+    ),
+    "sweep: a lane with an impossible value": (
+        ["sweep", "coba", "--set", "sweep={grid: {simulation.dt: [0.1, -0.1]}}"],
+        "simulation.dt: expected a number > 0, got -0.1 \\(in lane 1",
+    ),
+    "inspect: a missing file": (["inspect", "absent.nix"], "no NIX log at absent.nix"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_refused_naming_the_culprit(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # cases that would write (a checkpoint, a log) write here
+    make, error, message = CASES[case]
+    if isinstance(error, type) and issubclass(error, Warning):
+        with pytest.warns(error, match=message):
+            make()
+        return
+    with pytest.raises(error, match=message):
+        make()
+
+
+@pytest.mark.parametrize("case", sorted(COMMAND))
+def test_the_command_refuses_bad_arguments_in_one_line(case, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    argv, message = COMMAND[case]
+    try:
+        code = main(argv + ["--out", str(tmp_path / "out")] if argv and argv[0] in ("run", "sweep") else argv)
+    except SystemExit as done:  # argparse: usage and one error line
+        code = done.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and __import__("re").search(message, err[-1]), err
+    assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "out").exists()
