@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from timing import synchronize
+from timing import synchronize, warm
 
 import sapicore.functional as sf
 from sapicore import analysis
@@ -208,6 +208,7 @@ def main() -> None:
     torch.set_num_threads(1)
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     device = torch.device(args.device)
+    warm(device)  # kernel builds and JITs before any timed row
     lines: list[str] = []
     for neurons in args.neurons:
         block = table(neurons, args, device)

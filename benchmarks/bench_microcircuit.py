@@ -31,12 +31,14 @@ HERE = Path(__file__).resolve().parent
 
 def sapicore_worker(scale: float, k_scale: float, duration: float, discard: float, fast: bool, device: str) -> dict:
     import torch
+    from timing import warm
 
     import sapicore.functional as sf
     from sapicore import analysis
     from sapicore.networks import potjans2014 as pd
 
     torch.set_num_threads(1)
+    warm(torch.device(device))  # kernel builds and JITs before the build and run timers
     start = time.perf_counter()
     net = sf.to(pd.microcircuit(scale, k_scale=k_scale), device)
     state = pd.initial_state(net, device=device)

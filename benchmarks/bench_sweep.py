@@ -20,7 +20,7 @@ import math
 import os
 
 import torch
-from timing import timed
+from timing import timed, warm
 
 import sapicore.functional as sf
 from sapicore.networks import coba, initial_state
@@ -40,6 +40,7 @@ def main() -> None:
     torch.set_num_threads(1)
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     device = torch.device(args.device)
+    warm(device)
     base = sf.to(coba(args.neurons, dt=args.dt), device=device)
     state = initial_state(base, device=device)
     seconds = args.duration / 1000.0

@@ -338,18 +338,7 @@ def run(
     spike_events, sinks, names = _sinks(spec, out, spike_records)
     start = time.perf_counter()
     with torch.no_grad():
-        sf.simulate(
-            network,
-            state,
-            dt=settings.dt,
-            duration=duration,
-            record=record,
-            every=settings.every,
-            fast=settings.fast,
-            progress=progress,
-            sinks=sinks,
-            keep=False,  # records stream to the sinks: memory stays bounded
-        )
+        sf.simulate(network, state, sinks=sinks, **_options(settings, duration, record, progress))
     wall = time.perf_counter() - start
     _write_spec(out, spec.source, data, overrides)
     events, rates, cvs = _spike_summary(spike_events, network, duration, settings.discard)
@@ -369,6 +358,20 @@ def run(
     partial(out / "summary.json").write_text(json.dumps(summary, indent=2))
     publish(out, summary["outputs"], only=True)
     return summary
+
+
+def _options(settings: Any, duration: float, record: tuple[str, ...], progress: bool) -> dict:
+    """The keyword arguments of ``simulate`` (and ``sweep``) for a spec's ``simulation`` settings; records
+    stream to the sinks (``keep=False``), so memory stays bounded."""
+    return dict(
+        dt=settings.dt,
+        duration=duration,
+        record=record,
+        every=settings.every,
+        fast=settings.fast,
+        progress=progress,
+        keep=False,
+    )
 
 
 def _write_spec(out: Path, source: Path, data: Any, overrides: tuple) -> None:
@@ -439,16 +442,7 @@ def _run_group(lanes: list[int], specs: list, states: list, duration: float, fol
     record = settings.record or network.default_record()
     spike_records = tuple(name for name in record if network.is_event(name))
     outputs = {lane: _sinks(specs[lane], folders[lane], spike_records) for lane in lanes}
-    options = dict(
-        dt=settings.dt,
-        duration=duration,
-        record=record,
-        every=settings.every,
-        fast=settings.fast,
-        progress=progress,
-        keep=False,
-        strict=False,
-    )
+    options = {**_options(settings, duration, record, progress), "strict": False}
     torch.manual_seed(settings.seed)
     with torch.no_grad():
         if len(lanes) == 1:

@@ -205,3 +205,44 @@ def test_a_run_refuses_a_backend_it_cannot_use_naming_the_projection():
     lanes = sf.stack([sf.replace(net, drive={"a": drive}) for drive in (0.1, 0.2)])
     with pytest.raises(ValueError, match="projection 'a' -> 'b': propagation='nonzero' cannot be used"):
         sf.sweep(lanes, None, steps=5, dt=DT)
+
+
+def test_the_gpu_tiling_equals_the_reference_for_multapses_tail_blocks_and_many_lanes(monkeypatch):
+    """The interpreter normally takes one wide block; here it runs the GPU's 32-source blocks, with
+    rows wider than one 128-slot column block, repeated targets within a row and a partial last block."""
+    chosen = gpu_kernels.block_sizes
+    monkeypatch.setattr(gpu_kernels, "block_sizes", lambda n_pre, width: chosen(n_pre, width, gpu=True))
+    assert gpu_kernels.block_sizes(70, 200) == (32, 128)
+    lanes = 5
+    tables = [on_device(*random_table(n_pre=70, n_post=9, width=200, seed=seed)) for seed in range(lanes)]
+    pending, spikes, targets, weights, delays = (torch.stack([t[i] for t in tables]) for i in range(5))
+    assert bool((targets[:, :, :200] == targets[:, :, :1]).any())  # 9 targets in 200 slots: multapses
+    steps = torch.arange(lanes, device=DEVICE)
+    out = torch.func.vmap(gpu_kernels.propagate)(pending, spikes, targets, weights, delays, steps)
+    for lane in range(lanes):
+        expected = reference(pending[lane], spikes[lane], targets[lane], weights[lane], delays[lane], steps[lane])
+        assert torch.allclose(out[lane], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_row_clear_fills_with_a_scalar_and_makes_no_host_tensor():
+    """On CUDA, ``out[rows] = 0.0`` copies a host scalar tensor with a synchronisation (and is illegal in
+    graph capture): the kernel's wrapper must not index-put from, or lift, a Python value."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    pending, spikes, targets, weights, delays = on_device(*random_table())
+    step = torch.tensor(3, device=DEVICE)
+    with Ops() as ops:  # the op's body (a custom op dispatches as one op from outside)
+        gpu_kernels._propagate_lanes(
+            pending[None], spikes[None], targets[None], weights[None], delays[None], 0, step[None]
+        )
+    assert "aten.index_fill_.int_Scalar" in ops.names
+    assert not [name for name in ops.names if "index_put" in name or "lift_fresh" in name or "_to_copy" in name]

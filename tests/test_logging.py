@@ -1,5 +1,6 @@
 """Loggable declarations, NIX files (written, streamed, killed) and TensorBoard events."""
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -200,3 +201,23 @@ def test_events_keep_every_spike_when_records_sum_windows(tmp_path):
     sf.simulate(model, model.init_state(3), inputs, dt=0.1, every=50, sinks=[sink], keep=False)
     times, neurons = read_events(tmp_path / "w.nix", "spikes")
     assert dense["spikes"].max() > 1 and len(times) == int(dense["spikes"].sum())
+
+
+def test_every_sink_is_ended_when_one_fails_and_the_runs_own_failure_is_the_one_told(tmp_path):
+    class Failing:
+        def begin(self, dt, every):
+            pass
+
+        def write(self, records):
+            pass
+
+        def end(self):
+            raise OSError("this sink could not close")
+
+    log = NixRecordSink(tmp_path / "run.nix")
+    with pytest.raises(OSError, match="could not close"):
+        sf.simulate(sf.LIF(), sf.LIF().init_state(3), dt=0.1, steps=20, record="v", sinks=[Failing(), log])
+    assert read_records(tmp_path / "run.nix")["v"].shape == (20, 3)  # closed whole all the same
+    inputs = lambda t: torch.where(t >= 1.0, math.nan, 1.0) * torch.ones(3)  # noqa: E731
+    with pytest.raises(FloatingPointError):
+        sf.simulate(sf.LIF(), sf.LIF().init_state(3), inputs=inputs, dt=0.1, steps=40, chunk=20, sinks=[Failing()])

@@ -197,3 +197,24 @@ def test_a_single_run_that_is_not_strict_stops_its_records_and_says_when():
         )
     assert rec["diverged"] == 10.0 and rec["a.v"].isnan().all()
     assert len(events.times["a.spikes"]) == 0  # NaN records give no events
+
+
+def test_lanes_with_their_own_synapses_take_only_their_own_states():
+    def network(seed):
+        return sf.Network(
+            {"a": sf.Population(sf.LIF(), 30)},
+            {
+                "aa": sf.projection(
+                    "a", "a", sf.connectivity.fixed_out_degree(30, 30, 3, seed=seed), 0.5, sf.Exponential(), dt=0.1
+                )
+            },
+            drive={"a": 3.0},
+        )
+
+    lanes = sf.stack([network(1), network(2)])
+    sf.sweep(lanes, sf.init_lanes(lanes), dt=0.1, steps=5)
+    swapped = sf.init_lanes(sf.stack([network(2), network(1)]))
+    with pytest.raises(ValueError, match=r"state.projections\['aa'\] was built for other synapses"):
+        sf.sweep(lanes, swapped, dt=0.1, steps=5)
+    shared = sf.stack([network(1), network(1)])  # one table for both lanes: its fingerprint is taken once
+    sf.sweep(shared, sf.init_lanes(shared), dt=0.1, steps=5)

@@ -103,7 +103,7 @@ def _other_wiring(network: Network, state: Any, lanes: bool) -> str | None:
         given = state.projections[name].wiring
         if given is None:
             continue
-        expected = torch.func.vmap(lambda proj: proj.wiring())(projection) if lanes else projection.wiring()
+        expected = projection.lane_wiring() if lanes else projection.wiring()
         if not torch.equal(expected.to(given.device).expand_as(given), given):
             return (
                 f"state.projections[{name!r}] was built for other synapses (which pairs are connected, their "
@@ -219,8 +219,9 @@ class FiniteWatch:
         self.windows: dict[int, tuple[int, int]] = {}  # lane -> (first step, end step) of its chunk
 
     def wrap(self, chunk: Any) -> Any:
-        """``chunk`` (``(model, state, xs, t0) -> (state, records)``) also returning the sums that
-        :meth:`check` reads (one per lane), or None when the watch is off."""
+        """``chunk`` (``(model, state, xs, t0) -> (state, records)``) also returning the sum that
+        :meth:`check` reads (one per lane when lanes may be quarantined), or None when the watch is off."""
+        per_lane = self.lanes and not self.strict
 
         def watched(model: Any, state: Any, xs: Any, t0: torch.Tensor) -> tuple[Any, dict, Any]:
             state, records = chunk(model, state, xs, t0)
@@ -229,7 +230,7 @@ class FiniteWatch:
             total = None
             for _, leaf in _watched(state):  # a sum per variable: no copy of the state
                 leaf = leaf.detach()
-                part = leaf.reshape(leaf.shape[0], -1).sum(1) if self.lanes else leaf.sum()
+                part = leaf.reshape(leaf.shape[0], -1).sum(1) if per_lane else leaf.sum()
                 total = part if total is None else total + part
             return state, records, total
 
@@ -241,7 +242,7 @@ class FiniteWatch:
         if total is None:
             return
         if self.device.type != "cuda":
-            if not bool(torch.isfinite(total).all()):  # sync-ok: once per chunk, after the chunk (see the docstring)
+            if not math.isfinite(total.item()):  # sync-ok: once per chunk, after the chunk (see the docstring)
                 self._raise(state, first_step, end_step)
             return
         self.flush(state)
@@ -298,7 +299,7 @@ class FiniteWatch:
         done, host, first_step, end_step = self.waiting
         self.waiting = None
         done.synchronize()  # sync-ok: the previous chunk's sum, while the GPU runs the next chunk
-        if not bool(torch.isfinite(host).all()):  # sync-ok: a host tensor, already copied
+        if not math.isfinite(host.item()):  # sync-ok: a host tensor, already copied
             self._raise(state, first_step, end_step)
 
     def diverged(self, count: int) -> torch.Tensor:

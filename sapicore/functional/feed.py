@@ -61,8 +61,20 @@ class SinkFeed:
             sink.write(records)
 
     def end(self) -> None:
-        for sink in self.sinks:
+        end_all(self.sinks)
+
+
+def end_all(sinks: Sequence[Any]) -> None:
+    """``end`` every sink, even when one fails (its files must still be closed), then raise the first
+    failure."""
+    failure = None
+    for sink in sinks:
+        try:
             sink.end()
+        except Exception as err:
+            failure = failure or err
+    if failure is not None:
+        raise failure
 
 
 class PerLane:
@@ -96,6 +108,4 @@ class PerLane:
                 sink.write(own)
 
     def end(self) -> None:
-        for sinks in self.lanes:
-            for sink in sinks:
-                sink.end()
+        end_all([sink for sinks in self.lanes for sink in sinks])

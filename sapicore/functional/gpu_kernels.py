@@ -110,21 +110,24 @@ def _kernel() -> Any:
         lane_delays,
         lane_step,
         delay,
-        WIDTH: tl.constexpr,
+        width,
+        blocks,
         HAS_DELAYS: tl.constexpr,
         BLOCK_N: tl.constexpr,
         BLOCK_W: tl.constexpr,
     ):
-        lane = tl.program_id(1).to(tl.int64)
-        sources = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+        # one axis for lanes and blocks (axis 1 holds at most 65,535 programs): program = lane x blocks + block
+        program = tl.program_id(0).to(tl.int64)
+        lane = program // blocks
+        sources = (program % blocks) * BLOCK_N + tl.arange(0, BLOCK_N)
         values = tl.load(spikes + lane * lane_spikes + sources, mask=sources < n_pre, other=0.0)
         firing = values != 0.0
         if tl.max(firing.to(tl.int32), axis=0) > 0:
             first = (tl.load(step + lane * lane_step) + 1) % rows  # the row of delay 0
-            for start in tl.static_range(0, WIDTH, BLOCK_W):
+            for start in tl.range(0, width, BLOCK_W):  # a loop at run time: one compile for every width
                 columns_here = start + tl.arange(0, BLOCK_W)
-                mask = firing[:, None] & (columns_here[None, :] < WIDTH)
-                offsets = sources[:, None] * WIDTH + columns_here[None, :]
+                mask = firing[:, None] & (columns_here[None, :] < width)
+                offsets = sources[:, None] * width + columns_here[None, :]
                 target = tl.load(targets + lane * lane_targets + offsets, mask=mask, other=0)
                 weight = tl.load(weights + lane * lane_weights + offsets, mask=mask, other=0.0)
                 if HAS_DELAYS:
@@ -165,15 +168,16 @@ def _propagate_lanes(
     out = pending.contiguous().clone()
     if lanes == 0:
         return out
-    out[torch.arange(lanes, device=out.device), torch.remainder(step, rows)] = 0.0  # delivered this step
+    # the rows delivered this step, cleared by a fill with a scalar: no host tensor, no synchronisation
+    delivered = torch.arange(lanes, device=out.device) * rows + torch.remainder(step, rows)
+    out.view(lanes * rows, columns).index_fill_(0, delivered, 0.0)
     if n_pre == 0 or width == 0:
         return out
     spikes, targets, weights = _inner_contiguous(spikes), _inner_contiguous(targets), _inner_contiguous(weights)
     delays_or_any = _inner_contiguous(delays) if delays is not None else targets
-    block_w = min(_next_power_of_2(width), 128)
-    # the interpreter pays per program, a GPU per idle thread: wider blocks there, narrower here
-    block_n = min(_next_power_of_2(n_pre), 1024) if interpreting() else 32
-    grid = ((n_pre + block_n - 1) // block_n, lanes)
+    block_n, block_w = block_sizes(n_pre, width)
+    blocks = (n_pre + block_n - 1) // block_n
+    grid = (blocks * lanes,)
     _kernel()[grid](
         out,
         spikes,
@@ -191,12 +195,20 @@ def _propagate_lanes(
         delays_or_any.stride(0),
         step.stride(0),
         delay,
-        WIDTH=width,
+        width,
+        blocks,
         HAS_DELAYS=delays is not None,
         BLOCK_N=block_n,
         BLOCK_W=block_w,
     )
     return out
+
+
+def block_sizes(n_pre: int, width: int, gpu: bool | None = None) -> tuple[int, int]:
+    """(sources, synapse slots) per program: 32 sources on a GPU, which pays per idle thread; up to
+    1,024 under the interpreter, which pays per program (``gpu`` forces either choice)."""
+    gpu = not interpreting() if gpu is None else gpu
+    return (32 if gpu else min(_next_power_of_2(n_pre), 1024)), min(_next_power_of_2(width), 128)
 
 
 def _next_power_of_2(n: int) -> int:

@@ -154,6 +154,15 @@ class Projection:
         delays = self.delays if isinstance(self.delays, torch.Tensor) else None
         return fingerprint(layout, delays, static)
 
+    def lane_wiring(self) -> torch.Tensor:
+        """:meth:`wiring` of each lane of a stacked projection, ``(lanes,)``: computed once when the lanes
+        share their synapses (a stride-0 view of one table, as ``stack`` makes them), else lane by lane."""
+        layout = self.targets if isinstance(self, SparseProjection) else self.mask
+        delays = self.delays if isinstance(self.delays, torch.Tensor) else None
+        if all(t is None or t.stride(0) == 0 for t in (layout, delays)):
+            return _lane(self, _one_lane).wiring().expand(layout.shape[0])
+        return torch.stack([_lane(self, lambda t, i=i: t[i]).wiring() for i in range(layout.shape[0])])
+
     def arrivals(self, state: ProjectionState) -> torch.Tensor:
         """The weighted input (nA or µS) reaching each target neuron at the start of this step: the
         ring buffer's row ``step mod (max_delay + 1)``, which :meth:`emit` clears."""
@@ -211,6 +220,21 @@ class Projection:
         return torch.remainder(state.step + 1 + extra, self.max_delay + 1)
 
 
+def _one_lane(tensor: torch.Tensor) -> torch.Tensor:
+    """Lane 0 of a stacked tensor: the very tensor that was stacked when the lanes share it (a stride-0
+    view of it), so that its cached fingerprint is found."""
+    base = tensor._base
+    if tensor.stride(0) == 0 and base is not None and base.shape == tensor.shape[1:]:
+        return base
+    return tensor[0]
+
+
+def _lane(projection: Any, take: Any) -> Any:
+    """``projection`` with ``take`` applied to its structure tensors (targets or mask, delays)."""
+    names = [name for name in ("targets", "mask", "delays") if isinstance(projection.__dict__.get(name), torch.Tensor)]
+    return replace(projection, **{name: take(getattr(projection, name)) for name in names})
+
+
 _FINGERPRINTS: dict[int, tuple] = {}  # id(layout) -> (weak reference, key, fingerprint)
 _CHUNK = 1 << 16  # values per step of the fingerprint's sum (part of its definition)
 _MIX = -7046029254386353131  # an odd 64-bit constant
@@ -236,7 +260,9 @@ def _checksum(tensor: torch.Tensor) -> torch.Tensor:
 def fingerprint(layout: torch.Tensor, delays: torch.Tensor | None, static: tuple) -> torch.Tensor:
     """The fingerprint of a projection's ``layout`` tensor (targets or mask), per-synapse ``delays``
     and ``static`` integers; cached per layout tensor (the full microcircuit's takes about a second)."""
-    concrete = not traced(layout) and layout.device.type != "meta"
+    if layout.device.type == "meta":  # a state's shapes only (see checks.check_fits): no values to sum
+        return torch.zeros((), dtype=torch.int64, device="meta")
+    concrete = not traced(layout)
     key = (layout._version, static, None if delays is None else (id(delays), delays._version)) if concrete else None
     cached = _FINGERPRINTS.get(id(layout)) if key is not None else None
     if cached is not None and cached[0]() is layout and cached[1] == key:

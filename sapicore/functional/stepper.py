@@ -16,6 +16,7 @@ lost (a record then counts spikes per window).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import sys
@@ -186,7 +187,10 @@ def check_fast(fast: Any) -> None:
         )
 
 
-def _compile(chunk: Callable, fast: bool | str, device: torch.device) -> Callable:
+def compile_chunk(chunk: Callable, fast: bool | str, device: torch.device) -> Callable:
+    """``chunk`` (``(model, state, xs, t0) -> (state, ...)``) compiled for ``fast`` (True: inductor, a
+    C++ wrapper on the CPU and CUDA graphs on a GPU; or a backend's name). On CUDA each call starts a
+    new graph step and returns a state copied out of the graph's pool (:func:`unaliased`)."""
     backend = "inductor" if fast is True else fast
     options = {"backend": backend, "dynamic": False}
     if device.type == "cuda" and backend == "inductor":
@@ -197,11 +201,39 @@ def _compile(chunk: Callable, fast: bool | str, device: torch.device) -> Callabl
     if device.type != "cuda":
         return compiled
 
-    def call(*args: Any) -> Any:
+    def call(model: Any, state: Any, xs: Any, t0: torch.Tensor) -> Any:
         torch.compiler.cudagraph_mark_step_begin()
-        return compiled(*args)
+        new_state, *rest = compiled(model, state, xs, t0)  # (state, records[, NaN-watch sum])
+        return (unaliased(state, new_state), *rest)
 
     return call
+
+
+def unaliased(before: Any, after: Any) -> Any:
+    """``after``, a compiled chunk's output state, with every tensor the chunk wrote copied out of the
+    CUDA-graph pool: the next replay reuses that memory, so a state fed back from it would be read after
+    it was overwritten. Tensors the chunk passed through unchanged (fixed weights) stay as they are.
+    (Its records and NaN-watch sum are copied right after the chunk by the feed and the watch.)"""
+    given = {id(leaf) for leaf in tree_leaves(before) if isinstance(leaf, torch.Tensor)}
+    return tree_map(
+        lambda leaf: leaf.clone() if isinstance(leaf, torch.Tensor) and id(leaf) not in given else leaf, after
+    )
+
+
+def mark_static(model: Any, state: Any) -> None:
+    """Tell the compiler that the model's tensors (connectivity, delays, parameters) and the weights of
+    projections without plasticity keep their memory from chunk to chunk: CUDA graphs then read them in
+    place instead of copying them into the graph's pool at every replay."""
+    import torch._dynamo
+
+    evolving = {id(leaf) for leaf in tree_leaves(state)}  # a state may start from a model's tensor (weights)
+    fixed = [leaf for leaf in tree_leaves(model) if isinstance(leaf, torch.Tensor) and id(leaf) not in evolving]
+    if isinstance(model, Network):
+        fixed += [
+            state.projections[name].weights for name, proj in model.projections.items() if proj.plasticity is None
+        ]
+    for tensor in fixed:
+        torch._dynamo.mark_static_address(tensor)
 
 
 def _with_fallback(compiled: Callable, eager: Callable, label: str) -> Callable:
@@ -320,11 +352,13 @@ def run_chunks(
     watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested, strict=plan.strict)
     full = watch.wrap(build(chunk))
     if fast:
-        full = _with_fallback(_compile(full, fast, device), full, str(fast))
+        full = _with_fallback(compile_chunk(full, fast, device), full, str(fast))
     n_records = steps // every
     time_major = bool(_tensor_leaves(inputs))
     state = own_buffers(model, state)  # projections that add in place do so into the run's own copy
     rerun = Rerun(model, state, device, keep_outputs=bool(fast) and device.type == "cuda", nested=context.nested)
+    if fast and device.type == "cuda" and not context.nested:
+        mark_static(model, state)
     buffers: dict[str, Any] = {}
     show = plan.progress if plan.progress is not None else (steps >= 100_000 and sys.stderr.isatty())
     bar = tqdm(total=steps, unit="step", disable=not show)
@@ -345,7 +379,7 @@ def run_chunks(
                         lambda leaf: leaf.narrow(plan.input_axis, done, n) if isinstance(leaf, torch.Tensor) else leaf,
                         inputs,
                     )
-                t0 = torch.tensor((plan.start_step + done) * dt, dtype=dtype, device=device)
+                t0 = torch.full((), (plan.start_step + done) * dt, dtype=dtype, device=device)  # no host copy
                 before = rerun.before(state)
                 state, records, total = run(model, state, xs, t0)
                 if rerun.needed(state):
@@ -371,9 +405,13 @@ def run_chunks(
                 bar.update(n)
             feed.flush()
             watch.flush(state)
-        finally:
+        except BaseException:
             bar.close()
-            feed.end()
+            with contextlib.suppress(Exception):  # the sinks' files are closed; the run's failure is the one to tell
+                feed.end()
+            raise
+        bar.close()
+        feed.end()
     if context.nested:
         buffers = {name: torch.cat(parts, dim=axis) for name, parts in buffers.items()}
     buffers["t"] = (plan.start_step + torch.arange(1, n_records + 1, dtype=dtype, device=device) * every) * dt
