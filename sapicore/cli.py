@@ -636,31 +636,84 @@ def _terminate(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def main(argv: list[str] | None = None) -> int:
+class _Parser(argparse.ArgumentParser):
+    """Its usage errors name the nearest option or command where the given one is misspelled."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        import difflib
+
+        known = [option for action in self._actions for option in action.option_strings]
+        known += [
+            name
+            for action in self._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for name in action.choices
+        ]
+        for word in message.replace(",", " ").replace("'", " ").split():
+            if word.startswith("-") or message.startswith("argument command"):
+                close = difflib.get_close_matches(word, known, n=1)
+                if close and close[0] != word:
+                    message += f"; did you mean {close[0]}?"
+                    break
+        super().error(message)
+
+
+def _epilog() -> str:
+    from sapicore.spec import BUILDER_OPTIONS, shipped_specs
+
+    lines = ["shipped specs (give the name instead of a file):"]
+    lines += [f"  {name:<14}{description}" for name, description in shipped_specs().items()]
+    lines.append("options of the network builders (--set builder.KEY=VALUE):")
+    lines += [f"  {name:<14}{options}" for name, options in BUILDER_OPTIONS.items()]
+    lines.append("any value of a spec: --set KEY=VALUE, e.g. --set simulation.duration=200 --set simulation.dt=0.05")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
     from sapicore import __version__
 
-    parser = argparse.ArgumentParser(prog="sapicore", description="Sapicore: spiking network simulation.")
+    parser = _Parser(prog="sapicore", description="Sapicore: spiking network simulation.")
     parser.add_argument("--version", action="version", version=f"sapicore {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="simulate a spec and write its outputs")
-    run_parser.add_argument("spec", help="a YAML spec file, or the name of a shipped spec (coba)")
-    run_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>)")
-    run_parser.add_argument("--duration", type=float, default=None, help="override the spec's duration (ms, > 0)")
-    run_parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run_parser.add_argument(
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    shared = argparse.ArgumentParser(add_help=False)
+    shared.add_argument("--duration", type=float, default=None, help="override the spec's duration (ms, > 0)")
+    shared.add_argument("--device", default=None, help="run on this device (cpu, cuda, cuda:1): sets simulation.device")
+    shared.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    shared.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="set a spec value, e.g. builder.scale=0.05"
     )
-    run_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
-    sweep_parser = commands.add_parser("sweep", help="run the lanes of a spec's sweep section")
-    sweep_parser.add_argument("spec")
+    shared.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
+    formatter = argparse.RawDescriptionHelpFormatter
+    run_parser = commands.add_parser(
+        "run",
+        parents=[shared],
+        help="simulate a spec and write its outputs",
+        epilog=_epilog(),
+        formatter_class=formatter,
+    )
+    run_parser.add_argument("spec", help="a YAML spec file, or the name of a shipped spec (listed below)")
+    run_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>)")
+    sweep_parser = commands.add_parser(
+        "sweep",
+        parents=[shared],
+        help="run the lanes of a spec's sweep section",
+        epilog=_epilog(),
+        formatter_class=formatter,
+    )
+    sweep_parser.add_argument("spec", help="a YAML spec file with a sweep: section")
     sweep_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>-sweep)")
-    sweep_parser.add_argument("--duration", type=float, default=None, help="override every lane's duration (ms, > 0)")
-    sweep_parser.add_argument("--no-progress", action="store_true")
-    sweep_parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="set a spec value")
-    sweep_parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     inspect_parser = commands.add_parser("inspect", help="list what a NIX log holds")
     inspect_parser.add_argument("file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the command's own parser names them, with its usage and the nearest option
+        parser._subparsers._group_actions[0].choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "device", None):
+        args.set = [*args.set, f"simulation.device={args.device}"]
 
     from sapicore.spec import SpecError
 

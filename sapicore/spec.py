@@ -58,6 +58,7 @@ __all__ = [
     "parse_spec",
     "initial_state",
     "expand_sweep",
+    "shipped_specs",
     "SHIPPED",
 ]
 
@@ -89,7 +90,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Network, dict, dict]:
     from sapicore.networks import potjans2014
 
-    options = reader.mapping(arguments, "builder", optional=("scale", "k_scale", "seed", "background"))
+    options = reader.mapping(
+        arguments, "builder", optional=("scale", "k_scale", "seed", "background")
+    )  # BUILDER_OPTIONS
     values = {
         key: reader.number(options[key], f"builder.{key}", positive=True)
         for key in ("scale", "k_scale")
@@ -109,6 +112,10 @@ def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Networ
 
 #: name -> function(reader, arguments, dt) -> (network, initial values, labelled sets of reference rates in Hz)
 BUILDERS = {"potjans2014": _potjans2014}
+#: what each builder takes (for the command's help)
+BUILDER_OPTIONS = {
+    "potjans2014": "scale (0, 1]: neurons; k_scale (0, 1], default scale: in-degrees; seed; background: poisson or dc",
+}
 
 
 class SpecError(ValueError):
@@ -443,12 +450,25 @@ def load_data(path: str | Path) -> tuple[Path, Any]:
     if not path.is_file() and (SHIPPED / f"{path.name}.yaml").exists():
         path = SHIPPED / f"{path.name}.yaml"
     if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
-        raise SpecError(f"{path}: no such spec file (shipped specs: {shipped})")
+        import difflib
+
+        names = sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+        close = difflib.get_close_matches(path.stem, names, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise SpecError(f"{path}: no such spec file (shipped specs: {', '.join(names)}){hint}")
     try:
         return path, yaml_loads(path.read_text())
     except Exception as err:  # ruamel's parser errors carry line and column
         raise SpecError(f"{path}: not valid YAML: {err}") from None
+
+
+def shipped_specs() -> dict[str, str]:
+    """The shipped specs (name -> the first line of the comment that opens each file)."""
+    found = {}
+    for path in sorted(SHIPPED.glob("*.yaml")):
+        first = next((line for line in path.read_text().splitlines() if line.startswith("#")), "# ")
+        found[path.stem] = first.lstrip("# ").rstrip(":")
+    return found
 
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:

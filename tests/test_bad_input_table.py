@@ -541,13 +541,26 @@ CASES.update(_adapter_cases())
 COMMAND = {
     "no command": ([], "required"),
     "an unknown command": (["simulate", "coba"], "invalid choice"),
-    "run: an unknown option": (["run", "coba", "--device", "cuda"], "unrecognized arguments"),
+    "run: an unknown option": (["run", "coba", "--speed", "2"], "unrecognized arguments: --speed 2"),
+    "run: a misspelled option": (["run", "coba", "--devcie", "cpu"], "did you mean --device\\?"),
+    "run: a misspelled command": (["rnu", "coba"], "did you mean run\\?"),
+    "run: a device this machine lacks": (
+        ["run", "coba", "--device", "cuda:7" if torch.cuda.is_available() else "cuda"],
+        "simulation.device: ",
+    ),
+    "run: an unknown device": (
+        ["run", "coba", "--device", "tpu"],
+        "simulation.device: expected a device such as cpu or cuda",
+    ),
     "run: duration text": (["run", "coba", "--duration", "long"], "invalid float value"),
     "run: --set without =": (["run", "coba", "--set", "simulation.dt"], "expected KEY=VALUE"),
     "run: --set of a missing key": (["run", "coba", "--set", "simulation.nope.x=1"], "no such key"),
     "run: --set of an unknown key": (["run", "coba", "--set", "simulation.speed=1"], "unknown key"),
     "run: --set a value of the wrong type": (["run", "coba", "--set", "simulation.dt=fast"], "simulation.dt"),
-    "run: a misspelled shipped spec": (["run", "cobaa"], "no such spec file \\(shipped specs: coba, microcircuit\\)"),
+    "run: a misspelled shipped spec": (
+        ["run", "cobaa"],
+        "no such spec file \\(shipped specs: coba, microcircuit\\); did you mean coba\\?",
+    ),
     "run: a duration of zero": (["run", "coba", "--duration", "0"], "--duration must be a positive number"),
     "run: a negative duration": (["run", "coba", "--duration", "-1"], "--duration must be a positive number"),
     "run: the microcircuit at scale zero": (["run", "microcircuit", "--set", "builder.scale=0"], "builder.scale"),
@@ -594,3 +607,11 @@ def test_the_command_refuses_bad_arguments_in_one_line(case, tmp_path, monkeypat
     assert err and __import__("re").search(message, err[-1]), err
     assert "Traceback" not in "\n".join(err)
     assert not (tmp_path / "out").exists()
+
+
+def test_run_help_lists_the_shipped_specs_and_the_builders_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    assert "--device DEVICE" in text and "coba          The COBA benchmark network" in text
+    assert "microcircuit  The cortical microcircuit" in text and "potjans2014   scale (0, 1]" in text
