@@ -504,6 +504,17 @@ CASES = {
     "SpikingClassifier: dt NaN": (lambda: classifier(dt=math.nan), ValueError, "dt"),
     "SpikingClassifier: duration below dt": (lambda: classifier(dt=1.0, duration=0.5), ValueError, "duration"),
     "SpikingClassifier: a negative rinse": (lambda: classifier(rinse=-1.0), ValueError, "rinse"),
+    "SpikingClassifier: fast text": (lambda: classifier(fast="yes"), ValueError, "fast must be True or False"),
+    "SpikingClassifier: receptive_fields zero": (
+        lambda: classifier(receptive_fields=0),
+        ValueError,
+        "receptive_fields",
+    ),
+    "SpikingClassifier: receptive_fields text": (
+        lambda: classifier(receptive_fields="many"),
+        ValueError,
+        "receptive_fields",
+    ),
 }
 
 

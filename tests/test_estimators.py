@@ -108,3 +108,40 @@ def test_bad_parameters_and_data_are_refused_clearly(digits):
     fitted = SpikingClassifier(**SMALL).fit(X, y)
     with pytest.raises(ValueError, match="features"):
         fitted.predict(X[:, :10])
+
+
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+
+@parametrize_with_checks([SpikingClassifier(n_hidden=100, duration=50.0)])
+def test_scikit_learns_own_estimator_checks_pass(estimator, check):
+    check(estimator)
+
+
+def test_a_samples_prediction_depends_on_that_sample_alone(digits):
+    X, y = digits
+    classifier = SpikingClassifier(**SMALL).fit(X[:160], y[:160])
+    test = X[160:200]
+    alone = np.stack([classifier.transform(test[i : i + 1])[0] for i in range(len(test))])
+    order = np.random.default_rng(1).permutation(len(test))
+    assert np.array_equal(classifier.transform(test[order]), alone[order])  # shuffled
+    assert np.array_equal(
+        np.concatenate([classifier.transform(test[:7]), classifier.transform(test[7:])]), alone
+    )  # split
+    padded = classifier.transform(np.concatenate([X[:30], test, X[30:50]]))[30 : 30 + len(test)]
+    assert np.array_equal(padded, alone)  # among other samples
+    small_batches = clone(classifier).set_params(batch_size=3).fit(X[:160], y[:160])
+    assert np.array_equal(small_batches.transform(test), alone)  # whatever the batch size
+
+
+def test_a_few_features_are_learnt_through_receptive_fields():
+    from sklearn.datasets import make_blobs
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_blobs(n_samples=300, random_state=0)  # scikit-learn's own check data: 2 features, 3 classes
+    X = StandardScaler().fit_transform(X)
+    classifier = SpikingClassifier(n_hidden=100, duration=50.0).fit(X, y)
+    assert classifier.fields_ == 16 and classifier.weights_.shape == (32, 100)
+    assert classifier.score(X, y) >= 0.90
+    plain = SpikingClassifier(n_hidden=100, duration=50.0, receptive_fields=1).fit(X, y)
+    assert plain.score(X, y) < classifier.score(X, y)
