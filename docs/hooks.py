@@ -43,7 +43,8 @@ def on_pre_build(config, **kwargs) -> None:
 
 
 def on_post_build(config, **kwargs) -> None:
-    """Fail the build if a public name of sapicore.functional has no entry in the API reference."""
+    """Fail the build if a public name of sapicore.functional has no entry in the API reference, or if
+    a page shows a raw reStructuredText role (``:class:`...```) instead of a link or code."""
     import re
 
     import sapicore.functional as sf
@@ -59,3 +60,11 @@ def on_post_build(config, **kwargs) -> None:
     ]
     if missing:
         raise RuntimeError(f"the API reference lacks: {', '.join(missing)}")
+    raw = re.compile(r":(class|func|meth|mod|attr|data|exc|obj):(<code>|`)")
+    pages = sorted(
+        str(path.relative_to(config["site_dir"]))
+        for path in Path(config["site_dir"]).rglob("*.html")
+        if raw.search(path.read_text())
+    )
+    if pages:  # reStructuredText roles are not rendered: docstrings link with [`name`][full.path]
+        raise RuntimeError(f"raw reStructuredText roles in the built site: {', '.join(pages)}")

@@ -1,6 +1,6 @@
 """Sapicore: a PyTorch framework for spiking and neuromorphic network modelling.
 
-The functional core lives in :mod:`sapicore.functional`.
+The functional core lives in [`sapicore.functional`][sapicore.functional].
 """
 
 __version__ = "0.1.0"

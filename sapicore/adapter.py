@@ -1,7 +1,7 @@
 """Bridges between modules and the functional core.
 
-:class:`StateBuffers` keeps a state pytree in a module's buffers, so ``state_dict`` saves it,
-``load_state_dict`` restores it and ``.to(device)`` moves it. :class:`FunctionalNeuron` wraps a
+`StateBuffers` keeps a state pytree in a module's buffers, so ``state_dict`` saves it,
+``load_state_dict`` restores it and ``.to(device)`` moves it. `FunctionalNeuron` wraps a
 functional neuron model (parameters) and owns exactly one state pytree; its parameters are
 configurable properties (tree-config) and its state variables read as attributes (``neuron.v``).
 """

@@ -53,7 +53,7 @@ def isi_cv(spikes: torch.Tensor, dt: float, min_spikes: int = 3) -> float:
 
 
 def isi_cv_of_events(times: Any, neurons: Any, n: int, min_spikes: int = 3) -> float:
-    """:func:`isi_cv` of spike events: ``times`` (ms) and ``neurons`` (indices below ``n``)."""
+    """`isi_cv` of spike events: ``times`` (ms) and ``neurons`` (indices below ``n``)."""
     cvs = isi_cvs_of_events(times, neurons, n, min_spikes)
     kept = cvs[~torch.isnan(cvs)]
     return float(kept.mean()) if kept.numel() else float("nan")

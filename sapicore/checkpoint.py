@@ -11,7 +11,7 @@ random numbers and gives the same spikes as one uninterrupted run::
     sf.simulate(ckpt["model"], ckpt["state"], dt=0.1, steps=5000, start_step=ckpt["step"])
 
 A state knows its network: each projection's state carries the fingerprint of the synapses it was
-built for (:meth:`~sapicore.functional.Projection.wiring`: which pairs are connected, their delays,
+built for ([`wiring`][sapicore.functional.Projection.wiring]: which pairs are connected, their delays,
 dt), so resuming on a network whose populations, sizes or synapses differ (a changed connectivity seed
 with the same shapes, say) is refused by ``simulate``, naming the projection, instead of putting
 learnt weights onto other pairs.

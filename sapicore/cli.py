@@ -466,7 +466,7 @@ def sweep(
     """Run a spec's sweep lanes (sharded over torchrun processes); rank 0 writes and returns the table.
 
     Every lane runs with its own settings: lanes are grouped by what they ran with (see
-    :func:`_groups`) and each group runs as vmap lanes of one call. Each lane writes the outputs the
+    `_groups`) and each group runs as vmap lanes of one call. Each lane writes the outputs the
     spec asks for (NIX log, raster, TensorBoard) into ``out/lanes/<lane>/``, as ``sapicore run``
     writes them into ``out``. A lane whose state turns NaN or infinite is stopped there (NaN records
     from then on, no rates) while the others run on; one line on stderr lists such lanes.

@@ -3,7 +3,7 @@
 tree-config's own ``pathlib.Path`` support can dump a path but raises a ``ScalarNode`` TypeError
 when loading it back (its constructor is given the YAML node instead of the node's text); this
 module registers a working pair, plus torch tensors (per-neuron parameters) and numpy arrays.
-:func:`register_yaml_support` runs when :mod:`sapicore` is imported.
+`register_yaml_support` runs when `sapicore` is imported.
 """
 
 from __future__ import annotations

@@ -260,7 +260,7 @@ def from_nir(
 
 
 def _from_graph(graph: Any, dt: float, time_unit: str | None) -> tuple[sf.Network, tuple[str, ...]]:
-    """:func:`from_nir` of a graph in memory."""
+    """`from_nir` of a graph in memory."""
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"from_nir takes a nir.NIRGraph or the path of a NIR file, got {type(graph).__name__}")
     if not graph.nodes:

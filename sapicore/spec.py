@@ -1,7 +1,7 @@
 """Network specifications in YAML: populations, projections, inputs, simulation and outputs.
 
 A spec is checked as it is read: an unknown key, a missing field or a value of the wrong type raises
-:class:`SpecError` naming the file, the key path and what was expected. Example (``sapicore run
+`SpecError` naming the file, the key path and what was expected. Example (``sapicore run
 coba`` runs the shipped ``specs/coba.yaml``)::
 
     simulation: {dt: 0.1, duration: 1000.0, seed: 1, record: [exc.spikes], every: 1}

@@ -1,13 +1,13 @@
 """Fixed capacities without lost spikes: overflow flags, reruns at full capacity, warnings.
 
 Sparse projections whose backend picks spiking sources with fixed shapes (``fixed``/``topk``, see
-:mod:`sapicore.functional.transforms`) propagate at most ``capacity`` sources per step and raise
+[`sapicore.functional.transforms`][sapicore.functional.transforms]) propagate at most ``capacity`` sources per step and raise
 their state's ``overflow`` flag when more spiked. ``simulate`` and ``sweep`` check the flags once per
 chunk (one host synchronisation) and, when one is raised, run that chunk again from the state before
 it, with the random generators as they were, by the eager loop on the network at full capacity
-(:class:`Rerun`). Runs whose projections cannot overflow (the CPU kernel, the eager ``nonzero``
+(`Rerun`). Runs whose projections cannot overflow (the CPU kernel, the eager ``nonzero``
 backend, dense projections) never synchronise for this. A loop of your own over ``Network.step``
-should call :func:`report_overflow` (or read :func:`overflowed`) after it.
+should call `report_overflow` (or read `overflowed`) after it.
 """
 
 from __future__ import annotations

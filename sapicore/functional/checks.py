@@ -1,9 +1,9 @@
 """What the steppers check: once at entry (inputs, states, sinks) and once per chunk (NaN watch).
 
 Entry checks read every value once, before the first step. A state must be a state *of the model
-it is given to*: :func:`check_fits` compares it, class by class and shape by shape, with the state
+it is given to*: `check_fits` compares it, class by class and shape by shape, with the state
 the model would build (on the ``meta`` device, so nothing is allocated), and names the first field
-that differs. During a run :class:`FiniteWatch` checks once per chunk, not per step, that no neuron or
+that differs. During a run `FiniteWatch` checks once per chunk, not per step, that no neuron or
 synapse variable has become NaN or infinite, and names the variable, the steps and the lane.
 """
 
@@ -138,7 +138,7 @@ def check_fits(model: Any, state: Any, lanes: bool = False) -> None:
 def check_sinks(sinks: Any, names: tuple[str, ...], events: tuple[str, ...], lanes: int | None = None) -> None:
     """Raise unless ``sinks`` is a list of objects with ``begin``, ``write`` and ``end`` whose own
     ``check(names, events)`` (where they have one) accepts what the run records; a
-    :class:`~sapicore.functional.feed.PerLane` needs a sweep (``lanes``, its number of lanes) with as
+    [`PerLane`][sapicore.functional.feed.PerLane] needs a sweep (``lanes``, its number of lanes) with as
     many lanes as it has lists of sinks."""
     if not isinstance(sinks, (list, tuple)):
         raise TypeError(f"sinks must be a list of sinks, got {type(sinks).__name__}; wrap one sink in a list")
@@ -187,7 +187,7 @@ def _watched(state: Any) -> list[tuple[str, torch.Tensor]]:
 
 
 class DivergenceWarning(RuntimeWarning):
-    """Some lanes of a non-strict run turned NaN or infinite and were stopped (see :class:`FiniteWatch`)."""
+    """Some lanes of a non-strict run turned NaN or infinite and were stopped (see `FiniteWatch`)."""
 
 
 class FiniteWatch:
@@ -195,7 +195,7 @@ class FiniteWatch:
 
     A chunk costs one sum per variable and lane (a NaN or infinity makes it non-finite; only then are
     the variables looked at one by one, so a sum that merely overflows raises nothing). The chunk
-    computes those sums itself (:meth:`wrap`): compiled, they fuse with the chunk's last step and read
+    computes those sums itself (`wrap`): compiled, they fuse with the chunk's last step and read
     the state while it is still in cache.
 
     ``strict`` (single runs, ``sweep(strict=True)``): ``check`` raises ``FloatingPointError`` naming
@@ -204,9 +204,9 @@ class FiniteWatch:
     the GPU never waits.
 
     Not ``strict`` (the default of ``sweep``): a lane whose state is no longer finite is *quarantined*:
-    :meth:`screen` sets its records to NaN from the chunk where it happened to the end of the run,
+    `screen` sets its records to NaN from the chunk where it happened to the end of the run,
     while the other lanes go on untouched (lanes never mix, so they equal running them alone).
-    :meth:`diverged` gives the time by which each lane had diverged, :meth:`warn` one warning
+    `diverged` gives the time by which each lane had diverged, `warn` one warning
     listing them. On CUDA the masking runs on the device, with no wait; the host learns which lanes
     diverged one chunk later.
     """
@@ -220,7 +220,7 @@ class FiniteWatch:
 
     def wrap(self, chunk: Any) -> Any:
         """``chunk`` (``(model, state, xs, t0) -> (state, records)``) also returning the sum that
-        :meth:`check` reads (one per lane when lanes may be quarantined), or None when the watch is off."""
+        `check` reads (one per lane when lanes may be quarantined), or None when the watch is off."""
         per_lane = self.lanes and not self.strict
 
         def watched(model: Any, state: Any, xs: Any, t0: torch.Tensor) -> tuple[Any, dict, Any]:

@@ -1,6 +1,6 @@
 """Connectivity builders: seeded, reproducible lists of (pre, post) index pairs.
 
-Each builder returns a :class:`Connectivity` (a COO edge list sorted by pre then post index, int64 on
+Each builder returns a `Connectivity` (a COO edge list sorted by pre then post index, int64 on
 the CPU). Random builders draw from their own ``torch.Generator`` seeded with ``seed``, so the same
 seed gives the same network on every device and run. Sampling without replacement scales with the
 number of synapses, not with ``n_pre * n_post``, so fixed in-degree networks of millions of neurons
@@ -41,7 +41,7 @@ class Connectivity:
 
     Attributes:
         pre, post: int64 tensors of equal length, sorted by ``pre`` then ``post`` (by ``pre`` only for
-            :func:`fixed_total_number`, whose targets of one source stay in draw order).
+            `fixed_total_number`, whose targets of one source stay in draw order).
         n_pre, n_post: sizes of the source and target populations.
     """
 
@@ -250,7 +250,7 @@ def fixed_total_number(n_pre: int, n_post: int, count: int, seed: int | None = N
 
 def fixed_total_number_out_degree(n_pre: int, n_post: int, count: int, seed: int | None = None) -> torch.Tensor:
     """``fixed_total_number(n_pre, n_post, count, seed).out_degree()`` without drawing the targets:
-    each source's number of synapses, to size a :class:`~sapicore.functional.SynapseTable`."""
+    each source's number of synapses, to size a [`SynapseTable`][sapicore.functional.SynapseTable]."""
     return _total_number_out_degree(n_pre, n_post, count, _generator(seed))
 
 

@@ -1,7 +1,7 @@
 """Spike records as events: (time, neuron) pairs whose size grows with the number of spikes.
 
 A dense spike record holds neurons x steps numbers (1.6 GB for 40,000 neurons over 1 s at
-dt = 0.1 ms in float32, and filling fresh memory costs time as well). :class:`SpikeEvents` is a sink
+dt = 0.1 ms in float32, and filling fresh memory costs time as well). `SpikeEvents` is a sink
 for ``simulate``: with ``keep=False`` it keeps only the events, converting each chunk's records as
 they come::
 

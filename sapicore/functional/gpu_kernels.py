@@ -1,6 +1,6 @@
 """An exact event-driven propagation kernel for GPUs, written in Triton (``sapicore_gpu::propagate``).
 
-The GPU counterpart of the CPU kernel (:mod:`sapicore.functional.kernels`), with the same arguments
+The GPU counterpart of the CPU kernel (`sapicore.functional.kernels`), with the same arguments
 and result: a copy of the ring buffer ``pending`` in which row ``step mod D`` (delivered this step) is
 cleared and every outgoing synapse of every source neuron with a non-zero output ``s`` has added
 ``w * s`` at row ``(step + 1 + delay) mod D``, column ``target``. One program handles a block of ``BLOCK_N`` source neurons of one lane: it loads their
@@ -62,7 +62,7 @@ def available(device: torch.device) -> bool:
 
 
 def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
-    """True where :func:`propagate` applies: float32/float64 on an available device, no gradient."""
+    """True where `propagate` applies: float32/float64 on an available device, no gradient."""
     if spikes.dtype not in DTYPES or weights.dtype != spikes.dtype or gradient_possible(spikes, weights):
         return False
     return available(spikes.device)
@@ -77,7 +77,7 @@ def propagate(
     step: torch.Tensor,
 ) -> torch.Tensor:
     """``pending`` with row ``step mod D`` (delivered this step) cleared and this step's spikes added at
-    their arrival rows; arguments as in :func:`sapicore.functional.kernels.propagate` (one lane;
+    their arrival rows; arguments as in [`sapicore.functional.kernels.propagate`][sapicore.functional.kernels.propagate] (one lane;
     ``vmap`` gives the lanes form)."""
     op = torch.ops.sapicore_gpu.propagate_lanes
     tensor, delay = delay_arguments(delays)

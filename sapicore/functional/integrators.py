@@ -2,9 +2,9 @@
 
 A model describes its continuous dynamics in one or both of two forms:
 
-* ``derivative(y) -> dy/dt`` (any dynamics), used by :func:`euler` and :func:`rk4`;
+* ``derivative(y) -> dy/dt`` (any dynamics), used by `euler` and `rk4`;
 * ``relaxation(y) -> (tau, y_inf)`` for dynamics written as ``dy/dt = (y_inf(y) - y) / tau(y)``, used by
-  :func:`exponential_euler`, which holds ``tau`` and ``y_inf`` fixed over the step and integrates the
+  `exponential_euler`, which holds ``tau`` and ``y_inf`` fixed over the step and integrates the
   linear equation exactly: ``y(t + dt) = y_inf + (y - y_inf) * exp(-dt / tau)``. For linear dynamics
   with constant input this is exact; for gating variables it is the Rush-Larsen scheme.
 
@@ -95,7 +95,7 @@ def integrate(
     """Advance ``y`` by one step of ``dt`` ms with the named method ('euler', 'rk4', 'exponential_euler').
 
     Give ``relaxation`` for dynamics in relaxation form (all three methods apply) or ``derivative``
-    (Euler and RK4 only). ``method`` must already be canonical (see :func:`canonical_method`).
+    (Euler and RK4 only). ``method`` must already be canonical (see `canonical_method`).
     """
     if method == "exponential_euler":
         if relaxation is None:

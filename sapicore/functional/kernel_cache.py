@@ -2,7 +2,7 @@
 
 The build goes to ``$SAPICORE_KERNEL_CACHE`` (default ``~/.cache/sapicore/kernels``, or under
 ``$XDG_CACHE_HOME``), in a folder named by a hash of everything the build depends on
-(:func:`build_key`): the C++ source, the torch version and install location, the include and library
+(`build_key`): the C++ source, the torch version and install location, the include and library
 paths torch compiles with, the C++ compiler (its path, size and date), the flags and the Python ABI.
 Environments that differ in any of them get folders of their own, so alternating between two
 virtual environments never rebuilds; environments that agree share one build. The source is copied

@@ -9,11 +9,11 @@ the source output (skipping 64-byte blocks of zeros) and ``spikes x out-degree``
 fixed output shapes, so compiled chunks call it as one opaque op, and it never overflows. It has a
 ``vmap`` rule (lanes run in one call) and no gradient: where a gradient could flow through spikes or
 weights, projections use torch ops. The same library holds ``sapicore::events``, the scan that turns
-spike records into events (:mod:`sapicore.functional.events`).
+spike records into events ([`sapicore.functional.events`][sapicore.functional.events]).
 
-It is built on first use with :mod:`torch.utils.cpp_extension` (a C++ compiler and ninja are needed;
+It is built on first use with `torch.utils.cpp_extension` (a C++ compiler and ninja are needed;
 about a minute on two cores), once per environment (source, torch and its location, compiler, flags,
-Python ABI), in a cache that ``SAPICORE_KERNEL_CACHE`` can move (:mod:`sapicore.functional.kernel_cache`);
+Python ABI), in a cache that ``SAPICORE_KERNEL_CACHE`` can move ([`sapicore.functional.kernel_cache`][sapicore.functional.kernel_cache]);
 later processes load the finished build without a lock or a rebuild. If the build fails, Sapicore warns once and uses torch ops. Set the
 environment variable ``SAPICORE_KERNELS=0`` to never build or use it.
 """
@@ -63,7 +63,7 @@ def disabled() -> Iterator[None]:
 
 
 def is_disabled() -> bool:
-    """True inside a :func:`disabled` block."""
+    """True inside a `disabled` block."""
     return bool(_OFF[0])
 
 
@@ -108,7 +108,7 @@ def _load() -> None:
 
 
 def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
-    """True where :func:`propagate` applies: CPU, float32/float64, no gradient through spikes or weights."""
+    """True where `propagate` applies: CPU, float32/float64, no gradient through spikes or weights."""
     if _OFF[0] or spikes.device.type != "cpu" or spikes.dtype not in DTYPES or weights.dtype != spikes.dtype:
         return False
     if gradient_possible(spikes, weights):
@@ -161,7 +161,7 @@ def take_row_(pending: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
 
 def poisson(mean: torch.Tensor) -> torch.Tensor:
     """One Poisson count per entry of ``mean`` (>= 0), from torch's default generator: the C++
-    sampler of ``csrc/propagate.cpp`` where :func:`usable` (3-4 times faster than ``torch.poisson``
+    sampler of ``csrc/propagate.cpp`` where `usable` (3-4 times faster than ``torch.poisson``
     for means below 10, such as spike counts per step), else ``torch.poisson``. The two draw
     different, equally distributed counts. Under ``vmap`` it is always ``torch.poisson``, which vmap
     knows to be random (each lane its own counts with ``randomness="different"``)."""

@@ -1,8 +1,8 @@
 """Weight layouts: how a projection stores one weight per synapse, and how rules address them.
 
-* :class:`DenseLayout`: ``weights[i, j]`` of shape ``(n_pre, n_post)``, zero where no synapse exists
+* `DenseLayout`: ``weights[i, j]`` of shape ``(n_pre, n_post)``, zero where no synapse exists
   (``mask``);
-* :class:`SparseLayout`: one row per source neuron, ``weights[i, k]`` of shape ``(n_pre + 1, max_out)``,
+* `SparseLayout`: one row per source neuron, ``weights[i, k]`` of shape ``(n_pre + 1, max_out)``,
   whose synapse targets neuron ``targets[i, k]``; unused slots (and the extra last row) point at the
   padding index ``n_post`` and hold weight 0.
 

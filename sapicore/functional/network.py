@@ -88,7 +88,7 @@ class Population:
 
 @pytree
 class NetworkState:
-    """populations: name -> neuron state; projections: name -> :class:`ProjectionState`."""
+    """populations: name -> neuron state; projections: name -> `ProjectionState`."""
 
     populations: dict
     projections: dict

@@ -3,9 +3,9 @@
 ``rule.init(n_pre, n_post, weights)`` returns the rule's state (traces); each step, after the neurons
 have spiked, ``rule.update(state, pre, post, weights, dt, layout, modulator)`` returns the new state and
 weights. ``pre``/``post`` are this step's outputs of the source and target populations (spikes, or
-activations of analog units); ``layout`` (see :mod:`sapicore.functional.layout`) makes the same rule
+activations of analog units); ``layout`` (see `sapicore.functional.layout`) makes the same rule
 work on dense and sparse weights; ``modulator`` is a neuromodulatory signal (reward) used by
-:class:`RewardSTDP`. Within a step, traces decay first, weight changes use the decayed traces and
+`RewardSTDP`. Within a step, traces decay first, weight changes use the decayed traces and
 this step's spikes, and this step's spikes are added to the traces last; for a single pre/post pair
 ``dt_pair = t_post - t_pre`` apart this gives exactly ``A_plus exp(-dt_pair / tau_plus)`` (dt_pair > 0)
 or ``-A_minus exp(dt_pair / tau_minus)`` (dt_pair < 0). Every parameter may be a tensor: the updates

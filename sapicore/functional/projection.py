@@ -1,9 +1,9 @@
 """Projections: weighted, delayed connections from a source population to a target population.
 
-Every projection follows one protocol (:class:`Projection`), called by ``Network.step`` in this
+Every projection follows one protocol (`Projection`), called by ``Network.step`` in this
 order:
 
-* ``init_state(like)`` -> :class:`ProjectionState`: the built weights, a resting synapse, nothing in
+* ``init_state(like)`` -> `ProjectionState`: the built weights, a resting synapse, nothing in
   transit;
 * ``arrivals(state)`` -> ``input``: the weighted input (nA or µS per target neuron) that reaches the
   synapse model at the start of this step (a row of the ring buffer);
@@ -11,17 +11,17 @@ order:
   current weights;
 * ``learn(state, pre, post, dt, modulator)``: the plasticity rule and weight normalisation.
 
-Two implementations own their weight layout (:mod:`sapicore.functional.layout`) and share the rest:
+Two implementations own their weight layout (`sapicore.functional.layout`) and share the rest:
 
-* :class:`DenseProjection`: a ``(n_pre, n_post)`` weight matrix; emitting is a matrix product (cost
+* `DenseProjection`: a ``(n_pre, n_post)`` weight matrix; emitting is a matrix product (cost
   ~ n_pre x n_post per step).
-* :class:`SparseProjection`: event-driven. The spiking sources' outgoing synapses are gathered from a
+* `SparseProjection`: event-driven. The spiking sources' outgoing synapses are gathered from a
   padded table (cost ~ spikes x out-degree); its ``propagation`` backend (see
-  :mod:`sapicore.functional.transforms`) is chosen once per run by ``simulate`` and ``sweep``.
+  [`sapicore.functional.transforms`][sapicore.functional.transforms]) is chosen once per run by ``simulate`` and ``sweep``.
   With a fixed ``capacity`` (compiled runs, gradients, GPUs) a step with more spiking sources than
   ``capacity`` raises the state's ``overflow`` flag and the excess is not delivered; ``simulate`` and
   ``sweep`` then run that chunk again at full capacity, so no spike is lost there
-  (:mod:`sapicore.functional.capacity`); a loop of your own over ``step`` should check the flag.
+  ([`sapicore.functional.capacity`][sapicore.functional.capacity]); a loop of your own over ``step`` should check the flag.
 
 Both keep spikes in transit the same way: a ring buffer ``pending`` of future input, one row per step
 of delay, ``(max_delay + 1, n_post + 1)`` (the last column absorbs padding). A spike emitted in step n
@@ -67,11 +67,11 @@ __all__ = [
 class ProjectionState:
     """State of a projection.
 
-    weights: current weights (nA or µS per synapse; layout as in :mod:`sapicore.functional.layout`);
+    weights: current weights (nA or µS per synapse; layout as in `sapicore.functional.layout`);
     synapse: the synapse model's state; pending: future input ``(max_delay + 1, n_post + 1)``, row
     ``k`` read at the steps equal to ``k`` modulo ``max_delay + 1``; step: steps taken (int64);
     overflow: True once a step had more spiking sources than a fixed ``capacity`` (sparse only);
-    plasticity: the rule's state (or None); wiring: the projection's :meth:`Projection.wiring` when
+    plasticity: the rule's state (or None); wiring: the projection's `Projection.wiring` when
     the state was built (which synapses exist, their delays and dt), so that a state (or a checkpoint)
     is refused on a network whose synapses differ, even with the same shapes.
     """
@@ -92,7 +92,7 @@ def _static(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 @pytree
 class Projection:
-    """The projection protocol; build one with :func:`projection`.
+    """The projection protocol; build one with `projection`.
 
     Fields shared by both kinds: ``source``, ``target`` (a population name, or a tuple of names whose
     neurons are numbered one population after the other), ``n_pre``, ``n_post``,
@@ -102,7 +102,7 @@ class Projection:
     (the step, ms, that delays were rounded to), ``normalize`` (None or the sum of the weights
     onto each target neuron kept after each plasticity update) and ``in_place`` (the CPU kernel adds
     into the state's ring buffer itself, not into a copy: set by ``simulate`` and ``sweep`` for the
-    state they own, see :func:`~sapicore.functional.network.own_buffers`).
+    state they own, see `own_buffers`).
     """
 
     kind: ClassVar[str]
@@ -155,7 +155,7 @@ class Projection:
         return fingerprint(layout, delays, static)
 
     def lane_wiring(self) -> torch.Tensor:
-        """:meth:`wiring` of each lane of a stacked projection, ``(lanes,)``: computed once when the lanes
+        """`wiring` of each lane of a stacked projection, ``(lanes,)``: computed once when the lanes
         share their synapses (a stride-0 view of one table, as ``stack`` makes them), else lane by lane."""
         layout = self.targets if isinstance(self, SparseProjection) else self.mask
         delays = self.delays if isinstance(self.delays, torch.Tensor) else None
@@ -165,7 +165,7 @@ class Projection:
 
     def arrivals(self, state: ProjectionState) -> torch.Tensor:
         """The weighted input (nA or µS) reaching each target neuron at the start of this step: the
-        ring buffer's row ``step mod (max_delay + 1)``, which :meth:`emit` clears."""
+        ring buffer's row ``step mod (max_delay + 1)``, which `emit` clears."""
         if self.in_place:  # read and cleared by the kernel, so that compiled chunks keep the order
             return kernels.take_row_(state.pending, state.step)[: self.n_post]
         if self.max_delay == 0:  # one row: this step's input
@@ -174,7 +174,7 @@ class Projection:
         return state.pending.index_select(0, index)[0, : self.n_post]
 
     def _cleared(self, state: ProjectionState) -> torch.Tensor:
-        """The ring buffer without the row :meth:`arrivals` read this step."""
+        """The ring buffer without the row `arrivals` read this step."""
         if self.max_delay == 0:
             return torch.zeros_like(state.pending)
         return state.pending.index_fill(0, torch.remainder(state.step, self.max_delay + 1).reshape(1), 0.0)
@@ -197,7 +197,7 @@ class Projection:
         advance the step counter.
 
         ``selection`` (sparse only) is what the network decided for this step: the output of
-        :func:`select_sources` (the source's spiking neurons, picked once for all its projections),
+        `select_sources` (the source's spiking neurons, picked once for all its projections),
         or the name of the kernel that propagates (``cpu_kernel``, ``gpu_kernel``); None lets the
         projection decide.
         """
@@ -324,8 +324,8 @@ class SparseProjection(Projection):
     unused: a row's synapses come first, its padding after them; the extra row ``n_pre`` is all
     padding); ``delays``, if a tensor, is int16 (int32 from 32,768 steps) in the same layout;
     ``capacity``: most spiking sources propagated per step by the fixed-shape backends;
-    ``propagation``: the backend (:mod:`sapicore.functional.transforms`). Build one with
-    :func:`projection` or :class:`SynapseTable`.
+    ``propagation``: the backend ([`sapicore.functional.transforms`][sapicore.functional.transforms]). Build one with
+    `projection` or `SynapseTable`.
     """
 
     kind: ClassVar[str] = "sparse"
@@ -484,9 +484,9 @@ class SynapseTable:
     filled block by block: the way to build projections too large for one list of all their synapses
     (the full cortical microcircuit has 0.3 billion).
 
-    Give each source neuron's number of outgoing synapses first, then :meth:`add` the synapses in
-    blocks (each sorted by source neuron, as a :class:`Connectivity` is; a source's synapses keep the
-    order they are added in), then make the projection with :meth:`projection`. The table uses
+    Give each source neuron's number of outgoing synapses first, then `add` the synapses in
+    blocks (each sorted by source neuron, as a `Connectivity` is; a source's synapses keep the
+    order they are added in), then make the projection with `projection`. The table uses
     compact types: int32 targets, delays as int16 numbers of steps (int32 from 32,768 steps), weights
     in ``dtype`` (default: torch's default dtype). Blocks are processed in slices, so building needs
     little memory beyond the table and the block given.
@@ -559,7 +559,7 @@ class SynapseTable:
         capacity: int | None = None,
         normalize: float | None = None,
     ) -> SparseProjection:
-        """The sparse projection of the synapses added (see :func:`projection` for the arguments).
+        """The sparse projection of the synapses added (see `projection` for the arguments).
         Every source must have received exactly its ``out_degree`` synapses. The table is handed over,
         not copied: add nothing afterwards."""
         source, target = _check_groups(source, target)
@@ -611,16 +611,16 @@ def projection(
     then run over their neurons one population after the other (the first population's neurons
     first). One such projection stands for many between pairs of populations that share a synapse
     model, and costs one propagation and one synapse update per step instead of one per pair.
-    For projections too large for one list of synapses, see :class:`SynapseTable`.
+    For projections too large for one list of synapses, see `SynapseTable`.
 
     Args:
-        connectivity: which synapses exist (see :mod:`sapicore.functional.connectivity`).
+        connectivity: which synapses exist (see [`sapicore.functional.connectivity`][sapicore.functional.connectivity]).
         weight: a number or one value per synapse (nA for current synapses, µS for conductances).
         synapse: a synapse model (``Delta``, ``Exponential``, ``DualExponential``).
         dt: the simulation step (ms) the delays are rounded to.
         delay: a number or one value per synapse (ms), >= 0; see the module docstring.
         kind: "sparse" (event-driven) or "dense".
-        plasticity: a rule from :mod:`sapicore.functional.plasticity`, or None.
+        plasticity: a rule from `sapicore.functional.plasticity`, or None.
         capacity: sparse only: most spiking sources propagated per step by the fixed-shape backends
             (default: a tenth of the sources, at least 32; ignored by dense projections, which
             select nothing); see the module docstring.

@@ -7,12 +7,12 @@ A model (its parameters) and its state are frozen attrs classes registered as to
 * every other field (a Python float, a method name, ``None``, a shape) is *static* and travels in the
   tree's context: it is the same in every vmap lane and a constant to the compiler.
 
-So a parameter given as a Python float is static and one given as a tensor is a leaf. :func:`stack`
+So a parameter given as a Python float is static and one given as a tensor is a leaf. `stack`
 turns the fields that differ between lanes into tensors with a leading lane dimension.
 
 Trees are rebuilt with ``object.__new__`` and ``object.__setattr__`` (never through ``__init__``), so
 validators and converters never see the fake or batched values used by vmap and compile. Use
-:func:`replace` to change fields; it skips validation, which :func:`validate` runs on demand.
+`replace` to change fields; it skips validation, which `validate` runs on demand.
 """
 
 from __future__ import annotations
@@ -299,10 +299,10 @@ def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None, 
 
 
 def stack_key(tree: Any, fixed: bool = False) -> Any:
-    """A hashable summary of what :func:`stack` needs lanes to share: trees with equal keys stack.
+    """A hashable summary of what `stack` needs lanes to share: trees with equal keys stack.
 
     Numbers and floating tensors (parameters) leave no trace; classes, dict keys, structural fields
-    (:func:`structural`), integer tensors' shapes and types, and every other setting do.
+    (`structural`), integer tensors' shapes and types, and every other setting do.
     """
     if _is_registered(tree):
         cls = type(tree)
@@ -373,7 +373,7 @@ def _expand_leaves(tree: Any, lanes: int) -> Any:
 
 
 def unstack(tree: Any) -> list[Any]:
-    """Split a stacked tree into a list of per-lane trees (the inverse of :func:`stack`)."""
+    """Split a stacked tree into a list of per-lane trees (the inverse of `stack`)."""
     return [tree_map(lambda leaf, i=i: leaf[i], tree) for i in range(lane_count(tree))]
 
 

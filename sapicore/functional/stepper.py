@@ -190,7 +190,7 @@ def check_fast(fast: Any) -> None:
 def compile_chunk(chunk: Callable, fast: bool | str, device: torch.device) -> Callable:
     """``chunk`` (``(model, state, xs, t0) -> (state, ...)``) compiled for ``fast`` (True: inductor, a
     C++ wrapper on the CPU and CUDA graphs on a GPU; or a backend's name). On CUDA each call starts a
-    new graph step and returns a state copied out of the graph's pool (:func:`unaliased`)."""
+    new graph step and returns a state copied out of the graph's pool (`unaliased`)."""
     backend = "inductor" if fast is True else fast
     options = {"backend": backend, "dynamic": False}
     if device.type == "cuda" and backend == "inductor":
@@ -265,8 +265,8 @@ class Plan:
     """A checked run: what to record (``names``), how long (``steps`` of ``dt`` ms, records ``every``
     steps, in chunks of ``chunk`` steps, from ``start_step``), how (``fast``, ``progress``), where the
     time axis of input tensors is (``input_axis``) and of records (``record_axis``, 1 when a lane
-    axis comes first), the :class:`~sapicore.functional.transforms.RunContext`, and whether a state
-    turning NaN raises (``strict``) or is quarantined (see :class:`~sapicore.functional.checks.FiniteWatch`)."""
+    axis comes first), the [`RunContext`][sapicore.functional.transforms.RunContext], and whether a state
+    turning NaN raises (``strict``) or is quarantined (see [`FiniteWatch`][sapicore.functional.checks.FiniteWatch])."""
 
     names: tuple
     steps: int
@@ -302,7 +302,7 @@ def plan_run(
     strict: bool = True,
 ) -> tuple[Any, Plan]:
     """Check a run's arguments once; return the model as the run uses it (propagation backends chosen)
-    and the run's :class:`Plan`."""
+    and the run's `Plan`."""
     dt, steps, names = checked_arguments(model, state, inputs, dt, steps, duration, record, every, input_axis, lanes)
     check_fast(fast)
     if not isinstance(strict, bool):
@@ -343,8 +343,8 @@ def run_chunks(
     along ``plan.record_axis`` (into buffers allocated once; inside an outer ``torch.func`` transform,
     by concatenation, which transforms can follow) unless ``keep`` is False, and handed chunk by
     chunk to each sink (``begin(dt, every)``, ``write(records)``, ``end()``; on CUDA one chunk late,
-    as CPU tensors, see :mod:`sapicore.functional.feed`). After each chunk a
-    :class:`~sapicore.functional.checks.FiniteWatch` raises ``FloatingPointError`` if a neuron or
+    as CPU tensors, see [`sapicore.functional.feed`][sapicore.functional.feed]). After each chunk a
+    [`FiniteWatch`][sapicore.functional.checks.FiniteWatch] raises ``FloatingPointError`` if a neuron or
     synapse variable became NaN or infinite (the sinks then hold the records up to that chunk).
     """
     steps, every, dt, chunk, fast, context = plan.steps, plan.every, plan.dt, plan.chunk, plan.fast, plan.context
@@ -518,7 +518,7 @@ def simulate(
             record times continue from ``start_step * dt``.
         strict: ``True`` (default) raises ``FloatingPointError`` when the state turns NaN or infinite;
             ``False`` stops the run's records there instead (NaN from that chunk on), warns once
-            (:class:`~sapicore.functional.checks.DivergenceWarning`) and returns
+            ([`DivergenceWarning`][sapicore.functional.checks.DivergenceWarning]) and returns
             ``records["diverged"]``, the time (ms) at the end of that chunk (NaN if it never happened).
 
     Returns:

@@ -1,7 +1,7 @@
 """Parameter sweeps: many parameter sets of one model run as vmap lanes in one call.
 
-Build lanes with :func:`grid` (cartesian product) or :func:`zipped` (values side by side), or stack
-models yourself with :func:`sapicore.functional.stack`; then :func:`sweep` runs them all at once with
+Build lanes with `grid` (cartesian product) or `zipped` (values side by side), or stack
+models yourself with [`sapicore.functional.stack`][sapicore.functional.stack]; then `sweep` runs them all at once with
 ``torch.func.vmap``. Each lane's result equals running that parameter set alone with ``simulate``.
 
 Randomness inside a step (noise, Poisson inputs) follows ``vmap(randomness=...)``: ``"different"``
@@ -106,8 +106,8 @@ def sweep(
     """Run B parameter lanes of one model in one vmapped call; like ``simulate``, with a lane axis.
 
     Args:
-        lanes: a stacked model (from :func:`grid`, :func:`zipped` or ``stack``), B lanes.
-        state: a batched state with a leading lane axis (from :func:`init_lanes` or a previous sweep),
+        lanes: a stacked model (from `grid`, `zipped` or ``stack``), B lanes.
+        state: a batched state with a leading lane axis (from `init_lanes` or a previous sweep),
             or ``None`` to start every lane from its own ``init_state(shape)``.
         inputs: as for ``simulate`` and shared by all lanes; with ``lane_inputs=True`` a tensor
             ``(B, steps, *population_shape)`` holding each lane's own inputs.
@@ -117,11 +117,11 @@ def sweep(
         dt: as for ``simulate`` (and ``steps``, ``duration``, ``record``, ``every``, ``fast``,
             ``chunk``, ``progress``).
         sinks: as for ``simulate``; they receive records with the lane axis first
-            ``(B, records, ...)``; :class:`~sapicore.functional.feed.PerLane` gives each lane its own sinks.
+            ``(B, records, ...)``; [`PerLane`][sapicore.functional.feed.PerLane] gives each lane its own sinks.
         keep: also return the records in memory (as for ``simulate``).
         strict: ``False`` (default) quarantines a lane whose state turns NaN or infinite: its records
             are NaN from the chunk where that happened to the end, the other lanes run on and equal
-            running them alone, and one :class:`~sapicore.functional.checks.DivergenceWarning`
+            running them alone, and one [`DivergenceWarning`][sapicore.functional.checks.DivergenceWarning]
             lists the diverged lanes and their steps. ``True`` raises ``FloatingPointError`` instead,
             as ``simulate`` does.
 

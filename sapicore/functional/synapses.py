@@ -3,9 +3,9 @@
 A synapse model turns the weighted spikes arriving at each target neuron in a step (``arrivals``:
 nA for current synapses, µS for conductance synapses) into a current (nA) into that neuron:
 
-* :class:`Delta`: the arrivals act for one step only;
-* :class:`Exponential`: ``s <- s exp(-dt / tau) + arrivals``, exact for the decay;
-* :class:`DualExponential`: difference of two exponentials (rise ``tau_rise``, decay ``tau_decay``),
+* `Delta`: the arrivals act for one step only;
+* `Exponential`: ``s <- s exp(-dt / tau) + arrivals``, exact for the decay;
+* `DualExponential`: difference of two exponentials (rise ``tau_rise``, decay ``tau_decay``),
   normalised so that one arrival of weight w peaks at w.
 
 With ``e_rev=None`` the synapse is current-based (the current is ``s``); with a reversal potential

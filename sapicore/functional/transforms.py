@@ -6,9 +6,9 @@ A sparse projection moves spikes into its ring buffer of future input in one of 
 ``propagation`` field, a static string):
 
 ============== ==============================================================================
-``cpu_kernel`` the compiled C++ operator (:mod:`sapicore.functional.kernels`): exact, fixed shapes,
+``cpu_kernel`` the compiled C++ operator (`sapicore.functional.kernels`): exact, fixed shapes,
                works eagerly, compiled and under ``vmap``; CPU, float32/64, no gradient.
-``gpu_kernel`` the Triton kernel (:mod:`sapicore.functional.gpu_kernels`): the same on CUDA devices
+``gpu_kernel`` the Triton kernel (`sapicore.functional.gpu_kernels`): the same on CUDA devices
                (and on the CPU under ``TRITON_INTERPRET=1``, for tests); no host synchronisation.
 ``nonzero``    torch ops on exactly the spiking sources (``torch.nonzero``): exact, one host
                synchronisation per step; plain eager runs only (no compile, no ``torch.func``).
@@ -19,9 +19,9 @@ A sparse projection moves spikes into its ring buffer of future input in one of 
                stepped by a loop of your own; ``simulate`` and ``sweep`` decide once per run).
 ============== ==============================================================================
 
-``simulate`` and ``sweep`` build a :class:`RunContext` from the device, dtype, whether a gradient can
+``simulate`` and ``sweep`` build a `RunContext` from the device, dtype, whether a gradient can
 flow, whether lanes are vmapped and whether chunks are compiled, and give every sparse projection left
-at ``auto`` the backend :func:`propagation` picks for it; a projection given a backend of its own
+at ``auto`` the backend `propagation` picks for it; a projection given a backend of its own
 (``replace(proj, propagation="topk")``) keeps it, or the run refuses with the reason. When ``simulate`` itself runs inside an outer
 ``torch.func`` transform (``vmap(simulate)``, ``grad``), a chunk whose fixed capacity overflowed
 cannot be rerun (that needs a host decision), so fixed-capacity projections then get room for every

@@ -1,4 +1,4 @@
-"""Learning rules: applied by a :class:`~sapicore.model.SapicoreModel` to its neurons and synapses."""
+"""Learning rules: applied by a [`SapicoreModel`][sapicore.model.SapicoreModel] to its neurons and synapses."""
 
 from __future__ import annotations
 

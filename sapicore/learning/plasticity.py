@@ -24,7 +24,7 @@ __all__ = [
 
 
 class PlasticityLearning(StateBuffers, SapicoreLearning):
-    """A functional plasticity rule applied to the weights of :class:`ProjectionSynapse` modules.
+    """A functional plasticity rule applied to the weights of `ProjectionSynapse` modules.
 
     ``apply_learning(pre_neuron, synapse, post_neuron, modulator=None)`` attaches the rule to the
     synapse the first time (``synapse.use_rule``) and then calls the synapse's ``learn`` with the
@@ -84,30 +84,30 @@ class PlasticityLearning(StateBuffers, SapicoreLearning):
 
 
 class STDPLearning(PlasticityLearning):
-    """Pair-based STDP (:class:`sapicore.functional.STDP`)."""
+    """Pair-based STDP ([`sapicore.functional.STDP`][sapicore.functional.STDP])."""
 
     functional_class = sf.STDP
 
 
 class TripletSTDPLearning(PlasticityLearning):
-    """Triplet STDP (:class:`sapicore.functional.TripletSTDP`)."""
+    """Triplet STDP ([`sapicore.functional.TripletSTDP`][sapicore.functional.TripletSTDP])."""
 
     functional_class = sf.TripletSTDP
 
 
 class HebbianLearning(PlasticityLearning):
-    """Hebbian rule (:class:`sapicore.functional.Hebbian`)."""
+    """Hebbian rule ([`sapicore.functional.Hebbian`][sapicore.functional.Hebbian])."""
 
     functional_class = sf.Hebbian
 
 
 class OjaLearning(PlasticityLearning):
-    """Oja's rule (:class:`sapicore.functional.Oja`)."""
+    """Oja's rule ([`sapicore.functional.Oja`][sapicore.functional.Oja])."""
 
     functional_class = sf.Oja
 
 
 class RewardSTDPLearning(PlasticityLearning):
-    """Reward-modulated STDP (:class:`sapicore.functional.RewardSTDP`); pass ``modulator=reward``."""
+    """Reward-modulated STDP ([`sapicore.functional.RewardSTDP`][sapicore.functional.RewardSTDP]); pass ``modulator=reward``."""
 
     functional_class = sf.RewardSTDP

@@ -6,10 +6,10 @@ mirrors the tree and says for each property whether to log it::
 
     read_loggable_from_object(model, False)   # {'synapse': {'weight': False}, 'name': False}
 
-It can be dumped to YAML and read back (:func:`dump_loggable`, :func:`read_loggable_from_file`),
-brought up to date with new properties (:func:`update_loggable_from_object`) and flattened into the
-list of ``(path, object, property, selection)`` to log (:func:`get_loggable_properties`), which
-:func:`log_tensor_board` writes to a ``tensorboardX.SummaryWriter``.
+It can be dumped to YAML and read back (`dump_loggable`, `read_loggable_from_file`),
+brought up to date with new properties (`update_loggable_from_object`) and flattened into the
+list of ``(path, object, property, selection)`` to log (`get_loggable_properties`), which
+`log_tensor_board` writes to a ``tensorboardX.SummaryWriter``.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def get_loggable_properties(
 
 
 def read_loggable_from_file(filename: str | Path) -> dict[str, Any]:
-    """The loggable dict stored in a YAML file by :func:`dump_loggable`."""
+    """The loggable dict stored in a YAML file by `dump_loggable`."""
     return read_config_from_file(filename)
 
 

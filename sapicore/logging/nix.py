@@ -1,15 +1,15 @@
 """NIX (HDF5) log files: properties logged with a counter, and simulation records streamed in chunks.
 
-:class:`NixLogWriter` creates a file with a ``config`` section (Sapicore version, time, git hash,
+`NixLogWriter` creates a file with a ``config`` section (Sapicore version, time, git hash,
 configuration as YAML, metadata) and logs properties of an object tree, of any shape, each with a
-counter (:meth:`NixLogWriter.log`). :class:`NixLogReader` reads them back. :class:`NixRecordSink`
+counter (`NixLogWriter.log`). `NixLogReader` reads them back. `NixRecordSink`
 takes the records of ``simulate`` chunk by chunk (``simulate(..., sinks=[sink])``): each recorded
 variable becomes a data array ``(time, *shape)`` with a sampled time axis in ms; the file is flushed
 every ``flush_every`` chunks, so a run that dies keeps every flushed chunk readable.
 
 HDF5 cannot recover from a full disk (its next flush or close crashes the interpreter), so before
 each write a writer checks the free space of the file's disk: a write that would leave less than
-:data:`MARGIN` free beside everything not yet flushed raises ``OSError`` (``ENOSPC``) naming the file,
+`MARGIN` free beside everything not yet flushed raises ``OSError`` (``ENOSPC``) naming the file,
 before HDF5 sees it, and the file can still be closed.
 """
 
@@ -61,7 +61,7 @@ def _to_numpy(value: Any) -> np.ndarray:
 
 
 class NixLogWriter:
-    """Write a NIX log file. Use as a context manager or call :meth:`create_file` / :meth:`close_file`.
+    """Write a NIX log file. Use as a context manager or call `create_file` / `close_file`.
 
     Raises ``FileExistsError`` if ``filename`` exists, unless ``overwrite=True``.
     """
@@ -84,7 +84,7 @@ class NixLogWriter:
 
     def reserve(self, nbytes: int) -> None:
         """Raise ``OSError`` (``ENOSPC``) unless the disk has room for ``nbytes`` more, beside what is
-        not yet flushed and :data:`MARGIN`; count them as written."""
+        not yet flushed and `MARGIN`; count them as written."""
         free = shutil.disk_usage(self.filename.resolve().parent).free
         need = self.unflushed + nbytes + MARGIN
         if free < need:
@@ -176,7 +176,7 @@ class NixLogWriter:
 
 
 class NixLogReader:
-    """Read a NIX log written by :class:`NixLogWriter` or :class:`NixRecordSink`.
+    """Read a NIX log written by `NixLogWriter` or `NixRecordSink`.
 
     A missing file raises ``FileNotFoundError``; a damaged one ``ValueError`` with a plain message.
     """
@@ -247,7 +247,7 @@ class NixRecordSink:
     ``(records, *shape)``, with its time axis (ms) as a sampled dimension. Records named in
     ``events`` (spike records) are stored as events instead, two arrays ``<name>.times`` (ms) and
     ``<name>.neurons`` (flat index), whose size grows with the number of spikes, not with
-    neurons x steps; with ``every > 1`` a neuron's spikes in one window share the window's end time. Read them back with :func:`read_records` and :func:`read_events`.
+    neurons x steps; with ``every > 1`` a neuron's spikes in one window share the window's end time. Read them back with `read_records` and `read_events`.
     """
 
     def __init__(
@@ -314,7 +314,7 @@ class NixRecordSink:
 
 
 def read_records(filename: str | Path, block: str = "records") -> dict[str, np.ndarray]:
-    """The sampled records a :class:`NixRecordSink` wrote, with ``"t"`` (ms) rebuilt from the time axis."""
+    """The sampled records a `NixRecordSink` wrote, with ``"t"`` (ms) rebuilt from the time axis."""
     with NixLogReader(filename) as reader:
         if block not in reader.nix_file.blocks:
             raise ValueError(f"{filename} has no block {block!r} of records")
@@ -329,7 +329,7 @@ def read_records(filename: str | Path, block: str = "records") -> dict[str, np.n
 
 
 def read_events(filename: str | Path, name: str, block: str = "records") -> tuple[np.ndarray, np.ndarray]:
-    """(times in ms, neuron indices) of the events a :class:`NixRecordSink` stored for ``name``."""
+    """(times in ms, neuron indices) of the events a `NixRecordSink` stored for ``name``."""
     with NixLogReader(filename) as reader:
         arrays = reader.nix_file.blocks[block].data_arrays
         if f"{name}.times" not in arrays:

@@ -14,15 +14,15 @@ __all__ = ["SapicoreModel"]
 
 
 class SapicoreModel(SapicoreNetwork):
-    """A Sapicore model: a :class:`~sapicore.network.SapicoreNetwork` that also holds learning rules
-    and sub-networks connected through neurons at their boundaries (:attr:`networks`)."""
+    """A Sapicore model: a [`SapicoreNetwork`][sapicore.network.SapicoreNetwork] that also holds learning rules
+    and sub-networks connected through neurons at their boundaries (`networks`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.networks: dict[SapicoreNetwork, list[tuple[SapicoreNetwork, dict[SapicoreNeuron, SapicoreNeuron]]]] = {}
 
     def add_learning_rule(self, name: str, learning_rule: SapicoreLearning) -> None:
-        """Register a learning rule; :meth:`apply_learning` decides how it is used."""
+        """Register a learning rule; `apply_learning` decides how it is used."""
         if not isinstance(learning_rule, SapicoreLearning):
             raise TypeError(
                 f"only a SapicoreLearning can be added as a learning rule, not a {type(learning_rule).__name__}"
@@ -68,7 +68,7 @@ class SapicoreModel(SapicoreNetwork):
 
         Each sample ``data[i]`` is the input of ``forward`` for ``duration`` steps, then a zero input
         for ``rinse`` steps (silence that lets the state relax before the next sample); with
-        ``learn`` every one of those steps is followed by :meth:`apply_learning`. Returns the outputs of
+        ``learn`` every one of those steps is followed by `apply_learning`. Returns the outputs of
         the presentation steps, ``(samples, duration, *output shape)``. For many independent samples
         at once, see ``sapicore.estimators`` (vmap lanes over the functional core).
         """
@@ -93,6 +93,6 @@ class SapicoreModel(SapicoreNetwork):
         return torch.stack(outputs)
 
     def fit(self, data: torch.Tensor, duration: int, rinse: int = 0) -> SapicoreModel:
-        """:meth:`serve` the samples with learning on (``duration`` and ``rinse`` in steps)."""
+        """`serve` the samples with learning on (``duration`` and ``rinse`` in steps)."""
         self.serve(data, duration, rinse, learn=True)
         return self

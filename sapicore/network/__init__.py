@@ -1,4 +1,4 @@
-"""Networks of neurons linked by synapses (:meth:`SapicoreNetwork.add_neuron`, :meth:`add_synapse`)."""
+"""Networks of neurons linked by synapses (`SapicoreNetwork.add_neuron`, `add_synapse`)."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ __all__ = ["SapicoreNetwork"]
 
 
 class SapicoreNetwork(SapicoreModule):
-    """A network: neurons (keys of :attr:`neurons`, each with its outgoing synapses) and synapses (keys
-    of :attr:`synapses`, each with the neurons it ends on).
+    """A network: neurons (keys of `neurons`, each with its outgoing synapses) and synapses (keys
+    of `synapses`, each with the neurons it ends on).
 
-    Networks of functional adapters (:class:`~sapicore.adapter.FunctionalNeuron`,
-    :class:`~sapicore.synapse.projection.ProjectionSynapse`) convert to a functional network with
-    :meth:`to_functional`, so ``simulate`` and ``sweep`` can run them, and :meth:`step` advances them
+    Networks of functional adapters ([`FunctionalNeuron`][sapicore.adapter.FunctionalNeuron],
+    [`ProjectionSynapse`][sapicore.synapse.projection.ProjectionSynapse]) convert to a functional network with
+    `to_functional`, so ``simulate`` and ``sweep`` can run them, and `step` advances them
     with exactly the functional network's step.
     """
 
@@ -132,7 +132,7 @@ class SapicoreNetwork(SapicoreModule):
                     raise ValueError(f"learning rule {name!r} acts on a synapse outside this network")
 
     def load_functional_state(self, state: sf.NetworkState) -> None:
-        """Write a functional network state (from :meth:`to_functional` and a run) back into the modules."""
+        """Write a functional network state (from `to_functional` and a run) back into the modules."""
         for name, pop_state in state.populations.items():
             self._modules[name].state = pop_state
         for name, proj_state in state.projections.items():

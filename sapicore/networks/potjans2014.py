@@ -19,7 +19,7 @@ Parameters follow the NEST example (``pynest/examples/Potjans_2014``):
 The eight populations are the parts of one LIF population, ``cortex`` (so they step in one call;
 their names work as population names: ``"L4E.spikes"``, projections, drives), with one projection
 ``synapses`` from ``cortex`` to itself. The Poisson background is one population ``background``
-(:class:`~sapicore.functional.PoissonSource`, one source per cortical neuron emitting the count of
+([`PoissonSource`][sapicore.functional.PoissonSource], one source per cortical neuron emitting the count of
 its ``K_ext`` trains' spikes) with a one-to-one projection ``external``.
 
 Downscaling: ``scale`` multiplies neuron numbers, ``k_scale`` (default ``scale``) in-degrees. With
@@ -156,7 +156,7 @@ def microcircuit(
     mean current). Seeded: the same arguments give the same network.
 
     At full scale the recurrent synapses are drawn block by block (one pair of populations at a time)
-    into a :class:`~sapicore.functional.SynapseTable`, so the build needs little memory beyond the
+    into a [`SynapseTable`][sapicore.functional.SynapseTable], so the build needs little memory beyond the
     table (about 5 GB: int32 targets, float32 weights and int16 delays, in rows as wide as the
     largest out-degree).
     """
@@ -245,7 +245,7 @@ def initial_values(network: sf.Network, generator: torch.Generator) -> dict[str,
 
 
 def initial_state(network: sf.Network, seed: int = 0, device: torch.device | str | None = None) -> sf.NetworkState:
-    """The network at rest with the initial potentials of :func:`initial_values`."""
+    """The network at rest with the initial potentials of `initial_values`."""
     values = initial_values(network, torch.Generator().manual_seed(seed))
     state = network.init_state(device=device)
     populations = dict(state.populations)

@@ -1,4 +1,4 @@
-"""Neurons: units that a :class:`~sapicore.synapse.SapicoreSynapse` connects inside a network."""
+"""Neurons: units that a [`SapicoreSynapse`][sapicore.synapse.SapicoreSynapse] connects inside a network."""
 
 from __future__ import annotations
 

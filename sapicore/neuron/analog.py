@@ -17,7 +17,7 @@ class AnalogNeuron(SapicoreNeuron):
 
 
 class RateNeuron(FunctionalNeuron, AnalogNeuron):
-    """Leaky-integrator rate units (:class:`sapicore.functional.Analog`); the output is ``activation``."""
+    """Leaky-integrator rate units ([`sapicore.functional.Analog`][sapicore.functional.Analog]); the output is ``activation``."""
 
     functional_class = sf.Analog
 
@@ -28,7 +28,7 @@ class RateNeuron(FunctionalNeuron, AnalogNeuron):
 
 
 class OscillatorNeuron(FunctionalNeuron, AnalogNeuron):
-    """Oscillator units (:class:`sapicore.functional.Oscillator`): a sum of sine components with
+    """Oscillator units ([`sapicore.functional.Oscillator`][sapicore.functional.Oscillator]): a sum of sine components with
     ``amplitudes``, ``frequencies`` (Hz), ``phases`` (multiples of pi), ``amp_freq`` (Hz, the
     frequency that modulates each component's amplitude; 0 for none) and a ``baseline_shift``, plus
     the input of each step. The output is ``activation`` (the original's ``voltage``)."""

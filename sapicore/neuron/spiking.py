@@ -33,19 +33,19 @@ class SpikingNeuron(FunctionalNeuron):
 
 
 class LIFNeuron(SpikingNeuron):
-    """Leaky integrate-and-fire neurons (:class:`sapicore.functional.LIF`; ms, mV, nA, MΩ)."""
+    """Leaky integrate-and-fire neurons ([`sapicore.functional.LIF`][sapicore.functional.LIF]; ms, mV, nA, MΩ)."""
 
     functional_class = sf.LIF
 
 
 class AdExNeuron(SpikingNeuron):
-    """Adaptive exponential integrate-and-fire neurons (:class:`sapicore.functional.AdEx`)."""
+    """Adaptive exponential integrate-and-fire neurons ([`sapicore.functional.AdEx`][sapicore.functional.AdEx])."""
 
     functional_class = sf.AdEx
 
 
 class IzhikevichNeuron(SpikingNeuron):
-    """Izhikevich neurons (:class:`sapicore.functional.Izhikevich`); ``preset="RS"`` picks a cell class."""
+    """Izhikevich neurons ([`sapicore.functional.Izhikevich`][sapicore.functional.Izhikevich]); ``preset="RS"`` picks a cell class."""
 
     functional_class = sf.Izhikevich
 
@@ -61,7 +61,7 @@ class IzhikevichNeuron(SpikingNeuron):
 
 
 class HodgkinHuxleyNeuron(SpikingNeuron):
-    """Hodgkin-Huxley neurons (:class:`sapicore.functional.HodgkinHuxley`; per-area units)."""
+    """Hodgkin-Huxley neurons ([`sapicore.functional.HodgkinHuxley`][sapicore.functional.HodgkinHuxley]; per-area units)."""
 
     functional_class = sf.HodgkinHuxley
 

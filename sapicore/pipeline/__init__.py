@@ -10,7 +10,7 @@ __all__ = ["PipelineBase"]
 
 
 class PipelineBase(Loggable, Configurable):
-    """Base class of pipelines; override :meth:`run`."""
+    """Base class of pipelines; override `run`."""
 
     def run(self) -> None:
         """Run the pipeline."""

@@ -15,17 +15,17 @@ __all__ = ["ProjectionSynapse", "DeltaSynapse", "ExponentialSynapse", "DualExpon
 
 
 class ProjectionSynapse(StateBuffers, SapicoreSynapse):
-    """Synapses from a source population to a target population (a :class:`sapicore.functional.Projection`).
+    """Synapses from a source population to a target population (a [`sapicore.functional.Projection`][sapicore.functional.Projection]).
 
-    Build it like :func:`sapicore.functional.projection` without the population names (the network
+    Build it like [`sapicore.functional.projection`][sapicore.functional.projection] without the population names (the network
     supplies them): ``ProjectionSynapse(connectivity.fixed_probability(100, 50, 0.1), weight=0.5,
     synapse=sf.Exponential(5.0))``, or from a built projection with ``projection=``. It owns one
-    :class:`~sapicore.functional.ProjectionState` (weights, synaptic variables, spikes in transit,
+    [`ProjectionState`][sapicore.functional.ProjectionState] (weights, synaptic variables, spikes in transit,
     plasticity traces), kept in buffers named ``state__...``.
 
     ``forward(pre_spikes, v_post)`` returns the synaptic current (nA) into the target neurons for this
     step (from spikes sent in earlier steps, at their delays) and puts ``pre_spikes`` in transit, as
-    ``Network.step`` does; :meth:`learn` applies the plasticity rule as ``Projection.learn`` does.
+    ``Network.step`` does; `learn` applies the plasticity rule as ``Projection.learn`` does.
     """
 
     _loggable_props_ = ("weights",)
@@ -84,7 +84,7 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
         Its traces live in this synapse's state (buffers ``state__plasticity__...``): kept when the
         rule replaces one of its own class (a changed parameter), taken from a loaded ``state_dict``
         when one held them, fresh otherwise. Learning modules call this on their first
-        ``apply_learning``; call it yourself to convert a network with :meth:`to_functional` first.
+        ``apply_learning``; call it yourself to convert a network with `to_functional` first.
         """
         proj, state = self.projection, self.state
         keep = proj.plasticity is not None and type(proj.plasticity) is type(rule)
@@ -100,7 +100,7 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
             self._buffers[name].copy_(value)
 
     def uses(self, rule: Any) -> bool:
-        """True when ``rule`` (the object given to :meth:`use_rule`) is this synapse's rule."""
+        """True when ``rule`` (the object given to `use_rule`) is this synapse's rule."""
         return self.__dict__.get("_rule_source") is rule
 
     def reset_traces(self) -> None:
@@ -148,14 +148,14 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
 
 
 class DeltaSynapse(ProjectionSynapse):
-    """Instantaneous synapses (:class:`sapicore.functional.Delta`); ``e_rev`` makes them conductances."""
+    """Instantaneous synapses ([`sapicore.functional.Delta`][sapicore.functional.Delta]); ``e_rev`` makes them conductances."""
 
     def __init__(self, connectivity: Any, weight: Any, e_rev: float | None = None, **options: Any) -> None:
         super().__init__(connectivity, weight, sf.Delta(e_rev=e_rev), **options)
 
 
 class ExponentialSynapse(ProjectionSynapse):
-    """Exponential synapses (:class:`sapicore.functional.Exponential`), time constant ``tau`` (ms)."""
+    """Exponential synapses ([`sapicore.functional.Exponential`][sapicore.functional.Exponential]), time constant ``tau`` (ms)."""
 
     def __init__(
         self, connectivity: Any, weight: Any, tau: float = 5.0, e_rev: float | None = None, **options: Any
@@ -164,7 +164,7 @@ class ExponentialSynapse(ProjectionSynapse):
 
 
 class DualExponentialSynapse(ProjectionSynapse):
-    """Dual-exponential synapses (:class:`sapicore.functional.DualExponential`), rise and decay in ms."""
+    """Dual-exponential synapses ([`sapicore.functional.DualExponential`][sapicore.functional.DualExponential]), rise and decay in ms."""
 
     def __init__(
         self,

@@ -148,10 +148,10 @@ def _checking_state(step: Any) -> Any:
 class NeuronModel:
     """Base class of neuron models; subclass it to write your own (``examples/adaptive_lif.py``).
 
-    The contract, checked by :func:`check_model` with an error naming what is missing:
+    The contract, checked by `check_model` with an error naming what is missing:
 
     * the class is a ``@sapicore.functional.pytree`` class whose fields are its parameters (use
-      :func:`~sapicore.functional.pytree.parameter` with a check such as ``check_positive``);
+      [`parameter`][sapicore.functional.pytree.parameter] with a check such as ``check_positive``);
     * ``state_class``: a ``@pytree`` class whose fields are the state tensors (``v``, ...);
     * ``initial_values(shape, zeros) -> dict``: each state field's resting value, as tensors shaped
       and typed like ``zeros`` (a zero tensor of the population's shape, device and dtype);
@@ -248,7 +248,7 @@ class NeuronModel:
 
 
 def check_model(model: Any) -> None:
-    """Raise ``TypeError`` naming what ``model`` lacks of the neuron-model contract (see :class:`NeuronModel`)."""
+    """Raise ``TypeError`` naming what ``model`` lacks of the neuron-model contract (see `NeuronModel`)."""
     name = type(model).__name__
     if not isinstance(model, NeuronModel):
         raise TypeError(
