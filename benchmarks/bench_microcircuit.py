@@ -146,7 +146,7 @@ def main() -> None:
 
 def report(rows: dict, args: argparse.Namespace, k_scale: float) -> None:
     """Print the tables (markdown) of the rows measured."""
-    from sapicore.networks.potjans2014 import NEST3_RATES, POPULATIONS, REFERENCE_RATES
+    from sapicore.networks.potjans2014 import POPULATIONS, REFERENCE_SETS
 
     seconds = args.duration / 1000.0
     print(
@@ -166,8 +166,8 @@ def report(rows: dict, args: argparse.Namespace, k_scale: float) -> None:
             f"| {name} | {row['build_seconds']:.1f} | {row.get('compile_seconds', 0.0):.1f} | {per_second:.2f} | "
             f"{row['peak_memory_mb']:.0f} | {row['synapses']:,} | {rates} | {ratio} |"
         )
-    for label, reference in (("2016", REFERENCE_RATES), ("NEST 3", NEST3_RATES)):
-        print(f"| full-scale reference ({label}) | | | | | | " + " | ".join(f"{r:.2f}" for r in reference) + " | |")
+    for label, reference in REFERENCE_SETS.items():
+        print(f"| full scale, {label} | | | | | | " + " | ".join(f"{r:.2f}" for r in reference) + " | |")
     print("\nMean ISI CV per population (neurons with at least 3 spikes after the transient)")
     print("| | " + " | ".join(POPULATIONS) + " |")
     print("|---" * (1 + len(POPULATIONS)) + "|")

@@ -306,7 +306,9 @@ def _raster(spec: Any, folder: Path, events: dict, title: str, rates: dict) -> l
     plot.raster_events(events, partial(folder / "raster.png"), title=title)
     if not spec.reference_rates:
         return ["raster.png"]
-    plot.rate_bars(rates, spec.reference_rates, partial(folder / "rates.png"), title=f"{title}: mean rates")
+    note = "\n(downscaled: expect deviations from the full-scale references, up to 30% in NEST's own run at scale 0.1)"
+    heading = f"{title}: mean rates" + (note if spec.notes else "")
+    plot.rate_bars(rates, spec.reference_rates, partial(folder / "rates.png"), title=heading)
     return ["raster.png", "rates.png"]
 
 
@@ -352,6 +354,7 @@ def run(
         "wall_seconds": round(wall, 3),
         "mean_rate_hz": rates,
         **({"reference_rates_hz": spec.reference_rates} if spec.reference_rates else {}),
+        **({"notes": list(spec.notes)} if spec.notes else {}),
         "isi_cv": cvs,
         "outputs": ["summary.json"] + names,
     }

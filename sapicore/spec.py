@@ -104,13 +104,14 @@ def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Networ
         values["background"] = reader.choice(options["background"], "builder.background", ("poisson", "dc"))
     network = _build(lambda **kw: potjans2014.microcircuit(dt=dt, **kw), values, reader, "builder")
     reference = {
-        "NEST example (2016)": dict(zip(potjans2014.POPULATIONS, potjans2014.REFERENCE_RATES)),
-        "NEST 3 example": dict(zip(potjans2014.POPULATIONS, potjans2014.NEST3_RATES)),
+        label: dict(zip(potjans2014.POPULATIONS, rates)) for label, rates in potjans2014.REFERENCE_SETS.items()
     }
-    return network, potjans2014.initial_values(network, reader.generator), reference
+    notes = (potjans2014.DOWNSCALED_NOTE,) if values.get("scale", 1.0) < 1.0 else ()
+    return network, potjans2014.initial_values(network, reader.generator), reference, notes
 
 
-#: name -> function(reader, arguments, dt) -> (network, initial values, labelled sets of reference rates in Hz)
+#: name -> function(reader, arguments, dt) -> (network, initial values, labelled sets of reference rates in
+#: Hz, notes for the summary)
 BUILDERS = {"potjans2014": _potjans2014}
 #: what each builder takes (for the command's help)
 BUILDER_OPTIONS = {
@@ -156,6 +157,7 @@ class Spec:
     simulation: Simulation
     outputs: Outputs
     reference_rates: dict = attrs.field(factory=dict)  # label -> {population: Hz}
+    notes: tuple = ()  # what a reader of the summary should know (a downscaled network's expected deviation)
 
 
 def _device(reader: _Reader, value: Any) -> str:
@@ -308,8 +310,10 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
                 "builder", f"expected a mapping such as {{name: potjans2014, scale: 0.1}}, got {builder!r}"
             )
         name = reader.choice(builder.get("name"), "builder.name", BUILDERS)
-        network, initial, reference = BUILDERS[name](reader, {k: v for k, v in builder.items() if k != "name"}, dt)
-        return _finish(reader, source, network, initial, simulation, outputs, reference)
+        network, initial, reference, notes = BUILDERS[name](
+            reader, {k: v for k, v in builder.items() if k != "name"}, dt
+        )
+        return _finish(reader, source, network, initial, simulation, outputs, reference, notes)
 
     populations, initial = {}, {}
     pops = reader.mapping(top["populations"], "populations", named=True)
@@ -430,6 +434,7 @@ def _finish(
     simulation: Simulation,
     outputs: Outputs,
     reference: dict,
+    notes: tuple = (),
 ) -> Spec:
     """The spec of a built network: its dtype set, its records checked."""
     dtype = DTYPES[simulation.dtype]
@@ -441,7 +446,7 @@ def _finish(
                 f"simulation.record[{index}]",
                 f"unknown record {name!r}; this network offers: {', '.join(sorted(known))}",
             )
-    return Spec(source, network, initial, simulation, outputs, reference)
+    return Spec(source, network, initial, simulation, outputs, reference, notes)
 
 
 def load_data(path: str | Path) -> tuple[Path, Any]:

@@ -94,9 +94,14 @@ def test_the_microcircuit_command_writes_rates_beside_the_reference_within_a_ban
     assert main(argv + [item for pair in zip(["--set"] * 3, overrides) for item in pair]) == 0
     summary = json.loads((out / "summary.json").read_text())
     references = summary["reference_rates_hz"]
-    assert references["NEST example (2016)"] == dict(zip(pd.POPULATIONS, pd.REFERENCE_RATES))
-    assert references["NEST 3 example"] == dict(zip(pd.POPULATIONS, pd.NEST3_RATES))
-    for name, reference in references["NEST example (2016)"].items():
+    assert list(references) == [
+        "NEST example 2016 (NEST 2.10)",
+        "NEST example 2020 (NEST 3.0-3.3, 12 MPI processes)",
+        "NEST example 2022 (NEST 3.4 and later, 4 threads)",
+    ]
+    assert references["NEST example 2022 (NEST 3.4 and later, 4 threads)"] == dict(zip(pd.POPULATIONS, pd.NEST34_RATES))
+    assert summary["notes"] == [pd.DOWNSCALED_NOTE]  # a downscaled network says what to expect
+    for name, reference in references["NEST example 2016 (NEST 2.10)"].items():
         assert 0.5 * reference < summary["mean_rate_hz"][name] < 2.0 * reference, name
     assert summary["mean_rate_hz"]["L5E"] > 4 * summary["mean_rate_hz"]["L23E"]  # the layers' order
     assert (out / "raster.png").exists() and (out / "rates.png").exists() and summary["discarded_ms"] == 200.0

@@ -48,6 +48,9 @@ __all__ = [
     "FULL_SIZES",
     "REFERENCE_RATES",
     "NEST3_RATES",
+    "NEST34_RATES",
+    "REFERENCE_SETS",
+    "DOWNSCALED_NOTE",
     "CONNECTION_PROBABILITIES",
     "microcircuit",
     "initial_state",
@@ -69,12 +72,27 @@ CONNECTION_PROBABILITIES = (
     (0.0364, 0.001, 0.0034, 0.0005, 0.0277, 0.008, 0.0658, 0.1443),
 )
 K_EXT = (1600, 1500, 2100, 1900, 2000, 1900, 2900, 2100)
-#: mean rates (Hz) of the full-scale network in the NEST example of 2016, the reference for
-#: validation and for the DC compensation of downscaled networks
+#: mean rates (Hz) of the full-scale network in NEST's example of 2016 (tested with NEST 2.10), the
+#: reference of the DC compensation of downscaled networks (as in that example)
 REFERENCE_RATES = (0.971, 2.868, 4.746, 5.396, 8.142, 9.078, 0.991, 7.523)
-#: the same from the NEST 3 version of the example (full scale, 12 MPI processes); NEST 3.10 on
-#: this builder's network lands closer to these (L23E 0.87, L6E 1.14 Hz over 2 s)
+#: the same from NEST's example of March 2020 (NEST 3.0 to 3.3; 12 MPI processes)
 NEST3_RATES = (0.943, 3.026, 4.368, 5.882, 7.733, 8.664, 1.096, 7.851)
+#: the same from NEST's example since December 2022 (NEST 3.4 and later; no MPI, 4 threads, one run)
+NEST34_RATES = (0.903, 2.965, 4.414, 5.876, 7.569, 8.633, 1.105, 7.829)
+#: every full-scale reference set, labelled with its source and year
+REFERENCE_SETS = {
+    "NEST example 2016 (NEST 2.10)": REFERENCE_RATES,
+    "NEST example 2020 (NEST 3.0-3.3, 12 MPI processes)": NEST3_RATES,
+    "NEST example 2022 (NEST 3.4 and later, 4 threads)": NEST34_RATES,
+}
+#: how far a downscaled network's rates lie from the full-scale references: NEST 3.10 itself, on this
+#: builder's network at scale 0.1 (one thread, 1.5 s, rates over the last second, 2026-11-27), differs
+#: from the 2016 set by up to 30% per population (L4I +30%, L2/3E -28%) and from the 2022 set by up to 22%
+DOWNSCALED_NOTE = (
+    "a downscaled network is expected to deviate from the full-scale reference rates: NEST's own run of this "
+    "network at scale 0.1 differs from them by up to 30% per population (L4I +30%, L2/3E -28% against the 2016 "
+    "set; up to 22% against the 2022 one)"
+)
 BACKGROUND_RATE = 8.0  # Hz per external synapse
 NEURON = dict(c_m=250.0, tau_m=10.0, e_l=-65.0, v_th=-50.0, v_reset=-65.0, t_ref=2.0, tau_syn=0.5)  # pF, ms, mV
 PSP_EXC = 0.15  # mV
