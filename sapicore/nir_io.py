@@ -99,6 +99,7 @@ def to_nir(
     dt: float | None = None,
     outputs: tuple[str, ...] | None = None,
     state: sf.NetworkState | None = None,
+    time_unit: str = "ms",
 ) -> nir.NIRGraph:
     """``network`` (a ``sf.Network``, or a spec from ``sapicore.spec``) as a NIR graph.
 
@@ -108,7 +109,11 @@ def to_nir(
         outputs: populations to expose as ``Output`` nodes; default those that project nowhere
             (inputs aside).
         state: weights to write (e.g. after learning); default the network's built weights.
+        time_unit: "ms" (NIR's table) or "s" (what snnTorch and Norse read: snnTorch takes every
+            file's time constants as seconds), the unit of the time constants and delays written.
     """
+    if time_unit not in TIME_UNITS:
+        raise ValueError(f"time_unit must be 'ms' or 's', got {time_unit!r}")
     if hasattr(network, "network") and hasattr(network, "simulation"):  # a parsed spec
         dt = network.simulation.dt if dt is None else dt
         network = network.network
@@ -176,7 +181,19 @@ def to_nir(
             raise ValueError(f"outputs: no population {name!r}; the network has {', '.join(network.populations)}")
         nodes[f"{name}.output"] = nir.Output(output_type={"output": np.array([network.populations[name].size])})
         edges.append((name, f"{name}.output"))
-    metadata = {"time_unit": "ms", "written_by": "sapicore"} | ({} if dt is None else {"dt_ms": float(dt)})
+    per_unit = 1.0 / TIME_UNITS[time_unit]  # ms -> the unit written
+    for node in nodes.values():
+        for field in ("tau", "tau_mem", "tau_syn", "delay"):
+            if isinstance(node, (nir.LIF, nir.CubaLIF, nir.LI, nir.Delay)) and hasattr(node, field):
+                setattr(node, field, np.asarray(getattr(node, field)) * per_unit)
+    metadata = {"time_unit": time_unit, "written_by": "sapicore"} | ({} if dt is None else {"dt_ms": float(dt)})
+    methods = sorted({p.model.method for p in network.populations.values() if hasattr(p.model, "method")})
+    if len(methods) > 1:
+        raise NIRUnsupported(
+            [f"populations integrate with several methods ({', '.join(methods)}); the graph names one"]
+        )
+    if methods:  # NIR's nodes are equations; the integrator travels as the graph's metadata (from_nir's default)
+        metadata["integration_method"] = methods[0]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
@@ -192,10 +209,6 @@ def _node_of(name: str, model: Any, n: int, dt: float | None, drive: Any, proble
         ):
             problems.append(
                 f"population {name!r}: a refractory period (t_ref={model.t_ref}; NIR's LIF has none: set 0)"
-            )
-        if model.method != "exponential_euler":
-            problems.append(
-                f"population {name!r}: integration method {model.method!r} (export exponential_euler models)"
             )
         r = _array(model.r_mem, n)
         v_leak = _array(model.v_rest, n) + r * _array(drive, n)
@@ -227,7 +240,7 @@ def _node_of(name: str, model: Any, n: int, dt: float | None, drive: Any, proble
 
 
 def from_nir(
-    graph: nir.NIRGraph | str | Path, *, dt: float, time_unit: str | None = None
+    graph: nir.NIRGraph | str | Path, *, dt: float, time_unit: str | None = None, method: str | None = None
 ) -> tuple[sf.Network, tuple[str, ...]]:
     """A network built from a NIR graph (or a NIR file), and the record names of its outputs.
 
@@ -236,6 +249,10 @@ def from_nir(
             scaling uses it).
         time_unit: "ms" or "s", the unit of the graph's time constants and delays; default the
             graph's ``time_unit`` metadata (graphs written by Sapicore), else an error asking for it.
+        method: how the neuron nodes' equations are integrated (``"exponential_euler"``, ``"euler"``,
+            ``"rk4"``); default the graph's ``integration_method`` metadata (graphs written by Sapicore
+            record their models' method), else exponential Euler. snnTorch and Norse integrate with
+            forward Euler: ``method="euler"`` reproduces their spikes.
 
     ``Input`` nodes become ``SpikeInput`` populations (feed them with ``inputs={name: train}``),
     ``Linear``/``Affine`` (and a following ``Delay``) projections with ``Delta`` synapses (an
@@ -243,7 +260,7 @@ def from_nir(
     (``.activation`` for LI).
     """
     if not isinstance(graph, (str, Path)):
-        return _from_graph(graph, dt, time_unit)
+        return _from_graph(graph, dt, time_unit, method)
     path = Path(graph)
     if not path.is_file():
         raise FileNotFoundError(f"no NIR file at {path}")
@@ -252,14 +269,14 @@ def from_nir(
     except Exception as err:  # h5py and nir raise many kinds for a damaged or foreign file
         raise ValueError(f"{path} is not a readable NIR file ({type(err).__name__}: {err})") from None
     try:
-        return _from_graph(graph, dt, time_unit)
+        return _from_graph(graph, dt, time_unit, method)
     except NIRUnsupported as err:
         raise NIRUnsupported([f"{path}: {problem}" for problem in err.problems]) from None
     except (ValueError, TypeError) as err:
         raise type(err)(f"{path}: {err}") from None
 
 
-def _from_graph(graph: Any, dt: float, time_unit: str | None) -> tuple[sf.Network, tuple[str, ...]]:
+def _from_graph(graph: Any, dt: float, time_unit: str | None, method: str | None) -> tuple[sf.Network, tuple[str, ...]]:
     """`from_nir` of a graph in memory."""
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"from_nir takes a nir.NIRGraph or the path of a NIR file, got {type(graph).__name__}")
@@ -275,12 +292,17 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None) -> tuple[sf.Networ
             "primitives table) or 's' (snnTorch, Norse)"
         )
     to_ms = TIME_UNITS[unit]
+    method = method or graph.metadata.get("integration_method") or "exponential_euler"
+    if isinstance(method, bytes):
+        method = method.decode()
+    if method not in sf.METHODS:
+        raise ValueError(f"method must be one of {', '.join(sf.METHODS)}, got {method!r}")
     problems: list[str] = []
     populations: dict[str, sf.Population] = {}
     scale_in: dict[str, np.ndarray] = {}
     for name, node in graph.nodes.items():
         try:
-            _population_of(name, node, populations, scale_in, to_ms, dt, problems)
+            _population_of(name, node, populations, scale_in, to_ms, dt, method, problems)
         except (ValueError, TypeError) as err:  # a parameter the model refuses (a negative time constant...)
             problems.append(f"node {name!r}: {err}")
     successors: dict[str, list[str]] = {}
@@ -342,7 +364,7 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None) -> tuple[sf.Networ
 
 
 def _population_of(
-    name: str, node: Any, populations: dict, scale_in: dict, to_ms: float, dt: float, problems: list[str]
+    name: str, node: Any, populations: dict, scale_in: dict, to_ms: float, dt: float, method: str, problems: list[str]
 ) -> None:
     """The population of a neuron or input node (into ``populations``), or the reason it has none."""
     if isinstance(node, nir.Input):
@@ -359,6 +381,7 @@ def _population_of(
             v_thresh=_tensor(node.v_threshold),
             v_reset=_tensor(v_reset),
             t_ref=0.0,
+            method=method,
         )
         if bool((values["v_thresh"] <= values["v_reset"]).any()):
             problems.append(f"node {name!r}: v_threshold must lie above v_reset")
@@ -372,7 +395,7 @@ def _population_of(
         tau = np.asarray(node.tau, dtype=np.float64) * to_ms
         n = _size(node.input_type)
         populations[name] = sf.Population(
-            sf.Analog(tau=_tensor(tau), gain=_tensor(node.r), bias=_tensor(node.v_leak)), n
+            sf.Analog(tau=_tensor(tau), gain=_tensor(node.r), bias=_tensor(node.v_leak), method=method), n
         )
     elif not isinstance(node, (nir.Linear, nir.Affine, nir.Delay, nir.Output)):
         problems.append(

@@ -263,3 +263,54 @@ def test_a_drive_is_folded_into_v_leak_and_replays_the_run_from_the_same_start()
     assert original["cells.spikes"].sum() > 20
     assert torch.equal(original["cells.spikes"], imported["cells.spikes"])
     assert torch.allclose(original["cells.v"], imported["cells.v"], atol=1e-4)
+
+
+def test_every_integration_method_exports_and_comes_back_with_the_graph(tmp_path):
+    """NIR's nodes are equations; the integrator travels as metadata, so a euler or rk4 network's file
+    imports integrating the same way, and ``method=`` chooses for files of other writers."""
+    for method in ("euler", "rk4"):
+        net = mixed_network()
+        net = sf.replace(
+            net,
+            populations={
+                name: sf.Population(sf.replace(pop.model, method=method), pop.size)
+                if hasattr(pop.model, "method")
+                else pop
+                for name, pop in net.populations.items()
+            },
+        )
+        graph = to_nir(net, outputs=("out", "readout"))
+        assert graph.metadata["integration_method"] == method
+        nir.write(str(tmp_path / f"{method}.nir"), graph)
+        back, _ = from_nir(tmp_path / f"{method}.nir", dt=DT)
+        assert back.populations["hidden"].model.method == method
+        stimulus = (torch.rand(300, 6) < 0.3).float()
+        names = ("hidden.spikes", "out.v", "readout.activation")
+        _, original = sf.simulate(net, net.init_state(), {"stimulus": stimulus}, dt=DT, record=names)
+        _, imported = sf.simulate(back, back.init_state(), {"stimulus": stimulus}, dt=DT, record=names)
+        for name in names:
+            assert torch.equal(original[name], imported[name]), (method, name)
+    chosen, _ = from_nir(tmp_path / "rk4.nir", dt=DT, method="euler")
+    assert chosen.populations["out"].model.method == "euler"
+    with pytest.raises(ValueError, match="method must be one of euler, rk4, exponential_euler, got 'leapfrog'"):
+        from_nir(tmp_path / "rk4.nir", dt=DT, method="leapfrog")
+    mixed = mixed_network()
+    mixed = sf.replace(
+        mixed, populations={**mixed.populations, "out": sf.Population(sf.LIF(t_ref=0.0, method="euler"), 3)}
+    )
+    with pytest.raises(NIRUnsupported, match="several methods"):
+        to_nir(mixed)
+
+
+def test_a_graph_written_in_seconds_reads_back_the_same():
+    net = mixed_network()
+    graph = to_nir(net, outputs=("out",), time_unit="s")
+    assert graph.metadata["time_unit"] == "s"
+    assert np.allclose(graph.nodes["out"].tau, [0.008, 0.010, 0.012]) and np.allclose(
+        graph.nodes["feed.delay"].delay, 0.001
+    )
+    assert np.allclose(graph.nodes["hidden"].w_in, 5.0 / DT)  # a ratio: the same in every unit
+    back, _ = from_nir(graph, dt=DT)
+    assert torch.allclose(back.populations["out"].model.tau_mem, torch.tensor([8.0, 10.0, 12.0]))
+    with pytest.raises(ValueError, match="time_unit must be 'ms' or 's', got 'min'"):
+        to_nir(net, time_unit="min")
