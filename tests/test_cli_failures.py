@@ -229,3 +229,21 @@ def test_a_folder_is_held_again_once_its_lock_is_gone(tmp_path):
     assert not (out / LOCK).exists()
     assert main(["run", str(spec_file(tmp_path)), "--out", str(out), "--no-progress", "--overwrite"]) == 0
     assert os.listdir(out) and not (out / LOCK).exists()
+
+
+def test_a_full_disk_under_the_tensorboard_log_is_one_line_and_never_hangs(tmp_path):
+    with mounted(tmp_path / "disk", "size=2m") as disk:
+        spec = spec_file(
+            tmp_path,
+            SPEC.replace("size: 20", "size: 200"),
+            outputs__nix=False,
+            outputs__raster=False,
+            outputs__tensorboard=True,
+            simulation__duration=100000.0,
+            simulation__every=1,
+        )
+        done = sapicore("run", spec, "--out", disk / "out", "--no-progress", timeout=120)
+        assert done.returncode == 2, done.stderr
+        error = one_line(done.stderr)
+        assert error.startswith(f"sapicore: error: {disk / 'out' / 'tensorboard.part'}: no space left on device")
+        assert not (disk / "out").exists()

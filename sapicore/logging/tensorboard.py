@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["TensorBoardSink"]
+__all__ = ["TensorBoardSink", "MARGIN"]
+
+#: bytes the event files' disk keeps free (the writer's thread may still hold queued events)
+MARGIN = 1 << 20
+EVENT_BYTES = 128  # an upper bound on one scalar event on disk
 
 
 class TensorBoardSink:
@@ -16,6 +22,11 @@ class TensorBoardSink:
     A recorded variable of many neurons is reduced over the neurons (``reduce``: 'mean', 'sum',
     'max' or 'min'); the scalar's tag is ``"<name>/<reduce>"`` and its step the record index.
     Spike records reduced with 'mean' give the population's spike count per neuron and window.
+
+    tensorboardX writes from a thread of its own, which dies silently on a full disk (and a process
+    whose writer died would then hang on its queue). So each ``write`` first checks that the writer
+    is alive and that the disk keeps :data:`MARGIN` free beside the events it adds, raising
+    ``OSError`` naming the folder otherwise, and ``end`` never waits on a dead writer.
     """
 
     REDUCTIONS = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch.amin}
@@ -33,7 +44,26 @@ class TensorBoardSink:
         self.index = 0
         self.chunks = 0
 
+    def _worker(self) -> Any:
+        """tensorboardX's writing thread (None where its internals differ)."""
+        event_writer = getattr(getattr(self.writer, "file_writer", None), "event_writer", None)
+        return getattr(event_writer, "_worker", None)
+
+    def _check(self, events: int) -> None:
+        worker = self._worker()
+        if worker is not None and not worker.is_alive():
+            raise OSError(errno.EIO, "the TensorBoard writer has stopped (a failed write)", str(self.logdir))
+        free = shutil.disk_usage(self.logdir).free
+        need = events * EVENT_BYTES + MARGIN
+        if free < need:
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left on device for the TensorBoard events (they need {need} bytes, {free} are free)",
+                str(self.logdir),
+            )
+
     def write(self, records: dict[str, torch.Tensor]) -> None:
+        self._check(sum(values.shape[0] for values in records.values()))
         count = 0
         for name, values in records.items():
             flat = values.detach().reshape(values.shape[0], -1).to(torch.float64)
@@ -47,5 +77,12 @@ class TensorBoardSink:
             self.writer.flush()
 
     def end(self) -> None:
-        if self.writer is not None:
+        if self.writer is None:
+            return
+        event_writer = getattr(self.writer.file_writer, "event_writer", None)
+        queue = getattr(event_writer, "_event_queue", None)
+        if queue is not None:  # never let the interpreter wait at exit on events nobody will write
+            queue.cancel_join_thread()
+        worker = self._worker()
+        if worker is None or worker.is_alive():
             self.writer.close()
