@@ -686,25 +686,26 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="set a spec value, e.g. builder.scale=0.05"
     )
     shared.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
-    formatter = argparse.RawDescriptionHelpFormatter
-    run_parser = commands.add_parser(
-        "run",
-        parents=[shared],
-        help="simulate a spec and write its outputs",
-        epilog=_epilog(),
-        formatter_class=formatter,
-    )
-    run_parser.add_argument("spec", help="a YAML spec file, or the name of a shipped spec (listed below)")
-    run_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>)")
-    sweep_parser = commands.add_parser(
-        "sweep",
-        parents=[shared],
-        help="run the lanes of a spec's sweep section",
-        epilog=_epilog(),
-        formatter_class=formatter,
-    )
-    sweep_parser.add_argument("spec", help="a YAML spec file with a sweep: section")
-    sweep_parser.add_argument("--out", default=None, help="output folder (default: outputs/<spec name>-sweep)")
+    epilog = _epilog()
+    for name, summary, spec_help, out in (
+        (
+            "run",
+            "simulate a spec and write its outputs",
+            "a YAML spec file, or the name of a shipped spec (listed below)",
+            "outputs/<spec name>",
+        ),
+        (
+            "sweep",
+            "run the lanes of a spec's sweep section",
+            "a YAML spec file with a sweep: section",
+            "outputs/<spec name>-sweep",
+        ),
+    ):
+        command = commands.add_parser(
+            name, parents=[shared], help=summary, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        command.add_argument("spec", help=spec_help)
+        command.add_argument("--out", default=None, help=f"output folder (default: {out})")
     inspect_parser = commands.add_parser("inspect", help="list what a NIX log holds")
     inspect_parser.add_argument("file")
     return parser
