@@ -434,14 +434,15 @@ def _groups(specs: list, durations: list[float]) -> list[list[int]]:
     return list(groups.values())
 
 
-def _run_group(lanes: list[int], specs: list, states: list, duration: float, folders: dict, progress: bool) -> dict:
+def _run_group(
+    lanes: list[int], network: Any, state: Any, specs: list, duration: float, folders: dict, progress: bool
+) -> dict:
     """Run lanes that share their settings (one alone with ``simulate``, exactly as ``sapicore run``;
-    several as vmap lanes of one ``sweep``), none strict; return each lane's spike events, output
-    names and divergence time (ms, NaN if none)."""
+    several, stacked into ``network`` and ``state``, as vmap lanes of one ``sweep``), none strict;
+    return each lane's spike events, output names and divergence time (ms, NaN if none)."""
     import sapicore.functional as sf
 
     settings = specs[lanes[0]].simulation
-    network = specs[lanes[0]].network
     record = settings.record or network.default_record()
     spike_records = tuple(name for name in record if network.is_event(name))
     outputs = {lane: _sinks(specs[lane], folders[lane], spike_records) for lane in lanes}
@@ -449,16 +450,10 @@ def _run_group(lanes: list[int], specs: list, states: list, duration: float, fol
     torch.manual_seed(settings.seed)
     with torch.no_grad():
         if len(lanes) == 1:
-            (lane,) = lanes
-            _, records = sf.simulate(specs[lane].network, states[lane], sinks=outputs[lane][1], **options)
+            _, records = sf.simulate(network, state, sinks=outputs[lanes[0]][1], **options)
             diverged = records["diverged"].reshape(1)
         else:
-            _, records = sf.sweep(
-                sf.stack([specs[lane].network for lane in lanes]),
-                sf.stack([states[lane] for lane in lanes]),
-                sinks=[sf.PerLane([outputs[lane][1] for lane in lanes])],
-                **options,
-            )
+            _, records = sf.sweep(network, state, sinks=[sf.PerLane([outputs[lane][1] for lane in lanes])], **options)
             diverged = records["diverged"]
     return {lane: (*outputs[lane][::2], float(diverged[index])) for index, lane in enumerate(lanes)}
 
@@ -510,20 +505,25 @@ def sweep(
     mine = [group[rank::world] for group in groups]
     mine = [group for group in mine if group]
     states = {lane: initial_state(specs[lane]) for group in mine for lane in group}
-    for group in mine:  # refuse before any lane runs
-        if len(group) > 1:
-            try:
-                sf.stack([specs[lane].network for lane in group])
-            except (ValueError, TypeError) as err:
-                raise SpecError(f"{path}: sweep: lanes {group} cannot run together: {err}") from None
+    prepared = []  # (network, state) of each group, stacked before any lane runs (so a failure runs none)
+    for group in mine:
+        if len(group) == 1:
+            prepared.append((specs[group[0]].network, states[group[0]]))
+            continue
+        try:
+            prepared.append(
+                (sf.stack([specs[lane].network for lane in group]), sf.stack([states[lane] for lane in group]))
+            )
+        except (ValueError, TypeError) as err:
+            raise SpecError(f"{path}: sweep: lanes {group} cannot run together: {err}") from None
     if rank == 0:
         sizes = {}
         for lane, spec in enumerate(specs):
             network, steps = spec.network, int(round(durations[lane] / spec.simulation.dt))
             record = spec.simulation.record or network.default_record()
             if spec.outputs.nix:
-                state = states.get(lane) or initial_state(spec)
-                for name, size in _record_bytes(network, state, record, steps, spec.simulation.every).items():
+                lane_state = states.get(lane) or initial_state(spec)
+                for name, size in _record_bytes(network, lane_state, record, steps, spec.simulation.every).items():
                     sizes[name] = sizes.get(name, 0.0) + size
         _check_space(Path(out), sizes)
     lanes_folder = partial(Path(out) / "lanes")
@@ -531,9 +531,9 @@ def sweep(
     rows: list[dict] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sf.DivergenceWarning)  # the command lists diverged lanes itself
-        for group in mine:
+        for group, (network, state) in zip(mine, prepared):
             lane_duration = durations[group[0]]
-            ran = _run_group(group, specs, states, lane_duration, folders, progress and rank == 0)
+            ran = _run_group(group, network, state, specs, lane_duration, folders, progress and rank == 0)
             for lane, (spike_events, names, diverged) in ran.items():
                 events, rates, cvs = _spike_summary(
                     spike_events, specs[lane].network, lane_duration, specs[lane].simulation.discard

@@ -25,8 +25,9 @@ from .pytree import check_values_finite, is_concrete, to, tree_leaves, tree_map
 __all__ = ["check_inputs", "check_state", "check_fits", "check_sinks", "FiniteWatch", "DivergenceWarning"]
 
 
-def check_inputs(inputs: Any) -> None:
-    """Raise for inputs that are not tensors, numbers, a function or None, or that are not finite.
+def check_inputs(inputs: Any, device: torch.device | None = None) -> None:
+    """Raise for inputs that are not tensors, numbers, a function or None, that are not finite, or
+    (given the state's ``device``) that lie on another device.
 
     Inputs may be a dict (e.g. one entry per population) of time-major tensors and numbers.
     """
@@ -37,6 +38,10 @@ def check_inputs(inputs: Any) -> None:
             if not math.isfinite(leaf):
                 raise ValueError(f"a constant input must be finite, got {leaf}")
         elif isinstance(leaf, torch.Tensor):
+            if device is not None and is_concrete(leaf) and leaf.device != device:
+                raise ValueError(
+                    f"an input tensor is on {leaf.device} but the state is on {device}; move it with .to('{device}')"
+                )
             check_values_finite("inputs", leaf)
         else:
             raise TypeError(
@@ -213,9 +218,8 @@ class FiniteWatch:
 
     def __init__(self, device: torch.device, dt: float, lanes: bool, enabled: bool, strict: bool = True) -> None:
         self.device, self.dt, self.lanes, self.enabled, self.strict = device, dt, lanes, enabled, strict
-        self.waiting: tuple[Any, torch.Tensor, Any, int, int] | None = None
+        self.waiting: tuple[Any, torch.Tensor, int, int] | None = None  # (copy done, host sum or flags, steps)
         self.dead: torch.Tensor | None = None  # quarantined lanes, on the device (non-strict)
-        self.known: torch.Tensor | None = None  # the last quarantine flags the host has read
         self.windows: dict[int, tuple[int, int]] = {}  # lane -> (first step, end step) of its chunk
 
     def wrap(self, chunk: Any) -> Any:
@@ -264,11 +268,11 @@ class FiniteWatch:
             self._learn(self.dead, first_step, end_step)
         else:
             self.dead = bad if self.dead is None else self.dead | bad
-            self._read_late()
+            self.flush(None)
             host = self.dead.to("cpu", non_blocking=True)
             done = torch.cuda.Event()
             done.record()
-            self.waiting = (done, host, None, first_step, end_step)
+            self.waiting = (done, host, first_step, end_step)
         return {name: self._masked(values) for name, values in records.items()}
 
     def _masked(self, values: torch.Tensor) -> torch.Tensor:
@@ -282,24 +286,17 @@ class FiniteWatch:
         for lane in torch.nonzero(dead.reshape(-1)).reshape(-1).tolist():  # sync-ok: flags already on the host
             self.windows.setdefault(lane, (first_step, end_step))
 
-    def _read_late(self) -> None:
-        if self.waiting is not None:
-            done, host, _, first_step, end_step = self.waiting
-            self.waiting = None
-            done.synchronize()  # sync-ok: the previous chunk's flags, while the GPU runs the next chunk
-            self._learn(host, first_step, end_step)
-
     def flush(self, state: Any) -> None:
-        """Read the sums or flags of the chunk still in transit (CUDA), raising if strict and one went bad."""
+        """Read what the chunk still in transit (CUDA) copied to the host: its sum (strict: raising if
+        it went bad) or its quarantine flags."""
         if self.waiting is None:
-            return
-        if len(self.waiting) == 5:
-            self._read_late()
             return
         done, host, first_step, end_step = self.waiting
         self.waiting = None
-        done.synchronize()  # sync-ok: the previous chunk's sum, while the GPU runs the next chunk
-        if not math.isfinite(host.item()):  # sync-ok: a host tensor, already copied
+        done.synchronize()  # sync-ok: the previous chunk's copy, while the GPU runs the next chunk
+        if not self.strict:
+            self._learn(host, first_step, end_step)
+        elif not math.isfinite(host.item()):  # sync-ok: a host tensor, already copied
             self._raise(state, first_step, end_step)
 
     def diverged(self, count: int) -> torch.Tensor:

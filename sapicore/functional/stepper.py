@@ -33,7 +33,7 @@ from .checks import FiniteWatch, check_fits, check_inputs, check_sinks, check_st
 from .feed import SinkFeed
 from .network import Network, own_buffers
 from .neurons.base import check_consistent, check_dt, check_model
-from .pytree import is_concrete, lane_count, tree_leaves, tree_map, validate
+from .pytree import lane_count, tree_leaves, tree_map, validate
 from .transforms import RunContext, run_context
 
 __all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks", "Plan", "plan_run"]
@@ -443,13 +443,8 @@ def checked_arguments(
         if not math.isclose(model.dt, dt, rel_tol=1e-9):
             raise ValueError(f"the network's projections were built for dt={model.dt} ms, not dt={dt} ms; rebuild them")
         dt = model.dt
-    device = floating_leaf(state).device if attrs.has(type(state)) and tree_leaves(state) else None
-    for tensor in _tensor_leaves(inputs):
-        if device is not None and is_concrete(tensor) and tensor.device != device:
-            raise ValueError(
-                f"an input tensor is on {tensor.device} but the state is on {device}; move it with .to('{device}')"
-            )
-    check_inputs(inputs)
+    floating = [leaf for leaf in tree_leaves(state) if isinstance(leaf, torch.Tensor) and leaf.is_floating_point()]
+    check_inputs(inputs, floating[0].device if floating else None)
     if not isinstance(model, Network):
         check_model(model)
     validate(model)

@@ -85,7 +85,7 @@ class NixLogWriter:
     def reserve(self, nbytes: int) -> None:
         """Raise ``OSError`` (``ENOSPC``) unless the disk has room for ``nbytes`` more, beside what is
         not yet flushed and `MARGIN`; count them as written."""
-        free = shutil.disk_usage(self.filename.resolve().parent).free
+        free = shutil.disk_usage(self.filename.absolute().parent).free  # no symlink walk: once per chunk
         need = self.unflushed + nbytes + MARGIN
         if free < need:
             raise OSError(
