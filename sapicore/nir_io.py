@@ -31,7 +31,12 @@ What does not map raises ``NIRUnsupported`` listing every element and why (AdEx,
 Hodgkin-Huxley, Poisson sources, oscillators, refractory periods, conductance, exponential and
 dual-exponential synapses, plasticity, per-synapse delays, parts and grouped populations); nothing
 is approximated silently. Graphs written by snnTorch or Norse give time constants in seconds: pass
-``time_unit="s"`` to ``from_nir`` (graphs written here say ``"ms"`` in their metadata).
+``time_unit="s"`` to ``from_nir`` (graphs written here say ``"ms"`` in their metadata), and
+``method="euler"``: the LIF then decays its synaptic current by ``1 - dt / tau_syn`` per step as
+they do, and their spikes come out exactly (``benchmarks/nir_exchange.py``). Norse 1.1 writes
+``tau = dt / tau_mem_inv`` (its step times the time constant): divide by its step (1 ms) first.
+Graphs traced from a batched sample (an ``Input`` of shape ``[1, n]``) and neuron nodes with no
+declared shape import; their sizes come from their parameters or the ``Linear`` that feeds them.
 """
 
 from __future__ import annotations
@@ -300,9 +305,12 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None, method: str | None
     problems: list[str] = []
     populations: dict[str, sf.Population] = {}
     scale_in: dict[str, np.ndarray] = {}
+    sizes = _sizes(graph, problems)
     for name, node in graph.nodes.items():
+        if isinstance(node, (nir.Input, *NEURON_NODES)) and name not in sizes:
+            continue
         try:
-            _population_of(name, node, populations, scale_in, to_ms, dt, method, problems)
+            _population_of(name, node, sizes.get(name, 0), populations, scale_in, to_ms, dt, method, problems)
         except (ValueError, TypeError) as err:  # a parameter the model refuses (a negative time constant...)
             problems.append(f"node {name!r}: {err}")
     successors: dict[str, list[str]] = {}
@@ -322,8 +330,9 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None, method: str | None
         for step in successors.get(source, []):
             node = graph.nodes[step]
             if isinstance(node, nir.Output):
-                size = _size(node.output_type) if node.output_type else populations[source].size
-                if size != populations[source].size:
+                shape = _shape(node.output_type) or _shape(node.input_type) or (populations[source].size,)
+                if populations[source].size not in (math.prod(shape), shape[-1]):  # [batch..., n]: a batched sample
+                    size = math.prod(shape)
                     problems.append(
                         f"node {step!r}: an Output of {size} values after population {source!r} of "
                         f"{populations[source].size} neurons"
@@ -339,7 +348,7 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None, method: str | None
                     )
                 _connect(populations, projections, drive, scale_in, source, paths, np.eye(n), None, dt, problems)
             elif isinstance(node, (nir.Linear, nir.Affine)):
-                bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None
+                bias = _values(node.bias) if isinstance(node, nir.Affine) else None
                 paths = [_path(graph, successors, step, after, to_ms, problems) for after in successors.get(step, [])]
                 paths = [(step if len(paths) == 1 else f"{step}.{p[0]}", *p) for p in paths if p is not None]
                 _connect(
@@ -349,7 +358,7 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None, method: str | None
                     scale_in,
                     source,
                     paths,
-                    np.asarray(node.weight, dtype=np.float64),
+                    _values(node.weight),
                     bias,
                     dt,
                     problems,
@@ -364,15 +373,23 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None, method: str | None
 
 
 def _population_of(
-    name: str, node: Any, populations: dict, scale_in: dict, to_ms: float, dt: float, method: str, problems: list[str]
+    name: str,
+    node: Any,
+    n: int,
+    populations: dict,
+    scale_in: dict,
+    to_ms: float,
+    dt: float,
+    method: str,
+    problems: list[str],
 ) -> None:
-    """The population of a neuron or input node (into ``populations``), or the reason it has none."""
+    """The population of ``n`` neurons of a neuron or input node (into ``populations``), or the reason
+    it has none."""
     if isinstance(node, nir.Input):
-        populations[name] = sf.Population(sf.SpikeInput(), _size(node.input_type))
+        populations[name] = sf.Population(sf.SpikeInput(), n)
     elif isinstance(node, (nir.LIF, nir.CubaLIF)):
         cuba = isinstance(node, nir.CubaLIF)
-        tau_mem = np.asarray(node.tau_mem if cuba else node.tau, dtype=np.float64) * to_ms
-        n = _size(node.input_type)
+        tau_mem = _values(node.tau_mem if cuba else node.tau) * to_ms
         v_reset = node.v_reset if node.v_reset is not None else np.zeros(n)
         values = dict(
             tau_mem=_tensor(tau_mem),
@@ -387,13 +404,12 @@ def _population_of(
             problems.append(f"node {name!r}: v_threshold must lie above v_reset")
             return
         if cuba:
-            tau_syn = np.asarray(node.tau_syn, dtype=np.float64) * to_ms
+            tau_syn = _values(node.tau_syn) * to_ms
             values["tau_syn"] = _tensor(tau_syn)
-            scale_in[name] = np.broadcast_to(np.asarray(node.w_in, dtype=np.float64) * dt / tau_syn, (n,))
+            scale_in[name] = np.broadcast_to(_values(node.w_in) * dt / tau_syn, (n,))
         populations[name] = sf.Population(sf.LIF(**values), n)
     elif isinstance(node, nir.LI):
-        tau = np.asarray(node.tau, dtype=np.float64) * to_ms
-        n = _size(node.input_type)
+        tau = _values(node.tau) * to_ms
         populations[name] = sf.Population(
             sf.Analog(tau=_tensor(tau), gain=_tensor(node.r), bias=_tensor(node.v_leak), method=method), n
         )
@@ -408,7 +424,7 @@ def _path(graph: Any, successors: dict, step: str, after: str, to_ms: float, pro
     node = graph.nodes[after]
     if not isinstance(node, nir.Delay):
         return after, 0.0
-    delays = np.asarray(node.delay, dtype=np.float64).reshape(-1) * to_ms
+    delays = _values(node.delay).reshape(-1) * to_ms
     follow = successors.get(after, [])
     if delays.size == 0 or not np.allclose(delays, delays[0]):
         problems.append(f"node {after!r}: per-neuron delays differ (a projection built here takes one delay)")
@@ -447,11 +463,94 @@ def _connect(populations, projections, drive, scale_in, source, paths, weight, b
             drive[target] = _tensor(bias * scale) + drive.get(target, 0.0)
 
 
-def _size(shapes: dict) -> int:
+def _shape(shapes: dict | None) -> tuple[int, ...] | None:
+    """The one shape of a node's ``input_type``/``output_type``, None where it is not declared (an empty
+    or missing shape, as Norse writes for neuron nodes)."""
+    if not shapes:
+        return None
     (shape,) = shapes.values()
-    return int(math.prod(int(s) for s in np.asarray(shape).reshape(-1)))
+    shape = tuple(int(s) for s in np.asarray(shape).reshape(-1))
+    return shape or None
+
+
+NEURON_NODES = (nir.LIF, nir.CubaLIF, nir.LI)
+WEIGHT_NODES = (nir.Linear, nir.Affine)
+
+
+def _sizes(graph: Any, problems: list[str]) -> dict[str, int]:
+    """The number of neurons of each Input and neuron node.
+
+    An Input declared with more than one dimension whose following Linear takes its last dimension
+    is a batched sample (Norse's exporter records the sample it traced, e.g. ``[5, 3]``): its leading
+    dimensions are dropped. A neuron node without a declared shape takes the length of its
+    per-neuron parameters, else the rows of the Linear (or Affine) that feeds it, else the size of
+    the population that feeds it directly.
+    """
+    predecessors: dict[str, list[str]] = {}
+    successors: dict[str, list[str]] = {}
+    for source, target in graph.edges:
+        predecessors.setdefault(target, []).append(source)
+        successors.setdefault(source, []).append(target)
+    sizes: dict[str, int] = {}
+    for name, node in graph.nodes.items():
+        if not isinstance(node, nir.Input):
+            continue
+        shape = _shape(node.input_type)
+        if shape is None:
+            problems.append(f"node {name!r}: an Input without a shape")
+            continue
+        columns = {
+            int(np.shape(graph.nodes[s].weight)[1])
+            for s in successors.get(name, [])
+            if isinstance(graph.nodes[s], WEIGHT_NODES)
+        }
+        batched = len(shape) > 1 and columns == {shape[-1]} and math.prod(shape) != shape[-1]
+        sizes[name] = shape[-1] if batched else math.prod(shape)
+    pending = [name for name, node in graph.nodes.items() if isinstance(node, NEURON_NODES)]
+    for _ in range(len(pending) + 1):  # a neuron node fed by another takes its size after it
+        for name in list(pending):
+            size = _neuron_size(graph, name, predecessors, sizes)
+            if size is not None:
+                sizes[name] = size
+                pending.remove(name)
+    for name in pending:
+        problems.append(
+            f"node {name!r}: its number of neurons is not declared (input_type) and no parameter or Linear "
+            "feeding it tells it"
+        )
+    return sizes
+
+
+def _neuron_size(graph: Any, name: str, predecessors: dict, sizes: dict) -> int | None:
+    """`_sizes` of one neuron node, None while it cannot be told."""
+    node = graph.nodes[name]
+    shape = _shape(node.input_type)
+    if shape is not None:
+        return math.prod(shape)
+    lengths = {_values(v).size for v in vars(node).values() if isinstance(v, (np.ndarray, torch.Tensor))} - {0, 1}
+    if len(lengths) == 1:
+        return lengths.pop()
+    for before in predecessors.get(name, []):
+        feeder = graph.nodes[before]
+        if isinstance(feeder, nir.Delay):  # a Delay passes on what its Linear gives
+            feeder = next(
+                (graph.nodes[b] for b in predecessors.get(before, []) if isinstance(graph.nodes[b], WEIGHT_NODES)),
+                feeder,
+            )
+        if isinstance(feeder, WEIGHT_NODES):
+            return int(np.shape(feeder.weight)[0])
+        if before in sizes:
+            return sizes[before]
+    return None
+
+
+def _values(value: Any) -> np.ndarray:
+    """A node's parameter as float64 numbers (graphs made in memory by Norse hold torch tensors)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+    return np.asarray(value, dtype=np.float64)
 
 
 def _tensor(value: Any) -> torch.Tensor:
-    tensor = torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=torch.get_default_dtype())
+    tensor = torch.as_tensor(_values(value), dtype=torch.get_default_dtype())
     return tensor.reshape(-1) if tensor.dim() > 0 else tensor

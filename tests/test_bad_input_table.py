@@ -93,6 +93,16 @@ def nir_graph(**changes):
     )
 
 
+def nir_node(kind, **fields):
+    """A NIR node whose input shape is left undeclared, as snnTorch and Norse write neuron nodes."""
+    import nir
+
+    node = getattr(nir, kind)(**fields)
+    if kind != "Input":
+        node.input_type = {"input": np.array([])}
+    return node
+
+
 def from_nir(graph, **kwargs):
     from sapicore.nir_io import from_nir as read
 
@@ -395,6 +405,16 @@ CASES = {
         ValueError,
         "Oscillator.frequencies reaches 700 Hz",
     ),
+    "LIF: Euler with dt above tau_syn": (
+        lambda: sf.simulate(sf.LIF(tau_syn=0.5, method="euler"), sf.LIF().init_state(1), dt=1.0, steps=5),
+        ValueError,
+        "dt=1.0 ms is too long for method='euler' with tau_syn down to 0.5 ms",
+    ),
+    "LIF: RK4 with dt far above tau_mem in one lane": (
+        lambda: sf.sweep(sf.grid(sf.LIF(method="rk4"), tau_mem=[20.0, 0.1])[0], dt=1.0, steps=5, shape=1),
+        ValueError,
+        "with tau_mem down to 0.1 ms",
+    ),
     # encoders
     "poisson_rate: values above 1": (lambda: encoders.poisson_rate(torch.tensor([1.5]), 10, 0.1), ValueError, "values"),
     "poisson_rate: NaN values": (
@@ -488,6 +508,19 @@ CASES = {
         ),
         ValueError,
         "time_unit",
+    ),
+    "from_nir: a neuron node of no known size": (
+        lambda: from_nir(
+            nir_graph(
+                lif=nir_node(
+                    "LIF", tau=np.array(10.0), r=np.array(1.0), v_leak=np.array(0.0), v_threshold=np.array(1.0)
+                ),
+                **{"in": nir_node("Input", input_type={"input": np.array([])})},
+            ),
+            dt=0.1,
+        ),
+        ValueError,
+        "its number of neurons is not declared",
     ),
     "from_nir: not a graph": (lambda: from_nir({"nodes": {}}, dt=0.1), TypeError, "NIRGraph"),
     "from_nir: dt zero": (lambda: from_nir(nir_graph(), dt=0.0), ValueError, "dt"),

@@ -110,3 +110,31 @@ def test_bad_step_inputs_are_rejected():
         model.step(state, 1.0, float("nan"))
     with pytest.raises(TypeError, match="dt must be a Python number"):
         model.step(state, 1.0, torch.tensor(0.1))
+
+
+@pytest.mark.parametrize(
+    "method, factor",
+    [
+        ("euler", lambda h: 1 - h),
+        ("rk4", lambda h: 1 - h + h**2 / 2 - h**3 / 6 + h**4 / 24),
+        ("exponential_euler", math.exp),
+    ],
+)
+def test_the_synaptic_current_decays_as_its_method_integrates_it(method, factor):
+    """Euler's decay (1 - dt/tau_syn per step) is what NIR's CubaLIF runs as in snnTorch and Norse."""
+    model = sf.LIF(tau_syn=5.0, method=method)
+    pulse = torch.zeros(21, 1, dtype=torch.float64)
+    pulse[0] = 1.0
+    _, rec = sf.simulate(model, model.init_state(1, dtype=torch.float64), inputs=pulse, dt=1.0, record=("i_syn",))
+    a = factor(-0.2) if method == "exponential_euler" else factor(0.2)
+    expected = torch.tensor([a**n for n in range(21)], dtype=torch.float64)
+    assert torch.allclose(rec["i_syn"][:, 0], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "method, dt, field", [("euler", 2.5, "tau_syn"), ("rk4", 6.0, "tau_syn"), ("euler", 30.0, "tau_mem")]
+)
+def test_a_step_too_long_for_the_method_is_refused(method, dt, field):
+    model = sf.LIF(tau_syn=2.0, method=method)
+    with pytest.raises(ValueError, match=f"too long for method='{method}' with {field} down to"):
+        sf.simulate(model, model.init_state(1), inputs=torch.zeros(3, 1), dt=dt)

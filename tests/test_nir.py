@@ -314,3 +314,138 @@ def test_a_graph_written_in_seconds_reads_back_the_same():
     assert torch.allclose(back.populations["out"].model.tau_mem, torch.tensor([8.0, 10.0, 12.0]))
     with pytest.raises(ValueError, match="time_unit must be 'ms' or 's', got 'min'"):
         to_nir(net, time_unit="min")
+
+
+def _snntorch_style_graph(w1: np.ndarray, w2: np.ndarray, alpha: float, beta: float) -> "nir.NIRGraph":
+    """A graph as snnTorch 1.0's exporter writes Linear -> Synaptic -> Linear -> Leaky (dt = 1e-4 s,
+    tau = dt / (1 - decay), r = tau / dt, w_in = tau_syn / dt, float32 scalars, neuron nodes with no
+    declared shape)."""
+    dt_s = np.float32(1e-4)
+    tau_syn, tau_mem = dt_s / np.float32(1 - alpha), dt_s / np.float32(1 - beta)
+    scalar = dict(
+        v_leak=np.array(0.0, np.float32), v_threshold=np.array(1.0, np.float32), v_reset=np.array(0.0, np.float32)
+    )
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([w1.shape[1]])}),
+        "0": nir.Linear(weight=w1.astype(np.float32)),
+        "1": nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt_s, w_in=tau_syn / dt_s, **scalar),
+        "2": nir.Linear(weight=w2.astype(np.float32)),
+        "3": nir.LIF(tau=tau_mem, r=tau_mem / dt_s, **scalar),
+        "output": nir.Output(output_type={"output": np.array([w2.shape[0]])}),
+    }
+    for name in ("1", "3"):
+        nodes[name].input_type = {"input": np.array([])}
+        nodes[name].output_type = {"output": np.array([])}
+    edges = [("input", "0"), ("0", "1"), ("1", "2"), ("2", "3"), ("3", "output")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def test_snntorch_synaptic_and_leaky_layers_give_the_same_spikes_after_import():
+    """snnTorch's recurrences (reset_delay=False, reset to zero, as its importer builds them):
+    syn <- alpha syn + W x; mem <- beta mem + syn; a spike where mem > 1, then mem = 0. Imported with
+    method="euler" (the synaptic current decays by 1 - dt/tau_syn = alpha), both layers spike at the
+    same steps (Sapicore's layer k one step per projection later), though the graph never says how
+    many neurons a layer has."""
+    generator = np.random.default_rng(4)
+    w1, w2 = generator.uniform(0, 0.06, (30, 20)), generator.uniform(0, 0.12, (10, 30))
+    alpha, beta, steps = 0.8, 0.9, 300
+    x = (generator.uniform(size=(steps, 20)) < 0.2).astype(np.float32)
+    graph = _snntorch_style_graph(w1, w2, alpha, beta)
+    net, outputs = from_nir(graph, dt=0.1, time_unit="s", method="euler")
+    assert outputs == ("3.spikes",) and net.populations["1"].size == 30 and net.populations["3"].size == 10
+    padded = torch.cat([torch.as_tensor(x), torch.zeros(2, 20)])
+    _, rec = sf.simulate(net, net.init_state(), {"input": padded}, dt=0.1, record=("1.spikes", "3.spikes"))
+    w1, w2 = torch.as_tensor(w1, dtype=torch.float32), torch.as_tensor(w2, dtype=torch.float32)
+    syn, mem1, mem2 = torch.zeros(30), torch.zeros(30), torch.zeros(10)
+    hidden, output = [], []
+    for row in torch.as_tensor(x):  # snnTorch's Synaptic and Leaky
+        syn = alpha * syn + w1 @ row
+        mem1 = beta * mem1 + syn
+        s1 = (mem1 > 1.0).float()
+        mem1 = mem1 * (1 - s1)
+        mem2 = beta * mem2 + w2 @ s1
+        s2 = (mem2 > 1.0).float()
+        mem2 = mem2 * (1 - s2)
+        hidden.append(s1), output.append(s2)
+    hidden, output = torch.stack(hidden), torch.stack(output)
+    assert 500 < hidden.sum() < 0.6 * hidden.numel() and output.sum() > 100  # neither silent nor saturated
+    assert torch.equal(rec["1.spikes"][1 : steps + 1], hidden) and torch.equal(rec["3.spikes"][2:], output)
+
+
+def test_a_graph_traced_from_a_batched_sample_with_torch_tensors_imports():
+    """Norse's exporter records the sample it traced (an Input of shape [1, n]), gives neuron nodes 0-d
+    torch tensors and no shape, and an Affine with zero bias for a Linear without one. The sizes come
+    from the Linear layers; the LIFBox recurrence v <- v + dt/tau (W x - v), a spike where v > 1, then
+    v = 0, is what the import runs with method="euler"."""
+    generator = torch.Generator().manual_seed(5)
+    w = torch.rand(6, 4, generator=generator) * 4.0
+    lif = nir.LIF(
+        tau=torch.tensor(0.01),
+        r=torch.tensor(1.0),
+        v_leak=torch.tensor(0.0),
+        v_threshold=torch.tensor(1.0),
+        v_reset=np.array(0.0, np.float32),
+    )
+    lif.input_type, lif.output_type = {"input": np.array([])}, {"output": np.array([])}
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1, 4])}),
+            "0": nir.Affine(weight=w.requires_grad_(), bias=torch.zeros(6)),
+            "1": lif,
+            "output": nir.Output(output_type={"output": np.array([1, 6])}),
+        },
+        edges=[("input", "0"), ("0", "1"), ("1", "output")],
+        type_check=False,
+    )
+    net, outputs = from_nir(graph, dt=1.0, time_unit="s", method="euler")
+    assert outputs == ("1.spikes",) and net.populations["input"].size == 4 and net.populations["1"].size == 6
+    x = (torch.rand(200, 4, generator=generator) < 0.3).float()
+    _, rec = sf.simulate(net, net.init_state(), {"input": torch.cat([x, torch.zeros(1, 4)])}, dt=1.0, record="1.spikes")
+    v, expected = torch.zeros(6), []
+    with torch.no_grad():
+        for row in x:  # Norse's LIFBox step with dt = 1 ms, tau = 10 ms
+            v = v + 0.1 * (w @ row - v)
+            spikes = (v > 1.0).float()
+            v = v * (1 - spikes)
+            expected.append(spikes)
+    expected = torch.stack(expected)
+    assert 20 < expected.sum() < 0.5 * expected.numel() and torch.equal(rec["1.spikes"][1:], expected)
+
+
+def test_a_neuron_node_whose_size_nothing_tells_is_refused():
+    lif = nir.LIF(tau=np.array(10.0), r=np.array(1.0), v_leak=np.array(0.0), v_threshold=np.array(1.0))
+    lif.input_type = {"input": np.array([])}
+    graph = nir.NIRGraph(nodes={"cell": lif}, edges=[], type_check=False)
+    with pytest.raises(NIRUnsupported, match="'cell': its number of neurons is not declared"):
+        from_nir(graph, dt=0.1, time_unit="ms")
+
+
+def test_a_cuba_lif_round_trip_is_exact_for_every_method():
+    """Sapicore's LIF with tau_syn exported as CubaLIF and imported back runs the same spikes bit for
+    bit, whatever the integrator (recorded in the graph)."""
+    for method in ("euler", "rk4", "exponential_euler"):
+        model = sf.LIF(
+            tau_mem=4.0, tau_syn=2.0, t_ref=0.0, v_rest=0.0, v_reset=0.0, v_thresh=1.0, r_mem=1.0, method=method
+        )
+        net = sf.Network(
+            {"inp": sf.Population(sf.SpikeInput(), 5), "cells": sf.Population(model, 7)},
+            {
+                "syn": sf.projection(
+                    "inp",
+                    "cells",
+                    connectivity.all_to_all(5, 7),
+                    torch.rand(35) * 0.6,
+                    sf.Delta(),
+                    dt=0.5,
+                    kind="dense",
+                )
+            },
+        )
+        back, _ = from_nir(to_nir(net), dt=0.5)
+        assert back.populations["cells"].model.method == method
+        x = (torch.rand(400, 5) < 0.3).float()
+        runs = [
+            sf.simulate(n, n.init_state(), {"inp": x}, dt=0.5, record="cells.spikes")[1]["cells.spikes"]
+            for n in (net, back)
+        ]
+        assert runs[0].sum() > 50 and torch.equal(runs[0], runs[1])
