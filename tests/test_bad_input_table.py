@@ -15,6 +15,7 @@ from sapicore.checkpoint import load_checkpoint, save_checkpoint
 from sapicore.cli import main
 from sapicore.functional import connectivity as conn
 from sapicore.functional import encoders
+from sapicore.functional.pytree import validate
 from sapicore.logging.nix import NixRecordSink, read_events, read_records
 from sapicore.logging.tensorboard import TensorBoardSink
 from sapicore.networks import coba, potjans2014
@@ -247,6 +248,25 @@ CASES = {
     "from_indices: negative index": (lambda: conn.from_indices([-1], [0], 3, 3), ValueError, "pre indices must lie in"),
     "from_indices: float indices": (lambda: conn.from_indices([0.5], [0], 3, 3), (TypeError, ValueError), "ind"),
     # projections and networks
+    "dense projection: full set where the mask has gaps": (
+        lambda: validate(
+            sf.replace(
+                sf.projection(
+                    "a", "b", conn.fixed_probability(4, 4, 0.5, seed=0), 1.0, sf.Delta(), dt=0.1, kind="dense"
+                ),
+                full=True,
+            )
+        ),
+        ValueError,
+        r"full=True, but its mask leaves some \(source, target\) pairs out",
+    ),
+    "dense projection: full not a bool": (
+        lambda: validate(
+            sf.replace(sf.projection("a", "b", conn.all_to_all(2, 2), 1.0, sf.Delta(), dt=0.1, kind="dense"), full=1)
+        ),
+        TypeError,
+        "DenseProjection.full must be True or False",
+    ),
     "projection: an unknown kind": (
         lambda: sf.projection("a", "b", conn.all_to_all(2, 2), 0.1, sf.Delta(), dt=0.1, kind="csr"),
         ValueError,

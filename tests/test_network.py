@@ -8,6 +8,7 @@ import torch
 import sapicore.functional as sf
 from sapicore.functional import capacity, kernels
 from sapicore.functional import connectivity as C
+from sapicore.functional.pytree import stack_key, validate
 
 DT = 0.1
 
@@ -549,3 +550,39 @@ def test_parts_are_checked():
             populations={"p": pops["p"]},
             projections={"xy": sf.projection("x", "y", C.one_to_one(10), 0.1, sf.Delta(), dt=DT)},
         )
+
+
+def _all_to_all_stdp_network(n_pre: int = 6, n_post: int = 5) -> sf.Network:
+    populations = {"src": sf.Population(sf.SpikeInput(), n_pre), "dst": sf.Population(sf.LIF(t_ref=0.0), n_post)}
+    projection = sf.projection(
+        "src",
+        "dst",
+        C.all_to_all(n_pre, n_post),
+        torch.linspace(0.2, 3.0, n_pre * n_post),
+        sf.Exponential(tau=3.0),
+        dt=0.5,
+        kind="dense",
+        plasticity=sf.STDP(w_min=-1.0, w_max=2.5),
+    )
+    return sf.Network(populations, {"syn": projection})
+
+
+def test_a_full_dense_projection_learns_as_the_masked_one_does():
+    """All-to-all dense projections skip masking their updates (``full``): the same run with the
+    mask applied at every step gives the same weights bit for bit. A partial mask is never full, and
+    lanes stack as full only if each is."""
+    net = _all_to_all_stdp_network()
+    assert net.projections["syn"].full
+    masked = sf.Network(net.populations, {"syn": sf.replace(net.projections["syn"], full=False)})
+    spikes = (torch.rand(600, 6, generator=torch.Generator().manual_seed(3)) < 0.2).float()
+    finals = [
+        sf.simulate(n, n.init_state(), {"src": spikes}, dt=0.5, record=())[0].projections["syn"].weights
+        for n in (net, masked)
+    ]
+    assert not torch.equal(finals[0], net.projections["syn"].weights) and torch.equal(finals[0], finals[1])
+    sparse = sf.projection("src", "dst", C.fixed_probability(6, 5, 0.5, seed=1), 1.0, sf.Delta(), dt=0.5, kind="dense")
+    assert not sparse.full
+    with pytest.raises(ValueError, match="full=True, but its mask leaves some"):
+        validate(sf.replace(sparse, full=True))  # as every run does first
+    lanes = sf.stack([net.projections["syn"], masked.projections["syn"]])
+    assert lanes.full is False and stack_key(net.projections["syn"]) == stack_key(masked.projections["syn"])

@@ -270,3 +270,24 @@ def test_records_every_more_steps_than_the_run_is_an_error_not_an_empty_record()
         sf.simulate(lif, lif.init_state(3), steps=10, dt=0.1, every=20)
     final, rec = sf.simulate(lif, lif.init_state(3), steps=10, dt=0.1, every=20, record=())  # nothing asked
     assert set(rec) == {"t"}
+
+
+def test_subnormal_values_are_flushed_during_a_run_and_the_setting_restored():
+    """A decaying current passes below float32's smallest normal number (1.2e-38) after a few hundred
+    steps; during a run such values are taken as zero (they cost the CPU tens of times more per
+    operation), and the caller's own setting is what it was after the run, either way."""
+    from sapicore.functional.stepper import _flushing
+
+    model = sf.LIF(tau_syn=1.0)
+    pulse = torch.zeros(400, 1)
+    pulse[0] = 1.0
+    for before in (False, True):
+        torch.set_flush_denormal(before)
+        try:
+            _, rec = sf.simulate(model, model.init_state(1), pulse, dt=0.25, record="i_syn")
+            assert _flushing() is before
+        finally:
+            torch.set_flush_denormal(False)
+        current = rec["i_syn"][:, 0]
+        tiny = current[(current != 0) & (current.abs() < torch.finfo(torch.float32).tiny)]
+        assert current[0] == 1.0 and tiny.numel() == 0 and current[-1] == 0.0

@@ -23,8 +23,8 @@ __all__ = ["Layout", "DenseLayout", "SparseLayout"]
 class Layout:
     """Addressing helpers for the weights of one projection (built inside a step; not a pytree)."""
 
-    def __init__(self, mask: torch.Tensor, n_post: int):
-        self.mask, self.n_post = mask, n_post
+    def __init__(self, mask: torch.Tensor | None, n_post: int):
+        self.mask, self.n_post = mask, n_post  # mask None: every slot is a synapse
 
     def pre(self, x: torch.Tensor) -> torch.Tensor:
         """Source values ``x`` (n_pre,) broadcast to the weights' shape."""
@@ -40,6 +40,8 @@ class Layout:
 
     def keep(self, w: torch.Tensor) -> torch.Tensor:
         """``w`` with every slot that is not a synapse set to 0."""
+        if self.mask is None:
+            return w
         return torch.where(self.mask, w, torch.zeros((), dtype=w.dtype, device=w.device))
 
     def clip(self, w: torch.Tensor, low: Any, high: Any) -> torch.Tensor:

@@ -284,16 +284,32 @@ def _add_at_rows(
     return pending.reshape(-1).index_add(0, flat, values.reshape(-1)).reshape(pending.shape)
 
 
+def _check_full(instance: Any, attribute: attrs.Attribute, value: bool) -> None:
+    """``full`` must be a bool, and True only where the mask has no gap."""
+    if not isinstance(value, bool):
+        raise TypeError(f"DenseProjection.full must be True or False, got {value!r}")
+    mask = instance.mask
+    if value and isinstance(mask, torch.Tensor) and not traced(mask) and mask.device.type != "meta":
+        if not bool(mask.all()):  # sync-ok: building or replacing a projection, outside the steps
+            raise ValueError("DenseProjection.full=True, but its mask leaves some (source, target) pairs out")
+
+
 @pytree
 class DenseProjection(Projection):
-    """A projection stored as a ``(n_pre, n_post)`` weight matrix (zero where ``mask`` is False)."""
+    """A projection stored as a ``(n_pre, n_post)`` weight matrix (zero where ``mask`` is False).
+
+    ``full`` says that every (source, target) pair is a synapse (``mask`` all True, as all-to-all
+    connectivity makes it): plasticity then skips masking its updates, a pass over every weight
+    per step. Stacked lanes are full if each lane is.
+    """
 
     kind: ClassVar[str] = "dense"
 
     mask: torch.Tensor = attrs.field(kw_only=True)
+    full: bool = attrs.field(default=False, kw_only=True, validator=_check_full, metadata={"lanes": all})
 
     def layout(self) -> Layout:
-        return DenseLayout(self.mask, self.n_post)
+        return DenseLayout(None if self.full else self.mask, self.n_post)
 
     def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
         if isinstance(self.delays, int):
@@ -666,6 +682,7 @@ def projection(
         n_post=n_post,
         weights=matrix,
         mask=mask,
+        full=count == n_pre * n_post,
         delays=delays,
         synapse=synapse,
         max_delay=max_delay,

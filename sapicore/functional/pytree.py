@@ -239,7 +239,9 @@ def _stack_values(values: Sequence[Any], where: str, like: torch.Tensor | None, 
         if any(type(value) is not cls for value in values):
             raise TypeError(f"cannot stack {where}: lanes mix {sorted({type(v).__name__ for v in values})}")
         fields = {
-            field.name: _stack_values(
+            field.name: field.metadata["lanes"]([getattr(value, field.name) for value in values])
+            if "lanes" in field.metadata
+            else _stack_values(
                 [getattr(value, field.name) for value in values], f"{where}.{field.name}", like, structural(field)
             )
             for field in attrs.fields(cls)
@@ -302,11 +304,14 @@ def stack_key(tree: Any, fixed: bool = False) -> Any:
     """A hashable summary of what `stack` needs lanes to share: trees with equal keys stack.
 
     Numbers and floating tensors (parameters) leave no trace; classes, dict keys, structural fields
-    (`structural`), integer tensors' shapes and types, and every other setting do.
+    (`structural`), integer tensors' shapes and types, and every other setting do. A field whose
+    metadata names a ``"lanes"`` function (which `stack` uses to combine the lanes' values, such as a
+    dense projection's ``full``) leaves none either.
     """
     if _is_registered(tree):
         cls = type(tree)
-        return (cls, tuple((f.name, stack_key(getattr(tree, f.name), structural(f))) for f in attrs.fields(cls)))
+        fields = [f for f in attrs.fields(cls) if "lanes" not in f.metadata]  # those combine across lanes
+        return (cls, tuple((f.name, stack_key(getattr(tree, f.name), structural(f))) for f in fields))
     if isinstance(tree, dict):
         return ("dict", tuple((key, stack_key(value)) for key, value in tree.items()))
     if isinstance(tree, torch.Tensor):

@@ -328,6 +328,31 @@ def plan_run(
     return model, plan
 
 
+def _flushing() -> bool:
+    """Whether this thread already reads and writes subnormal floats as zero."""
+    return torch.tensor([1e-39], dtype=torch.float32).mul(2.0).item() == 0.0  # sync-ok: CPU, once per run
+
+
+@contextlib.contextmanager
+def flushing_subnormals(device: torch.device):
+    """Subnormal floats (below 1.2e-38 in float32, 2.2e-308 in float64) taken as zero on the CPU while
+    a run lasts (``torch.set_flush_denormal``), and the thread's setting restored after it.
+
+    A variable that decays exponentially (a trace, a synaptic current, a conductance) passes through
+    the subnormal range for hundreds of steps after its last input, and every arithmetic operation on a
+    subnormal number costs the CPU tens of times more: STDP on a silent dense projection ran 4.5
+    times slower (134 against 30 us per step). Results differ only where a value below 1.2e-38 would
+    have mattered. GPUs (and CPUs without the setting) are left as they are.
+    """
+    if device.type != "cpu" or _flushing() or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def run_chunks(
     build: Callable[[int], Callable],
     model: Any,
@@ -368,7 +393,7 @@ def run_chunks(
     # without a gradient, autograd bookkeeping is waste, and a compiled chunk (which guards on the
     # grad mode) then runs the same graph whether or not the caller is inside torch.no_grad()
     grad = torch.is_grad_enabled() and _gradient_possible(context, model, state, inputs)
-    with torch.set_grad_enabled(grad):
+    with torch.set_grad_enabled(grad), flushing_subnormals(device):
         try:
             while done < steps:
                 n = min(chunk, steps - done)
