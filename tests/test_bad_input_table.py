@@ -117,6 +117,13 @@ def classifier(**params):
     return SpikingClassifier(**{"n_hidden": 5, "duration": 5.0, **params}).fit(X, y)
 
 
+def regressor(y=None, **params):
+    from sapicore.estimators import SpikingRegressor
+
+    X = np.random.default_rng(0).random((10, 3))
+    return SpikingRegressor(**{"n_hidden": 5, "duration": 5.0, **params}).fit(X, X[:, 0] if y is None else y)
+
+
 CASES = {
     **field_cases(),
     "LIF.method: unknown": (lambda: sf.LIF(method="leapfrog"), ValueError, "leapfrog"),
@@ -545,6 +552,12 @@ CASES = {
     "from_nir: not a graph": (lambda: from_nir({"nodes": {}}, dt=0.1), TypeError, "NIRGraph"),
     "from_nir: dt zero": (lambda: from_nir(nir_graph(), dt=0.0), ValueError, "dt"),
     # the estimator
+    "SpikingRegressor: readout_alpha zero": (lambda: regressor(readout_alpha=0.0), ValueError, "readout_alpha"),
+    "SpikingRegressor: readout_alpha NaN": (lambda: regressor(readout_alpha=math.nan), ValueError, "readout_alpha"),
+    "SpikingRegressor: a NaN target": (lambda: regressor(y=np.array([0.0] * 9 + [math.nan])), ValueError, "NaN"),
+    "SpikingRegressor: text targets": (lambda: regressor(y=np.array(["a"] * 10)), ValueError, "could not convert"),
+    "SpikingRegressor: targets of another length": (lambda: regressor(y=np.zeros(7)), ValueError, "inconsistent"),
+    "SpikingRegressor: an unknown encoder": (lambda: regressor(encoder="rank"), ValueError, "encoder"),
     "SpikingClassifier: random_state text": (lambda: classifier(random_state="x"), ValueError, "random_state"),
     "SpikingClassifier: random_state negative": (lambda: classifier(random_state=-1), ValueError, "random_state"),
     "SpikingClassifier: a silent hidden layer": (

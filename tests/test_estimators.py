@@ -14,7 +14,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import MinMaxScaler  # noqa: E402
 
-from sapicore.estimators import SpikingClassifier  # noqa: E402
+from sapicore.estimators import SpikingClassifier, SpikingRegressor  # noqa: E402
 
 SMALL = dict(n_hidden=120, duration=60.0, batch_size=64)
 
@@ -113,7 +113,9 @@ def test_bad_parameters_and_data_are_refused_clearly(digits):
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 
-@parametrize_with_checks([SpikingClassifier(n_hidden=100, duration=50.0)])
+@parametrize_with_checks(
+    [SpikingClassifier(n_hidden=100, duration=50.0), SpikingRegressor(n_hidden=400, duration=100.0)]
+)
 def test_scikit_learns_own_estimator_checks_pass(estimator, check):
     check(estimator)
 
@@ -145,3 +147,33 @@ def test_a_few_features_are_learnt_through_receptive_fields():
     assert classifier.score(X, y) >= 0.90
     plain = SpikingClassifier(n_hidden=100, duration=50.0, receptive_fields=1).fit(X, y)
     assert plain.score(X, y) < classifier.score(X, y)
+
+
+def test_the_regressor_learns_a_smooth_function_and_a_samples_prediction_is_its_own():
+    """y = sin(2 pi x1) + x2^2 on [0, 1]^2: two features spread over receptive fields; the ridge readout
+    of the counts fits it (R^2 on held-out samples), several targets at once give each target's own
+    fit, and a prediction does not depend on the batch around it."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(size=(300, 2))
+    y = np.sin(2 * np.pi * X[:, 0]) + X[:, 1] ** 2
+    regressor = SpikingRegressor(n_hidden=200, duration=60.0).fit(X[:200], y[:200])
+    assert regressor.fields_ == 16 and regressor.score(X[200:], y[200:]) > 0.8
+    plain = SpikingRegressor(n_hidden=200, duration=60.0, receptive_fields=1).fit(X[:200], y[:200])
+    assert plain.score(X[200:], y[200:]) < regressor.score(X[200:], y[200:])
+    both = SpikingRegressor(n_hidden=200, duration=60.0).fit(X[:200], np.stack([y, -2 * y], axis=1)[:200])
+    predicted = both.predict(X[200:])
+    assert predicted.shape == (100, 2) and np.allclose(predicted[:, 1], -2 * predicted[:, 0], atol=1e-6)
+    alone = np.stack([regressor.transform(X[200 + i : 201 + i])[0] for i in range(10)])
+    assert np.array_equal(regressor.transform(X[200:][::-1])[-10:][::-1], alone)  # the counts: exactly
+    single = np.array([regressor.predict(X[200 + i : 201 + i])[0] for i in range(10)])
+    assert np.allclose(regressor.predict(X[200:][::-1])[-10:][::-1], single, rtol=1e-12, atol=1e-12)
+
+
+def test_the_regressor_refuses_bad_parameters_and_targets():
+    X = np.random.default_rng(1).uniform(size=(20, 3))
+    with pytest.raises(ValueError, match="readout_alpha must be a positive finite number"):
+        SpikingRegressor(readout_alpha=0.0).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="NaN|infinity"):
+        SpikingRegressor(n_hidden=10, duration=5.0).fit(X, np.where(np.arange(20) == 3, np.nan, X[:, 0]))
+    with pytest.raises(NotFittedError):
+        SpikingRegressor().predict(X)
