@@ -18,7 +18,7 @@ import torch.utils._pytree as _pytree
 from .functional.pytree import tree_map
 from .neuron import SapicoreNeuron
 
-__all__ = ["StateBuffers", "FunctionalNeuron", "wrap"]
+__all__ = ["StateBuffers", "FunctionalNeuron"]
 
 
 def _buffer_name(prefix: str, path: tuple) -> str:
@@ -157,17 +157,3 @@ class FunctionalNeuron(StateBuffers, SapicoreNeuron):
         if name in self.__dict__.get("_state_names", ()):
             return self._buffers[f"state__{name}"]
         return super().__getattr__(name)
-
-
-def wrap(model: Any, shape: int | Sequence[int] = 1, dt: float = 0.1) -> FunctionalNeuron:
-    """A module around any functional neuron model (the matching adapter class when there is one)."""
-    from .neuron.analog import OscillatorNeuron, RateNeuron
-    from .neuron.spiking import SPIKING_ADAPTERS
-
-    adapters = {
-        **SPIKING_ADAPTERS,
-        RateNeuron.functional_class: RateNeuron,
-        OscillatorNeuron.functional_class: OscillatorNeuron,
-    }
-    cls = adapters.get(type(model), FunctionalNeuron)
-    return cls(shape=shape, dt=dt, model=model)

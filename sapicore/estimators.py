@@ -11,7 +11,7 @@ How a sample is turned into a prediction:
    that range are clipped); with ``receptive_fields`` K > 1 each feature is spread over K inputs with
    Gaussian receptive fields (centres evenly spaced over [0, 1], width their spacing: population
    coding, so that a few features still drive many trains). The inputs are encoded into spike trains
-   over ``duration`` ms ([`sapicore.functional.encoders`][sapicore.functional.encoders]: ``"poisson"`` rates up to ``max_rate``
+   over ``duration`` ms ([`sapicore.functional.models.encoders`][sapicore.functional.models.encoders]: ``"poisson"`` rates up to ``max_rate``
    Hz, or ``"latency"``, one spike per input, earlier for larger values). A sample's Poisson trains
    come from a generator seeded by ``random_state`` and the sample's own values, so its prediction
    never depends on the other samples of a batch, their order or their number.

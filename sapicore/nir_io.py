@@ -55,7 +55,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 import sapicore.functional as sf
 from sapicore.functional import connectivity
-from sapicore.functional.neurons.base import check_dt
+from sapicore.functional.models.neurons.base import check_dt
 
 __all__ = ["NIRUnsupported", "to_nir", "from_nir"]
 

@@ -16,7 +16,8 @@ from helpers import random_table, reference  # noqa: E402
 import sapicore.functional as sf  # noqa: E402
 from sapicore.functional import connectivity as C  # noqa: E402
 from sapicore.functional import gpu_kernels, kernels  # noqa: E402
-from sapicore.functional.transforms import RunContext, propagation  # noqa: E402
+from sapicore.functional.propagation.backends import propagation  # noqa: E402
+from sapicore.functional.transforms import RunContext  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 DT = 0.1

@@ -10,12 +10,13 @@ import torch
 import tree_config
 
 import sapicore.functional as sf
-from sapicore.adapter import FunctionalNeuron, wrap
+from sapicore.adapter import FunctionalNeuron
 from sapicore.functional import connectivity as C
 from sapicore.learning.plasticity import STDPLearning
 from sapicore.model import SapicoreModel
 from sapicore.network import SapicoreNetwork
 from sapicore.neuron import SapicoreNeuron
+from sapicore.neuron.adapters import wrap
 from sapicore.neuron.analog import RateNeuron
 from sapicore.neuron.spiking import IzhikevichNeuron, LIFNeuron, SpikingNeuron
 from sapicore.synapse.projection import ProjectionSynapse

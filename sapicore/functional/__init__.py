@@ -3,16 +3,30 @@
 Units throughout: time in ms, voltage in mV, current in nA (conductance in µS, capacitance in nF,
 resistance in MΩ), except where a model's docstring says otherwise (Hodgkin-Huxley works per
 membrane area; Izhikevich in the paper's units).
+
+Layout (each layer imports only those above it; no module imports one that imports it back):
+
+- `pytree`, `transforms`: the pytree machinery, and which torch transforms are active;
+- `models`: neurons, synapses, plasticity rules (and the weight layouts they address), sources,
+  encoders, integrators, spike functions;
+- `propagation`: connectivity, projections, the CPU and GPU kernels (their
+  build cache and C++ source), the choice of backend;
+- `network`: populations and projections stepped together;
+- `running`: `simulate` (stepper), `sweep`, the checks, the sinks' feed, spike events, and the
+  reruns of chunks whose fixed spike capacity overflowed (`capacity`).
+
+Every module keeps its old import path too (``sapicore.functional.kernels``,
+``sapicore.functional.neurons.lif``, ...): the same module object under both names.
 """
 
-from . import capacity, connectivity, encoders, transforms
-from .checks import DivergenceWarning
-from .connectivity import Connectivity
-from .events import SpikeEvents
-from .feed import PerLane
-from .integrators import METHODS, euler, exponential_euler, integrate, rk4
-from .network import Network, NetworkState, Population
-from .neurons import (
+import importlib as _importlib
+import pkgutil as _pkgutil
+import sys as _sys
+
+from . import transforms
+from .models import encoders, integrators, layout, neurons, plasticity, sources, spikes, synapses
+from .models.integrators import METHODS, euler, exponential_euler, integrate, rk4
+from .models.neurons import (
     LIF,
     NONLINEARITIES,
     PRESETS,
@@ -29,9 +43,23 @@ from .neurons import (
     Oscillator,
     OscillatorState,
 )
-from .neurons.base import check_input, check_model
-from .plasticity import STDP, Hebbian, Oja, PlasticityRule, RewardSTDP, TripletSTDP
-from .projection import DenseProjection, Projection, ProjectionState, SparseProjection, SynapseTable, projection
+from .models.neurons.base import check_input, check_model
+from .models.plasticity import STDP, Hebbian, Oja, PlasticityRule, RewardSTDP, TripletSTDP
+from .models.sources import PoissonSource, SpikeInput
+from .models.spikes import SURROGATES, spike, surrogate_derivative, threshold
+from .models.synapses import Delta, DualExponential, Exponential, SynapseModel
+from .network import Network, NetworkState, Population
+from .propagation import backends, connectivity, gpu_kernels, kernel_cache, kernels
+from .propagation import projection as _projection_module
+from .propagation.connectivity import Connectivity
+from .propagation.projection import (
+    DenseProjection,
+    Projection,
+    ProjectionState,
+    SparseProjection,
+    SynapseTable,
+    projection,
+)
 from .pytree import (
     check_finite,
     check_non_negative,
@@ -48,11 +76,28 @@ from .pytree import (
     unstack,
     validate,
 )
-from .sources import PoissonSource, SpikeInput
-from .spikes import SURROGATES, spike, surrogate_derivative, threshold
-from .stepper import simulate
-from .sweeps import grid, init_lanes, sweep, zipped
-from .synapses import Delta, DualExponential, Exponential, SynapseModel
+from .running import capacity, checks, events, feed, stepper, sweeps
+from .running.checks import DivergenceWarning
+from .running.events import SpikeEvents
+from .running.feed import PerLane
+from .running.stepper import simulate
+from .running.sweeps import grid, init_lanes, sweep, zipped
+
+
+def _keep_old_paths() -> None:
+    """Register each moved module (and every module of ``neurons``) under its path of before the
+    layout, ``sapicore.functional.<name>``, as the same module object."""
+    moved = [encoders, integrators, plasticity, sources, spikes, synapses, neurons, backends, capacity]
+    moved += [connectivity, gpu_kernels, kernel_cache, kernels, layout, _projection_module]
+    moved += [checks, events, feed, stepper, sweeps]
+    for found in _pkgutil.iter_modules(neurons.__path__):
+        moved.append(_importlib.import_module(f"{neurons.__name__}.{found.name}"))
+    for module in moved:
+        old = module.__name__.replace(".models.", ".").replace(".propagation.", ".").replace(".running.", ".")
+        _sys.modules.setdefault(old, module)
+
+
+_keep_old_paths()
 
 __all__ = [
     "Connectivity",

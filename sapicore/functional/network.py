@@ -33,10 +33,11 @@ from typing import Any
 import attrs
 import torch
 
-from .neurons.base import NeuronModel, check_model
-from .projection import Projection, ProjectionState, select_sources
+from .models.neurons.base import NeuronModel, check_model
+from .propagation.backends import KERNELS
+from .propagation.projection import Projection, ProjectionState, select_sources
 from .pytree import check_values_finite, pytree, replace, tree_leaves
-from .transforms import KERNELS, RunContext
+from .transforms import RunContext
 
 __all__ = ["Network", "NetworkState", "Population", "own_buffers"]
 

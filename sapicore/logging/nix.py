@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
 
-from ..functional.events import check_event_names, to_events
+from ..functional.running.events import check_event_names, to_events
 
 __all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records", "read_events", "MARGIN"]
 

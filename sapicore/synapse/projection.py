@@ -17,7 +17,7 @@ __all__ = ["ProjectionSynapse", "DeltaSynapse", "ExponentialSynapse", "DualExpon
 class ProjectionSynapse(StateBuffers, SapicoreSynapse):
     """Synapses from a source population to a target population (a [`sapicore.functional.Projection`][sapicore.functional.Projection]).
 
-    Build it like [`sapicore.functional.projection`][sapicore.functional.projection] without the population names (the network
+    Build it like [`sapicore.functional.projection`][sapicore.functional.propagation.projection.projection] without the population names (the network
     supplies them): ``ProjectionSynapse(connectivity.fixed_probability(100, 50, 0.1), weight=0.5,
     synapse=sf.Exponential(5.0))``, or from a built projection with ``projection=``. It owns one
     [`ProjectionState`][sapicore.functional.ProjectionState] (weights, synaptic variables, spikes in transit,

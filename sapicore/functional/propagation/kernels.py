@@ -9,11 +9,11 @@ the source output (skipping 64-byte blocks of zeros) and ``spikes x out-degree``
 fixed output shapes, so compiled chunks call it as one opaque op, and it never overflows. It has a
 ``vmap`` rule (lanes run in one call) and no gradient: where a gradient could flow through spikes or
 weights, projections use torch ops. The same library holds ``sapicore::events``, the scan that turns
-spike records into events ([`sapicore.functional.events`][sapicore.functional.events]).
+spike records into events ([`sapicore.functional.running.events`][sapicore.functional.running.events]).
 
 It is built on first use with `torch.utils.cpp_extension` (a C++ compiler and ninja are needed;
 about a minute on two cores), once per environment (source, torch and its location, compiler, flags,
-Python ABI), in a cache that ``SAPICORE_KERNEL_CACHE`` can move ([`sapicore.functional.kernel_cache`][sapicore.functional.kernel_cache]);
+Python ABI), in a cache that ``SAPICORE_KERNEL_CACHE`` can move ([`sapicore.functional.propagation.kernel_cache`][sapicore.functional.propagation.kernel_cache]);
 later processes load the finished build without a lock or a rebuild. If the build fails, Sapicore warns once and uses torch ops. Set the
 environment variable ``SAPICORE_KERNELS=0`` to never build or use it.
 """
@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
+from ..transforms import compiling, gradient_possible, vmap_active
 from . import kernel_cache
-from .transforms import compiling, gradient_possible, vmap_active
 
 __all__ = [
     "available",

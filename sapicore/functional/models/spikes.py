@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from .transforms import gradient_possible
+from ..transforms import gradient_possible
 
 __all__ = ["spike", "threshold", "SURROGATES", "surrogate_derivative", "check_surrogate"]
 

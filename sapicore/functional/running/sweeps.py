@@ -18,8 +18,8 @@ from typing import Any
 import attrs
 import torch
 
-from .neurons.base import NeuronModel
-from .pytree import lane_count, stack, tree_leaves, tree_map, validate
+from ..models.neurons.base import NeuronModel
+from ..pytree import lane_count, stack, tree_leaves, tree_map, validate
 from .stepper import first_input, floating_leaf, make_chunk, plan_run, run_chunks, trial_step
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
@@ -117,11 +117,11 @@ def sweep(
         dt: as for ``simulate`` (and ``steps``, ``duration``, ``record``, ``every``, ``fast``,
             ``chunk``, ``progress``).
         sinks: as for ``simulate``; they receive records with the lane axis first
-            ``(B, records, ...)``; [`PerLane`][sapicore.functional.feed.PerLane] gives each lane its own sinks.
+            ``(B, records, ...)``; [`PerLane`][sapicore.functional.running.feed.PerLane] gives each lane its own sinks.
         keep: also return the records in memory (as for ``simulate``).
         strict: ``False`` (default) quarantines a lane whose state turns NaN or infinite: its records
             are NaN from the chunk where that happened to the end, the other lanes run on and equal
-            running them alone, and one [`DivergenceWarning`][sapicore.functional.checks.DivergenceWarning]
+            running them alone, and one [`DivergenceWarning`][sapicore.functional.running.checks.DivergenceWarning]
             lists the diverged lanes and their steps. ``True`` raises ``FloatingPointError`` instead,
             as ``simulate`` does.
 

@@ -3,7 +3,7 @@
 ``rule.init(n_pre, n_post, weights)`` returns the rule's state (traces); each step, after the neurons
 have spiked, ``rule.update(state, pre, post, weights, dt, layout, modulator)`` returns the new state and
 weights. ``pre``/``post`` are this step's outputs of the source and target populations (spikes, or
-activations of analog units); ``layout`` (see `sapicore.functional.layout`) makes the same rule
+activations of analog units); ``layout`` (see `sapicore.functional.models.layout`) makes the same rule
 work on dense and sparse weights; ``modulator`` is a neuromodulatory signal (reward) used by
 `RewardSTDP`. Within a step, traces decay first, weight changes use the decayed traces and
 this step's spikes, and this step's spikes are added to the traces last; for a single pre/post pair
@@ -20,8 +20,8 @@ from typing import Any
 import attrs
 import torch
 
+from ..pytree import check_non_negative, check_not_nan, check_positive, parameter, pytree, replace
 from .layout import Layout
-from .pytree import check_non_negative, check_not_nan, check_positive, parameter, pytree, replace
 
 __all__ = [
     "PlasticityRule",

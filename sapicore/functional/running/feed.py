@@ -87,12 +87,6 @@ class PerLane:
     def __init__(self, lanes: Sequence[Sequence[Any]]) -> None:
         self.lanes = [list(sinks) for sinks in lanes]
 
-    def check(self, names: Sequence[str], events: Sequence[str]) -> None:
-        from .checks import check_sinks
-
-        for sinks in self.lanes:
-            check_sinks(sinks, tuple(names), tuple(events))
-
     def begin(self, dt: float, every: int) -> None:
         for sinks in self.lanes:
             for sink in sinks:

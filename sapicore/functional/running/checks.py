@@ -18,9 +18,9 @@ import attrs
 import torch
 import torch.utils._pytree as _pytree
 
+from ..network import Network, NetworkState
+from ..pytree import check_values_finite, is_concrete, to, tree_leaves, tree_map
 from .feed import PerLane
-from .network import Network, NetworkState
-from .pytree import check_values_finite, is_concrete, to, tree_leaves, tree_map
 
 __all__ = ["check_inputs", "check_state", "check_fits", "check_sinks", "FiniteWatch", "DivergenceWarning"]
 
@@ -143,7 +143,7 @@ def check_fits(model: Any, state: Any, lanes: bool = False) -> None:
 def check_sinks(sinks: Any, names: tuple[str, ...], events: tuple[str, ...], lanes: int | None = None) -> None:
     """Raise unless ``sinks`` is a list of objects with ``begin``, ``write`` and ``end`` whose own
     ``check(names, events)`` (where they have one) accepts what the run records; a
-    [`PerLane`][sapicore.functional.feed.PerLane] needs a sweep (``lanes``, its number of lanes) with as
+    [`PerLane`][sapicore.functional.running.feed.PerLane] needs a sweep (``lanes``, its number of lanes) with as
     many lanes as it has lists of sinks."""
     if not isinstance(sinks, (list, tuple)):
         raise TypeError(f"sinks must be a list of sinks, got {type(sinks).__name__}; wrap one sink in a list")
@@ -164,7 +164,9 @@ def check_sinks(sinks: Any, names: tuple[str, ...], events: tuple[str, ...], lan
                 raise ValueError(
                     f"sinks[{index}] (PerLane) holds sinks for {len(sink.lanes)} lanes but the sweep has {lanes}"
                 )
-        if callable(getattr(sink, "check", None)):
+            for lane_sinks in sink.lanes:  # each lane's sinks receive what a single run's would
+                check_sinks(lane_sinks, names, events)
+        elif callable(getattr(sink, "check", None)):
             sink.check(names, events)
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
+from ...pytree import check_above, check_positive, parameter, pytree, replace
 from ..integrators import integrate
-from ..pytree import check_above, check_positive, parameter, pytree, replace
 from ..spikes import spike
 from .base import NeuronModel, check_dt, check_input, full_state, method_field, set_where, surrogate_field
 

@@ -7,8 +7,8 @@ from typing import Any
 import attrs
 import torch
 
+from ...pytree import check_not_nan, check_positive, parameter, pytree, replace
 from ..integrators import integrate
-from ..pytree import check_not_nan, check_positive, parameter, pytree, replace
 from .base import NeuronModel, broadcast_like, check_dt, check_input, method_field
 
 __all__ = ["Analog", "AnalogState", "NONLINEARITIES"]

@@ -1,6 +1,6 @@
 """An exact event-driven propagation kernel for GPUs, written in Triton (``sapicore_gpu::propagate``).
 
-The GPU counterpart of the CPU kernel (`sapicore.functional.kernels`), with the same arguments
+The GPU counterpart of the CPU kernel (`sapicore.functional.propagation.kernels`), with the same arguments
 and result: a copy of the ring buffer ``pending`` in which row ``step mod D`` (delivered this step) is
 cleared and every outgoing synapse of every source neuron with a non-zero output ``s`` has added
 ``w * s`` at row ``(step + 1 + delay) mod D``, column ``target``. One program handles a block of ``BLOCK_N`` source neurons of one lane: it loads their
@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
+from ..transforms import compiling, gradient_possible
 from .kernels import DTYPES, delay_arguments, is_disabled, vmap_rule
-from .transforms import compiling, gradient_possible
 
 __all__ = ["available", "interpreting", "usable", "propagate"]
 
@@ -77,7 +77,7 @@ def propagate(
     step: torch.Tensor,
 ) -> torch.Tensor:
     """``pending`` with row ``step mod D`` (delivered this step) cleared and this step's spikes added at
-    their arrival rows; arguments as in [`sapicore.functional.kernels.propagate`][sapicore.functional.kernels.propagate] (one lane;
+    their arrival rows; arguments as in [`sapicore.functional.propagation.kernels.propagate`][sapicore.functional.propagation.kernels.propagate] (one lane;
     ``vmap`` gives the lanes form)."""
     op = torch.ops.sapicore_gpu.propagate_lanes
     tensor, delay = delay_arguments(delays)

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from .network import Network, NetworkState, own_buffers
-from .projection import SparseProjection
-from .pytree import replace, tree_leaves, tree_map
+from ..network import Network, NetworkState, own_buffers
+from ..propagation.projection import SparseProjection
+from ..pytree import replace, tree_leaves, tree_map
 
 __all__ = ["can_overflow", "overflowed", "full_capacity", "report_overflow", "Rerun"]
 

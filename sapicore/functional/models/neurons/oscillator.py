@@ -8,7 +8,7 @@ from typing import Any
 import attrs
 import torch
 
-from ..pytree import check_finite, check_non_negative, is_concrete, parameter, pytree, replace
+from ...pytree import check_finite, check_non_negative, is_concrete, parameter, pytree, replace
 from .base import NeuronModel, check_dt, check_input
 
 __all__ = ["Oscillator", "OscillatorState"]

@@ -11,7 +11,7 @@ order:
   current weights;
 * ``learn(state, pre, post, dt, modulator)``: the plasticity rule and weight normalisation.
 
-Two implementations own their weight layout (`sapicore.functional.layout`) and share the rest:
+Two implementations own their weight layout (`sapicore.functional.models.layout`) and share the rest:
 
 * `DenseProjection`: a ``(n_pre, n_post)`` weight matrix; emitting is a matrix product (cost
   ~ n_pre x n_post per step).
@@ -21,7 +21,7 @@ Two implementations own their weight layout (`sapicore.functional.layout`) and s
   With a fixed ``capacity`` (compiled runs, gradients, GPUs) a step with more spiking sources than
   ``capacity`` raises the state's ``overflow`` flag and the excess is not delivered; ``simulate`` and
   ``sweep`` then run that chunk again at full capacity, so no spike is lost there
-  ([`sapicore.functional.capacity`][sapicore.functional.capacity]); a loop of your own over ``step`` should check the flag.
+  ([`sapicore.functional.running.capacity`][sapicore.functional.running.capacity]); a loop of your own over ``step`` should check the flag.
 
 Both keep spikes in transit the same way: a ring buffer ``pending`` of future input, one row per step
 of delay, ``(max_delay + 1, n_post + 1)`` (the last column absorbs padding). A spike emitted in step n
@@ -44,13 +44,14 @@ from typing import Any, ClassVar
 import attrs
 import torch
 
+from ..models.layout import DenseLayout, Layout, SparseLayout
+from ..models.plasticity import PlasticityRule
+from ..models.synapses import SynapseModel
+from ..pytree import pytree, replace
+from ..transforms import RunContext, traced
 from . import gpu_kernels, kernels
+from .backends import KERNELS, PROPAGATIONS, propagation, propagation_now
 from .connectivity import Connectivity
-from .layout import DenseLayout, Layout, SparseLayout
-from .plasticity import PlasticityRule
-from .pytree import pytree, replace
-from .synapses import SynapseModel
-from .transforms import KERNELS, PROPAGATIONS, RunContext, propagation, propagation_now, traced
 
 __all__ = [
     "Projection",
@@ -67,7 +68,7 @@ __all__ = [
 class ProjectionState:
     """State of a projection.
 
-    weights: current weights (nA or µS per synapse; layout as in `sapicore.functional.layout`);
+    weights: current weights (nA or µS per synapse; layout as in `sapicore.functional.models.layout`);
     synapse: the synapse model's state; pending: future input ``(max_delay + 1, n_post + 1)``, row
     ``k`` read at the steps equal to ``k`` modulo ``max_delay + 1``; step: steps taken (int64);
     overflow: True once a step had more spiking sources than a fixed ``capacity`` (sparse only);
@@ -410,7 +411,7 @@ def select_sources(spikes: torch.Tensor, backend: str, capacity: int) -> tuple[t
     count then tells the caller whether spikes were left out.
     """
     if backend == "nonzero":
-        rows = torch.nonzero(spikes).reshape(-1)  # sync-ok: the eager backend, chosen by transforms.propagation
+        rows = torch.nonzero(spikes).reshape(-1)  # sync-ok: the eager backend, chosen by backends.propagation
         return rows, spikes.index_select(0, rows), None
     if backend == "topk":
         values, rows = torch.topk(spikes, capacity)
@@ -630,13 +631,13 @@ def projection(
     For projections too large for one list of synapses, see `SynapseTable`.
 
     Args:
-        connectivity: which synapses exist (see [`sapicore.functional.connectivity`][sapicore.functional.connectivity]).
+        connectivity: which synapses exist (see [`sapicore.functional.propagation.connectivity`][sapicore.functional.propagation.connectivity]).
         weight: a number or one value per synapse (nA for current synapses, µS for conductances).
         synapse: a synapse model (``Delta``, ``Exponential``, ``DualExponential``).
         dt: the simulation step (ms) the delays are rounded to.
         delay: a number or one value per synapse (ms), >= 0; see the module docstring.
         kind: "sparse" (event-driven) or "dense".
-        plasticity: a rule from `sapicore.functional.plasticity`, or None.
+        plasticity: a rule from `sapicore.functional.models.plasticity`, or None.
         capacity: sparse only: most spiking sources propagated per step by the fixed-shape backends
             (default: a tenth of the sources, at least 32; ignored by dense projections, which
             select nothing); see the module docstring.
@@ -647,7 +648,7 @@ def projection(
     _check_common(synapse, plasticity, normalize, dt)
     if not isinstance(connectivity, Connectivity):
         raise TypeError(
-            f"connectivity must be a Connectivity (from sapicore.functional.connectivity), got {type(connectivity).__name__}"
+            f"connectivity must be a Connectivity (from sapicore.functional.propagation.connectivity), got {type(connectivity).__name__}"
         )
     if kind not in ("dense", "sparse"):
         raise ValueError(f"kind must be 'dense' or 'sparse', got {kind!r}")

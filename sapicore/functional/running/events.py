@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from . import kernels
+from ..propagation import kernels
 
 __all__ = ["SpikeEvents", "to_events"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import torch
 
-from .pytree import check_positive, is_concrete, parameter, pytree, replace
+from ..pytree import check_positive, is_concrete, parameter, pytree, replace
 
 __all__ = ["SynapseModel", "Delta", "Exponential", "DualExponential", "SynapseState", "DualSynapseState"]
 

@@ -7,9 +7,9 @@ from typing import Any
 import attrs
 import torch
 
-from . import kernels
+from ..propagation import kernels
+from ..pytree import check_non_negative, parameter, pytree, replace
 from .neurons.base import NeuronModel, broadcast_like, check_dt, check_input
-from .pytree import check_non_negative, parameter, pytree, replace
 
 __all__ = ["PoissonSource", "SpikeInput", "SourceState"]
 

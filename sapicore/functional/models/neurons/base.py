@@ -156,7 +156,7 @@ class NeuronModel:
     * ``initial_values(shape, zeros) -> dict``: each state field's resting value, as tensors shaped
       and typed like ``zeros`` (a zero tensor of the population's shape, device and dtype);
     * ``step(state, input, dt) -> (state, output)``: one pure step of ``dt`` ms (no in-place changes,
-      no host synchronisation; see ``sapicore.functional.spikes.threshold`` for spikes with a
+      no host synchronisation; see ``sapicore.functional.models.spikes.threshold`` for spikes with a
       surrogate gradient).
 
     Optional: ``output_name`` (default "spikes"), ``output_is_event`` (summed over a recording

@@ -28,13 +28,13 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
+from ..models.neurons.base import check_consistent, check_dt, check_model
+from ..network import Network, own_buffers
+from ..pytree import lane_count, tree_leaves, tree_map, validate
+from ..transforms import RunContext, run_context
 from .capacity import Rerun, report_overflow
 from .checks import FiniteWatch, check_fits, check_inputs, check_sinks, check_state
 from .feed import SinkFeed
-from .network import Network, own_buffers
-from .neurons.base import check_consistent, check_dt, check_model
-from .pytree import lane_count, tree_leaves, tree_map, validate
-from .transforms import RunContext, run_context
 
 __all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks", "Plan", "plan_run"]
 
@@ -266,7 +266,7 @@ class Plan:
     steps, in chunks of ``chunk`` steps, from ``start_step``), how (``fast``, ``progress``), where the
     time axis of input tensors is (``input_axis``) and of records (``record_axis``, 1 when a lane
     axis comes first), the [`RunContext`][sapicore.functional.transforms.RunContext], and whether a state
-    turning NaN raises (``strict``) or is quarantined (see [`FiniteWatch`][sapicore.functional.checks.FiniteWatch])."""
+    turning NaN raises (``strict``) or is quarantined (see [`FiniteWatch`][sapicore.functional.running.checks.FiniteWatch])."""
 
     names: tuple
     steps: int
@@ -368,8 +368,8 @@ def run_chunks(
     along ``plan.record_axis`` (into buffers allocated once; inside an outer ``torch.func`` transform,
     by concatenation, which transforms can follow) unless ``keep`` is False, and handed chunk by
     chunk to each sink (``begin(dt, every)``, ``write(records)``, ``end()``; on CUDA one chunk late,
-    as CPU tensors, see [`sapicore.functional.feed`][sapicore.functional.feed]). After each chunk a
-    [`FiniteWatch`][sapicore.functional.checks.FiniteWatch] raises ``FloatingPointError`` if a neuron or
+    as CPU tensors, see [`sapicore.functional.running.feed`][sapicore.functional.running.feed]). After each chunk a
+    [`FiniteWatch`][sapicore.functional.running.checks.FiniteWatch] raises ``FloatingPointError`` if a neuron or
     synapse variable became NaN or infinite (the sinks then hold the records up to that chunk).
     """
     steps, every, dt, chunk, fast, context = plan.steps, plan.every, plan.dt, plan.chunk, plan.fast, plan.context
@@ -538,7 +538,7 @@ def simulate(
             record times continue from ``start_step * dt``.
         strict: ``True`` (default) raises ``FloatingPointError`` when the state turns NaN or infinite;
             ``False`` stops the run's records there instead (NaN from that chunk on), warns once
-            ([`DivergenceWarning`][sapicore.functional.checks.DivergenceWarning]) and returns
+            ([`DivergenceWarning`][sapicore.functional.running.checks.DivergenceWarning]) and returns
             ``records["diverged"]``, the time (ms) at the end of that chunk (NaN if it never happened).
 
     Returns:

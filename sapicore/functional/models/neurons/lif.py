@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
+from ...pytree import check_above, check_non_negative, check_positive, is_concrete, parameter, pytree, replace
 from ..integrators import integrate
-from ..pytree import check_above, check_non_negative, check_positive, is_concrete, parameter, pytree, replace
 from ..spikes import threshold
 from .base import (
     NeuronModel,
