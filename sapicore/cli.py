@@ -40,6 +40,7 @@ import argparse
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
 import signal
@@ -312,6 +313,32 @@ def _raster(spec: Any, folder: Path, events: dict, title: str, rates: dict) -> l
     return ["raster.png", "rates.png"]
 
 
+class _CompileReport(logging.Handler):
+    """Prints the stepper's compile messages on stderr and adds up the seconds they report."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.seconds = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seconds += getattr(record, "compile_seconds", 0.0)
+        print(f"sapicore: {record.getMessage()}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _reporting_compiles() -> Iterator[_CompileReport]:
+    """Within the block, compiles are announced and timed on stderr (`_CompileReport`)."""
+    logger = logging.getLogger("sapicore.compile")
+    report, level = _CompileReport(), logger.level
+    logger.addHandler(report)
+    logger.setLevel(logging.INFO)
+    try:
+        yield report
+    finally:
+        logger.removeHandler(report)
+        logger.setLevel(level)
+
+
 def run(
     spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True, overrides: tuple = ()
 ) -> dict:
@@ -339,7 +366,7 @@ def run(
     spike_records = tuple(name for name in record if network.is_event(name))
     spike_events, sinks, names = _sinks(spec, out, spike_records)
     start = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), _reporting_compiles() as compiles:
         sf.simulate(network, state, sinks=sinks, **_options(settings, duration, record, progress))
     wall = time.perf_counter() - start
     _write_spec(out, spec.source, data, overrides)
@@ -352,6 +379,7 @@ def run(
         "dt_ms": settings.dt,
         "discarded_ms": settings.discard,
         "wall_seconds": round(wall, 3),
+        **({"compile_seconds": round(compiles.seconds, 3)} if settings.fast else {}),
         "mean_rate_hz": rates,
         **({"reference_rates_hz": spec.reference_rates} if spec.reference_rates else {}),
         **({"notes": list(spec.notes)} if spec.notes else {}),
@@ -529,7 +557,7 @@ def sweep(
     lanes_folder = partial(Path(out) / "lanes")
     folders = {lane: lanes_folder / str(lane) for group in mine for lane in group}
     rows: list[dict] = []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _reporting_compiles():
         warnings.simplefilter("ignore", sf.DivergenceWarning)  # the command lists diverged lanes itself
         for group, (network, state) in zip(mine, prepared):
             lane_duration = durations[group[0]]

@@ -1,3 +1,4 @@
+import logging
 import warnings
 
 import pytest
@@ -291,3 +292,12 @@ def test_subnormal_values_are_flushed_during_a_run_and_the_setting_restored():
         current = rec["i_syn"][:, 0]
         tiny = current[(current != 0) & (current.abs() < torch.finfo(torch.float32).tiny)]
         assert current[0] == 1.0 and tiny.numel() == 0 and current[-1] == 0.0
+
+
+def test_the_first_compiled_chunk_is_announced_and_timed_on_the_compile_logger(caplog):
+    model = sf.LIF()
+    with caplog.at_level(logging.INFO, logger="sapicore.compile"):
+        sf.simulate(model, model.init_state(3), torch.full((40, 3), 2.0), dt=0.1, fast="aot_eager", chunk=20)
+    messages = [record for record in caplog.records if record.name == "sapicore.compile"]
+    assert [m.getMessage().split(" (")[0] for m in messages[:1]] == ["compiling chunks of 20 steps"]
+    assert len(messages) == 2 and messages[1].compile_seconds > 0 and messages[1].getMessage().startswith("compiled in")

@@ -382,3 +382,21 @@ def test_a_failed_run_leaves_no_folder_behind_and_a_sweep_needs_a_sweep_section(
     assert capsys.readouterr().err.strip() == (
         f"sapicore: error: {spec_file}: no sweep: section (grid, zip or random); 'sapicore run' runs a spec without one"
     )
+
+
+@pytest.mark.slow
+def test_a_compiled_run_says_when_it_compiles_and_for_how_long(tmp_path, capsys):
+    """The fast path's first chunk compiles: the command prints that and the seconds it took on stderr,
+    and keeps them in summary.json (a plain run has no such field)."""
+    spec_file = tmp_path / "small.yaml"
+    spec_file.write_text(SMALL)
+    out = tmp_path / "fast"
+    assert main(["run", str(spec_file), "--out", str(out), "--no-progress", "--set", "simulation.fast=true"]) == 0
+    err = capsys.readouterr().err
+    assert "sapicore: compiling chunks of" in err and re.search(r"sapicore: compiled in \d+\.\d s", err)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["compile_seconds"] > 0
+    plain = tmp_path / "plain"
+    assert main(["run", str(spec_file), "--out", str(plain), "--no-progress"]) == 0
+    assert "compile_seconds" not in json.loads((plain / "summary.json").read_text())
+    assert "compiling" not in capsys.readouterr().err

@@ -17,9 +17,11 @@ lost (a record then counts spikes per window).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import numbers
 import sys
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -236,15 +238,31 @@ def mark_static(model: Any, state: Any) -> None:
         torch._dynamo.mark_static_address(tensor)
 
 
-def _with_fallback(compiled: Callable, eager: Callable, label: str) -> Callable:
-    """Call ``compiled``; if compilation fails, tell the user once and use ``eager`` from then on."""
+COMPILE_LOG = logging.getLogger("sapicore.compile")
+
+
+def _with_fallback(compiled: Callable, eager: Callable, label: str, steps: int) -> Callable:
+    """Call ``compiled``; if compilation fails, tell the user once and use ``eager`` from then on.
+
+    The first call compiles: it is announced, and its time reported, on the ``sapicore.compile``
+    logger (INFO; ``sapicore run`` and ``sweep`` print both lines and keep the seconds in the summary).
+    """
     use = [compiled]
+    first = [True]
 
     def call(*args: Any) -> Any:
         if use[0] is eager:
             return eager(*args)
         try:
-            return compiled(*args)
+            if not first[0]:
+                return compiled(*args)
+            COMPILE_LOG.info("compiling chunks of %d steps (fast=%s) ...", steps, label)
+            start = time.perf_counter()
+            result = compiled(*args)
+            seconds = time.perf_counter() - start
+            first[0] = False
+            COMPILE_LOG.info("compiled in %.1f s", seconds, extra={"compile_seconds": seconds})
+            return result
         except Exception as err:  # the chunk is pure, so running it again eagerly is safe
             use[0] = eager
             if label not in _FAST_FALLBACK_WARNED:
@@ -377,7 +395,7 @@ def run_chunks(
     watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested, strict=plan.strict)
     full = watch.wrap(build(chunk))
     if fast:
-        full = _with_fallback(compile_chunk(full, fast, device), full, str(fast))
+        full = _with_fallback(compile_chunk(full, fast, device), full, str(fast), chunk)
     n_records = steps // every
     time_major = bool(_tensor_leaves(inputs))
     state = own_buffers(model, state)  # projections that add in place do so into the run's own copy
