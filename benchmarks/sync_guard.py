@@ -15,7 +15,7 @@ import sys
 import torch
 
 import sapicore.functional as sf
-from sapicore.functional.stepper import compile_chunk, make_chunk, plan_run
+from sapicore.functional.running.stepper import compile_chunk, make_chunk, plan_run
 from sapicore.networks import coba, initial_state
 
 

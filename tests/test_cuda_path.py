@@ -7,7 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import sapicore.functional as sf
 from sapicore.functional import connectivity as C
-from sapicore.functional.stepper import mark_static, unaliased
+from sapicore.functional.running.stepper import mark_static, unaliased
 
 
 def network(plastic: bool = False):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import sapicore.functional as sf
-from sapicore.functional.integrators import canonical_method
+from sapicore.functional.models.integrators import canonical_method
 
 
 def growth(y):

@@ -9,7 +9,7 @@ from helpers import random_table, reference
 import sapicore.functional as sf
 from sapicore.functional import connectivity as C
 from sapicore.functional import kernels
-from sapicore.functional.events import to_events
+from sapicore.functional.running.events import to_events
 from sapicore.networks import coba, initial_state
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the CPU kernel could not be built here")

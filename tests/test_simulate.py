@@ -277,7 +277,7 @@ def test_subnormal_values_are_flushed_during_a_run_and_the_setting_restored():
     """A decaying current passes below float32's smallest normal number (1.2e-38) after a few hundred
     steps; during a run such values are taken as zero (they cost the CPU tens of times more per
     operation), and the caller's own setting is what it was after the run, either way."""
-    from sapicore.functional.stepper import _flushing
+    from sapicore.functional.running.stepper import _flushing
 
     model = sf.LIF(tau_syn=1.0)
     pulse = torch.zeros(400, 1)
