@@ -468,6 +468,13 @@ CASES = {
     ),
     "latency: negative values": (lambda: encoders.latency(torch.tensor([-0.5]), 10, 1.0), ValueError, "values"),
     # logging and checkpoints
+    "NixRecordSink: gather zero": (
+        lambda: NixRecordSink("never.nix", gather=0),
+        ValueError,
+        "gather must be a positive int",
+    ),
+    "NixRecordSink: gather True": (lambda: NixRecordSink("never.nix", gather=True), ValueError, "gather"),
+    "NixRecordSink: gather a float": (lambda: NixRecordSink("never.nix", gather=2.5), ValueError, "gather"),
     "NixRecordSink: an existing file": (
         lambda: sf.simulate(sf.LIF(), lif_state(), dt=0.1, steps=5, sinks=[NixRecordSink(__file__)]),
         FileExistsError,

@@ -131,12 +131,38 @@ def test_a_killed_run_keeps_every_flushed_chunk(tmp_path):
             return 3.0
         model = sf.LIF()
         sf.simulate(model, model.init_state(4), drive, steps=10_000, dt=0.1, record=("v",), chunk=1000,
-                    sinks=[NixRecordSink({str(path)!r})], keep=False)
+                    sinks=[NixRecordSink({str(path)!r}, gather=1)], keep=False)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert done.returncode == -9
     records = read_records(path)
     assert records["v"].shape == (2000, 4)  # the two chunks written before the kill
+
+
+def test_a_killed_run_keeps_every_gathered_append(tmp_path):
+    """By default chunks are appended 50 at a time (or every 2 s): a kill loses only the chunks
+    gathered since the last append, and what the file holds is a whole number of chunks, exactly the
+    records of the run's start."""
+    path = tmp_path / "killed.nix"
+    script = textwrap.dedent(f"""
+        import os, signal, torch
+        import sapicore.functional as sf
+        from sapicore.logging.nix import NixRecordSink
+        def drive(t):
+            if float(t) >= 125.0:  # 1,250 steps (125 chunks) in
+                os.kill(os.getpid(), signal.SIGKILL)
+            return 3.0
+        model = sf.LIF()
+        sf.simulate(model, model.init_state(4), drive, steps=10_000, dt=0.1, record=("v",), chunk=10,
+                    sinks=[NixRecordSink({str(path)!r})], keep=False)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert done.returncode == -9
+    kept = read_records(path)["v"]
+    model = sf.LIF()
+    _, full = sf.simulate(model, model.init_state(4), lambda t: 3.0, steps=1300, dt=0.1, record=("v",), chunk=10)
+    assert 1000 <= kept.shape[0] <= 1250 and kept.shape[0] % 10 == 0
+    assert np.array_equal(kept, full["v"][: kept.shape[0]].numpy())
 
 
 def test_corrupt_or_missing_nix_files_give_plain_errors(tmp_path):
