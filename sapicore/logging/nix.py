@@ -258,7 +258,7 @@ class NixRecordSink:
     Chunks are gathered in memory and appended to the file together, ``gather`` chunks at a time, or
     sooner once they hold `BUFFER_BYTES` bytes or the last append is `BUFFER_SECONDS` old (each append
     to a NIX array costs about a millisecond, more than a compiled chunk of COBA-4k: a recorded
-    COBA-4k run took 2.7 s per biological second with one append per chunk, 0.57 with 50), and always
+    COBA-4k run took 2.6 s per biological second with one append per chunk, 0.6 with 50), and always
     at ``end``, which ``simulate`` calls even when a run fails. A process killed outright loses the
     chunks gathered since the last append: the file keeps the complete records before them.
     """
