@@ -13,6 +13,8 @@ and in Sapicore, after a trip through NIR:
   ``Leaky`` output), then ``sapicore.nir_io.from_nir(graph, dt=0.1, time_unit="s",
   method="euler")``. snnTorch 1.0's exporter fails nir 1.0.8's type inference (its neuron nodes carry
   no shape); the check is switched off for the export, and Sapicore infers the sizes.
+- snnTorch -> Sapicore, recurrent: an ``RLeaky`` layer of 30 neurons with inhibitory recurrent
+  weights, which snnTorch's exporter flattens into nodes named '1.lif' and '1.w_rec'.
 - Norse -> Sapicore: ``norse.torch.to_nir`` of ``LIFBoxCell`` layers from a batched sample (shape
   [1, 20]), imported with ``dt=1.0``. Norse 1.1's exporter writes ``tau = dt / tau_mem_inv``, its
   step (1 ms) times the time constant (Norse's own ``from_nir`` of that file changes the spikes: 14
@@ -104,6 +106,30 @@ def snntorch_to_sapicore(x: torch.Tensor) -> list[str]:
     network = rename_input(network, graph)
     ours = sapicore_spikes(network, [f"{names['CubaLIF']}.spikes", f"{names['LIF']}.spikes"], x, 0.1, 2)
     return compare("snnTorch -> Sapicore", ["hidden (Synaptic)", "output (Leaky)"], peer, ours)
+
+
+def snntorch_recurrent_to_sapicore(x: torch.Tensor) -> list[str]:
+    """An ``RLeaky`` layer (inhibitory recurrent weights), exported as snnTorch flattens it: nodes
+    '1.lif' and '1.w_rec' (imported as '1_lif', '1_w_rec'); the recurrent input is the last step's
+    spikes in snnTorch as in Sapicore."""
+    w1, _ = weights(4, 0.3, 0.0)
+    fc = torch.nn.Linear(N_IN, N_HIDDEN, bias=False)
+    fc.weight.data = w1
+    layer = snn.RLeaky(beta=0.9, linear_features=N_HIDDEN, reset_mechanism="zero", reset_delay=False, init_hidden=True)
+    layer.recurrent.weight.data = -0.2 * torch.rand(N_HIDDEN, N_HIDDEN, generator=torch.Generator().manual_seed(5))
+    layer.recurrent.bias.data.zero_()
+    check = nir.NIRGraph.infer_types
+    nir.NIRGraph.infer_types = lambda self: None
+    try:
+        graph = export_to_nir(torch.nn.Sequential(fc, layer), torch.zeros(N_IN))
+    finally:
+        nir.NIRGraph.infer_types = check
+    with torch.no_grad():
+        layer.reset_hidden()
+        peer = torch.stack([layer(fc(row)).clone() for row in x])
+    network, _ = from_nir(graph, dt=0.1, time_unit="s", method="euler")
+    ours = sapicore_spikes(rename_input(network, graph), ["1_lif.spikes"], x, 0.1, 1)
+    return compare("snnTorch -> Sapicore", ["recurrent (RLeaky)"], [peer], ours)
 
 
 def norse_to_sapicore(x: torch.Tensor) -> list[str]:
@@ -208,6 +234,7 @@ def main() -> None:
     x = inputs()
     rows = ["| case | layer | peer spikes | Sapicore spikes | spikes that differ |", "|---|---|---:|---:|---:|"]
     rows += snntorch_to_sapicore(x)
+    rows += snntorch_recurrent_to_sapicore(x)
     rows += norse_to_sapicore(x)
     with tempfile.TemporaryDirectory() as folder:
         rows += sapicore_to_peers(x, Path(folder))

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -259,7 +260,8 @@ def from_nir(
             record their models' method), else exponential Euler. snnTorch and Norse integrate with
             forward Euler: ``method="euler"`` reproduces their spikes.
 
-    ``Input`` nodes become ``SpikeInput`` populations (feed them with ``inputs={name: train}``),
+    ``Input`` nodes become ``SpikeInput`` populations (feed them with ``inputs={name: train}``; a node
+    name's '.' becomes '_', as for snnTorch's flattened subgraphs: '1.lif' is population '1_lif'),
     ``Linear``/``Affine`` (and a following ``Delay``) projections with ``Delta`` synapses (an
     Affine's bias a drive), neuron nodes populations; the outputs are ``"<population>.spikes"``
     (``.activation`` for LI).
@@ -287,6 +289,7 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None, method: str | None
         raise TypeError(f"from_nir takes a nir.NIRGraph or the path of a NIR file, got {type(graph).__name__}")
     if not graph.nodes:
         raise ValueError("the graph has no nodes")
+    graph = _with_local_names(graph)
     dt = check_dt(dt)
     unit = time_unit or graph.metadata.get("time_unit")
     if isinstance(unit, bytes):
@@ -350,7 +353,7 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None, method: str | None
             elif isinstance(node, (nir.Linear, nir.Affine)):
                 bias = _values(node.bias) if isinstance(node, nir.Affine) else None
                 paths = [_path(graph, successors, step, after, to_ms, problems) for after in successors.get(step, [])]
-                paths = [(step if len(paths) == 1 else f"{step}.{p[0]}", *p) for p in paths if p is not None]
+                paths = [(step if len(paths) == 1 else f"{step}_{p[0]}", *p) for p in paths if p is not None]
                 _connect(
                     populations,
                     projections,
@@ -370,6 +373,23 @@ def _from_graph(graph: Any, dt: float, time_unit: str | None, method: str | None
     if problems:
         raise NIRUnsupported(problems)
     return sf.Network(populations, projections, drive=drive), tuple(outputs)
+
+
+def _with_local_names(graph: Any) -> SimpleNamespace:
+    """The graph's nodes and edges under names a network takes: '.' becomes '_' (snnTorch names the
+    nodes of a flattened subgraph '1.lif', '1.w_rec'); names that would then collide are refused."""
+    local: dict[str, str] = {}
+    for name in graph.nodes:
+        new = str(name).replace(".", "_")
+        if new in local.values():
+            other = next(old for old, taken in local.items() if taken == new)
+            raise NIRUnsupported([f"nodes {other!r} and {name!r} would both be called {new!r} (no '.' in names here)"])
+        local[name] = new
+    return SimpleNamespace(
+        nodes={local[name]: node for name, node in graph.nodes.items()},
+        edges=[(local.get(a, a), local.get(b, b)) for a, b in graph.edges],
+        metadata=graph.metadata,
+    )
 
 
 def _population_of(

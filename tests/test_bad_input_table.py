@@ -556,6 +556,19 @@ CASES = {
         ValueError,
         "its number of neurons is not declared",
     ),
+    "from_nir: two node names that differ only by '.' and '_'": (
+        lambda: from_nir(
+            nir_graph(
+                **{
+                    "x.y": nir_node("Input", input_type={"input": np.array([2])}),
+                    "x_y": nir_node("Input", input_type={"input": np.array([2])}),
+                }
+            ),
+            dt=0.1,
+        ),
+        ValueError,
+        "would both be called 'x_y'",
+    ),
     "from_nir: not a graph": (lambda: from_nir({"nodes": {}}, dt=0.1), TypeError, "NIRGraph"),
     "from_nir: dt zero": (lambda: from_nir(nir_graph(), dt=0.0), ValueError, "dt"),
     # the estimator

@@ -449,3 +449,60 @@ def test_a_cuba_lif_round_trip_is_exact_for_every_method():
             for n in (net, back)
         ]
         assert runs[0].sum() > 50 and torch.equal(runs[0], runs[1])
+
+
+def test_a_flattened_recurrent_subgraph_with_dotted_names_imports_and_runs_its_recurrence():
+    """snnTorch writes an RLeaky layer as nodes '1.lif' and '1.w_rec' (an Affine from the layer back to
+    itself). The names become '1_lif' and '1_w_rec'; the recurrent input is the last step's spikes, as
+    in snnTorch's recurrence mem <- beta mem + W x + V s(t-1), a spike where mem > 1, then mem = 0."""
+    generator = np.random.default_rng(6)
+    w = generator.uniform(0, 0.3, (8, 5)).astype(np.float32)
+    v = -generator.uniform(0, 0.4, (8, 8)).astype(np.float32)
+    dt_s, beta = np.float32(1e-4), 0.9
+    tau = dt_s / np.float32(1 - beta)
+    lif = nir.LIF(
+        tau=np.full(8, tau, np.float32),
+        r=np.full(8, tau / dt_s, np.float32),
+        v_leak=np.zeros(8, np.float32),
+        v_threshold=np.ones(8, np.float32),
+        v_reset=np.zeros(8, np.float32),
+    )
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([5])}),
+            "0": nir.Linear(weight=w),
+            "1.lif": lif,
+            "1.w_rec": nir.Affine(weight=v, bias=np.zeros(8, np.float32)),
+            "output": nir.Output(output_type={"output": np.array([8])}),
+        },
+        edges=[("input", "0"), ("0", "1.lif"), ("1.lif", "1.w_rec"), ("1.w_rec", "1.lif"), ("1.lif", "output")],
+        type_check=False,
+    )
+    net, outputs = from_nir(graph, dt=0.1, time_unit="s", method="euler")
+    assert outputs == ("1_lif.spikes",) and set(net.projections) == {"0", "1_w_rec"}
+    x = (generator.uniform(size=(300, 5)) < 0.3).astype(np.float32)
+    _, rec = sf.simulate(
+        net,
+        net.init_state(),
+        {"input": torch.cat([torch.as_tensor(x), torch.zeros(1, 5)])},
+        dt=0.1,
+        record="1_lif.spikes",
+    )
+    mem, spikes, expected = torch.zeros(8), torch.zeros(8), []
+    for row in torch.as_tensor(x):
+        mem = beta * mem + torch.as_tensor(w) @ row + torch.as_tensor(v) @ spikes
+        spikes = (mem > 1.0).float()
+        mem = mem * (1 - spikes)
+        expected.append(spikes)
+    expected = torch.stack(expected)
+    assert 50 < expected.sum() < 0.5 * expected.numel() and torch.equal(rec["1_lif.spikes"][1:], expected)
+    twins = nir.NIRGraph(
+        nodes={
+            "a.b": nir.Input(input_type={"input": np.array([2])}),
+            "a_b": nir.Input(input_type={"input": np.array([2])}),
+        },
+        edges=[],
+        type_check=False,
+    )
+    with pytest.raises(NIRUnsupported, match="nodes 'a.b' and 'a_b' would both be called 'a_b'"):
+        from_nir(twins, dt=0.1, time_unit="ms")
