@@ -301,3 +301,35 @@ def test_the_first_compiled_chunk_is_announced_and_timed_on_the_compile_logger(c
     messages = [record for record in caplog.records if record.name == "sapicore.compile"]
     assert [m.getMessage().split(" (")[0] for m in messages[:1]] == ["compiling chunks of 20 steps"]
     assert len(messages) == 2 and messages[1].compile_seconds > 0 and messages[1].getMessage().startswith("compiled in")
+
+
+def test_many_compiled_variants_in_one_process_stay_compiled():
+    """Dynamo keeps at most 8 compiled variants of one function and runs further ones eagerly, without
+    a word. Each run structure (Python numbers included) compiles under its own code object: twelve
+    values of a float parameter all compile (a limit hit would raise here, and the fast path would
+    warn), and going back to the first reuses its graph."""
+    import torch._dynamo.config as dynamo_config
+
+    from sapicore.functional.running import stepper
+
+    inputs = torch.full((40, 3), 2.0)
+    with dynamo_config.patch(fail_on_recompile_limit_hit=True), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        runs = [
+            sf.simulate(
+                sf.LIF(tau_mem=5.0 + i), sf.LIF().init_state(3), inputs, dt=0.1, fast="aot_eager", chunk=20, record="v"
+            )[1]["v"]
+            for i in range(12)
+        ]
+        before = len(stepper._CODE_COPIES)
+        again = sf.simulate(
+            sf.LIF(tau_mem=5.0), sf.LIF().init_state(3), inputs, dt=0.1, fast="aot_eager", chunk=20, record="v"
+        )[1]
+    assert len(stepper._CODE_COPIES) == before and torch.equal(again["v"], runs[0])
+    eager = [
+        sf.simulate(sf.LIF(tau_mem=5.0 + i), sf.LIF().init_state(3), inputs, dt=0.1, record="v")[1]["v"]
+        for i in (0, 11)
+    ]
+    assert (
+        torch.allclose(runs[0], eager[0]) and torch.allclose(runs[11], eager[1]) and not torch.equal(runs[0], runs[11])
+    )

@@ -22,6 +22,7 @@ import math
 import numbers
 import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -189,10 +190,58 @@ def check_fast(fast: Any) -> None:
         )
 
 
-def compile_chunk(chunk: Callable, fast: bool | str, device: torch.device) -> Callable:
+_CODE_COPIES: dict[Any, types.CodeType] = {}  # structure key -> the code object its chunks compile under
+_MOST_COPIES = 256
+
+
+def _own_code(chunk: Callable, key: Any) -> Callable:
+    """``chunk`` as a function whose code object belongs to ``key`` alone.
+
+    Dynamo keeps its compiled graphs per code object and, past ``recompile_limit`` (8) variants of
+    one, silently runs the frame eagerly: chunks of different networks, lane counts, Python-number
+    parameters or ``strict`` settings all share ``chunk``'s code. Each key gets its own copy of the
+    code (runs of the same structure and numbers share one, and its compiled graph), so a process
+    that runs many variants keeps compiling each instead of falling back to the slow loop.
+    """
+    code = _CODE_COPIES.get(key)
+    if code is None:
+        if len(_CODE_COPIES) >= _MOST_COPIES:
+            _CODE_COPIES.pop(next(iter(_CODE_COPIES)))
+        code = _CODE_COPIES[key] = chunk.__code__.replace()
+    own = types.FunctionType(code, chunk.__globals__, chunk.__name__, chunk.__defaults__, chunk.__closure__)
+    return own
+
+
+def structure_key(tree: Any, steps: int, *settings: Any) -> tuple:
+    """What a compiled chunk's graph depends on: ``tree`` (a run's model, state and inputs) described
+    down to its leaves (a tensor's shape, dtype and device; every other value, Python numbers
+    included, itself), the chunk's length and ``settings``."""
+    return (_describe(tree), steps, settings)
+
+
+def _describe(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(value.shape), value.dtype, str(value.device), value.requires_grad)
+    if attrs.has(type(value)):
+        return (type(value), tuple((f.name, _describe(getattr(value, f.name))) for f in attrs.fields(type(value))))
+    if isinstance(value, dict):
+        return ("dict", tuple((key, _describe(item)) for key, item in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_describe(item) for item in value))
+    try:
+        hash(value)
+        return (type(value).__name__, value)
+    except TypeError:
+        return (type(value).__name__, id(value))
+
+
+def compile_chunk(chunk: Callable, fast: bool | str, device: torch.device, key: Any = None) -> Callable:
     """``chunk`` (``(model, state, xs, t0) -> (state, ...)``) compiled for ``fast`` (True: inductor, a
-    C++ wrapper on the CPU and CUDA graphs on a GPU; or a backend's name). On CUDA each call starts a
-    new graph step and returns a state copied out of the graph's pool (`unaliased`)."""
+    C++ wrapper on the CPU and CUDA graphs on a GPU; or a backend's name), under a code object of its
+    own for ``key`` (see `structure_key` and `_own_code`). On CUDA each call starts a new graph step
+    and returns a state copied out of the graph's pool (`unaliased`)."""
+    if key is not None:
+        chunk = _own_code(chunk, (key, str(fast), str(device)))
     backend = "inductor" if fast is True else fast
     options = {"backend": backend, "dynamic": False}
     if device.type == "cuda" and backend == "inductor":
@@ -395,7 +444,8 @@ def run_chunks(
     watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested, strict=plan.strict)
     full = watch.wrap(build(chunk))
     if fast:
-        full = _with_fallback(compile_chunk(full, fast, device), full, str(fast), chunk)
+        key = structure_key((model, state, inputs), chunk, plan.strict, axis)
+        full = _with_fallback(compile_chunk(full, fast, device, key), full, str(fast), chunk)
     n_records = steps // every
     time_major = bool(_tensor_leaves(inputs))
     state = own_buffers(model, state)  # projections that add in place do so into the run's own copy
