@@ -21,6 +21,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,29 +30,54 @@ from timing import synchronize, warm
 
 import sapicore.functional as sf
 from sapicore import analysis
+from sapicore.logging.nix import NixRecordSink, read_events
 from sapicore.networks import coba, initial_state
 
 HERE = Path(__file__).resolve().parent
 
 
 def sapicore_run(
-    net: sf.Network, state: sf.NetworkState, duration: float, dt: float, fast: bool, device: torch.device
+    net: sf.Network,
+    state: sf.NetworkState,
+    duration: float,
+    dt: float,
+    fast: bool,
+    device: torch.device,
+    records: str = "events",
 ) -> dict:
-    """simulate, keeping spikes as events in memory (as Brian2's SpikeMonitor does), not as dense records."""
+    """simulate with the spikes ``records``: "events" kept in memory (as Brian2's SpikeMonitor does),
+    "nix" streamed to a NIX file (as ``sapicore run`` writes records.nix), or "none" (no records)."""
     names = ("exc.spikes", "inh.spikes")
-    with torch.no_grad():
+    record = () if records == "none" else names
+    with tempfile.TemporaryDirectory() as folder, torch.no_grad():
         start = time.perf_counter()
-        sf.simulate(net, state, steps=200, dt=dt, fast=fast, record=names, keep=False)  # warm; compiles when fast
+        sf.simulate(net, state, steps=200, dt=dt, fast=fast, record=record, keep=False)  # warm; compiles when fast
         synchronize(device)
         compile_seconds = time.perf_counter() - start if fast else 0.0
-        events = sf.SpikeEvents(names)
+        sink = NixRecordSink(Path(folder) / "records.nix", events=names) if records == "nix" else sf.SpikeEvents(names)
         start = time.perf_counter()
-        sf.simulate(net, state, duration=duration, dt=dt, fast=fast, record=names, sinks=[events], keep=False)
+        sf.simulate(
+            net, state, duration=duration, dt=dt, fast=fast, record=record, sinks=[sink] if record else [], keep=False
+        )
         synchronize(device)
         wall = time.perf_counter() - start
+        if records == "none":
+            return {
+                "run_seconds": wall,
+                "compile_seconds": compile_seconds,
+                "rate_hz": None,
+                "isi_cv": None,
+                "spikes": None,
+            }
+        if records == "nix":
+            found = {name: read_events(Path(folder) / "records.nix", name) for name in names}
+            event_times = {name: torch.as_tensor(found[name][0]) for name in names}
+            event_neurons = {name: torch.as_tensor(found[name][1]).long() for name in names}
+        else:
+            event_times, event_neurons = sink.times, sink.neurons
     n_exc, n = net.ranges()["exc"][2], net.populations["neurons"].size
-    times = torch.cat([events.times["exc.spikes"], events.times["inh.spikes"]])
-    neurons = torch.cat([events.neurons["exc.spikes"], events.neurons["inh.spikes"] + n_exc])
+    times = torch.cat([event_times["exc.spikes"], event_times["inh.spikes"]])
+    neurons = torch.cat([event_neurons["exc.spikes"], event_neurons["inh.spikes"] + n_exc])
     return {
         "run_seconds": wall,
         "compile_seconds": compile_seconds,
@@ -164,6 +190,12 @@ def table(neurons: int, args: argparse.Namespace, device: torch.device) -> list[
         rows["Sapicore simulate (reference loop)"] = sapicore_run(net, state, args.duration, args.dt, False, device)
     if args.fast:
         rows["Sapicore simulate (fast=True)"] = sapicore_run(net, state, args.duration, args.dt, True, device)
+        if args.records:  # what recording costs a compiled run
+            for records in ("none", "nix"):
+                label = {"none": "no records", "nix": "spikes streamed to NIX"}[records]
+                rows[f"Sapicore fast=True, {label}"] = sapicore_run(
+                    net, state, args.duration, args.dt, True, device, records
+                )
 
     seconds = args.duration / 1000.0
     brian = {target: rows.get(f"Brian2 {target}", {}).get("run_seconds") for target in ("cython", "cpp_standalone")}
@@ -179,6 +211,15 @@ def table(neurons: int, args: argparse.Namespace, device: torch.device) -> list[
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in rows.items():
+        if row["spikes"] is None:  # a run without records: its spikes are not known
+            lines.append(
+                f"| {name} | {row['run_seconds'] / seconds:.3f} | {row['compile_seconds']:.1f} | n/a | n/a | n/a | "
+                + " | ".join(
+                    f"{row['run_seconds'] / brian[t]:.2f}" if brian[t] else "n/a" for t in ("cython", "cpp_standalone")
+                )
+                + f" | {row['run_seconds'] / peer:.2f} |"
+            )
+            continue
         events = row["spikes"] * synapses / (neurons * row["run_seconds"])
         ratios = " | ".join(
             f"{row['run_seconds'] / brian[t]:.2f}" if brian[t] else "n/a" for t in ("cython", "cpp_standalone")
@@ -197,6 +238,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=1000.0, help="biological time (ms)")
     parser.add_argument("--dt", type=float, default=0.1)
     parser.add_argument("--fast", action="store_true", help="also time simulate(fast=True) (compiles first)")
+    parser.add_argument(
+        "--records", action="store_true", help="with --fast, also time it without records and streaming to NIX"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-reference", action="store_true", help="skip the reference loop (fast=False)")
     parser.add_argument("--brian-python", default=os.environ.get("SAPICORE_BRIAN_PYTHON"))
