@@ -73,8 +73,7 @@ class NIRUnsupported(ValueError):
 
 def _array(value: Any, n: int) -> np.ndarray:
     """A parameter (number or tensor) as a float array of ``n`` values."""
-    tensor = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
-    return np.broadcast_to(tensor.numpy(), (n,)).astype(np.float64).copy()
+    return np.broadcast_to(_values(value), (n,)).copy()
 
 
 def _dense_weights(projection: Any, weights: torch.Tensor) -> np.ndarray:

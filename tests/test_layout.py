@@ -44,25 +44,12 @@ def imports(path: Path) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
-            targets = []
-            for alias in node.names:  # a submodule if there is one, else the module that holds the name
-                sub = (
-                    canonical(f"{base}.{alias.name}")
-                    if isinstance(sys.modules.get(f"{base}.{alias.name}"), type(sf)) or _is_module(base, alias.name)
-                    else None
-                )
-                targets.append(sub or base)
+            # a submodule where there is one, else the module that holds the name
+            targets = [canonical(f"{base}.{alias.name}") or base for alias in node.names]
         else:
             continue
         found |= {c for c in map(canonical, targets) if c and c != name}
     return found
-
-
-def _is_module(base: str, name: str) -> bool:
-    return canonical(base) is not None and (
-        Path(ROOT.parent, *canonical(base).split("."), name).with_suffix(".py").exists()
-        or Path(ROOT.parent, *canonical(base).split("."), name, "__init__.py").exists()
-    )
 
 
 GRAPH = {module_name(path): imports(path) for path in sorted(ROOT.rglob("*.py"))}
