@@ -51,7 +51,9 @@ def sapicore_run(
     record = () if records == "none" else names
     with tempfile.TemporaryDirectory() as folder, torch.no_grad():
         start = time.perf_counter()
-        sf.simulate(net, state, steps=200, dt=dt, fast=fast, record=record, keep=False)  # warm; compiles when fast
+        # warm with the row's own kind of sink (nixio is imported on its first use)
+        warm = {"none": [], "events": [sf.SpikeEvents(names)], "nix": [NixRecordSink(Path(folder) / "warm.nix")]}
+        sf.simulate(net, state, steps=200, dt=dt, fast=fast, record=record, sinks=warm[records], keep=False)  # compiles
         synchronize(device)
         compile_seconds = time.perf_counter() - start if fast else 0.0
         sink = NixRecordSink(Path(folder) / "records.nix", events=names) if records == "nix" else sf.SpikeEvents(names)

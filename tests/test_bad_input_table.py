@@ -471,7 +471,7 @@ CASES = {
     "NixRecordSink: gather zero": (
         lambda: NixRecordSink("never.nix", gather=0),
         ValueError,
-        "gather must be a positive int",
+        "gather must be None or a positive int",
     ),
     "NixRecordSink: gather True": (lambda: NixRecordSink("never.nix", gather=True), ValueError, "gather"),
     "NixRecordSink: gather a float": (lambda: NixRecordSink("never.nix", gather=2.5), ValueError, "gather"),

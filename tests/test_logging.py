@@ -139,29 +139,33 @@ def test_a_killed_run_keeps_every_flushed_chunk(tmp_path):
     assert records["v"].shape == (2000, 4)  # the two chunks written before the kill
 
 
-def test_a_killed_run_keeps_every_gathered_append(tmp_path):
-    """By default chunks are appended 50 at a time (or every 2 s): a kill loses only the chunks
-    gathered since the last append, and what the file holds is a whole number of chunks, exactly the
-    records of the run's start."""
+@pytest.mark.parametrize("gather", [50, None])
+def test_a_killed_run_keeps_every_gathered_append(tmp_path, gather):
+    """Chunks are appended ``gather`` at a time, or (by default) once the last append is a second old:
+    a kill loses only the chunks gathered since the last append, and what the file holds is a whole
+    number of chunks, exactly the records of the run's start. (By default each step sleeps 2 ms, so
+    the 125 chunks before the kill take 2.5 s and at least one append happens.)"""
     path = tmp_path / "killed.nix"
     script = textwrap.dedent(f"""
-        import os, signal, torch
+        import os, signal, time, torch
         import sapicore.functional as sf
         from sapicore.logging.nix import NixRecordSink
         def drive(t):
             if float(t) >= 125.0:  # 1,250 steps (125 chunks) in
                 os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep({0.002 if gather is None else 0.0})
             return 3.0
         model = sf.LIF()
         sf.simulate(model, model.init_state(4), drive, steps=10_000, dt=0.1, record=("v",), chunk=10,
-                    sinks=[NixRecordSink({str(path)!r})], keep=False)
+                    sinks=[NixRecordSink({str(path)!r}, gather={gather!r})], keep=False)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert done.returncode == -9
     kept = read_records(path)["v"]
     model = sf.LIF()
     _, full = sf.simulate(model, model.init_state(4), lambda t: 3.0, steps=1300, dt=0.1, record=("v",), chunk=10)
-    assert 1000 <= kept.shape[0] <= 1250 and kept.shape[0] % 10 == 0
+    low = 1000 if gather == 50 else 10
+    assert low <= kept.shape[0] <= 1250 and kept.shape[0] % 10 == 0
     assert np.array_equal(kept, full["v"][: kept.shape[0]].numpy())
 
 

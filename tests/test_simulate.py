@@ -243,6 +243,18 @@ class Collect:
         self.ended = True
 
 
+def test_a_last_chunk_shorter_than_a_window_reaches_no_sink(tmp_path):
+    """600 steps recorded every 255: the last 90 steps take no record. Sinks get only whole windows
+    (before, `SpikeEvents` failed on the empty chunk with a KeyError), and lose no spike."""
+    lif = sf.LIF(tau_mem=10.0, v_rest=-65.0, v_reset=-70.0, v_thresh=-50.0, r_mem=10.0, t_ref=0.0)
+    current = torch.full((600, 3), 40.0)  # fires often: a window of 255 steps counts dozens of spikes
+    _, dense = sf.simulate(lif, lif.init_state(3), current, dt=0.1, every=255)
+    sink, collect = sf.SpikeEvents("spikes"), Collect()
+    sf.simulate(lif, lif.init_state(3), current, dt=0.1, every=255, sinks=[sink, collect], keep=False)
+    assert [chunk["spikes"].shape[0] for chunk in collect.chunks] == [2] and collect.ended
+    assert int(dense["spikes"].max()) > 40 and sink.times["spikes"].numel() == int(dense["spikes"].sum())
+
+
 @pytest.mark.parametrize("fast", [False, "aot_eager"])
 def test_sinks_get_every_chunk_in_order_as_cpu_tensors(device, fast):
     # on CUDA through pinned memory, one chunk late: the last chunk must still arrive
