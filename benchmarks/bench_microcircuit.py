@@ -29,12 +29,20 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def sapicore_worker(scale: float, k_scale: float, duration: float, discard: float, fast: bool, device: str) -> dict:
+def sapicore_worker(
+    scale: float, k_scale: float, duration: float, discard: float, fast: bool, device: str, records: str = "events"
+) -> dict:
+    """One Sapicore run in its own process. ``records``: the spikes kept as events in memory
+    ("events"), streamed to a NIX file as ``sapicore run`` writes them ("nix"), or not recorded
+    ("none": then no rates)."""
+    import tempfile
+
     import torch
     from timing import warm
 
     import sapicore.functional as sf
     from sapicore import analysis
+    from sapicore.logging.nix import NixRecordSink, read_events
     from sapicore.networks import potjans2014 as pd
 
     torch.set_num_threads(1)
@@ -46,40 +54,52 @@ def sapicore_worker(scale: float, k_scale: float, duration: float, discard: floa
         torch.cuda.synchronize()
     build = time.perf_counter() - start
     names = tuple(f"{name}.spikes" for name in pd.POPULATIONS)
+    record = () if records == "none" else names
+    folder = Path(tempfile.mkdtemp())
+    sinks = {
+        "none": lambda: [],
+        "events": lambda: [sf.SpikeEvents(names)],
+        "nix": lambda: [NixRecordSink(folder / f"{time.time_ns()}.nix", events=names)],
+    }[records]
     compile_seconds = 0.0
-    if fast:  # compile on a short run first
+    if fast:  # compile on a short run first, with the run's kind of sink
         start = time.perf_counter()
-        sf.simulate(net, state, dt=0.1, steps=40, record=names, fast=True, keep=False)
+        sf.simulate(net, state, dt=0.1, steps=40, record=record, sinks=sinks(), fast=True, keep=False)
         compile_seconds = time.perf_counter() - start
-    events = sf.SpikeEvents(names)
+    run_sinks = sinks()
     torch.manual_seed(1)
     start = time.perf_counter()
     with torch.no_grad():
-        sf.simulate(net, state, dt=0.1, duration=duration, record=names, sinks=[events], keep=False, fast=fast)
+        sf.simulate(net, state, dt=0.1, duration=duration, record=record, sinks=run_sinks, keep=False, fast=fast)
     if device != "cpu":
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
     seconds = (duration - discard) / 1000.0
+    row = {
+        "build_seconds": build,
+        "compile_seconds": compile_seconds,
+        "run_seconds": wall,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "synapses": int(torch.count_nonzero(net.projections["synapses"].mask)),  # the recurrent ones, as NEST's
+    }
+    if records == "none":
+        return row
+    if records == "nix":
+        found = {name: read_events(run_sinks[0].writer.filename, name) for name in names}
+        event_times = {name: torch.as_tensor(times) for name, (times, _) in found.items()}
+        event_neurons = {name: torch.as_tensor(neurons).long() for name, (_, neurons) in found.items()}
+    else:
+        event_times, event_neurons = run_sinks[0].times, run_sinks[0].neurons
     rates, counts, cvs = {}, {}, {}
     for name in pd.POPULATIONS:
-        times, neurons = events.times[f"{name}.spikes"], events.neurons[f"{name}.spikes"]
+        times, neurons = event_times[f"{name}.spikes"], event_neurons[f"{name}.spikes"]
         size = net.ranges()[name][2]
         per_neuron = torch.bincount(neurons[times > discard], minlength=size)
         rates[name] = float(per_neuron.sum()) / size / seconds
         counts[name] = per_neuron.tolist()
         per_neuron_cv = analysis.isi_cvs_of_events(times[times > discard], neurons[times > discard], size)
         cvs[name] = per_neuron_cv[~torch.isnan(per_neuron_cv)].tolist()
-    synapses = int(torch.count_nonzero(net.projections["synapses"].mask))  # the recurrent ones, as NEST's row
-    return {
-        "build_seconds": build,
-        "compile_seconds": compile_seconds,
-        "run_seconds": wall,
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-        "rates_hz": rates,
-        "counts": counts,
-        "cvs": cvs,
-        "synapses": synapses,
-    }
+    return {**row, "rates_hz": rates, "counts": counts, "cvs": cvs}
 
 
 def ks_distance(a: list[float], b: list[float]) -> float:
@@ -117,20 +137,27 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where Sapicore runs (NEST: one CPU thread)")
     parser.add_argument("--out", help="also write the tables (markdown) here")
     parser.add_argument("--nest-python", default=os.environ.get("SAPICORE_NEST_PYTHON"))
-    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--records", action="store_true", help="also time fast=True without records and streaming spikes to NIX"
+    )
+    parser.add_argument("--worker", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        scale, k_scale, duration, discard, fast, device = args.worker
+        scale, k_scale, duration, discard, fast, device, records = args.worker
         numbers = (float(scale), float(k_scale), float(duration), float(discard))
-        print(json.dumps(sapicore_worker(*numbers, fast == "1", device)))
+        print(json.dumps(sapicore_worker(*numbers, fast == "1", device, records)))
         return
     k_scale = args.k_scale or args.scale
     common = [str(args.scale), str(k_scale), str(args.duration), str(args.discard)]
     rows = {}
+    worker = [sys.executable, __file__, "--worker", *common]
     if not args.no_reference:
-        rows["Sapicore reference"] = run_worker([sys.executable, __file__, "--worker", *common, "0", args.device])
+        rows["Sapicore reference"] = run_worker([*worker, "0", args.device, "events"])
     if not args.no_fast:
-        rows["Sapicore fast=True"] = run_worker([sys.executable, __file__, "--worker", *common, "1", args.device])
+        rows["Sapicore fast=True"] = run_worker([*worker, "1", args.device, "events"])
+    if args.records and not args.no_fast:
+        rows["Sapicore fast=True, no records"] = run_worker([*worker, "1", args.device, "none"])
+        rows["Sapicore fast=True, spikes streamed to NIX"] = run_worker([*worker, "1", args.device, "nix"])
     if args.nest_python:
         rows["NEST 1 thread"] = run_worker([args.nest_python, str(HERE / "nest_microcircuit.py"), *common, "1", "1"])
     else:
@@ -160,7 +187,7 @@ def report(rows: dict, args: argparse.Namespace, k_scale: float) -> None:
     nest_time = rows.get("NEST 1 thread", {}).get("run_seconds")
     for name, row in rows.items():
         per_second = row["run_seconds"] / seconds
-        rates = " | ".join(f"{row['rates_hz'][pop]:.2f}" for pop in POPULATIONS)
+        rates = " | ".join(f"{row['rates_hz'][pop]:.2f}" if "rates_hz" in row else "-" for pop in POPULATIONS)
         ratio = f"{row['run_seconds'] / nest_time:.2f}x" if nest_time else "-"
         print(
             f"| {name} | {row['build_seconds']:.1f} | {row.get('compile_seconds', 0.0):.1f} | {per_second:.2f} | "
@@ -171,7 +198,7 @@ def report(rows: dict, args: argparse.Namespace, k_scale: float) -> None:
     print("\nMean ISI CV per population (neurons with at least 3 spikes after the transient)")
     print("| | " + " | ".join(POPULATIONS) + " |")
     print("|---" * (1 + len(POPULATIONS)) + "|")
-    for name, row in rows.items():
+    for name, row in [(name, row) for name, row in rows.items() if "cvs" in row]:
         means = [
             sum(row["cvs"][pop]) / len(row["cvs"][pop]) if row["cvs"][pop] else float("nan") for pop in POPULATIONS
         ]
@@ -181,7 +208,7 @@ def report(rows: dict, args: argparse.Namespace, k_scale: float) -> None:
             print(f"\nKolmogorov-Smirnov distance of {what}, Sapicore vs NEST")
             print("| | " + " | ".join(POPULATIONS) + " |")
             print("|---" * (1 + len(POPULATIONS)) + "|")
-            for name in [n for n in rows if n.startswith("Sapicore")]:
+            for name in [n for n in rows if n.startswith("Sapicore") and "cvs" in rows[n]]:
                 distances = [ks_distance(rows[name][key][pop], rows["NEST 1 thread"][key][pop]) for pop in POPULATIONS]
                 print(f"| {name} | " + " | ".join(f"{d:.3f}" for d in distances) + " |")
 
