@@ -252,6 +252,12 @@ CASES = {
     ),
     "fixed_out_degree: above the targets": (lambda: conn.fixed_out_degree(3, 3, 4), ValueError, "k"),
     "fixed_total_number: negative": (lambda: conn.fixed_total_number(3, 3, -1), ValueError, "count"),
+    "fixed_total_number_staged: negative": (lambda: conn.fixed_total_number_staged(3, 3, -1), ValueError, "count"),
+    "fixed_total_number_staged: no targets": (
+        lambda: conn.fixed_total_number_staged(3, 0, 2),
+        ValueError,
+        "need neurons on both sides",
+    ),
     "from_indices: negative index": (lambda: conn.from_indices([-1], [0], 3, 3), ValueError, "pre indices must lie in"),
     "from_indices: float indices": (lambda: conn.from_indices([0.5], [0], 3, 3), (TypeError, ValueError), "ind"),
     # projections and networks

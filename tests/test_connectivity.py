@@ -76,3 +76,12 @@ def test_fixed_total_number_draws_exactly_that_many_uniform_pairs_with_multapses
         C.fixed_total_number(5, 5, -1)
     with pytest.raises(ValueError, match="count=3 synapses need neurons on both sides"):
         C.fixed_total_number(0, 5, 3)
+
+
+def test_fixed_total_number_in_two_stages_draws_the_same_synapses():
+    out_degree, draw = C.fixed_total_number_staged(40, 30, 5_000, seed=7)
+    links = C.fixed_total_number(40, 30, 5_000, seed=7)
+    first, again = draw(), draw()  # a draw does not move on the stream: the same synapses each time
+    assert torch.equal(out_degree, links.out_degree())
+    for drawn in (first, again):
+        assert torch.equal(drawn.pre, links.pre) and torch.equal(drawn.post, links.post)

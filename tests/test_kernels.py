@@ -263,6 +263,18 @@ def test_a_synapse_table_filled_block_by_block_equals_the_projection_of_one_list
         sf.SynapseTable(links.out_degree(), 40, 0.1).add(links.pre, links.post, float("nan"), 1.0)
     with pytest.raises(ValueError, match="delays must be finite and >= 0 ms"):
         sf.SynapseTable(links.out_degree(), 40, 0.1).add(links.pre, links.post, 0.1, -1.0)
+    # finite weights whose sum overflows float32 are finite (the sum is only the quick check)
+    huge = torch.full((len(links),), 3.0e38)
+    sf.SynapseTable(links.out_degree(), 40, 0.1, dtype=torch.float32).add(links.pre, links.post, huge, 1.0)
+    for bad in (math.inf, -math.inf):
+        spoilt = huge.clone()
+        spoilt[len(links) // 2] = bad
+        with pytest.raises(ValueError, match="weights must be finite"):
+            sf.SynapseTable(links.out_degree(), 40, 0.1).add(links.pre, links.post, spoilt, 1.0)
+    with pytest.raises(ValueError, match="delays must be finite and >= 0 ms"):
+        sf.SynapseTable(links.out_degree(), 40, 0.1).add(
+            links.pre, links.post, 0.1, torch.full((len(links),), math.nan)
+        )
 
 
 @pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")

