@@ -36,6 +36,7 @@ PARAMETERISED = [
     sf.Hebbian,
     sf.Oja,
     sf.RewardSTDP,
+    sf.TsodyksMarkram,
 ]
 
 
@@ -474,6 +475,12 @@ CASES = {
     ),
     "latency: negative values": (lambda: encoders.latency(torch.tensor([-0.5]), 10, 1.0), ValueError, "values"),
     # logging and checkpoints
+    "TsodyksMarkram.U: above 1": (lambda: sf.TsodyksMarkram(U=1.5), ValueError, "U must be in"),
+    "projection: short_term not a rule": (
+        lambda: sf.projection("a", "b", conn.all_to_all(2, 2), 1.0, sf.Exponential(5.0), dt=0.1, short_term={"U": 0.5}),
+        TypeError,
+        "short_term must be None or a TsodyksMarkram",
+    ),
     "NixRecordSink: gather zero": (
         lambda: NixRecordSink("never.nix", gather=0),
         ValueError,

@@ -24,7 +24,7 @@ import pkgutil as _pkgutil
 import sys as _sys
 
 from . import transforms
-from .models import encoders, integrators, layout, neurons, plasticity, sources, spikes, synapses
+from .models import encoders, integrators, layout, neurons, plasticity, short_term, sources, spikes, synapses
 from .models.integrators import METHODS, euler, exponential_euler, integrate, rk4
 from .models.neurons import (
     LIF,
@@ -45,6 +45,7 @@ from .models.neurons import (
 )
 from .models.neurons.base import check_input, check_model
 from .models.plasticity import STDP, Hebbian, Oja, PlasticityRule, RewardSTDP, TripletSTDP
+from .models.short_term import ShortTermState, TsodyksMarkram
 from .models.sources import PoissonSource, SpikeInput
 from .models.spikes import SURROGATES, spike, surrogate_derivative, threshold
 from .models.synapses import Delta, DualExponential, Exponential, SynapseModel
@@ -123,6 +124,9 @@ __all__ = [
     "PerLane",
     "SpikeInput",
     "TripletSTDP",
+    "TsodyksMarkram",
+    "ShortTermState",
+    "short_term",
     "connectivity",
     "encoders",
     "projection",

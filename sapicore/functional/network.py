@@ -34,8 +34,9 @@ import attrs
 import torch
 
 from .models.neurons.base import NeuronModel, check_model
+from .models.short_term import ShortTermState
 from .propagation.backends import KERNELS
-from .propagation.projection import Projection, ProjectionState, select_sources
+from .propagation.projection import Projection, ProjectionState, select_sources, with_values
 from .pytree import check_values_finite, pytree, replace, tree_leaves
 from .transforms import RunContext
 
@@ -311,7 +312,9 @@ class Network:
         sources = {proj.source: _gather(segments[name][0], outputs, sizes) for name, proj in self.projections.items()}
         selections = self._select_sources(sources, projections)
         for name, proj in self.projections.items():
-            projections[name] = proj.emit(projections[name], sources[proj.source], selections.get(name))
+            values, projections[name] = proj.transmitted(projections[name], sources[proj.source], dt)
+            selection = selections.get(name) if proj.short_term is None else with_values(selections.get(name), values)
+            projections[name] = proj.emit(projections[name], values, selection)
         # 4. plasticity
         for name, proj in self.projections.items():
             if proj.plasticity is not None:
@@ -360,6 +363,8 @@ class Network:
                 traces = proj.plasticity.init(1, 1, torch.zeros(1, 1))
                 if traces is not None:
                     names += [f"{name}.{field.name}" for field in attrs.fields(type(traces)) if field.name != "traces"]
+            if proj.short_term is not None:
+                names += [f"{name}.{field.name}" for field in attrs.fields(ShortTermState)]
         return tuple(names)
 
     def read(self, state: NetworkState, output: dict, name: str) -> torch.Tensor:
@@ -374,6 +379,8 @@ class Network:
             return pstate.weights
         if hasattr(pstate.synapse, variable):
             return getattr(pstate.synapse, variable)
+        if pstate.short_term is not None and hasattr(pstate.short_term, variable):
+            return getattr(pstate.short_term, variable)
         return getattr(pstate.plasticity, variable)
 
     def is_event(self, name: str) -> bool:

@@ -46,6 +46,7 @@ import torch
 
 from ..models.layout import DenseLayout, Layout, SparseLayout
 from ..models.plasticity import PlasticityRule
+from ..models.short_term import TsodyksMarkram
 from ..models.synapses import SynapseModel
 from ..pytree import pytree, replace
 from ..transforms import RunContext, traced
@@ -74,7 +75,8 @@ class ProjectionState:
     overflow: True once a step had more spiking sources than a fixed ``capacity`` (sparse only);
     plasticity: the rule's state (or None); wiring: the projection's `Projection.wiring` when
     the state was built (which synapses exist, their delays and dt), so that a state (or a checkpoint)
-    is refused on a network whose synapses differ, even with the same shapes.
+    is refused on a network whose synapses differ, even with the same shapes; short_term: the
+    sources' short-term plasticity state (`ShortTermState`, or None).
     """
 
     weights: torch.Tensor
@@ -84,11 +86,19 @@ class ProjectionState:
     overflow: torch.Tensor
     plasticity: Any = None
     wiring: Any = None
+    short_term: Any = None
 
 
 def _static(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if isinstance(value, torch.Tensor):
         raise TypeError(f"{type(instance).__name__}.{attribute.name} must be a Python value, not a tensor")
+
+
+def _check_short_term(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not isinstance(value, TsodyksMarkram):
+        raise TypeError(
+            f"short_term must be None or a TsodyksMarkram(U=..., tau_rec=..., tau_facil=...), got {value!r}"
+        )
 
 
 @pytree
@@ -101,7 +111,9 @@ class Projection:
     ``delays`` (an int number of steps for all synapses, or an integer tensor in the weights' layout),
     ``max_delay`` (steps), ``synapse`` (a synapse model), ``plasticity`` (a rule or None), ``dt``
     (the step, ms, that delays were rounded to), ``normalize`` (None or the sum of the weights
-    onto each target neuron kept after each plasticity update) and ``in_place`` (the CPU kernel adds
+    onto each target neuron kept after each plasticity update), ``short_term`` (None or a
+    `TsodyksMarkram` that scales each source's spikes by its efficacy before they are transmitted)
+    and ``in_place`` (the CPU kernel adds
     into the state's ring buffer itself, not into a copy: set by ``simulate`` and ``sweep`` for the
     state they own, see `own_buffers`).
     """
@@ -119,6 +131,7 @@ class Projection:
     plasticity: Any = None
     dt: float = attrs.field(default=0.1, metadata={"structural": True})
     normalize: Any = None
+    short_term: Any = attrs.field(default=None, kw_only=True, validator=_check_short_term)
     in_place: bool = attrs.field(default=False, kw_only=True)
 
     def layout(self) -> Layout:
@@ -138,6 +151,7 @@ class Projection:
             overflow=torch.zeros((), dtype=torch.bool, device=like.device),
             plasticity=plasticity,
             wiring=self.wiring().to(like.device),
+            short_term=None if self.short_term is None else self.short_term.init(self.n_pre, like),
         )
 
     def wiring(self) -> torch.Tensor:
@@ -192,6 +206,16 @@ class Projection:
             scale = self.normalize / layout.incoming_sum(weights).clamp(min=1e-12)
             weights = layout.keep(weights * layout.post(scale))
         return replace(state, weights=weights, plasticity=plasticity)
+
+    def transmitted(
+        self, state: ProjectionState, spikes: torch.Tensor, dt: float
+    ) -> tuple[torch.Tensor, ProjectionState]:
+        """What this step's source output transmits: ``spikes`` itself, or scaled by each source's
+        short-term efficacy (updating its state) when the projection has ``short_term``."""
+        if self.short_term is None:
+            return spikes, state
+        values, short_term = self.short_term.release(state.short_term, spikes, dt)
+        return values, replace(state, short_term=short_term)
 
     def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
         """Clear the ring-buffer row delivered this step, put this step's source output in transit and
@@ -421,6 +445,16 @@ def select_sources(spikes: torch.Tensor, backend: str, capacity: int) -> tuple[t
     return rows, values, spikes.sum()
 
 
+def with_values(selection: Any, values: torch.Tensor) -> Any:
+    """A selection of spiking sources (from `select_sources`, or a kernel's name) carrying
+    ``values`` (one per source) instead of the spike values it was picked from: the spikes of a
+    projection with short-term plasticity, scaled by their efficacy."""
+    if selection is None or isinstance(selection, str):
+        return selection
+    rows, _, count = selection
+    return rows, torch.cat([values, values.new_zeros(1)]).index_select(0, rows), count
+
+
 def _per_synapse(value: Any, count: int, name: str) -> torch.Tensor:
     tensor = torch.as_tensor(value, dtype=torch.get_default_dtype() if not isinstance(value, torch.Tensor) else None)
     if tensor.dim() == 0:
@@ -582,6 +616,7 @@ class SynapseTable:
         plasticity: Any = None,
         capacity: int | None = None,
         normalize: float | None = None,
+        short_term: Any = None,
     ) -> SparseProjection:
         """The sparse projection of the synapses added (see `projection` for the arguments).
         Every source must have received exactly its ``out_degree`` synapses. The table is handed over,
@@ -612,6 +647,7 @@ class SynapseTable:
             plasticity=plasticity,
             dt=self.dt,
             normalize=normalize,
+            short_term=short_term,
         )
 
 
@@ -628,6 +664,7 @@ def projection(
     plasticity: Any = None,
     capacity: int | None = None,
     normalize: float | None = None,
+    short_term: Any = None,
 ) -> Projection:
     """Build a projection from ``source`` to ``target`` (population or part names).
 
@@ -650,6 +687,9 @@ def projection(
             select nothing); see the module docstring.
         normalize: if set, after each plasticity update scale the weights onto each target neuron to
             sum to this value.
+        short_term: None, or a ``TsodyksMarkram`` whose short-term depression and facilitation
+            scale each source's spikes before they are transmitted
+            (see [`sapicore.functional.models.short_term`][sapicore.functional.models.short_term]).
     """
     source, target = _check_groups(source, target)
     _check_common(synapse, plasticity, normalize, dt)
@@ -664,7 +704,15 @@ def projection(
     if kind == "sparse":
         table = SynapseTable(connectivity.out_degree(), n_post, dt, dtype=weights.dtype)
         table.add(connectivity.pre, connectivity.post, weights, delay, synapse)
-        return table.projection(source, target, synapse, plasticity=plasticity, capacity=capacity, normalize=normalize)
+        return table.projection(
+            source,
+            target,
+            synapse,
+            plasticity=plasticity,
+            capacity=capacity,
+            normalize=normalize,
+            short_term=short_term,
+        )
     _check_weights(weights, synapse)
     steps = _delay_steps(delay, count, dt)
     max_delay = int(steps.max()) if count else 0  # sync-ok: building a projection, before any run
@@ -697,4 +745,5 @@ def projection(
         plasticity=plasticity,
         dt=float(dt),
         normalize=normalize,
+        short_term=short_term,
     )
