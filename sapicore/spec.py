@@ -76,6 +76,7 @@ MODELS = {
 }
 SYNAPSES = {"Delta": sf.Delta, "Exponential": sf.Exponential, "DualExponential": sf.DualExponential}
 RULES = {"STDP": sf.STDP, "TripletSTDP": sf.TripletSTDP, "Hebbian": sf.Hebbian, "Oja": sf.Oja}
+SHORT_TERM = {"TsodyksMarkram": sf.TsodyksMarkram}
 CONNECTIVITY = {
     "all_to_all": (conn.all_to_all, ("allow_self",)),
     "one_to_one": (conn.one_to_one, ()),
@@ -367,7 +368,7 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
             entry,
             path,
             required=("source", "target", "connectivity", "synapse", "weight"),
-            optional=("delay", "representation", "capacity", "plasticity", "normalize"),
+            optional=("delay", "representation", "capacity", "plasticity", "normalize", "short_term"),
         )
         pre = reader.choice(entry["source"], f"{path}.source", counts)
         post = reader.choice(entry["target"], f"{path}.target", counts)
@@ -401,12 +402,28 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
             plasticity = _build(
                 rule_cls, {k: v for k, v in plastic.items() if k != "rule"}, reader, f"{path}.plasticity"
             )
+        short_term = None
+        if "short_term" in entry:
+            given = entry["short_term"]
+            model = reader.choice(
+                given.get("model") if isinstance(given, dict) else None, f"{path}.short_term.model", SHORT_TERM
+            )
+            given = reader.mapping(
+                given,
+                f"{path}.short_term",
+                required=("model",),
+                optional=[f.name for f in attrs.fields(SHORT_TERM[model])],
+            )
+            short_term = _build(
+                SHORT_TERM[model], {k: v for k, v in given.items() if k != "model"}, reader, f"{path}.short_term"
+            )
         count = len(connectivity)
         options = {
             "dt": simulation.dt,
             "delay": reader.value(entry.get("delay", 0.0), f"{path}.delay", count),
             "kind": reader.choice(entry.get("representation", "sparse"), f"{path}.representation", ("sparse", "dense")),
             "plasticity": plasticity,
+            "short_term": short_term,
         }
         if "capacity" in entry:
             options["capacity"] = reader.integer(entry["capacity"], f"{path}.capacity", minimum=1)

@@ -107,7 +107,31 @@ MISTAKES = [
         lambda d: (d["populations"]["a"].update(parts={"x": 5, "y": 15}), d["projections"]["ab"].update(target="z")),
         "projections.ab.target: expected one of a, x, y, b, got 'z'",
     ),
+    (
+        lambda d: d["projections"]["ab"].update(short_term={"model": "Markram", "U": 0.5}),
+        "projections.ab.short_term.model: expected one of TsodyksMarkram, got 'Markram'",
+    ),
+    (
+        lambda d: d["projections"]["ab"].update(short_term={"model": "TsodyksMarkram", "tau": 5.0}),
+        "projections.ab.short_term.tau: unknown key; expected one of: model, U, tau_rec, tau_facil",
+    ),
+    (
+        lambda d: d["projections"]["ab"].update(short_term={"model": "TsodyksMarkram", "U": 2.0}),
+        "projections.ab.short_term: TsodyksMarkram.U must be in (0, 1]",
+    ),
 ]
+
+
+def test_a_spec_gives_a_projection_short_term_plasticity():
+    data = small()
+    data["projections"]["ab"]["short_term"] = {"model": "TsodyksMarkram", "U": 0.2, "tau_rec": 300.0, "tau_facil": 50.0}
+    data["simulation"]["record"] = ["ab.resources"]
+    spec = parse_spec(data, "short.yaml")
+    rule = spec.network.projections["ab"].short_term
+    assert isinstance(rule, sf.TsodyksMarkram)
+    assert (float(rule.U), float(rule.tau_rec), float(rule.tau_facil)) == (0.2, 300.0, 50.0)
+    _, rec = sf.simulate(spec.network, initial_state(spec), steps=300, dt=0.1, record=spec.simulation.record)
+    assert float(rec["ab.resources"].min()) < 0.95  # the sources spiked and used their resources
 
 
 def test_parts_in_a_spec_name_sources_drives_and_records():
