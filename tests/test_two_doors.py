@@ -76,6 +76,38 @@ def test_module_loop_step_and_simulate_of_to_functional_learn_identical_weights(
     assert torch.allclose(incoming, torch.full((8,), 12.0), atol=1e-4)  # normalize honoured by the module door too
 
 
+class Depressing(SapicoreModel):
+    """Input LIFs -> depressing and facilitating synapses (Tsodyks-Markram) -> output LIFs."""
+
+    def __init__(self, kind="sparse"):
+        super().__init__()
+        self.inp = LIFNeuron(shape=20, tau_mem=10.0, v_rest=-65.0, v_reset=-65.0, v_thresh=-50.0, r_mem=10.0, t_ref=2.0)
+        self.out = LIFNeuron(shape=6, tau_mem=10.0, v_rest=-65.0, v_reset=-65.0, v_thresh=-50.0, r_mem=10.0, t_ref=2.0)
+        rule = sf.TsodyksMarkram(U=0.4, tau_rec=150.0, tau_facil=60.0)
+        self.syn = ExponentialSynapse(C.fixed_probability(20, 6, 0.6, seed=2), 2.5, tau=3.0, kind=kind, short_term=rule)
+        self.add_neuron(None, "inp", self.inp)
+        self.add_synapse(self.inp, "syn", self.syn)
+        self.add_neuron(self.syn, "out", self.out)
+
+    def forward(self, drive):
+        return self.out(self.syn(self.inp(drive), self.out.v))
+
+
+@pytest.mark.parametrize("kind", ["sparse", "dense"])
+def test_short_term_plasticity_is_the_same_through_the_module_and_the_functional_network(kind):
+    inputs = drive()[:, :20]
+    looped = Depressing(kind)
+    with torch.no_grad():
+        spikes = torch.stack([looped(x) for x in inputs])
+    functional = Depressing(kind)
+    net, state = functional.to_functional()
+    assert float(net.projections["syn"].short_term.tau_rec) == 150.0
+    _, rec = sf.simulate(net, state, {"inp": inputs}, dt=0.1, record=("out.spikes", "syn.resources"))
+    assert spikes.sum() > 5 and torch.equal(rec["out.spikes"], spikes)
+    assert torch.allclose(rec["syn.resources"][-1], looped.syn.state.short_term.resources, atol=1e-6)
+    assert float(looped.syn.state.short_term.resources.min()) < 0.9  # the synapses were depressed
+
+
 def test_a_trained_rule_and_synapse_round_trip_through_state_dict_into_a_fresh_model():
     inputs = drive()
     trained = Plastic()

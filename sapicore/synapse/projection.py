@@ -24,7 +24,8 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
     plasticity traces), kept in buffers named ``state__...``.
 
     ``forward(pre_spikes, v_post)`` returns the synaptic current (nA) into the target neurons for this
-    step (from spikes sent in earlier steps, at their delays) and puts ``pre_spikes`` in transit, as
+    step (from spikes sent in earlier steps, at their delays) and puts ``pre_spikes`` in transit
+    (scaled by their short-term efficacy with ``short_term=sf.TsodyksMarkram(...)``), as
     ``Network.step`` does; `learn` applies the plasticity rule as ``Projection.learn`` does.
     """
 
@@ -143,7 +144,8 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
         state = self.state
         synapse = proj.synapse.update(state.synapse, proj.arrivals(state), self.dt)
         self.current = proj.synapse.current(synapse, v_post)
-        self.state = proj.emit(sf.replace(state, synapse=synapse), pre_spikes)
+        values, state = proj.transmitted(sf.replace(state, synapse=synapse), pre_spikes, self.dt)
+        self.state = proj.emit(state, values)
         return self.current
 
 
