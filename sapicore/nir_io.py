@@ -29,7 +29,8 @@ starts from ``v_rest``): give the imported network the original's initial ``v`` 
 
 What does not map raises ``NIRUnsupported`` listing every element and why (AdEx, Izhikevich,
 Hodgkin-Huxley, Poisson sources, oscillators, refractory periods, conductance, exponential and
-dual-exponential synapses, plasticity, per-synapse delays, parts and grouped populations); nothing
+dual-exponential synapses, plasticity, short-term plasticity, per-synapse delays, parts and grouped
+populations); nothing
 is approximated silently. Graphs written by snnTorch or Norse give time constants in seconds: pass
 ``time_unit="s"`` to ``from_nir`` (graphs written here say ``"ms"`` in their metadata), and
 ``method="euler"``: the LIF then decays its synaptic current by ``1 - dt / tau_syn`` per step as
@@ -149,6 +150,8 @@ def to_nir(
             problems.append(f"projection {name!r}: plasticity ({type(projection.plasticity).__name__}) has no NIR form")
         if projection.normalize is not None:
             problems.append(f"projection {name!r}: weight normalisation has no NIR form")
+        if projection.short_term is not None:
+            problems.append(f"projection {name!r}: short-term plasticity (TsodyksMarkram) has no NIR form")
         if delays[name] is None:
             problems.append(f"projection {name!r}: per-synapse delays (NIR's Delay holds one per node)")
     needs_dt = [n for n, p in network.populations.items() if type(p.model) is sf.LIF and p.model.tau_syn is not None]

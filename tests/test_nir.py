@@ -89,6 +89,9 @@ def test_what_nir_cannot_express_is_listed_element_by_element():
         "spread": sf.projection(
             "adex", "lif", connectivity.all_to_all(4, 4), 0.1, sf.Delta(), dt=DT, delay=torch.linspace(0.0, 3.0, 16)
         ),
+        "depressing": sf.projection(
+            "lif", "adex", connectivity.all_to_all(4, 4), 0.1, sf.Delta(), dt=DT, short_term=sf.TsodyksMarkram()
+        ),
     }
     with pytest.raises(NIRUnsupported) as caught:
         to_nir(sf.Network(populations, projections))
@@ -102,6 +105,7 @@ def test_what_nir_cannot_express_is_listed_element_by_element():
         "'conductance': Exponential with e_rev (conductance)",
         "'plastic': plasticity (STDP)",
         "'spread': per-synapse delays",
+        "'depressing': short-term plasticity (TsodyksMarkram)",
     ):
         assert expected in text, expected
 
