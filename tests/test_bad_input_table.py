@@ -131,6 +131,13 @@ CASES = {
     "LIF.surrogate: unknown": (lambda: sf.LIF(surrogate="relu"), ValueError, "surrogate 'relu'"),
     "Analog.nonlinearity: unknown": (lambda: sf.Analog(nonlinearity="softmax"), ValueError, "nonlinearity 'softmax'"),
     "STDP.soft_bound: a number": (lambda: sf.STDP(soft_bound=1), TypeError, "STDP.soft_bound must be True or False"),
+    "STDP.mu_plus: without soft bounds": (lambda: sf.STDP(mu_plus=0.5), ValueError, "set soft_bound=True"),
+    "STDP.mu_minus: negative": (lambda: sf.STDP(soft_bound=True, mu_minus=-1.0), ValueError, "mu_minus must be >= 0"),
+    "STDP.mu_plus: unbounded weights": (
+        lambda: sf.STDP(soft_bound=True, w_max=math.inf, mu_plus=0.5),
+        ValueError,
+        "needs finite bounds",
+    ),
     "STDP.w_min: +inf": (lambda: sf.STDP(w_min=math.inf, w_max=math.inf), ValueError, "w_min"),
     "Oja.w_max: -inf": (lambda: sf.Oja(w_min=-math.inf, w_max=-math.inf), ValueError, "w_max"),
     "RewardSTDP.stdp: a Hebbian rule": (lambda: sf.RewardSTDP(stdp=sf.Hebbian()), TypeError, "RewardSTDP.stdp"),

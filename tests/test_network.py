@@ -51,6 +51,23 @@ def test_soft_bound_and_nearest_pairing():
         assert state.weights[0, 0].item() - 0.5 == pytest.approx(0.01 * expected, abs=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["dense", "sparse"])
+def test_gutig_exponents_give_the_power_law_weight_dependence(kind):
+    """w = 0.5 between w_min = -1 and w_max = 1 (S = 2): potentiation S ((w_max - w) / S)^mu_plus,
+    depression S ((w - w_min) / S)^mu_minus, times the pair window; mu = 1 is the soft bound."""
+    rule = sf.STDP(a_plus=0.01, a_minus=0.012, tau_plus=20.0, tau_minus=30.0, w_min=-1.0, w_max=1.0, soft_bound=True)
+    gutig = sf.replace(rule, mu_plus=0.5, mu_minus=2.0)
+    validate(gutig)
+    up, down = math.exp(-5.0 / 20.0), math.exp(-5.0 / 30.0)
+    assert pair_change(5.0, kind, gutig) == pytest.approx(0.01 * up * 2.0 * (0.5 / 2.0) ** 0.5, abs=1e-12)
+    assert pair_change(-5.0, kind, gutig) == pytest.approx(-0.012 * down * 2.0 * (1.5 / 2.0) ** 2.0, abs=1e-12)
+    assert pair_change(5.0, kind, rule) == pytest.approx(0.01 * up * 0.5, abs=1e-12)
+    ones = sf.replace(rule, mu_plus=torch.tensor(1.0, dtype=torch.float64))  # the power-law path with mu = 1
+    assert pair_change(5.0, kind, ones) == pytest.approx(pair_change(5.0, kind, rule), abs=1e-15)
+    additive = sf.replace(rule, mu_plus=0.0)  # mu = 0: a change of A S whatever the weight
+    assert pair_change(5.0, kind, additive) == pytest.approx(0.01 * up * 2.0, abs=1e-12)
+
+
 def test_triplet_rule_adds_the_triplet_term():
     rule = sf.TripletSTDP(a2_plus=0.0, a3_plus=0.01, a2_minus=0.0, a3_minus=0.0)
     proj = sf.projection("a", "b", C.one_to_one(1), 0.5, sf.Delta(), dt=DT, kind="sparse", plasticity=rule)

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import torch
 
-from ..pytree import check_non_negative, check_not_nan, check_positive, parameter, pytree, replace
+from ..pytree import check_non_negative, check_not_nan, check_positive, is_concrete, parameter, pytree, replace
 from .layout import Layout
 
 __all__ = [
@@ -60,6 +60,25 @@ def _check_bounds(instance: Any, attribute: attrs.Attribute, value: Any) -> None
 def _check_flag(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{type(instance).__name__}.{attribute.name} must be True or False, got {value!r}")
+
+
+def _is_one(value: Any) -> bool:
+    return isinstance(value, float) and value == 1.0
+
+
+def _check_exponent(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    """A weight-dependence exponent: >= 0, and other than 1 only with soft bounds, between finite ones."""
+    check_non_negative(instance, attribute, value)
+    if _is_one(value) or not is_concrete(value):
+        return
+    name = f"{type(instance).__name__}.{attribute.name}"
+    if not instance.soft_bound:
+        raise ValueError(
+            f"{name} shapes soft-bound STDP (Gütig's weight dependence); set soft_bound=True or leave it 1"
+        )
+    low, high = instance.w_min, instance.w_max
+    if not (torch.isfinite(torch.as_tensor(high - low)).all() and bool((torch.as_tensor(high - low) > 0).all())):
+        raise ValueError(f"{name} other than 1 needs finite bounds w_min < w_max, got {low} and {high}")
 
 
 def _check_stdp(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -122,7 +141,16 @@ class STDP(PlasticityRule):
 
     ``soft_bound=False`` (additive): changes are added and the weight clipped to [w_min, w_max].
     ``soft_bound=True`` (multiplicative): potentiation scales with ``w_max - w``, depression with
-    ``w - w_min``. ``nearest=False`` pairs every spike with every earlier spike (all-to-all);
+    ``w - w_min``; with exponents ``mu_plus``, ``mu_minus`` other than 1, Gütig et al.'s (2003)
+    power law (NEST's ``stdp_synapse``, PyNN's ``GutigWeightDependence``), with ``S = w_max - w_min``:
+
+    .. math::
+
+        \Delta w_+ = A_+ e^{-\Delta t/\tau_+}\, S \left(\frac{w_{max} - w}{S}\right)^{\mu_+}, \qquad
+        \Delta w_- = -A_- e^{\Delta t/\tau_-}\, S \left(\frac{w - w_{min}}{S}\right)^{\mu_-}
+
+    (``mu = 1``: multiplicative; ``mu = 0``: additive changes of ``A S``).
+    ``nearest=False`` pairs every spike with every earlier spike (all-to-all);
     ``nearest=True`` only with the nearest one (traces reset to 1 instead of adding 1).
     Time constants in ms; amplitudes in units of the weights.
     """
@@ -135,6 +163,8 @@ class STDP(PlasticityRule):
     w_max: Any = parameter(1.0, check=_check_bounds)
     soft_bound: bool = attrs.field(default=False, validator=_check_flag)
     nearest: bool = attrs.field(default=False, validator=_check_flag)
+    mu_plus: Any = parameter(1.0, check=_check_exponent)
+    mu_minus: Any = parameter(1.0, check=_check_exponent)
 
     def init(self, n_pre: int, n_post: int, weights: torch.Tensor) -> TraceState:
         return TraceState(weights.new_zeros(n_pre), weights.new_zeros(n_post))
@@ -148,7 +178,12 @@ class STDP(PlasticityRule):
         potentiation = self.a_plus * layout.pre(x_pre) * layout.post(post)
         depression = self.a_minus * layout.pre(pre) * layout.post(x_post)
         if self.soft_bound:
-            change = potentiation * (self.w_max - weights) - depression * (weights - self.w_min)
+            room, excess = self.w_max - weights, weights - self.w_min
+            if not (_is_one(self.mu_plus) and _is_one(self.mu_minus)):  # Gütig's power law
+                span = self.w_max - self.w_min
+                room = span * (room / span).clamp(min=0.0) ** self.mu_plus
+                excess = span * (excess / span).clamp(min=0.0) ** self.mu_minus
+            change = potentiation * room - depression * excess
         else:
             change = potentiation - depression
         traces = replace(state, x_pre=_bumped(x_pre, pre, self.nearest), x_post=_bumped(x_post, post, self.nearest))
