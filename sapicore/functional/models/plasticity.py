@@ -76,8 +76,9 @@ def _check_exponent(instance: Any, attribute: attrs.Attribute, value: Any) -> No
         raise ValueError(
             f"{name} shapes soft-bound STDP (Gütig's weight dependence); set soft_bound=True or leave it 1"
         )
-    low, high = instance.w_min, instance.w_max
-    if not (torch.isfinite(torch.as_tensor(high - low)).all() and bool((torch.as_tensor(high - low) > 0).all())):
+    span = torch.as_tensor(instance.w_max - instance.w_min)
+    if not bool((torch.isfinite(span) & (span > 0)).all()):  # sync-ok: validation, outside the steps
+        low, high = instance.w_min, instance.w_max
         raise ValueError(f"{name} other than 1 needs finite bounds w_min < w_max, got {low} and {high}")
 
 
