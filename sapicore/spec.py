@@ -74,7 +74,7 @@ MODELS = {
     "PoissonSource": sf.PoissonSource,
     "SpikeInput": sf.SpikeInput,
 }
-SYNAPSES = {"Delta": sf.Delta, "Exponential": sf.Exponential, "DualExponential": sf.DualExponential}
+SYNAPSES = {"Delta": sf.Delta, "Exponential": sf.Exponential, "DualExponential": sf.DualExponential, "Alpha": sf.Alpha}
 RULES = {"STDP": sf.STDP, "TripletSTDP": sf.TripletSTDP, "Hebbian": sf.Hebbian, "Oja": sf.Oja}
 SHORT_TERM = {"TsodyksMarkram": sf.TsodyksMarkram}
 CONNECTIVITY = {

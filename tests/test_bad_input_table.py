@@ -30,6 +30,7 @@ PARAMETERISED = [
     sf.PoissonSource,
     sf.Exponential,
     sf.DualExponential,
+    sf.Alpha,
     sf.Delta,
     sf.STDP,
     sf.TripletSTDP,

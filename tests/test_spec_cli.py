@@ -122,6 +122,15 @@ MISTAKES = [
 ]
 
 
+def test_a_spec_names_alpha_synapses():
+    data = small()
+    data["projections"]["ab"]["synapse"] = {"model": "Alpha", "tau": 2.0, "e_rev": 0.0}
+    data["projections"]["ab"]["weight"] = 0.01
+    spec = parse_spec(data, "alpha.yaml")
+    synapse = spec.network.projections["ab"].synapse
+    assert isinstance(synapse, sf.Alpha) and float(synapse.tau) == 2.0 and float(synapse.e_rev) == 0.0
+
+
 def test_a_spec_gives_a_projection_short_term_plasticity():
     data = small()
     data["projections"]["ab"]["short_term"] = {"model": "TsodyksMarkram", "U": 0.2, "tau_rec": 300.0, "tau_facil": 50.0}

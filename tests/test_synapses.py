@@ -22,6 +22,20 @@ def test_exponential_current_decays_exactly():
     assert torch.allclose(current, expected, atol=1e-14)
 
 
+def test_alpha_current_samples_the_alpha_function_and_peaks_at_tau():
+    tau = 2.5
+    current = run_synapse(sf.Alpha(tau=tau))
+    t = torch.arange(400, dtype=torch.float64) * 0.1  # the arrival's step is t = 0
+    expected = 0.3 * math.e * (t / tau) * torch.exp(-t / tau)
+    assert torch.allclose(current, expected, rtol=1e-12, atol=1e-15)
+    assert int(current.argmax()) == 25 and current.max().item() == pytest.approx(0.3, rel=1e-12)
+    conductance = run_synapse(sf.Alpha(tau=tau, e_rev=0.0))  # at v = -65 mV
+    assert torch.allclose(conductance, expected * 65.0, rtol=1e-12, atol=1e-13)
+    # a dual exponential whose two times close in on tau tends to the alpha function
+    close = run_synapse(sf.DualExponential(tau_rise=tau * 0.999, tau_decay=tau * 1.001))
+    assert torch.allclose(close, expected, atol=2e-4)
+
+
 def test_conductance_synapse_current_follows_the_driving_force():
     excitatory = run_synapse(sf.Exponential(tau=5.0, e_rev=0.0))
     inhibitory = run_synapse(sf.Exponential(tau=10.0, e_rev=-80.0))

@@ -10,7 +10,7 @@ from sapicore.learning.plasticity import HebbianLearning, STDPLearning
 from sapicore.model import SapicoreModel
 from sapicore.neuron.analog import RateNeuron
 from sapicore.neuron.spiking import AdExNeuron, HodgkinHuxleyNeuron, IzhikevichNeuron, LIFNeuron
-from sapicore.synapse.projection import ExponentialSynapse, ProjectionSynapse
+from sapicore.synapse.projection import AlphaSynapse, ExponentialSynapse, ProjectionSynapse
 
 STEPS = 600
 
@@ -106,6 +106,33 @@ def test_short_term_plasticity_is_the_same_through_the_module_and_the_functional
     assert spikes.sum() > 5 and torch.equal(rec["out.spikes"], spikes)
     assert torch.allclose(rec["syn.resources"][-1], looped.syn.state.short_term.resources, atol=1e-6)
     assert float(looped.syn.state.short_term.resources.min()) < 0.9  # the synapses were depressed
+
+
+class AlphaNet(SapicoreModel):
+    """Input LIFs -> alpha-function conductances -> output LIFs."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = LIFNeuron(shape=10, tau_mem=10.0, v_rest=-65.0, v_reset=-65.0, v_thresh=-50.0, r_mem=10.0, t_ref=2.0)
+        self.out = LIFNeuron(shape=4, tau_mem=10.0, v_rest=-65.0, v_reset=-65.0, v_thresh=-50.0, r_mem=10.0, t_ref=2.0)
+        self.syn = AlphaSynapse(C.all_to_all(10, 4), 0.02, tau=2.0, e_rev=0.0, delay=0.5)
+        self.add_neuron(None, "inp", self.inp)
+        self.add_synapse(self.inp, "syn", self.syn)
+        self.add_neuron(self.syn, "out", self.out)
+
+    def forward(self, drive):
+        return self.out(self.syn(self.inp(drive), self.out.v))
+
+
+def test_alpha_synapses_are_the_same_through_the_module_and_the_functional_network():
+    inputs = drive()[:, :10]
+    looped = AlphaNet()
+    with torch.no_grad():
+        spikes = torch.stack([looped(x) for x in inputs])
+    net, state = AlphaNet().to_functional()
+    assert isinstance(net.projections["syn"].synapse, sf.Alpha)
+    _, rec = sf.simulate(net, state, {"inp": inputs}, dt=0.1, record=("out.spikes",))
+    assert spikes.sum() > 5 and torch.equal(rec["out.spikes"], spikes)
 
 
 def test_a_trained_rule_and_synapse_round_trip_through_state_dict_into_a_fresh_model():

@@ -48,7 +48,7 @@ from .models.plasticity import STDP, Hebbian, Oja, PlasticityRule, RewardSTDP, T
 from .models.short_term import ShortTermState, TsodyksMarkram
 from .models.sources import PoissonSource, SpikeInput
 from .models.spikes import SURROGATES, spike, surrogate_derivative, threshold
-from .models.synapses import Delta, DualExponential, Exponential, SynapseModel
+from .models.synapses import Alpha, Delta, DualExponential, Exponential, SynapseModel
 from .network import Network, NetworkState, Population
 from .propagation import backends, connectivity, gpu_kernels, kernel_cache, kernels
 from .propagation import projection as _projection_module
@@ -102,6 +102,7 @@ _keep_old_paths()
 
 __all__ = [
     "Connectivity",
+    "Alpha",
     "Delta",
     "DivergenceWarning",
     "DualExponential",

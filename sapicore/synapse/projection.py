@@ -11,7 +11,7 @@ import sapicore.functional as sf
 from ..adapter import StateBuffers
 from . import SapicoreSynapse
 
-__all__ = ["ProjectionSynapse", "DeltaSynapse", "ExponentialSynapse", "DualExponentialSynapse"]
+__all__ = ["ProjectionSynapse", "DeltaSynapse", "ExponentialSynapse", "DualExponentialSynapse", "AlphaSynapse"]
 
 
 class ProjectionSynapse(StateBuffers, SapicoreSynapse):
@@ -180,3 +180,12 @@ class DualExponentialSynapse(ProjectionSynapse):
         super().__init__(
             connectivity, weight, sf.DualExponential(tau_rise=tau_rise, tau_decay=tau_decay, e_rev=e_rev), **options
         )
+
+
+class AlphaSynapse(ProjectionSynapse):
+    """Alpha-function synapses ([`sapicore.functional.Alpha`][sapicore.functional.Alpha]) peaking ``tau`` ms after a spike."""
+
+    def __init__(
+        self, connectivity: Any, weight: Any, tau: float = 5.0, e_rev: float | None = None, **options: Any
+    ) -> None:
+        super().__init__(connectivity, weight, sf.Alpha(tau=tau, e_rev=e_rev), **options)

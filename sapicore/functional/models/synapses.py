@@ -6,7 +6,9 @@ nA for current synapses, µS for conductance synapses) into a current (nA) into 
 * `Delta`: the arrivals act for one step only;
 * `Exponential`: ``s <- s exp(-dt / tau) + arrivals``, exact for the decay;
 * `DualExponential`: difference of two exponentials (rise ``tau_rise``, decay ``tau_decay``),
-  normalised so that one arrival of weight w peaks at w.
+  normalised so that one arrival of weight w peaks at w;
+* `Alpha`: the alpha function ``w e (t / tau) exp(-t / tau)``, which peaks at w when ``t = tau``
+  (NEST's ``iaf_psc_alpha``, PyNN's ``IF_curr_alpha`` and ``IF_cond_alpha``).
 
 With ``e_rev=None`` the synapse is current-based (the current is ``s``); with a reversal potential
 ``e_rev`` (mV) it is conductance-based, ``current = s * (e_rev - v)``, and weights must be >= 0.
@@ -22,7 +24,16 @@ import torch
 
 from ..pytree import check_positive, is_concrete, parameter, pytree, replace
 
-__all__ = ["SynapseModel", "Delta", "Exponential", "DualExponential", "SynapseState", "DualSynapseState"]
+__all__ = [
+    "SynapseModel",
+    "Delta",
+    "Exponential",
+    "DualExponential",
+    "Alpha",
+    "SynapseState",
+    "DualSynapseState",
+    "AlphaState",
+]
 
 
 @pytree
@@ -37,6 +48,15 @@ class DualSynapseState:
     """decay, rise: the two exponentials whose difference ``s = decay - rise`` is the synaptic variable."""
 
     decay: torch.Tensor
+    rise: torch.Tensor
+
+
+@pytree
+class AlphaState:
+    """s: the synaptic variable (nA or µS, the alpha function's value); rise: the arrivals it has
+    still to take up, decaying with the same time constant."""
+
+    s: torch.Tensor
     rise: torch.Tensor
 
 
@@ -154,3 +174,28 @@ class DualExponential(SynapseModel):
     def current(self, state: DualSynapseState, v: Any) -> torch.Tensor:
         """Current (nA) into target neurons at membrane potential ``v`` (mV)."""
         return self._current(state.decay - state.rise, v)
+
+
+@pytree
+class Alpha(SynapseModel):
+    """Alpha-function synapse: an arrival of weight w at time 0 gives ``s(t) = w e (t / tau) exp(-t / tau)``,
+    0 at the arrival, peaking at w at ``t = tau`` (ms).
+
+    Two variables with the same time constant, integrated exactly (the samples of the alpha function
+    at every step): ``s <- exp(-dt / tau) (s + e dt / tau rise)``, ``rise <- exp(-dt / tau) rise + arrivals``.
+    """
+
+    tau: Any = parameter(5.0, check=check_positive)
+    e_rev: Any = parameter(None)
+
+    def init_state(self, zeros: torch.Tensor) -> AlphaState:
+        return AlphaState(zeros.clone(), zeros.clone())
+
+    def update(self, state: AlphaState, arrivals: torch.Tensor, dt: float) -> AlphaState:
+        decay = _decay(dt, self.tau)
+        gain = math.e * dt / self.tau
+        return replace(state, s=(state.s + gain * state.rise) * decay, rise=state.rise * decay + arrivals)
+
+    def current(self, state: AlphaState, v: Any) -> torch.Tensor:
+        """Current (nA) into target neurons at membrane potential ``v`` (mV)."""
+        return self._current(state.s, v)
