@@ -482,13 +482,30 @@ CASES = {
         "t_max",
     ),
     "latency: negative values": (lambda: encoders.latency(torch.tensor([-0.5]), 10, 1.0), ValueError, "values"),
-    # logging and checkpoints
+    # short-term plasticity and current sources
     "TsodyksMarkram.U: above 1": (lambda: sf.TsodyksMarkram(U=1.5), ValueError, "U must be in"),
     "projection: short_term not a rule": (
         lambda: sf.projection("a", "b", conn.all_to_all(2, 2), 1.0, sf.Exponential(5.0), dt=0.1, short_term={"U": 0.5}),
         TypeError,
         "short_term must be None or a TsodyksMarkram",
     ),
+    "DCCurrent: stop before start": (lambda: sf.DCCurrent(start=10.0, stop=5.0), ValueError, "must be after start"),
+    "StepCurrent: times not increasing": (
+        lambda: sf.StepCurrent(times=[3.0, 3.0], amplitudes=[1.0, 2.0]),
+        ValueError,
+        "times must increase strictly",
+    ),
+    "StepCurrent: amplitudes per time": (
+        lambda: sf.StepCurrent(times=[1.0, 2.0, 3.0], amplitudes=[1.0, 2.0]),
+        ValueError,
+        "3 times, got 2",
+    ),
+    "ACCurrent: NaN phase": (lambda: sf.ACCurrent(phase=math.nan), ValueError, "phase must be finite"),
+    "NoisyCurrent: text seed": (lambda: sf.NoisyCurrent(seed="one"), ValueError, "seed must be an int"),
+    "NoisyCurrent: huge seed": (lambda: sf.NoisyCurrent(seed=2**40), ValueError, "seed must be an int"),
+    "NoisyCurrent: negative stdev": (lambda: sf.NoisyCurrent(stdev=-1.0), ValueError, "stdev must be >= 0"),
+    "NoisyCurrent: negative first": (lambda: sf.NoisyCurrent(first=-1), ValueError, "first must be >= 0"),
+    # logging and checkpoints
     "NixRecordSink: gather zero": (
         lambda: NixRecordSink("never.nix", gather=0),
         ValueError,

@@ -24,7 +24,8 @@ import pkgutil as _pkgutil
 import sys as _sys
 
 from . import transforms
-from .models import encoders, integrators, layout, neurons, plasticity, short_term, sources, spikes, synapses
+from .models import currents, encoders, integrators, layout, neurons, plasticity, short_term, sources, spikes, synapses
+from .models.currents import ACCurrent, DCCurrent, NoisyCurrent, StepCurrent
 from .models.integrators import METHODS, euler, exponential_euler, integrate, rk4
 from .models.neurons import (
     LIF,
@@ -102,6 +103,11 @@ _keep_old_paths()
 
 __all__ = [
     "Connectivity",
+    "ACCurrent",
+    "DCCurrent",
+    "NoisyCurrent",
+    "StepCurrent",
+    "currents",
     "Alpha",
     "Delta",
     "DivergenceWarning",
