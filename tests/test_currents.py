@@ -50,6 +50,22 @@ def test_noise_of_any_slice_of_a_population_is_that_slice_of_the_whole():
     assert torch.allclose(as_float32.double(), at(whole, 2.0)[0], atol=1e-6)
 
 
+def test_every_source_gives_the_same_values_on_every_device(device):
+    sources = [
+        sf.NoisyCurrent(mean=0.1, stdev=0.7, interval=0.3, size=500, seed=9, first=123),
+        sf.StepCurrent(times=[1.0, 4.0], amplitudes=[[0.5, 1.0], [0.0, 2.0]]),
+        sf.ACCurrent(amplitude=1.5, frequency=40.0, phase=30.0),
+        sf.DCCurrent(amplitude=0.25, start=2.0, stop=3.0),
+    ]
+    for source in sources:
+        moved = sf.to(source, device)
+        for t in (0.0, 1.05, 2.5, 3.99, 77.7):
+            here = source(torch.tensor(t, dtype=torch.float64))
+            there = moved(torch.tensor(t, dtype=torch.float64, device=device))
+            assert there.device.type == torch.device(device).type or there.dim() == 0
+            assert torch.allclose(there.cpu(), here, rtol=1e-12, atol=1e-12), (type(source).__name__, t)
+
+
 @pytest.mark.slow
 def test_sources_drive_runs_alike_eager_compiled_and_in_lanes():
     lif = sf.LIF(v_thresh=-55.0)

@@ -85,20 +85,21 @@ def test_a_regular_train_settles_at_the_analytic_fixed_point():
     assert "p.resources" in net.record_names() and "p.utilization" in net.record_names()
 
 
-def test_the_kernel_the_torch_ops_and_a_dense_projection_transmit_the_same():
+def test_the_kernel_the_torch_ops_and_a_dense_projection_transmit_the_same(device):
     rule = sf.TsodyksMarkram(U=0.3, tau_rec=200.0, tau_facil=100.0)
-    spikes = spike_trains(800, 12, 80.0, seed=4)
+    spikes = spike_trains(800, 12, 80.0, seed=4).to(device)
     runs = []
     for kind, disabled in (("sparse", False), ("sparse", True), ("dense", False)):
-        net = network(12, rule, kind=kind)
+        net = sf.to(network(12, rule, kind=kind), device)
         with kernels.disabled() if disabled else torch.no_grad():
-            _, rec = sf.simulate(net, net.init_state(dtype=torch.float64), {"src": spikes}, dt=DT, record=("p.s",))
-        runs.append(rec["p.s"])
+            state = net.init_state(device=device, dtype=torch.float64)
+            _, rec = sf.simulate(net, state, {"src": spikes}, dt=DT, record=("p.s",))
+        runs.append(rec["p.s"].cpu())
     assert runs[0].abs().sum() > 1.0
     for other in runs[1:]:
         assert torch.allclose(other, runs[0], rtol=1e-12, atol=1e-12)
     plain = network(12, None)
-    _, rec = sf.simulate(plain, plain.init_state(dtype=torch.float64), {"src": spikes}, dt=DT, record=("p.s",))
+    _, rec = sf.simulate(plain, plain.init_state(dtype=torch.float64), {"src": spikes.cpu()}, dt=DT, record=("p.s",))
     assert float(rec["p.s"].abs().sum()) > float(runs[0].abs().sum()) * 1.2  # depression transmits less
 
 
