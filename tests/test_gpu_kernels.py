@@ -36,10 +36,10 @@ def tolerance(dtype):  # atomic additions may sum several spikes into one target
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("per_synapse", [False, True])
+@pytest.mark.parametrize("per_synapse", [None, torch.int8, torch.int16, torch.int32])  # None: one delay for all
 def test_gpu_kernel_adds_every_spiking_synapse_at_its_delay(dtype, per_synapse):
     pending, spikes, targets, weights, delays = on_device(*random_table(n_pre=300, width=40, dtype=dtype))
-    delays = delays if per_synapse else 3
+    delays = delays.to(per_synapse) if per_synapse else 3
     step = torch.tensor(7, device=DEVICE)
     before = pending.clone()
     out = gpu_kernels.propagate(pending, spikes, targets, weights, delays, step)

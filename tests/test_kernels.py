@@ -18,10 +18,10 @@ DT = 0.1
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("per_synapse", [False, True])
+@pytest.mark.parametrize("per_synapse", [None, torch.int8, torch.int16, torch.int32])  # None: one delay for all
 def test_kernel_adds_every_spiking_synapse_at_its_delay(dtype, per_synapse):
     pending, spikes, targets, weights, delays = random_table(dtype=dtype)
-    delays = delays if per_synapse else 3
+    delays = delays.to(per_synapse) if per_synapse else 3
     step = torch.tensor(7)
     before = pending.clone()
     out = kernels.propagate(pending, spikes, targets, weights, delays, step)
@@ -245,7 +245,7 @@ def test_a_synapse_table_filled_block_by_block_equals_the_projection_of_one_list
         table.add(links.pre[block], links.post[block], weights[block], delays[block], sf.Exponential(5.0))
     built = table.projection("a", "b", sf.Exponential(5.0))
     assert (
-        built.targets.dtype == torch.int32 and built.delays.dtype == torch.int16 and built.max_delay == whole.max_delay
+        built.targets.dtype == torch.int32 and built.delays.dtype == torch.int8 and built.max_delay == whole.max_delay
     )
 
     def rows(proj):  # each source's synapses as sorted (target, weight, delay) triples
@@ -280,6 +280,10 @@ def test_a_synapse_table_filled_block_by_block_equals_the_projection_of_one_list
 @pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")
 def test_delays_beyond_int16_steps_widen_the_table_to_int32_and_still_propagate_exactly():
     links = C.all_to_all(3, 2)
+    delays = {torch.int8: 12.7, torch.int16: 12.8, torch.int32: 3300.0}  # 127, 128 and 33,000 steps
+    for dtype, longest in delays.items():
+        built = sf.projection("a", "b", links, 1.0, sf.Delta(), dt=0.1, delay=torch.tensor([0.0, longest, 1.0] * 2))
+        assert built.delays.dtype == dtype and built.max_delay == round(longest / 0.1)
     proj = sf.projection(
         "a", "b", links, 1.0, sf.Delta(), dt=0.1, delay=torch.tensor([0.0, 1.0, 3300.0, 3.5, 2.0, 0.3])
     )

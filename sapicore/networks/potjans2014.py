@@ -175,7 +175,7 @@ def microcircuit(
 
     At full scale the recurrent synapses are drawn block by block (one pair of populations at a time)
     into a [`SynapseTable`][sapicore.functional.SynapseTable], so the build needs little memory beyond the
-    table (about 5 GB: int32 targets, float32 weights and int16 delays, in rows as wide as the
+    table (about 4.7 GB: int32 targets, float32 weights and int8 delays, in rows as wide as the
     largest out-degree).
     """
     if not (isinstance(scale, (int, float)) and 0 < scale <= 1):

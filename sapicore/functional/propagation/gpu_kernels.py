@@ -131,7 +131,7 @@ def _kernel() -> Any:
                 target = tl.load(targets + lane * lane_targets + offsets, mask=mask, other=0)
                 weight = tl.load(weights + lane * lane_weights + offsets, mask=mask, other=0.0)
                 if HAS_DELAYS:
-                    lag = tl.load(delays + lane * lane_delays + offsets, mask=mask, other=0)
+                    lag = tl.load(delays + lane * lane_delays + offsets, mask=mask, other=0).to(tl.int64)  # int8 too
                 else:
                     lag = delay
                 row = (first + lag) % rows

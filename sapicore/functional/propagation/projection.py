@@ -241,7 +241,10 @@ class Projection:
         return None
 
     def _row(self, state: ProjectionState, extra: int) -> torch.Tensor:
-        """The ring-buffer row ``extra`` steps of delay after the next step's."""
+        """The ring-buffer row ``extra`` steps of delay after the next step's (``extra``: an int or a
+        tensor of delays, which may be int8: the sum is taken in int64)."""
+        if isinstance(extra, torch.Tensor):
+            extra = extra.to(torch.int64)
         return torch.remainder(state.step + 1 + extra, self.max_delay + 1)
 
 
@@ -363,8 +366,8 @@ class SparseProjection(Projection):
 
     ``targets[i, k]`` (int32) is the target of source ``i``'s ``k``-th synapse (``n_post`` where
     unused: a row's synapses come first, its padding after them; the extra row ``n_pre`` is all
-    padding); ``delays``, if a tensor, is int16 (int32 from 32,768 steps) in the same layout;
-    ``capacity``: most spiking sources propagated per step by the fixed-shape backends;
+    padding); ``delays``, if a tensor, is int8 (int16 from 128 steps, int32 from 32,768) in the same
+    layout; ``capacity``: most spiking sources propagated per step by the fixed-shape backends;
     ``propagation``: the backend ([`sapicore.functional.transforms`][sapicore.functional.transforms]). Build one with
     `projection` or `SynapseTable`.
     """
@@ -545,8 +548,8 @@ class SynapseTable:
     Give each source neuron's number of outgoing synapses first, then `add` the synapses in
     blocks (each sorted by source neuron, as a `Connectivity` is; a source's synapses keep the
     order they are added in), then make the projection with `projection`. The table uses
-    compact types: int32 targets, delays as int16 numbers of steps (int32 from 32,768 steps), weights
-    in ``dtype`` (default: torch's default dtype). Blocks are processed in slices, so building needs
+    compact types: int32 targets, delays as int8 numbers of steps (int16 from 128 steps, int32 from
+    32,768), weights in ``dtype`` (default: torch's default dtype). Blocks are processed in slices, so building needs
     little memory beyond the table and the block given.
     """
 
@@ -563,7 +566,7 @@ class SynapseTable:
         self.filled = torch.zeros(self.n_pre, dtype=torch.int64)
         self.targets = torch.full((self.n_pre + 1, width), self.n_post, dtype=torch.int32)
         self.weights = torch.zeros(self.n_pre + 1, width, dtype=dtype or torch.get_default_dtype())
-        self.steps = torch.zeros(self.n_pre + 1, width, dtype=torch.int16)
+        self.steps = torch.zeros(self.n_pre + 1, width, dtype=torch.int8)
         self.delay_range = (None, None)  # (shortest, longest) delay added, in steps
 
     def add(self, pre: torch.Tensor, post: torch.Tensor, weight: Any, delay: Any, synapse: Any = None) -> None:
@@ -592,8 +595,9 @@ class SynapseTable:
         _check_weights(weights, synapse)
         steps = _delay_steps(delays, count, self.dt)
         low, high = (int(x) for x in torch.aminmax(steps))  # sync-ok: building a projection
-        if high >= 2**15 and self.steps.dtype == torch.int16:
-            self.steps = self.steps.to(torch.int32)
+        for limit, wider in ((2**7, torch.int16), (2**15, torch.int32)):  # widen only when a delay needs it
+            if high >= limit and self.steps.dtype.itemsize < wider.itemsize:
+                self.steps = self.steps.to(wider)
         shortest, longest = self.delay_range
         self.delay_range = (low if shortest is None else min(low, shortest), max(high, longest or 0))
         degree = torch.bincount(pre, minlength=self.n_pre)

@@ -7,7 +7,7 @@
 //                             synapses come first and its padding after them: a row's scan stops at
 //                             its first padding entry, so a row costs its out-degree, not W
 //   weights (N + 1, W) float
-//   delays  (N + 1, W) int16 or int32: delay of each synapse in steps, or None to use `delay` for all
+//   delays  (N + 1, W) int8, int16 or int32: delay of each synapse in steps, or None to use `delay` for all
 //   step    () int64          steps taken so far
 // It returns a copy of pending in which row step mod D (the input delivered this step) is cleared
 // and every synapse of every source neuron with a non-zero output s has added w * s at row
@@ -130,8 +130,9 @@ void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor
   TORCH_CHECK(spikes.scalar_type() == pending.scalar_type() && weights.scalar_type() == pending.scalar_type(),
               "sapicore::propagate: pending, spikes and weights must share one floating dtype");
   TORCH_CHECK(targets.scalar_type() == at::kInt && step.scalar_type() == at::kLong &&
-                  (!delays || delays->scalar_type() == at::kShort || delays->scalar_type() == at::kInt),
-              "sapicore::propagate: targets must be int32, delays int16 or int32, step int64");
+                  (!delays || delays->scalar_type() == at::kChar || delays->scalar_type() == at::kShort ||
+                   delays->scalar_type() == at::kInt),
+              "sapicore::propagate: targets must be int32, delays int8, int16 or int32, step int64");
   TORCH_CHECK(pending.device().is_cpu() && spikes.device().is_cpu() && targets.device().is_cpu() &&
                   weights.device().is_cpu() && step.device().is_cpu() && (!delays || delays->device().is_cpu()),
               "sapicore::propagate: CPU tensors only");
@@ -142,12 +143,14 @@ void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor
   }
 }
 
-// Calls add_events for the floating dtype of `out` and the integer dtype of the delays (int16 by
-// default in the table; int32 for delays of 32,768 steps or more).
+// Calls add_events for the floating dtype of `out` and the integer dtype of the delays (int8 in the
+// table for delays below 128 steps, int16 below 32,768, int32 beyond).
 template <typename T, typename F>
 void with_delay_type(const at::Tensor& delays, F&& body) {
   if (delays.defined() && delays.scalar_type() == at::kInt) {
     body(T(0), int32_t(0));
+  } else if (delays.defined() && delays.scalar_type() == at::kChar) {
+    body(T(0), int8_t(0));
   } else {
     body(T(0), int16_t(0));
   }
