@@ -36,7 +36,7 @@ import torch
 from .models.neurons.base import NeuronModel, check_model
 from .models.short_term import ShortTermState
 from .propagation.backends import KERNELS
-from .propagation.projection import Projection, ProjectionState, select_sources, with_values
+from .propagation.projection import Projection, ProjectionState, select_sources
 from .pytree import check_values_finite, pytree, replace, tree_leaves
 from .transforms import RunContext
 
@@ -312,9 +312,7 @@ class Network:
         sources = {proj.source: _gather(segments[name][0], outputs, sizes) for name, proj in self.projections.items()}
         selections = self._select_sources(sources, projections)
         for name, proj in self.projections.items():
-            values, projections[name] = proj.transmitted(projections[name], sources[proj.source], dt)
-            selection = selections.get(name) if proj.short_term is None else with_values(selections.get(name), values)
-            projections[name] = proj.emit(projections[name], values, selection)
+            projections[name] = proj.send(projections[name], sources[proj.source], dt, selections.get(name))
         # 4. plasticity
         for name, proj in self.projections.items():
             if proj.plasticity is not None:

@@ -144,8 +144,7 @@ class ProjectionSynapse(StateBuffers, SapicoreSynapse):
         state = self.state
         synapse = proj.synapse.update(state.synapse, proj.arrivals(state), self.dt)
         self.current = proj.synapse.current(synapse, v_post)
-        values, state = proj.transmitted(sf.replace(state, synapse=synapse), pre_spikes, self.dt)
-        self.state = proj.emit(state, values)
+        self.state = proj.send(sf.replace(state, synapse=synapse), pre_spikes, self.dt)
         return self.current
 
 

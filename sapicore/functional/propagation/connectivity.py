@@ -250,7 +250,7 @@ def fixed_total_number(n_pre: int, n_post: int, count: int, seed: int | None = N
 def fixed_total_number_out_degree(n_pre: int, n_post: int, count: int, seed: int | None = None) -> torch.Tensor:
     """``fixed_total_number(n_pre, n_post, count, seed).out_degree()`` without drawing the targets:
     each source's number of synapses, to size a [`SynapseTable`][sapicore.functional.SynapseTable]."""
-    return _total_number_out_degree(n_pre, n_post, count, _generator(seed))
+    return fixed_total_number_staged(n_pre, n_post, count, seed)[0]
 
 
 def fixed_total_number_staged(

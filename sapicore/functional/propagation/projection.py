@@ -7,8 +7,9 @@ order:
   transit;
 * ``arrivals(state)`` -> ``input``: the weighted input (nA or µS per target neuron) that reaches the
   synapse model at the start of this step (a row of the ring buffer);
-* ``emit(state, spikes)``: clears that row, and this step's source spikes enter transit, with the
-  current weights;
+* ``send(state, spikes, dt)``: scales the spikes by their short-term efficacy (with ``short_term``),
+  then ``emit(state, spikes)``: clears that row, and this step's source spikes enter transit, with
+  the current weights;
 * ``learn(state, pre, post, dt, modulator)``: the plasticity rule and weight normalisation.
 
 Two implementations own their weight layout (`sapicore.functional.models.layout`) and share the rest:
@@ -207,15 +208,15 @@ class Projection:
             weights = layout.keep(weights * layout.post(scale))
         return replace(state, weights=weights, plasticity=plasticity)
 
-    def transmitted(
-        self, state: ProjectionState, spikes: torch.Tensor, dt: float
-    ) -> tuple[torch.Tensor, ProjectionState]:
-        """What this step's source output transmits: ``spikes`` itself, or scaled by each source's
-        short-term efficacy (updating its state) when the projection has ``short_term``."""
-        if self.short_term is None:
-            return spikes, state
-        values, short_term = self.short_term.release(state.short_term, spikes, dt)
-        return values, replace(state, short_term=short_term)
+    def send(self, state: ProjectionState, spikes: torch.Tensor, dt: float, selection: Any = None) -> ProjectionState:
+        """`emit` this step's source output, first scaled by each source's short-term efficacy
+        (updating its state, and the values a ``selection`` of spiking sources carries) when the
+        projection has ``short_term``."""
+        if self.short_term is not None:
+            spikes, short_term = self.short_term.release(state.short_term, spikes, dt)
+            state = replace(state, short_term=short_term)
+            selection = _with_values(selection, spikes)
+        return self.emit(state, spikes, selection)
 
     def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
         """Clear the ring-buffer row delivered this step, put this step's source output in transit and
@@ -448,7 +449,7 @@ def select_sources(spikes: torch.Tensor, backend: str, capacity: int) -> tuple[t
     return rows, values, spikes.sum()
 
 
-def with_values(selection: Any, values: torch.Tensor) -> Any:
+def _with_values(selection: Any, values: torch.Tensor) -> Any:
     """A selection of spiking sources (from `select_sources`, or a kernel's name) carrying
     ``values`` (one per source) instead of the spike values it was picked from: the spikes of a
     projection with short-term plasticity, scaled by their efficacy."""
