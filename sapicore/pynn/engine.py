@@ -1,0 +1,321 @@
+"""From PyNN's objects to a functional network, and a run of it.
+
+``advance(state, steps)`` builds ``sapicore.functional.Network`` from the populations and
+projections as they are now (parameters, weights, delays), carries the state of the previous run
+into it, runs it with ``sapicore.functional.simulate`` and hands spikes and samples to the
+recorders. Populations become ``p0, p1, ...``; a projection becomes one sparse projection per pair
+of (source, target) populations it connects, ``j<k>_<pre>_<post>``.
+
+Timing is NEST's: a spike emitted in the step that ends at t reaches its target's synapse at
+t + delay (delays rounded to the step), and a current source's value at a step's start time acts
+over that step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from pyNN import common
+
+import sapicore.functional as sf
+from sapicore.functional.running.events import to_events
+
+BLOCK_VALUES = 1 << 24  # input values (steps x neurons) made at once: a long run goes in blocks
+
+
+@dataclass
+class Part:
+    """One functional projection of a PyNN projection: the connections it holds (indices into the
+    PyNN arrays), their slots in its table, and the weight scale of their targets."""
+
+    projection: Any
+    name: str
+    pre: int
+    post: int
+    connections: np.ndarray
+    slots: np.ndarray
+    scale: np.ndarray | None
+
+
+def _tensor(values: Any, like: dict) -> torch.Tensor:
+    return torch.as_tensor(np.array(values, dtype=float), **like)
+
+
+def _parameters(population: Any, like: dict) -> dict:
+    """A population's parameters as tensors (one value per neuron), spike times as they are."""
+    out = {}
+    for name, value in population._parameters.items():
+        array = np.asarray(value)
+        out[name] = value if array.dtype == object else _tensor(np.broadcast_to(array, (population.size,)), like)
+    return out
+
+
+def _locate(group: Any, indices: np.ndarray, index: dict) -> tuple[np.ndarray, np.ndarray]:
+    """For indices into a Population, PopulationView or Assembly: (population number, index in
+    that population)."""
+    if isinstance(group, common.Assembly):
+        bounds = np.cumsum([0] + [p.size for p in group.populations])
+        which = np.searchsorted(bounds, indices, side="right") - 1
+        numbers = np.empty_like(indices)
+        local = np.empty_like(indices)
+        for k, member in enumerate(group.populations):
+            chosen = which == k
+            numbers[chosen], local[chosen] = _locate(member, indices[chosen] - bounds[k], index)
+        return numbers, local
+    if isinstance(group, common.PopulationView):
+        parent = group.grandparent
+        return np.full_like(indices, index[id(parent)]), np.asarray(group.index_in_grandparent(indices)).reshape(-1)
+    return np.full_like(indices, index[id(group)]), indices
+
+
+def _uniform(values: np.ndarray, what: str, label: str) -> float:
+    unique = np.unique(values)
+    if unique.size > 1:
+        raise NotImplementedError(
+            f"projection {label!r}: sapicore.pynn needs one value of {what} for all its synapses, got {unique[:5]}"
+        )
+    return float(unique[0]) if unique.size else 0.0
+
+
+def _short_term(prj: Any, connections: np.ndarray, pre: np.ndarray, n_pre: int, like: dict) -> Any:
+    """The core's per-source Tsodyks-Markram parameters from per-connection values."""
+    params = {}
+    for name in ("U", "tau_rec", "tau_facil"):
+        values = prj._values[name][connections]
+        per_source = np.full(n_pre, values.mean() if values.size else 0.5)
+        per_source[pre] = values
+        if not np.allclose(per_source[pre], values):
+            raise NotImplementedError(
+                f"projection {prj.label!r}: sapicore.pynn's Tsodyks-Markram synapses keep one {name} per source "
+                "neuron; give all synapses of a source the same value"
+            )
+        params[name] = _tensor(per_source, like)
+    return sf.TsodyksMarkram(**params)
+
+
+def build(state: Any) -> tuple[sf.Network, list[Part], dict]:
+    """The functional network of the PyNN objects as they are now."""
+    like = {"dtype": state.dtype, "device": state.device}
+    index = {id(p): k for k, p in enumerate(state.populations)}
+    params = [_parameters(p, like) for p in state.populations]
+    populations, drive = {}, {}
+    for k, population in enumerate(state.populations):
+        populations[f"p{k}"] = sf.Population(population.celltype.core(params[k]), population.size)
+        offset = population.celltype.drive(params[k])
+        if offset is not None and bool((offset != 0).any()):  # sync-ok: building the network
+            drive[f"p{k}"] = offset
+    projections, parts = {}, []
+    for j, prj in enumerate(state.projections):
+        pre_pop, pre = _locate(prj.pre, prj._pre, index)
+        post_pop, post = _locate(prj.post, prj._post, index)
+        for a, b in sorted(set(zip(pre_pop.tolist(), post_pop.tolist()))):
+            chosen = np.flatnonzero((pre_pop == a) & (post_pop == b))
+            chosen = chosen[np.argsort(pre[chosen], kind="stable")]
+            name = f"j{j}_{a}_{b}"
+            parts.append(_part(state, prj, name, a, b, chosen, pre[chosen], post[chosen], params, projections, like))
+    network = sf.Network(populations=populations, projections=projections, drive=drive)
+    return (network if state.device.type == "cpu" else sf.to(network, state.device)), parts, params
+
+
+def _part(state, prj, name, a, b, chosen, pre, post, params, projections, like) -> Part:
+    n_pre, n_post = state.populations[a].size, state.populations[b].size
+    celltype = state.populations[b].celltype
+    scale = celltype.weight_scale(prj.receptor_type, params[b], state.dt)
+    scale = None if scale is None else scale.cpu().double().numpy()[post]
+    weights = prj._values["weight"][chosen] * (1.0 if scale is None else scale)
+    degree = np.bincount(pre, minlength=n_pre)
+    table = sf.SynapseTable(torch.as_tensor(degree), n_post, state.dt, dtype=state.dtype)
+    starts = np.concatenate([[0], np.cumsum(degree)[:-1]])
+    slots = pre * table.targets.shape[1] + (np.arange(pre.size) - starts[pre])
+    synapse = celltype.synapse(prj.receptor_type, params[b])
+    table.add(
+        torch.as_tensor(pre),
+        torch.as_tensor(post),
+        _tensor(weights, {}),
+        _tensor(prj._values["delay"][chosen], {}),
+        synapse,
+    )
+    kwargs = {}
+    if "U" in prj._values:
+        kwargs["short_term"] = _short_term(prj, chosen, pre, n_pre, like)
+    if hasattr(prj.synapse_type, "rule"):
+        names = [n for n in prj._values if n not in ("weight", "delay")]
+        kwargs["plasticity"] = prj.synapse_type.rule({n: _uniform(prj._values[n][chosen], n, prj.label) for n in names})
+    projection = table.projection(f"p{a}", f"p{b}", synapse, **kwargs)
+    projections[name] = projection
+    return Part(prj, name, a, b, chosen, slots, scale)
+
+
+def carry(network: sf.Network, old: Any, state: Any, params: list) -> Any:
+    """The state to start this run from: the previous run's where its shapes still fit, the
+    initial values elsewhere, then the initial values set since the last run."""
+    like = torch.zeros((), dtype=state.dtype, device=state.device)
+    fresh = network.init_state(device=state.device, dtype=state.dtype)
+    populations = {}
+    for k, population in enumerate(state.populations):
+        name = f"p{k}"
+        kept = None if old is None else old.populations.get(name)
+        if kept is not None and sf.tree_leaves(kept)[0].shape[-1] == population.size:
+            populations[name] = kept
+        else:
+            model = network.populations[name].model
+            populations[name] = population.celltype.state(model, params[k], population._initial, population.size, like)
+    for population, variable, neurons, values in state.pending_initial:
+        name = f"p{state.populations.index(population)}"
+        field = population.celltype.state_names.get(variable)
+        if field is not None:
+            current = getattr(populations[name], field).clone()
+            current[torch.as_tensor(neurons)] = _tensor(values, {"dtype": current.dtype, "device": current.device})
+            populations[name] = sf.replace(populations[name], **{field: current})
+    projections = {}
+    for name, new in fresh.projections.items():
+        kept = None if old is None else old.projections.get(name)
+        if kept is not None and kept.pending.shape == new.pending.shape and kept.weights.shape == new.weights.shape:
+            new = sf.replace(kept, weights=new.weights)
+        projections[name] = new
+    return sf.replace(fresh, populations=populations, projections=projections)
+
+
+def _record_names(state: Any, parts: list[Part]) -> tuple[list[str], dict]:
+    """The core's record names this run needs, and for each (population, PyNN variable) the names
+    whose sum it is."""
+    names, sources = [], {}
+    for k, population in enumerate(state.populations):
+        recorder = population.recorder
+        if recorder.records_spikes():
+            names.append(f"p{k}.spikes")
+        for variable in recorder.signal_names():
+            if variable in ("gsyn_exc", "gsyn_inh"):
+                receptor = "excitatory" if variable == "gsyn_exc" else "inhibitory"
+                wanted = [f"{p.name}.s" for p in parts if p.post == k and p.projection.receptor_type == receptor]
+            else:
+                wanted = [f"p{k}.{population.celltype.variables[variable]}"]
+            sources[k, variable] = wanted
+            names += wanted
+    return sorted(set(names)), sources
+
+
+class _Collector:
+    """A ``simulate`` sink: spikes to events, signals sampled every ``recorder.every`` steps."""
+
+    def __init__(self, state: Any, sources: dict, first: int) -> None:
+        self.state, self.sources, self.step = state, sources, first
+
+    def begin(self, dt: float, every: int) -> None:
+        pass
+
+    def write(self, records: dict) -> None:
+        chunk = next(iter(records.values())).shape[0]
+        for k, population in enumerate(self.state.populations):
+            recorder = population.recorder
+            spikes = records.get(f"p{k}.spikes")
+            if spikes is not None and recorder.records_spikes():
+                times, neurons = to_events(spikes, self.step, self.state.dt)
+                recorder.add_spikes(neurons.cpu().numpy(), times.cpu().numpy())
+            ends = np.arange(self.step + 1, self.step + chunk + 1)
+            sampled = np.flatnonzero(ends % recorder.every == 0)
+            for variable in recorder.signal_names():
+                values = _summed(records, self.sources[k, variable], chunk, population.size)
+                recorder.add_samples(variable, values[sampled])
+        self.step += chunk
+
+    def end(self) -> None:
+        pass
+
+
+def _summed(records: dict, names: list[str], steps: int, size: int) -> np.ndarray:
+    total = np.zeros((steps, size))
+    for name in names:
+        total += records[name].detach().cpu().double().numpy().reshape(steps, size)
+    return total
+
+
+class _NoOutput(dict):
+    """The outputs of no step: reading a state variable does not need one."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
+_NO_OUTPUT = _NoOutput()
+
+
+def _first_samples(network: sf.Network, net_state: Any, state: Any, sources: dict) -> None:
+    """The value at the start of each signal that has none yet in this segment."""
+    for k, population in enumerate(state.populations):
+        recorder = population.recorder
+        for variable in recorder.signal_names():
+            if recorder.needs_first_sample(variable):
+                values = {name: network.read(net_state, _NO_OUTPUT, name)[None] for name in sources[k, variable]}
+                recorder.add_samples(variable, _summed(values, sources[k, variable], 1, population.size))
+
+
+def _inputs(state: Any, params: list, first: int, steps: int) -> dict:
+    """Each population's input over ``steps`` steps from step ``first``: spike sources' spikes,
+    the injected current (nA) elsewhere."""
+    inputs: dict[str, torch.Tensor] = {}
+    for k, population in enumerate(state.populations):
+        if population.celltype.source:
+            spikes = population.celltype.spikes(params[k], first, steps, state.dt, state.generator)
+            inputs[f"p{k}"] = spikes.to(dtype=state.dtype, device=state.device)
+    for source in state.current_sources:
+        current = None
+        for population, neuron in source.targets:
+            if population not in state.populations:
+                continue
+            if current is None:
+                current = torch.as_tensor(source.current(first, steps, state.dt), dtype=state.dtype)
+            name = f"p{state.populations.index(population)}"
+            if name not in inputs:
+                inputs[name] = torch.zeros(steps, population.size, dtype=state.dtype)
+            inputs[name][:, neuron] += current
+    return {name: value.to(state.device) for name, value in inputs.items()}
+
+
+def _read_back(state: Any, parts: list[Part]) -> None:
+    """Plastic weights from the run's state into the PyNN arrays."""
+    for part in parts:
+        if part.projection.synapse_type.__class__.__name__ != "STDPMechanism":
+            continue
+        weights = state.network_state.projections[part.name].weights.reshape(-1)
+        values = weights.index_select(0, torch.as_tensor(part.slots, device=weights.device)).cpu().double().numpy()
+        part.projection._values["weight"][part.connections] = values / (1.0 if part.scale is None else part.scale)
+
+
+def advance(state: Any, steps: int) -> None:
+    """Run the network for ``steps`` steps from where it is."""
+    if not state.populations:
+        state.steps += steps
+        return
+    network, parts, params = build(state)
+    net_state = carry(network, state.network_state, state, params)
+    state.pending_initial = []
+    names, sources = _record_names(state, parts)
+    _first_samples(network, net_state, state, sources)
+    width = sum(p.size for p in state.populations)
+    block = max(1, BLOCK_VALUES // max(width, 1))
+    done = 0
+    while done < steps:
+        count = min(block, steps - done)
+        first = state.steps
+        collector = _Collector(state, sources, first)
+        net_state, _ = sf.simulate(
+            network,
+            net_state,
+            _inputs(state, params, first, count),
+            dt=state.dt,
+            steps=count,
+            record=names,
+            fast=state.fast,
+            progress=False,
+            sinks=[collector],
+            keep=False,
+            start_step=first,
+        )
+        state.steps += count
+        done += count
+        state.network_state = net_state
+    _read_back(state, parts)

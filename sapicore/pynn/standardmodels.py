@@ -1,0 +1,470 @@
+"""PyNN's standard models on Sapicore's functional core: one table of translations.
+
+PyNN's parameter names and units (ms, mV, nA, nF, µS, Hz) are kept as the native names, so
+``get`` and ``set`` see exactly what the user gave; each cell type says how its parameters make a
+core neuron model, which synapse model each receptor type gets, and how PyNN's initial values and
+recordable variables map onto the core's state.
+
+=====================================  ============================================================
+PyNN                                   Sapicore
+=====================================  ============================================================
+``IF_curr_exp``, ``IF_cond_exp``       ``LIF(tau_mem=tau_m, r_mem=tau_m/cm, t_ref=tau_refrac)``;
+                                       ``Exponential(tau_syn_E|I[, e_rev_E|I])`` per receptor
+``IF_curr_alpha``, ``IF_cond_alpha``   the same ``LIF``; ``Alpha(tau_syn_E|I[, e_rev_E|I])``
+``IF_curr_delta``                      ``LIF``; ``Delta`` synapses whose weight (mV) is the jump of
+                                       ``v`` at the end of the arrival step
+``Izhikevich``                         ``Izhikevich`` (input ``1000 i`` for ``i`` in nA, as
+                                       ``pyNN.brian2``); ``Delta`` synapses, weights in mV
+``SpikeSourceArray``                   ``SpikeInput`` fed with the spike times
+``SpikeSourcePoisson``                 ``SpikeInput`` fed with Poisson trains drawn per run
+=====================================  ============================================================
+
+``i_offset`` becomes the population's constant drive (nA).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from pyNN import errors
+from pyNN.standardmodels import build_translations, cells, electrodes, synapses
+
+import sapicore.functional as sf
+
+__all__ = [
+    "IF_curr_exp",
+    "IF_cond_exp",
+    "IF_curr_alpha",
+    "IF_cond_alpha",
+    "IF_curr_delta",
+    "Izhikevich",
+    "SpikeSourceArray",
+    "SpikeSourcePoisson",
+    "StaticSynapse",
+    "TsodyksMarkramSynapse",
+    "STDPMechanism",
+    "SpikePairRule",
+    "AdditiveWeightDependence",
+    "MultiplicativeWeightDependence",
+    "GutigWeightDependence",
+    "DCSource",
+    "StepCurrentSource",
+    "ACSource",
+    "NoisyCurrentSource",
+]
+
+
+def _same_names(parameters: dict) -> dict:
+    return build_translations(*[(name, name) for name in parameters])
+
+
+class _CellType:
+    """What the engine asks of a cell type (mixed into PyNN's standard cell classes).
+
+    ``core(p)`` builds the neuron model from ``p`` (name -> tensor, one value per neuron);
+    ``synapse(receptor, p)`` the synapse model of a receptor type; ``weight_scale(receptor, p, dt)``
+    the factor (per target neuron) from PyNN weights to the core's, or None; ``state(p, initial)``
+    the core state fields from PyNN's initial values; ``variables`` maps PyNN's recordable names to
+    the core's record names (``gsyn_exc`` and ``gsyn_inh`` are sums over projections).
+    """
+
+    source = False
+    variables = {"v": "v"}
+    state_names = {"v": "v"}
+
+    def drive(self, p: dict) -> torch.Tensor | None:
+        return p.get("i_offset")
+
+    def check_parameters(self, values: dict) -> None:
+        """Refuse values the model cannot take (raise ``InvalidParameterValueError``)."""
+        for name, value in values.items():
+            array = np.asarray(value)
+            if array.dtype != object and not np.isfinite(array.astype(float)).all():
+                raise errors.InvalidParameterValueError(f"{name} must be finite, got {value!r}")
+
+    def weight_scale(self, receptor: str, p: dict, dt: float) -> torch.Tensor | None:
+        return None
+
+    def state(self, model: Any, p: dict, initial: dict, size: int, like: torch.Tensor) -> Any:
+        state = model.init_state(size, device=like.device, dtype=like.dtype)
+        changes = {
+            core: torch.as_tensor(initial[name], dtype=like.dtype, device=like.device)
+            for name, core in self.state_names.items()
+            if name in initial
+        }
+        return sf.replace(state, **changes)
+
+
+class _LeakyIntegrateAndFire(_CellType):
+    exponential = True
+
+    def core(self, p: dict) -> Any:
+        return sf.LIF(
+            tau_mem=p["tau_m"],
+            v_rest=p["v_rest"],
+            v_reset=p["v_reset"],
+            v_thresh=p["v_thresh"],
+            r_mem=p["tau_m"] / p["cm"],
+            t_ref=p["tau_refrac"],
+        )
+
+    def synapse(self, receptor: str, p: dict) -> Any:
+        suffix = "E" if receptor == "excitatory" else "I"
+        e_rev = p[f"e_rev_{suffix}"] if self.conductance_based else None
+        kind = sf.Exponential if self.exponential else sf.Alpha
+        return kind(tau=p[f"tau_syn_{suffix}"], e_rev=e_rev)
+
+
+class IF_curr_exp(_LeakyIntegrateAndFire, cells.IF_curr_exp):
+    __doc__ = cells.IF_curr_exp.__doc__
+    translations = _same_names(cells.IF_curr_exp.default_parameters)
+
+
+class IF_cond_exp(_LeakyIntegrateAndFire, cells.IF_cond_exp):
+    __doc__ = cells.IF_cond_exp.__doc__
+    translations = _same_names(cells.IF_cond_exp.default_parameters)
+
+
+class IF_curr_alpha(_LeakyIntegrateAndFire, cells.IF_curr_alpha):
+    __doc__ = cells.IF_curr_alpha.__doc__
+    translations = _same_names(cells.IF_curr_alpha.default_parameters)
+    exponential = False
+
+
+class IF_cond_alpha(_LeakyIntegrateAndFire, cells.IF_cond_alpha):
+    __doc__ = cells.IF_cond_alpha.__doc__
+    translations = _same_names(cells.IF_cond_alpha.default_parameters)
+    exponential = False
+
+
+class IF_curr_delta(_LeakyIntegrateAndFire, cells.IF_curr_delta):
+    __doc__ = cells.IF_curr_delta.__doc__
+    translations = _same_names(cells.IF_curr_delta.default_parameters)
+
+    def synapse(self, receptor: str, p: dict) -> Any:
+        return sf.Delta()
+
+    def weight_scale(self, receptor: str, p: dict, dt: float) -> torch.Tensor:
+        """A current i held over one step moves v by ``r (1 - exp(-dt / tau_m)) i`` (exponential
+        Euler, exact): the current whose jump is one mV."""
+        return 1.0 / ((p["tau_m"] / p["cm"]) * -torch.expm1(-dt / p["tau_m"]))
+
+
+class Izhikevich(_CellType, cells.Izhikevich):
+    __doc__ = cells.Izhikevich.__doc__
+    translations = _same_names(cells.Izhikevich.default_parameters)
+    variables = {"v": "v", "u": "u"}
+    state_names = {"v": "v", "u": "u"}
+
+    def core(self, p: dict) -> Any:
+        return sf.Izhikevich(a=p["a"], b=p["b"], c=p["c"], d=p["d"])
+
+    def drive(self, p: dict) -> torch.Tensor:
+        return 1000.0 * p["i_offset"]  # nA -> the model's input units (mV/ms per pF)
+
+    def synapse(self, receptor: str, p: dict) -> Any:
+        return sf.Delta()
+
+    def weight_scale(self, receptor: str, p: dict, dt: float) -> torch.Tensor:
+        """Euler steps ``v += dt * input``: an input of w/dt for one step is a jump of w mV."""
+        return torch.full_like(p["a"], 1.0 / dt)
+
+
+class _Source(_CellType):
+    source = True
+    variables: dict = {}
+    state_names: dict = {}
+
+    def core(self, p: dict) -> Any:
+        return sf.SpikeInput()
+
+    def drive(self, p: dict) -> None:
+        return None
+
+
+class SpikeSourceArray(_Source, cells.SpikeSourceArray):
+    __doc__ = cells.SpikeSourceArray.__doc__
+    translations = _same_names(cells.SpikeSourceArray.default_parameters)
+
+    def check_parameters(self, values: dict) -> None:
+        for sequence in np.atleast_1d(np.asarray(values.get("spike_times", []), dtype=object)):
+            times = np.asarray(getattr(sequence, "value", sequence), dtype=float).reshape(-1)
+            if not np.isfinite(times).all() or (times < 0).any() or (np.diff(times) < 0).any():
+                raise errors.InvalidParameterValueError(
+                    f"spike_times must be finite, non-negative and in increasing order (ms), got {times}"
+                )
+
+    def spikes(self, p: dict, first: int, steps: int, dt: float, generator: torch.Generator) -> torch.Tensor:
+        """This run's spikes, ``(steps, size)``: a spike at t ms is emitted in the step that ends at t
+        (so it is recorded at t, and reaches a target at t + delay, as in NEST)."""
+        times = p["spike_times"]
+        out = torch.zeros(steps, len(times))
+        for neuron, sequence in enumerate(times):
+            values = np.asarray(sequence.value if hasattr(sequence, "value") else sequence, dtype=float)
+            step = np.rint(values / dt).astype(np.int64) - 1 - first
+            step = step[(step >= 0) & (step < steps)]
+            out[torch.as_tensor(step), neuron] = 1.0
+        return out
+
+
+class SpikeSourcePoisson(_Source, cells.SpikeSourcePoisson):
+    __doc__ = cells.SpikeSourcePoisson.__doc__
+    translations = _same_names(cells.SpikeSourcePoisson.default_parameters)
+
+    def spikes(self, p: dict, first: int, steps: int, dt: float, generator: torch.Generator) -> torch.Tensor:
+        """This run's spikes: in each step of [start, start + duration) a neuron spikes with
+        probability ``rate dt / 1000``."""
+        start = (torch.arange(first, first + steps, dtype=torch.float64) * dt)[:, None]
+        rate = torch.as_tensor(p["rate"], dtype=torch.float64)
+        on = (start >= p["start"] - 1e-9 * dt) & (start < p["start"] + p["duration"] - 1e-9 * dt)
+        probability = torch.where(on, rate * (dt / 1000.0), 0.0)
+        draws = torch.rand(probability.shape, generator=generator, dtype=torch.float64)
+        return (draws < probability).to(torch.get_default_dtype())
+
+
+def check_cell_type(celltype: Any) -> None:
+    """Refuse PyNN cell types that this backend does not simulate, naming those it does."""
+    if not isinstance(celltype, _CellType):
+        known = ", ".join(name for name in __all__ if not name.endswith(("Synapse", "Source", "Rule", "Dependence")))
+        raise NotImplementedError(
+            f"sapicore.pynn has no model for {type(celltype).__name__}; its cell types are {known}, "
+            "SpikeSourceArray and SpikeSourcePoisson (use sapicore.pynn's classes, not another backend's)"
+        )
+
+
+# synapse types ------------------------------------------------------------------------------------
+
+
+class _SynapseType:
+    def _get_minimum_delay(self) -> float:
+        from .simulator import state
+
+        return state.dt if state._min_delay == "auto" else state._min_delay
+
+
+class StaticSynapse(_SynapseType, synapses.StaticSynapse):
+    __doc__ = synapses.StaticSynapse.__doc__
+    translations = _same_names(synapses.StaticSynapse.default_parameters)
+
+
+class TsodyksMarkramSynapse(_SynapseType, synapses.TsodyksMarkramSynapse):
+    """Tsodyks-Markram depression and facilitation, as NEST's ``tsodyks2_synapse`` (the core's
+    ``TsodyksMarkram``): U, tau_rec and tau_facil may differ between source neurons but must be the
+    same for all synapses of one source."""
+
+    translations = _same_names(synapses.TsodyksMarkramSynapse.default_parameters)
+
+
+class SpikePairRule(_SynapseType, synapses.SpikePairRule):
+    __doc__ = synapses.SpikePairRule.__doc__
+    translations = _same_names(synapses.SpikePairRule.default_parameters)
+
+
+class AdditiveWeightDependence(synapses.AdditiveWeightDependence):
+    """Changes of ``A w_max`` (NEST's and pyNN.brian2's scaling), clipped to [w_min, w_max]."""
+
+    translations = _same_names(synapses.AdditiveWeightDependence.default_parameters)
+
+
+class MultiplicativeWeightDependence(synapses.MultiplicativeWeightDependence):
+    """Potentiation ``A_plus (w_max - w)``, depression ``A_minus (w - w_min)``."""
+
+    translations = _same_names(synapses.MultiplicativeWeightDependence.default_parameters)
+
+
+class GutigWeightDependence(synapses.GutigWeightDependence):
+    """Gütig et al. (2003): ``A_plus S ((w_max - w)/S)^mu_plus``, ``A_minus S ((w - w_min)/S)^mu_minus``
+    with ``S = w_max - w_min``."""
+
+    translations = _same_names(synapses.GutigWeightDependence.default_parameters)
+
+
+class STDPMechanism(_SynapseType, synapses.STDPMechanism):
+    """Pair-based STDP (``SpikePairRule``, all-to-all pairing) with an additive, multiplicative or
+    Gütig weight dependence, on the core's ``STDP``. Both spikes are seen when they are emitted: the
+    delay is neither axonal nor dendritic for the rule (``dendritic_delay_fraction`` is ignored)."""
+
+    base_translations = build_translations(
+        ("weight", "weight"), ("delay", "delay"), ("dendritic_delay_fraction", "dendritic_delay_fraction")
+    )
+
+    def __init__(
+        self,
+        timing_dependence: Any = None,
+        weight_dependence: Any = None,
+        voltage_dependence: Any = None,
+        dendritic_delay_fraction: float = 1.0,
+        weight: float = 0.0,
+        delay: float | None = None,
+    ) -> None:
+        if voltage_dependence is not None:
+            raise NotImplementedError("sapicore.pynn's STDPMechanism has no voltage dependence")
+        if not isinstance(timing_dependence, SpikePairRule):
+            raise NotImplementedError(
+                f"sapicore.pynn's STDPMechanism takes timing_dependence=SpikePairRule(...), got {timing_dependence!r}"
+            )
+        if not isinstance(
+            weight_dependence, (AdditiveWeightDependence, MultiplicativeWeightDependence, GutigWeightDependence)
+        ):
+            raise NotImplementedError(
+                "sapicore.pynn's STDPMechanism takes an Additive, Multiplicative or Gutig weight dependence, "
+                f"got {weight_dependence!r}"
+            )
+        super().__init__(timing_dependence, weight_dependence, None, dendritic_delay_fraction, weight, delay)
+        self.translations = dict(self.base_translations)
+        for component in (timing_dependence, weight_dependence):
+            self.translations.update(component.translations)
+
+    def rule(self, p: dict) -> Any:
+        """The core's STDP from one value of each parameter (the same for every synapse)."""
+        shared = dict(tau_plus=p["tau_plus"], tau_minus=p["tau_minus"], w_min=p["w_min"], w_max=p["w_max"])
+        if isinstance(self.weight_dependence, AdditiveWeightDependence):
+            return sf.STDP(a_plus=p["A_plus"] * p["w_max"], a_minus=p["A_minus"] * p["w_max"], **shared)
+        if isinstance(self.weight_dependence, GutigWeightDependence):
+            return sf.STDP(
+                a_plus=p["A_plus"],
+                a_minus=p["A_minus"],
+                soft_bound=True,
+                mu_plus=p["mu_plus"],
+                mu_minus=p["mu_minus"],
+                **shared,
+            )
+        return sf.STDP(a_plus=p["A_plus"], a_minus=p["A_minus"], soft_bound=True, **shared)
+
+
+# current sources ----------------------------------------------------------------------------------
+
+
+class _CurrentSource:
+    """A PyNN current source: parameters kept as given, the cells it feeds, and its current (nA)
+    over a run's steps, evaluated when the run starts (so a change between runs takes effect in the
+    next run). The current of a step is its value at the step's start time."""
+
+    def __init__(self, **parameters: Any) -> None:
+        from .simulator import state
+
+        object.__setattr__(self, "_values", dict(self.default_parameters))
+        object.__setattr__(self, "targets", [])
+        object.__setattr__(self, "recording", False)
+        object.__setattr__(self, "recorded", [])
+        super().__init__(**parameters)
+        self.set_parameters(**parameters)
+        state.current_sources.append(self)
+
+    def set_native_parameters(self, parameters: Any) -> None:
+        parameters.evaluate(simplify=True)
+        for name, value in parameters.items():
+            self._values[name] = value.value if hasattr(value, "value") else value
+
+    def get_native_parameters(self) -> Any:
+        from pyNN.parameters import ParameterSpace
+
+        return ParameterSpace(dict(self._values))
+
+    def inject_into(self, cells: Any) -> None:
+        """Add this source's current to every cell of ``cells`` (a Population, PopulationView,
+        Assembly, or a list of IDs)."""
+        for cell in cells:
+            if not cell.celltype.injectable:
+                raise TypeError("Can't inject current into a spike source.")
+            self.targets.append((cell.parent, int(cell.parent.id_to_index(cell))))
+
+    def current(self, first: int, steps: int, dt: float) -> np.ndarray:
+        """The current (nA) in each of ``steps`` steps from step ``first`` (kept when recording)."""
+        t = np.arange(first, first + steps) * dt
+        values = self._current(t, first, dt)
+        if self.recording:
+            self.recorded.append(values)
+        return values
+
+    def record(self) -> None:
+        """Keep the current of every step from now on (``get_data`` returns it)."""
+        self.recording = True
+
+    def _get_data(self) -> tuple[np.ndarray, np.ndarray]:
+        """(times, currents): the current (nA) of each recorded step at its start time (ms), and the
+        current the next step would get, at the present time."""
+        from .simulator import state
+
+        now = self._current(np.array([state.t]), state.steps, state.dt)
+        values = np.concatenate([*self.recorded, now])
+        return np.arange(values.size) * state.dt, values
+
+
+def _window(t: np.ndarray, start: float, stop: float, dt: float) -> np.ndarray:
+    return (t >= start - 1e-6 * dt) & (t < stop - 1e-6 * dt)
+
+
+class DCSource(_CurrentSource, electrodes.DCSource):
+    __doc__ = electrodes.DCSource.__doc__
+    translations = _same_names(electrodes.DCSource.default_parameters)
+
+    def _current(self, t: np.ndarray, first: int, dt: float) -> np.ndarray:
+        v = self._values
+        return np.where(_window(t, v["start"], v["stop"], dt), v["amplitude"], 0.0)
+
+
+class ACSource(_CurrentSource, electrodes.ACSource):
+    __doc__ = electrodes.ACSource.__doc__
+    translations = _same_names(electrodes.ACSource.default_parameters)
+
+    def _current(self, t: np.ndarray, first: int, dt: float) -> np.ndarray:
+        v = self._values
+        phase = 2 * math.pi * v["frequency"] * (t - v["start"]) / 1000.0 + math.radians(v["phase"])
+        return np.where(_window(t, v["start"], v["stop"], dt), v["offset"] + v["amplitude"] * np.sin(phase), 0.0)
+
+
+class StepCurrentSource(_CurrentSource, electrodes.StepCurrentSource):
+    """Zero until the first of ``times`` (ms), then each of ``amplitudes`` (nA) from its time on; the
+    last amplitude lasts to the end. Times are rounded to the step when set; of several times that
+    round to one step, the last amplitude is kept."""
+
+    translations = _same_names(electrodes.StepCurrentSource.default_parameters)
+
+    def set_native_parameters(self, parameters: Any) -> None:
+        super().set_native_parameters(parameters)
+        from .simulator import state
+
+        times = np.asarray(self._values["times"], dtype=float)
+        amplitudes = np.asarray(self._values["amplitudes"], dtype=float)
+        if times.shape != amplitudes.shape:
+            raise ValueError(
+                f"StepCurrentSource needs one amplitude per time, got {times.size} times and {amplitudes.size} amplitudes"
+            )
+        if (times < 0).any() or (np.diff(times) <= 0).any():
+            raise ValueError(f"StepCurrentSource times must be non-negative and increasing (ms), got {times}")
+        steps = np.rint(times / state.dt).astype(np.int64)
+        last = np.append(steps[1:] != steps[:-1], True)
+        self._values["times"], self._values["amplitudes"] = steps[last] * state.dt, amplitudes[last]
+
+    def _current(self, t: np.ndarray, first: int, dt: float) -> np.ndarray:
+        steps = np.rint(np.asarray(self._values["times"]) / dt).astype(np.int64)
+        amplitudes = np.asarray(self._values["amplitudes"], dtype=float)
+        index = np.searchsorted(steps, np.arange(first, first + t.size), side="right") - 1
+        return np.where(index >= 0, amplitudes[np.clip(index, 0, None)] if amplitudes.size else 0.0, 0.0)
+
+
+class NoisyCurrentSource(_CurrentSource, electrodes.NoisyCurrentSource):
+    """``mean + stdev * N(0, 1)`` (nA), a new draw every ``dt`` ms from ``start``; the draws are a
+    fixed function of the source's seed and the interval (``keyed_normal``), so runs split in any
+    way give the same current."""
+
+    translations = _same_names(electrodes.NoisyCurrentSource.default_parameters)
+
+    def __init__(self, rng: Any = None, **parameters: Any) -> None:
+        seed = int(np.random.default_rng(getattr(rng, "seed", None)).integers(2**31))
+        object.__setattr__(self, "seed", seed)
+        super().__init__(**parameters)
+
+    def _current(self, t: np.ndarray, first: int, dt: float) -> np.ndarray:
+        v = self._values
+        every = max(1, int(round(v["dt"] / dt)))
+        if abs(every * dt - v["dt"]) > 1e-9 * max(dt, 1.0):
+            raise ValueError(f"NoisyCurrentSource dt={v['dt']} ms must be a multiple of the time step {dt} ms")
+        start_step = int(round(v["start"] / dt))
+        interval = torch.as_tensor(np.maximum(np.arange(first, first + t.size) - start_step, 0) // every)
+        draws = sf.currents.keyed_normal(self.seed, torch.zeros((), dtype=torch.int64), interval, torch.float64).numpy()
+        return np.where(_window(t, v["start"], v["stop"], dt), v["mean"] + v["stdev"] * draws, 0.0)
