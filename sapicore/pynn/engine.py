@@ -135,7 +135,7 @@ def _part(state, prj, name, a, b, chosen, pre, post, params, projections, like) 
         torch.as_tensor(pre),
         torch.as_tensor(post),
         _tensor(weights, {}),
-        _tensor(prj._values["delay"][chosen], {}),
+        _tensor(np.maximum(prj._values["delay"][chosen] - celltype.delay_shift * state.dt, 0.0), {}),
         synapse,
     )
     kwargs = {}

@@ -98,7 +98,7 @@ class Projection(common.Projection):
         pre = [np.asarray(p, dtype=np.int64).reshape(-1) for p, _, _ in self._pieces]
         self._pre = np.concatenate(pre) if pre else np.zeros(0, dtype=np.int64)
         self._post = np.concatenate([np.full(p.size, j, dtype=np.int64) for p, j, _ in self._pieces] or [self._pre])
-        names = list(self.synapse_type.native_parameters.keys())
+        names = [n for n in self.synapse_type.native_parameters.keys() if n != "dendritic_delay_fraction"]
         self._values = {
             name: np.concatenate(
                 [np.broadcast_to(np.asarray(v[name], dtype=float), p.shape) for p, _, v in self._pieces]

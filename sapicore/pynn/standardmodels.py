@@ -72,6 +72,7 @@ class _CellType:
     """
 
     source = False
+    delay_shift = 0  # steps the core's delays are shorter than PyNN's (see _DeltaSynapses)
     variables = {"v": "v"}
     state_names = {"v": "v"}
 
@@ -140,12 +141,21 @@ class IF_cond_alpha(_LeakyIntegrateAndFire, cells.IF_cond_alpha):
     exponential = False
 
 
-class IF_curr_delta(_LeakyIntegrateAndFire, cells.IF_curr_delta):
-    __doc__ = cells.IF_curr_delta.__doc__
-    translations = _same_names(cells.IF_curr_delta.default_parameters)
+class _DeltaSynapses:
+    """Synapses that move ``v`` by the weight (mV): the core's ``Delta`` synapse, whose current acts
+    over the arrival step, so the jump shows at that step's end. NEST and Brian2 add the weight to
+    ``v`` at the arrival time itself, one step earlier: the core's delays are one step shorter
+    (a delay of one step or less arrives in the next step)."""
+
+    delay_shift = 1
 
     def synapse(self, receptor: str, p: dict) -> Any:
         return sf.Delta()
+
+
+class IF_curr_delta(_DeltaSynapses, _LeakyIntegrateAndFire, cells.IF_curr_delta):
+    __doc__ = cells.IF_curr_delta.__doc__
+    translations = _same_names(cells.IF_curr_delta.default_parameters)
 
     def weight_scale(self, receptor: str, p: dict, dt: float) -> torch.Tensor:
         """A current i held over one step moves v by ``r (1 - exp(-dt / tau_m)) i`` (exponential
@@ -153,7 +163,7 @@ class IF_curr_delta(_LeakyIntegrateAndFire, cells.IF_curr_delta):
         return 1.0 / ((p["tau_m"] / p["cm"]) * -torch.expm1(-dt / p["tau_m"]))
 
 
-class Izhikevich(_CellType, cells.Izhikevich):
+class Izhikevich(_DeltaSynapses, _CellType, cells.Izhikevich):
     __doc__ = cells.Izhikevich.__doc__
     translations = _same_names(cells.Izhikevich.default_parameters)
     variables = {"v": "v", "u": "u"}
@@ -164,9 +174,6 @@ class Izhikevich(_CellType, cells.Izhikevich):
 
     def drive(self, p: dict) -> torch.Tensor:
         return 1000.0 * p["i_offset"]  # nA -> the model's input units (mV/ms per pF)
-
-    def synapse(self, receptor: str, p: dict) -> Any:
-        return sf.Delta()
 
     def weight_scale(self, receptor: str, p: dict, dt: float) -> torch.Tensor:
         """Euler steps ``v += dt * input``: an input of w/dt for one step is a jump of w mV."""
