@@ -717,6 +717,28 @@ COMMAND = {
 }
 
 
+def _pynn_cases():
+    """The PyNN backend's doors (tests/test_pynn.py holds its full table)."""
+    import sapicore.pynn as sim
+
+    return {
+        "pynn: spike times out of order": (
+            lambda: sim.Population(1, sim.SpikeSourceArray(spike_times=[3.0, 1.0])),
+            Exception,
+            "spike_times must be finite, non-negative and in increasing order",
+        ),
+        "pynn: a zero time step": (lambda: sim.setup(timestep=0.0), ValueError, "timestep must be a positive"),
+        "pynn: step current times going back": (
+            lambda: sim.StepCurrentSource(times=[2.0, 1.0], amplitudes=[1.0, 2.0]),
+            ValueError,
+            "times must be non-negative and increasing",
+        ),
+    }
+
+
+CASES.update(_pynn_cases())
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_bad_input_is_refused_naming_the_culprit(case, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # cases that would write (a checkpoint, a log) write here

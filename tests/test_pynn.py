@@ -120,8 +120,12 @@ def test_split_runs_equal_one_run_and_reset_repeats_it():
 def test_the_network_it_builds_runs_the_same_in_the_functional_core():
     cells = sim.Population(30, sim.IF_curr_exp(i_offset=0.8, tau_refrac=2.0))
     cells.initialize(v=np.linspace(-65.0, -51.0, 30))
-    sim.Projection(cells, cells, sim.FixedProbabilityConnector(0.2, rng=sim.NumpyRNG(seed=4)),
-                   sim.StaticSynapse(weight=0.3, delay=sim.RandomDistribution("uniform", (0.5, 3.0), rng=sim.NumpyRNG(seed=5))))
+    sim.Projection(
+        cells,
+        cells,
+        sim.FixedProbabilityConnector(0.2, rng=sim.NumpyRNG(seed=4)),
+        sim.StaticSynapse(weight=0.3, delay=sim.RandomDistribution("uniform", (0.5, 3.0), rng=sim.NumpyRNG(seed=5))),
+    )
     network, state, names = sim.to_network()
     cells.record("spikes")
     sim.run(200.0)

@@ -45,11 +45,17 @@ def _tensor(values: Any, like: dict) -> torch.Tensor:
 
 
 def _parameters(population: Any, like: dict) -> dict:
-    """A population's parameters as tensors (one value per neuron), spike times as they are."""
+    """A population's parameters: a float where all its neurons share the value (the models' fast
+    paths for numbers), else a tensor of one value per neuron; spike times as they are."""
     out = {}
     for name, value in population._parameters.items():
         array = np.asarray(value)
-        out[name] = value if array.dtype == object else _tensor(np.broadcast_to(array, (population.size,)), like)
+        if array.dtype == object:
+            out[name] = value
+        elif array.size and np.all(array == array.reshape(-1)[0]):
+            out[name] = float(array.reshape(-1)[0])
+        else:
+            out[name] = _tensor(np.broadcast_to(array, (population.size,)), like)
     return out
 
 
@@ -105,7 +111,7 @@ def build(state: Any) -> tuple[sf.Network, list[Part], dict]:
     for k, population in enumerate(state.populations):
         populations[f"p{k}"] = sf.Population(population.celltype.core(params[k]), population.size)
         offset = population.celltype.drive(params[k])
-        if offset is not None and bool((offset != 0).any()):  # sync-ok: building the network
+        if offset is not None and bool(np.any(np.asarray(torch.as_tensor(offset).cpu()) != 0)):
             drive[f"p{k}"] = offset
     projections, parts = {}, []
     for j, prj in enumerate(state.projections):
@@ -124,7 +130,7 @@ def _part(state, prj, name, a, b, chosen, pre, post, params, projections, like) 
     n_pre, n_post = state.populations[a].size, state.populations[b].size
     celltype = state.populations[b].celltype
     scale = celltype.weight_scale(prj.receptor_type, params[b], state.dt)
-    scale = None if scale is None else scale.cpu().double().numpy()[post]
+    scale = None if scale is None else np.broadcast_to(torch.as_tensor(scale).cpu().double().numpy(), (n_post,))[post]
     weights = prj._values["weight"][chosen] * (1.0 if scale is None else scale)
     degree = np.bincount(pre, minlength=n_pre)
     table = sf.SynapseTable(torch.as_tensor(degree), n_post, state.dt, dtype=state.dtype)

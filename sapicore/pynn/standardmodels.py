@@ -160,7 +160,8 @@ class IF_curr_delta(_DeltaSynapses, _LeakyIntegrateAndFire, cells.IF_curr_delta)
     def weight_scale(self, receptor: str, p: dict, dt: float) -> torch.Tensor:
         """A current i held over one step moves v by ``r (1 - exp(-dt / tau_m)) i`` (exponential
         Euler, exact): the current whose jump is one mV."""
-        return 1.0 / ((p["tau_m"] / p["cm"]) * -torch.expm1(-dt / p["tau_m"]))
+        tau_m = torch.as_tensor(p["tau_m"], dtype=torch.float64)
+        return 1.0 / ((tau_m / p["cm"]) * -torch.expm1(-dt / tau_m))
 
 
 class Izhikevich(_DeltaSynapses, _CellType, cells.Izhikevich):
@@ -177,7 +178,7 @@ class Izhikevich(_DeltaSynapses, _CellType, cells.Izhikevich):
 
     def weight_scale(self, receptor: str, p: dict, dt: float) -> torch.Tensor:
         """Euler steps ``v += dt * input``: an input of w/dt for one step is a jump of w mV."""
-        return torch.full_like(p["a"], 1.0 / dt)
+        return torch.tensor(1.0 / dt)
 
 
 class _Source(_CellType):
