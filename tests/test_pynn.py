@@ -342,3 +342,20 @@ def test_bad_input_is_refused_naming_the_culprit(case):
 def test_other_backends_settings_are_ignored_with_a_warning():
     with pytest.warns(UserWarning, match="ignores the setup\\(\\) parameters \\['t_flush'\\]"):
         sim.setup(timestep=0.1, t_flush=10.0)
+
+
+def test_reset_restores_the_weights_of_the_first_run_and_refuses_initial_conductances():
+    source = sim.Population(1, sim.SpikeSourceArray(spike_times=[1.0]))
+    cells = sim.Population(1, sim.IF_curr_exp())
+    prj = sim.Projection(source, cells, sim.AllToAllConnector(), sim.StaticSynapse(weight=0.1))
+    prj.set(weight=0.3)  # before the first run: kept by reset, as pyNN.brian2 does
+    sim.run(5.0)
+    prj.set(weight=0.7)
+    sim.run(5.0)
+    sim.reset()
+    assert prj.get("weight", format="list", with_address=False) == [0.3]
+    sim.setup(timestep=0.1)
+    cells = sim.Population(1, sim.IF_cond_exp())
+    cells.initialize(gsyn_exc=0.01)
+    with pytest.raises(NotImplementedError, match="gsyn_exc"):
+        sim.run(1.0)

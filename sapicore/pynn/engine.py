@@ -296,6 +296,9 @@ def advance(state: Any, steps: int) -> None:
     if not state.populations:
         state.steps += steps
         return
+    if state.network_state is None:  # a start from t = 0: what reset will come back to
+        for projection in state.projections:
+            projection._keep_initial()
     network, parts, params = build(state)
     net_state = carry(network, state.network_state, state, params)
     state.pending_initial = []

@@ -110,7 +110,7 @@ class Projection(common.Projection):
         del self._pieces
         if self._values["delay"].size and (self._values["delay"] < 0).any():
             raise errors.ConnectionError(f"projection {self.label!r}: delays must be >= 0 ms")
-        self._initial = {name: value.copy() for name, value in self._values.items()}
+        self._keep_initial()
         simulator.state.projections.append(self)
 
     def __len__(self) -> int:
@@ -125,8 +125,13 @@ class Projection(common.Projection):
     def connections(self) -> Any:
         return (Connection(self, i) for i in range(len(self)))
 
+    def _keep_initial(self) -> None:
+        """Take the weights and synapse parameters as they are at the start of a run from t = 0."""
+        self._initial = {name: value.copy() for name, value in self._values.items()}
+
     def _restore_initial(self) -> None:
-        """Weights and synapse parameters back to those the projection was made with (``reset``)."""
+        """Weights and synapse parameters back to those of the last start from t = 0 (``reset``),
+        as pyNN.brian2 restores its network."""
         for name, value in self._initial.items():
             self._values[name][:] = value
 

@@ -90,6 +90,12 @@ class _CellType:
         return None
 
     def state(self, model: Any, p: dict, initial: dict, size: int, like: torch.Tensor) -> Any:
+        unsupported = [name for name in initial if name not in self.state_names and np.any(initial[name] != 0)]
+        if unsupported:
+            raise NotImplementedError(
+                f"sapicore.pynn starts synaptic variables at 0 (they live in the projections); "
+                f"initial values of {unsupported} other than 0 are not supported"
+            )
         state = model.init_state(size, device=like.device, dtype=like.dtype)
         changes = {
             core: torch.as_tensor(initial[name], dtype=like.dtype, device=like.device)
