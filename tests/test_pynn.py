@@ -359,3 +359,40 @@ def test_reset_restores_the_weights_of_the_first_run_and_refuses_initial_conduct
     cells.initialize(gsyn_exc=0.01)
     with pytest.raises(NotImplementedError, match="gsyn_exc"):
         sim.run(1.0)
+
+
+def test_an_ac_source_counts_its_phase_from_its_start():
+    cells = sim.Population(1, sim.IF_curr_exp(v_thresh=0.0))
+    source = sim.ACSource(amplitude=0.4, offset=0.0, frequency=40.0, phase=30.0, start=12.5, stop=40.0)
+    source.inject_into(cells)
+    source.record()
+    sim.run(50.0)
+    t = np.arange(501) * 0.1
+    on = (t >= 12.5 - 1e-9) & (t < 40.0 - 1e-9)
+    expected = np.where(on, 0.4 * np.sin(2 * np.pi * 40.0 * (t - 12.5) / 1000.0 + np.radians(30.0)), 0.0)
+    np.testing.assert_allclose(np.asarray(source.get_data()).ravel(), expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("new_delay", [4.0, 1.6])
+def test_spikes_in_transit_keep_their_delay_when_delays_change_between_runs(new_delay):
+    source = sim.Population(1, sim.SpikeSourceArray(spike_times=[5.0, 10.0]))
+    cells = sim.Population(1, sim.IF_curr_exp())
+    prj = sim.Projection(source, cells, sim.AllToAllConnector(), sim.StaticSynapse(weight=0.5, delay=2.0))
+    cells.record("v")
+    sim.run(5.5)  # the first spike is in transit, due at 7.0 ms
+    prj.set(delay=new_delay)  # the ring buffer grows or shrinks
+    sim.run(14.5)
+    v = signal(cells, "v").magnitude[:, 0]
+    assert np.all(v[:71] == -65.0) and v[71] > -65.0  # moves in the step after 7.0 ms
+    second = int(round((10.0 + new_delay) / 0.1)) + 1
+    assert v[second] - v[second - 1] > 0.9 * (v[72] - v[71])  # the second spike, with the new delay
+
+
+def test_shortening_delays_below_the_input_in_transit_warns_that_it_is_dropped():
+    source = sim.Population(1, sim.SpikeSourceArray(spike_times=[5.0]))
+    cells = sim.Population(1, sim.IF_curr_exp())
+    prj = sim.Projection(source, cells, sim.AllToAllConnector(), sim.StaticSynapse(weight=0.5, delay=2.0))
+    sim.run(5.5)
+    prj.set(delay=0.5)
+    with pytest.warns(UserWarning, match="in transit beyond its new longest delay \\(5 steps\\) is dropped"):
+        sim.run(1.0)

@@ -13,6 +13,7 @@ over that step.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,20 +156,48 @@ def _part(state, prj, name, a, b, chosen, pre, post, params, projections, like) 
     return Part(prj, name, a, b, chosen, slots, scale)
 
 
-def carry(network: sf.Network, old: Any, state: Any, params: list) -> Any:
-    """The state to start this run from: the previous run's where its shapes still fit, the
-    initial values elsewhere, then the initial values set since the last run."""
+def _resized_ring(pending: torch.Tensor, step: int, rows: int, name: str) -> torch.Tensor:
+    """A ring buffer of input in transit (row = step mod its length) moved into one of ``rows`` rows,
+    each arrival at the same step (the longest delay of the projection changed between runs)."""
+    offsets = torch.arange(min(rows, pending.shape[0]), device=pending.device)
+    resized = pending.new_zeros((rows, *pending.shape[1:]))
+    resized[(step + offsets) % rows] = pending[(step + offsets) % pending.shape[0]]
+    if pending.shape[0] > rows and bool(pending.abs().sum() > resized.abs().sum() * (1 + 1e-6)):
+        warnings.warn(
+            f"projection {name}: input in transit beyond its new longest delay ({rows - 1} steps) is dropped",
+            stacklevel=4,
+        )
+    return resized
+
+
+def carry(network: sf.Network, old: Any, state: Any, params: list, rebuilt: bool = True) -> Any:
+    """The state to start this run from: the previous run's (its weights those of the PyNN arrays
+    when the network was ``rebuilt``, its spikes in transit kept), the initial values of what is
+    new, then the initial values set since the last run."""
     like = torch.zeros((), dtype=state.dtype, device=state.device)
-    fresh = network.init_state(device=state.device, dtype=state.dtype)
-    populations = {}
-    for k, population in enumerate(state.populations):
-        name = f"p{k}"
-        kept = None if old is None else old.populations.get(name)
-        if kept is not None and sf.tree_leaves(kept)[0].shape[-1] == population.size:
-            populations[name] = kept
-        else:
-            model = network.populations[name].model
-            populations[name] = population.celltype.state(model, params[k], population._initial, population.size, like)
+    if old is not None and not rebuilt:
+        populations, projections = dict(old.populations), old.projections
+    else:
+        fresh = network.init_state(device=state.device, dtype=state.dtype)
+        populations, projections = {}, {}
+        for k, population in enumerate(state.populations):
+            name = f"p{k}"
+            kept = None if old is None else old.populations.get(name)
+            if kept is not None and sf.tree_leaves(kept)[0].shape[-1] == population.size:
+                populations[name] = kept
+            else:
+                model = network.populations[name].model
+                populations[name] = population.celltype.state(
+                    model, params[k], population._initial, population.size, like
+                )
+        for name, new in fresh.projections.items():
+            kept = None if old is None else old.projections.get(name)
+            if kept is not None and kept.weights.shape == new.weights.shape:
+                pending = kept.pending
+                if pending.shape != new.pending.shape:
+                    pending = _resized_ring(pending, int(kept.step), new.pending.shape[0], name)
+                new = sf.replace(kept, weights=new.weights, pending=pending, wiring=new.wiring)
+            projections[name] = new
     for population, variable, neurons, values in state.pending_initial:
         name = f"p{state.populations.index(population)}"
         field = population.celltype.state_names.get(variable)
@@ -176,13 +205,7 @@ def carry(network: sf.Network, old: Any, state: Any, params: list) -> Any:
             current = getattr(populations[name], field).clone()
             current[torch.as_tensor(neurons)] = _tensor(values, {"dtype": current.dtype, "device": current.device})
             populations[name] = sf.replace(populations[name], **{field: current})
-    projections = {}
-    for name, new in fresh.projections.items():
-        kept = None if old is None else old.projections.get(name)
-        if kept is not None and kept.pending.shape == new.pending.shape and kept.weights.shape == new.weights.shape:
-            new = sf.replace(kept, weights=new.weights)
-        projections[name] = new
-    return sf.replace(fresh, populations=populations, projections=projections)
+    return sf.NetworkState(populations=populations, projections=projections)
 
 
 def _record_names(state: Any, parts: list[Part]) -> tuple[list[str], dict]:
@@ -284,7 +307,7 @@ def _inputs(state: Any, params: list, first: int, steps: int) -> dict:
 def _read_back(state: Any, parts: list[Part]) -> None:
     """Plastic weights from the run's state into the PyNN arrays."""
     for part in parts:
-        if part.projection.synapse_type.__class__.__name__ != "STDPMechanism":
+        if not hasattr(part.projection.synapse_type, "rule"):  # no plasticity: the arrays hold the weights
             continue
         weights = state.network_state.projections[part.name].weights.reshape(-1)
         values = weights.index_select(0, torch.as_tensor(part.slots, device=weights.device)).cpu().double().numpy()
@@ -299,8 +322,11 @@ def advance(state: Any, steps: int) -> None:
     if state.network_state is None:  # a start from t = 0: what reset will come back to
         for projection in state.projections:
             projection._keep_initial()
-    network, parts, params = build(state)
-    net_state = carry(network, state.network_state, state, params)
+    rebuilt = state.built is None
+    if rebuilt:
+        state.built = build(state)
+    network, parts, params = state.built
+    net_state = carry(network, state.network_state, state, params, rebuilt)
     state.pending_initial = []
     names, sources = _record_names(state, parts)
     _first_samples(network, net_state, state, sources)

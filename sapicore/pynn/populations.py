@@ -39,6 +39,7 @@ class _Parameters:
         parent, mask = self._owner()
         parameter_space.evaluate(simplify=False)
         parent.celltype.check_parameters(dict(parameter_space.items()))
+        simulator.state.changed()
         for name, value in parameter_space.items():
             try:
                 parent._parameters[name][mask] = value
@@ -93,6 +94,7 @@ class Population(_Parameters, common.Population):
         self._initial: dict[str, np.ndarray] = {}
         super().__init__(size, celltype, None, **kwargs)
         simulator.state.populations.append(self)
+        simulator.state.changed()
 
     def _owner(self) -> tuple[Any, Any]:
         return self, slice(None)

@@ -48,6 +48,7 @@ class Connection(common.Connection):
             object.__setattr__(self, name, value)
         elif name in self.projection._values:
             self.projection._values[name][self.index] = value
+            simulator.state.changed()
         else:
             raise errors.NonExistentParameterError(name, type(self.projection.synapse_type).__name__)
 
@@ -112,6 +113,7 @@ class Projection(common.Projection):
             raise errors.ConnectionError(f"projection {self.label!r}: delays must be >= 0 ms")
         self._keep_initial()
         simulator.state.projections.append(self)
+        simulator.state.changed()
 
     def __len__(self) -> int:
         return int(self._pre.size)
@@ -147,6 +149,7 @@ class Projection(common.Projection):
         raise NotImplementedError("sapicore.pynn's synapse types have no state variables to initialize")
 
     def _set_attributes(self, parameter_space: Any) -> None:
+        simulator.state.changed()
         parameter_space.evaluate()
         for name, value in parameter_space.items():
             if name == "dendritic_delay_fraction":

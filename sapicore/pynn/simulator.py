@@ -54,7 +54,6 @@ class State(common.control.BaseState):
         self.id_counter = 0
         self.segment_counter = -1
         self.write_on_end = []
-        self.compiled = None
         self.reset()
 
     def reset(self) -> None:
@@ -62,6 +61,7 @@ class State(common.control.BaseState):
         self.running = False
         self.t_start = 0
         self.steps = 0
+        self.changed()
         self.segment_counter += 1
         self.network_state = None
         self.pending_initial: list = []
@@ -74,6 +74,11 @@ class State(common.control.BaseState):
             recorder._clear_simulator()
         for source in self.current_sources:
             source.recorded.clear()
+
+    def changed(self) -> None:
+        """Note that the network's structure, parameters or weights changed: the next run builds the
+        functional network again (otherwise it reuses the one it has)."""
+        self.built = None
 
     @property
     def min_delay(self) -> Any:

@@ -24,7 +24,6 @@ PyNN                                   Sapicore
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -387,9 +386,10 @@ class _CurrentSource:
             self.targets.append((cell.parent, int(cell.parent.id_to_index(cell))))
 
     def current(self, first: int, steps: int, dt: float) -> np.ndarray:
-        """The current (nA) in each of ``steps`` steps from step ``first`` (kept when recording)."""
-        t = np.arange(first, first + steps) * dt
-        values = self._current(t, first, dt)
+        """The current (nA) in each of ``steps`` steps from step ``first`` (kept when recording):
+        the core's current source, with time counted in steps so that every switch is exact."""
+        t = torch.arange(first, first + steps, dtype=torch.float64)
+        values = torch.vmap(self.core(dt))(t).reshape(steps).numpy()
         if self.recording:
             self.recorded.append(values)
         return values
@@ -403,32 +403,41 @@ class _CurrentSource:
         current the next step would get, at the present time."""
         from .simulator import state
 
-        now = self._current(np.array([state.t]), state.steps, state.dt)
-        values = np.concatenate([*self.recorded, now])
+        now = torch.vmap(self.core(state.dt))(torch.tensor([float(state.steps)], dtype=torch.float64)).reshape(1)
+        values = np.concatenate([*self.recorded, now.numpy()])
         return np.arange(values.size) * state.dt, values
 
 
-def _window(t: np.ndarray, start: float, stop: float, dt: float) -> np.ndarray:
-    return (t >= start - 1e-6 * dt) & (t < stop - 1e-6 * dt)
+def _steps(time: float, dt: float) -> float:
+    """A time (ms) as a whole number of steps."""
+    return float(round(time / dt))
 
 
 class DCSource(_CurrentSource, electrodes.DCSource):
     __doc__ = electrodes.DCSource.__doc__
     translations = _same_names(electrodes.DCSource.default_parameters)
 
-    def _current(self, t: np.ndarray, first: int, dt: float) -> np.ndarray:
+    def core(self, dt: float) -> sf.DCCurrent:
         v = self._values
-        return np.where(_window(t, v["start"], v["stop"], dt), v["amplitude"], 0.0)
+        return sf.DCCurrent(amplitude=v["amplitude"], start=_steps(v["start"], dt), stop=_steps(v["stop"], dt))
 
 
 class ACSource(_CurrentSource, electrodes.ACSource):
-    __doc__ = electrodes.ACSource.__doc__
+    """PyNN's ``ACSource``: the phase counts from ``start``, as in every PyNN backend (the core's
+    ``ACCurrent`` counts from t = 0, as NEST does: its phase is shifted as pyNN.nest shifts it)."""
+
     translations = _same_names(electrodes.ACSource.default_parameters)
 
-    def _current(self, t: np.ndarray, first: int, dt: float) -> np.ndarray:
+    def core(self, dt: float) -> sf.ACCurrent:
         v = self._values
-        phase = 2 * math.pi * v["frequency"] * (t - v["start"]) / 1000.0 + math.radians(v["phase"])
-        return np.where(_window(t, v["start"], v["stop"], dt), v["offset"] + v["amplitude"] * np.sin(phase), 0.0)
+        return sf.ACCurrent(
+            amplitude=v["amplitude"],
+            offset=v["offset"],
+            frequency=v["frequency"] * dt,  # per step
+            phase=v["phase"] - 360.0 * v["frequency"] * v["start"] / 1000.0,
+            start=_steps(v["start"], dt),
+            stop=_steps(v["stop"], dt),
+        )
 
 
 class StepCurrentSource(_CurrentSource, electrodes.StepCurrentSource):
@@ -454,17 +463,20 @@ class StepCurrentSource(_CurrentSource, electrodes.StepCurrentSource):
         last = np.append(steps[1:] != steps[:-1], True)
         self._values["times"], self._values["amplitudes"] = steps[last] * state.dt, amplitudes[last]
 
-    def _current(self, t: np.ndarray, first: int, dt: float) -> np.ndarray:
-        steps = np.rint(np.asarray(self._values["times"]) / dt).astype(np.int64)
-        amplitudes = np.asarray(self._values["amplitudes"], dtype=float)
-        index = np.searchsorted(steps, np.arange(first, first + t.size), side="right") - 1
-        return np.where(index >= 0, amplitudes[np.clip(index, 0, None)] if amplitudes.size else 0.0, 0.0)
+    def core(self, dt: float) -> Any:
+        times = np.rint(np.asarray(self._values["times"], dtype=float) / dt)
+        if times.size == 0:
+            return torch.zeros_like
+        return sf.StepCurrent(
+            times=torch.as_tensor(times, dtype=torch.float64),
+            amplitudes=torch.as_tensor(self._values["amplitudes"], dtype=torch.float64),
+        )
 
 
 class NoisyCurrentSource(_CurrentSource, electrodes.NoisyCurrentSource):
-    """``mean + stdev * N(0, 1)`` (nA), a new draw every ``dt`` ms from ``start``; the draws are a
-    fixed function of the source's seed and the interval (``keyed_normal``), so runs split in any
-    way give the same current."""
+    """``mean + stdev * N(0, 1)`` (nA), a new draw every ``dt`` ms from ``start``: the core's
+    ``NoisyCurrent``, whose draws are a fixed function of the source's seed and the interval, so runs
+    split in any way give the same current."""
 
     translations = _same_names(electrodes.NoisyCurrentSource.default_parameters)
 
@@ -473,12 +485,10 @@ class NoisyCurrentSource(_CurrentSource, electrodes.NoisyCurrentSource):
         object.__setattr__(self, "seed", seed)
         super().__init__(**parameters)
 
-    def _current(self, t: np.ndarray, first: int, dt: float) -> np.ndarray:
+    def core(self, dt: float) -> sf.NoisyCurrent:
         v = self._values
-        every = max(1, int(round(v["dt"] / dt)))
-        if abs(every * dt - v["dt"]) > 1e-9 * max(dt, 1.0):
+        every = _steps(v["dt"], dt)
+        if every < 1 or abs(every * dt - v["dt"]) > 1e-9 * max(dt, 1.0):
             raise ValueError(f"NoisyCurrentSource dt={v['dt']} ms must be a multiple of the time step {dt} ms")
-        start_step = int(round(v["start"] / dt))
-        interval = torch.as_tensor(np.maximum(np.arange(first, first + t.size) - start_step, 0) // every)
-        draws = sf.currents.keyed_normal(self.seed, torch.zeros((), dtype=torch.int64), interval, torch.float64).numpy()
-        return np.where(_window(t, v["start"], v["stop"], dt), v["mean"] + v["stdev"] * draws, 0.0)
+        start, stop = _steps(v["start"], dt), _steps(v["stop"], dt)
+        return sf.NoisyCurrent(mean=v["mean"], stdev=v["stdev"], interval=every, seed=self.seed, start=start, stop=stop)
