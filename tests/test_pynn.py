@@ -396,3 +396,10 @@ def test_shortening_delays_below_the_input_in_transit_warns_that_it_is_dropped()
     prj.set(delay=0.5)
     with pytest.warns(UserWarning, match="in transit beyond its new longest delay \\(5 steps\\) is dropped"):
         sim.run(1.0)
+
+
+def test_the_standard_models_listed_are_the_ones_simulated():
+    assert sim.list_standard_models() == [
+        "IF_curr_exp", "IF_cond_exp", "IF_curr_alpha", "IF_cond_alpha", "IF_curr_delta", "Izhikevich",
+        "SpikeSourceArray", "SpikeSourcePoisson",
+    ]  # fmt: skip

@@ -12,7 +12,6 @@ from pyNN.network import Network  # noqa: F401
 from pyNN.random import GSLRNG, NumpyRNG, RandomDistribution  # noqa: F401
 from pyNN.recording import *  # noqa: F403
 from pyNN.space import Space  # noqa: F401
-from pyNN.standardmodels import StandardCellType
 
 from . import simulator
 from .control import (  # noqa: F401
@@ -34,14 +33,12 @@ from .populations import Assembly, Population, PopulationView  # noqa: F401
 from .procedural_api import connect, create, record, record_gsyn, record_v  # noqa: F401
 from .projections import Projection  # noqa: F401
 from .standardmodels import *  # noqa: F403
-from .standardmodels import __all__ as _models
+from .standardmodels import cell_types
 
 
 def list_standard_models() -> list[str]:
     """The names of the standard cell types this backend simulates."""
-    return [
-        name for name in _models if isinstance(globals()[name], type) and issubclass(globals()[name], StandardCellType)
-    ]
+    return cell_types()
 
 
 def to_network() -> tuple:

@@ -241,11 +241,15 @@ class SpikeSourcePoisson(_Source, cells.SpikeSourcePoisson):
 def check_cell_type(celltype: Any) -> None:
     """Refuse PyNN cell types that this backend does not simulate, naming those it does."""
     if not isinstance(celltype, _CellType):
-        known = ", ".join(name for name in __all__ if not name.endswith(("Synapse", "Source", "Rule", "Dependence")))
         raise NotImplementedError(
-            f"sapicore.pynn has no model for {type(celltype).__name__}; its cell types are {known}, "
-            "SpikeSourceArray and SpikeSourcePoisson (use sapicore.pynn's classes, not another backend's)"
+            f"sapicore.pynn has no model for {type(celltype).__name__}; its cell types are "
+            f"{', '.join(cell_types())} (use sapicore.pynn's classes, not another backend's)"
         )
+
+
+def cell_types() -> list[str]:
+    """The names of the cell types this backend simulates."""
+    return [name for name in __all__ if isinstance(globals()[name], type) and issubclass(globals()[name], _CellType)]
 
 
 # synapse types ------------------------------------------------------------------------------------
