@@ -69,6 +69,20 @@ def test_adex_subthreshold_steady_state_solves_the_fixed_point_equation():
     assert final.w.item() == pytest.approx(model.a * (low - model.e_leak), abs=1e-8)
 
 
+def test_adex_holds_v_at_reset_for_its_refractory_period_while_w_relaxes():
+    model = sf.AdEx(t_ref=2.0)
+    _, rec = sf.simulate(model, model.init_state(1, dtype=torch.float64), inputs=1.0, dt=0.1, duration=300.0,
+                         record=("v", "w", "spikes"))  # fmt: skip
+    first = int(torch.nonzero(rec["spikes"][:, 0])[0])
+    assert torch.all(rec["v"][first : first + 21, 0] == model.v_reset)  # the spike's step and 20 more
+    assert rec["v"][first + 21, 0] > model.v_reset
+    assert torch.all(torch.diff(rec["w"][first : first + 21, 0]) < 0)  # w relaxes towards a (v_reset - e_leak)
+    _, plain = sf.simulate(sf.AdEx(), sf.AdEx().init_state(1, dtype=torch.float64), inputs=1.0, dt=0.1,
+                           duration=300.0, record=("spikes",))  # fmt: skip
+    held, free = (torch.nonzero(r["spikes"][:, 0])[:2, 0] for r in (rec, plain))
+    assert held[0] == free[0] and held[1] > free[1]  # t_ref = 0 (the default): no refractory period
+
+
 def test_adex_adapts_under_constant_current():
     (times,) = spike_times(sf.AdEx(), 1.0, 0.1, 1000.0)
     isis = torch.diff(times)
@@ -118,3 +132,23 @@ def test_analog_unit_without_memory_is_the_seed_example_neuron():
         sf.Analog(nonlinearity="softplus")
     with pytest.raises(ValueError, match="clip_min .* must not exceed clip_max"):
         sf.Analog(clip_min=1.0, clip_max=0.0)
+
+
+def test_traub_miles_rates_are_the_published_formulas_and_a_step_current_fires_it():
+    model = sf.TraubMiles()
+    v = torch.tensor([-80.0, -55.0, -31.5, 0.0, 20.0], dtype=torch.float64)
+    u = v - model.v_offset
+    expected = (
+        0.32 * (13 - u) / (torch.exp((13 - u) / 4) - 1),
+        0.28 * (u - 40) / (torch.exp((u - 40) / 5) - 1),
+        0.128 * torch.exp((17 - u) / 18),
+        4 / (1 + torch.exp((40 - u) / 5)),
+        0.032 * (15 - u) / (torch.exp((15 - u) / 5) - 1),
+        0.5 * torch.exp((10 - u) / 40),
+    )
+    for got, want in zip(model.rates(v), expected):
+        torch.testing.assert_close(got, want)
+    at_13 = model.rates(torch.tensor([model.v_offset + 13.0], dtype=torch.float64))[0]
+    assert at_13.item() == pytest.approx(1.28)  # the removable singularity: 0.32 * 4
+    _, rec = sf.simulate(model, model.init_state(1, dtype=torch.float64), inputs=1.0, dt=0.005, duration=50.0)
+    assert rec["spikes"].sum() >= 3 and rec["spikes"].max() == 1.0  # one spike per upward crossing

@@ -43,6 +43,7 @@ from .models.neurons import (
     NeuronModel,
     Oscillator,
     OscillatorState,
+    TraubMiles,
 )
 from .models.neurons.base import check_input, check_model
 from .models.plasticity import STDP, Hebbian, Oja, PlasticityRule, RewardSTDP, TripletSTDP
@@ -148,6 +149,7 @@ __all__ = [
     "AnalogState",
     "HodgkinHuxley",
     "HodgkinHuxleyState",
+    "TraubMiles",
     "Izhikevich",
     "IzhikevichState",
     "LIF",

@@ -3,7 +3,7 @@
 from .adex import AdEx, AdExState
 from .analog import NONLINEARITIES, Analog, AnalogState
 from .base import NeuronModel
-from .hh import HodgkinHuxley, HodgkinHuxleyState
+from .hh import HodgkinHuxley, HodgkinHuxleyState, TraubMiles
 from .izhikevich import PRESETS, Izhikevich, IzhikevichState
 from .lif import LIF, LIFState
 from .oscillator import Oscillator, OscillatorState
@@ -16,6 +16,7 @@ __all__ = [
     "AnalogState",
     "HodgkinHuxley",
     "HodgkinHuxleyState",
+    "TraubMiles",
     "Izhikevich",
     "IzhikevichState",
     "LIF",

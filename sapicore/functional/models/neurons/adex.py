@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ...pytree import check_above, check_positive, parameter, pytree, replace
+from ...pytree import check_above, check_non_negative, check_positive, parameter, pytree, replace
 from ..integrators import integrate
 from ..spikes import spike
 from .base import NeuronModel, check_dt, check_input, full_state, method_field, set_where, surrogate_field
@@ -16,10 +16,12 @@ __all__ = ["AdEx", "AdExState"]
 
 @pytree
 class AdExState:
-    """State of an AdEx population: v, membrane potential (mV); w, adaptation current (nA)."""
+    """State of an AdEx population: v, membrane potential (mV); w, adaptation current (nA);
+    refractory_left, time left in the refractory period (ms)."""
 
     v: torch.Tensor
     w: torch.Tensor
+    refractory_left: torch.Tensor
 
 
 @pytree
@@ -43,6 +45,8 @@ class AdEx(NeuronModel):
         tau_w: adaptation time constant (ms). a: subthreshold adaptation (µS).
         b: spike-triggered adaptation increment (nA). v_reset: reset potential (mV).
         v_peak: spike detection potential (mV).
+        t_ref: refractory period (ms), >= 0: after a spike ``v`` is held at ``v_reset`` for
+            ``round(t_ref / dt)`` steps while ``w`` goes on relaxing (NEST's ``aeif_cond_*``).
         method: 'exponential_euler' (default), 'euler' or 'rk4'.
         surrogate, surrogate_slope: surrogate gradient of the spike (see ``sapicore.functional.spike``).
     """
@@ -57,6 +61,7 @@ class AdEx(NeuronModel):
     b: Any = parameter(0.0805)
     v_reset: Any = parameter(-70.6)
     v_peak: Any = parameter(-40.4, check=check_above("v_reset"))  # else it would fire at every step
+    t_ref: Any = parameter(0.0, check=check_non_negative)
     method: str = method_field("exponential_euler")
     surrogate: str = surrogate_field()
     surrogate_slope: Any = parameter(1.0, check=check_positive)
@@ -64,7 +69,7 @@ class AdEx(NeuronModel):
     state_class = AdExState
 
     def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"v": full_state(self.e_leak, shape, zeros), "w": zeros.clone()}
+        return {"v": full_state(self.e_leak, shape, zeros), "w": zeros.clone(), "refractory_left": zeros.clone()}
 
     def _relaxation(self, current: Any) -> Any:
         def relaxation(y: tuple[torch.Tensor, torch.Tensor]) -> tuple[tuple, tuple]:
@@ -81,8 +86,14 @@ class AdEx(NeuronModel):
         dt = check_dt(dt)
         x = check_input(input, state.v)
         v, w = integrate(self.method, (state.v, state.w), dt, relaxation=self._relaxation(x))
+        refractory = not (isinstance(self.t_ref, (int, float)) and self.t_ref == 0)
+        if refractory:
+            v = set_where(state.refractory_left > 0.5 * dt, self.v_reset, v)
         spikes = spike(v - self.v_peak, self.surrogate, self.surrogate_slope)
         fired = spikes > 0
         v = set_where(fired, self.v_reset, v)
         w = w + self.b * spikes
-        return replace(state, v=v, w=w), spikes
+        refractory_left = state.refractory_left
+        if refractory:
+            refractory_left = set_where(fired, self.t_ref, torch.clamp(state.refractory_left - dt, min=0.0))
+        return replace(state, v=v, w=w, refractory_left=refractory_left), spikes

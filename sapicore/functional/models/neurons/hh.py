@@ -11,7 +11,7 @@ from ..integrators import integrate
 from ..spikes import spike
 from .base import NeuronModel, check_dt, check_input, full_state, method_field, surrogate_field
 
-__all__ = ["HodgkinHuxley", "HodgkinHuxleyState"]
+__all__ = ["HodgkinHuxley", "HodgkinHuxleyState", "TraubMiles"]
 
 
 @pytree
@@ -80,8 +80,12 @@ class HodgkinHuxley(NeuronModel):
 
     def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         v = full_state(self.v_init, shape, zeros)
-        am, bm, ah, bh, an, bn = _rates(v)
+        am, bm, ah, bh, an, bn = self.rates(v)
         return {"v": v, "m": am / (am + bm), "h": ah / (ah + bh), "n": an / (an + bn)}
+
+    def rates(self, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Opening and closing rates (1/ms) of m, h, n at potential ``v`` (mV)."""
+        return _rates(v)
 
     def _relaxation(self, current: Any) -> Any:
         def relaxation(y: tuple[torch.Tensor, ...]) -> tuple[tuple, tuple]:
@@ -90,7 +94,7 @@ class HodgkinHuxley(NeuronModel):
             g_k = self.g_k * n**4
             g_total = g_na + g_k + self.g_leak
             v_inf = (g_na * self.e_na + g_k * self.e_k + self.g_leak * self.e_leak + current) / g_total
-            am, bm, ah, bh, an, bn = _rates(v)
+            am, bm, ah, bh, an, bn = self.rates(v)
             taus = (self.c_mem / g_total, 1.0 / (am + bm), 1.0 / (ah + bh), 1.0 / (an + bn))
             return taus, (v_inf, am * taus[1], ah * taus[2], an * taus[3])
 
@@ -105,3 +109,38 @@ class HodgkinHuxley(NeuronModel):
         crossed = spike(v - self.v_spike, self.surrogate, self.surrogate_slope)
         spikes = crossed * (state.v < self.v_spike).to(v.dtype)
         return replace(state, v=v, m=m, h=h, n=n), spikes
+
+
+@pytree
+class TraubMiles(HodgkinHuxley):
+    r"""Traub & Miles (1991) Hodgkin-Huxley-type neuron of the hippocampus, for a whole cell (units:
+    ms, mV, nF, µS, nA): NEST's ``hh_cond_exp_traub`` and PyNN's ``HH_cond_exp``.
+
+    The membrane equation is `HodgkinHuxley`'s; the rates (1/ms) depend on ``u = v - v_offset``:
+    alpha_m = 0.32 (13 - u) / (exp((13 - u)/4) - 1), beta_m = 0.28 (u - 40) / (exp((u - 40)/5) - 1),
+    alpha_h = 0.128 exp((17 - u)/18), beta_h = 4 / (1 + exp((40 - u)/5)),
+    alpha_n = 0.032 (15 - u) / (exp((15 - u)/5) - 1), beta_n = 0.5 exp((10 - u)/40).
+    A spike is an upward crossing of ``v_spike`` (-40 mV, pyNN.brian2's threshold); the input is a
+    current (nA). Use dt <= 0.01 ms.
+    """
+
+    c_mem: Any = parameter(0.2, check=check_positive)
+    g_na: Any = parameter(20.0, check=check_positive)
+    g_k: Any = parameter(6.0, check=check_positive)
+    g_leak: Any = parameter(0.01, check=check_positive)
+    e_na: Any = parameter(50.0)
+    e_k: Any = parameter(-90.0)
+    e_leak: Any = parameter(-65.0)
+    v_spike: Any = parameter(-40.0)
+    v_init: Any = parameter(-65.0)
+    v_offset: Any = parameter(-63.0)
+
+    def rates(self, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        u = v - self.v_offset
+        alpha_m = 1.28 * _x_over_one_minus_exp((u - 13.0) / 4.0)
+        beta_m = 1.4 * _x_over_one_minus_exp((40.0 - u) / 5.0)
+        alpha_h = 0.128 * torch.exp((17.0 - u) / 18.0)
+        beta_h = 4.0 * torch.sigmoid((u - 40.0) / 5.0)
+        alpha_n = 0.16 * _x_over_one_minus_exp((u - 15.0) / 5.0)
+        beta_n = 0.5 * torch.exp((10.0 - u) / 40.0)
+        return alpha_m, beta_m, alpha_h, beta_h, alpha_n, beta_n
