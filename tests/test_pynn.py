@@ -400,6 +400,24 @@ def test_shortening_delays_below_the_input_in_transit_warns_that_it_is_dropped()
 
 def test_the_standard_models_listed_are_the_ones_simulated():
     assert sim.list_standard_models() == [
-        "IF_curr_exp", "IF_cond_exp", "IF_curr_alpha", "IF_cond_alpha", "IF_curr_delta", "Izhikevich",
+        "IF_curr_exp", "IF_cond_exp", "IF_curr_alpha", "IF_cond_alpha", "IF_curr_delta",
+        "EIF_cond_exp_isfa_ista", "EIF_cond_alpha_isfa_ista", "HH_cond_exp", "Izhikevich",
         "SpikeSourceArray", "SpikeSourcePoisson",
     ]  # fmt: skip
+
+
+def test_eif_and_hh_cells_are_the_core_models_with_pynn_units():
+    eif = sim.Population(1, sim.EIF_cond_exp_isfa_ista(i_offset=1.0, tau_refrac=2.0, a=4.0, v_spike=-40.0))
+    hh = sim.Population(1, sim.HH_cond_exp(i_offset=1.0))
+    eif.record(["spikes", "w"])
+    hh.record("spikes")
+    sim.run(200.0)
+    adex = sf.AdEx(c_mem=0.281, g_leak=0.281 / 9.3667, a=0.004, v_peak=-40.0, t_ref=2.0)
+    _, rec = sf.simulate(adex, adex.init_state(1), inputs=1.0, dt=0.1, steps=2000, record=("spikes", "w"))
+    np.testing.assert_allclose(spike_times(eif)[0], (torch.nonzero(rec["spikes"][:, 0])[:, 0] + 1).numpy() * 0.1)
+    np.testing.assert_allclose(signal(eif, "w").magnitude[1:, 0], rec["w"][:, 0].numpy(), rtol=1e-6)
+    traub = sf.TraubMiles()
+    state = sf.replace(traub.init_state(1), m=torch.zeros(1), h=torch.ones(1), n=torch.zeros(1))  # PyNN's start
+    _, rec = sf.simulate(traub, state, inputs=1.0, dt=0.1, steps=2000)
+    np.testing.assert_allclose(spike_times(hh)[0], (torch.nonzero(rec["spikes"][:, 0])[:, 0] + 1).numpy() * 0.1)
+    assert len(spike_times(hh)[0]) > 5

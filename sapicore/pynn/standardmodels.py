@@ -13,6 +13,9 @@ PyNN                                   Sapicore
 ``IF_curr_alpha``, ``IF_cond_alpha``   the same ``LIF``; ``Alpha(tau_syn_E|I[, e_rev_E|I])``
 ``IF_curr_delta``                      ``LIF``; ``Delta`` synapses whose weight (mV) is the jump of
                                        ``v`` at the end of the arrival step
+``EIF_cond_exp_isfa_ista``,            ``AdEx(c_mem=cm, g_leak=cm/tau_m, a=a/1000, v_peak=v_spike,
+``EIF_cond_alpha_isfa_ista``           t_ref=tau_refrac)``; conductance ``Exponential`` or ``Alpha``
+``HH_cond_exp``                        ``TraubMiles`` (gbar_Na, gbar_K, g_leak in µS, cm in nF)
 ``Izhikevich``                         ``Izhikevich`` (input ``1000 i`` for ``i`` in nA, as
                                        ``pyNN.brian2``); ``Delta`` synapses, weights in mV
 ``SpikeSourceArray``                   ``SpikeInput`` fed with the spike times
@@ -39,6 +42,9 @@ __all__ = [
     "IF_curr_alpha",
     "IF_cond_alpha",
     "IF_curr_delta",
+    "EIF_cond_exp_isfa_ista",
+    "EIF_cond_alpha_isfa_ista",
+    "HH_cond_exp",
     "Izhikevich",
     "SpikeSourceArray",
     "SpikeSourcePoisson",
@@ -78,6 +84,16 @@ class _CellType:
     def drive(self, p: dict) -> torch.Tensor | None:
         return p.get("i_offset")
 
+    exponential = True  # the receptors' synapses: exponential, or alpha functions
+
+    def synapse(self, receptor: str, p: dict) -> Any:
+        """The synapse of a receptor type: a conductance (µS) with ``e_rev_E|I`` for conductance-based
+        cells, else a current (nA), decaying with ``tau_syn_E|I``."""
+        suffix = "E" if receptor == "excitatory" else "I"
+        e_rev = p[f"e_rev_{suffix}"] if self.conductance_based else None
+        kind = sf.Exponential if self.exponential else sf.Alpha
+        return kind(tau=p[f"tau_syn_{suffix}"], e_rev=e_rev)
+
     def check_parameters(self, values: dict) -> None:
         """Refuse values the model cannot take (raise ``InvalidParameterValueError``)."""
         for name, value in values.items():
@@ -105,8 +121,6 @@ class _CellType:
 
 
 class _LeakyIntegrateAndFire(_CellType):
-    exponential = True
-
     def core(self, p: dict) -> Any:
         return sf.LIF(
             tau_mem=p["tau_m"],
@@ -116,12 +130,6 @@ class _LeakyIntegrateAndFire(_CellType):
             r_mem=p["tau_m"] / p["cm"],
             t_ref=p["tau_refrac"],
         )
-
-    def synapse(self, receptor: str, p: dict) -> Any:
-        suffix = "E" if receptor == "excitatory" else "I"
-        e_rev = p[f"e_rev_{suffix}"] if self.conductance_based else None
-        kind = sf.Exponential if self.exponential else sf.Alpha
-        return kind(tau=p[f"tau_syn_{suffix}"], e_rev=e_rev)
 
 
 class IF_curr_exp(_LeakyIntegrateAndFire, cells.IF_curr_exp):
@@ -167,6 +175,58 @@ class IF_curr_delta(_DeltaSynapses, _LeakyIntegrateAndFire, cells.IF_curr_delta)
         Euler, exact): the current whose jump is one mV."""
         tau_m = torch.as_tensor(p["tau_m"], dtype=torch.float64)
         return 1.0 / ((tau_m / p["cm"]) * -torch.expm1(-dt / tau_m))
+
+
+class _AdaptiveExponential(_CellType):
+    """The core's ``AdEx`` (``g_leak = cm / tau_m``, ``a`` from nS to µS, spikes at ``v_spike``)."""
+
+    variables = {"v": "v", "w": "w"}
+    state_names = {"v": "v", "w": "w"}
+
+    def core(self, p: dict) -> Any:
+        return sf.AdEx(
+            c_mem=p["cm"],
+            g_leak=p["cm"] / p["tau_m"],
+            e_leak=p["v_rest"],
+            v_thresh=p["v_thresh"],
+            delta_t=p["delta_T"],
+            tau_w=p["tau_w"],
+            a=p["a"] / 1000.0,
+            b=p["b"],
+            v_reset=p["v_reset"],
+            v_peak=p["v_spike"],
+            t_ref=p["tau_refrac"],
+        )
+
+
+class EIF_cond_exp_isfa_ista(_AdaptiveExponential, cells.EIF_cond_exp_isfa_ista):
+    __doc__ = cells.EIF_cond_exp_isfa_ista.__doc__
+    translations = _same_names(cells.EIF_cond_exp_isfa_ista.default_parameters)
+
+
+class EIF_cond_alpha_isfa_ista(_AdaptiveExponential, cells.EIF_cond_alpha_isfa_ista):
+    __doc__ = cells.EIF_cond_alpha_isfa_ista.__doc__
+    translations = _same_names(cells.EIF_cond_alpha_isfa_ista.default_parameters)
+    exponential = False
+
+
+class HH_cond_exp(_CellType, cells.HH_cond_exp):
+    """PyNN's Traub-Miles cell: the core's ``TraubMiles``; a spike is an upward crossing of -40 mV."""
+
+    translations = _same_names(cells.HH_cond_exp.default_parameters)
+    state_names = {"v": "v", "m": "m", "h": "h", "n": "n"}
+
+    def core(self, p: dict) -> Any:
+        return sf.TraubMiles(
+            c_mem=p["cm"],
+            g_na=p["gbar_Na"],
+            g_k=p["gbar_K"],
+            g_leak=p["g_leak"],
+            e_na=p["e_rev_Na"],
+            e_k=p["e_rev_K"],
+            e_leak=p["e_rev_leak"],
+            v_offset=p["v_offset"],
+        )
 
 
 class Izhikevich(_DeltaSynapses, _CellType, cells.Izhikevich):
