@@ -421,3 +421,17 @@ def test_eif_and_hh_cells_are_the_core_models_with_pynn_units():
     _, rec = sf.simulate(traub, state, inputs=1.0, dt=0.1, steps=2000)
     np.testing.assert_allclose(spike_times(hh)[0], (torch.nonzero(rec["spikes"][:, 0])[:, 0] + 1).numpy() * 0.1)
     assert len(spike_times(hh)[0]) > 5
+
+
+def test_one_to_one_connects_neuron_i_to_i_even_for_one_neuron():
+    one = sim.Projection(sim.Population(1, sim.SpikeSourcePoisson()), sim.Population(1, sim.IF_curr_exp()),
+                         sim.OneToOneConnector(), sim.StaticSynapse(weight=0.3))  # fmt: skip
+    assert one.get("weight", format="list") == [(0.0, 0.0, 0.3)]
+    delays = sim.RandomDistribution("uniform", (1.0, 2.0), rng=sim.NumpyRNG(seed=1))
+    many = sim.Projection(sim.Population(4, sim.SpikeSourcePoisson()), sim.Population(4, sim.IF_curr_exp()),
+                          sim.OneToOneConnector(), sim.StaticSynapse(weight=0.3, delay=delays))  # fmt: skip
+    rows = many.get("delay", format="list")
+    assert [(i, j) for i, j, _ in rows] == [(k, k) for k in range(4)] and len({d for _, _, d in rows}) == 4
+    with pytest.raises(sim.errors.ConnectionError, match="groups of one size"):
+        sim.Projection(sim.Population(2, sim.SpikeSourcePoisson()), sim.Population(3, sim.IF_curr_exp()),
+                       sim.OneToOneConnector())  # fmt: skip

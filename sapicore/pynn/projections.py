@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from pyNN import common, errors
+from pyNN.connectors import OneToOneConnector
 from pyNN.space import Space
 
 from . import simulator
@@ -95,7 +96,10 @@ class Projection(common.Projection):
         if source is not None:
             raise NotImplementedError("sapicore.pynn simulates point neurons: a projection's source must be None")
         self._pieces: list[tuple[np.ndarray, int, dict]] = []
-        connector.connect(self)
+        if type(connector) is OneToOneConnector:
+            self._connect_one_to_one(connector)
+        else:
+            connector.connect(self)
         pre = [np.asarray(p, dtype=np.int64).reshape(-1) for p, _, _ in self._pieces]
         self._pre = np.concatenate(pre) if pre else np.zeros(0, dtype=np.int64)
         self._post = np.concatenate([np.full(p.size, j, dtype=np.int64) for p, j, _ in self._pieces] or [self._pre])
@@ -136,6 +140,21 @@ class Projection(common.Projection):
         as pyNN.brian2 restores its network."""
         for name, value in self._initial.items():
             self._values[name][:] = value
+
+    def _connect_one_to_one(self, connector: OneToOneConnector) -> None:
+        """Neuron i to neuron i, the parameters evaluated as PyNN's connectors evaluate them. PyNN's
+        own path fails for populations of one neuron with numpy >= 2.4 (a 0-d mask)."""
+        if self.pre.size != self.post.size:
+            raise errors.ConnectionError(
+                f"OneToOneConnector needs groups of one size, got {self.pre.size} -> {self.post.size} neurons"
+            )
+        space = connector._parameters_from_synapse_type(self)
+        for i in range(self.post.size):
+            values = {
+                name: value.evaluate(simplify=True) if value.is_homogeneous else value[np.array([i]), i]
+                for name, value in space.items()
+            }
+            self._convergent_connect(np.array([i]), i, **values)
 
     def _convergent_connect(
         self, presynaptic_indices: Any, postsynaptic_index: int, location_selector: Any = None, **parameters: Any
