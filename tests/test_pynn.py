@@ -435,3 +435,18 @@ def test_one_to_one_connects_neuron_i_to_i_even_for_one_neuron():
     with pytest.raises(sim.errors.ConnectionError, match="groups of one size"):
         sim.Projection(sim.Population(2, sim.SpikeSourcePoisson()), sim.Population(3, sim.IF_curr_exp()),
                        sim.OneToOneConnector())  # fmt: skip
+
+
+def test_a_network_runs_the_same_on_every_device(device):
+    """The CPU run against the same script on ``device`` (CUDA where present): same spikes, v to
+    float tolerance."""
+    outcomes = []
+    for where in ("cpu", device):
+        sim.setup(timestep=0.1, rng_seed=11, device=where)
+        cells, plastic = small_network()
+        sim.run(60.0)
+        outcomes.append(results(cells, plastic))
+    (spikes_a, v_a, g_a, w_a), (spikes_b, v_b, g_b, w_b) = outcomes
+    assert all(np.array_equal(a, b) for a, b in zip(spikes_a, spikes_b))
+    np.testing.assert_allclose(v_a, v_b, atol=1e-3)
+    np.testing.assert_allclose(w_a, w_b, atol=1e-6)

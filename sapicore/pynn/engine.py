@@ -87,7 +87,7 @@ def _uniform(values: np.ndarray, what: str, label: str) -> float:
     return float(unique[0]) if unique.size else 0.0
 
 
-def _short_term(prj: Any, connections: np.ndarray, pre: np.ndarray, n_pre: int, like: dict) -> Any:
+def _short_term(prj: Any, connections: np.ndarray, pre: np.ndarray, n_pre: int, dtype: torch.dtype) -> Any:
     """The core's per-source Tsodyks-Markram parameters from per-connection values."""
     params = {}
     for name in ("U", "tau_rec", "tau_facil"):
@@ -99,7 +99,7 @@ def _short_term(prj: Any, connections: np.ndarray, pre: np.ndarray, n_pre: int, 
                 f"projection {prj.label!r}: sapicore.pynn's Tsodyks-Markram synapses keep one {name} per source "
                 "neuron; give all synapses of a source the same value"
             )
-        params[name] = _tensor(per_source, like)
+        params[name] = _tensor(per_source, {"dtype": dtype})
     return sf.TsodyksMarkram(**params)
 
 
@@ -112,7 +112,7 @@ def build(state: Any) -> tuple[sf.Network, list[Part], dict]:
     for k, population in enumerate(state.populations):
         populations[f"p{k}"] = sf.Population(population.celltype.core(params[k]), population.size)
         offset = population.celltype.drive(params[k])
-        if offset is not None and bool(np.any(np.asarray(torch.as_tensor(offset).cpu()) != 0)):
+        if offset is not None and bool(torch.as_tensor(offset).ne(0).any()):
             drive[f"p{k}"] = offset
     projections, parts = {}, []
     for j, prj in enumerate(state.projections):
@@ -121,13 +121,19 @@ def build(state: Any) -> tuple[sf.Network, list[Part], dict]:
         for a, b in sorted(set(zip(pre_pop.tolist(), post_pop.tolist()))):
             chosen = np.flatnonzero((pre_pop == a) & (post_pop == b))
             chosen = chosen[np.argsort(pre[chosen], kind="stable")]
-            name = f"j{j}_{a}_{b}"
-            parts.append(_part(state, prj, name, a, b, chosen, pre[chosen], post[chosen], params, projections, like))
+            part, projections[part.name] = _part(
+                state, prj, f"j{j}_{a}_{b}", a, b, chosen, pre[chosen], post[chosen], params
+            )
+            parts.append(part)
     network = sf.Network(populations=populations, projections=projections, drive=drive)
     return (network if state.device.type == "cpu" else sf.to(network, state.device)), parts, params
 
 
-def _part(state, prj, name, a, b, chosen, pre, post, params, projections, like) -> Part:
+def _part(
+    state: Any, prj: Any, name: str, a: int, b: int, chosen: np.ndarray, pre: np.ndarray, post: np.ndarray, params: list
+) -> tuple[Part, sf.SparseProjection]:
+    """The sparse projection of the connections ``chosen`` of ``prj`` from population ``a`` to
+    ``b`` (``pre``, ``post``: their indices there, sorted by ``pre``), and how to find them in it."""
     n_pre, n_post = state.populations[a].size, state.populations[b].size
     celltype = state.populations[b].celltype
     scale = celltype.weight_scale(prj.receptor_type, params[b], state.dt)
@@ -147,13 +153,11 @@ def _part(state, prj, name, a, b, chosen, pre, post, params, projections, like) 
     )
     kwargs = {}
     if "U" in prj._values:
-        kwargs["short_term"] = _short_term(prj, chosen, pre, n_pre, like)
+        kwargs["short_term"] = _short_term(prj, chosen, pre, n_pre, state.dtype)
     if hasattr(prj.synapse_type, "rule"):
         names = [n for n in prj._values if n not in ("weight", "delay")]
         kwargs["plasticity"] = prj.synapse_type.rule({n: _uniform(prj._values[n][chosen], n, prj.label) for n in names})
-    projection = table.projection(f"p{a}", f"p{b}", synapse, **kwargs)
-    projections[name] = projection
-    return Part(prj, name, a, b, chosen, slots, scale)
+    return Part(prj, name, a, b, chosen, slots, scale), table.projection(f"p{a}", f"p{b}", synapse, **kwargs)
 
 
 def _resized_ring(pending: torch.Tensor, step: int, rows: int, name: str) -> torch.Tensor:
