@@ -166,7 +166,7 @@ def test_tsodyks_markram_jumps_follow_the_recursion():
     cells.record("gsyn_exc")
     sim.run(220.0)
     g = signal(cells, "gsyn_exc").magnitude[:, 0]
-    arrivals = np.rint((times + 1.0) / 0.1).astype(int) + 1  # the conductance acting over the step after arrival
+    arrivals = np.rint((times + 1.0) / 0.1).astype(int)  # NEST's convention: the jump shows at t + delay
     jumps = g[arrivals] - g[arrivals - 1] * math.exp(-0.1 / 3.0)
     u, x, last, expected = 0.0, 1.0, None, []
     for t in times:  # NEST's tsodyks2_synapse
@@ -450,3 +450,21 @@ def test_a_network_runs_the_same_on_every_device(device):
     assert all(np.array_equal(a, b) for a, b in zip(spikes_a, spikes_b))
     np.testing.assert_allclose(v_a, v_b, atol=1e-3)
     np.testing.assert_allclose(w_a, w_b, atol=1e-6)
+
+
+def test_sampled_signals_do_not_depend_on_how_a_run_is_split():
+    def traces(lengths):
+        sim.setup(timestep=0.1)
+        source = sim.Population(1, sim.SpikeSourceArray(spike_times=[2.0, 3.3, 7.1]))
+        cells = sim.Population(2, sim.IF_cond_alpha())
+        sim.Projection(source, cells, sim.AllToAllConnector(), sim.StaticSynapse(weight=0.02, delay=0.4))
+        cells.record(["v", "gsyn_exc"], sampling_interval=0.5)
+        for length in lengths:
+            sim.run(length)
+        return [np.asarray(signal(cells, name)) for name in ("v", "gsyn_exc")]
+
+    whole = traces([10.0])
+    assert whole[0].shape == whole[1].shape == (21, 2) and whole[1].max() > 0
+    for lengths in ([0.7, 2.3, 7.0], [5.0, 5.0], [0.1] * 100):
+        for a, b in zip(whole, traces(lengths)):
+            np.testing.assert_array_equal(a, b)

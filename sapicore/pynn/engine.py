@@ -232,31 +232,40 @@ def _record_names(state: Any, parts: list[Part]) -> tuple[list[str], dict]:
 
 
 class _Collector:
-    """A ``simulate`` sink: spikes to events, signals sampled every ``recorder.every`` steps."""
+    """A ``simulate`` sink: spikes to events, signals sampled every ``recorder.every`` steps.
 
-    def __init__(self, state: Any, sources: dict, first: int) -> None:
-        self.state, self.sources, self.step = state, sources, first
+    A membrane variable recorded at the end of a step is its value at that step's end time. A
+    conductance recorded in a step is the one that acted over it, which NEST reports at the step's
+    start time: it is filed there (and the run's first step's was taken before the run, see
+    ``_sample_now``)."""
+
+    def __init__(self, state: Any, sources: dict, first: int, run_first: int) -> None:
+        self.state, self.sources, self.step, self.run_first = state, sources, first, run_first
 
     def begin(self, dt: float, every: int) -> None:
         pass
 
     def write(self, records: dict) -> None:
         chunk = next(iter(records.values())).shape[0]
+        starts = np.arange(self.step, self.step + chunk)
         for k, population in enumerate(self.state.populations):
             recorder = population.recorder
             spikes = records.get(f"p{k}.spikes")
             if spikes is not None and recorder.records_spikes():
                 times, neurons = to_events(spikes, self.step, self.state.dt)
                 recorder.add_spikes(neurons.cpu().numpy(), times.cpu().numpy())
-            ends = np.arange(self.step + 1, self.step + chunk + 1)
-            sampled = np.flatnonzero(ends % recorder.every == 0)
+            at_ends = np.flatnonzero((starts + 1) % recorder.every == 0)
+            at_starts = np.flatnonzero((starts % recorder.every == 0) & (starts > self.run_first))
             for variable in recorder.signal_names():
                 values = _summed(records, self.sources[k, variable], chunk, population.size)
-                recorder.add_samples(variable, values[sampled])
+                recorder.add_samples(variable, values[at_starts if variable in SYNAPTIC else at_ends])
         self.step += chunk
 
     def end(self) -> None:
         pass
+
+
+SYNAPTIC = ("gsyn_exc", "gsyn_inh")  # recorded from the projections' synapse states
 
 
 def _summed(records: dict, names: list[str], steps: int, size: int) -> np.ndarray:
@@ -276,14 +285,27 @@ class _NoOutput(dict):
 _NO_OUTPUT = _NoOutput()
 
 
-def _first_samples(network: sf.Network, net_state: Any, state: Any, sources: dict) -> None:
-    """The value at the start of each signal that has none yet in this segment."""
+def _sample_now(network: sf.Network, net_state: Any, state: Any, sources: dict, starting: bool) -> None:
+    """The samples at the present time that the run's records do not give: when a run starts, each
+    signal's first sample in this segment; when it ends, each conductance's sample (if the time is
+    one of its sampling times), from the update the next step would make."""
     for k, population in enumerate(state.populations):
         recorder = population.recorder
         for variable in recorder.signal_names():
-            if recorder.needs_first_sample(variable):
-                values = {name: network.read(net_state, _NO_OUTPUT, name)[None] for name in sources[k, variable]}
-                recorder.add_samples(variable, _summed(values, sources[k, variable], 1, population.size))
+            synaptic = variable in SYNAPTIC
+            if starting and not recorder.needs_first_sample(variable):
+                continue
+            if not starting and not (synaptic and state.steps % recorder.every == 0):
+                continue
+            values = {}
+            for name in sources[k, variable]:
+                if synaptic:
+                    owner = network.projections[name.partition(".")[0]]
+                    pstate = net_state.projections[name.partition(".")[0]]
+                    values[name] = owner.synapse.update(pstate.synapse, owner.arrivals(pstate), state.dt).s[None]
+                else:
+                    values[name] = network.read(net_state, _NO_OUTPUT, name)[None]
+            recorder.add_samples(variable, _summed(values, sources[k, variable], 1, population.size))
 
 
 def _inputs(state: Any, params: list, first: int, steps: int) -> dict:
@@ -333,14 +355,15 @@ def advance(state: Any, steps: int) -> None:
     net_state = carry(network, state.network_state, state, params, rebuilt)
     state.pending_initial = []
     names, sources = _record_names(state, parts)
-    _first_samples(network, net_state, state, sources)
+    _sample_now(network, net_state, state, sources, starting=True)
+    run_first = state.steps
     width = sum(p.size for p in state.populations)
     block = max(1, BLOCK_VALUES // max(width, 1))
     done = 0
     while done < steps:
         count = min(block, steps - done)
         first = state.steps
-        collector = _Collector(state, sources, first)
+        collector = _Collector(state, sources, first, run_first)
         net_state, _ = sf.simulate(
             network,
             net_state,
@@ -357,4 +380,5 @@ def advance(state: Any, steps: int) -> None:
         state.steps += count
         done += count
         state.network_state = net_state
+    _sample_now(network, net_state, state, sources, starting=False)
     _read_back(state, parts)
