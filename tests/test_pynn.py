@@ -468,3 +468,14 @@ def test_sampled_signals_do_not_depend_on_how_a_run_is_split():
     for lengths in ([0.7, 2.3, 7.0], [5.0, 5.0], [0.1] * 100):
         for a, b in zip(whole, traces(lengths)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_source_injected_twice_into_a_cell_adds_twice():
+    cells = sim.Population(2, sim.IF_curr_exp(v_thresh=0.0))
+    source = sim.DCSource(amplitude=0.1)
+    source.inject_into(cells[0:1])
+    source.inject_into(cells)
+    cells.record("v")
+    sim.run(5.0)
+    v = signal(cells, "v").magnitude
+    np.testing.assert_allclose(v[-1, 0] + 65.0, 2 * (v[-1, 1] + 65.0), atol=1e-4)  # float32 v near -65 mV

@@ -317,16 +317,19 @@ def _inputs(state: Any, params: list, first: int, steps: int) -> dict:
             spikes = population.celltype.spikes(params[k], first, steps, state.dt, state.generator)
             inputs[f"p{k}"] = spikes.to(dtype=state.dtype, device=state.device)
     for source in state.current_sources:
-        current = None
+        cells: dict[int, list[int]] = {}  # population number -> the neurons fed (a neuron may repeat)
         for population, neuron in source.targets:
-            if population not in state.populations:
-                continue
-            if current is None:
-                current = torch.as_tensor(source.current(first, steps, state.dt), dtype=state.dtype)
-            name = f"p{state.populations.index(population)}"
+            if population in state.populations:
+                cells.setdefault(state.populations.index(population), []).append(neuron)
+        if not cells:
+            continue
+        current = torch.as_tensor(source.current(first, steps, state.dt), dtype=state.dtype)
+        for k, neurons in cells.items():
+            name = f"p{k}"
             if name not in inputs:
-                inputs[name] = torch.zeros(steps, population.size, dtype=state.dtype)
-            inputs[name][:, neuron] += current
+                inputs[name] = torch.zeros(steps, state.populations[k].size, dtype=state.dtype)
+            index = torch.as_tensor(neurons)
+            inputs[name].index_add_(1, index, current[:, None].expand(-1, index.numel()))
     return {name: value.to(state.device) for name, value in inputs.items()}
 
 
