@@ -326,6 +326,7 @@ def _bad_cases():
         ),
         "a non-positive time step": (lambda: sim.setup(timestep=0.0), "timestep must be a positive"),
         "a dtype that is not floating": (lambda: sim.setup(dtype=torch.int32), "dtype must be"),
+        "a negative rng_seed": (lambda: sim.setup(rng_seed=-1), "rng_seed must be an int"),
     }
 
 
@@ -479,3 +480,21 @@ def test_a_source_injected_twice_into_a_cell_adds_twice():
     sim.run(5.0)
     v = signal(cells, "v").magnitude
     np.testing.assert_allclose(v[-1, 0] + 65.0, 2 * (v[-1, 1] + 65.0), atol=1e-4)  # float32 v near -65 mV
+
+
+def test_poisson_trains_differ_between_setups_without_a_seed_and_repeat_after_reset():
+    def trains():
+        sources = sim.Population(50, sim.SpikeSourcePoisson(rate=100.0))
+        sources.record("spikes")
+        sim.run(100.0)
+        first = [list(t) for t in spike_times(sources)]
+        sim.reset()
+        sim.run(100.0)
+        second = [list(np.asarray(t)) for t in sources.get_data().segments[1].spiketrains]
+        assert first == second
+        return first
+
+    sim.setup(timestep=0.1)
+    a = trains()
+    sim.setup(timestep=0.1)
+    assert trains() != a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -18,7 +19,9 @@ def setup(timestep: float = DEFAULT_TIMESTEP, min_delay: Any = DEFAULT_MIN_DELAY
 
     Sapicore's extra parameters: ``fast`` (False: the reference loop; True: compiled chunks, see
     ``sapicore.functional.simulate``), ``device`` ("cpu", "cuda"), ``dtype`` (torch.float32 by
-    default; torch.float64 for double precision) and ``rng_seed`` (the Poisson sources' stream).
+    default; torch.float64 for double precision) and ``rng_seed`` (the Poisson sources' stream; drawn
+    from the operating system when not given, so that every process draws other trains; ``reset``
+    restarts the stream, so a run after it repeats the run before).
     ``threads`` is accepted and ignored (torch's own thread setting applies); other backends'
     parameters are ignored with a warning.
     """
@@ -38,7 +41,9 @@ def setup(timestep: float = DEFAULT_TIMESTEP, min_delay: Any = DEFAULT_MIN_DELAY
     if state.dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {state.dtype!r}")
     seed = extra_params.get("rng_seed")
-    state.rng_seed = None if seed is None else int(seed)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63):
+        raise ValueError(f"rng_seed must be an int in [0, 2**63), got {seed!r}")
+    state.rng_seed = int.from_bytes(os.urandom(8), "little") >> 2 if seed is None else int(seed)
     state.clear()
     return rank()
 

@@ -29,7 +29,7 @@ class State(common.control.BaseState):
 
     Settings (from ``setup``): ``dt`` (ms), ``min_delay``, ``max_delay`` (ms or 'auto'), ``fast``
     (compiled chunks, see ``sapicore.functional.simulate``), ``device``, ``dtype`` and ``rng_seed``
-    (Poisson sources).
+    (the Poisson sources' stream, restarted by ``reset``).
     """
 
     def __init__(self) -> None:
@@ -42,7 +42,7 @@ class State(common.control.BaseState):
         self.fast: Any = False
         self.device = torch.device("cpu")
         self.dtype = torch.float32
-        self.rng_seed: int | None = None
+        self.rng_seed = 0
         self.clear()
 
     def clear(self) -> None:
@@ -65,9 +65,7 @@ class State(common.control.BaseState):
         self.segment_counter += 1
         self.network_state = None
         self.pending_initial: list = []
-        self.generator = torch.Generator().manual_seed(
-            self.rng_seed if self.rng_seed is not None else int(torch.randint(2**62, ()))  # sync-ok: setup
-        )
+        self.generator = torch.Generator().manual_seed(self.rng_seed)
         for projection in self.projections:
             projection._restore_initial()
         for recorder in self.recorders:
