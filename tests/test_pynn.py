@@ -498,3 +498,20 @@ def test_poisson_trains_differ_between_setups_without_a_seed_and_repeat_after_re
     a = trains()
     sim.setup(timestep=0.1)
     assert trains() != a
+
+
+def test_long_runs_made_in_blocks_of_input_equal_one_block(monkeypatch):
+    from sapicore.pynn import engine
+
+    outcomes = []
+    for values in (engine.BLOCK_VALUES, 20 * 1000):  # 20 fed neurons: blocks of 1,000 steps
+        monkeypatch.setattr(engine, "BLOCK_VALUES", values)
+        sim.setup(timestep=0.1, rng_seed=5)
+        cells, plastic = small_network()
+        sim.run(250.0)
+        outcomes.append(results(cells, plastic))
+    for a, b in zip(*outcomes):
+        if isinstance(a, list):
+            assert all(np.array_equal(x, y) for x, y in zip(a, b))
+        else:
+            np.testing.assert_array_equal(a, b)

@@ -24,7 +24,8 @@ from pyNN import common
 import sapicore.functional as sf
 from sapicore.functional.running.events import to_events
 
-BLOCK_VALUES = 1 << 24  # input values (steps x neurons) made at once: a long run goes in blocks
+BLOCK_VALUES = 1 << 24  # input values (steps x neurons) made at once: a long run goes in blocks of
+# whole thousands of steps (whole chunks of the reference loop and of compiled runs)
 
 
 @dataclass
@@ -360,8 +361,9 @@ def advance(state: Any, steps: int) -> None:
     names, sources = _record_names(state, parts)
     _sample_now(network, net_state, state, sources, starting=True)
     run_first = state.steps
-    width = sum(p.size for p in state.populations)
-    block = max(1, BLOCK_VALUES // max(width, 1))
+    fed = {id(population) for source in state.current_sources for population, _ in source.targets}
+    width = sum(p.size for p in state.populations if p.celltype.source or id(p) in fed)  # input values per step
+    block = steps if width == 0 else max(1000, BLOCK_VALUES // width // 1000 * 1000)  # whole chunks
     done = 0
     while done < steps:
         count = min(block, steps - done)
