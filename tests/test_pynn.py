@@ -327,6 +327,27 @@ def _bad_cases():
         "a non-positive time step": (lambda: sim.setup(timestep=0.0), "timestep must be a positive"),
         "a dtype that is not floating": (lambda: sim.setup(dtype=torch.int32), "dtype must be"),
         "a negative rng_seed": (lambda: sim.setup(rng_seed=-1), "rng_seed must be an int"),
+        "an infinite weight": (
+            lambda: sim.Projection(
+                sim.Population(1, sim.SpikeSourcePoisson()),
+                sim.Population(1, sim.IF_curr_exp()),
+                sim.AllToAllConnector(),
+                sim.StaticSynapse(weight=math.inf),
+            ),  # fmt: skip
+            "weight must be finite",
+        ),
+        "a negative delay set on one connection": (
+            lambda: setattr(
+                sim.Projection(
+                    sim.Population(1, sim.SpikeSourcePoisson()),
+                    sim.Population(1, sim.IF_curr_exp()),
+                    sim.AllToAllConnector(),
+                )[0],  # fmt: skip
+                "delay",
+                -1.0,
+            ),
+            "delays must be >= 0",
+        ),
     }
 
 

@@ -48,6 +48,7 @@ class Connection(common.Connection):
         if name in ("projection", "index"):
             object.__setattr__(self, name, value)
         elif name in self.projection._values:
+            self.projection._check({name: np.array([value], dtype=float)})
             self.projection._values[name][self.index] = value
             simulator.state.changed()
         else:
@@ -113,11 +114,20 @@ class Projection(common.Projection):
             for name in names
         }
         del self._pieces
-        if self._values["delay"].size and (self._values["delay"] < 0).any():
-            raise errors.ConnectionError(f"projection {self.label!r}: delays must be >= 0 ms")
+        self._check(self._values)
         self._keep_initial()
         simulator.state.projections.append(self)
         simulator.state.changed()
+
+    def _check(self, values: dict) -> None:
+        """Refuse values that are not finite, and negative delays."""
+        for name, value in values.items():
+            if not np.isfinite(value).all():
+                raise errors.ConnectionError(
+                    f"projection {self.label!r}: {name} must be finite, got {value[~np.isfinite(value)][:3]}"
+                )
+        if "delay" in values and (values["delay"] < 0).any():
+            raise errors.ConnectionError(f"projection {self.label!r}: delays must be >= 0 ms")
 
     def __len__(self) -> int:
         return int(self._pre.size)
@@ -174,9 +184,8 @@ class Projection(common.Projection):
             if name == "dendritic_delay_fraction":
                 continue
             values = np.broadcast_to(np.asarray(value, dtype=float), self.shape)[self._pre, self._post]
-            keep = ~np.isnan(values)
-            if name == "delay" and (values[keep] < 0).any():
-                raise ValueError(f"projection {self.label!r}: delays must be >= 0 ms")
+            keep = ~np.isnan(values)  # NaN: a pair without a connection in an array given to set
+            self._check({name: values[keep]})
             self._values[name][keep] = values[keep]
 
     def _get_attributes_as_list(self, names: Any) -> list[tuple]:
