@@ -1,5 +1,6 @@
 """PyNN's published examples (``examples/`` of PyNN's source distribution) run unchanged on
-``sapicore.pynn`` and, given a Brian2 environment, on ``pyNN.brian2``: their recorded data compared.
+``sapicore.pynn`` and, given benchmark environments, on ``pyNN.brian2`` and ``pyNN.nest``: their
+recorded data compared.
 
 Each example runs as PyNN's users run it (``python VAbenchmarks.py <simulator> COBA``); the name
 "sapicore" is registered as ``pyNN.sapicore`` for the example's ``get_simulator``. The files the
@@ -13,7 +14,11 @@ example writes (``Results/*.pkl``, Neo) are read back and summarised:
   simulators' traces, relative to the signal's range.
 
 Usage:
-    python benchmarks/pynn_examples.py [--sdist pynn-0.13.0.tar.gz] [--brian-python PATH] [--repeats 3]
+    python benchmarks/pynn_examples.py [--sdist pynn-0.13.0.tar.gz] [--brian-python PATH]
+        [--nest-python PATH] [--repeats 3] [--only NAME ...]
+
+``--brian-python`` and ``--nest-python`` (or ``SAPICORE_BRIAN_PYTHON``, ``SAPICORE_NEST_PYTHON``) are
+the Pythons of the environments ``benchmarks/setup_brian2.sh`` and ``benchmarks/setup_nest.sh`` make.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ EXAMPLES = {  # name: (script, arguments, random: whether runs differ, network: 
     "VA CUBA": ("VAbenchmarks.py", ["CUBA"], False, True),  # no Poisson stimulus: every run the same
     "simple_STDP": ("simple_STDP.py", ["--dendritic-delay-fraction", "0"], False, False),  # pyNN.brian2 needs 0
     "tsodyksmarkram": ("tsodyksmarkram.py", [], False, False),
+    "multi_synapse": ("multi_synapse.py", [], False, False),  # PointNeuron(AdExp, 4 alpha receptors)
+    "monolith_vs_composed": ("monolith_vs_composed.py", [], False, False),  # PointNeuron(LIF) = IF_curr_exp
 }
 
 BOOT = """
@@ -91,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sdist", help="PyNN's source distribution (.tar.gz); downloaded when not given")
     parser.add_argument("--brian-python", default=os.environ.get("SAPICORE_BRIAN_PYTHON"))
+    parser.add_argument("--nest-python", default=os.environ.get("SAPICORE_NEST_PYTHON"))
     parser.add_argument("--repeats", type=int, default=3, help="runs of the examples with random stimuli")
     parser.add_argument("--only", nargs="*", help="example names to run (default: all)")
     args = parser.parse_args()
@@ -103,6 +111,8 @@ def main() -> None:
         simulators = {"sapicore": sys.executable}
         if args.brian_python:
             simulators["brian2"] = args.brian_python
+        if args.nest_python:
+            simulators["nest"] = args.nest_python
         print(f"| example | file | measure | {' | '.join(simulators)} |")
         print(f"|---|---|---|{'---|' * len(simulators)}")
         for name, (script, arguments, repeated, network) in EXAMPLES.items():

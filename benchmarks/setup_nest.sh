@@ -4,5 +4,5 @@
 set -euo pipefail
 dir=${1:-.nest-env}
 python -m venv "$dir"
-"$dir/bin/pip" install --quiet nest-simulator numpy
+"$dir/bin/pip" install --quiet nest-simulator numpy PyNN  # PyNN: pyNN.nest for the PyNN benchmarks
 "$dir/bin/python" -c "import nest; print('NEST', nest.__version__, 'ready in $dir')" 2>/dev/null

@@ -133,6 +133,25 @@ def test_an_impulse_arrives_exactly_one_plus_round_delay_over_dt_steps_later(kin
         assert arrivals == [10 + 1 + round(delay / DT)]
 
 
+@pytest.mark.parametrize(
+    "synapse",
+    [sf.Delta(), sf.Exponential(tau=2.0), sf.Alpha(tau=2.0), sf.DualExponential(tau_rise=1.0, tau_decay=4.0)],
+    ids=lambda synapse: type(synapse).__name__,
+)
+def test_every_synapse_records_its_synaptic_variable_as_s(synapse):
+    """``<projection>.s`` is the current or conductance of any synapse model (for a dual exponential,
+    ``decay - rise``): the value it drives the target with."""
+    net = impulse_network("sparse", [0.0])
+    net = sf.replace(net, projections={"p": sf.replace(net.projections["p"], synapse=synapse)})
+    spikes = torch.zeros(80, 1)
+    spikes[5] = 1.0
+    names = ["p.s"] + [f"p.{field}" for field in ("decay", "rise") if isinstance(synapse, sf.DualExponential)]
+    _, rec = sf.simulate(net, net.init_state(), {"src": spikes}, dt=DT, record=names)
+    assert rec["p.s"][:, 0].max() == pytest.approx(1.0, rel=2e-3) and int(rec["p.s"][:, 0].argmax()) >= 6
+    if isinstance(synapse, sf.DualExponential):
+        assert torch.equal(rec["p.s"], rec["p.decay"] - rec["p.rise"])
+
+
 def random_network(kind, n_exc=160, n_inh=40, plastic=False):
     lif = sf.LIF(tau_mem=20.0, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0)
     n = n_exc + n_inh

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from pyNN.parameters import Sequence
+from pyNN.standardmodels import receptors
 
 import sapicore.functional as sf
 import sapicore.pynn as sim
@@ -264,6 +265,102 @@ def test_compiled_runs_equal_the_reference_loop():
     np.testing.assert_allclose(eager[1], fast[1], atol=1e-4)
 
 
+COMPOSED = {
+    "IF_curr_exp": (
+        lambda: sim.IF_curr_exp(tau_m=10.0, v_rest=-60.0, tau_syn_E=1.0, tau_syn_I=2.0),
+        lambda: sim.PointNeuron(
+            sim.LIF(tau_m=10.0, v_rest=-60.0),
+            excitatory=sim.CurrExpPostSynapticResponse(tau_syn=1.0),
+            inhibitory=sim.CurrExpPostSynapticResponse(tau_syn=2.0),
+        ),
+        ("isyn", 0.5, -0.2),
+    ),
+    "IF_cond_exp": (
+        lambda: sim.IF_cond_exp(tau_syn_E=1.0, tau_syn_I=2.0, e_rev_I=-75.0),
+        lambda: sim.PointNeuron(
+            sim.LIF(),
+            excitatory=sim.ExpPSR(tau_syn=1.0, e_syn=0.0),
+            inhibitory=sim.CondExpPostSynapticResponse(tau_syn=2.0, e_syn=-75.0),
+        ),
+        ("gsyn", 0.05, 0.1),
+    ),
+    "EIF_cond_alpha_isfa_ista": (
+        lambda: sim.EIF_cond_alpha_isfa_ista(tau_m=10.0, i_offset=0.5, tau_syn_E=1.5),
+        lambda: sim.PointNeuron(
+            sim.AdExp(tau_m=10.0, i_offset=0.5),
+            excitatory=sim.AlphaPSR(tau_syn=1.5, e_syn=0.0),
+            inhibitory=sim.CondAlphaPostSynapticResponse(tau_syn=5.0, e_syn=-80.0),
+        ),
+        ("gsyn", 0.05, 0.1),
+    ),
+}
+
+
+@pytest.mark.parametrize("monolith", sorted(COMPOSED))
+def test_composed_cells_equal_their_monolithic_twins(monolith):
+    """PyNN's monolith_vs_composed example as a test: one population of each, fed by the same
+    projections (through an Assembly), give the same v and spikes; the composed cell's receptors
+    record their own synaptic variables."""
+    make_monolith, make_composed, (variable, w_exc, w_inh) = COMPOSED[monolith]
+    one, two = sim.Population(1, make_monolith()), sim.Population(1, make_composed())
+    both = one + two
+    inputs = sim.Population(2, sim.SpikeSourceArray(spike_times=[Sequence([30.0, 50.0]), Sequence([120.0])]))
+    sim.Projection(inputs[0:1], both, sim.AllToAllConnector(), sim.StaticSynapse(weight=w_exc, delay=1.5),
+                   receptor_type="excitatory")  # fmt: skip
+    sim.Projection(inputs[1:2], both, sim.AllToAllConnector(), sim.StaticSynapse(weight=w_inh, delay=1.5),
+                   receptor_type="inhibitory")  # fmt: skip
+    both.record(["v", "spikes"])
+    two.record([f"excitatory.{variable}", f"inhibitory.{variable}"])
+    sim.run(200.0)
+    v = signal(both, "v").magnitude
+    assert np.array_equal(v[:, 0], v[:, 1]) and np.ptp(v[:, 0]) > 1.0
+    assert [t.tolist() for t in spike_times(one)] == [t.tolist() for t in spike_times(two)]
+    exc = signal(two, f"excitatory.{variable}")
+    assert str(exc.units.dimensionality) == ("nA" if variable == "isyn" else "uS")
+    assert exc.magnitude[:, 0].max() == pytest.approx(w_exc, rel=0.02)  # peaks at the weight
+    assert not np.any(signal(two, f"inhibitory.{variable}").magnitude[:1200])  # nothing before 121.5 ms
+
+
+def test_composed_receptors_have_their_own_time_courses_and_parameters():
+    """PyNN's test_composed_neuron_model_homogeneous_receptors with the peaks checked: an alpha
+    conductance peaks at the weight tau_syn after the arrival (spike + delay), a beta conductance at
+    ``tau_r tau_d / (tau_d - tau_r) ln(tau_d / tau_r)``; receptors' parameters are read and set by
+    ``"<receptor>.<name>"`` or by a dict per receptor."""
+    celltype = sim.PointNeuron(
+        sim.AdExp(tau_m=10.0, v_rest=-60.0),
+        AMPA=sim.AlphaPSR(tau_syn=1.0, e_syn=0.0),
+        NMDA=sim.CondBetaPostSynapticResponse(tau_rise=2.0, tau_decay=20.0, e_syn=0.0),
+        GABAA=sim.AlphaPSR(tau_syn=1.5, e_syn=-70.0),
+    )
+    cells = sim.Population(1, celltype, initial_values={"v": -60.0})
+    assert cells.get("GABAA.e_syn") == -70.0 and cells.get(["tau_m", "NMDA.tau_rise"]) == [10.0, 2.0]
+    assert celltype.receptor_types == ["AMPA", "GABAA", "NMDA"] and celltype.conductance_based
+    inputs = sim.Population(3, sim.SpikeSourceArray(spike_times=[Sequence([30.0]), Sequence([60.0]), Sequence([90.0])]))
+    for k, (receptor, weight) in enumerate([("AMPA", 0.01), ("GABAA", 0.1), ("NMDA", 0.005)]):
+        sim.Projection(inputs[k : k + 1], cells, sim.OneToOneConnector(), sim.StaticSynapse(weight=weight, delay=1.5),
+                       receptor_type=receptor)  # fmt: skip
+    cells.record(["v", "AMPA.gsyn", "NMDA.gsyn", "GABAA.gsyn"])
+    sim.run(200.0)
+    t_beta = 2.0 * 20.0 / 18.0 * math.log(10.0)
+    for receptor, weight, peak_time in [("AMPA", 0.01, 32.5), ("GABAA", 0.1, 63.0), ("NMDA", 0.005, 91.5 + t_beta)]:
+        g = signal(cells, f"{receptor}.gsyn").magnitude[:, 0]
+        assert g.max() == pytest.approx(weight, rel=1e-3) and abs(g.argmax() * 0.1 - peak_time) <= 0.1 + 1e-9
+    v = signal(cells, "v").magnitude[:, 0]
+    assert v[600:900].min() < -65.0 and v[900:].max() > -56.0  # GABAA pulls v towards -70 mV, NMDA up towards 0 mV
+    cells.set(**{"GABAA.e_syn": -75.0})
+    cells.set(NMDA={"tau_rise": 5.0})
+    assert cells.get(["GABAA.e_syn", "NMDA.tau_rise", "AMPA.tau_syn"]) == [-75.0, 5.0, 1.0]
+    sim.run(100.0)
+    assert signal(cells, "NMDA.gsyn").magnitude[2000:, 0].max() < 0.005  # the old train decays, none new
+    cells.set(NMDA={"tau_rise": 20.0})  # equal times: the alpha function, the beta function's limit
+    with pytest.raises(ValueError, match="changed form between runs"):
+        sim.run(10.0)
+    sim.reset()
+    sim.run(200.0)
+    g = cells.get_data().segments[-1].filter(name="NMDA.gsyn")[0].magnitude[:, 0]
+    assert g.max() == pytest.approx(0.005, rel=1e-3) and abs(g.argmax() * 0.1 - 111.5) <= 0.1 + 1e-9
+
+
 def _bad_cases():
     def heterogeneous_stdp():
         pre, post = sim.Population(2, sim.SpikeSourcePoisson()), sim.Population(2, sim.IF_curr_exp())
@@ -279,6 +376,9 @@ def _bad_cases():
         prj = sim.Projection(pre, post, sim.AllToAllConnector(), sim.TsodyksMarkramSynapse())
         prj.set(U=np.array([[0.1, 0.9]]))
         sim.run(1.0)
+
+    def composed_cell(**receptors):
+        return sim.Population(1, sim.PointNeuron(sim.LIF(), **receptors))
 
     def unknown_cell_type():
         import pyNN.mock
@@ -323,6 +423,46 @@ def _bad_cases():
                 receptor_type="NMDA",
             ),
             "NMDA",
+        ),
+        "a composed cell around a standard cell": (
+            lambda: sim.PointNeuron(sim.IF_curr_exp(), AMPA=sim.AlphaPSR()),
+            "takes its LIF\\(...\\) or AdExp\\(...\\) as the neuron",
+        ),
+        "a composed cell with another backend's receptor": (
+            lambda: composed_cell(AMPA=receptors.CondExpPostSynapticResponse()),
+            "receptor type 'AMPA'",
+        ),
+        "a neuron component as a cell type": (lambda: sim.Population(1, sim.LIF()), "use PointNeuron\\(LIF"),
+        "an unknown receptor parameter": (
+            lambda: composed_cell(AMPA=sim.AlphaPSR()).get("AMPA.tau_rise"),
+            "AMPA.tau_rise",
+        ),
+        "an unknown receptor parameter set": (
+            lambda: composed_cell(AMPA=sim.AlphaPSR()).set(AMPA={"tau": 2.0}),
+            "AMPA.tau",
+        ),
+        "a NaN receptor parameter": (
+            lambda: composed_cell(AMPA=sim.AlphaPSR(tau_syn=math.nan)),
+            "AMPA.tau_syn must be finite",
+        ),
+        "a composed cell mixing current and conductance receptors": (
+            lambda: sim.PointNeuron(sim.LIF(), AMPA=sim.CurrExpPostSynapticResponse(), GABAA=sim.ExpPSR()),
+            "mix current- and conductance-based",
+        ),
+        "a projection onto a cell without receptors": (
+            lambda: sim.Projection(
+                sim.Population(1, sim.SpikeSourcePoisson()), composed_cell(), sim.AllToAllConnector()
+            ),  # fmt: skip
+            "no receptor types",
+        ),
+        "a receptor the composed cell lacks": (
+            lambda: sim.Projection(
+                sim.Population(1, sim.SpikeSourcePoisson()),
+                composed_cell(AMPA=sim.AlphaPSR()),
+                sim.AllToAllConnector(),
+                receptor_type="GABAA",
+            ),
+            "GABAA",
         ),
         "a non-positive time step": (lambda: sim.setup(timestep=0.0), "timestep must be a positive"),
         "a dtype that is not floating": (lambda: sim.setup(dtype=torch.int32), "dtype must be"),
@@ -424,7 +564,7 @@ def test_the_standard_models_listed_are_the_ones_simulated():
     assert sim.list_standard_models() == [
         "IF_curr_exp", "IF_cond_exp", "IF_curr_alpha", "IF_cond_alpha", "IF_curr_delta",
         "EIF_cond_exp_isfa_ista", "EIF_cond_alpha_isfa_ista", "HH_cond_exp", "Izhikevich",
-        "SpikeSourceArray", "SpikeSourcePoisson",
+        "PointNeuron", "SpikeSourceArray", "SpikeSourcePoisson",
     ]  # fmt: skip
 
 

@@ -356,7 +356,8 @@ class Network:
         ]
         for name, proj in self.projections.items():
             names.append(f"{name}.weights")
-            names += [f"{name}.{field.name}" for field in attrs.fields(type(proj.synapse.init_state(torch.zeros(1))))]
+            fields = [field.name for field in attrs.fields(type(proj.synapse.init_state(torch.zeros(1))))]
+            names += [f"{name}.{variable}" for variable in fields + ["s"] * ("s" not in fields)]  # s: every synapse's
             if proj.plasticity is not None:
                 traces = proj.plasticity.init(1, 1, torch.zeros(1, 1))
                 if traces is not None:

@@ -197,6 +197,12 @@ def carry(network: sf.Network, old: Any, state: Any, params: list, rebuilt: bool
                 )
         for name, new in fresh.projections.items():
             kept = None if old is None else old.projections.get(name)
+            if kept is not None and type(kept.synapse) is not type(new.synapse):
+                raise ValueError(
+                    f"projection {name}: its synapse changed form between runs ({type(kept.synapse).__name__} to "
+                    f"{type(new.synapse).__name__}, e.g. a beta synapse given tau_rise == tau_decay); "
+                    "make the change before the first run or after reset()"
+                )
             if kept is not None and kept.weights.shape == new.weights.shape:
                 pending = kept.pending
                 if pending.shape != new.pending.shape:
@@ -222,8 +228,8 @@ def _record_names(state: Any, parts: list[Part]) -> tuple[list[str], dict]:
         if recorder.records_spikes():
             names.append(f"p{k}.spikes")
         for variable in recorder.signal_names():
-            if variable in ("gsyn_exc", "gsyn_inh"):
-                receptor = "excitatory" if variable == "gsyn_exc" else "inhibitory"
+            receptor = population.celltype.synaptic.get(variable)
+            if receptor is not None:
                 wanted = [f"{p.name}.s" for p in parts if p.post == k and p.projection.receptor_type == receptor]
             else:
                 wanted = [f"p{k}.{population.celltype.variables[variable]}"]
@@ -259,14 +265,12 @@ class _Collector:
             at_starts = np.flatnonzero((starts % recorder.every == 0) & (starts > self.run_first))
             for variable in recorder.signal_names():
                 values = _summed(records, self.sources[k, variable], chunk, population.size)
-                recorder.add_samples(variable, values[at_starts if variable in SYNAPTIC else at_ends])
+                synaptic = variable in population.celltype.synaptic
+                recorder.add_samples(variable, values[at_starts if synaptic else at_ends])
         self.step += chunk
 
     def end(self) -> None:
         pass
-
-
-SYNAPTIC = ("gsyn_exc", "gsyn_inh")  # recorded from the projections' synapse states
 
 
 def _summed(records: dict, names: list[str], steps: int, size: int) -> np.ndarray:
@@ -293,7 +297,7 @@ def _sample_now(network: sf.Network, net_state: Any, state: Any, sources: dict, 
     for k, population in enumerate(state.populations):
         recorder = population.recorder
         for variable in recorder.signal_names():
-            synaptic = variable in SYNAPTIC
+            synaptic = variable in population.celltype.synaptic
             if starting and not recorder.needs_first_sample(variable):
                 continue
             if not starting and not (synaptic and state.steps % recorder.every == 0):

@@ -74,6 +74,11 @@ class Projection(common.Projection):
         space: Space | None = None,
         label: str | None = None,
     ) -> None:
+        if not list(getattr(postsynaptic_population, "receptor_types", ["?"])):
+            raise errors.ConnectionError(
+                f"{postsynaptic_population.label!r} has no receptor types to connect to "
+                "(a PointNeuron given no post-synaptic responses)"
+            )
         common.Projection.__init__(
             self,
             presynaptic_population,
@@ -89,10 +94,6 @@ class Projection(common.Projection):
             raise NotImplementedError(
                 f"sapicore.pynn has no synapse type {type(self.synapse_type).__name__}; use its StaticSynapse, "
                 "TsodyksMarkramSynapse or STDPMechanism"
-            )
-        if self.receptor_type not in ("excitatory", "inhibitory"):
-            raise errors.ConnectionError(
-                f"sapicore.pynn connects to receptor types 'excitatory' and 'inhibitory', not {self.receptor_type!r}"
             )
         if source is not None:
             raise NotImplementedError("sapicore.pynn simulates point neurons: a projection's source must be None")

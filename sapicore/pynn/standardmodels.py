@@ -18,6 +18,10 @@ PyNN                                   Sapicore
 ``HH_cond_exp``                        ``TraubMiles`` (gbar_Na, gbar_K, g_leak in µS, cm in nF)
 ``Izhikevich``                         ``Izhikevich`` (input ``1000 i`` for ``i`` in nA, as
                                        ``pyNN.brian2``); ``Delta`` synapses, weights in mV
+``PointNeuron(LIF | AdExp, **PSRs)``   the component's ``LIF`` or ``AdEx``; per receptor type,
+                                       ``CurrExp``/``CondExp``: ``Exponential(tau_syn[, e_syn])``,
+                                       ``CondAlpha``: ``Alpha``, ``CondBeta``: ``DualExponential``
+                                       (peak = weight; ``Alpha`` when ``tau_rise == tau_decay``)
 ``SpikeSourceArray``                   ``SpikeInput`` fed with the spike times
 ``SpikeSourcePoisson``                 ``SpikeInput`` fed with Poisson trains drawn per run
 =====================================  ============================================================
@@ -32,7 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 from pyNN import errors
-from pyNN.standardmodels import build_translations, cells, electrodes, synapses
+from pyNN.parameters import ParameterSpace
+from pyNN.standardmodels import StandardModelType, build_translations, cells, electrodes, receptors, synapses
 
 import sapicore.functional as sf
 
@@ -46,6 +51,15 @@ __all__ = [
     "EIF_cond_alpha_isfa_ista",
     "HH_cond_exp",
     "Izhikevich",
+    "PointNeuron",
+    "LIF",
+    "AdExp",
+    "CurrExpPostSynapticResponse",
+    "CondExpPostSynapticResponse",
+    "CondAlphaPostSynapticResponse",
+    "CondBetaPostSynapticResponse",
+    "AlphaPSR",
+    "ExpPSR",
     "SpikeSourceArray",
     "SpikeSourcePoisson",
     "StaticSynapse",
@@ -73,13 +87,15 @@ class _CellType:
     ``synapse(receptor, p)`` the synapse model of a receptor type; ``weight_scale(receptor, p, dt)``
     the factor (per target neuron) from PyNN weights to the core's, or None; ``state(p, initial)``
     the core state fields from PyNN's initial values; ``variables`` maps PyNN's recordable names to
-    the core's record names (``gsyn_exc`` and ``gsyn_inh`` are sums over projections).
+    the core's record names, and ``synaptic`` the recordable synaptic variables to their receptor
+    type (each is the sum, over the projections onto that receptor type, of their synapses' ``s``).
     """
 
     source = False
     delay_shift = 0  # steps the core's delays are shorter than PyNN's (see _DeltaSynapses)
     variables = {"v": "v"}
     state_names = {"v": "v"}
+    synaptic = {"gsyn_exc": "excitatory", "gsyn_inh": "inhibitory"}
 
     def drive(self, p: dict) -> torch.Tensor | None:
         return p.get("i_offset")
@@ -246,6 +262,160 @@ class Izhikevich(_DeltaSynapses, _CellType, cells.Izhikevich):
         return torch.tensor(1.0 / dt)
 
 
+class _Component:
+    """The neuron model of a ``PointNeuron``, whose receptor types are given beside it."""
+
+
+class LIF(_Component, _LeakyIntegrateAndFire, cells.LIF):
+    __doc__ = cells.LIF.__doc__
+    translations = _same_names(cells.LIF.default_parameters)
+
+
+class AdExp(_Component, _AdaptiveExponential, cells.AdExp):
+    __doc__ = cells.AdExp.__doc__
+    translations = _same_names(cells.AdExp.default_parameters)
+
+
+class _Receptor:
+    """A post-synaptic response of ``PointNeuron``: ``synapse(p)`` is the core's synapse model for
+    its parameters ``p`` (PyNN's names: ``tau_syn`` in ms, ``e_syn`` in mV); ``recordable`` its
+    variable, a conductance (µS) or a current (nA)."""
+
+    recordable = ["gsyn"]
+
+
+class CurrExpPostSynapticResponse(_Receptor, receptors.CurrExpPostSynapticResponse):
+    __doc__ = receptors.CurrExpPostSynapticResponse.__doc__
+    translations = _same_names(receptors.CurrExpPostSynapticResponse.default_parameters)
+    recordable = ["isyn"]
+
+    def synapse(self, p: dict) -> sf.Exponential:
+        return sf.Exponential(tau=p["tau_syn"])
+
+
+class CondExpPostSynapticResponse(_Receptor, receptors.CondExpPostSynapticResponse):
+    __doc__ = receptors.CondExpPostSynapticResponse.__doc__
+    translations = _same_names(receptors.CondExpPostSynapticResponse.default_parameters)
+
+    def synapse(self, p: dict) -> sf.Exponential:
+        return sf.Exponential(tau=p["tau_syn"], e_rev=p["e_syn"])
+
+
+class CondAlphaPostSynapticResponse(_Receptor, receptors.CondAlphaPostSynapticResponse):
+    __doc__ = receptors.CondAlphaPostSynapticResponse.__doc__
+    translations = _same_names(receptors.CondAlphaPostSynapticResponse.default_parameters)
+
+    def synapse(self, p: dict) -> sf.Alpha:
+        return sf.Alpha(tau=p["tau_syn"], e_rev=p["e_syn"])
+
+
+class CondBetaPostSynapticResponse(_Receptor, receptors.CondBetaPostSynapticResponse):
+    """A conductance ``w f (exp(-t/tau_decay) - exp(-t/tau_rise))`` whose peak is the weight w (µS), as
+    in NEST; with ``tau_rise == tau_decay`` its limit, the alpha function peaking at t = tau."""
+
+    translations = _same_names(receptors.CondBetaPostSynapticResponse.default_parameters)
+
+    def synapse(self, p: dict) -> sf.SynapseModel:
+        rise, decay = p["tau_rise"], p["tau_decay"]
+        if isinstance(rise, float) and isinstance(decay, float) and rise == decay:
+            return sf.Alpha(tau=decay, e_rev=p["e_syn"])
+        return sf.DualExponential(tau_rise=rise, tau_decay=decay, e_rev=p["e_syn"])
+
+
+AlphaPSR = CondAlphaPostSynapticResponse
+ExpPSR = CondExpPostSynapticResponse
+
+
+def _flat(parameters: Any) -> dict:
+    """PointNeuron's parameters with the receptors' under ``"<receptor>.<name>"`` (``locations``,
+    which point neurons do not have, left out)."""
+    out = {}
+    for name, value in parameters.items():
+        if isinstance(value, (ParameterSpace, dict)):
+            out.update({f"{name}.{key}": item for key, item in value.items() if key != "locations"})
+        else:
+            out[name] = value
+    return out
+
+
+class PointNeuron(_CellType, cells.PointNeuron):
+    """PyNN's composed cell: a neuron model (``LIF`` or ``AdExp``) and named receptor types, each
+    with its own synapse model (``CurrExpPostSynapticResponse``, ``CondExpPostSynapticResponse``,
+    ``CondAlphaPostSynapticResponse``, ``CondBetaPostSynapticResponse``), all current-based or all
+    conductance-based (PyNN checks weights' signs per cell). A receptor's parameters are
+    ``"<receptor>.<name>"`` (``get("GABAA.e_syn")``) and its variable ``"<receptor>.gsyn"`` (µS) or
+    ``"<receptor>.isyn"`` (nA)."""
+
+    def __init__(self, neuron: Any, **post_synaptic_receptors: Any) -> None:
+        if not isinstance(neuron, _Component):
+            raise NotImplementedError(
+                f"sapicore.pynn's PointNeuron takes its LIF(...) or AdExp(...) as the neuron, got {neuron!r}"
+            )
+        for name, receptor in post_synaptic_receptors.items():
+            if not isinstance(receptor, _Receptor):
+                raise NotImplementedError(
+                    f"receptor type {name!r}: sapicore.pynn's PointNeuron takes its CurrExpPostSynapticResponse, "
+                    f"CondExpPostSynapticResponse, CondAlphaPostSynapticResponse or CondBetaPostSynapticResponse, "
+                    f"got {receptor!r}"
+                )
+        kinds = {receptor.conductance_based for receptor in post_synaptic_receptors.values()}
+        if len(kinds) > 1:
+            raise ValueError(
+                f"PointNeuron's receptors {sorted(post_synaptic_receptors)} mix current- and conductance-based "
+                "responses; PyNN checks the weights' signs per cell, so give them all one kind"
+            )
+        super().__init__(neuron, **post_synaptic_receptors)
+        self.variables, self.state_names = neuron.variables, neuron.state_names
+        self.synaptic = {
+            f"{name}.{variable}": name
+            for name, receptor in post_synaptic_receptors.items()
+            for variable in receptor.recordable
+        }
+        self.translations = _same_names(_flat(self.parameter_space))
+
+    # answered from the flat translations (PyNN's versions fail for a cell without receptors)
+    simple_parameters = StandardModelType.simple_parameters
+    scaled_parameters = StandardModelType.scaled_parameters
+    computed_parameters = StandardModelType.computed_parameters
+    computed_parameters_include = StandardModelType.computed_parameters_include
+
+    def core(self, p: dict) -> Any:
+        return self.neuron.core(p)
+
+    def synapse(self, receptor: str, p: dict) -> Any:
+        prefix = f"{receptor}."
+        own = {name[len(prefix) :]: value for name, value in p.items() if name.startswith(prefix)}
+        return self.post_synaptic_receptors[receptor].synapse(own)
+
+    def get_schema(self) -> dict:
+        return {name: float for name in self.translations}
+
+    @property
+    def native_parameters(self) -> ParameterSpace:
+        return ParameterSpace(_flat(self.parameter_space), shape=self.parameter_space.shape)
+
+    def get_native_names(self, *names: str) -> list[str]:
+        for name in names:
+            if name not in self.translations:
+                raise errors.NonExistentParameterError(name, type(self).__name__, list(self.translations))
+        return list(names or self.translations)
+
+    def translate(self, parameters: ParameterSpace, copy: bool = True) -> ParameterSpace:
+        flat = _flat(parameters)
+        self.get_native_names(*flat)
+        return ParameterSpace(flat, shape=parameters.shape)
+
+    def reverse_translate(self, native_parameters: ParameterSpace) -> ParameterSpace:
+        nested: dict = {}
+        for name, value in native_parameters.items():
+            receptor, dot, parameter = name.partition(".")
+            if dot:
+                nested.setdefault(receptor, {})[parameter] = value
+            else:
+                nested[name] = value
+        return ParameterSpace(nested, shape=native_parameters.shape)
+
+
 class _Source(_CellType):
     source = True
     variables: dict = {}
@@ -300,6 +470,12 @@ class SpikeSourcePoisson(_Source, cells.SpikeSourcePoisson):
 
 def check_cell_type(celltype: Any) -> None:
     """Refuse PyNN cell types that this backend does not simulate, naming those it does."""
+    if isinstance(celltype, _Component):
+        name = type(celltype).__name__
+        raise NotImplementedError(
+            f"{name} is the neuron of a composed cell: use PointNeuron({name}(...), "
+            "AMPA=CondExpPostSynapticResponse(...), ...)"
+        )
     if not isinstance(celltype, _CellType):
         raise NotImplementedError(
             f"sapicore.pynn has no model for {type(celltype).__name__}; its cell types are "
@@ -309,7 +485,11 @@ def check_cell_type(celltype: Any) -> None:
 
 def cell_types() -> list[str]:
     """The names of the cell types this backend simulates."""
-    return [name for name in __all__ if isinstance(globals()[name], type) and issubclass(globals()[name], _CellType)]
+    return [
+        name
+        for name, kind in ((name, globals()[name]) for name in __all__)
+        if isinstance(kind, type) and issubclass(kind, _CellType) and not issubclass(kind, _Component)
+    ]
 
 
 # synapse types ------------------------------------------------------------------------------------

@@ -50,6 +50,11 @@ class DualSynapseState:
     decay: torch.Tensor
     rise: torch.Tensor
 
+    @property
+    def s(self) -> torch.Tensor:
+        """The synaptic current (nA) or conductance (µS): ``decay - rise``."""
+        return self.decay - self.rise
+
 
 @pytree
 class AlphaState:
@@ -173,7 +178,7 @@ class DualExponential(SynapseModel):
 
     def current(self, state: DualSynapseState, v: Any) -> torch.Tensor:
         """Current (nA) into target neurons at membrane potential ``v`` (mV)."""
-        return self._current(state.decay - state.rise, v)
+        return self._current(state.s, v)
 
 
 @pytree
