@@ -737,6 +737,30 @@ def _pynn_cases():
 
 
 CASES.update(_pynn_cases())
+CASES.update(
+    {
+        "partition: no process group and no rank": (
+            lambda: sf.partition(small_network()),
+            RuntimeError,
+            "partition needs rank and world",
+        ),
+        "partition: world given as a float": (
+            lambda: sf.partition(small_network(), 0, 2.0),
+            ValueError,
+            "rank must lie in \\[0, world\\)",
+        ),
+        "partition: a neuron model, not a network": (
+            lambda: sf.partition(sf.LIF(), 0, 2),
+            TypeError,
+            "takes a Network",
+        ),
+        "partition: more ranks than neurons": (
+            lambda: sf.partition(small_network(), 1, 11),
+            ValueError,
+            "'a' has fewer neurons than there are ranks \\(11\\)",
+        ),
+    }
+)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

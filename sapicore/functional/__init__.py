@@ -83,6 +83,7 @@ from .running import capacity, checks, events, feed, stepper, sweeps
 from .running.checks import DivergenceWarning
 from .running.events import SpikeEvents
 from .running.feed import PerLane
+from .running.partition import partition
 from .running.stepper import simulate
 from .running.sweeps import grid, init_lanes, sweep, zipped
 
@@ -130,6 +131,7 @@ __all__ = [
     "STDP",
     "SpikeEvents",
     "PerLane",
+    "partition",
     "SpikeInput",
     "TripletSTDP",
     "TsodyksMarkram",

@@ -153,18 +153,23 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
         if "." in name:
             raise ValueError(f"population name {name!r} must not contain '.'")
     ranges = _ranges(populations)
+    exchange = instance.exchange
+    source_ranges = ranges if exchange is None else exchange.ranges()  # a partition's sources: all ranks'
     for name, proj in projections.items():
         if not isinstance(proj, Projection):
             raise TypeError(f"projection {name!r} must be built with sapicore.functional.projection(...)")
         if name in ranges or "." in name:
             raise ValueError(f"projection name {name!r} must differ from population and part names and contain no '.'")
-        for role, group in (("source", proj.source), ("target", proj.target)):
+        for role, group, known in (("source", proj.source, source_ranges), ("target", proj.target, ranges)):
             for pop in names_of(group):
-                if pop not in ranges:
+                if pop not in known:
                     raise ValueError(
-                        f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(ranges)}"
+                        f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(known)}"
                     )
-        sizes = [sum(ranges[pop][2] for pop in names_of(group)) for group in (proj.source, proj.target)]
+        sizes = [
+            sum(known[pop][2] for pop in names_of(group))
+            for group, known in ((proj.source, source_ranges), (proj.target, ranges))
+        ]
         if [proj.n_pre, proj.n_post] != sizes:
             raise ValueError(
                 f"projection {name!r} connects {proj.n_pre} -> {proj.n_post} neurons but {proj.source!r} has "
@@ -194,11 +199,17 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
 
 @pytree
 class Network:
-    """Populations, projections and constant drives (nA per population); see the module docstring."""
+    """Populations, projections and constant drives (nA per population); see the module docstring.
+
+    ``exchange`` is None, or, for one rank's share of a network run over several processes, the
+    `sapicore.functional.running.partition.Exchange` that gathers the outputs of source populations
+    from all ranks each step (build such a network with ``partition``).
+    """
 
     populations: dict = attrs.field(factory=dict)
     projections: dict = attrs.field(factory=dict)
     drive: dict = attrs.field(factory=dict, validator=_check_network)
+    exchange: Any = attrs.field(default=None, kw_only=True)
 
     @property
     def dt(self) -> float | None:
@@ -217,8 +228,9 @@ class Network:
         if cached is not None and cached[0] is self.populations and cached[1] is self.projections:
             return cached[2]
         ranges = _ranges(self.populations)
+        source_ranges = ranges if self.exchange is None else self.exchange.ranges()
         segments = {
-            name: (_segments(proj.source, ranges), _segments(proj.target, ranges))
+            name: (_segments(proj.source, source_ranges), _segments(proj.target, ranges))
             for name, proj in self.projections.items()
         }
         layout = (ranges, {name: pop.size for name, pop in self.populations.items()}, segments)
@@ -309,7 +321,14 @@ class Network:
                 total = total + term
             populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
         # 3. this step's output in transit, each source's spiking neurons picked once
-        sources = {proj.source: _gather(segments[name][0], outputs, sizes) for name, proj in self.projections.items()}
+        sending, source_sizes = outputs, sizes
+        if self.exchange is not None:  # one rank's share: the sources' outputs on all ranks
+            exchanged = tuple(sorted({pop for name in self.projections for pop, _, _ in segments[name][0]}))
+            sending = self.exchange(outputs, exchanged)
+            source_sizes = {name: self.exchange.populations[name].size for name in exchanged}
+        sources = {
+            proj.source: _gather(segments[name][0], sending, source_sizes) for name, proj in self.projections.items()
+        }
         selections = self._select_sources(sources, projections)
         for name, proj in self.projections.items():
             projections[name] = proj.send(projections[name], sources[proj.source], dt, selections.get(name))

@@ -28,7 +28,7 @@ import torch
 
 from ..pytree import check_non_negative, check_not_nan, check_positive, parameter, pytree
 
-__all__ = ["DCCurrent", "StepCurrent", "ACCurrent", "NoisyCurrent", "keyed_normal"]
+__all__ = ["DCCurrent", "StepCurrent", "ACCurrent", "NoisyCurrent", "keyed_normal", "keyed_uniform"]
 
 _MASK = (1 << 32) - 1
 _MULTIPLIER = 0x45D9F3B  # below 2**31: a 32-bit value times it fits an int64 without overflow
@@ -48,11 +48,17 @@ def _key(seed: int, index: torch.Tensor, counter: torch.Tensor, stream: int) -> 
     return _mix((((index * 0x27D4EB2F) & _MASK) ^ _mix(counter ^ base)) & _MASK)
 
 
+def keyed_uniform(seed: int, index: torch.Tensor, counter: torch.Tensor, stream: int = 1) -> torch.Tensor:
+    """Uniform values in (0, 1) (float64), each a fixed function of ``(seed, stream, index, counter)``
+    (int64 tensors of one shape, or broadcasting): a 32-bit hash, so a value depends on its keys
+    only, not on which process draws it or on what else is drawn."""
+    return (_key(seed, index, counter, stream).to(torch.float64) + 0.5) * 2.0**-32
+
+
 def keyed_normal(seed: int, index: torch.Tensor, counter: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Standard normal values, each a fixed function of ``(seed, index, counter)`` (int64 tensors of
-    one shape, or broadcasting): the Box-Muller transform of two 32-bit hashes."""
-    u1 = (_key(seed, index, counter, 1).to(torch.float64) + 0.5) * 2.0**-32
-    u2 = (_key(seed, index, counter, 2).to(torch.float64) + 0.5) * 2.0**-32
+    one shape, or broadcasting): the Box-Muller transform of two keyed uniforms."""
+    u1, u2 = keyed_uniform(seed, index, counter, 1), keyed_uniform(seed, index, counter, 2)
     return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).to(dtype)
 
 

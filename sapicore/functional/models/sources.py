@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -9,9 +10,10 @@ import torch
 
 from ..propagation import kernels
 from ..pytree import check_non_negative, parameter, pytree, replace
+from .currents import keyed_uniform
 from .neurons.base import NeuronModel, broadcast_like, check_dt, check_input
 
-__all__ = ["PoissonSource", "SpikeInput", "SourceState"]
+__all__ = ["PoissonSource", "PoissonState", "SpikeInput", "SourceState"]
 
 
 @pytree
@@ -19,6 +21,28 @@ class SourceState:
     """spikes: the spikes emitted in the last step (0/1)."""
 
     spikes: torch.Tensor
+
+
+@pytree
+class PoissonState:
+    """spikes: the spikes (or counts) emitted in the last step; step: steps taken (int64, per
+    neuron), the counter of seeded draws."""
+
+    spikes: torch.Tensor
+    step: torch.Tensor
+
+
+def _seed(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**32):
+        raise ValueError(f"PoissonSource.seed must be None or an int in [0, 2**32), got {value!r}")
+
+
+def _numbering(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    valid = isinstance(value, tuple) and len(value) == 2 and all(type(n) is int for n in value)
+    if not valid or value[0] < 0 or value[1] < 1:
+        raise ValueError(
+            f"PoissonSource.numbering must be (first, stride) ints with first >= 0, stride >= 1, got {value!r}"
+        )
 
 
 def _train_count(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -46,32 +70,69 @@ class PoissonSource(NeuronModel):
     independent trains (the external synapses of a neuron, say) and emits the number of their spikes
     in the step, a Poisson count of mean ``trains * rate * dt / 1000``; a projection multiplies each
     count by the weight.
-    Its input, if any, is added to the rate (Hz), so a rate can also be driven per step. Randomness
-    comes from torch's global generator: seed it with ``torch.manual_seed`` for a reproducible run;
-    under ``sweep`` each lane draws its own spikes (``randomness="different"``).
+    Its input, if any, is added to the rate (Hz), so a rate can also be driven per step.
+
+    Randomness: without ``seed``, torch's global generator (seed it with ``torch.manual_seed`` for a
+    reproducible run; under ``sweep`` each lane draws its own spikes, ``randomness="different"``).
+    With ``seed`` (an int), each draw is a fixed function of the seed, the neuron's number and the
+    step (``state.step``): the same trains however the run is split into chunks, resumed or spread
+    over processes (``partition``), and the same in every lane of a sweep. Neuron ``k`` of the
+    population is neuron ``numbering[0] + k * numbering[1]`` of the whole population (``partition``
+    sets it). Seeded counts are drawn by inversion, for means up to 100 spikes per step.
     """
 
     rate: Any = parameter(10.0, check=check_non_negative)
     trains: Any = attrs.field(default=1, validator=_train_count)
+    seed: int | None = attrs.field(default=None, validator=_seed)
+    numbering: tuple = attrs.field(default=(0, 1), validator=_numbering)
 
-    state_class = SourceState
+    state_class = PoissonState
     receives_projections = False
     stochastic = True
 
     def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"spikes": zeros.clone()}
+        return {"spikes": zeros.clone(), "step": torch.zeros(shape, dtype=torch.int64, device=zeros.device)}
 
-    def step(self, state: SourceState, input: Any, dt: float) -> tuple[SourceState, torch.Tensor]:
+    def step(self, state: PoissonState, input: Any, dt: float) -> tuple[PoissonState, torch.Tensor]:
         """Draw this step's spikes; ``input`` (Hz) is added to the rate."""
         dt = check_dt(dt)
         extra = check_input(input, state.spikes)
-        if isinstance(self.trains, torch.Tensor) or self.trains > 1:
-            mean = broadcast_like((self.rate + extra) * (self.trains * dt / 1000.0), state.spikes)
-            spikes = kernels.poisson(mean.clamp(min=0.0))
-            return replace(state, spikes=spikes), spikes
-        probability = (self.rate + extra) * (dt / 1000.0)  # above 1 always spikes, below 0 never
-        spikes = (torch.rand_like(state.spikes) < probability).to(state.spikes.dtype)
-        return replace(state, spikes=spikes), spikes
+        counts = isinstance(self.trains, torch.Tensor) or self.trains > 1
+        if counts:
+            mean = broadcast_like((self.rate + extra) * (self.trains * dt / 1000.0), state.spikes).clamp(min=0.0)
+            if self.seed is None:
+                spikes = kernels.poisson(mean)
+            else:
+                spikes = _keyed_count(mean, self._uniform(state)).to(state.spikes.dtype)
+        else:
+            probability = (self.rate + extra) * (dt / 1000.0)  # above 1 always spikes, below 0 never
+            draws = torch.rand_like(state.spikes) if self.seed is None else self._uniform(state)
+            spikes = (draws < probability).to(state.spikes.dtype)
+        return replace(state, spikes=spikes, step=state.step + 1), spikes
+
+    def _uniform(self, state: PoissonState) -> torch.Tensor:
+        """This step's keyed uniform draw per neuron (float64)."""
+        first, stride = self.numbering
+        neurons = first + stride * torch.arange(state.step.shape[-1], device=state.step.device)
+        return keyed_uniform(self.seed, neurons, state.step)
+
+
+def _keyed_count(mean: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Poisson counts of ``mean`` by inversion of the uniforms ``u``: the least k with P(X <= k) >= u."""
+    largest = float(mean.max()) if mean.numel() else 0.0  # sync-ok: seeded draws run eagerly
+    if largest > 100.0:
+        raise ValueError(
+            f"a seeded PoissonSource draws at most 100 spikes per neuron and step on average, got {largest:.4g}; "
+            "use a smaller dt, or no seed"
+        )
+    mean = mean.to(torch.float64)
+    term = torch.exp(-mean)
+    cdf, count = term.clone(), torch.zeros_like(mean)
+    for k in range(1, int(largest + 12.0 * math.sqrt(largest) + 12.0)):  # the tail beyond: below 1e-16
+        count += cdf < u
+        term = term * mean / k
+        cdf = cdf + term
+    return count
 
 
 @pytree

@@ -38,6 +38,7 @@ from ..transforms import RunContext, run_context
 from .capacity import Rerun, report_overflow
 from .checks import FiniteWatch, check_fits, check_inputs, check_sinks, check_state
 from .feed import SinkFeed
+from .partition import gather_records, local_inputs
 
 __all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks", "Plan", "plan_run"]
 
@@ -617,6 +618,13 @@ def simulate(
         FloatingPointError: a neuron or synapse variable became NaN or infinite (checked once per
             chunk; the message names the variable and the chunk's steps), unless ``strict=False``.
     """
+    partitioned = getattr(model, "exchange", None) is not None
+    if partitioned:  # one rank's share of a network (see running.partition)
+        if fast or sinks:
+            raise NotImplementedError(
+                "a partitioned network runs with fast=False and no sinks for now; records come back whole"
+            )
+        inputs = local_inputs(model, inputs)
     model, plan = plan_run(
         model,
         state,
@@ -635,4 +643,5 @@ def simulate(
     )
     trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
     build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731
-    return run_chunks(build, model, state, inputs, plan, sinks, keep)
+    final, records = run_chunks(build, model, state, inputs, plan, sinks, keep)
+    return final, (gather_records(model, records) if partitioned else records)

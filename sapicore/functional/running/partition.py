@@ -1,0 +1,291 @@
+"""One network over several processes: a partition of its neurons over the ranks of a process group.
+
+``partition(network)`` gives this rank's share of a network built whole (NEST's round-robin): rank
+``r`` of ``R`` owns neuron ``i`` of every population where ``i % R == r``, the state of those
+neurons, and every synapse onto them (each source neuron's synapses in their original order). Each
+step, every rank steps its own neurons, the ranks all-gather the outputs of the populations that
+are sources of projections (one collective per step), and each rank delivers the spikes of the
+whole network to its own synapses. ``simulate`` runs such a network like any other: it takes each
+population's input for the whole network and returns records of the whole network on every rank.
+
+A target neuron adds its synaptic inputs in the same order as in one process (source by source,
+each source's synapses in order), so a partitioned run on the CPU gives the same spikes and weights
+as the single-process run, bit for bit, whatever the number of ranks, as long as the network's
+random numbers do not depend on the rank (spike inputs given, or sources whose draws are keyed by
+neuron, not drawn from torch's global generator).
+
+Start the processes with ``torchrun`` (or any launcher) and initialise the default process group
+(gloo on CPUs) before ``partition``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+
+from ..network import Network, Population, _ranges, _segments
+from ..propagation.projection import DenseProjection, SparseProjection
+from ..pytree import replace, tree_map
+
+__all__ = ["Exchange", "partition", "local_inputs", "gather_records", "gather_synapses"]
+
+
+def _owned(start: int, size: int, rank: int, world: int) -> torch.Tensor:
+    """Positions (0 .. size) in a range of neurons from ``start`` whose neuron index ``i`` has
+    ``i % world == rank``."""
+    return torch.arange((rank - start) % world, size, world)
+
+
+@attrs.define(frozen=True, eq=False)
+class Exchange:
+    """How a rank's share of a network sees the whole network: the whole network's ``populations``
+    (sizes and parts), this ``rank`` among ``world`` ranks, and the process ``group`` (None: the
+    default group)."""
+
+    populations: dict
+    rank: int
+    world: int
+    group: Any = None
+
+    def ranges(self) -> dict[str, tuple[str, int, int]]:
+        """The whole network's population and part names -> (population, first neuron, count)."""
+        return _ranges(self.populations)
+
+    def local(self, group: str | tuple[str, ...]) -> list[torch.Tensor]:
+        """For each segment of ``group`` (the whole network's numbering) the positions this rank owns."""
+        return [_owned(start, size, self.rank, self.world) for _, start, size in _segments(group, self.ranges())]
+
+    def gather(self, value: torch.Tensor, group: str | tuple[str, ...]) -> torch.Tensor:
+        """The values of ``group``'s neurons on all ranks (last axis), from this rank's (its own
+        neurons of each segment, one segment after the other)."""
+        import torch.distributed as dist
+
+        segments = _segments(group, self.ranges())
+        owned = [[_owned(start, size, r, self.world) for _, start, size in segments] for r in range(self.world)]
+        widths = [max(len(positions[k]) for positions in owned) for k in range(len(segments))]
+        pieces, offset = [], 0
+        for k, positions in enumerate(owned[self.rank]):
+            piece = value.narrow(-1, offset, len(positions))
+            pieces.append(torch.nn.functional.pad(piece, (0, widths[k] - len(positions))))
+            offset += len(positions)
+        flat = torch.cat(pieces, -1).contiguous()
+        gathered = [torch.empty_like(flat) for _ in range(self.world)]
+        dist.all_gather(gathered, flat, group=self.group)
+        out, start = [], 0
+        for k, (_, _, size) in enumerate(segments):
+            segment = value.new_zeros((*value.shape[:-1], size))
+            for r in range(self.world):
+                positions = owned[r][k]
+                segment[..., positions] = gathered[r].narrow(-1, start, len(positions))
+            out.append(segment)
+            start += widths[k]
+        return out[0] if len(out) == 1 else torch.cat(out, -1)
+
+    def __call__(self, outputs: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """The outputs of the populations ``names`` for the whole network, from this rank's."""
+        if not names:
+            return {}
+        joined = self.gather(torch.cat([outputs[name] for name in names], -1), names)
+        sizes = [self.populations[name].size for name in names]
+        return dict(zip(names, torch.split(joined, sizes, -1)))
+
+
+def _slice_tree(tree: Any, size: int, index: torch.Tensor) -> Any:
+    """``tree`` with every tensor whose last axis has ``size`` entries (one per neuron) cut to ``index``."""
+    return tree_map(
+        lambda x: (
+            x.index_select(-1, index.to(x.device))
+            if isinstance(x, torch.Tensor) and x.ndim and x.shape[-1] == size
+            else x
+        ),
+        tree,
+    )
+
+
+def _local_targets(proj: Any, exchange: Exchange) -> torch.Tensor:
+    """For each target of ``proj`` (the whole network's numbering): its index among this rank's
+    targets, or -1 where another rank owns it."""
+    mapping = torch.full((proj.n_post,), -1, dtype=torch.int64)
+    segments = _segments(proj.target, exchange.ranges())
+    offset, local = 0, 0
+    for (_, _, size), positions in zip(segments, exchange.local(proj.target)):
+        mapping[offset + positions] = torch.arange(local, local + len(positions))
+        offset, local = offset + size, local + len(positions)
+    return mapping
+
+
+def _local_projection(proj: Any, exchange: Exchange) -> Any:
+    mapping = _local_targets(proj, exchange)
+    n_local = int((mapping >= 0).sum())  # sync-ok: building a partition
+    if isinstance(proj, DenseProjection):
+        columns = torch.nonzero(mapping >= 0).reshape(-1).to(proj.weights.device)  # sync-ok: building
+        delays = proj.delays
+        if isinstance(delays, torch.Tensor) and delays.ndim:
+            delays = delays.index_select(-1, columns)
+        return replace(
+            proj,
+            n_post=n_local,
+            weights=proj.weights.index_select(-1, columns),
+            mask=proj.mask.index_select(-1, columns),
+            delays=delays,
+        )
+    if not isinstance(proj, SparseProjection):
+        raise TypeError(f"partition knows dense and sparse projections, not {type(proj).__name__}")
+    targets = proj.targets.long()
+    padded = torch.cat([mapping, torch.tensor([-1])]).to(targets.device)
+    local = padded[targets.clamp(max=proj.n_post)]  # -1: padding or another rank's target
+    keep = local >= 0
+    slot = torch.cumsum(keep, 1) - 1
+    width = max(1, int(keep.sum(1).max()))  # sync-ok: building a partition
+    rows = torch.arange(targets.shape[0], device=targets.device)[:, None].expand_as(targets)
+    new_targets = torch.full((targets.shape[0], width), n_local, dtype=proj.targets.dtype, device=targets.device)
+    new_targets[rows[keep], slot[keep]] = local[keep].to(proj.targets.dtype)
+
+    def compact(table: torch.Tensor) -> torch.Tensor:
+        out = table.new_zeros((table.shape[0], width))
+        out[rows[keep], slot[keep]] = table[keep]
+        return out
+
+    delays = proj.delays
+    if isinstance(delays, torch.Tensor) and delays.ndim:
+        delays = compact(delays)
+    return replace(proj, n_post=n_local, targets=new_targets, weights=compact(proj.weights), delays=delays)
+
+
+def partition(network: Network, rank: int | None = None, world: int | None = None, group: Any = None) -> Network:
+    """This rank's share of ``network``: every ``world``-th neuron of each population from ``rank``
+    on, with its parameters, constant drive and incoming synapses; the network it returns exchanges
+    the outputs of source populations with the other ranks at each step (see the module docstring).
+
+    ``rank`` and ``world`` default to those of the initialised default process group (``group``).
+    """
+    if rank is None or world is None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            raise RuntimeError(
+                "partition needs rank and world, or an initialised process group: start the processes with "
+                "torchrun and call torch.distributed.init_process_group('gloo') first"
+            )
+        rank, world = dist.get_rank(group), dist.get_world_size(group)
+    if not isinstance(network, Network):
+        raise TypeError(f"partition takes a Network, got {type(network).__name__}")
+    if network.exchange is not None:
+        raise ValueError("the network is already a partition; partition the whole network")
+    if isinstance(world, bool) or not isinstance(world, int) or world < 1 or not 0 <= rank < world:
+        raise ValueError(f"rank must lie in [0, world) with world >= 1, got rank={rank}, world={world}")
+    exchange = Exchange(dict(network.populations), rank, world, group)
+    populations = {}
+    for name, population in network.populations.items():
+        index = _owned(0, population.size, rank, world)
+        ranges = _part_ranges(name, population)
+        small = [group for group, (_, _, size) in [(name, (name, 0, population.size)), *ranges] if size < world]
+        if small:  # some rank would own none of its neurons (every rank sees the same sizes, so all refuse)
+            raise ValueError(
+                f"population or part {small[0]!r} has fewer neurons than there are ranks ({world}): give every "
+                "population and part at least one neuron per rank"
+            )
+        parts = {part: len(_owned(start, size, rank, world)) for part, (_, start, size) in ranges}
+        model = population.model
+        if "numbering" in attrs.fields_dict(type(model)):  # keyed draws: number the neurons as in the whole network
+            first, stride = model.numbering
+            model = replace(model, numbering=(first + rank * stride, stride * world))
+        populations[name] = Population(_slice_tree(model, population.size, index), len(index), parts)
+    ranges = exchange.ranges()
+    drive = {}
+    for name, value in network.drive.items():
+        pop, start, size = ranges[name]
+        drive[name] = _slice_tree(value, size, _owned(start, size, rank, world))
+    projections = {name: _local_projection(proj, exchange) for name, proj in network.projections.items()}
+    return Network(populations=populations, projections=projections, drive=drive, exchange=exchange)
+
+
+def _part_ranges(name: str, population: Population) -> list[tuple[str, tuple[str, int, int]]]:
+    start, out = 0, []
+    for part, size in population.parts:
+        out.append((part, (name, start, size)))
+        start += size
+    return out
+
+
+def local_inputs(network: Network, inputs: Any) -> Any:
+    """The share of ``inputs`` (for the whole network, keyed by population or part name) that this
+    rank's neurons take: tensors with one value per neuron on their last axis are cut; numbers,
+    functions of time and modulators pass unchanged."""
+    if not isinstance(inputs, dict):
+        return inputs
+    ranges = network.exchange.ranges()
+    out = {}
+    for name, value in inputs.items():
+        if name in ranges and isinstance(value, torch.Tensor):
+            _, start, size = ranges[name]
+            value = _slice_tree(value, size, _owned(start, size, network.exchange.rank, network.exchange.world))
+        elif name in ranges and callable(value):
+            value = _sliced_function(value, ranges[name], network.exchange)
+        out[name] = value
+    return out
+
+
+def _sliced_function(function: Any, where: tuple[str, int, int], exchange: Exchange) -> Any:
+    _, start, size = where
+    index = _owned(start, size, exchange.rank, exchange.world)
+    return lambda t: _slice_tree(function(t), size, index)
+
+
+def gather_records(network: Network, records: dict) -> dict:
+    """Records of a partitioned run for the whole network, on every rank: each population's (or
+    part's) variables in the whole network's neuron order; synaptic variables of projections (one
+    value per target) in their target group's order; ``t`` and ``diverged`` as they are."""
+    exchange = network.exchange
+    out = {}
+    for name, value in records.items():
+        owner, _, variable = name.partition(".")
+        if name in ("t", "diverged"):
+            out[name] = value
+        elif owner in network.projections:
+            proj = network.projections[owner]
+            if value.shape[-1] != proj.n_post:
+                raise NotImplementedError(
+                    f"record {name!r} is not one value per target neuron; partitioned runs record population "
+                    "variables and projections' synaptic variables"
+                )
+            out[name] = exchange.gather(value, proj.target)
+        else:
+            out[name] = exchange.gather(value, owner)
+    return out
+
+
+def gather_synapses(network: Network, state: Any, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every synapse of projection ``name`` with its weight in ``state``, from all ranks (on every
+    rank): ``(pre, post, weight)`` in the whole network's numbering of its source and target groups,
+    sorted by source, then target (a source's synapses onto one target in their order). For a
+    network that is not partitioned, the same from the one process."""
+    proj, weights = network.projections[name], state.projections[name].weights
+    if isinstance(proj, SparseProjection):
+        exists = proj.targets[: proj.n_pre] < proj.n_post
+        pre, slot = torch.nonzero(exists, as_tuple=True)  # sync-ok: reading results
+        post, values = proj.targets[pre, slot].long(), weights[pre, slot]
+    else:
+        pre, post = torch.nonzero(proj.mask, as_tuple=True)  # sync-ok: reading results
+        values = weights[pre, post]
+    exchange = network.exchange
+    if exchange is not None:
+        segments = _segments(proj.target, exchange.ranges())
+        owned, offset = [], 0
+        for (_, _, size), positions in zip(segments, exchange.local(proj.target)):
+            owned.append(offset + positions)
+            offset += size
+        post = torch.cat(owned).to(post.device)[post]
+    mine = (pre.cpu(), post.cpu(), values.detach().cpu())  # sync-ok: reading results
+    if exchange is not None:
+        import torch.distributed as dist
+
+        pieces: list = [None] * exchange.world
+        dist.all_gather_object(pieces, mine, group=exchange.group)
+        mine = tuple(torch.cat([piece[k] for piece in pieces]) for k in range(3))
+    pre, post, values = mine
+    order = torch.sort(post, stable=True).indices
+    order = order[torch.sort(pre[order], stable=True).indices]  # by source, then target
+    return pre[order], post[order], values[order]

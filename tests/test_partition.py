@@ -1,0 +1,200 @@
+"""Partitioned networks (running.partition): a run over 2 and 3 processes (gloo, started by torchrun)
+gives the single-process run's spikes, membrane potentials, synaptic variables and plastic weights bit
+for bit; the shares of a network together hold each neuron and synapse once; seeded Poisson draws do
+not depend on how a run is split; bad input is refused."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import sapicore.functional as sf
+from sapicore.functional import connectivity as C
+from sapicore.functional.running.partition import gather_synapses
+
+DT = 0.1
+STEPS = 1500
+RECORD = ("cells.spikes", "cells.v", "ee.s", "noise.spikes")
+
+WORKER = """
+import sys
+import torch
+import torch.distributed as dist
+sys.path.insert(0, {tests!r})
+import sapicore.functional as sf
+from sapicore.functional.running.partition import gather_synapses
+from test_partition import RECORD, STEPS, DT, network, spike_inputs
+
+dist.init_process_group("gloo")
+local = sf.partition(network())
+state, records = sf.simulate(local, local.init_state(), spike_inputs(), dt=DT, steps=STEPS, record=RECORD)
+for name in local.projections:
+    records.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(local, state, name)))
+torch.save(records, {out!r} + f"/rank{{dist.get_rank()}}.pt")
+dist.destroy_process_group()
+"""
+
+
+def network():
+    """Spike inputs and seeded Poisson noise onto one population with two parts (161 excitatory, 39
+    inhibitory LIF neurons, sizes that no number of ranks divides), conductance synapses,
+    heterogeneous delays, STDP, a per-neuron drive."""
+    g = torch.Generator().manual_seed(3)
+    n_exc, n_inh = 161, 39
+    lif = sf.LIF(tau_mem=20.0, v_rest=-60.0, v_reset=-60.0, v_thresh=-50.0, r_mem=100.0, t_ref=2.0)
+    populations = {
+        "src": sf.Population(sf.SpikeInput(), 40),
+        "noise": sf.Population(sf.PoissonSource(rate=torch.linspace(5.0, 50.0, 30), trains=3, seed=11), 30),
+        "cells": sf.Population(lif, n_exc + n_inh, parts={"exc": n_exc, "inh": n_inh}),
+    }
+    c_in, c_ee = C.fixed_probability(40, 200, 0.2, seed=1), C.fixed_probability(n_exc, 200, 0.1, seed=2)
+    c_ie, c_noise = C.fixed_probability(n_inh, 200, 0.1, seed=3), C.fixed_probability(30, 200, 0.3, seed=4)
+    excitatory, inhibitory = sf.Exponential(tau=5.0, e_rev=0.0), sf.Exponential(tau=10.0, e_rev=-80.0)
+    projections = {
+        "in": sf.projection(
+            "src",
+            "cells",
+            c_in,
+            torch.rand(len(c_in), generator=g) * 0.02,
+            excitatory,
+            dt=DT,
+            delay=torch.rand(len(c_in), generator=g) * 3.0,
+        ),  # fmt: skip
+        "ee": sf.projection(
+            "exc",
+            "cells",
+            c_ee,
+            0.004,
+            excitatory,
+            dt=DT,
+            delay=torch.rand(len(c_ee), generator=g) * 2,
+            plasticity=sf.STDP(a_plus=0.001, a_minus=0.0012, w_max=0.02),
+        ),  # fmt: skip
+        "ne": sf.projection("noise", "cells", c_noise, 0.01, excitatory, dt=DT, delay=0.5),
+        "ie": sf.projection("inh", ("exc", "inh"), c_ie, 0.03, inhibitory, dt=DT, delay=1.0, kind="dense"),
+    }
+    return sf.Network(populations=populations, projections=projections, drive={"exc": torch.linspace(0.0, 0.05, n_exc)})
+
+
+def spike_inputs():
+    return {"src": (torch.rand(STEPS, 40, generator=torch.Generator().manual_seed(7)) < 0.05).float()}
+
+
+@pytest.mark.parametrize("world", [2, pytest.param(3, marks=pytest.mark.slow)])
+def test_a_partitioned_run_equals_the_single_process_run_bit_for_bit(world, tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}", str(script)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole = network()
+    state, expected = sf.simulate(whole, whole.init_state(), spike_inputs(), dt=DT, steps=STEPS, record=RECORD)
+    for name in whole.projections:
+        expected.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(whole, state, name)))
+    assert expected["cells.spikes"].sum() > 1000 and expected["noise.spikes"].sum() > 100
+    assert not torch.equal(expected["ee.w"], torch.full_like(expected["ee.w"], 0.004))  # STDP moved weights
+    for rank in range(world):
+        records = torch.load(tmp_path / f"rank{rank}.pt")
+        assert sorted(records) == sorted(expected)
+        for name, value in expected.items():
+            assert torch.equal(records[name], value), f"rank {rank} of {world}: {name} differs"
+
+
+def test_the_shares_hold_every_neuron_and_synapse_once():
+    whole = network()
+    shares = [sf.partition(whole, rank, 3) for rank in range(3)]
+    assert [share.populations["cells"].size for share in shares] == [67, 67, 66]
+    assert [dict(share.populations["cells"].parts) for share in shares] == [
+        {"exc": 54, "inh": 13},  # neurons 0, 3, ..., 159 and 162, ..., 198
+        {"exc": 54, "inh": 13},
+        {"exc": 53, "inh": 13},
+    ]
+    assert [share.populations["noise"].model.numbering for share in shares] == [(0, 3), (1, 3), (2, 3)]
+    assert torch.equal(shares[1].drive["exc"], whole.drive["exc"][1::3])
+    for name, proj in whole.projections.items():
+        total = int(proj.mask.sum())
+        assert sum(int(share.projections[name].mask.sum()) for share in shares) == total
+
+
+def test_seeded_poisson_trains_do_not_depend_on_chunks_or_numbering():
+    source = sf.PoissonSource(rate=torch.linspace(10.0, 400.0, 12), trains=4, seed=3)
+    _, whole = sf.simulate(source, source.init_state(12), dt=0.1, steps=3000)
+    _, chunked = sf.simulate(source, source.init_state(12), dt=0.1, steps=3000, chunk=7)
+    assert torch.equal(whole["spikes"], chunked["spikes"])
+    odd = sf.PoissonSource(rate=torch.linspace(10.0, 400.0, 12)[1::2], trains=4, seed=3, numbering=(1, 2))
+    _, share = sf.simulate(odd, odd.init_state(6), dt=0.1, steps=3000)
+    assert torch.equal(share["spikes"], whole["spikes"][:, 1::2])
+    other = sf.replace(source, seed=4)
+    _, differs = sf.simulate(other, other.init_state(12), dt=0.1, steps=3000)
+    assert not torch.equal(differs["spikes"], whole["spikes"])
+
+
+def test_seeded_poisson_counts_have_poisson_statistics():
+    for trains in (1, 40):
+        source = sf.PoissonSource(rate=250.0, trains=trains, seed=9)
+        _, records = sf.simulate(source, source.init_state(2000), dt=0.1, steps=400)
+        counts = records["spikes"].double()
+        mean = 250.0 * trains * 0.1 / 1000.0
+        assert abs(counts.mean().item() - mean) < 4 * (mean / counts.numel()) ** 0.5
+        if trains > 1:  # Poisson: variance = mean
+            assert counts.var().item() == pytest.approx(mean, rel=0.02)
+
+
+def run_one_step(model, **options):
+    return sf.simulate(model, model.init_state(), dt=DT, steps=1, **options)
+
+
+BAD = {
+    "partition without a process group": (lambda: sf.partition(network()), RuntimeError, "init_process_group"),
+    "a rank outside the world": (lambda: sf.partition(network(), 2, 2), ValueError, "rank must lie in"),
+    "a population smaller than the world": (
+        lambda: sf.partition(network(), 0, 31),
+        ValueError,
+        "population or part .noise. has fewer neurons than there are ranks",
+    ),
+    "a partition partitioned again": (
+        lambda: sf.partition(sf.partition(network(), 0, 2), 0, 2),
+        ValueError,
+        "already a partition",
+    ),
+    "a compiled partitioned run": (
+        lambda: run_one_step(sf.partition(network(), 0, 1), fast=True),
+        NotImplementedError,
+        "fast=False",
+    ),
+    "a seed that is not an int": (lambda: sf.PoissonSource(seed=1.5), ValueError, "seed must be None or an int"),
+    "a numbering with stride 0": (lambda: sf.PoissonSource(numbering=(0, 0)), ValueError, "stride >= 1"),
+    "a seeded mean beyond 100 per step": (
+        lambda: (lambda source: sf.simulate(source, source.init_state(3), dt=DT, steps=1))(
+            sf.PoissonSource(rate=2e6, trains=1000, seed=1)
+        ),
+        ValueError,
+        "at most 100 spikes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_is_refused(case):
+    make, error, message = BAD[case]
+    with pytest.raises(error, match=message):
+        make()
+
+
+@pytest.mark.slow
+def test_the_example_writes_the_same_summary_on_one_and_two_processes(tmp_path):
+    example = str(Path(__file__).resolve().parents[1] / "examples" / "partitioned.py")
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    one = [sys.executable, example, "--out", str(tmp_path / "one"), "--duration", "100"]
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", example]
+    for command in (one, two + ["--out", str(tmp_path / "two"), "--duration", "100"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+        assert done.returncode == 0, done.stderr[-3000:]
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
+    assert summaries[0]["spikes"] > 100 and [s["processes"] for s in summaries] == [1, 2]
+    assert summaries[0]["digest"] == summaries[1]["digest"]
