@@ -8,7 +8,9 @@ example writes (``Results/*.pkl``, Neo) are read back and summarised:
 
 - spike trains: the mean firing rate (Hz) and the mean coefficient of variation of the ISIs, as
   mean ± standard deviation over ``--repeats`` runs (the Poisson stimuli differ between runs on both
-  simulators: that is the seed-to-seed spread);
+  simulators: that is the seed-to-seed spread; with ``--seeded``, run k calls ``setup`` with
+  ``rng_seed=k + 1`` on every simulator, so that NEST's runs differ too); runs of a network whose
+  rate stays below 1 Hz (a stimulus that did not ignite it) are counted apart;
 - signals (v, gsyn): for the networks with random stimuli, the signal's mean (mean ± standard
   deviation over runs); for the deterministic examples, the largest difference between the two
   simulators' traces, relative to the signal's range.
@@ -44,30 +46,40 @@ EXAMPLES = {  # name: (script, arguments, random: whether runs differ, network: 
     "VA CUBA": ("VAbenchmarks.py", ["CUBA"], False, True),  # no Poisson stimulus: every run the same
     "simple_STDP": ("simple_STDP.py", ["--dendritic-delay-fraction", "0"], False, False),  # pyNN.brian2 needs 0
     "tsodyksmarkram": ("tsodyksmarkram.py", [], False, False),
-    "multi_synapse": ("multi_synapse.py", [], False, False),  # PointNeuron(AdExp, 4 alpha receptors)
-    "monolith_vs_composed": ("monolith_vs_composed.py", [], False, False),  # PointNeuron(LIF) = IF_curr_exp
-}
+}  # multi_synapse.py and monolith_vs_composed.py save no data: benchmarks/pynn_composed.py compares composed cells
 
 BOOT = """
-import runpy, sys
+import importlib, os, runpy, sys
 try:
     import sapicore.pynn
     sys.modules["pyNN.sapicore"] = sapicore.pynn
 except ImportError:
     pass
+if os.environ.get("PYNN_RNG_SEED"):  # --seeded: setup() gets rng_seed, the only change to the script
+    simulator = importlib.import_module("pyNN." + sys.argv[2])
+    unseeded = simulator.setup
+    simulator.setup = lambda *a, **k: unseeded(*a, **{**k, "rng_seed": int(os.environ["PYNN_RNG_SEED"])})
 script = sys.argv[1]
 sys.argv = sys.argv[1:]
 runpy.run_path(script, run_name="__main__")
 """
 
 
-def _run(python: str, script: Path, simulator: str, arguments: list[str], folder: Path) -> dict[str, object]:
-    """Run one example in ``folder``; return its Neo blocks by file stem (simulator name removed)."""
+def _run(
+    python: str, script: Path, simulator: str, arguments: list[str], folder: Path, seed: int | None = None
+) -> dict[str, object]:
+    """Run one example in ``folder`` (with ``setup(rng_seed=seed)`` when given); return its Neo blocks
+    by file stem (simulator name removed)."""
     import neo
 
     folder.mkdir(parents=True)
+    environment = dict(os.environ, **({"PYNN_RNG_SEED": str(seed)} if seed is not None else {}))
     done = subprocess.run(
-        [python, "-c", BOOT, str(script), simulator, *arguments], cwd=folder, capture_output=True, text=True
+        [python, "-c", BOOT, str(script), simulator, *arguments],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env=environment,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{script.name} {simulator} failed:\n{done.stderr[-3000:]}")
@@ -100,6 +112,7 @@ def main() -> None:
     parser.add_argument("--brian-python", default=os.environ.get("SAPICORE_BRIAN_PYTHON"))
     parser.add_argument("--nest-python", default=os.environ.get("SAPICORE_NEST_PYTHON"))
     parser.add_argument("--repeats", type=int, default=3, help="runs of the examples with random stimuli")
+    parser.add_argument("--seeded", action="store_true", help="run k gets setup(rng_seed=k + 1) on every simulator")
     parser.add_argument("--only", nargs="*", help="example names to run (default: all)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="pynn-examples-"))
@@ -122,7 +135,14 @@ def main() -> None:
             for sim, python in simulators.items():
                 try:
                     runs[sim] = [
-                        _run(python, scripts / script, sim, arguments, folder / f"{name}-{sim}-{k}".replace(" ", "_"))
+                        _run(
+                            python,
+                            scripts / script,
+                            sim,
+                            arguments,
+                            folder / f"{name}-{sim}-{k}".replace(" ", "_"),
+                            k + 1 if args.seeded else None,
+                        )
                         for k in range(args.repeats if repeated else 1)
                     ]
                 except RuntimeError as err:  # the example fails on this simulator: say why, go on
@@ -135,8 +155,16 @@ def main() -> None:
             for stem in runs["sapicore"][0]:
                 summaries = {sim: [_spike_summary(r[stem]) for r in done] for sim, done in runs.items()}
                 if summaries["sapicore"][0] is not None:
+                    # a network whose stimulus did not ignite it (below 1 Hz) is counted apart
+                    active = {
+                        sim: [x for x in found if x is not None and x[0] >= 1.0] for sim, found in summaries.items()
+                    }
+                    if network and any(len(active[sim]) < len(runs[sim]) for sim in runs):
+                        cells = [f"{len(runs[sim]) - len(active[sim])} of {len(runs[sim])}" if sim in runs else "-"
+                                 for sim in simulators]  # fmt: skip
+                        print(f"| {name} | {stem} | runs below 1 Hz (left out below) | {' | '.join(cells)} |")
                     for k, measure in enumerate(("rate (Hz)", "ISI CV")):
-                        cells = [_spread([s[k] for s in summaries[sim]]) if sim in runs else "-" for sim in simulators]
+                        cells = [_spread([x[k] for x in active[sim]]) if active.get(sim) else "-" for sim in simulators]
                         print(f"| {name} | {stem} | {measure} | {' | '.join(cells)} |")
                 for signal in runs["sapicore"][0][stem].segments[0].analogsignals:
                     if network:  # chaotic: traces part after a few spikes, so compare the signal's mean

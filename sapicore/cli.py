@@ -346,6 +346,7 @@ def run(
     ``out`` (each under a partial name until it is complete, then renamed; the folder then holds this
     run's outputs alone); return the summary."""
     import sapicore.functional as sf
+    from sapicore.functional.running.partition import local_state
     from sapicore.spec import SpecError, initial_state, load_data, override, parse_spec
 
     path, data = load_data(spec_path)
@@ -361,13 +362,21 @@ def run(
     state = initial_state(spec)
     record = settings.record or network.default_record()
     steps = int(round(duration / settings.dt))
+    rank, world = _partitioned(path, settings)
+    if rank > 0:  # another rank's share: rank 0 holds the folder and writes every output
+        share = sf.partition(network)
+        with torch.no_grad():
+            sf.simulate(share, local_state(share, state), **_options(settings, duration, record, progress=False))
+        return {}
     if spec.outputs.nix:
         _check_space(out, _record_bytes(network, state, record, steps, settings.every))
     spike_records = tuple(name for name in record if network.is_event(name))
     spike_events, sinks, names = _sinks(spec, out, spike_records)
+    model = network if world == 1 else sf.partition(network)
     start = time.perf_counter()
     with torch.no_grad(), _reporting_compiles() as compiles:
-        sf.simulate(network, state, sinks=sinks, **_options(settings, duration, record, progress))
+        first = state if world == 1 else local_state(model, state)
+        sf.simulate(model, first, sinks=sinks, **_options(settings, duration, record, progress))
     wall = time.perf_counter() - start
     _write_spec(out, spec.source, data, overrides)
     events, rates, cvs = _spike_summary(spike_events, network, duration, settings.discard)
@@ -379,6 +388,7 @@ def run(
         "dt_ms": settings.dt,
         "discarded_ms": settings.discard,
         "wall_seconds": round(wall, 3),
+        **({"processes": world} if world > 1 else {}),
         **({"compile_seconds": round(compiles.seconds, 3)} if settings.fast else {}),
         "mean_rate_hz": rates,
         **({"reference_rates_hz": spec.reference_rates} if spec.reference_rates else {}),
@@ -413,6 +423,21 @@ def _write_spec(out: Path, source: Path, data: Any, overrides: tuple) -> None:
         partial(out / "spec.yaml").write_text(yaml_dumps(data))
     else:
         shutil.copyfile(source, partial(out / "spec.yaml"))
+
+
+def _partitioned(path: Path, settings: Any) -> tuple[int, int]:
+    """(rank, world size) of a run under torchrun, whose network each process runs its share of
+    (``sapicore.functional.partition``); (0, 1) otherwise."""
+    from sapicore.spec import SpecError
+
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return 0, 1
+    if settings.fast or settings.device != "cpu":
+        raise SpecError(
+            f"{path}: under torchrun a network runs partitioned on CPUs with the reference loop for now; "
+            "--set simulation.fast=false simulation.device=cpu"
+        )
+    return _distributed(settings.device)
 
 
 def _distributed(device: str) -> tuple[int, int]:
@@ -779,15 +804,16 @@ def _main_thread() -> bool:
 
 
 def _command(args: argparse.Namespace) -> int:
+    first = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 writes and holds the folder
     if args.command == "run":
         out = args.out or Path("outputs") / Path(args.spec).stem
-        with claimed(out, overwrite=args.overwrite):
+        with claimed(out, overwrite=args.overwrite) if first else contextlib.nullcontext():
             summary = run(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
-        print(json.dumps(summary, indent=2))
-        print(f"wrote {', '.join(summary['outputs'])} into {out}")
+        if first:
+            print(json.dumps(summary, indent=2))
+            print(f"wrote {', '.join(summary['outputs'])} into {out}")
     elif args.command == "sweep":
         out = args.out or Path("outputs") / f"{Path(args.spec).stem}-sweep"
-        first = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 writes and holds the folder
         with claimed(out, overwrite=args.overwrite) if first else contextlib.nullcontext():
             rows = sweep(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
         if first:

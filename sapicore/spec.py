@@ -102,7 +102,7 @@ def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Networ
     if "seed" in options:
         values["seed"] = reader.integer(options["seed"], "builder.seed")
     if "background" in options:
-        values["background"] = reader.choice(options["background"], "builder.background", ("poisson", "dc"))
+        values["background"] = reader.choice(options["background"], "builder.background", ("poisson", "keyed", "dc"))
     network = _build(lambda **kw: potjans2014.microcircuit(dt=dt, **kw), values, reader, "builder")
     reference = {
         label: dict(zip(potjans2014.POPULATIONS, rates)) for label, rates in potjans2014.REFERENCE_SETS.items()
@@ -116,7 +116,8 @@ def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Networ
 BUILDERS = {"potjans2014": _potjans2014}
 #: what each builder takes (for the command's help)
 BUILDER_OPTIONS = {
-    "potjans2014": "scale (0, 1]: neurons; k_scale (0, 1], default scale: in-degrees; seed; background: poisson or dc",
+    "potjans2014": "scale (0, 1]: neurons; k_scale (0, 1], default scale: in-degrees; seed; "
+    "background: poisson, keyed (Poisson keyed by neuron and step) or dc",
 }
 
 

@@ -111,7 +111,7 @@ def test_the_microcircuit_command_writes_rates_beside_the_reference_within_a_ban
 def test_builder_arguments_are_checked(capsys):
     with pytest.raises(ValueError, match="scale must be a number in \\(0, 1\\], got 2"):
         pd.microcircuit(scale=2)
-    with pytest.raises(ValueError, match="background must be 'poisson' or 'dc', got 'noise'"):
+    with pytest.raises(ValueError, match="background must be 'poisson', 'keyed' or 'dc', got 'noise'"):
         pd.microcircuit(scale=0.01, background="noise")
     assert main(["run", "microcircuit", "--set", "builder.scale=-1", "--out", "/tmp/never-written"]) == 2
     assert "builder.scale: expected a number > 0, got -1" in capsys.readouterr().err

@@ -198,3 +198,34 @@ def test_the_example_writes_the_same_summary_on_one_and_two_processes(tmp_path):
     summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
     assert summaries[0]["spikes"] > 100 and [s["processes"] for s in summaries] == [1, 2]
     assert summaries[0]["digest"] == summaries[1]["digest"]
+
+
+@pytest.mark.slow
+def test_the_command_under_torchrun_writes_the_single_process_records(tmp_path):
+    """``torchrun --nproc-per-node 2 -m sapicore run microcircuit`` with keyed background: the same
+    spike events in records.nix, and the same rates, as ``sapicore run`` in one process."""
+    from sapicore.logging.nix import read_events
+
+    options = ["--set", "builder.scale=0.05", "--set", "builder.background=keyed", "--set", "simulation.discard=50"]
+    options += ["--duration", "150", "--no-progress"]
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    one = [sys.executable, "-m", "sapicore", "run", "microcircuit", *options, "--out", str(tmp_path / "one")]
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "sapicore"]
+    two += ["run", "microcircuit", *options, "--out", str(tmp_path / "two")]
+    for command in (one, two):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+        assert done.returncode == 0, done.stderr[-3000:]
+    summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
+    assert summaries[1]["processes"] == 2 and summaries[0]["mean_rate_hz"] == summaries[1]["mean_rate_hz"]
+    for population in ("L23E", "L4E", "L5I", "L6I"):
+        events = [read_events(tmp_path / name / "records.nix", f"{population}.spikes") for name in ("one", "two")]
+        assert len(events[0][0]) > 0
+        assert all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(*events))
+
+
+def test_the_command_under_torchrun_refuses_what_partitions_do_not_run(monkeypatch, tmp_path, capsys):
+    from sapicore.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code = main(["run", "coba", "--set", "simulation.fast=true", "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code != 0 and "under torchrun a network runs partitioned on CPUs" in capsys.readouterr().err

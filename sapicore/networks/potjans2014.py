@@ -170,8 +170,10 @@ def microcircuit(
     background: str = "poisson",
 ) -> sf.Network:
     """Build the microcircuit with ``scale`` x its neurons and ``k_scale`` x its in-degrees (see the
-    module docstring). ``background``: "poisson" (K_ext Poisson trains per neuron) or "dc" (their
-    mean current). Seeded: the same arguments give the same network.
+    module docstring). ``background``: "poisson" (K_ext Poisson trains per neuron, drawn from torch's
+    generator), "keyed" (the same, with draws keyed by ``seed``, neuron and step: a run split over
+    processes with ``partition`` gives the single process's spikes) or "dc" (their mean current).
+    Seeded: the same arguments give the same network.
 
     At full scale the recurrent synapses are drawn block by block (one pair of populations at a time)
     into a [`SynapseTable`][sapicore.functional.SynapseTable], so the build needs little memory beyond the
@@ -183,8 +185,8 @@ def microcircuit(
     k_scale = scale if k_scale is None else k_scale
     if not (isinstance(k_scale, (int, float)) and 0 < k_scale <= 1):
         raise ValueError(f"k_scale must be a number in (0, 1], got {k_scale!r}")
-    if background not in ("poisson", "dc"):
-        raise ValueError(f"background must be 'poisson' or 'dc', got {background!r}")
+    if background not in ("poisson", "keyed", "dc"):
+        raise ValueError(f"background must be 'poisson', 'keyed' or 'dc', got {background!r}")
     generator = torch.Generator().manual_seed(seed)
     sizes = [max(1, round(n * scale)) for n in FULL_SIZES]
     starts = [sum(sizes[:i]) for i in range(8)]
@@ -247,9 +249,10 @@ def microcircuit(
         del block, pre, post, weights, delays
     projections = {"synapses": table.projection("cortex", "cortex", synapse)}
     del table
-    if background == "poisson":
+    if background in ("poisson", "keyed"):
         trains = per_neuron(k_ext)
-        populations["background"] = sf.Population(sf.PoissonSource(rate=BACKGROUND_RATE, trains=trains), total)
+        source = sf.PoissonSource(rate=BACKGROUND_RATE, trains=trains, seed=seed if background == "keyed" else None)
+        populations["background"] = sf.Population(source, total)
         projections["external"] = sf.projection(
             "background", "cortex", connectivity.one_to_one(total), psc_ext * charge, synapse, dt=dt
         )

@@ -20,6 +20,7 @@ Start the processes with ``torchrun`` (or any launcher) and initialise the defau
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -29,7 +30,7 @@ from ..network import Network, Population, _ranges, _segments
 from ..propagation.projection import DenseProjection, SparseProjection
 from ..pytree import replace, tree_map
 
-__all__ = ["Exchange", "partition", "local_inputs", "gather_records", "gather_synapses"]
+__all__ = ["Exchange", "partition", "local_state", "local_inputs", "gather_records", "gather_synapses"]
 
 
 def _owned(start: int, size: int, rank: int, world: int) -> torch.Tensor:
@@ -42,12 +43,15 @@ def _owned(start: int, size: int, rank: int, world: int) -> torch.Tensor:
 class Exchange:
     """How a rank's share of a network sees the whole network: the whole network's ``populations``
     (sizes and parts), this ``rank`` among ``world`` ranks, and the process ``group`` (None: the
-    default group)."""
+    default group). ``traffic`` counts this rank's all-gathers: seconds spent in them (waiting for
+    the other ranks included), bytes received and calls."""
 
     populations: dict
     rank: int
     world: int
     group: Any = None
+    traffic: dict = attrs.field(factory=lambda: {"seconds": 0.0, "bytes": 0, "calls": 0})  # this rank's all-gathers
+    plans: dict = attrs.field(factory=dict, repr=False)  # group -> how to gather it (see _plan)
 
     def ranges(self) -> dict[str, tuple[str, int, int]]:
         """The whole network's population and part names -> (population, first neuron, count)."""
@@ -59,29 +63,41 @@ class Exchange:
 
     def gather(self, value: torch.Tensor, group: str | tuple[str, ...]) -> torch.Tensor:
         """The values of ``group``'s neurons on all ranks (last axis), from this rank's (its own
-        neurons of each segment, one segment after the other)."""
+        neurons of each segment, one segment after the other): one all-gather of the padded pieces,
+        then one index into the whole group's order."""
         import torch.distributed as dist
 
-        segments = _segments(group, self.ranges())
-        owned = [[_owned(start, size, r, self.world) for _, start, size in segments] for r in range(self.world)]
-        widths = [max(len(positions[k]) for positions in owned) for k in range(len(segments))]
-        pieces, offset = [], 0
-        for k, positions in enumerate(owned[self.rank]):
-            piece = value.narrow(-1, offset, len(positions))
-            pieces.append(torch.nn.functional.pad(piece, (0, widths[k] - len(positions))))
-            offset += len(positions)
-        flat = torch.cat(pieces, -1).contiguous()
+        lengths, widths, order = self._plan(group)
+        pieces = torch.split(value, lengths, -1)
+        padded = [
+            torch.nn.functional.pad(piece, (0, width - length)) for piece, length, width in zip(pieces, lengths, widths)
+        ]
+        flat = (padded[0] if len(padded) == 1 else torch.cat(padded, -1)).contiguous()
         gathered = [torch.empty_like(flat) for _ in range(self.world)]
+        began = time.perf_counter()
         dist.all_gather(gathered, flat, group=self.group)
-        out, start = [], 0
-        for k, (_, _, size) in enumerate(segments):
-            segment = value.new_zeros((*value.shape[:-1], size))
-            for r in range(self.world):
-                positions = owned[r][k]
-                segment[..., positions] = gathered[r].narrow(-1, start, len(positions))
-            out.append(segment)
-            start += widths[k]
-        return out[0] if len(out) == 1 else torch.cat(out, -1)
+        self.traffic["seconds"] += time.perf_counter() - began
+        self.traffic["bytes"] += flat.numel() * flat.element_size() * (self.world - 1)  # received
+        self.traffic["calls"] += 1
+        return torch.cat(gathered, -1).index_select(-1, order.to(value.device))
+
+    def _plan(self, group: str | tuple[str, ...]) -> tuple[list[int], list[int], torch.Tensor]:
+        """For ``group``: this rank's number of neurons in each segment, the padded width of each
+        segment's piece, and for each neuron of the group (whole numbering) its place among the
+        all-gathered pieces (rank by rank). Worked out once per group."""
+        if group not in self.plans:
+            segments = _segments(group, self.ranges())
+            owned = [[_owned(start, size, r, self.world) for _, start, size in segments] for r in range(self.world)]
+            widths = [max(len(per_rank[k]) for per_rank in owned) for k in range(len(segments))]
+            total = sum(widths)
+            order = torch.empty(sum(size for _, _, size in segments), dtype=torch.int64)
+            offset = piece = 0
+            for k, (_, _, size) in enumerate(segments):
+                for r in range(self.world):
+                    order[offset + owned[r][k]] = r * total + piece + torch.arange(len(owned[r][k]))
+                offset, piece = offset + size, piece + widths[k]
+            self.plans[group] = ([len(positions) for positions in owned[self.rank]], widths, order)
+        return self.plans[group]
 
     def __call__(self, outputs: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict[str, torch.Tensor]:
         """The outputs of the populations ``names`` for the whole network, from this rank's."""
@@ -208,6 +224,26 @@ def _part_ranges(name: str, population: Population) -> list[tuple[str, tuple[str
         out.append((part, (name, start, size)))
         start += size
     return out
+
+
+def local_state(network: Network, whole: Any) -> Any:
+    """This rank's share of ``whole``, a state of the whole network at rest in its projections
+    (weights as built, nothing in transit, as ``init_state`` and a spec's ``initial_state`` make it):
+    each population's state cut to the rank's neurons; the projections' states those of the share."""
+    exchange = network.exchange
+    fresh = network.init_state()
+    for name, pstate in whole.projections.items():
+        if bool(pstate.pending.ne(0).any()) or int(pstate.step) != 0:  # sync-ok: building a partition
+            raise ValueError(
+                f"projection {name!r} has spikes in transit or has run; a share starts from a whole-network state "
+                "at rest in its projections (e.g. network.init_state() with initial values set)"
+            )
+    populations = {
+        name: _slice_tree(value, size, _owned(0, size, exchange.rank, exchange.world))
+        for name, value in whole.populations.items()
+        for size in [exchange.populations[name].size]
+    }
+    return replace(fresh, populations=populations)
 
 
 def local_inputs(network: Network, inputs: Any) -> Any:

@@ -448,6 +448,7 @@ def run_chunks(
         key = structure_key((model, state, inputs), chunk, plan.strict, axis)
         full = _with_fallback(compile_chunk(full, fast, device, key), full, str(fast), chunk)
     n_records = steps // every
+    partitioned = getattr(model, "exchange", None) is not None
     time_major = bool(_tensor_leaves(inputs))
     state = own_buffers(model, state)  # projections that add in place do so into the run's own copy
     rerun = Rerun(model, state, device, keep_outputs=bool(fast) and device.type == "cuda", nested=context.nested)
@@ -478,6 +479,8 @@ def run_chunks(
                 state, records, total = run(model, state, xs, t0)
                 if rerun.needed(state):
                     state, records, total = rerun(watch.wrap(build(n)), before, xs, t0)
+                if partitioned:  # one rank's share: the whole network's records, on every rank
+                    records = gather_records(model, records)
                 first, end = plan.start_step + done, plan.start_step + done + n
                 if plan.strict:
                     feed.put(records)
@@ -618,12 +621,9 @@ def simulate(
         FloatingPointError: a neuron or synapse variable became NaN or infinite (checked once per
             chunk; the message names the variable and the chunk's steps), unless ``strict=False``.
     """
-    partitioned = getattr(model, "exchange", None) is not None
-    if partitioned:  # one rank's share of a network (see running.partition)
-        if fast or sinks:
-            raise NotImplementedError(
-                "a partitioned network runs with fast=False and no sinks for now; records come back whole"
-            )
+    if getattr(model, "exchange", None) is not None:  # one rank's share of a network (see running.partition)
+        if fast:
+            raise NotImplementedError("a partitioned network runs with fast=False (the reference loop) for now")
         inputs = local_inputs(model, inputs)
     model, plan = plan_run(
         model,
@@ -643,5 +643,4 @@ def simulate(
     )
     trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
     build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731
-    final, records = run_chunks(build, model, state, inputs, plan, sinks, keep)
-    return final, (gather_records(model, records) if partitioned else records)
+    return run_chunks(build, model, state, inputs, plan, sinks, keep)
