@@ -242,7 +242,7 @@ def _size(count: float) -> str:
 def _record_bytes(network: Any, state: Any, record: tuple[str, ...], steps: int, every: int) -> dict[str, float]:
     """Bytes each sampled record will take in the NIX log (spike events are not counted: their size
     depends on the rates)."""
-    ranges = network.ranges()
+    ranges = network.ranges() if network.exchange is None else network.exchange.ranges()  # records are whole
     sizes = {}
     for name in record:
         if network.is_event(name):
@@ -286,7 +286,7 @@ def _spike_summary(spike_events: Any, network: Any, duration: float, discard: fl
 
     events, rates, cvs = {}, {}, {}
     seconds = (duration - discard) / 1000.0
-    ranges = network.ranges()
+    ranges = network.ranges() if network.exchange is None else network.exchange.ranges()  # the whole network's
     for name in spike_events.names if spike_events else ():
         population = name.split(".")[0]
         times, neurons = spike_events.times[name], spike_events.neurons[name]
@@ -353,7 +353,8 @@ def run(
     data = override(data, overrides, path)
     if isinstance(data, dict) and "sweep" in data:
         raise SpecError(f"{path}: has a sweep: section; run its lanes with 'sapicore sweep {spec_path}'")
-    spec = parse_spec(data, path)
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun a builder builds this rank's share only
+    spec = parse_spec(data, path, share=(int(os.environ.get("RANK", "0")), world) if world > 1 else None)
     out = Path(out)
     settings = spec.simulation
     duration = _duration(spec.source, settings, duration)
@@ -363,20 +364,20 @@ def run(
     record = settings.record or network.default_record()
     steps = int(round(duration / settings.dt))
     rank, world = _partitioned(path, settings)
-    if rank > 0:  # another rank's share: rank 0 holds the folder and writes every output
-        share = sf.partition(network)
+    if world > 1 and network.exchange is None:  # a network built whole: each rank takes its share
+        network = sf.partition(network)
+        state = local_state(network, state)
+    if rank > 0:  # rank 0 holds the folder and writes every output
         with torch.no_grad():
-            sf.simulate(share, local_state(share, state), **_options(settings, duration, record, progress=False))
+            sf.simulate(network, state, **_options(settings, duration, record, progress=False))
         return {}
     if spec.outputs.nix:
         _check_space(out, _record_bytes(network, state, record, steps, settings.every))
     spike_records = tuple(name for name in record if network.is_event(name))
     spike_events, sinks, names = _sinks(spec, out, spike_records)
-    model = network if world == 1 else sf.partition(network)
     start = time.perf_counter()
     with torch.no_grad(), _reporting_compiles() as compiles:
-        first = state if world == 1 else local_state(model, state)
-        sf.simulate(model, first, sinks=sinks, **_options(settings, duration, record, progress))
+        sf.simulate(network, state, sinks=sinks, **_options(settings, duration, record, progress))
     wall = time.perf_counter() - start
     _write_spec(out, spec.source, data, overrides)
     events, rates, cvs = _spike_summary(spike_events, network, duration, settings.discard)

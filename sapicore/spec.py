@@ -88,7 +88,7 @@ DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high"), "lognorm
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Network, dict, dict]:
+def _potjans2014(reader: _Reader, arguments: dict, dt: float, share: Any = None) -> tuple[sf.Network, dict, dict]:
     from sapicore.networks import potjans2014
 
     options = reader.mapping(
@@ -103,7 +103,7 @@ def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Networ
         values["seed"] = reader.integer(options["seed"], "builder.seed")
     if "background" in options:
         values["background"] = reader.choice(options["background"], "builder.background", ("poisson", "keyed", "dc"))
-    network = _build(lambda **kw: potjans2014.microcircuit(dt=dt, **kw), values, reader, "builder")
+    network = _build(lambda **kw: potjans2014.microcircuit(dt=dt, share=share, **kw), values, reader, "builder")
     reference = {
         label: dict(zip(potjans2014.POPULATIONS, rates)) for label, rates in potjans2014.REFERENCE_SETS.items()
     }
@@ -111,8 +111,8 @@ def _potjans2014(reader: _Reader, arguments: dict, dt: float) -> tuple[sf.Networ
     return network, potjans2014.initial_values(network, reader.generator), reference, notes
 
 
-#: name -> function(reader, arguments, dt) -> (network, initial values, labelled sets of reference rates in
-#: Hz, notes for the summary)
+#: name -> function(reader, arguments, dt, share) -> (network, initial values, labelled sets of reference
+#: rates in Hz, notes for the summary); ``share``: None, or (rank, world) to build only that rank's share
 BUILDERS = {"potjans2014": _potjans2014}
 #: what each builder takes (for the command's help)
 BUILDER_OPTIONS = {
@@ -260,8 +260,10 @@ def _build(factory: Any, arguments: dict, reader: _Reader, path: str) -> Any:
         raise reader.fail(path, str(err)) from None
 
 
-def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
-    """Check and build a spec from already-loaded YAML data."""
+def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] | None = None) -> Spec:
+    """Check and build a spec from already-loaded YAML data. ``share=(rank, world)``: a builder that
+    can builds only that rank's share of its network (``sapicore.functional.partition``); a network
+    given by populations is built whole."""
     source = Path(source)
     generator = torch.Generator()
     reader = _Reader(source, generator)
@@ -313,7 +315,7 @@ def parse_spec(data: Any, source: str | Path = "<spec>") -> Spec:
             )
         name = reader.choice(builder.get("name"), "builder.name", BUILDERS)
         network, initial, reference, notes = BUILDERS[name](
-            reader, {k: v for k, v in builder.items() if k != "name"}, dt
+            reader, {k: v for k, v in builder.items() if k != "name"}, dt, share
         )
         return _finish(reader, source, network, initial, simulation, outputs, reference, notes)
 

@@ -229,3 +229,25 @@ def test_the_command_under_torchrun_refuses_what_partitions_do_not_run(monkeypat
     monkeypatch.setenv("WORLD_SIZE", "2")
     code = main(["run", "coba", "--set", "simulation.fast=true", "--out", str(tmp_path / "out"), "--no-progress"])
     assert code != 0 and "under torchrun a network runs partitioned on CPUs" in capsys.readouterr().err
+
+
+def test_the_microcircuit_builds_a_share_equal_to_the_partition_of_the_whole():
+    """``microcircuit(share=(rank, world))`` draws the whole network's synapses and keeps the rank's
+    targets': the same tables (targets, weights, delays, ring length) and initial potentials as
+    ``partition`` of the whole network, in about half the memory."""
+    from sapicore.networks import potjans2014
+
+    whole = potjans2014.microcircuit(scale=0.03, background="keyed")
+    v = potjans2014.initial_state(whole, seed=1).populations["cortex"].v
+    for rank in range(2):
+        built = potjans2014.microcircuit(scale=0.03, background="keyed", share=(rank, 2))
+        cut = sf.partition(whole, rank, 2)
+        assert built.exchange.rank == rank and sorted(built.projections) == sorted(cut.projections)
+        for name, proj in cut.projections.items():
+            for field in ("targets", "weights", "delays"):
+                ours, theirs = getattr(proj, field), getattr(built.projections[name], field)
+                same = torch.equal(ours, theirs) if isinstance(ours, torch.Tensor) else ours == theirs
+                assert same, (name, field)
+            assert proj.max_delay == built.projections[name].max_delay and proj.n_post == built.projections[name].n_post
+        assert built.projections["synapses"].targets.shape[1] < whole.projections["synapses"].targets.shape[1]
+        assert torch.equal(potjans2014.initial_state(built, seed=1).populations["cortex"].v, v[rank::2])

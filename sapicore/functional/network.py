@@ -324,7 +324,7 @@ class Network:
         sending, source_sizes = outputs, sizes
         if self.exchange is not None:  # one rank's share: the sources' outputs on all ranks
             exchanged = tuple(sorted({pop for name in self.projections for pop, _, _ in segments[name][0]}))
-            sending = self.exchange(outputs, exchanged)
+            sending = self.exchange(outputs, exchanged, self.projections)
             source_sizes = {name: self.exchange.populations[name].size for name in exchanged}
         sources = {
             proj.source: _gather(segments[name][0], sending, source_sizes) for name, proj in self.projections.items()

@@ -168,12 +168,18 @@ def microcircuit(
     dt: float = 0.1,
     seed: int = 1,
     background: str = "poisson",
+    share: tuple[int, int] | None = None,
 ) -> sf.Network:
     """Build the microcircuit with ``scale`` x its neurons and ``k_scale`` x its in-degrees (see the
     module docstring). ``background``: "poisson" (K_ext Poisson trains per neuron, drawn from torch's
     generator), "keyed" (the same, with draws keyed by ``seed``, neuron and step: a run split over
     processes with ``partition`` gives the single process's spikes) or "dc" (their mean current).
     Seeded: the same arguments give the same network.
+
+    ``share=(rank, world)`` builds only that rank's share (as ``sapicore.functional.partition`` of
+    the whole network gives it, equal to it): its neurons and the synapses onto them, drawn as the
+    whole network's are and kept where their target is the rank's, so a rank holds about
+    ``1 / world`` of the synapse table.
 
     At full scale the recurrent synapses are drawn block by block (one pair of populations at a time)
     into a [`SynapseTable`][sapicore.functional.SynapseTable], so the build needs little memory beyond the
@@ -223,6 +229,21 @@ def microcircuit(
     )
     synapse = sf.Exponential(tau=tau_syn)
     populations = {"cortex": sf.Population(lif, total, parts=dict(zip(POPULATIONS, sizes)))}
+    if background in ("poisson", "keyed"):
+        trains = per_neuron(k_ext)
+        source = sf.PoissonSource(rate=BACKGROUND_RATE, trains=trains, seed=seed if background == "keyed" else None)
+        populations["background"] = sf.Population(source, total)
+    drive = {"cortex": per_neuron(dc / 1000.0)} if bool((dc != 0).any()) else {}
+    rank, world = (0, 1) if share is None else share
+    skeleton = sf.Network(populations=populations, drive=drive)
+    if share is not None:  # this rank's neurons (round-robin) and only the synapses onto them
+        skeleton = sf.partition(skeleton, rank, world)
+    n_local = skeleton.populations["cortex"].size
+
+    def local(post: torch.Tensor) -> torch.Tensor:
+        """Which synapses of targets ``post`` (cortex numbering) this rank holds."""
+        return post.remainder(world) == rank
+
     blocks = [(s, t, int(counts[t, s])) for t in range(8) for s in range(8) if int(counts[t, s]) > 0]
 
     def seed_of(source: int, target: int) -> int:
@@ -230,12 +251,16 @@ def microcircuit(
 
     out_degree = torch.zeros(total, dtype=torch.int64)
     draws = {}
-    for source, target, count in blocks:  # first pass: each source neuron's number of synapses
+    for source, target, count in blocks:  # first pass: each source neuron's number of synapses here
         degree, draws[source, target] = connectivity.fixed_total_number_staged(
             sizes[source], sizes[target], count, seed_of(source, target)
         )
+        if world > 1:
+            block = draws[source, target]()
+            degree = torch.bincount(block.pre[local(block.post + starts[target])], minlength=sizes[source])
+            del block
         out_degree[starts[source] : starts[source] + sizes[source]] += degree
-    table = sf.SynapseTable(out_degree, total, dt, dtype=torch.float32)
+    table = sf.SynapseTable(out_degree, n_local, dt, dtype=torch.float32)
     for source, target, count in sorted(blocks):  # second pass, by source population: rows fill in order
         block = draws.pop((source, target))()
         mean = float(currents[target, source])
@@ -245,25 +270,34 @@ def microcircuit(
         delays = torch.randn(count, generator=generator).mul_(delay_mean * DELAY_REL_STD).add_(delay_mean)
         # NEST's delay d is one step of latency plus d - dt (module docstring); in place, to spare memory
         pre, post = block.pre.add_(starts[source]), block.post.add_(starts[target])
+        if world > 1:  # the drawing is the whole network's; the rank keeps its targets' synapses
+            mine = local(post)
+            pre, post, weights, delays = (
+                pre[mine],
+                post[mine].div_(world, rounding_mode="floor"),
+                weights[mine],
+                delays[mine],
+            )
         table.add(pre, post, weights.mul_(charge), delays.clamp_(min=dt).sub_(dt))
         del block, pre, post, weights, delays
     projections = {"synapses": table.projection("cortex", "cortex", synapse)}
     del table
-    if background in ("poisson", "keyed"):
-        trains = per_neuron(k_ext)
-        source = sf.PoissonSource(rate=BACKGROUND_RATE, trains=trains, seed=seed if background == "keyed" else None)
-        populations["background"] = sf.Population(source, total)
-        projections["external"] = sf.projection(
-            "background", "cortex", connectivity.one_to_one(total), psc_ext * charge, synapse, dt=dt
-        )
-    drive = {"cortex": per_neuron(dc / 1000.0)} if bool((dc != 0).any()) else {}
-    return sf.Network(populations=populations, projections=projections, drive=drive)
+    if "background" in populations:
+        owned = torch.arange(rank, total, world)
+        external = connectivity.Connectivity(owned, torch.arange(n_local), total, n_local)
+        projections["external"] = sf.projection("background", "cortex", external, psc_ext * charge, synapse, dt=dt)
+    return sf.Network(
+        populations=skeleton.populations, projections=projections, drive=skeleton.drive, exchange=skeleton.exchange
+    )
 
 
 def initial_values(network: sf.Network, generator: torch.Generator) -> dict[str, dict[str, torch.Tensor]]:
-    """Initial membrane potentials normal(-58, 10) mV, as in the NEST example: {"cortex": {"v": ...}}."""
-    size = network.populations["cortex"].size
-    return {"cortex": {"v": V0_MEAN + V0_STD * torch.randn(size, generator=generator)}}
+    """Initial membrane potentials normal(-58, 10) mV, as in the NEST example: {"cortex": {"v": ...}};
+    for a rank's share (``microcircuit(share=...)``), those of its neurons among the whole network's."""
+    exchange = network.exchange
+    size = network.populations["cortex"].size if exchange is None else exchange.populations["cortex"].size
+    v = V0_MEAN + V0_STD * torch.randn(size, generator=generator)
+    return {"cortex": {"v": v if exchange is None else v[exchange.rank :: exchange.world]}}
 
 
 def initial_state(network: sf.Network, seed: int = 0, device: torch.device | str | None = None) -> sf.NetworkState:

@@ -129,7 +129,10 @@ def _keyed_count(mean: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     term = torch.exp(-mean)
     cdf, count = term.clone(), torch.zeros_like(mean)
     for k in range(1, int(largest + 12.0 * math.sqrt(largest) + 12.0)):  # the tail beyond: below 1e-16
-        count += cdf < u
+        below = cdf < u
+        if k > largest and not bool(below.any()):  # sync-ok: seeded draws run eagerly; every count found
+            break
+        count += below
         term = term * mean / k
         cdf = cdf + term
     return count

@@ -99,13 +99,52 @@ class Exchange:
             self.plans[group] = ([len(positions) for positions in owned[self.rank]], widths, order)
         return self.plans[group]
 
-    def __call__(self, outputs: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict[str, torch.Tensor]:
-        """The outputs of the populations ``names`` for the whole network, from this rank's."""
-        if not names:
-            return {}
-        joined = self.gather(torch.cat([outputs[name] for name in names], -1), names)
-        sizes = [self.populations[name].size for name in names]
-        return dict(zip(names, torch.split(joined, sizes, -1)))
+    def __call__(self, outputs: dict[str, torch.Tensor], names: tuple[str, ...], projections: dict) -> dict:
+        """The outputs of the populations ``names`` for the whole network, from this rank's: those
+        that some rank's synapses need from other ranks are all-gathered; the others (a one-to-one
+        background, say) hold this rank's values at their places and zeros elsewhere, which no
+        synapse of this rank reads."""
+        needed = self._needed(names, projections)
+        whole = {}
+        if needed:
+            joined = self.gather(torch.cat([outputs[name] for name in needed], -1), needed)
+            whole = dict(zip(needed, torch.split(joined, [self.populations[name].size for name in needed], -1)))
+        for name in names:
+            if name not in whole:
+                size, value = self.populations[name].size, outputs[name]
+                owned = _owned(0, size, self.rank, self.world).to(value.device)
+                whole[name] = value.new_zeros((*value.shape[:-1], size)).index_copy_(-1, owned, value)
+        return whole
+
+    def _needed(self, names: tuple[str, ...], projections: dict) -> tuple[str, ...]:
+        """Those of ``names`` whose outputs some rank's synapses take from another rank's neurons:
+        worked out once, the ranks agreeing with one all-reduce."""
+        key = ("needed", names)
+        if key not in self.plans:
+            import torch.distributed as dist
+
+            flags = torch.tensor([any(self._foreign(proj, name) for proj in projections.values()) for name in names])
+            flags = flags.to(torch.int32)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self.group)
+            agreed = flags.tolist()  # sync-ok: once per run
+            self.plans[key] = tuple(name for name, flag in zip(names, agreed) if flag)
+        return self.plans[key]
+
+    def _foreign(self, proj: Any, population: str) -> bool:
+        """Whether this rank's share of ``proj`` holds a synapse from a neuron of ``population``
+        that another rank owns."""
+        if isinstance(proj, SparseProjection):
+            used = (proj.targets[: proj.n_pre] < proj.n_post).any(1)
+        else:
+            used = proj.mask.any(1)
+        offset = 0
+        for pop, start, size in _segments(proj.source, self.ranges()):
+            if pop == population:
+                rows = torch.nonzero(used[offset : offset + size]).reshape(-1).cpu()  # sync-ok: once per run
+                if bool(((rows + start) % self.world != self.rank).any()):  # sync-ok: once per run
+                    return True
+            offset += size
+        return False
 
 
 def _slice_tree(tree: Any, size: int, index: torch.Tensor) -> Any:
@@ -137,16 +176,14 @@ def _local_projection(proj: Any, exchange: Exchange) -> Any:
     n_local = int((mapping >= 0).sum())  # sync-ok: building a partition
     if isinstance(proj, DenseProjection):
         columns = torch.nonzero(mapping >= 0).reshape(-1).to(proj.weights.device)  # sync-ok: building
-        delays = proj.delays
+        delays, mask, max_delay = proj.delays, proj.mask.index_select(-1, columns), proj.max_delay
         if isinstance(delays, torch.Tensor) and delays.ndim:
             delays = delays.index_select(-1, columns)
+            max_delay = int(delays.masked_fill(~mask, 0).max()) if delays.numel() else 0  # sync-ok: building
         return replace(
-            proj,
-            n_post=n_local,
-            weights=proj.weights.index_select(-1, columns),
-            mask=proj.mask.index_select(-1, columns),
-            delays=delays,
-        )
+            proj, n_post=n_local, weights=proj.weights.index_select(-1, columns), mask=mask, delays=delays,
+            max_delay=max_delay,
+        )  # fmt: skip
     if not isinstance(proj, SparseProjection):
         raise TypeError(f"partition knows dense and sparse projections, not {type(proj).__name__}")
     targets = proj.targets.long()
@@ -164,10 +201,13 @@ def _local_projection(proj: Any, exchange: Exchange) -> Any:
         out[rows[keep], slot[keep]] = table[keep]
         return out
 
-    delays = proj.delays
-    if isinstance(delays, torch.Tensor) and delays.ndim:
+    delays, max_delay = proj.delays, proj.max_delay
+    if isinstance(delays, torch.Tensor) and delays.ndim:  # the ring buffer as long as the rank's longest delay
         delays = compact(delays)
-    return replace(proj, n_post=n_local, targets=new_targets, weights=compact(proj.weights), delays=delays)
+        max_delay = int(delays.max()) if delays.numel() else 0  # sync-ok: building a partition
+    return replace(
+        proj, n_post=n_local, targets=new_targets, weights=compact(proj.weights), delays=delays, max_delay=max_delay
+    )
 
 
 def partition(network: Network, rank: int | None = None, world: int | None = None, group: Any = None) -> Network:

@@ -1,0 +1,103 @@
+"""The microcircuit partitioned over processes (each builds its share, ``microcircuit(share=...)``; gloo):
+wall time per biological second, build time, peak memory per rank, and the all-gather traffic, for 1
+and 2 (or more) processes, each with one thread. Every run uses the keyed Poisson background, so all
+of them simulate the same spikes (the table's last column checks it).
+
+Usage:
+    python benchmarks/bench_partition.py [--scale 0.1] [--duration 1000] [--processes 1 2]
+
+Each process count runs as ``torchrun --standalone --nproc-per-node N`` of this script's worker (one
+process runs it without torchrun); peak memory is each process's maximum resident set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+
+def worker(scale: float, duration: float) -> None:
+    import torch
+    import torch.distributed as dist
+
+    import sapicore.functional as sf
+    from sapicore.networks import potjans2014
+
+    torch.set_num_threads(1)
+    distributed = "RANK" in os.environ
+    if distributed:
+        dist.init_process_group("gloo")
+    began = time.perf_counter()
+    share = (dist.get_rank(), dist.get_world_size()) if distributed else None  # each rank builds its share only
+    network = potjans2014.microcircuit(scale=scale, background="keyed", share=share)
+    state = potjans2014.initial_state(network, seed=1)
+    build = time.perf_counter() - began
+    began = time.perf_counter()
+    with torch.no_grad():
+        _, records = sf.simulate(network, state, dt=0.1, duration=duration, record=("cortex.spikes",), progress=False)
+    wall = time.perf_counter() - began
+    traffic = network.exchange.traffic if distributed else {"seconds": 0.0, "bytes": 0, "calls": 0}
+    spikes = records["cortex.spikes"]
+    print(
+        json.dumps(
+            {
+                "rank": dist.get_rank() if distributed else 0,
+                "build_s": build,
+                "wall_s": wall,
+                "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+                "gather_s": traffic["seconds"],
+                "gather_mb": traffic["bytes"] / 1e6,
+                "spikes": int(spikes.sum()),
+                "digest": hashlib.sha256(spikes.to(torch.uint8).numpy().tobytes()).hexdigest()[:12],
+            }
+        ),
+        flush=True,
+    )
+    if distributed:
+        dist.destroy_process_group()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=0.1)
+    parser.add_argument("--duration", type=float, default=1000.0, help="ms of biological time")
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.scale, args.duration)
+        return
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    own = [__file__, "--worker", "--scale", str(args.scale), "--duration", str(args.duration)]
+    rows = {}
+    for count in args.processes:
+        launcher = [sys.executable] if count == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command = launcher + ([] if count == 1 else [f"--nproc-per-node={count}"]) + own
+        done = subprocess.run(command, capture_output=True, text=True, env=environment)
+        if done.returncode != 0:
+            raise SystemExit(f"{count} processes failed:\n{done.stderr[-3000:]}")
+        rows[count] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    seconds = args.duration / 1000.0
+    single = max(row["wall_s"] for row in rows[min(rows)]) / seconds
+    print(f"microcircuit, scale {args.scale}, {args.duration:g} ms, one thread per process")
+    print(
+        "| processes | s per bio-s | speed-up | build s | peak GB per rank | all-gather s per bio-s | MB per bio-s | spikes, digest |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for count, found in rows.items():
+        wall = max(row["wall_s"] for row in found) / seconds
+        print(
+            f"| {count} | {wall:.2f} | {single / wall:.2f}x | {max(row['build_s'] for row in found):.1f} "
+            f"| {max(row['peak_gb'] for row in found):.2f} | {max(row['gather_s'] for row in found) / seconds:.2f} "
+            f"| {max(row['gather_mb'] for row in found) / seconds:.0f} | {found[0]['spikes']}, {found[0]['digest']} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
