@@ -4,10 +4,11 @@ scenario x simulator.
 
 Every scenario that lists "brian2" among its simulators also runs with "sapicore"
 (``sapicore.pynn``, registered as ``pyNN.sapicore`` for the scenarios' loader); nothing of the
-scenarios is changed.
+scenarios is changed. ``--every`` also runs Sapicore on the scenarios listed for NEST, NEURON or
+Arbor only.
 
 Usage:
-    python benchmarks/pynn_scenarios.py [--sdist pynn-0.13.0.tar.gz] [--brian-python PATH] [-k EXPR]
+    python benchmarks/pynn_scenarios.py [--sdist pynn-0.13.0.tar.gz] [--brian-python PATH] [-k EXPR] [--every]
 
 ``--brian-python`` (or ``SAPICORE_BRIAN_PYTHON``) is the Python of a benchmark-only environment with
 Brian2 and PyNN (``bash benchmarks/setup_brian2.sh`` makes one). Without ``--sdist`` the source
@@ -27,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 CONFTEST = """
+import os
 import sys
 
 try:  # absent from a Brian2-only environment: its scenarios then skip
@@ -42,7 +44,8 @@ _original = fixtures.run_with_simulators
 
 
 def _with_sapicore(*names):
-    return _original(*names, *(("sapicore",) if "brian2" in names else ()))
+    every = os.environ.get("SAPICORE_EVERY_SCENARIO")  # --every: also those pyNN.brian2 is not listed for
+    return _original(*names, *(("sapicore",) if "brian2" in names or every else ()))
 
 
 fixtures.run_with_simulators = _with_sapicore
@@ -82,10 +85,11 @@ def _scenarios(sdist: Path, folder: Path) -> Path:
     return system.parent
 
 
-def _run(python: str, root: Path, selection: str) -> dict[str, str]:
+def _run(python: str, root: Path, selection: str, every: bool = False) -> dict[str, str]:
     """pytest outcomes by test id, e.g. {'test_scenario1[sapicore]': 'passed'}."""
     command = [python, "-m", "pytest", "system/scenarios", "-q", "-rA", "-p", "no:cacheprovider", "-k", selection]
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    environment = dict(os.environ, **({"SAPICORE_EVERY_SCENARIO": "1"} if every else {}))
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, env=environment)
     outcomes = {}
     for line in done.stdout.splitlines():
         found = re.match(r"(PASSED|FAILED|SKIPPED|ERROR)\s+\S*::(\S+)", line)
@@ -104,12 +108,13 @@ def main() -> None:
     parser.add_argument("--sdist", help="PyNN's source distribution (.tar.gz); downloaded when not given")
     parser.add_argument("--brian-python", default=os.environ.get("SAPICORE_BRIAN_PYTHON"))
     parser.add_argument("-k", default="", help="a pytest -k expression narrowing the scenarios")
+    parser.add_argument("--every", action="store_true", help="run Sapicore on the NEST/NEURON-only scenarios too")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="pynn-scenarios-"))
     try:
         root = _scenarios(_sdist(args.sdist, folder), folder)
         narrow = f" and ({args.k})" if args.k else ""
-        columns = {"sapicore": _run(sys.executable, root, f"sapicore{narrow}")}
+        columns = {"sapicore": _run(sys.executable, root, f"sapicore{narrow}", args.every)}
         if args.brian_python:
             columns["brian2"] = _run(args.brian_python, root, f"brian2{narrow}")
         names = sorted({re.sub(r"\[.*\]$", "", test) for column in columns.values() for test in column})
