@@ -81,6 +81,40 @@ class Exchange:
         self.traffic["calls"] += 1
         return torch.cat(gathered, -1).index_select(-1, order.to(value.device))
 
+    def gather_events(self, value: torch.Tensor, group: str | tuple[str, ...]) -> torch.Tensor:
+        """``gather`` for mostly-zero values (spike counts): each rank sends only its nonzero entries."""
+        import torch.distributed as dist
+
+        where = torch.nonzero(value)  # sync-ok: once per chunk of records
+        mine = (where.cpu(), value[tuple(where.t())].cpu())  # sync-ok: records leave the device anyway
+        pieces: list = [None] * self.world
+        began = time.perf_counter()
+        dist.all_gather_object(pieces, mine, group=self.group)
+        self.traffic["seconds"] += time.perf_counter() - began
+        self.traffic["bytes"] += sum(p[0].numel() * 8 + p[1].numel() * p[1].element_size() for p in pieces) - (
+            mine[0].numel() * 8 + mine[1].numel() * mine[1].element_size()
+        )
+        self.traffic["calls"] += 1
+        lengths, _, order = self._plan(group)
+        out = value.new_zeros((*value.shape[:-1], order.numel()))
+        for rank, (index, values) in enumerate(pieces):
+            places = self._places(group, rank).to(value.device)  # rank's neurons, in its order -> whole numbering
+            index = index.to(value.device)
+            index[:, -1] = places[index[:, -1]]
+            out[tuple(index.t())] = values.to(value.device)
+        return out
+
+    def _places(self, group: str | tuple[str, ...], rank: int) -> torch.Tensor:
+        """Where the neurons of ``rank`` (in that rank's order) stand in ``group`` (whole numbering)."""
+        key = ("places", group, rank)
+        if key not in self.plans:
+            segments, offset, places = _segments(group, self.ranges()), 0, []
+            for _, start, size in segments:
+                places.append(offset + _owned(start, size, rank, self.world))
+                offset += size
+            self.plans[key] = torch.cat(places)
+        return self.plans[key]
+
     def _plan(self, group: str | tuple[str, ...]) -> tuple[list[int], list[int], torch.Tensor]:
         """For ``group``: this rank's number of neurons in each segment, the padded width of each
         segment's piece, and for each neuron of the group (whole numbering) its place among the
@@ -328,6 +362,8 @@ def gather_records(network: Network, records: dict) -> dict:
                     "variables and projections' synaptic variables"
                 )
             out[name] = exchange.gather(value, proj.target)
+        elif network.is_event(name):  # spikes: sparse, so only their places travel
+            out[name] = exchange.gather_events(value, owner)
         else:
             out[name] = exchange.gather(value, owner)
     return out
