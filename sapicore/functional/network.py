@@ -312,19 +312,25 @@ class Network:
                 if key in ranges:
                     pop, start, size = ranges[key]
                     currents[pop].append(_place(value, start, size, sizes[pop], populations[pop]))
-        # 2. the populations
-        outputs = {}
-        for name, pop in self.populations.items():
+        # 2. the populations (for one rank's share: those whose outputs other ranks need first, so
+        # that gathering them from all ranks overlaps the update of the others)
+        outputs, order, begun = {}, list(self.populations), None
+        if self.exchange is not None:
+            exchanged = tuple(sorted({pop for name in self.projections for pop, _, _ in segments[name][0]}))
+            needed = self.exchange.needed(exchanged, self.projections)
+            order = [name for name in order if name in needed] + [name for name in order if name not in needed]
+        for name in order:
             terms = currents[name]
             total = terms[0] if terms else 0.0
             for term in terms[1:]:
                 total = total + term
-            populations[name], outputs[name] = pop.model.step(populations[name], total, dt)
+            populations[name], outputs[name] = self.populations[name].model.step(populations[name], total, dt)
+            if self.exchange is not None and begun is None and all(pop in outputs for pop in needed):
+                begun = self.exchange.begin(outputs, needed)
         # 3. this step's output in transit, each source's spiking neurons picked once
         sending, source_sizes = outputs, sizes
         if self.exchange is not None:  # one rank's share: the sources' outputs on all ranks
-            exchanged = tuple(sorted({pop for name in self.projections for pop, _, _ in segments[name][0]}))
-            sending = self.exchange(outputs, exchanged, self.projections)
+            sending = self.exchange.end(begun, outputs, exchanged)
             source_sizes = {name: self.exchange.populations[name].size for name in exchanged}
         sources = {
             proj.source: _gather(segments[name][0], sending, source_sizes) for name, proj in self.projections.items()

@@ -65,6 +65,10 @@ class Exchange:
         """The values of ``group``'s neurons on all ranks (last axis), from this rank's (its own
         neurons of each segment, one segment after the other): one all-gather of the padded pieces,
         then one index into the whole group's order."""
+        return self._finish(self._start(value, group))
+
+    def _start(self, value: torch.Tensor, group: str | tuple[str, ...]) -> tuple:
+        """Start the all-gather of ``gather`` without waiting for it."""
         import torch.distributed as dist
 
         lengths, widths, order = self._plan(group)
@@ -75,11 +79,19 @@ class Exchange:
         flat = (padded[0] if len(padded) == 1 else torch.cat(padded, -1)).contiguous()
         gathered = [torch.empty_like(flat) for _ in range(self.world)]
         began = time.perf_counter()
-        dist.all_gather(gathered, flat, group=self.group)
+        work = dist.all_gather(gathered, flat, group=self.group, async_op=True)
         self.traffic["seconds"] += time.perf_counter() - began
         self.traffic["bytes"] += flat.numel() * flat.element_size() * (self.world - 1)  # received
         self.traffic["calls"] += 1
-        return torch.cat(gathered, -1).index_select(-1, order.to(value.device))
+        return work, gathered, order
+
+    def _finish(self, started: tuple) -> torch.Tensor:
+        """Wait for an all-gather begun by ``_start``; the values in the whole group's order."""
+        work, gathered, order = started
+        began = time.perf_counter()
+        work.wait()
+        self.traffic["seconds"] += time.perf_counter() - began
+        return torch.cat(gathered, -1).index_select(-1, order.to(gathered[0].device))
 
     def gather_events(self, value: torch.Tensor, group: str | tuple[str, ...]) -> torch.Tensor:
         """``gather`` for mostly-zero values (spike counts): each rank sends only its nonzero entries."""
@@ -133,16 +145,23 @@ class Exchange:
             self.plans[group] = ([len(positions) for positions in owned[self.rank]], widths, order)
         return self.plans[group]
 
-    def __call__(self, outputs: dict[str, torch.Tensor], names: tuple[str, ...], projections: dict) -> dict:
-        """The outputs of the populations ``names`` for the whole network, from this rank's: those
-        that some rank's synapses need from other ranks are all-gathered; the others (a one-to-one
-        background, say) hold this rank's values at their places and zeros elsewhere, which no
-        synapse of this rank reads."""
-        needed = self._needed(names, projections)
+    def begin(self, outputs: dict[str, torch.Tensor], needed: tuple[str, ...]) -> Any:
+        """Start gathering the outputs of the populations ``needed`` (see `needed`) from all ranks;
+        ``end`` waits for them. Between the two, the other populations can step."""
+        if not needed:
+            return None
+        return needed, self._start(torch.cat([outputs[name] for name in needed], -1), needed)
+
+    def end(self, begun: Any, outputs: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict:
+        """The outputs of the populations ``names`` for the whole network: those begun are waited
+        for; the others (which no rank's synapses take from another rank, a one-to-one background
+        say) hold this rank's values at their places and zeros elsewhere, which no synapse of this
+        rank reads."""
         whole = {}
-        if needed:
-            joined = self.gather(torch.cat([outputs[name] for name in needed], -1), needed)
-            whole = dict(zip(needed, torch.split(joined, [self.populations[name].size for name in needed], -1)))
+        if begun is not None:
+            needed, started = begun
+            sizes = [self.populations[name].size for name in needed]
+            whole = dict(zip(needed, torch.split(self._finish(started), sizes, -1)))
         for name in names:
             if name not in whole:
                 size, value = self.populations[name].size, outputs[name]
@@ -150,7 +169,7 @@ class Exchange:
                 whole[name] = value.new_zeros((*value.shape[:-1], size)).index_copy_(-1, owned, value)
         return whole
 
-    def _needed(self, names: tuple[str, ...], projections: dict) -> tuple[str, ...]:
+    def needed(self, names: tuple[str, ...], projections: dict) -> tuple[str, ...]:
         """Those of ``names`` whose outputs some rank's synapses take from another rank's neurons:
         worked out once, the ranks agreeing with one all-reduce."""
         key = ("needed", names)
