@@ -2,9 +2,11 @@
 
 ``partition(network)`` gives this rank's share of a network built whole (NEST's round-robin): rank
 ``r`` of ``R`` owns neuron ``i`` of every population where ``i % R == r``, the state of those
-neurons, and every synapse onto them (each source neuron's synapses in their original order). Each
-step, every rank steps its own neurons, the ranks all-gather the outputs of the populations that
-are sources of projections (one collective per step), and each rank delivers the spikes of the
+neurons, and every synapse onto them (each source neuron's synapses in their original order); a
+builder may make the share directly (``potjans2014.microcircuit(share=(rank, world))``). Each step,
+every rank steps its own neurons, the ranks all-gather the outputs of the source populations that
+some rank needs from another (one collective per step, begun as soon as those populations have
+stepped, so that it overlaps the update of the others), and each rank delivers the spikes of the
 whole network to its own synapses. ``simulate`` runs such a network like any other: it takes each
 population's input for the whole network and returns records of the whole network on every rank.
 
@@ -107,8 +109,8 @@ class Exchange:
             mine[0].numel() * 8 + mine[1].numel() * mine[1].element_size()
         )
         self.traffic["calls"] += 1
-        lengths, _, order = self._plan(group)
-        out = value.new_zeros((*value.shape[:-1], order.numel()))
+        size = sum(size for _, _, size in _segments(group, self.ranges()))
+        out = value.new_zeros((*value.shape[:-1], size))
         for rank, (index, values) in enumerate(pieces):
             places = self._places(group, rank).to(value.device)  # rank's neurons, in its order -> whole numbering
             index = index.to(value.device)
