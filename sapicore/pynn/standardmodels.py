@@ -80,7 +80,20 @@ def _same_names(parameters: dict) -> dict:
     return build_translations(*[(name, name) for name in parameters])
 
 
-class _CellType:
+class _SameNames:
+    """PyNN's names and units are the native ones: a subclass of a PyNN standard model gets the
+    identity translation of its parameters, and PyNN's docstring unless it has its own."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        defaults = getattr(cls, "default_parameters", None)
+        if defaults is not None and "translations" not in cls.__dict__:
+            cls.translations = _same_names(defaults)
+        if cls.__doc__ is None:
+            cls.__doc__ = next((b.__doc__ for b in cls.__mro__ if b.__module__.startswith("pyNN.") and b.__doc__), None)
+
+
+class _CellType(_SameNames):
     """What the engine asks of a cell type (mixed into PyNN's standard cell classes).
 
     ``core(p)`` builds the neuron model from ``p`` (name -> tensor, one value per neuron);
@@ -149,24 +162,18 @@ class _LeakyIntegrateAndFire(_CellType):
 
 
 class IF_curr_exp(_LeakyIntegrateAndFire, cells.IF_curr_exp):
-    __doc__ = cells.IF_curr_exp.__doc__
-    translations = _same_names(cells.IF_curr_exp.default_parameters)
+    pass
 
 
 class IF_cond_exp(_LeakyIntegrateAndFire, cells.IF_cond_exp):
-    __doc__ = cells.IF_cond_exp.__doc__
-    translations = _same_names(cells.IF_cond_exp.default_parameters)
+    pass
 
 
 class IF_curr_alpha(_LeakyIntegrateAndFire, cells.IF_curr_alpha):
-    __doc__ = cells.IF_curr_alpha.__doc__
-    translations = _same_names(cells.IF_curr_alpha.default_parameters)
     exponential = False
 
 
 class IF_cond_alpha(_LeakyIntegrateAndFire, cells.IF_cond_alpha):
-    __doc__ = cells.IF_cond_alpha.__doc__
-    translations = _same_names(cells.IF_cond_alpha.default_parameters)
     exponential = False
 
 
@@ -183,8 +190,7 @@ class _DeltaSynapses:
 
 
 class IF_curr_delta(_DeltaSynapses, _LeakyIntegrateAndFire, cells.IF_curr_delta):
-    __doc__ = cells.IF_curr_delta.__doc__
-    translations = _same_names(cells.IF_curr_delta.default_parameters)
+    pass
 
     def weight_scale(self, receptor: str, p: dict, dt: float) -> torch.Tensor:
         """A current i held over one step moves v by ``r (1 - exp(-dt / tau_m)) i`` (exponential
@@ -216,20 +222,16 @@ class _AdaptiveExponential(_CellType):
 
 
 class EIF_cond_exp_isfa_ista(_AdaptiveExponential, cells.EIF_cond_exp_isfa_ista):
-    __doc__ = cells.EIF_cond_exp_isfa_ista.__doc__
-    translations = _same_names(cells.EIF_cond_exp_isfa_ista.default_parameters)
+    pass
 
 
 class EIF_cond_alpha_isfa_ista(_AdaptiveExponential, cells.EIF_cond_alpha_isfa_ista):
-    __doc__ = cells.EIF_cond_alpha_isfa_ista.__doc__
-    translations = _same_names(cells.EIF_cond_alpha_isfa_ista.default_parameters)
     exponential = False
 
 
 class HH_cond_exp(_CellType, cells.HH_cond_exp):
     """PyNN's Traub-Miles cell: the core's ``TraubMiles``; a spike is an upward crossing of -40 mV."""
 
-    translations = _same_names(cells.HH_cond_exp.default_parameters)
     state_names = {"v": "v", "m": "m", "h": "h", "n": "n"}
 
     def core(self, p: dict) -> Any:
@@ -246,8 +248,6 @@ class HH_cond_exp(_CellType, cells.HH_cond_exp):
 
 
 class Izhikevich(_DeltaSynapses, _CellType, cells.Izhikevich):
-    __doc__ = cells.Izhikevich.__doc__
-    translations = _same_names(cells.Izhikevich.default_parameters)
     variables = {"v": "v", "u": "u"}
     state_names = {"v": "v", "u": "u"}
 
@@ -267,16 +267,14 @@ class _Component:
 
 
 class LIF(_Component, _LeakyIntegrateAndFire, cells.LIF):
-    __doc__ = cells.LIF.__doc__
-    translations = _same_names(cells.LIF.default_parameters)
+    pass
 
 
 class AdExp(_Component, _AdaptiveExponential, cells.AdExp):
-    __doc__ = cells.AdExp.__doc__
-    translations = _same_names(cells.AdExp.default_parameters)
+    pass
 
 
-class _Receptor:
+class _Receptor(_SameNames):
     """A post-synaptic response of ``PointNeuron``: ``synapse(p)`` is the core's synapse model for
     its parameters ``p`` (PyNN's names: ``tau_syn`` in ms, ``e_syn`` in mV); ``recordable`` its
     variable, a conductance (µS) or a current (nA)."""
@@ -285,8 +283,6 @@ class _Receptor:
 
 
 class CurrExpPostSynapticResponse(_Receptor, receptors.CurrExpPostSynapticResponse):
-    __doc__ = receptors.CurrExpPostSynapticResponse.__doc__
-    translations = _same_names(receptors.CurrExpPostSynapticResponse.default_parameters)
     recordable = ["isyn"]
 
     def synapse(self, p: dict) -> sf.Exponential:
@@ -294,16 +290,14 @@ class CurrExpPostSynapticResponse(_Receptor, receptors.CurrExpPostSynapticRespon
 
 
 class CondExpPostSynapticResponse(_Receptor, receptors.CondExpPostSynapticResponse):
-    __doc__ = receptors.CondExpPostSynapticResponse.__doc__
-    translations = _same_names(receptors.CondExpPostSynapticResponse.default_parameters)
+    pass
 
     def synapse(self, p: dict) -> sf.Exponential:
         return sf.Exponential(tau=p["tau_syn"], e_rev=p["e_syn"])
 
 
 class CondAlphaPostSynapticResponse(_Receptor, receptors.CondAlphaPostSynapticResponse):
-    __doc__ = receptors.CondAlphaPostSynapticResponse.__doc__
-    translations = _same_names(receptors.CondAlphaPostSynapticResponse.default_parameters)
+    pass
 
     def synapse(self, p: dict) -> sf.Alpha:
         return sf.Alpha(tau=p["tau_syn"], e_rev=p["e_syn"])
@@ -312,8 +306,6 @@ class CondAlphaPostSynapticResponse(_Receptor, receptors.CondAlphaPostSynapticRe
 class CondBetaPostSynapticResponse(_Receptor, receptors.CondBetaPostSynapticResponse):
     """A conductance ``w f (exp(-t/tau_decay) - exp(-t/tau_rise))`` whose peak is the weight w (µS), as
     in NEST; with ``tau_rise == tau_decay`` its limit, the alpha function peaking at t = tau."""
-
-    translations = _same_names(receptors.CondBetaPostSynapticResponse.default_parameters)
 
     def synapse(self, p: dict) -> sf.SynapseModel:
         rise, decay = p["tau_rise"], p["tau_decay"]
@@ -429,8 +421,7 @@ class _Source(_CellType):
 
 
 class SpikeSourceArray(_Source, cells.SpikeSourceArray):
-    __doc__ = cells.SpikeSourceArray.__doc__
-    translations = _same_names(cells.SpikeSourceArray.default_parameters)
+    pass
 
     def check_parameters(self, values: dict) -> None:
         for sequence in np.atleast_1d(np.asarray(values.get("spike_times", []), dtype=object)):
@@ -454,8 +445,7 @@ class SpikeSourceArray(_Source, cells.SpikeSourceArray):
 
 
 class SpikeSourcePoisson(_Source, cells.SpikeSourcePoisson):
-    __doc__ = cells.SpikeSourcePoisson.__doc__
-    translations = _same_names(cells.SpikeSourcePoisson.default_parameters)
+    pass
 
     def spikes(self, p: dict, first: int, steps: int, dt: float, generator: torch.Generator) -> torch.Tensor:
         """This run's spikes: in each step of [start, start + duration) a neuron spikes with
@@ -495,7 +485,7 @@ def cell_types() -> list[str]:
 # synapse types ------------------------------------------------------------------------------------
 
 
-class _SynapseType:
+class _SynapseType(_SameNames):
     def _get_minimum_delay(self) -> float:
         from .simulator import state
 
@@ -503,8 +493,7 @@ class _SynapseType:
 
 
 class StaticSynapse(_SynapseType, synapses.StaticSynapse):
-    __doc__ = synapses.StaticSynapse.__doc__
-    translations = _same_names(synapses.StaticSynapse.default_parameters)
+    pass
 
 
 class TsodyksMarkramSynapse(_SynapseType, synapses.TsodyksMarkramSynapse):
@@ -512,31 +501,22 @@ class TsodyksMarkramSynapse(_SynapseType, synapses.TsodyksMarkramSynapse):
     ``TsodyksMarkram``): U, tau_rec and tau_facil may differ between source neurons but must be the
     same for all synapses of one source."""
 
-    translations = _same_names(synapses.TsodyksMarkramSynapse.default_parameters)
-
 
 class SpikePairRule(_SynapseType, synapses.SpikePairRule):
-    __doc__ = synapses.SpikePairRule.__doc__
-    translations = _same_names(synapses.SpikePairRule.default_parameters)
+    pass
 
 
-class AdditiveWeightDependence(synapses.AdditiveWeightDependence):
+class AdditiveWeightDependence(_SameNames, synapses.AdditiveWeightDependence):
     """Changes of ``A w_max`` (NEST's and pyNN.brian2's scaling), clipped to [w_min, w_max]."""
 
-    translations = _same_names(synapses.AdditiveWeightDependence.default_parameters)
 
-
-class MultiplicativeWeightDependence(synapses.MultiplicativeWeightDependence):
+class MultiplicativeWeightDependence(_SameNames, synapses.MultiplicativeWeightDependence):
     """Potentiation ``A_plus (w_max - w)``, depression ``A_minus (w - w_min)``."""
 
-    translations = _same_names(synapses.MultiplicativeWeightDependence.default_parameters)
 
-
-class GutigWeightDependence(synapses.GutigWeightDependence):
+class GutigWeightDependence(_SameNames, synapses.GutigWeightDependence):
     """Gütig et al. (2003): ``A_plus S ((w_max - w)/S)^mu_plus``, ``A_minus S ((w - w_min)/S)^mu_minus``
     with ``S = w_max - w_min``."""
-
-    translations = _same_names(synapses.GutigWeightDependence.default_parameters)
 
 
 class STDPMechanism(_SynapseType, synapses.STDPMechanism):
@@ -595,7 +575,7 @@ class STDPMechanism(_SynapseType, synapses.STDPMechanism):
 # current sources ----------------------------------------------------------------------------------
 
 
-class _CurrentSource:
+class _CurrentSource(_SameNames):
     """A PyNN current source: parameters kept as given, the cells it feeds, and its current (nA)
     over a run's steps, evaluated when the run starts (so a change between runs takes effect in the
     next run). The current of a step is its value at the step's start time."""
@@ -658,8 +638,7 @@ def _steps(time: float, dt: float) -> float:
 
 
 class DCSource(_CurrentSource, electrodes.DCSource):
-    __doc__ = electrodes.DCSource.__doc__
-    translations = _same_names(electrodes.DCSource.default_parameters)
+    pass
 
     def core(self, dt: float) -> sf.DCCurrent:
         v = self._values
@@ -669,8 +648,6 @@ class DCSource(_CurrentSource, electrodes.DCSource):
 class ACSource(_CurrentSource, electrodes.ACSource):
     """PyNN's ``ACSource``: the phase counts from ``start``, as in every PyNN backend (the core's
     ``ACCurrent`` counts from t = 0, as NEST does: its phase is shifted as pyNN.nest shifts it)."""
-
-    translations = _same_names(electrodes.ACSource.default_parameters)
 
     def core(self, dt: float) -> sf.ACCurrent:
         v = self._values
@@ -688,8 +665,6 @@ class StepCurrentSource(_CurrentSource, electrodes.StepCurrentSource):
     """Zero until the first of ``times`` (ms), then each of ``amplitudes`` (nA) from its time on; the
     last amplitude lasts to the end. Times are rounded to the step when set; of several times that
     round to one step, the last amplitude is kept."""
-
-    translations = _same_names(electrodes.StepCurrentSource.default_parameters)
 
     def set_native_parameters(self, parameters: Any) -> None:
         super().set_native_parameters(parameters)
@@ -721,8 +696,6 @@ class NoisyCurrentSource(_CurrentSource, electrodes.NoisyCurrentSource):
     """``mean + stdev * N(0, 1)`` (nA), a new draw every ``dt`` ms from ``start``: the core's
     ``NoisyCurrent``, whose draws are a fixed function of the source's seed and the interval, so runs
     split in any way give the same current."""
-
-    translations = _same_names(electrodes.NoisyCurrentSource.default_parameters)
 
     def __init__(self, rng: Any = None, **parameters: Any) -> None:
         seed = int(np.random.default_rng(getattr(rng, "seed", None)).integers(2**31))
