@@ -25,8 +25,8 @@ class SourceState:
 
 @pytree
 class PoissonState:
-    """spikes: the spikes (or counts) emitted in the last step; step: steps taken (int64, per
-    neuron), the counter of seeded draws."""
+    """spikes: the spikes (or counts) emitted in the last step; step: steps taken with a ``seed``
+    (int64, per neuron), the counter of seeded draws (it stays 0 without one)."""
 
     spikes: torch.Tensor
     step: torch.Tensor
@@ -108,13 +108,13 @@ class PoissonSource(NeuronModel):
             probability = (self.rate + extra) * (dt / 1000.0)  # above 1 always spikes, below 0 never
             draws = torch.rand_like(state.spikes) if self.seed is None else self._uniform(state)
             spikes = (draws < probability).to(state.spikes.dtype)
-        return replace(state, spikes=spikes, step=state.step + 1), spikes
+        return replace(state, spikes=spikes, step=state.step if self.seed is None else state.step + 1), spikes
 
     def _uniform(self, state: PoissonState) -> torch.Tensor:
         """This step's keyed uniform draw per neuron (float64)."""
         first, stride = self.numbering
         neurons = first + stride * torch.arange(state.step.shape[-1], device=state.step.device)
-        return keyed_uniform(self.seed, neurons, state.step)
+        return keyed_uniform(self.seed, neurons, state.step, stream=3)  # not NoisyCurrent's streams 1 and 2
 
 
 def _keyed_count(mean: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
