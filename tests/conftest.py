@@ -1,7 +1,11 @@
 import os
+import tempfile
 
 import pytest
 import torch
+
+# compiled chunks of the tests' own networks are kept for this run only, not in the user's cache
+os.environ.setdefault("SAPICORE_COMPILE_CACHE", tempfile.mkdtemp(prefix="sapicore-chunks-"))
 
 if not torch.cuda.is_available():  # the Triton kernel's tests run in its interpreter; set before triton loads
     os.environ.setdefault("TRITON_INTERPRET", "1")

@@ -121,6 +121,7 @@ def test_fast_path_falls_back_to_the_loop_with_one_warning(monkeypatch):
         return fail
 
     monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setenv("SAPICORE_COMPILE_CACHE", "off")  # chunks kept on disk do not go through torch.compile
     monkeypatch.setattr(stepper_module, "_FAST_FALLBACK_WARNED", set())
     model = sf.LIF()
     state = model.init_state(3)

@@ -35,10 +35,12 @@ from ..models.neurons.base import check_consistent, check_dt, check_model
 from ..network import Network, own_buffers
 from ..pytree import lane_count, tree_leaves, tree_map, validate
 from ..transforms import RunContext, run_context
+from . import stored
 from .capacity import Rerun, report_overflow
 from .checks import FiniteWatch, check_fits, check_inputs, check_sinks, check_state
 from .feed import SinkFeed
 from .partition import gather_records, local_inputs
+from .stored import StoredChunk
 
 __all__ = ["simulate", "resolve_steps", "make_chunk", "run_chunks", "Plan", "plan_run"]
 
@@ -328,6 +330,51 @@ def _with_fallback(compiled: Callable, eager: Callable, label: str, steps: int) 
     return call
 
 
+def _stored_chunk(chunk: Callable, key: tuple, plan: Plan, grad: bool) -> StoredChunk | None:
+    """The run's chunk compiled ahead of time and kept on disk (see `stored`), or None where that
+    does not apply: another backend than inductor, another device than the CPU, lanes, a gradient,
+    an outer ``torch.func`` transform, a disabled cache or a run that cannot be keyed."""
+    context = plan.context
+    root = stored.cache_root()
+    if plan.fast is not True or context.device.type != "cpu" or plan.record_axis or grad or context.nested:
+        return None
+    if root is None:
+        return None
+    name = stored.chunk_key(key, (plan.names, plan.every, plan.dt, plan.strict))
+    return None if name is None else StoredChunk(chunk, plan.names, root, name, plan.chunk)
+
+
+def _lazy(make: Callable, *arguments: Any) -> Callable:
+    """A function that calls ``make(*arguments)`` on its first call and forwards every call to the result
+    (``torch.compile`` takes a second to import: a run that loads its chunk from disk never pays it)."""
+    made: list[Callable] = []
+
+    def call(*args: Any) -> Any:
+        if not made:
+            made.append(make(*arguments))
+        return made[0](*args)
+
+    return call
+
+
+def _stored_or(chunk: StoredChunk, fallback: Callable) -> Callable:
+    """Call ``chunk``; if it cannot be exported, compiled or loaded, say so on the ``sapicore.compile``
+    logger and use ``fallback`` (``torch.compile``) from then on."""
+    use: list[Callable] = [chunk]
+
+    def call(*args: Any) -> Any:
+        if use[0] is chunk:
+            try:
+                return chunk(*args)
+            except Exception as err:  # the chunk is pure, so running it again is safe
+                first = str(err).splitlines()[0] if str(err) else ""
+                COMPILE_LOG.info("could not keep the compiled chunk on disk (%s: %s)", type(err).__name__, first)
+                use[0] = fallback
+        return use[0](*args)
+
+    return call
+
+
 @attrs.frozen
 class Plan:
     """A checked run: what to record (``names``), how long (``steps`` of ``dt`` ms, records ``every``
@@ -444,13 +491,18 @@ def run_chunks(
     device, dtype, axis = context.device, context.dtype, plan.record_axis
     watch = FiniteWatch(device, dt, lanes=axis == 1, enabled=not context.nested, strict=plan.strict)
     full = watch.wrap(build(chunk))
+    state = own_buffers(model, state)  # projections that add in place do so into the run's own copy
+    # without a gradient, autograd bookkeeping is waste, and a compiled chunk (which guards on the
+    # grad mode) then runs the same graph whether or not the caller is inside torch.no_grad()
+    grad = torch.is_grad_enabled() and _gradient_possible(context, model, state, inputs)
     if fast:
         key = structure_key((model, state, inputs), chunk, plan.strict, axis)
-        full = _with_fallback(compile_chunk(full, fast, device, key), full, str(fast), chunk)
+        compiled = _with_fallback(_lazy(compile_chunk, full, fast, device, key), full, str(fast), chunk)
+        kept = _stored_chunk(full, key, plan, grad)
+        full = compiled if kept is None else _stored_or(kept, compiled)
     n_records = steps // every
     partitioned = getattr(model, "exchange", None) is not None
     time_major = bool(_tensor_leaves(inputs))
-    state = own_buffers(model, state)  # projections that add in place do so into the run's own copy
     rerun = Rerun(model, state, device, keep_outputs=bool(fast) and device.type == "cuda", nested=context.nested)
     if fast and device.type == "cuda" and not context.nested:
         mark_static(model, state)
@@ -460,9 +512,6 @@ def run_chunks(
     done = written = 0
     feed = SinkFeed(sinks, device)
     feed.begin(dt, every)
-    # without a gradient, autograd bookkeeping is waste, and a compiled chunk (which guards on the
-    # grad mode) then runs the same graph whether or not the caller is inside torch.no_grad()
-    grad = torch.is_grad_enabled() and _gradient_possible(context, model, state, inputs)
     with torch.set_grad_enabled(grad), flushing_subnormals(device):
         try:
             while done < steps:

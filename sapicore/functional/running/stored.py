@@ -1,0 +1,296 @@
+"""Compiled chunks kept on disk: a second process running the same network does not compile again.
+
+On the CPU, ``simulate(fast=True)`` exports its chunk of steps with ``torch.export``, compiles it
+ahead of time with inductor (AOTInductor) into a package, and keeps the package under
+``$SAPICORE_COMPILE_CACHE`` (default ``~/.cache/sapicore/chunks``, or under ``$XDG_CACHE_HOME``;
+``off`` keeps nothing and compiles with ``torch.compile`` as before). A later run, in this process
+or another, whose chunk is the same loads the package in milliseconds instead of compiling it
+again (seconds to minutes), and calls it with less overhead per chunk than ``torch.compile``.
+
+A package is found by a hash of everything its code depends on (`chunk_key`): the run's structure
+down to every Python number and every tensor's shape, dtype and device (not the tensors' values,
+which are the package's inputs), where each model class is defined, the recorded names, the
+chunk's length and record interval, dt, the versions of torch, Python and Sapicore, the C++ source
+of the propagation kernel and the CPU's vector instructions. Beside it, ``sources.json`` lists the
+Python files whose code ran while the chunk was exported (Sapicore's, the user's model classes',
+any library's except torch and the standard library) with a hash of each: when one has changed
+since, the chunk is compiled again and the package replaced. Packages are written under a
+temporary name and renamed, so a process killed while compiling leaves no broken package behind.
+
+Runs that cannot be keyed this way compile with ``torch.compile`` as before: input functions of
+time (their results may depend on anything), classes defined without a file (a notebook), sweeps
+(lanes), gradients, CUDA (CUDA graphs need ``torch.compile``) and runs inside a ``torch.func``
+transform.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import sysconfig
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
+
+__all__ = ["cache_root", "chunk_key", "StoredChunk"]
+
+LOG = logging.getLogger("sapicore.compile")
+PACKAGE, SOURCES = "chunk.pt2", "sources.json"
+
+
+def cache_root() -> Path | None:
+    """The folder of stored chunks (``$SAPICORE_COMPILE_CACHE``), or None when it is ``off``."""
+    chosen = os.environ.get("SAPICORE_COMPILE_CACHE", "")
+    if chosen.lower() in ("off", "0", "none", "false"):
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sapicore" / "chunks"
+
+
+class _Unkeyable(Exception):
+    """A value whose meaning a key cannot capture (an object known only by its id, a function)."""
+
+
+def _text(value: Any) -> str:
+    """``value`` (a structure described by ``stepper.structure_key``) as text that means the same in
+    every process, or `_Unkeyable`."""
+    if isinstance(value, tuple):
+        return "(" + ",".join(_text(item) for item in value) + ")"
+    if isinstance(value, type):
+        module = sys.modules.get(value.__module__)
+        where = getattr(module, "__file__", None)
+        if where is None or "<locals>" in value.__qualname__:
+            raise _Unkeyable(f"{value.__qualname__} is defined without a file or inside a function")
+        return f"{value.__module__}.{value.__qualname__}@{Path(where).resolve()}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return f"{_text(type(value))}.{value.name}"
+    raise _Unkeyable(f"a {type(value).__name__} ({value!r:.60})")
+
+
+def _environment() -> list[str]:
+    from ... import __version__
+    from ..propagation import kernels
+
+    sources = sorted(Path(kernels.__file__).parent.joinpath("csrc").glob("*"))
+    return [
+        torch.__version__,
+        str(torch.version.git_version),
+        str(Path(torch.__file__).resolve().parent),
+        __version__,
+        platform.python_version(),
+        platform.machine(),
+        torch.backends.cpu.get_cpu_capability(),
+        *(hashlib.sha256(path.read_bytes()).hexdigest() for path in sources if path.is_file()),
+    ]
+
+
+def chunk_key(structure: tuple, settings: Sequence[Any]) -> str | None:
+    """The hash naming a chunk's package (``structure``: `stepper.structure_key` of the run's model,
+    state and inputs; ``settings``: numbers and names the chunk's code closes over), or None when
+    the run cannot be keyed (see the module's docstring)."""
+    try:
+        text = _text((structure, tuple(settings)))
+    except _Unkeyable as why:
+        LOG.debug("compiled chunk not kept on disk: %s", why)
+        return None
+    return hashlib.sha256("\0".join([text, *_environment()]).encode()).hexdigest()[:24]
+
+
+def _skipped_folders() -> tuple[str, ...]:
+    """Code that the key covers by version (torch, the standard library)."""
+    paths = sysconfig.get_paths()
+    folders = {str(Path(torch.__file__).resolve().parent), paths["stdlib"], paths["platstdlib"]}
+    return tuple(sorted(folder.rstrip(os.sep) + os.sep for folder in folders))
+
+
+def _hash_file(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _sources_unchanged(listed: dict[str, str]) -> bool:
+    return all(_hash_file(path) == digest for path, digest in listed.items())
+
+
+MOST_PACKAGES = 128  # about 2 MB each at COBA-4k
+
+
+def _prune(root: Path, keep: Path) -> None:
+    """Remove the least recently written packages beyond `MOST_PACKAGES` (a loop over Python-number
+    parameters compiles one package per value)."""
+    folders = [folder for folder in root.iterdir() if folder.is_dir() and folder != keep]
+    if len(folders) < MOST_PACKAGES:
+        return
+    written = lambda folder: (folder / SOURCES).stat().st_mtime if (folder / SOURCES).exists() else 0.0  # noqa: E731
+    for folder in sorted(folders, key=written)[: len(folders) - MOST_PACKAGES + 1]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Exported(torch.nn.Module):
+    """A chunk over flat tensors, for ``torch.export``: the tensors of ``(model, state, xs, t0)`` in
+    and ``(*state leaves, *records in name order[, NaN-watch sum])`` out."""
+
+    def __init__(self, chunk: Callable, leaves: list, slots: list[int], spec: Any, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.chunk, self.slots, self.spec, self.names = chunk, slots, spec, names
+        self.static = [None if index in set(slots) else leaf for index, leaf in enumerate(leaves)]
+        self.watched: bool | None = None
+
+    def forward(self, *tensors: torch.Tensor) -> tuple:
+        leaves = list(self.static)
+        for index, tensor in zip(self.slots, tensors):
+            leaves[index] = tensor
+        model, state, xs, t0 = tree_unflatten(leaves, self.spec)
+        new_state, records, total = self.chunk(model, state, xs, t0)
+        out, out_spec = tree_flatten(new_state)
+        if out_spec != tree_flatten(state)[1] or not all(isinstance(leaf, torch.Tensor) for leaf in out):
+            raise _Unkeyable("the chunk's state changes structure or holds values that are not tensors")
+        if tuple(records) != self.names:
+            raise _Unkeyable(f"the chunk records {tuple(records)}, expected {self.names}")
+        self.watched = total is not None
+        return (*out, *records.values(), *((total,) if total is not None else ()))
+
+
+class StoredChunk:
+    """A chunk (``(model, state, xs, t0) -> (state, records, NaN-watch sum)``) compiled by AOTInductor
+    and kept in the folder ``root / key``: loaded from there when its sources are unchanged, else
+    exported and compiled (on the first call, with the call's arguments as the example).
+
+    Raises from the first call whatever export or compilation raised (the caller falls back).
+    """
+
+    def __init__(self, chunk: Callable, names: tuple[str, ...], root: Path, key: str, steps: int) -> None:
+        self.chunk, self.names, self.folder, self.steps = chunk, names, root / key, steps
+        self.run: Callable | None = None
+        self.state_spec: Any = None
+        self.state_count = 0
+        self.watched = False
+
+    def _load(self) -> Callable:
+        """The package's runner, a function of the flat list of input tensors. Loaded by torch's C++
+        loader, one runner for this thread (importing ``torch._inductor`` for its Python loader
+        would take a second)."""
+        path = str(self.folder / PACKAGE)
+        loader = getattr(torch._C._aoti, "AOTIModelPackageLoader", None)
+        if loader is not None:
+            return loader(path, "model", True, 1, -1).run
+        from torch._inductor import aoti_load_package
+
+        runner = aoti_load_package(path)
+        return lambda flat: runner(*flat)
+
+    def _compile(self, model: Any, state: Any, xs: Any, t0: torch.Tensor) -> None:
+        from torch._inductor import aoti_compile_and_package
+
+        leaves, spec = tree_flatten((model, state, xs, t0))
+        slots = [index for index, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor)]
+        module = _Exported(self.chunk, leaves, slots, spec, self.names)
+        skipped, ran = _skipped_folders(), set()
+
+        def note(frame: Any, event: str, arg: Any) -> None:
+            if event == "call":
+                ran.add(frame.f_code.co_filename)
+
+        if sys.getprofile() is not None:  # a profiler of the user's: its hook cannot be shared
+            raise RuntimeError("a profiler is active, so the files the chunk's code comes from cannot be listed")
+        sys.setprofile(note)
+        try:
+            start = time.perf_counter()
+            exported = torch.export.export(module, tuple(leaves[index] for index in slots), strict=False)
+        finally:
+            sys.setprofile(None)
+        LOG.debug("exported in %.1f s", time.perf_counter() - start)
+        files = sorted(path for path in ran if not path.startswith("<") and not path.startswith(skipped))
+        sources = {path: _hash_file(path) for path in files}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _prune(self.folder.parent, keep=self.folder)
+        handle, partial = tempfile.mkstemp(dir=self.folder, prefix=".chunk-", suffix=".pt2")
+        os.close(handle)
+        try:
+            with warnings.catch_warnings():  # torch's own pickling of tree specs, not the user's concern
+                warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec")
+                aoti_compile_and_package(exported, package_path=partial)
+            os.replace(partial, self.folder / PACKAGE)
+        finally:
+            Path(partial).unlink(missing_ok=True)
+        listing = {"watched": module.watched, "names": list(self.names), "sources": sources}
+        handle, partial = tempfile.mkstemp(dir=self.folder, prefix=".sources-", suffix=".json")
+        with os.fdopen(handle, "w") as file:
+            json.dump(listing, file, indent=1)
+        os.replace(partial, self.folder / SOURCES)
+
+    def _prepare(self, model: Any, state: Any, xs: Any, t0: torch.Tensor) -> None:
+        start = time.perf_counter()
+        listing = self._listing()
+        if listing is None:
+            LOG.info("compiling chunks of %d steps (fast=True) ...", self.steps)
+            self._compile(model, state, xs, t0)
+            listing = self._listing()
+            if listing is None:
+                raise RuntimeError(f"the compiled chunk could not be kept in {self.folder}")
+            seconds = time.perf_counter() - start
+            LOG.info("compiled in %.1f s, kept in %s", seconds, self.folder, extra={"compile_seconds": seconds})
+            self.run = self._load()
+        else:
+            try:
+                self.run = self._load()
+            except Exception as err:  # a package from another torch build, say: compile it again
+                LOG.info("could not load %s (%s); compiling it again", self.folder / PACKAGE, err)
+                (self.folder / SOURCES).unlink(missing_ok=True)
+                self._prepare(model, state, xs, t0)
+                return
+            seconds = time.perf_counter() - start
+            LOG.info(
+                "compiled chunks of %d steps loaded from %s in %.2f s",
+                self.steps,
+                self.folder,
+                seconds,
+                extra={"compile_seconds": seconds},
+            )
+        self.watched = bool(listing["watched"])
+        self.state_spec = tree_flatten(state)[1]
+        self.state_count = self.state_spec.num_leaves
+
+    def _listing(self) -> dict | None:
+        """The package's listing when the package is there and its sources are unchanged."""
+        try:
+            listing = json.loads((self.folder / SOURCES).read_text())
+        except (OSError, ValueError):
+            return None
+        if (
+            not (self.folder / PACKAGE).is_file()
+            or listing.get("names") != list(self.names)
+            or not _sources_unchanged(listing.get("sources", {}))
+        ):
+            return None
+        return listing
+
+    def __call__(self, model: Any, state: Any, xs: Any, t0: torch.Tensor) -> tuple:
+        if self.run is None:
+            self._prepare(model, state, xs, t0)
+        tensors = [leaf.contiguous() for leaf in tree_leaves((model, state, xs, t0)) if isinstance(leaf, torch.Tensor)]
+        out = self.run(tensors)
+        count, recorded = self.state_count, len(self.names)
+        new_state = tree_unflatten(list(out[:count]), self.state_spec)
+        records = dict(zip(self.names, out[count : count + recorded]))
+        return new_state, records, out[count + recorded] if self.watched else None
