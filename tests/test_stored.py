@@ -119,8 +119,8 @@ def test_a_second_process_loads_the_chunk_and_an_edited_model_compiles_again(tmp
     assert changed["cells.spikes"].sum() > first["cells.spikes"].sum()
 
 
-def lif_run(**options):
-    model = sf.LIF()
+def lif_run(model=None, **options):
+    model = sf.LIF() if model is None else model
     state = model.init_state(5)
     inputs = 3.0 * torch.rand(60, 5, generator=torch.Generator().manual_seed(0))
     return sf.simulate(model, state, inputs, dt=0.1, record=("v", "spikes"), chunk=20, **options)[1]
@@ -151,6 +151,14 @@ def test_stored_chunks_equal_torch_compile_and_a_broken_package_is_compiled_agai
     assert "compiling it again" in caplog.text
     assert torch.equal(again["spikes"], kept["spikes"]) and torch.equal(again["v"], kept["v"])
     assert (folder / stored.SOURCES).is_file()
+
+    taus = torch.linspace(5.0, 30.0, 10)  # ms; a strided view and a copy share one package
+    for tau_mem in (taus[::2], taus[::2].clone()):
+        model = sf.LIF(tau_mem=tau_mem)
+        got, expected = lif_run(model, fast=True), lif_run(model)
+        assert torch.equal(got["spikes"], expected["spikes"])
+        assert torch.allclose(got["v"], expected["v"], atol=1e-4)
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
 
 
 def test_runs_a_key_cannot_describe_are_not_kept():
