@@ -167,6 +167,8 @@ def test_runs_a_key_cannot_describe_are_not_kept():
     assert stored.chunk_key(structure, ("v",)) != stored.chunk_key(structure, ("spikes",))
     drive = stepper.structure_key((sf.LIF(), sf.LIF().init_state(3), lambda t: 2.0), 20, True, 0)
     assert stored.chunk_key(drive, ()) is None  # an input function may read anything
+    table = stepper.structure_key((sf.LIF(), bytearray(b"abc")), 20)
+    assert stored.chunk_key(table, ()) is None  # known by its id, which another object may reuse
 
     @sf.pytree
     class Local(sf.LIF):  # defined inside a function: its name does not say which class it is

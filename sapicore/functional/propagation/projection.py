@@ -301,7 +301,9 @@ def fingerprint(layout: torch.Tensor, delays: torch.Tensor | None, static: tuple
         total = total * 1000003 + _checksum(delays)
     if key is not None:
         number = id(layout)
-        _FINGERPRINTS[number] = (weakref.ref(layout, lambda _: _FINGERPRINTS.pop(number, None)), key, total)
+        # the callback holds the dict itself: at interpreter exit the module's globals may be gone
+        forget = lambda _, cache=_FINGERPRINTS, number=number: cache.pop(number, None)  # noqa: E731
+        _FINGERPRINTS[number] = (weakref.ref(layout, forget), key, total)
     return total
 
 

@@ -234,8 +234,17 @@ def _describe(value: Any) -> Any:
     try:
         hash(value)
         return (type(value).__name__, value)
-    except TypeError:
-        return (type(value).__name__, id(value))
+    except TypeError:  # a mutable object known by its id: equal only to itself, never written to disk
+        return ByIdentity(type(value).__name__, id(value))
+
+
+@attrs.frozen
+class ByIdentity:
+    """An unhashable value in a `structure_key`: the same object, but not the same values (it may
+    change in place, and its id may be reused by another object once it is gone)."""
+
+    kind: str
+    number: int
 
 
 def compile_chunk(chunk: Callable, fast: bool | str, device: torch.device, key: Any = None) -> Callable:
