@@ -229,6 +229,9 @@ class StoredChunk:
         sources = {path: _hash_file(path) for path in files}
         self.folder.mkdir(parents=True, exist_ok=True)
         _prune(self.folder.parent, keep=self.folder)
+        for stale in [*self.folder.glob(".chunk-*"), *self.folder.glob(".sources-*")]:
+            if time.time() - stale.stat().st_mtime > 3600:  # left by a process killed while compiling
+                stale.unlink(missing_ok=True)
         handle, partial = tempfile.mkstemp(dir=self.folder, prefix=".chunk-", suffix=".pt2")
         os.close(handle)
         try:
