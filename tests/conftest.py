@@ -1,11 +1,16 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
 import torch
 
 # compiled chunks of the tests' own networks are kept for this run only, not in the user's cache
-os.environ.setdefault("SAPICORE_COMPILE_CACHE", tempfile.mkdtemp(prefix="sapicore-chunks-"))
+# (the process that makes the folder removes it at exit; pytest-xdist's workers inherit it)
+if "SAPICORE_COMPILE_CACHE" not in os.environ:
+    os.environ["SAPICORE_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="sapicore-chunks-")
+    atexit.register(shutil.rmtree, os.environ["SAPICORE_COMPILE_CACHE"], ignore_errors=True)
 
 if not torch.cuda.is_available():  # the Triton kernel's tests run in its interpreter; set before triton loads
     os.environ.setdefault("TRITON_INTERPRET", "1")
