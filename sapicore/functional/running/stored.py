@@ -44,7 +44,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
-__all__ = ["cache_root", "chunk_key", "StoredChunk"]
+__all__ = ["cache_root", "chunk_key", "layout", "StoredChunk"]
 
 LOG = logging.getLogger("sapicore.compile")
 PACKAGE, SOURCES = "chunk.pt2", "sources.json"
@@ -220,8 +220,8 @@ class StoredChunk:
         sys.setprofile(note)
         try:
             start = time.perf_counter()
-            examples = tuple(leaves[index].contiguous() for index in slots)  # as every call passes them
-            exported = torch.export.export(module, examples, strict=False)
+            examples = _tensors(model) + _tensors(state, contiguous=True) + _tensors(xs) + [t0]  # as calls pass them
+            exported = torch.export.export(module, tuple(examples), strict=False)
         finally:
             sys.setprofile(None)
         LOG.debug("exported in %.1f s", time.perf_counter() - start)
@@ -301,8 +301,8 @@ class StoredChunk:
         if model is not self.model:
             self.model, self.model_tensors = model, _tensors(model)
         if state is not self.state:
-            self.state_tensors = _tensors(state)
-        out = self.run([*self.model_tensors, *self.state_tensors, *_tensors(xs), t0.contiguous()])
+            self.state_tensors = _tensors(state, contiguous=True)
+        out = self.run([*self.model_tensors, *self.state_tensors, *_tensors(xs), t0])
         count, recorded = self.state_count, len(self.names)
         self.state_tensors = [leaf.contiguous() for leaf in out[:count]]
         self.state = tree_unflatten(self.state_tensors, self.state_spec)
@@ -310,6 +310,16 @@ class StoredChunk:
         return self.state, records, out[count + recorded] if self.watched else None
 
 
-def _tensors(tree: Any) -> list[torch.Tensor]:
-    """The tensors of ``tree``, in order, contiguous (the layout the package was compiled for)."""
-    return [leaf.contiguous() for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor)]
+def _tensors(tree: Any, contiguous: bool = False) -> list[torch.Tensor]:
+    """The tensors of ``tree``, in order; ``contiguous`` for a state, whose next value the package
+    returns contiguous. A model's and an input's tensors keep their layout, which the key holds
+    (`layout`): a table shared by every lane (a view of stride 0) is read in place, not copied
+    once per lane."""
+    leaves = [leaf for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor)]
+    return [leaf.contiguous() for leaf in leaves] if contiguous else leaves
+
+
+def layout(tree: Any) -> tuple:
+    """The strides of ``tree``'s tensors: a package reads its inputs with the strides it was
+    compiled for, and does not check them."""
+    return tuple(leaf.stride() for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor))
