@@ -183,3 +183,28 @@ def test_the_cache_can_be_turned_off(monkeypatch, value):
     assert stored.cache_root() is None
     monkeypatch.setenv("SAPICORE_COMPILE_CACHE", "~/chunks")
     assert stored.cache_root() == Path.home() / "chunks"
+
+
+@pytest.mark.slow
+def test_a_sweep_is_kept_and_equals_the_loop_over_its_lanes(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("SAPICORE_COMPILE_CACHE", str(tmp_path))
+    lanes, _ = sf.grid(sf.LIF(), tau_mem=[10.0, 20.0, 30.0])
+    inputs = 3.0 * torch.rand(60, 5, generator=torch.Generator().manual_seed(0))
+
+    def sweep(**options):
+        return sf.sweep(lanes, inputs=inputs, dt=0.1, shape=5, record=("v", "spikes"), chunk=20, **options)[1]
+
+    reference = sweep()
+    kept = sweep(fast=True)
+    assert torch.equal(kept["spikes"], reference["spikes"])
+    assert torch.allclose(kept["v"], reference["v"], atol=1e-4)
+    packages = {p.name for p in tmp_path.iterdir() if p.is_dir()}
+    assert packages  # one per layout the lanes' state takes (the first, and the one the package returns)
+    caplog.set_level(logging.INFO, logger="sapicore.compile")
+    again = sweep(fast=True)
+    assert "loaded from" in caplog.text and "compiling" not in caplog.text
+    assert torch.equal(again["v"], kept["v"])
+    caplog.clear()
+    sweep(fast=True, randomness="same")  # vmap's randomness is part of the key
+    assert "compiling" in caplog.text
+    assert {p.name for p in tmp_path.iterdir() if p.is_dir()} > packages

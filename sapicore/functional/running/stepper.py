@@ -341,14 +341,13 @@ def _with_fallback(compiled: Callable, eager: Callable, label: str, steps: int) 
 
 def _stored_chunk(chunk: Callable, key: tuple, plan: Plan, grad: bool, settings: tuple) -> StoredChunk | None:
     """The run's chunk compiled ahead of time and kept on disk (see `stored`), or None where that
-    does not apply: another backend than inductor, another device than the CPU, lanes, a gradient,
-    an outer ``torch.func`` transform, a disabled cache or a run that cannot be keyed. ``settings``:
-    what else the chunk's code depends on (the strides of the model's and the inputs' tensors)."""
+    does not apply: another backend than inductor, another device than the CPU, a gradient, an outer
+    ``torch.func`` transform, a disabled cache or a run that cannot be keyed. ``settings``: what else
+    the chunk's code depends on (the strides of the model's and the inputs' tensors; a sweep's
+    randomness and input lanes)."""
     context = plan.context
     root = stored.cache_root()
-    if plan.fast is not True or context.device.type != "cpu" or plan.record_axis or grad or context.nested:
-        return None  # lanes: a 64-lane COBA-4k sweep ran 20% slower from a package than through torch.compile
-    if root is None:
+    if plan.fast is not True or context.device.type != "cpu" or grad or context.nested or root is None:
         return None
     name = stored.chunk_key(key, (plan.names, plan.every, plan.dt, plan.strict, plan.input_axis, *settings))
     return None if name is None else StoredChunk(chunk, plan.names, root, name, plan.chunk)
@@ -486,8 +485,10 @@ def run_chunks(
     plan: Plan,
     sinks: Sequence[Any] = (),
     keep: bool = True,
+    settings: tuple = (),
 ) -> tuple[Any, dict[str, torch.Tensor]]:
-    """Run ``plan.steps`` steps in chunks built by ``build(n_steps)``.
+    """Run ``plan.steps`` steps in chunks built by ``build(n_steps)`` (whose code depends on nothing
+    but the run's model, state, inputs, plan and ``settings``, numbers or names).
 
     Chunks take their slice of an input tensor along ``plan.input_axis``; their records are gathered
     along ``plan.record_axis`` (into buffers allocated once; inside an outer ``torch.func`` transform,
@@ -508,7 +509,7 @@ def run_chunks(
     if fast:
         key = structure_key((model, state, inputs), chunk, plan.strict, axis)
         compiled = _with_fallback(_lazy(compile_chunk, full, fast, device, key), full, str(fast), chunk)
-        kept = _stored_chunk(full, key, plan, grad, (stored.layout((model, inputs)),))
+        kept = _stored_chunk(full, key, plan, grad, (stored.layout((model, inputs)), *settings))
         full = compiled if kept is None else _stored_or(kept, compiled)
     n_records = steps // every
     partitioned = getattr(model, "exchange", None) is not None

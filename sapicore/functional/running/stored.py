@@ -18,9 +18,12 @@ since, the chunk is compiled again and the package replaced. Packages are writte
 temporary name and renamed, so a process killed while compiling leaves no broken package behind.
 
 Runs that cannot be keyed this way compile with ``torch.compile`` as before: input functions of
-time (their results may depend on anything), classes defined without a file (a notebook), sweeps
-(lanes), gradients, CUDA (CUDA graphs need ``torch.compile``) and runs inside a ``torch.func``
-transform.
+time (their results may depend on anything), classes defined without a file (a notebook) or inside
+a function, gradients, CUDA (CUDA graphs need ``torch.compile``) and runs inside a ``torch.func``
+transform. Sweeps are kept as single runs are, with their lane count, vmap's randomness and input
+lanes in the key. The strides of the model's and the inputs' tensors are in the key too, and each
+layout the state takes in a run (a sweep's lanes start as views of one state, then take the layout
+inductor returns) has a package of its own, in a folder named by the key and that layout.
 """
 
 from __future__ import annotations
@@ -133,6 +136,7 @@ def _sources_unchanged(listed: dict[str, str]) -> bool:
 
 
 MOST_PACKAGES = 128  # about 2 MB each at COBA-4k
+MOST_LAYOUTS = 3  # packages of one run, one per layout of its state
 
 
 def _prune(root: Path, keep: Path) -> None:
@@ -180,8 +184,9 @@ class StoredChunk:
     """
 
     def __init__(self, chunk: Callable, names: tuple[str, ...], root: Path, key: str, steps: int) -> None:
-        self.chunk, self.names, self.folder, self.steps = chunk, names, root / key, steps
-        self.run: Callable | None = None
+        self.chunk, self.names, self.root, self.key, self.steps = chunk, names, root, key, steps
+        self.folder = root / key  # of the package for the state's layout of the latest call
+        self.runners: dict[tuple, Callable] = {}  # the state's strides -> the package compiled for them
         self.state_spec: Any = None
         self.state_count = 0
         self.watched = False
@@ -220,7 +225,7 @@ class StoredChunk:
         sys.setprofile(note)
         try:
             start = time.perf_counter()
-            examples = _tensors(model) + _tensors(state, contiguous=True) + _tensors(xs) + [t0]  # as calls pass them
+            examples = _tensors(model) + _tensors(state) + _tensors(xs) + [t0]  # as calls pass them
             exported = torch.export.export(module, tuple(examples), strict=False)
         finally:
             sys.setprofile(None)
@@ -247,7 +252,8 @@ class StoredChunk:
             json.dump(listing, file, indent=1)
         os.replace(partial, self.folder / SOURCES)
 
-    def _prepare(self, model: Any, state: Any, xs: Any, t0: torch.Tensor) -> None:
+    def _prepare(self, model: Any, state: Any, xs: Any, t0: torch.Tensor) -> Callable:
+        """The runner of the package for ``state``'s layout (``self.folder``), loaded or compiled."""
         start = time.perf_counter()
         listing = self._listing()
         if listing is None:
@@ -258,15 +264,14 @@ class StoredChunk:
                 raise RuntimeError(f"the compiled chunk could not be kept in {self.folder}")
             seconds = time.perf_counter() - start
             LOG.info("compiled in %.1f s, kept in %s", seconds, self.folder, extra={"compile_seconds": seconds})
-            self.run = self._load()
+            run = self._load()
         else:
             try:
-                self.run = self._load()
+                run = self._load()
             except Exception as err:  # a package from another torch build, say: compile it again
                 LOG.info("could not load %s (%s); compiling it again", self.folder / PACKAGE, err)
                 (self.folder / SOURCES).unlink(missing_ok=True)
-                self._prepare(model, state, xs, t0)
-                return
+                return self._prepare(model, state, xs, t0)
             seconds = time.perf_counter() - start
             LOG.info(
                 "compiled chunks of %d steps loaded from %s in %.2f s",
@@ -278,6 +283,7 @@ class StoredChunk:
         self.watched = bool(listing["watched"])
         self.state_spec = tree_flatten(state)[1]
         self.state_count = self.state_spec.num_leaves
+        return run
 
     def _listing(self) -> dict | None:
         """The package's listing when the package is there and its sources are unchanged."""
@@ -294,29 +300,40 @@ class StoredChunk:
         return listing
 
     def __call__(self, model: Any, state: Any, xs: Any, t0: torch.Tensor) -> tuple:
-        if self.run is None:
-            self._prepare(model, state, xs, t0)
         # a run calls with one model throughout and with the state the previous call returned:
         # their tensors are listed once (walking the trees took 60 of a COBA-4k chunk's 400 us)
         if model is not self.model:
             self.model, self.model_tensors = model, _tensors(model)
         if state is not self.state:
-            self.state_tensors = _tensors(state, contiguous=True)
-        out = self.run([*self.model_tensors, *self.state_tensors, *_tensors(xs), t0])
+            self.state_tensors = _tensors(state)
+        strides = tuple(leaf.stride() for leaf in self.state_tensors)
+        run = self.runners.get(strides)
+        if run is None:
+            if len(self.runners) >= MOST_LAYOUTS:  # a state that keeps changing layout: made contiguous
+                self.state_tensors = [leaf.contiguous() for leaf in self.state_tensors]
+                strides = tuple(leaf.stride() for leaf in self.state_tensors)
+                state = tree_unflatten(self.state_tensors, tree_flatten(state)[1])
+            run = self.runners.get(strides)
+        if run is None:
+            # the state's first layout (a sweep's lanes start as views of one state) and the one the
+            # package returns it in (inductor's choice) each get a package: forcing one layout
+            # copied the state at every chunk and slowed a 64-lane sweep's package by a fifth
+            digest = hashlib.sha256(repr(strides).encode()).hexdigest()[:8]
+            self.folder = self.root / f"{self.key}-{digest}"
+            run = self.runners[strides] = self._prepare(model, state, xs, t0)
+        out = run([*self.model_tensors, *self.state_tensors, *_tensors(xs), t0])
         count, recorded = self.state_count, len(self.names)
-        self.state_tensors = [leaf.contiguous() for leaf in out[:count]]
+        self.state_tensors = list(out[:count])
         self.state = tree_unflatten(self.state_tensors, self.state_spec)
         records = dict(zip(self.names, out[count : count + recorded]))
         return self.state, records, out[count + recorded] if self.watched else None
 
 
-def _tensors(tree: Any, contiguous: bool = False) -> list[torch.Tensor]:
-    """The tensors of ``tree``, in order; ``contiguous`` for a state, whose next value the package
-    returns contiguous. A model's and an input's tensors keep their layout, which the key holds
-    (`layout`): a table shared by every lane (a view of stride 0) is read in place, not copied
-    once per lane."""
-    leaves = [leaf for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor)]
-    return [leaf.contiguous() for leaf in leaves] if contiguous else leaves
+def _tensors(tree: Any) -> list[torch.Tensor]:
+    """The tensors of ``tree``, in order, in their own layout (a model's and an input's are in the key,
+    `layout`; a state's name its package's folder): a table shared by every lane (a view of
+    stride 0) is read in place, not copied once per lane."""
+    return [leaf for leaf in tree_leaves(tree) if isinstance(leaf, torch.Tensor)]
 
 
 def layout(tree: Any) -> tuple:

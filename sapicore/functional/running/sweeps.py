@@ -174,4 +174,4 @@ def sweep(
         chunk_fn = make_chunk(lanes, plan.names, n, plan.every, plan.dt, inputs)
         return torch.func.vmap(chunk_fn, in_dims=(0, 0, input_dim, None), randomness=randomness)
 
-    return run_chunks(build, lanes, state, inputs, plan, sinks, keep)
+    return run_chunks(build, lanes, state, inputs, plan, sinks, keep, settings=(randomness, input_dim))
