@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -129,15 +130,19 @@ def lif_run(model=None, **options):
 @pytest.mark.slow
 def test_stored_chunks_equal_torch_compile_and_a_broken_package_is_compiled_again(tmp_path, monkeypatch, caplog):
     reference_loop = lif_run()
-    blocked = tmp_path / "a-file"
-    blocked.write_text("not a folder")
-    monkeypatch.setenv("SAPICORE_COMPILE_CACHE", str(blocked))
+
+    def cannot_compile(*args):
+        raise OSError("no space left on device")
+
+    monkeypatch.setenv("SAPICORE_COMPILE_CACHE", str(tmp_path / "blocked"))
+    monkeypatch.setattr(stored.StoredChunk, "_compile", cannot_compile)
     with caplog.at_level(logging.INFO, logger="sapicore.compile"):
-        compiled = lif_run(fast=True)  # the cache cannot be written: torch.compile's chunks
+        compiled = lif_run(fast=True)  # the package cannot be written: torch.compile's chunks
     assert "could not keep the compiled chunk on disk" in caplog.text
     assert torch.equal(compiled["spikes"], reference_loop["spikes"])
     assert torch.allclose(compiled["v"], reference_loop["v"], atol=1e-4)
 
+    monkeypatch.undo()
     cache = tmp_path / "cache"
     monkeypatch.setenv("SAPICORE_COMPILE_CACHE", str(cache))
     kept = lif_run(fast=True)
@@ -175,6 +180,18 @@ def test_runs_a_key_cannot_describe_are_not_kept():
         pass
 
     assert stored.chunk_key(stepper.structure_key((Local(), None, None), 20), ()) is None
+
+
+def test_a_cache_that_is_not_a_folder_is_refused_with_one_warning(tmp_path, monkeypatch):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("SAPICORE_COMPILE_CACHE", str(blocked))
+    monkeypatch.setattr(stored, "_WARNED", set())
+    with pytest.warns(RuntimeWarning, match="is not a folder, so compiled chunks are not kept on disk"):
+        assert stored.cache_root() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert stored.cache_root() is None  # told once
 
 
 @pytest.mark.parametrize("value", ["off", "0", "OFF", "none"])

@@ -35,17 +35,23 @@ try:
 except ImportError:  # Windows: no flock; torch's own lock only
     fcntl = None
 
-__all__ = ["cache_root", "build_key", "build_directory", "build_lock", "load_library", "COMPLETE"]
+__all__ = ["user_cache", "cache_root", "build_key", "build_directory", "build_lock", "load_library", "COMPLETE"]
 
 COMPLETE = "complete.txt"  # written last by a successful build: the library it names is whole
 
 
+def user_cache(variable: str, name: str) -> Path:
+    """``$variable`` if set, else ``name`` in Sapicore's cache folder (``~/.cache/sapicore``, or under
+    ``$XDG_CACHE_HOME``)."""
+    if os.environ.get(variable):
+        return Path(os.environ[variable]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "sapicore" / name
+
+
 def cache_root() -> Path:
     """The folder that holds every build (``$SAPICORE_KERNEL_CACHE`` if set)."""
-    if os.environ.get("SAPICORE_KERNEL_CACHE"):
-        return Path(os.environ["SAPICORE_KERNEL_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "sapicore" / "kernels"
+    return user_cache("SAPICORE_KERNEL_CACHE", "kernels")
 
 
 def _compiler() -> str:

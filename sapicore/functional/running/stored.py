@@ -47,6 +47,8 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
+from ..propagation.kernel_cache import user_cache
+
 __all__ = ["cache_root", "chunk_key", "layout", "StoredChunk"]
 
 LOG = logging.getLogger("sapicore.compile")
@@ -54,14 +56,25 @@ PACKAGE, SOURCES = "chunk.pt2", "sources.json"
 
 
 def cache_root() -> Path | None:
-    """The folder of stored chunks (``$SAPICORE_COMPILE_CACHE``), or None when it is ``off``."""
-    chosen = os.environ.get("SAPICORE_COMPILE_CACHE", "")
-    if chosen.lower() in ("off", "0", "none", "false"):
+    """The folder of stored chunks (``$SAPICORE_COMPILE_CACHE``), or None when it is ``off`` or names
+    something that is not a folder (said once, in a warning: chunks then compile in every process)."""
+    if os.environ.get("SAPICORE_COMPILE_CACHE", "").lower() in ("off", "0", "none", "false"):
         return None
-    if chosen:
-        return Path(chosen).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "sapicore" / "chunks"
+    root = user_cache("SAPICORE_COMPILE_CACHE", "chunks")
+    if root.exists() and not root.is_dir():
+        if str(root) not in _WARNED:
+            _WARNED.add(str(root))
+            warnings.warn(
+                f"SAPICORE_COMPILE_CACHE={root} is not a folder, so compiled chunks are not kept on disk; "
+                "set it to a folder, or to 'off'",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return None
+    return root
+
+
+_WARNED: set[str] = set()
 
 
 class _Unkeyable(Exception):
@@ -157,7 +170,8 @@ class _Exported(torch.nn.Module):
     def __init__(self, chunk: Callable, leaves: list, slots: list[int], spec: Any, names: tuple[str, ...]) -> None:
         super().__init__()
         self.chunk, self.slots, self.spec, self.names = chunk, slots, spec, names
-        self.static = [None if index in set(slots) else leaf for index, leaf in enumerate(leaves)]
+        given = set(slots)
+        self.static = [None if index in given else leaf for index, leaf in enumerate(leaves)]
         self.watched: bool | None = None
 
     def forward(self, *tensors: torch.Tensor) -> tuple:
