@@ -267,6 +267,11 @@ CASES = {
         ValueError,
         "need neurons on both sides",
     ),
+    "fixed_total_number_staged: float indices": (
+        lambda: conn.fixed_total_number_staged(3, 3, 2)[1](torch.float32),
+        ValueError,
+        "need dtype int64",
+    ),
     "from_indices: negative index": (lambda: conn.from_indices([-1], [0], 3, 3), ValueError, "pre indices must lie in"),
     "from_indices: float indices": (lambda: conn.from_indices([0.5], [0], 3, 3), (TypeError, ValueError), "ind"),
     # projections and networks
@@ -534,6 +539,12 @@ CASES = {
     "microcircuit: scale zero": (lambda: potjans2014.microcircuit(scale=0.0), ValueError, "scale"),
     "microcircuit: scale above one": (lambda: potjans2014.microcircuit(scale=2.0), ValueError, "scale"),
     "microcircuit: k_scale text": (lambda: potjans2014.microcircuit(scale=0.01, k_scale="x"), ValueError, "k_scale"),
+    "microcircuit: three tables": (lambda: potjans2014.microcircuit(scale=0.01, tables=3), ValueError, "tables"),
+    "microcircuit: tables given as True": (
+        lambda: potjans2014.microcircuit(scale=0.01, tables=True),
+        ValueError,
+        "tables must be 1 or 2",
+    ),
     "microcircuit: an unknown background": (
         lambda: potjans2014.microcircuit(scale=0.01, background="noise"),
         ValueError,
@@ -699,6 +710,7 @@ COMMAND = {
     "run: a duration of zero": (["run", "coba", "--duration", "0"], "--duration must be a positive number"),
     "run: a negative duration": (["run", "coba", "--duration", "-1"], "--duration must be a positive number"),
     "run: the microcircuit at scale zero": (["run", "microcircuit", "--set", "builder.scale=0"], "builder.scale"),
+    "run: the microcircuit in three tables": (["run", "microcircuit", "--set", "builder.tables=3"], "builder.tables"),
     "run: an unknown builder": (["run", "microcircuit", "--set", "builder.name=brunel"], "builder.name"),
     "sweep: a spec without a sweep section": (["sweep", "coba"], "no sweep: section"),
     "sweep: a grid of an empty list": (

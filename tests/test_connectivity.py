@@ -85,3 +85,6 @@ def test_fixed_total_number_in_two_stages_draws_the_same_synapses():
     assert torch.equal(out_degree, links.out_degree())
     for drawn in (first, again):
         assert torch.equal(drawn.pre, links.pre) and torch.equal(drawn.post, links.post)
+    small = draw(torch.int32)  # the same numbers in half the memory
+    assert small.pre.dtype == small.post.dtype == torch.int32
+    assert torch.equal(small.pre.long(), links.pre) and torch.equal(small.post.long(), links.post)

@@ -28,22 +28,49 @@ def small():
 
 
 def blocks(net):
-    """Each (source, target) pair's recurrent synapses: {(i, j): (pre, post, weights, delays)}."""
-    proj = net.projections["synapses"]
-    mask = proj.mask
-    pre = torch.arange(proj.n_pre + 1)[:, None].expand_as(proj.targets)[mask]
-    post, weights = proj.targets[mask].long(), proj.weights[mask]
-    delays = proj.delays[mask] if isinstance(proj.delays, torch.Tensor) else torch.full_like(post, proj.delays)
+    """Each (source, target) pair's recurrent synapses: {(i, j): (pre, post, weights, delays)}, from
+    the two tables (each source population's rows in one of them)."""
     sizes = [size for _, size in net.populations["cortex"].parts]
     starts = torch.tensor([0] + sizes).cumsum(0)
-    source_of = torch.bucketize(pre, starts[1:], right=True)
-    target_of = torch.bucketize(post, starts[1:], right=True)
-    return {
-        (i, j): (pre[keep] - starts[i], post[keep] - starts[j], weights[keep], delays[keep])
-        for i in range(8)
-        for j in range(8)
-        if bool((keep := (source_of == i) & (target_of == j)).any())
-    }
+    found = {}
+    for name in sorted(set(net.projections) - {"external"}):
+        proj = net.projections[name]
+        mask = proj.mask
+        pre = torch.arange(proj.n_pre + 1)[:, None].expand_as(proj.targets)[mask]
+        post, weights = proj.targets[mask].long(), proj.weights[mask]
+        delays = proj.delays[mask] if isinstance(proj.delays, torch.Tensor) else torch.full_like(post, proj.delays)
+        members = [pd.POPULATIONS.index(part) for part in proj.source] if proj.source != "cortex" else list(range(8))
+        firsts = torch.tensor([0] + [sizes[k] for k in members]).cumsum(0)
+        member_of = torch.bucketize(pre, firsts[1:], right=True)
+        target_of = torch.bucketize(post, starts[1:], right=True)
+        for m, i in enumerate(members):
+            for j in range(8):
+                keep = (member_of == m) & (target_of == j)
+                if bool(keep.any()):
+                    found[i, j] = (pre[keep] - firsts[m], post[keep] - starts[j], weights[keep], delays[keep])
+    return found
+
+
+def test_one_table_holds_the_same_synapses_as_two():
+    one, two = (pd.microcircuit(scale=0.02, k_scale=0.05, seed=4, tables=k) for k in (1, 2))
+    assert set(one.projections) == {"synapses", "external"}
+    assert one.projections["synapses"].source == "cortex"
+    first, second = blocks(one), blocks(two)
+    assert first.keys() == second.keys()
+    for pair, arrays in first.items():
+        assert all(torch.equal(a, b) for a, b in zip(arrays, second[pair])), pair
+
+
+def test_two_tables_group_the_populations_by_out_degree(small):
+    """The four populations with the most synapses per neuron get the wide table; every population
+    is in one table; the two hold fewer slots than one table would."""
+    narrow, wide = pd.out_degree_groups(list(pd.FULL_SIZES), pd.synapse_counts())
+    assert [pd.POPULATIONS[k] for k in wide] == ["L23E", "L23I", "L4I", "L6I"]
+    assert sorted(narrow + wide) == list(range(8))
+    tables = [small.projections[name] for name in ("synapses_narrow", "synapses_wide")]
+    assert sorted(part for proj in tables for part in proj.source) == sorted(pd.POPULATIONS)
+    widest = max(proj.targets.shape[1] for proj in tables)
+    assert sum(proj.targets.numel() for proj in tables) < 0.8 * (sum(proj.n_pre for proj in tables) + 1) * widest
 
 
 def test_each_pair_of_populations_gets_its_fixed_total_number_with_multapses(small):
@@ -123,6 +150,6 @@ def test_builder_arguments_are_checked(capsys):
 
 def test_the_dc_background_gives_a_network_without_poisson_sources():
     net = pd.microcircuit(scale=0.01, background="dc")
-    assert set(net.populations) == {"cortex"} and set(net.projections) == {"synapses"}
+    assert set(net.populations) == {"cortex"} and set(net.projections) == {"synapses_narrow", "synapses_wide"}
     assert [name for name, _ in net.populations["cortex"].parts] == list(pd.POPULATIONS)
     assert isinstance(net.populations["cortex"].model, sf.LIF) and bool((net.drive["cortex"] > 0).all())
