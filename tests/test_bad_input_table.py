@@ -272,6 +272,11 @@ CASES = {
         ValueError,
         "need dtype int64",
     ),
+    "fixed_total_number_staged: pieces of zero": (
+        lambda: list(conn.fixed_total_number_staged(3, 3, 2)[1].pieces(0)),
+        ValueError,
+        "size must be a positive int",
+    ),
     "from_indices: negative index": (lambda: conn.from_indices([-1], [0], 3, 3), ValueError, "pre indices must lie in"),
     "from_indices: float indices": (lambda: conn.from_indices([0.5], [0], 3, 3), (TypeError, ValueError), "ind"),
     # projections and networks

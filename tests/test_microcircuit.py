@@ -61,6 +61,27 @@ def test_one_table_holds_the_same_synapses_as_two():
         assert all(torch.equal(a, b) for a, b in zip(arrays, second[pair])), pair
 
 
+def test_large_blocks_are_drawn_in_pieces_with_the_same_connectivity(monkeypatch, small):
+    """Blocks above PIECE synapses are drawn piece by piece: the same pairs of neurons, weights of
+    the same signs; a rank's share still equals the partition of the whole network."""
+    monkeypatch.setattr(pd, "PIECE", 1000)
+    pieced = pd.microcircuit(scale=0.02, k_scale=0.05, seed=4)
+    before, after = blocks(small), blocks(pieced)
+    assert before.keys() == after.keys()
+    changed = 0
+    for pair, (pre, post, weights, _) in before.items():
+        pre_after, post_after, weights_after, _ = after[pair]
+        assert torch.equal(pre, pre_after) and torch.equal(post, post_after)
+        assert bool((torch.sign(weights) == torch.sign(weights_after)).all())
+        changed += not torch.equal(weights, weights_after)
+    assert changed > 0  # some block had more than 1,000 synapses
+    share = pd.microcircuit(scale=0.02, k_scale=0.05, seed=4, share=(1, 2))
+    cut = sf.partition(pieced, 1, 2)
+    for name, proj in cut.projections.items():
+        assert torch.equal(proj.targets, share.projections[name].targets)
+        assert torch.equal(proj.weights, share.projections[name].weights)
+
+
 def test_two_tables_group_the_populations_by_out_degree(small):
     """The four populations with the most synapses per neuron get the wide table; every population
     is in one table; the two hold fewer slots than one table would."""

@@ -136,6 +136,11 @@ def _mean_currents() -> torch.Tensor:
     return currents
 
 
+#: synapses drawn at once while building: a larger block's weights and delays are drawn piece by piece
+#: (a realisation of its own; every block is smaller while scale x k_scale <= 0.09, e.g. scale 0.3)
+PIECE = 1 << 22
+
+
 def _normal_redrawn(mean: float, std: float, count: int, generator: torch.Generator, keep) -> torch.Tensor:
     """``count`` normal draws; those where ``keep`` is False are drawn again until it holds."""
     values = torch.randn(count, generator=generator).mul_(std).add_(mean)
@@ -211,9 +216,9 @@ def microcircuit(
     ``1 / world`` of the synapse table.
 
     At full scale the recurrent synapses are drawn block by block (one pair of populations at a time)
-    into two [`SynapseTable`][sapicore.functional.SynapseTable]s (see the module docstring), so the build
-    needs little memory beyond the tables (about 3.5 GB: int32 targets, float32 weights and int8
-    delays, in rows as wide as each table's largest out-degree).
+    into two [`SynapseTable`][sapicore.functional.SynapseTable]s (see the module docstring), in pieces of
+    at most `PIECE` synapses, so the build needs little memory beyond the tables (about 3.5 GB: int32
+    targets, float32 weights and int8 delays, in rows as wide as each table's largest out-degree).
     """
     if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
         raise ValueError(f"scale must be a number in (0, 1], got {scale!r}")
@@ -299,31 +304,32 @@ def microcircuit(
             sizes[source], sizes[target], count, seed_of(source, target)
         )
         if world > 1:
-            block = draws[source, target](torch.int32)
-            degree = torch.bincount(block.pre[local(block.post + starts[target])], minlength=sizes[source])
-            del block
+            degree = torch.zeros(sizes[source], dtype=torch.int64)
+            for piece in draws[source, target].pieces(PIECE, torch.int32):
+                degree += torch.bincount(piece.pre[local(piece.post + starts[target])], minlength=sizes[source])
         out_degree[group_of[source]][row_start[source] : row_start[source] + sizes[source]] += degree
     tables = {name: sf.SynapseTable(degree, n_local, dt, dtype=torch.float32) for name, degree in out_degree.items()}
     del out_degree
-    for source, target, count in sorted(blocks):  # second pass, by source population: rows fill in order
-        block = draws.pop((source, target))(torch.int32)  # half the memory of int64 indices
+    for source, target, _ in sorted(blocks):  # second pass, by source population: rows fill in order
         mean = float(currents[target, source])
         keep = (lambda w: w > 0) if mean > 0 else (lambda w: w < 0)
-        weights = _normal_redrawn(mean, abs(mean) * WEIGHT_REL_STD, count, generator, keep)
         delay_mean = DELAY_MEAN[POPULATIONS[source][-1]]
-        delays = torch.randn(count, generator=generator).mul_(delay_mean * DELAY_REL_STD).add_(delay_mean)
-        # NEST's delay d is one step of latency plus d - dt (module docstring); in place, to spare memory
-        pre, post = block.pre.add_(row_start[source]), block.post.add_(starts[target])
-        if world > 1:  # the drawing is the whole network's; the rank keeps its targets' synapses
-            mine = local(post)
-            pre, post, weights, delays = (
-                pre[mine],
-                post[mine].div_(world, rounding_mode="floor"),
-                weights[mine],
-                delays[mine],
-            )
-        tables[group_of[source]].add(pre, post, weights.mul_(charge), delays.clamp_(min=dt).sub_(dt))
-        del block, pre, post, weights, delays
+        for piece in draws.pop((source, target)).pieces(PIECE, torch.int32):  # never a whole block at once
+            count = len(piece)
+            weights = _normal_redrawn(mean, abs(mean) * WEIGHT_REL_STD, count, generator, keep)
+            delays = torch.randn(count, generator=generator).mul_(delay_mean * DELAY_REL_STD).add_(delay_mean)
+            # NEST's delay d is one step of latency plus d - dt (module docstring); in place, to spare memory
+            pre, post = piece.pre.add_(row_start[source]), piece.post.add_(starts[target])
+            if world > 1:  # the drawing is the whole network's; the rank keeps its targets' synapses
+                mine = local(post)
+                pre, post, weights, delays = (
+                    pre[mine],
+                    post[mine].div_(world, rounding_mode="floor"),
+                    weights[mine],
+                    delays[mine],
+                )
+            tables[group_of[source]].add(pre, post, weights.mul_(charge), delays.clamp_(min=dt).sub_(dt))
+            del piece, pre, post, weights, delays
     projections = {
         name: tables.pop(name).projection(
             "cortex" if len(members) == 8 else tuple(POPULATIONS[k] for k in members), "cortex", synapse

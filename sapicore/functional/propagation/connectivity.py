@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -27,6 +27,7 @@ __all__ = [
     "fixed_total_number",
     "fixed_total_number_out_degree",
     "fixed_total_number_staged",
+    "StagedDraw",
     "from_indices",
 ]
 
@@ -256,29 +257,45 @@ def fixed_total_number_out_degree(n_pre: int, n_post: int, count: int, seed: int
 
 def fixed_total_number_staged(
     n_pre: int, n_post: int, count: int, seed: int | None = None
-) -> tuple[torch.Tensor, Callable[[], Connectivity]]:
+) -> tuple[torch.Tensor, StagedDraw]:
     """``fixed_total_number`` in two stages, for a builder that sizes a
     [`SynapseTable`][sapicore.functional.SynapseTable] from every block before it fills it: each
-    source's number of synapses now, and a function drawing the synapses later (equal to
-    ``fixed_total_number(n_pre, n_post, count, seed)``) without drawing those numbers again.
-    ``draw(dtype)`` gives the indices as ``dtype``: int32 (the same numbers) halves the memory of a
-    large block (the microcircuit's largest holds 45 million synapses: 0.73 GB of int64 indices)."""
+    source's number of synapses now, and a `StagedDraw` drawing the synapses later (equal to
+    ``fixed_total_number(n_pre, n_post, count, seed)``) without drawing those numbers again."""
     generator = _generator(seed)
     out_degree = _total_number_out_degree(n_pre, n_post, count, generator)
-    state = generator.get_state()  # where the targets' draws start
+    return out_degree, StagedDraw(n_pre, n_post, out_degree, generator.get_state())
 
-    def draw(dtype: torch.dtype = torch.int64) -> Connectivity:
-        if dtype not in (torch.int32, torch.int64) or (dtype == torch.int32 and max(n_pre, n_post) >= 2**31):
+
+class StagedDraw:
+    """The synapses of `fixed_total_number_staged`, drawn when asked: all at once (``draw()``), or
+    in consecutive pieces (``draw.pieces(size)``) that together are the same synapses, so that a
+    builder never holds a whole block (the microcircuit's largest has 45 million synapses: 0.73 GB of
+    int64 indices). ``dtype``: int64, or int32 (the same numbers in half the memory)."""
+
+    def __init__(self, n_pre: int, n_post: int, out_degree: torch.Tensor, state: torch.Tensor) -> None:
+        self.n_pre, self.n_post, self.out_degree, self.state = n_pre, n_post, out_degree, state  # state: targets' draws
+        self.count = int(out_degree.sum())
+
+    def __call__(self, dtype: torch.dtype = torch.int64) -> Connectivity:
+        return next(self.pieces(max(self.count, 1), dtype))
+
+    def pieces(self, size: int, dtype: torch.dtype = torch.int64) -> Iterator[Connectivity]:
+        """The synapses in pieces of at most ``size`` (ordered by source; the last may be shorter)."""
+        if dtype not in (torch.int32, torch.int64) or (dtype == torch.int32 and max(self.n_pre, self.n_post) >= 2**31):
             raise ValueError(
-                f"indices of {n_pre} x {n_post} neurons need dtype int64 (or int32 below 2**31), got {dtype}"
+                f"indices of {self.n_pre} x {self.n_post} neurons need dtype int64 (or int32 below 2**31), got {dtype}"
             )
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int (synapses per piece), got {size!r}")
         targets = torch.Generator().manual_seed(0)
-        targets.set_state(state)
-        pre = torch.repeat_interleave(torch.arange(n_pre, dtype=dtype), out_degree)
-        post = torch.randint(0, max(n_post, 1), (count,), generator=targets, dtype=dtype)
-        return Connectivity(pre, post, n_pre, n_post)
-
-    return out_degree, draw
+        targets.set_state(self.state)  # drawn piece by piece, the targets are the same numbers
+        ends = torch.cumsum(self.out_degree, 0)
+        for start in range(0, self.count, size) if self.count else (0,):
+            stop = min(start + size, self.count)
+            pre = torch.searchsorted(ends, torch.arange(start, stop), right=True).to(dtype)
+            post = torch.randint(0, max(self.n_post, 1), (stop - start,), generator=targets, dtype=dtype)
+            yield Connectivity(pre, post, self.n_pre, self.n_post)
 
 
 def _total_number_out_degree(n_pre: int, n_post: int, count: int, generator: torch.Generator) -> torch.Tensor:
