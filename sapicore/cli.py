@@ -441,16 +441,61 @@ def _partitioned(path: Path, settings: Any) -> tuple[int, int]:
     return _distributed(settings.device)
 
 
+#: seconds a collective of a partitioned run waits for the other processes before it fails
+DEFAULT_EXCHANGE_TIMEOUT = 600.0
+
+
+def exchange_timeout() -> float:
+    """Seconds a collective waits for the other processes (``$SAPICORE_EXCHANGE_TIMEOUT``, default
+    600: long enough for every rank to build its share of a large network before the first exchange).
+    A process that dies is noticed at once (its connections close); one that is stuck, after this."""
+    text = os.environ.get("SAPICORE_EXCHANGE_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_EXCHANGE_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"SAPICORE_EXCHANGE_TIMEOUT must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
 def _distributed(device: str) -> tuple[int, int]:
-    """(rank, world size): from torchrun's environment, joining its process group; else (0, 1)."""
+    """(rank, world size): from torchrun's environment, joining its process group (collectives time
+    out after `exchange_timeout` seconds); else (0, 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1
+    import datetime
+
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        timeout = datetime.timedelta(seconds=exchange_timeout())
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo", timeout=timeout)
     return dist.get_rank(), world
+
+
+def _exchange_failure(err: BaseException) -> str | None:
+    """One line for a collective that failed in a partitioned run (a process died or is stuck), or
+    None when ``err`` is something else."""
+    import re
+
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return None
+    text = str(err)
+    if not (isinstance(err, getattr(dist, "DistError", ())) or re.search(r"gloo|nccl|timed? ?out", text, re.I)):
+        return None
+    first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0] if text else type(err).__name__)
+    first = first.split(" This is typically")[0].rstrip(". ")
+    return (
+        f"rank {dist.get_rank()} of {dist.get_world_size()}: the exchange with the other processes failed ({first}); "
+        f"another process stopped or is stuck (its own output says why; collectives give up after "
+        f"{exchange_timeout():g} s, SAPICORE_EXCHANGE_TIMEOUT); partial outputs removed"
+    )
 
 
 def _settings(spec: Any, duration: float) -> dict:
@@ -793,6 +838,12 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, ValueError, FloatingPointError) as err:
         print(f"sapicore: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a partitioned run whose exchange failed says so in one line
+        line = _exchange_failure(err)
+        if line is None:
+            raise
+        print(f"sapicore: error: {line}", file=sys.stderr)
+        return 1
     finally:
         if handles_signals:
             signal.signal(signal.SIGTERM, previous)

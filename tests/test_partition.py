@@ -231,6 +231,61 @@ def test_the_command_under_torchrun_refuses_what_partitions_do_not_run(monkeypat
     assert code != 0 and "under torchrun a network runs partitioned on CPUs" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value", ["abc", "-1", "0", "inf", "nan"])
+def test_a_bad_exchange_timeout_is_refused_in_one_line(monkeypatch, tmp_path, capsys, value):
+    from sapicore.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("SAPICORE_EXCHANGE_TIMEOUT", value)
+    code = main(["run", "coba", "--out", str(tmp_path / "out"), "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2 and "SAPICORE_EXCHANGE_TIMEOUT must be a positive number of seconds" in error
+    assert not (tmp_path / "out").exists()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for tasks in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(word) for word in tasks.read_text().split()]
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds torchrun's workers through /proc")
+def test_a_rank_killed_mid_run_stops_the_other_with_one_line(tmp_path):
+    """SIGKILL one of two ranks while they exchange spikes: the other notices at once (its gloo
+    connection closes), says so in one line instead of a traceback, and torchrun ends the run."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    command += ["--monitor-interval=5", "-m", "sapicore"]  # torchrun's SIGTERM comes after the survivor's line
+    command += ["run", "microcircuit", "--set", "builder.scale=0.05", "--set", "builder.background=keyed"]
+    command += ["--duration", "60000", "--no-progress", "--out", str(out)]
+    environment = dict(os.environ, OMP_NUM_THREADS="1", SAPICORE_EXCHANGE_TIMEOUT="30")
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "records.part.nix").exists():  # rank 0 streams records: both ranks are running
+            assert launcher.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.5)
+        time.sleep(2.0)
+        workers = _children(launcher.pid)
+        assert len(workers) == 2, workers
+        os.kill(workers[1], signal.SIGKILL)
+        killed = time.monotonic()
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode != 0 and time.monotonic() - killed < 60
+    lines = [line for line in output.splitlines() if line.startswith("sapicore: error: rank ")]
+    assert len(lines) == 1, output[-3000:]
+    assert "the exchange with the other processes failed" in lines[0] and "SAPICORE_EXCHANGE_TIMEOUT" in lines[0]
+    assert "[rank0]: Traceback" not in output and "[rank1]: Traceback" not in output
+
+
 def test_the_microcircuit_builds_a_share_equal_to_the_partition_of_the_whole():
     """``microcircuit(share=(rank, world))`` draws the whole network's synapses and keeps the rank's
     targets': the same tables (targets, weights, delays, ring length) and initial potentials as

@@ -275,7 +275,7 @@ class StagedDraw:
 
     def __init__(self, n_pre: int, n_post: int, out_degree: torch.Tensor, state: torch.Tensor) -> None:
         self.n_pre, self.n_post, self.out_degree, self.state = n_pre, n_post, out_degree, state  # state: targets' draws
-        self.count = int(out_degree.sum())
+        self.count = int(out_degree.sum())  # sync-ok: building connectivity
 
     def __call__(self, dtype: torch.dtype = torch.int64) -> Connectivity:
         return next(self.pieces(max(self.count, 1), dtype))
