@@ -24,8 +24,8 @@ outgoing synapses per neuron (L2/3E, L2/3I, L4I, L6I) and ``synapses_narrow`` fr
 (SynapseTable); one table for all eight would be 43% padding at full scale (6,769 slots per row
 for a mean of 3,873), two keep it to 22%, sparing 1.2 GB. ``tables=1`` builds that one projection,
 ``synapses``, instead: a step then costs about 15% less on one CPU thread (one ring buffer of future
-input instead of two, which the events' scattered additions keep in cache better). The Poisson background is one population ``background``
-([`PoissonSource`][sapicore.functional.PoissonSource], one source per cortical neuron emitting the count of
+input instead of two, which the events' scattered additions keep in cache better). The Poisson
+background is one population ``background`` ([`PoissonSource`][sapicore.functional.PoissonSource], one source per cortical neuron emitting the count of
 its ``K_ext`` trains' spikes) with a one-to-one projection ``external``.
 
 Downscaling: ``scale`` multiplies neuron numbers, ``k_scale`` (default ``scale``) in-degrees. With
@@ -308,7 +308,7 @@ def microcircuit(
             for piece in draws[source, target].pieces(PIECE, torch.int32):
                 degree += torch.bincount(piece.pre[local(piece.post + starts[target])], minlength=sizes[source])
         out_degree[group_of[source]][row_start[source] : row_start[source] + sizes[source]] += degree
-    tables = {name: sf.SynapseTable(degree, n_local, dt, dtype=torch.float32) for name, degree in out_degree.items()}
+    filling = {name: sf.SynapseTable(degree, n_local, dt, dtype=torch.float32) for name, degree in out_degree.items()}
     del out_degree
     for source, target, _ in sorted(blocks):  # second pass, by source population: rows fill in order
         mean = float(currents[target, source])
@@ -328,10 +328,10 @@ def microcircuit(
                     weights[mine],
                     delays[mine],
                 )
-            tables[group_of[source]].add(pre, post, weights.mul_(charge), delays.clamp_(min=dt).sub_(dt))
+            filling[group_of[source]].add(pre, post, weights.mul_(charge), delays.clamp_(min=dt).sub_(dt))
             del piece, pre, post, weights, delays
     projections = {
-        name: tables.pop(name).projection(
+        name: filling.pop(name).projection(
             "cortex" if len(members) == 8 else tuple(POPULATIONS[k] for k in members), "cortex", synapse
         )
         for name, members in groups.items()
