@@ -37,7 +37,7 @@ def sapicore_worker(
     fast: bool,
     device: str,
     records: str = "events",
-    tables: int = 2,
+    tables: int = 0,
 ) -> dict:
     """One Sapicore run in its own process. ``records``: the spikes kept as events in memory
     ("events"), streamed to a NIX file as ``sapicore run`` writes them ("nix"), or not recorded
@@ -55,7 +55,7 @@ def sapicore_worker(
     torch.set_num_threads(1)
     warm(torch.device(device))  # kernel builds and JITs before the build and run timers
     start = time.perf_counter()
-    net = sf.to(pd.microcircuit(scale, k_scale=k_scale, tables=tables), device)
+    net = sf.to(pd.microcircuit(scale, k_scale=k_scale, tables=tables or None), device)
     state = pd.initial_state(net, device=device)
     if device != "cpu":
         torch.cuda.synchronize()
@@ -150,7 +150,7 @@ def main() -> None:
         "--records", action="store_true", help="also time fast=True without records and streaming spikes to NIX"
     )
     parser.add_argument(
-        "--tables", type=int, choices=(1, 2), default=2, help="recurrent synapse tables (microcircuit(tables=...))"
+        "--tables", type=int, choices=(1, 2), default=0, help="recurrent synapse tables (default: the builder's choice)"
     )
     parser.add_argument("--worker", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -548,7 +548,7 @@ CASES = {
     "microcircuit: tables given as True": (
         lambda: potjans2014.microcircuit(scale=0.01, tables=True),
         ValueError,
-        "tables must be 1 or 2",
+        "tables must be 1, 2 or None",
     ),
     "microcircuit: an unknown background": (
         lambda: potjans2014.microcircuit(scale=0.01, background="noise"),

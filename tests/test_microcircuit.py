@@ -51,6 +51,23 @@ def blocks(net):
     return found
 
 
+def test_two_tables_are_built_where_they_spare_memory():
+    """By default two tables from about scale 0.46 on (1.2 GB spared at full scale), else one."""
+    assert set(pd.microcircuit(scale=0.02, k_scale=0.05).projections) == {"synapses", "external"}
+    for scale, two in ((1.0, True), (0.5, True), (0.4, False), (0.1, False)):
+        sizes = [max(1, round(n * scale)) for n in pd.FULL_SIZES]
+        counts = torch.round(pd.synapse_counts() * scale * scale)
+        spared = pd._spared_bytes(sizes, counts, *pd.out_degree_groups(sizes, counts))
+        assert (spared >= pd.SPARED_BYTES) == two, scale
+    assert (
+        1.1e9
+        < pd._spared_bytes(
+            list(pd.FULL_SIZES), pd.synapse_counts(), *pd.out_degree_groups(list(pd.FULL_SIZES), pd.synapse_counts())
+        )
+        < 1.3e9
+    )
+
+
 def test_one_table_holds_the_same_synapses_as_two():
     one, two = (pd.microcircuit(scale=0.02, k_scale=0.05, seed=4, tables=k) for k in (1, 2))
     assert set(one.projections) == {"synapses", "external"}
@@ -82,13 +99,14 @@ def test_large_blocks_are_drawn_in_pieces_with_the_same_connectivity(monkeypatch
         assert torch.equal(proj.weights, share.projections[name].weights)
 
 
-def test_two_tables_group_the_populations_by_out_degree(small):
+def test_two_tables_group_the_populations_by_out_degree():
     """The four populations with the most synapses per neuron get the wide table; every population
     is in one table; the two hold fewer slots than one table would."""
     narrow, wide = pd.out_degree_groups(list(pd.FULL_SIZES), pd.synapse_counts())
     assert [pd.POPULATIONS[k] for k in wide] == ["L23E", "L23I", "L4I", "L6I"]
     assert sorted(narrow + wide) == list(range(8))
-    tables = [small.projections[name] for name in ("synapses_narrow", "synapses_wide")]
+    two = pd.microcircuit(scale=0.02, k_scale=0.05, seed=4, tables=2)
+    tables = [two.projections[name] for name in ("synapses_narrow", "synapses_wide")]
     assert sorted(part for proj in tables for part in proj.source) == sorted(pd.POPULATIONS)
     widest = max(proj.targets.shape[1] for proj in tables)
     assert sum(proj.targets.numel() for proj in tables) < 0.8 * (sum(proj.n_pre for proj in tables) + 1) * widest
@@ -171,6 +189,6 @@ def test_builder_arguments_are_checked(capsys):
 
 def test_the_dc_background_gives_a_network_without_poisson_sources():
     net = pd.microcircuit(scale=0.01, background="dc")
-    assert set(net.populations) == {"cortex"} and set(net.projections) == {"synapses_narrow", "synapses_wide"}
+    assert set(net.populations) == {"cortex"} and set(net.projections) == {"synapses"}
     assert [name for name, _ in net.populations["cortex"].parts] == list(pd.POPULATIONS)
     assert isinstance(net.populations["cortex"].model, sf.LIF) and bool((net.drive["cortex"] > 0).all())

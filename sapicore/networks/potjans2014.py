@@ -20,7 +20,8 @@ The eight populations are the parts of one LIF population, ``cortex`` (so they s
 their names work as population names: ``"L4E.spikes"``, projections, drives). The recurrent synapses
 are two projections onto ``cortex``: ``synapses_wide`` from the four populations with the most
 outgoing synapses per neuron (L2/3E, L2/3I, L4I, L6I) and ``synapses_narrow`` from the other four
-(`out_degree_groups`). A sparse projection's table holds rows as wide as its largest out-degree
+(`out_degree_groups`), where that spares memory (``tables``). A sparse projection's table holds rows
+as wide as its largest out-degree
 (SynapseTable); one table for all eight would be 43% padding at full scale (6,769 slots per row
 for a mean of 3,873), two keep it to 22%, sparing 1.2 GB. ``tables=1`` builds that one projection,
 ``synapses``, instead: a step then costs about 15% less on one CPU thread (one ring buffer of future
@@ -192,6 +193,22 @@ def out_degree_groups(sizes: Sequence[int], counts: torch.Tensor) -> tuple[tuple
     return tuple(sorted(order[:cut])), tuple(sorted(order[cut:]))
 
 
+#: what two synapse tables must spare, against one, for ``microcircuit(tables=None)`` to build two
+#: (each costs a ring buffer of its own: about 15% more per step at full scale, 7% at scale 0.1)
+SPARED_BYTES = 1 << 28
+
+
+def _spared_bytes(sizes: Sequence[int], counts: torch.Tensor, narrow: tuple, wide: tuple) -> float:
+    """Bytes (9 per slot) that tables for ``narrow`` and ``wide`` spare against one table, with rows
+    as wide as the expected mean out-degrees (the drawn widths are a few percent larger)."""
+    mean = counts.to(torch.float64).sum(0) / torch.tensor(sizes, dtype=torch.float64)
+
+    def slots(group: Sequence[int]) -> float:
+        return float(sum(sizes[k] for k in group) * mean[list(group)].max())
+
+    return 9.0 * (slots(range(len(sizes))) - slots(narrow) - slots(wide))
+
+
 def microcircuit(
     scale: float = 1.0,
     k_scale: float | None = None,
@@ -199,7 +216,7 @@ def microcircuit(
     seed: int = 1,
     background: str = "poisson",
     share: tuple[int, int] | None = None,
-    tables: int = 2,
+    tables: int | None = None,
 ) -> sf.Network:
     """Build the microcircuit with ``scale`` x its neurons and ``k_scale`` x its in-degrees (see the
     module docstring). ``background``: "poisson" (K_ext Poisson trains per neuron, drawn from torch's
@@ -207,8 +224,9 @@ def microcircuit(
     processes with ``partition`` gives the single process's spikes) or "dc" (their mean current).
     Seeded: the same arguments give the same network.
 
-    ``tables``: 2 (the recurrent synapses in two projections by out-degree, the least memory) or 1
-    (one projection, faster per step); see the module docstring.
+    ``tables``: 2 (the recurrent synapses in two projections by out-degree, the least memory), 1 (one
+    projection, faster per step) or None: 2 where they spare at least `SPARED_BYTES` (from
+    scale x k_scale of about 0.2 on; 1.2 GB at full scale), else 1. See the module docstring.
 
     ``share=(rank, world)`` builds only that rank's share (as ``sapicore.functional.partition`` of
     the whole network gives it, equal to it): its neurons and the synapses onto them, drawn as the
@@ -225,8 +243,8 @@ def microcircuit(
     k_scale = scale if k_scale is None else k_scale
     if not (isinstance(k_scale, (int, float)) and 0 < k_scale <= 1):
         raise ValueError(f"k_scale must be a number in (0, 1], got {k_scale!r}")
-    if isinstance(tables, bool) or tables not in (1, 2):
-        raise ValueError(f"tables must be 1 or 2, got {tables!r}")
+    if tables is not None and (isinstance(tables, bool) or tables not in (1, 2)):
+        raise ValueError(f"tables must be 1, 2 or None (chosen by the memory they spare), got {tables!r}")
     if background not in ("poisson", "keyed", "dc"):
         raise ValueError(f"background must be 'poisson', 'keyed' or 'dc', got {background!r}")
     generator = torch.Generator().manual_seed(seed)
@@ -285,10 +303,10 @@ def microcircuit(
     def seed_of(source: int, target: int) -> int:
         return seed * 100 + target * 8 + source
 
-    if tables == 1:
-        groups = {"synapses": tuple(range(8))}
-    else:
-        groups = dict(zip(("synapses_narrow", "synapses_wide"), out_degree_groups(sizes, counts)))
+    narrow, wide = out_degree_groups(sizes, counts)
+    if tables is None:
+        tables = 2 if _spared_bytes(sizes, counts, narrow, wide) >= SPARED_BYTES else 1
+    groups = {"synapses": tuple(range(8))} if tables == 1 else {"synapses_narrow": narrow, "synapses_wide": wide}
     group_of, row_start = {}, {}  # each source population's table, and its first row there
     for name, members in groups.items():
         first = 0
