@@ -16,6 +16,12 @@ dt), so resuming on a network whose populations, sizes or synapses differ (a cha
 with the same shapes, say) is refused by ``simulate``, naming the projection, instead of putting
 learnt weights onto other pairs.
 
+A partitioned run (each rank holding its share of a network, ``sapicore.functional.partition``)
+checkpoints under a process group: every rank calls ``save_checkpoint(path, state, step=...,
+model=share)`` with its own state; each writes its shard (``path.rank0-of-2`` ...) and rank 0 then
+writes the manifest under ``path``. ``load_checkpoint(path)`` on each rank of a run with as many
+ranks reads that rank's shard (its state, share and generators).
+
 Checkpoints are pickles (``torch.save``): load only files you trust.
 """
 
@@ -31,11 +37,40 @@ __all__ = ["save_checkpoint", "load_checkpoint"]
 FORMAT = 1
 
 
+def _share(model: Any) -> tuple[int, int] | None:
+    """(rank, world) when ``model`` is one rank's share of a partitioned network, else None."""
+    exchange = getattr(model, "exchange", None)
+    return None if exchange is None else (exchange.rank, exchange.world)
+
+
+def shard_path(path: str | Path, rank: int, world: int) -> Path:
+    """Where rank ``rank`` of ``world`` keeps its shard of the checkpoint ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.rank{rank}-of-{world}")
+
+
+def _write(payload: dict, path: Path) -> None:
+    partial = path.with_name(path.name + ".partial")
+    torch.save(payload, partial)
+    partial.replace(path)  # a crash while writing never leaves a half-written checkpoint under the name
+
+
 def save_checkpoint(path: str | Path, state: Any, *, step: int, model: Any = None, extra: dict | None = None) -> Path:
-    """Write ``state`` (and ``model``, ``extra``) with the step count and the generators' states."""
+    """Write ``state`` (and ``model``, ``extra``) with the step count and the generators' states; for
+    a rank's share (``model``), its shard, and on rank 0 the manifest once every shard is written
+    (every rank must call it)."""
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step must be an int >= 0, got {step!r}")
     path = Path(path)
+    share = _share(model)
+    if share is not None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized() or dist.get_world_size() != share[1] or dist.get_rank() != share[0]:
+            raise ValueError(
+                f"a share of rank {share[0]} of {share[1]} is saved from that rank of an initialised process group "
+                "of as many processes (every rank calls save_checkpoint)"
+            )
     payload = {
         "format": FORMAT,
         "state": state,
@@ -45,9 +80,16 @@ def save_checkpoint(path: str | Path, state: Any, *, step: int, model: Any = Non
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "extra": extra or {},
     }
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    partial.replace(path)  # a crash while writing never leaves a half-written checkpoint under the name
+    if share is None:
+        _write(payload, path)
+        return path
+    rank, world = share
+    _write({**payload, "share": share}, shard_path(path, rank, world))
+    group = model.exchange.group
+    dist.barrier(group=group)  # every shard is written before the manifest names them
+    if rank == 0:
+        _write({"format": FORMAT, "step": step, "world": world}, path)
+    dist.barrier(group=group)  # no rank goes on (and may load it) before the manifest is there
     return path
 
 
@@ -62,8 +104,31 @@ def load_checkpoint(path: str | Path, restore_rng: bool = True, map_location: An
         raise ValueError(f"{path} is not a readable Sapicore checkpoint ({type(err).__name__})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a Sapicore checkpoint of format {FORMAT}")
+    if "world" in payload:  # the manifest of a partitioned run: this rank's shard
+        payload = _load_shard(path, payload["world"], map_location)
     if restore_rng:
         torch.set_rng_state(payload["rng"])
         if payload["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    return payload
+
+
+def _load_shard(path: Path, world: int, map_location: Any) -> dict:
+    import torch.distributed as dist
+
+    here = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    if here != world:
+        raise ValueError(
+            f"{path} holds the shares of a run on {world} processes; resume it on as many "
+            f"(torchrun --nproc-per-node {world}), each rank loading its own shard (this run has {here})"
+        )
+    shard = shard_path(path, dist.get_rank(), world)
+    if not shard.is_file():
+        raise FileNotFoundError(f"no shard {shard.name} beside the checkpoint {path}")
+    try:
+        payload = torch.load(shard, map_location=map_location, weights_only=False)
+    except Exception as err:  # pickle and zip errors for damaged files
+        raise ValueError(f"{shard} is not a readable Sapicore checkpoint shard ({type(err).__name__})") from err
+    if not isinstance(payload, dict) or payload.get("share") != (dist.get_rank(), world):
+        raise ValueError(f"{shard} is not the shard of rank {dist.get_rank()} of {world}")
     return payload

@@ -84,6 +84,68 @@ def spike_inputs():
     return {"src": (torch.rand(STEPS, 40, generator=torch.Generator().manual_seed(7)) < 0.05).float()}
 
 
+RESUMED = """
+import sys
+import torch
+import torch.distributed as dist
+sys.path.insert(0, {tests!r})
+import sapicore.functional as sf
+from sapicore.checkpoint import load_checkpoint, save_checkpoint
+from sapicore.functional.running.partition import gather_synapses
+from test_partition import RECORD, STEPS, DT, network, spike_inputs
+
+dist.init_process_group("gloo")
+local, src, half = sf.partition(network()), spike_inputs()["src"], 700
+state, first = sf.simulate(local, local.init_state(), {{"src": src[:half]}}, dt=DT, steps=half, record=RECORD)
+save_checkpoint({out!r} + "/run.ckpt", state, step=half, model=local)
+del local, state
+saved = load_checkpoint({out!r} + "/run.ckpt")
+local = saved["model"]
+state, second = sf.simulate(
+    local, saved["state"], {{"src": src[half:]}}, dt=DT, steps=STEPS - half, record=RECORD, start_step=saved["step"]
+)
+records = {{name: torch.cat([first[name], second[name]]) for name in RECORD}}
+for name in local.projections:
+    records.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(local, state, name)))
+torch.save(records, {out!r} + f"/rank{{dist.get_rank()}}.pt")
+dist.destroy_process_group()
+"""
+
+
+def _single_process_run() -> dict:
+    whole = network()
+    state, expected = sf.simulate(whole, whole.init_state(), spike_inputs(), dt=DT, steps=STEPS, record=RECORD)
+    for name in whole.projections:
+        expected.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(whole, state, name)))
+    return expected
+
+
+def test_a_partitioned_run_resumes_from_its_shards_as_if_never_stopped(tmp_path):
+    """Two ranks save a checkpoint halfway (a shard each and a manifest), load it and run on: the
+    same spikes, potentials and plastic weights as the single process's uninterrupted run; the
+    manifest refuses to load in a single process."""
+    from sapicore.checkpoint import load_checkpoint
+
+    script = tmp_path / "worker.py"
+    script.write_text(RESUMED.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(path.name for path in tmp_path.glob("run.ckpt*")) == [
+        "run.ckpt",
+        "run.ckpt.rank0-of-2",
+        "run.ckpt.rank1-of-2",
+    ]
+    expected = {name: value for name, value in _single_process_run().items() if name != "t"}
+    for rank in range(2):
+        records = torch.load(tmp_path / f"rank{rank}.pt")
+        for name, value in expected.items():
+            assert torch.equal(records[name], value), f"rank {rank}: {name} differs"
+    with pytest.raises(ValueError, match="holds the shares of a run on 2 processes"):
+        load_checkpoint(tmp_path / "run.ckpt")
+
+
 @pytest.mark.parametrize("world", [2, pytest.param(3, marks=pytest.mark.slow)])
 def test_a_partitioned_run_equals_the_single_process_run_bit_for_bit(world, tmp_path):
     script = tmp_path / "worker.py"
@@ -149,8 +211,16 @@ def run_one_step(model, **options):
     return sf.simulate(model, model.init_state(), dt=DT, steps=1, **options)
 
 
+def _save_share_alone() -> None:
+    from sapicore.checkpoint import save_checkpoint
+
+    share = sf.partition(network(), 0, 2)
+    save_checkpoint("/tmp/never-written.ckpt", share.init_state(), step=1, model=share)
+
+
 BAD = {
     "partition without a process group": (lambda: sf.partition(network()), RuntimeError, "init_process_group"),
+    "a share saved without its process group": (_save_share_alone, ValueError, "initialised process group"),
     "a rank outside the world": (lambda: sf.partition(network(), 2, 2), ValueError, "rank must lie in"),
     "a population smaller than the world": (
         lambda: sf.partition(network(), 0, 31),
