@@ -221,6 +221,11 @@ def _save_share_alone() -> None:
 BAD = {
     "partition without a process group": (lambda: sf.partition(network()), RuntimeError, "init_process_group"),
     "a share saved without its process group": (_save_share_alone, ValueError, "initialised process group"),
+    "lanes of a share": (
+        lambda: sf.sweep(sf.stack([sf.partition(network(), 0, 2)] * 2), dt=DT, steps=10),
+        NotImplementedError,
+        "lanes within a partitioned network are not supported yet",
+    ),
     "a rank outside the world": (lambda: sf.partition(network(), 2, 2), ValueError, "rank must lie in"),
     "a population smaller than the world": (
         lambda: sf.partition(network(), 0, 31),

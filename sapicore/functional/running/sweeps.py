@@ -131,6 +131,11 @@ def sweep(
         ``strict=False``, ``records["diverged"]`` (B,) holds the time (ms) at the end of the chunk
         in which each lane diverged, NaN for lanes that stayed finite.
     """
+    if getattr(lanes, "exchange", None) is not None:  # one rank's share (running.partition)
+        raise NotImplementedError(
+            "lanes within a partitioned network are not supported yet: run the share with simulate, or sweep the "
+            "whole network in one process"
+        )
     n_lanes = lane_count(lanes)
     if state is None:
         if shape is None and isinstance(lanes, NeuronModel):
