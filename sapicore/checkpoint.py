@@ -93,15 +93,20 @@ def save_checkpoint(path: str | Path, state: Any, *, step: int, model: Any = Non
     return path
 
 
+def _read(path: Path, what: str, map_location: Any) -> Any:
+    """The unpickled contents of the ``what`` (a checkpoint or a shard) at ``path``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # pickle and zip errors for damaged files
+        raise ValueError(f"{path} is not a readable Sapicore {what} ({type(err).__name__})") from err
+
+
 def load_checkpoint(path: str | Path, restore_rng: bool = True, map_location: Any = None) -> dict:
     """Read a checkpoint; with ``restore_rng`` put the random generators back where they were."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # pickle and zip errors for damaged files
-        raise ValueError(f"{path} is not a readable Sapicore checkpoint ({type(err).__name__})") from err
+    payload = _read(path, "checkpoint", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a Sapicore checkpoint of format {FORMAT}")
     if "world" in payload:  # the manifest of a partitioned run: this rank's shard
@@ -123,12 +128,7 @@ def _load_shard(path: Path, world: int, map_location: Any) -> dict:
             f"(torchrun --nproc-per-node {world}), each rank loading its own shard (this run has {here})"
         )
     shard = shard_path(path, dist.get_rank(), world)
-    if not shard.is_file():
-        raise FileNotFoundError(f"no shard {shard.name} beside the checkpoint {path}")
-    try:
-        payload = torch.load(shard, map_location=map_location, weights_only=False)
-    except Exception as err:  # pickle and zip errors for damaged files
-        raise ValueError(f"{shard} is not a readable Sapicore checkpoint shard ({type(err).__name__})") from err
+    payload = _read(shard, "checkpoint shard", map_location)
     if not isinstance(payload, dict) or payload.get("share") != (dist.get_rank(), world):
         raise ValueError(f"{shard} is not the shard of rank {dist.get_rank()} of {world}")
     return payload

@@ -182,15 +182,15 @@ def out_degree_groups(sizes: Sequence[int], counts: torch.Tensor) -> tuple[tuple
     as wide as each group's largest out-degree hold the fewest slots; (narrow, wide), each in
     population order. From expected numbers, not drawn ones: every seed and every rank of a
     partitioned run groups alike."""
-    sizes_t = torch.tensor(sizes, dtype=torch.float64)
-    mean = counts.to(torch.float64).sum(0) / sizes_t
-    order = sorted(range(len(sizes)), key=lambda k: float(mean[k]))
-
-    def slots(group: list[int]) -> float:
-        return float(sizes_t[group].sum() * mean[group].max()) if group else 0.0
-
-    cut = min(range(1, len(order)), key=lambda k: slots(order[:k]) + slots(order[k:]))
+    order = sorted(range(len(sizes)), key=lambda k: float(counts[:, k].sum()) / sizes[k])
+    cut = min(range(1, len(order)), key=lambda k: _slots(sizes, counts, order[:k]) + _slots(sizes, counts, order[k:]))
     return tuple(sorted(order[:cut])), tuple(sorted(order[cut:]))
+
+
+def _slots(sizes: Sequence[int], counts: torch.Tensor, group: Sequence[int]) -> float:
+    """Slots of one table for the source populations ``group``, its rows as wide as their largest
+    expected mean out-degree (``counts[target, source]`` synapses, ``sizes`` neurons)."""
+    return sum(sizes[k] for k in group) * max(float(counts[:, k].sum()) / sizes[k] for k in group)
 
 
 #: what two synapse tables must spare, against one, for ``microcircuit(tables=None)`` to build two
@@ -201,12 +201,8 @@ SPARED_BYTES = 1 << 28
 def _spared_bytes(sizes: Sequence[int], counts: torch.Tensor, narrow: tuple, wide: tuple) -> float:
     """Bytes (9 per slot) that tables for ``narrow`` and ``wide`` spare against one table, with rows
     as wide as the expected mean out-degrees (the drawn widths are a few percent larger)."""
-    mean = counts.to(torch.float64).sum(0) / torch.tensor(sizes, dtype=torch.float64)
-
-    def slots(group: Sequence[int]) -> float:
-        return float(sum(sizes[k] for k in group) * mean[list(group)].max())
-
-    return 9.0 * (slots(range(len(sizes))) - slots(narrow) - slots(wide))
+    whole = _slots(sizes, counts, range(len(sizes)))
+    return 9.0 * (whole - _slots(sizes, counts, narrow) - _slots(sizes, counts, wide))
 
 
 def microcircuit(
