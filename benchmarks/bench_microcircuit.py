@@ -37,7 +37,6 @@ def sapicore_worker(
     fast: bool,
     device: str,
     records: str = "events",
-    tables: int = 0,
 ) -> dict:
     """One Sapicore run in its own process. ``records``: the spikes kept as events in memory
     ("events"), streamed to a NIX file as ``sapicore run`` writes them ("nix"), or not recorded
@@ -55,7 +54,7 @@ def sapicore_worker(
     torch.set_num_threads(1)
     warm(torch.device(device))  # kernel builds and JITs before the build and run timers
     start = time.perf_counter()
-    net = sf.to(pd.microcircuit(scale, k_scale=k_scale, tables=tables or None), device)
+    net = sf.to(pd.microcircuit(scale, k_scale=k_scale), device)
     state = pd.initial_state(net, device=device)
     if device != "cpu":
         torch.cuda.synchronize()
@@ -149,29 +148,24 @@ def main() -> None:
     parser.add_argument(
         "--records", action="store_true", help="also time fast=True without records and streaming spikes to NIX"
     )
-    parser.add_argument(
-        "--tables", type=int, choices=(1, 2), default=0, help="recurrent synapse tables (default: the builder's choice)"
-    )
-    parser.add_argument("--worker", nargs=8, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        scale, k_scale, duration, discard, fast, device, records, tables = args.worker
+        scale, k_scale, duration, discard, fast, device, records = args.worker
         numbers = (float(scale), float(k_scale), float(duration), float(discard))
-        print(json.dumps(sapicore_worker(*numbers, fast == "1", device, records, int(tables))))
+        print(json.dumps(sapicore_worker(*numbers, fast == "1", device, records)))
         return
     k_scale = args.k_scale or args.scale
     common = [str(args.scale), str(k_scale), str(args.duration), str(args.discard)]
     rows = {}
     worker = [sys.executable, __file__, "--worker", *common]
     if not args.no_reference:
-        rows["Sapicore reference"] = run_worker([*worker, "0", args.device, "events", str(args.tables)])
+        rows["Sapicore reference"] = run_worker([*worker, "0", args.device, "events"])
     if not args.no_fast:
-        rows["Sapicore fast=True"] = run_worker([*worker, "1", args.device, "events", str(args.tables)])
+        rows["Sapicore fast=True"] = run_worker([*worker, "1", args.device, "events"])
     if args.records and not args.no_fast:
-        rows["Sapicore fast=True, no records"] = run_worker([*worker, "1", args.device, "none", str(args.tables)])
-        rows["Sapicore fast=True, spikes streamed to NIX"] = run_worker(
-            [*worker, "1", args.device, "nix", str(args.tables)]
-        )
+        rows["Sapicore fast=True, no records"] = run_worker([*worker, "1", args.device, "none"])
+        rows["Sapicore fast=True, spikes streamed to NIX"] = run_worker([*worker, "1", args.device, "nix"])
     if args.nest_python:
         rows["NEST 1 thread"] = run_worker([args.nest_python, str(HERE / "nest_microcircuit.py"), *common, "1", "1"])
     else:

@@ -83,9 +83,11 @@ def _dense_weights(projection: Any, weights: torch.Tensor) -> np.ndarray:
     if projection.kind == "dense":
         return (weights * projection.mask.cpu()).numpy()
     n_pre, n_post = projection.n_pre, projection.n_post
-    full = torch.zeros(n_pre, n_post + 1, dtype=torch.float64)
-    full.scatter_add_(1, projection.targets[:n_pre].long().cpu(), weights[:n_pre])
-    return full[:, :n_post].numpy()
+    targets = projection.targets.long().cpu()
+    sources = projection.row_sources().cpu()[:, None].expand_as(targets)
+    full = torch.zeros(n_pre + 1, n_post + 1, dtype=torch.float64)
+    full.index_put_((sources, targets), weights, accumulate=True)
+    return full[:n_pre, :n_post].numpy()
 
 
 def _uniform_delay(projection: Any) -> int | None:

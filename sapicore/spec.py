@@ -92,7 +92,7 @@ def _potjans2014(reader: _Reader, arguments: dict, dt: float, share: Any = None)
     from sapicore.networks import potjans2014
 
     options = reader.mapping(
-        arguments, "builder", optional=("scale", "k_scale", "seed", "background", "tables")
+        arguments, "builder", optional=("scale", "k_scale", "seed", "background")
     )  # BUILDER_OPTIONS
     values = {
         key: reader.number(options[key], f"builder.{key}", positive=True)
@@ -103,10 +103,6 @@ def _potjans2014(reader: _Reader, arguments: dict, dt: float, share: Any = None)
         values["seed"] = reader.integer(options["seed"], "builder.seed")
     if "background" in options:
         values["background"] = reader.choice(options["background"], "builder.background", ("poisson", "keyed", "dc"))
-    if "tables" in options:
-        values["tables"] = reader.integer(options["tables"], "builder.tables", minimum=1)
-        if values["tables"] > 2:
-            raise reader.fail("builder.tables", f"expected 1 or 2, got {values['tables']}")
     network = _build(lambda **kw: potjans2014.microcircuit(dt=dt, share=share, **kw), values, reader, "builder")
     reference = {
         label: dict(zip(potjans2014.POPULATIONS, rates)) for label, rates in potjans2014.REFERENCE_SETS.items()
@@ -121,8 +117,7 @@ BUILDERS = {"potjans2014": _potjans2014}
 #: what each builder takes (for the command's help)
 BUILDER_OPTIONS = {
     "potjans2014": "scale (0, 1]: neurons; k_scale (0, 1], default scale: in-degrees; seed; "
-    "background: poisson, keyed (Poisson keyed by neuron and step) or dc; tables: 2 (1.2 GB less at full scale) "
-    "or 1 (about 15% faster per step), default: 2 where that spares 256 MB",
+    "background: poisson, keyed (Poisson keyed by neuron and step) or dc",
 }
 
 

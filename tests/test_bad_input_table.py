@@ -126,6 +126,24 @@ def regressor(y=None, **params):
     return SpikingRegressor(**{"n_hidden": 5, "duration": 5.0, **params}).fit(X, X[:, 0] if y is None else y)
 
 
+def narrow_table() -> sf.SynapseTable:
+    """Three sources with 2, 3 and 9 synapses onto 4 targets, in rows of 2 slots (8 rows)."""
+    table = sf.SynapseTable(torch.tensor([2, 3, 9]), 4, 0.1, width=2)
+    pre = torch.repeat_interleave(torch.arange(3), torch.tensor([2, 3, 9]))
+    table.add(pre, pre.remainder(4), 0.5, 0.0)
+    return table
+
+
+def narrow_propagate(first_row: torch.Tensor) -> torch.Tensor:
+    from sapicore.functional import kernels
+
+    proj = narrow_table().projection("a", "b", sf.Delta())
+    if not kernels.available():
+        pytest.skip("the CPU kernel could not be built here")
+    pending, spikes = torch.zeros(1, 5), torch.ones(3)
+    return kernels.propagate(pending, spikes, proj.targets, proj.weights, 0, torch.tensor(0), first_row=first_row)
+
+
 CASES = {
     **field_cases(),
     "LIF.method: unknown": (lambda: sf.LIF(method="leapfrog"), ValueError, "leapfrog"),
@@ -544,11 +562,45 @@ CASES = {
     "microcircuit: scale zero": (lambda: potjans2014.microcircuit(scale=0.0), ValueError, "scale"),
     "microcircuit: scale above one": (lambda: potjans2014.microcircuit(scale=2.0), ValueError, "scale"),
     "microcircuit: k_scale text": (lambda: potjans2014.microcircuit(scale=0.01, k_scale="x"), ValueError, "k_scale"),
-    "microcircuit: three tables": (lambda: potjans2014.microcircuit(scale=0.01, tables=3), ValueError, "tables"),
-    "microcircuit: tables given as True": (
-        lambda: potjans2014.microcircuit(scale=0.01, tables=True),
+    "SynapseTable: rows of zero slots": (
+        lambda: sf.SynapseTable(torch.ones(3, dtype=torch.int64), 2, 0.1, width=0),
         ValueError,
-        "tables must be 1, 2 or None",
+        "width must be None",
+    ),
+    "SynapseTable: a width of True": (
+        lambda: sf.SynapseTable(torch.ones(3, dtype=torch.int64), 2, 0.1, width=True),
+        ValueError,
+        "positive int of slots",
+    ),
+    "SynapseTable: a fractional width": (
+        lambda: sf.SynapseTable(torch.ones(3, dtype=torch.int64), 2, 0.1, width=2.5),
+        ValueError,
+        "got 2.5",
+    ),
+    "SynapseTable: a capacity beyond the narrow rows": (
+        lambda: narrow_table().projection("a", "b", sf.Delta(), capacity=9),
+        ValueError,
+        "the table's rows=8",
+    ),
+    "propagate: first_row as int32": (
+        lambda: narrow_propagate(first_row=torch.tensor([0, 2, 4, 8], dtype=torch.int32)),
+        RuntimeError,
+        "first_row must be an int64",
+    ),
+    "propagate: first_row of the wrong length": (
+        lambda: narrow_propagate(first_row=torch.tensor([0, 2, 8])),
+        RuntimeError,
+        "first_row must be an int64 CPU tensor \\(N \\+ 1,\\)",
+    ),
+    "propagate: first_row descending": (
+        lambda: narrow_propagate(first_row=torch.tensor([0, 4, 2, 8])),
+        RuntimeError,
+        "first_row must ascend",
+    ),
+    "propagate: first_row beyond the table": (
+        lambda: narrow_propagate(first_row=torch.tensor([0, 2, 4, 9])),
+        RuntimeError,
+        "first_row must ascend within the table's rows",
     ),
     "microcircuit: an unknown background": (
         lambda: potjans2014.microcircuit(scale=0.01, background="noise"),
@@ -715,7 +767,10 @@ COMMAND = {
     "run: a duration of zero": (["run", "coba", "--duration", "0"], "--duration must be a positive number"),
     "run: a negative duration": (["run", "coba", "--duration", "-1"], "--duration must be a positive number"),
     "run: the microcircuit at scale zero": (["run", "microcircuit", "--set", "builder.scale=0"], "builder.scale"),
-    "run: the microcircuit in three tables": (["run", "microcircuit", "--set", "builder.tables=3"], "builder.tables"),
+    "run: an option the builder does not take": (
+        ["run", "microcircuit", "--set", "builder.tables=2"],
+        "builder.tables",
+    ),
     "run: an unknown builder": (["run", "microcircuit", "--set", "builder.name=brunel"], "builder.name"),
     "sweep: a spec without a sweep section": (["sweep", "coba"], "no sweep: section"),
     "sweep: a grid of an empty list": (

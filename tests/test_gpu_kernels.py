@@ -247,3 +247,20 @@ def test_the_row_clear_fills_with_a_scalar_and_makes_no_host_tensor():
         )
     assert "aten.index_fill_.int_Scalar" in ops.names
     assert not [name for name in ops.names if "index_put" in name or "lift_fresh" in name or "_to_copy" in name]
+
+
+def test_narrow_rows_propagate_as_wide_rows():
+    """A table in rows narrower than its widest source (SynapseTable(width=...)) gives the GPU kernel
+    its rows as sources: the same sums as rows as wide as the widest source."""
+    links = C.fixed_probability(70, 40, 0.3, seed=6)
+    delays = torch.rand(len(links), generator=torch.Generator().manual_seed(2)) * 2.0
+    projections = []
+    for width in (None, 4):
+        table = sf.SynapseTable(links.out_degree(), 40, DT, dtype=torch.float64, width=width)
+        table.add(links.pre, links.post, 0.25, delays)
+        proj = table.projection("a", "b", sf.Exponential(5.0))
+        projections.append(sf.to(sf.replace(proj, propagation="gpu_kernel"), device=DEVICE))
+    assert projections[0].first_row is None and projections[1].first_row is not None
+    spikes = (torch.rand(70, generator=torch.Generator().manual_seed(1)) < 0.4).to(DEVICE, torch.float64)
+    wide, narrow = (proj.emit(proj.init_state(spikes), spikes) for proj in projections)
+    assert torch.allclose(narrow.pending, wide.pending, **tolerance(torch.float64))

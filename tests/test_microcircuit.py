@@ -28,54 +28,51 @@ def small():
 
 
 def blocks(net):
-    """Each (source, target) pair's recurrent synapses: {(i, j): (pre, post, weights, delays)}, from
-    the two tables (each source population's rows in one of them)."""
+    """Each (source, target) pair's recurrent synapses: {(i, j): (pre, post, weights, delays)}."""
     sizes = [size for _, size in net.populations["cortex"].parts]
     starts = torch.tensor([0] + sizes).cumsum(0)
+    proj = net.projections["synapses"]
+    mask = proj.mask
+    pre = proj.row_sources()[:, None].expand_as(proj.targets)[mask]
+    post, weights = proj.targets[mask].long(), proj.weights[mask]
+    delays = proj.delays[mask] if isinstance(proj.delays, torch.Tensor) else torch.full_like(post, proj.delays)
+    source_of = torch.bucketize(pre, starts[1:], right=True)
+    target_of = torch.bucketize(post, starts[1:], right=True)
     found = {}
-    for name in sorted(set(net.projections) - {"external"}):
-        proj = net.projections[name]
-        mask = proj.mask
-        pre = torch.arange(proj.n_pre + 1)[:, None].expand_as(proj.targets)[mask]
-        post, weights = proj.targets[mask].long(), proj.weights[mask]
-        delays = proj.delays[mask] if isinstance(proj.delays, torch.Tensor) else torch.full_like(post, proj.delays)
-        members = [pd.POPULATIONS.index(part) for part in proj.source] if proj.source != "cortex" else list(range(8))
-        firsts = torch.tensor([0] + [sizes[k] for k in members]).cumsum(0)
-        member_of = torch.bucketize(pre, firsts[1:], right=True)
-        target_of = torch.bucketize(post, starts[1:], right=True)
-        for m, i in enumerate(members):
-            for j in range(8):
-                keep = (member_of == m) & (target_of == j)
-                if bool(keep.any()):
-                    found[i, j] = (pre[keep] - firsts[m], post[keep] - starts[j], weights[keep], delays[keep])
+    for i in range(8):
+        for j in range(8):
+            keep = (source_of == i) & (target_of == j)
+            if bool(keep.any()):
+                found[i, j] = (pre[keep] - starts[i], post[keep] - starts[j], weights[keep], delays[keep])
     return found
 
 
-def test_two_tables_are_built_where_they_spare_memory():
-    """By default two tables from about scale 0.46 on (1.2 GB spared at full scale), else one."""
-    assert set(pd.microcircuit(scale=0.02, k_scale=0.05).projections) == {"synapses", "external"}
-    for scale, two in ((1.0, True), (0.5, True), (0.4, False), (0.1, False)):
-        sizes = [max(1, round(n * scale)) for n in pd.FULL_SIZES]
-        counts = torch.round(pd.synapse_counts() * scale * scale)
-        spared = pd._spared_bytes(sizes, counts, *pd.out_degree_groups(sizes, counts))
-        assert (spared >= pd.SPARED_BYTES) == two, scale
-    assert (
-        1.1e9
-        < pd._spared_bytes(
-            list(pd.FULL_SIZES), pd.synapse_counts(), *pd.out_degree_groups(list(pd.FULL_SIZES), pd.synapse_counts())
-        )
-        < 1.3e9
-    )
+def test_the_recurrent_synapses_are_one_table_of_narrow_rows(small):
+    """One projection whose rows hold ROW_WIDTH slots, a neuron taking as many as its synapses need:
+    at most one row of padding per neuron, where rows as wide as the largest out-degree waste more."""
+    proj = small.projections["synapses"]
+    assert set(small.projections) == {"synapses", "external"} and proj.source == "cortex"
+    assert proj.targets.shape[1] == pd.ROW_WIDTH and proj.first_row is not None
+    synapses, n_pre = int(proj.mask.sum()), proj.n_pre
+    assert proj.targets.numel() - synapses < (n_pre + 1) * pd.ROW_WIDTH
+    widest = int(torch.bincount(proj.row_sources()[:, None].expand_as(proj.targets)[proj.mask]).max())
+    assert widest > pd.ROW_WIDTH and proj.targets.numel() < 0.8 * (n_pre + 1) * widest
 
 
-def test_one_table_holds_the_same_synapses_as_two():
-    one, two = (pd.microcircuit(scale=0.02, k_scale=0.05, seed=4, tables=k) for k in (1, 2))
-    assert set(one.projections) == {"synapses", "external"}
-    assert one.projections["synapses"].source == "cortex"
-    first, second = blocks(one), blocks(two)
+def test_narrow_rows_give_the_spikes_of_rows_as_wide_as_the_widest_neuron(monkeypatch, small):
+    monkeypatch.setattr(pd, "ROW_WIDTH", 10**9)
+    wide = pd.microcircuit(scale=0.02, k_scale=0.05, seed=4)
+    assert wide.projections["synapses"].first_row is None
+    first, second = blocks(small), blocks(wide)
     assert first.keys() == second.keys()
     for pair, arrays in first.items():
         assert all(torch.equal(a, b) for a, b in zip(arrays, second[pair])), pair
+    runs = []
+    for net in (small, wide):
+        torch.manual_seed(0)
+        runs.append(sf.simulate(net, pd.initial_state(net, seed=2), steps=1000, dt=DT, record=("cortex.spikes",))[1])
+    assert int(runs[0]["cortex.spikes"].sum()) > 100
+    assert torch.equal(runs[0]["cortex.spikes"], runs[1]["cortex.spikes"])
 
 
 def test_large_blocks_are_drawn_in_pieces_with_the_same_connectivity(monkeypatch, small):
@@ -97,19 +94,6 @@ def test_large_blocks_are_drawn_in_pieces_with_the_same_connectivity(monkeypatch
     for name, proj in cut.projections.items():
         assert torch.equal(proj.targets, share.projections[name].targets)
         assert torch.equal(proj.weights, share.projections[name].weights)
-
-
-def test_two_tables_group_the_populations_by_out_degree():
-    """The four populations with the most synapses per neuron get the wide table; every population
-    is in one table; the two hold fewer slots than one table would."""
-    narrow, wide = pd.out_degree_groups(list(pd.FULL_SIZES), pd.synapse_counts())
-    assert [pd.POPULATIONS[k] for k in wide] == ["L23E", "L23I", "L4I", "L6I"]
-    assert sorted(narrow + wide) == list(range(8))
-    two = pd.microcircuit(scale=0.02, k_scale=0.05, seed=4, tables=2)
-    tables = [two.projections[name] for name in ("synapses_narrow", "synapses_wide")]
-    assert sorted(part for proj in tables for part in proj.source) == sorted(pd.POPULATIONS)
-    widest = max(proj.targets.shape[1] for proj in tables)
-    assert sum(proj.targets.numel() for proj in tables) < 0.8 * (sum(proj.n_pre for proj in tables) + 1) * widest
 
 
 def test_each_pair_of_populations_gets_its_fixed_total_number_with_multapses(small):

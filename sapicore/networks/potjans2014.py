@@ -18,14 +18,10 @@ Parameters follow the NEST example (``pynest/examples/Potjans_2014``):
 
 The eight populations are the parts of one LIF population, ``cortex`` (so they step in one call;
 their names work as population names: ``"L4E.spikes"``, projections, drives). The recurrent synapses
-are two projections onto ``cortex``: ``synapses_wide`` from the four populations with the most
-outgoing synapses per neuron (L2/3E, L2/3I, L4I, L6I) and ``synapses_narrow`` from the other four
-(`out_degree_groups`), where that spares memory (``tables``). A sparse projection's table holds rows
-as wide as its largest out-degree
-(SynapseTable); one table for all eight would be 43% padding at full scale (6,769 slots per row
-for a mean of 3,873), two keep it to 22%, sparing 1.2 GB. ``tables=1`` builds that one projection,
-``synapses``, instead: a step then costs about 15% less on one CPU thread (one ring buffer of future
-input instead of two, which the events' scattered additions keep in cache better). The Poisson
+are one projection onto ``cortex``, ``synapses``. Its table ([`SynapseTable`][sapicore.functional.SynapseTable])
+has rows of `ROW_WIDTH` slots, each source neuron taking as many consecutive rows as its out-degree
+needs: rows as wide as the largest out-degree would be 43% padding at full scale (6,769 slots per row
+for a mean of 3,873), these are 3%, 2.8 GB for the 0.3 billion synapses instead of 4.7. The Poisson
 background is one population ``background`` ([`PoissonSource`][sapicore.functional.PoissonSource], one source per cortical neuron emitting the count of
 its ``K_ext`` trains' spikes) with a one-to-one projection ``external``.
 
@@ -44,7 +40,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
 
 import torch
 
@@ -61,7 +56,6 @@ __all__ = [
     "DOWNSCALED_NOTE",
     "CONNECTION_PROBABILITIES",
     "microcircuit",
-    "out_degree_groups",
     "initial_state",
     "initial_values",
     "synapse_counts",
@@ -176,33 +170,10 @@ def _warn_if_degenerate(scale: float, k_scale: float, sizes: list[int], counts: 
         )
 
 
-def out_degree_groups(sizes: Sequence[int], counts: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The populations split in two groups by their mean number of outgoing synapses per neuron
-    (``counts[target, source]`` synapses of each pair, ``sizes`` neurons), so that two tables with rows
-    as wide as each group's largest out-degree hold the fewest slots; (narrow, wide), each in
-    population order. From expected numbers, not drawn ones: every seed and every rank of a
-    partitioned run groups alike."""
-    order = sorted(range(len(sizes)), key=lambda k: float(counts[:, k].sum()) / sizes[k])
-    cut = min(range(1, len(order)), key=lambda k: _slots(sizes, counts, order[:k]) + _slots(sizes, counts, order[k:]))
-    return tuple(sorted(order[:cut])), tuple(sorted(order[cut:]))
-
-
-def _slots(sizes: Sequence[int], counts: torch.Tensor, group: Sequence[int]) -> float:
-    """Slots of one table for the source populations ``group``, its rows as wide as their largest
-    expected mean out-degree (``counts[target, source]`` synapses, ``sizes`` neurons)."""
-    return sum(sizes[k] for k in group) * max(float(counts[:, k].sum()) / sizes[k] for k in group)
-
-
-#: what two synapse tables must spare, against one, for ``microcircuit(tables=None)`` to build two
-#: (each costs a ring buffer of its own: about 15% more per step at full scale, 7% at scale 0.1)
-SPARED_BYTES = 1 << 28
-
-
-def _spared_bytes(sizes: Sequence[int], counts: torch.Tensor, narrow: tuple, wide: tuple) -> float:
-    """Bytes (9 per slot) that tables for ``narrow`` and ``wide`` spare against one table, with rows
-    as wide as the expected mean out-degrees (the drawn widths are a few percent larger)."""
-    whole = _slots(sizes, counts, range(len(sizes)))
-    return 9.0 * (whole - _slots(sizes, counts, narrow) - _slots(sizes, counts, wide))
+#: slots per row of the recurrent synapse table: a source neuron takes ceil(out-degree / ROW_WIDTH) rows,
+#: so a row of padding at most per neuron (3% of the slots at full scale); the CPU kernel reads a
+#: neuron's rows as one run of slots, so narrow rows cost nothing per step
+ROW_WIDTH = 256
 
 
 def microcircuit(
@@ -212,7 +183,6 @@ def microcircuit(
     seed: int = 1,
     background: str = "poisson",
     share: tuple[int, int] | None = None,
-    tables: int | None = None,
 ) -> sf.Network:
     """Build the microcircuit with ``scale`` x its neurons and ``k_scale`` x its in-degrees (see the
     module docstring). ``background``: "poisson" (K_ext Poisson trains per neuron, drawn from torch's
@@ -220,27 +190,21 @@ def microcircuit(
     processes with ``partition`` gives the single process's spikes) or "dc" (their mean current).
     Seeded: the same arguments give the same network.
 
-    ``tables``: 2 (the recurrent synapses in two projections by out-degree, the least memory), 1 (one
-    projection, faster per step) or None: 2 where they spare at least `SPARED_BYTES` (from
-    scale x k_scale of about 0.2 on; 1.2 GB at full scale), else 1. See the module docstring.
-
     ``share=(rank, world)`` builds only that rank's share (as ``sapicore.functional.partition`` of
     the whole network gives it, equal to it): its neurons and the synapses onto them, drawn as the
     whole network's are and kept where their target is the rank's, so a rank holds about
     ``1 / world`` of the synapse table.
 
-    At full scale the recurrent synapses are drawn block by block (one pair of populations at a time)
-    into two [`SynapseTable`][sapicore.functional.SynapseTable]s (see the module docstring), in pieces of
-    at most `PIECE` synapses, so the build needs little memory beyond the tables (about 3.5 GB: int32
-    targets, float32 weights and int8 delays, in rows as wide as each table's largest out-degree).
+    The recurrent synapses are drawn block by block (one pair of populations at a time) into one
+    [`SynapseTable`][sapicore.functional.SynapseTable] (see the module docstring), in pieces of at most
+    `PIECE` synapses, so the build needs little memory beyond the table (about 2.8 GB at full scale:
+    int32 targets, float32 weights and int8 delays).
     """
     if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
         raise ValueError(f"scale must be a number in (0, 1], got {scale!r}")
     k_scale = scale if k_scale is None else k_scale
     if not (isinstance(k_scale, (int, float)) and 0 < k_scale <= 1):
         raise ValueError(f"k_scale must be a number in (0, 1], got {k_scale!r}")
-    if tables is not None and (isinstance(tables, bool) or tables not in (1, 2)):
-        raise ValueError(f"tables must be 1, 2 or None (chosen by the memory they spare), got {tables!r}")
     if background not in ("poisson", "keyed", "dc"):
         raise ValueError(f"background must be 'poisson', 'keyed' or 'dc', got {background!r}")
     generator = torch.Generator().manual_seed(seed)
@@ -299,19 +263,7 @@ def microcircuit(
     def seed_of(source: int, target: int) -> int:
         return seed * 100 + target * 8 + source
 
-    narrow, wide = out_degree_groups(sizes, counts)
-    if tables is None:
-        tables = 2 if _spared_bytes(sizes, counts, narrow, wide) >= SPARED_BYTES else 1
-    groups = {"synapses": tuple(range(8))} if tables == 1 else {"synapses_narrow": narrow, "synapses_wide": wide}
-    group_of, row_start = {}, {}  # each source population's table, and its first row there
-    for name, members in groups.items():
-        first = 0
-        for source in members:
-            group_of[source], row_start[source] = name, first
-            first += sizes[source]
-    out_degree = {
-        name: torch.zeros(sum(sizes[k] for k in members), dtype=torch.int64) for name, members in groups.items()
-    }
+    out_degree = torch.zeros(total, dtype=torch.int64)  # each cortical neuron's synapses on this rank
     draws = {}
     for source, target, count in blocks:  # first pass: each source neuron's number of synapses here
         degree, draws[source, target] = connectivity.fixed_total_number_staged(
@@ -321,8 +273,8 @@ def microcircuit(
             degree = torch.zeros(sizes[source], dtype=torch.int64)
             for piece in draws[source, target].pieces(PIECE, torch.int32):
                 degree += torch.bincount(piece.pre[local(piece.post + starts[target])], minlength=sizes[source])
-        out_degree[group_of[source]][row_start[source] : row_start[source] + sizes[source]] += degree
-    filling = {name: sf.SynapseTable(degree, n_local, dt, dtype=torch.float32) for name, degree in out_degree.items()}
+        out_degree[starts[source] : starts[source] + sizes[source]] += degree
+    table = sf.SynapseTable(out_degree, n_local, dt, dtype=torch.float32, width=ROW_WIDTH)
     del out_degree
     for source, target, _ in sorted(blocks):  # second pass, by source population: rows fill in order
         mean = float(currents[target, source])
@@ -333,7 +285,7 @@ def microcircuit(
             weights = _normal_redrawn(mean, abs(mean) * WEIGHT_REL_STD, count, generator, keep)
             delays = torch.randn(count, generator=generator).mul_(delay_mean * DELAY_REL_STD).add_(delay_mean)
             # NEST's delay d is one step of latency plus d - dt (module docstring); in place, to spare memory
-            pre, post = piece.pre.add_(row_start[source]), piece.post.add_(starts[target])
+            pre, post = piece.pre.add_(starts[source]), piece.post.add_(starts[target])
             if world > 1:  # the drawing is the whole network's; the rank keeps its targets' synapses
                 mine = local(post)
                 pre, post, weights, delays = (
@@ -342,14 +294,9 @@ def microcircuit(
                     weights[mine],
                     delays[mine],
                 )
-            filling[group_of[source]].add(pre, post, weights.mul_(charge), delays.clamp_(min=dt).sub_(dt))
+            table.add(pre, post, weights.mul_(charge), delays.clamp_(min=dt).sub_(dt))
             del piece, pre, post, weights, delays
-    projections = {
-        name: filling.pop(name).projection(
-            "cortex" if len(members) == 8 else tuple(POPULATIONS[k] for k in members), "cortex", synapse
-        )
-        for name, members in groups.items()
-    }
+    projections = {"synapses": table.projection("cortex", "cortex", synapse)}
     if "background" in populations:
         owned = torch.arange(rank, total, world)
         external = connectivity.Connectivity(owned, torch.arange(n_local), total, n_local)

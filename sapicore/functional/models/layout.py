@@ -3,8 +3,9 @@
 * `DenseLayout`: ``weights[i, j]`` of shape ``(n_pre, n_post)``, zero where no synapse exists
   (``mask``);
 * `SparseLayout`: one row per source neuron, ``weights[i, k]`` of shape ``(n_pre + 1, max_out)``,
-  whose synapse targets neuron ``targets[i, k]``; unused slots (and the extra last row) point at the
-  padding index ``n_post`` and hold weight 0.
+  whose synapse targets neuron ``targets[i, k]`` (or several consecutive rows per source, narrower
+  than its out-degree); unused slots (and the extra last row) point at the padding index ``n_post``
+  and hold weight 0.
 
 Plasticity rules are written once for both: ``layout.pre(x)`` and ``layout.post(y)`` give
 per-neuron values of the source and target populations in the shape of the weights, and
@@ -63,14 +64,17 @@ class DenseLayout(Layout):
 
 
 class SparseLayout(Layout):
-    """Padded rows of outgoing synapses, ``targets[i, k]`` naming each one's target neuron."""
+    """Padded rows of outgoing synapses, ``targets[i, k]`` naming each one's target neuron; row ``i``
+    holds source ``i``'s synapses, or, with ``row_sources``, those of source ``row_sources[i]``
+    (``n_pre`` for the padding row)."""
 
-    def __init__(self, mask: torch.Tensor, targets: torch.Tensor, n_post: int):
+    def __init__(self, mask: torch.Tensor, targets: torch.Tensor, n_post: int, row_sources: torch.Tensor | None = None):
         super().__init__(mask, n_post)
-        self.targets = targets
+        self.targets, self.row_sources = targets, row_sources
 
     def pre(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x, x.new_zeros(1)])[:, None]
+        padded = torch.cat([x, x.new_zeros(1)])
+        return (padded if self.row_sources is None else padded.index_select(0, self.row_sources))[:, None]
 
     def post(self, y: torch.Tensor) -> torch.Tensor:
         return torch.cat([y, y.new_zeros(1)])[self.targets]

@@ -132,6 +132,7 @@ def propagate(
     delays: Any,
     step: torch.Tensor,
     in_place: bool = False,
+    first_row: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``pending`` with row ``step mod D`` (delivered this step) cleared and this step's spikes added
     at their arrival rows (see ``csrc/propagate.cpp``).
@@ -145,12 +146,15 @@ def propagate(
         step: steps taken so far (0-d int64).
         in_place: change ``pending`` (contiguous) itself and return it, instead of a copy; only for a
             run that owns it (``simulate`` copies the ring buffers it is given once).
+        first_row: None (row ``i`` of the tables holds source ``i``'s synapses), or int64 ``(n_pre + 1,)``:
+            source ``i``'s synapses fill rows ``first_row[i]`` to ``first_row[i + 1] - 1`` of tables with
+            ``first_row[n_pre] + 1`` rows (see `SynapseTable`'s ``width``).
     """
     tensor, delay = delay_arguments(delays)
     if in_place:
-        torch.ops.sapicore.propagate_(pending, spikes, targets, weights, tensor, delay, step)
+        torch.ops.sapicore.propagate_(pending, spikes, targets, weights, tensor, delay, step, first_row)
         return pending
-    return torch.ops.sapicore.propagate(pending, spikes, targets, weights, tensor, delay, step)
+    return torch.ops.sapicore.propagate(pending, spikes, targets, weights, tensor, delay, step, first_row)
 
 
 def take_row_(pending: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -189,12 +193,13 @@ def vmap_rule(lanes_op: Any, lane_axis: bool) -> Any:
     ``lane_axis`` the op being vmapped is itself the lanes form (the vmapped axis joins its lanes)."""
 
     def rule(
-        info: Any, in_dims: tuple, pending, spikes, targets, weights, delays, delay, step
+        info: Any, in_dims: tuple, pending, spikes, targets, weights, delays, delay, step, *first_row
     ) -> tuple[torch.Tensor, int]:
         size = info.batch_size
         tensors = (pending, spikes, targets, weights, delays)
         folded = [_fold(size, t, d, lane_axis) for t, d in zip(tensors, in_dims[:5])]
-        out = lanes_op(*folded, delay, _fold(size, step, in_dims[6], lane_axis))
+        rows = [_fold(size, t, d, lane_axis) for t, d in zip(first_row, in_dims[7:])]  # the CPU ops only
+        out = lanes_op(*folded, delay, _fold(size, step, in_dims[6], lane_axis), *rows)
         return (out.reshape(size, out.shape[0] // size, *out.shape[1:]) if lane_axis else out), 0
 
     return rule

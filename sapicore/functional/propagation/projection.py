@@ -17,7 +17,9 @@ Two implementations own their weight layout (`sapicore.functional.models.layout`
 * `DenseProjection`: a ``(n_pre, n_post)`` weight matrix; emitting is a matrix product (cost
   ~ n_pre x n_post per step).
 * `SparseProjection`: event-driven. The spiking sources' outgoing synapses are gathered from a
-  padded table (cost ~ spikes x out-degree); its ``propagation`` backend (see
+  padded table (cost ~ spikes x out-degree): one row per source, or, where out-degrees differ
+  widely, rows narrower than the widest source, each source in consecutive rows (`SynapseTable`'s
+  ``width``); its ``propagation`` backend (see
   [`sapicore.functional.transforms`][sapicore.functional.transforms]) is chosen once per run by ``simulate`` and ``sweep``.
   With a fixed ``capacity`` (compiled runs, gradients, GPUs) a step with more spiking sources than
   ``capacity`` raises the state's ``overflow`` flag and the excess is not delivered; ``simulate`` and
@@ -40,7 +42,7 @@ from __future__ import annotations
 import math
 import numbers
 import weakref
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import attrs
 import torch
@@ -61,6 +63,8 @@ __all__ = [
     "SparseProjection",
     "ProjectionState",
     "SynapseTable",
+    "RowLayout",
+    "row_layout",
     "projection",
     "select_sources",
 ]
@@ -168,7 +172,9 @@ class Projection:
             self.delays if isinstance(self.delays, int) else -1,
         )
         delays = self.delays if isinstance(self.delays, torch.Tensor) else None
-        return fingerprint(layout, delays, static)
+        first_row = getattr(self, "first_row", None)
+        total = fingerprint(layout, delays, static)
+        return total if first_row is None else total * 1000003 + _checksum(first_row)
 
     def lane_wiring(self) -> torch.Tensor:
         """`wiring` of each lane of a stacked projection, ``(lanes,)``: computed once when the lanes
@@ -370,9 +376,13 @@ class SparseProjection(Projection):
     ``targets[i, k]`` (int32) is the target of source ``i``'s ``k``-th synapse (``n_post`` where
     unused: a row's synapses come first, its padding after them; the extra row ``n_pre`` is all
     padding); ``delays``, if a tensor, is int8 (int16 from 128 steps, int32 from 32,768) in the same
-    layout; ``capacity``: most spiking sources propagated per step by the fixed-shape backends;
-    ``propagation``: the backend ([`sapicore.functional.transforms`][sapicore.functional.transforms]). Build one with
-    `projection` or `SynapseTable`.
+    layout; ``capacity``: most table rows propagated per step by the fixed-shape backends (with one
+    row per source: most spiking sources); ``propagation``: the backend
+    ([`sapicore.functional.transforms`][sapicore.functional.transforms]). ``first_row``: None (row
+    ``i`` is source ``i``'s), or int64 ``(n_pre + 1,)`` for a table whose rows are narrower than the
+    widest source: source ``i``'s synapses fill rows ``first_row[i]`` to ``first_row[i + 1] - 1``, one
+    after the other, and the table has ``first_row[n_pre] + 1`` rows (see `SynapseTable`'s
+    ``width``). Build one with `projection` or `SynapseTable`.
     """
 
     kind: ClassVar[str] = "sparse"
@@ -380,14 +390,38 @@ class SparseProjection(Projection):
     targets: torch.Tensor = attrs.field(kw_only=True)
     capacity: int = attrs.field(default=32, kw_only=True)
     propagation: str = attrs.field(default="auto", validator=_check_propagation, kw_only=True)
+    first_row: Any = attrs.field(default=None, kw_only=True)
 
     @property
     def mask(self) -> torch.Tensor:
         """True where a slot of the table holds a synapse (computed, not stored)."""
         return self.targets < self.n_post
 
+    @property
+    def rows(self) -> int:
+        """The table's rows that may hold synapses (all but the padding row)."""
+        return self.targets.shape[-2] - 1
+
+    def row_sources(self) -> torch.Tensor:
+        """The source neuron of each row of the table, ``n_pre`` for the padding row (int64)."""
+        device = self.targets.device
+        if self.first_row is None:
+            return torch.arange(self.n_pre + 1, device=device)
+        starts = self.first_row[..., 1:]
+        ones = torch.ones_like(starts)
+        marks = torch.zeros((*starts.shape[:-1], self.rows + 1), dtype=torch.int64, device=device)
+        return torch.cumsum(marks.scatter_add(-1, starts, ones), -1)  # sources starting at or before each row
+
+    def per_row(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-source ``values`` (n_pre,) for each row of the table but the padding row, ``(rows,)``."""
+        if self.first_row is None:
+            return values
+        return values.index_select(0, self.row_sources()[: self.rows])
+
     def layout(self) -> Layout:
-        return SparseLayout(self.mask, self.targets, self.n_post)
+        return SparseLayout(
+            self.mask, self.targets, self.n_post, None if self.first_row is None else self.row_sources()
+        )
 
     def for_run(self, context: RunContext) -> SparseProjection:
         try:
@@ -395,29 +429,37 @@ class SparseProjection(Projection):
         except ValueError as err:
             raise ValueError(f"projection {self.source!r} -> {self.target!r}: {err}") from None
         if context.nested and backend in ("fixed", "topk"):  # no rerun inside an outer transform
-            return replace(self, propagation=backend, capacity=self.n_pre)
+            return replace(self, propagation=backend, capacity=self.rows)
         # in place only where it saves a copy of the ring buffer: with one row (no delays) the
         # functional kernel allocates its output without copying, and a step dispatches one op, not two
         in_place = backend == "cpu_kernel" and self.max_delay > 0 and not (context.lanes or context.nested)
         return replace(self, propagation=backend, in_place=in_place)
 
     def with_full_capacity(self) -> SparseProjection:
-        return replace(self, capacity=self.n_pre)
+        return replace(self, capacity=self.rows)
+
+    def _backend(self, spikes: torch.Tensor, weights: torch.Tensor) -> str:
+        return self.propagation if self.propagation != "auto" else propagation_now(spikes, weights)
 
     def selection_capacity(self, spikes: torch.Tensor, weights: torch.Tensor) -> tuple[str, int] | None:
-        backend = self.propagation if self.propagation != "auto" else propagation_now(spikes, weights)
+        backend = self._backend(spikes, weights)
+        if self.first_row is not None and backend not in KERNELS:
+            return None  # its rows are not its sources: it selects its own
         return backend, self.capacity
 
     def emit(self, state: ProjectionState, spikes: torch.Tensor, selection: Any = None) -> ProjectionState:
+        if self.first_row is not None and not isinstance(selection, str):
+            selection = None  # a selection of sources, where this table needs one of its rows
         if selection is None:
-            backend, capacity = self.selection_capacity(spikes, state.weights)
-            selection = backend if backend in KERNELS else select_sources(spikes, backend, capacity)
+            backend = self._backend(spikes, state.weights)
+            selection = backend if backend in KERNELS else select_sources(self.per_row(spikes), backend, self.capacity)
         if isinstance(selection, str):  # a kernel
-            arguments = (state.pending, spikes, self.targets, state.weights, self.delays, state.step)
             if selection == "gpu_kernel":
+                arguments = (state.pending, self.per_row(spikes), self.targets, state.weights, self.delays, state.step)
                 pending = gpu_kernels.propagate(*arguments)
             else:
-                pending = kernels.propagate(*arguments, in_place=self.in_place)
+                arguments = (state.pending, spikes, self.targets, state.weights, self.delays, state.step)
+                pending = kernels.propagate(*arguments, in_place=self.in_place, first_row=self.first_row)
             return replace(state, pending=pending, step=state.step + 1)
         rows, values, count = selection
         overflow = state.overflow
@@ -543,6 +585,29 @@ def _check_common(synapse: Any, plasticity: Any, normalize: Any, dt: Any) -> Non
         raise TypeError(f"plasticity must be a rule such as STDP() (a PlasticityRule) or None, got {plasticity!r}")
 
 
+class RowLayout(NamedTuple):
+    """Where a sparse table puts each source's synapses (see `row_layout`)."""
+
+    width: int  # slots per row
+    first_row: torch.Tensor | None  # (n_pre + 1,) int64, or None: row i is source i's
+    slot_start: torch.Tensor  # (n_pre,) int64: the flat index of each source's first slot
+    rows: int  # rows that hold synapses (the table has one more, of padding)
+
+
+def row_layout(out_degree: torch.Tensor, width: int | None = None) -> RowLayout:
+    """The rows of a table for sources with ``out_degree`` synapses: ``width`` slots per row (None: the
+    largest out-degree), each source taking ``ceil(out_degree / width)`` consecutive rows (at least
+    one), or exactly one row each where ``width`` reaches the largest out-degree."""
+    n_pre = out_degree.numel()
+    largest = max(1, int(out_degree.max()) if n_pre else 1)  # sync-ok: building a projection
+    width = largest if width is None else min(width, largest)
+    if width == largest:
+        return RowLayout(width, None, torch.arange(n_pre) * width, n_pre)
+    per_source = torch.clamp((out_degree + width - 1) // width, min=1)
+    first_row = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(per_source, 0)])
+    return RowLayout(width, first_row, first_row[:-1] * width, int(first_row[-1]))  # sync-ok: building
+
+
 class SynapseTable:
     """The padded table of a sparse projection (one row of outgoing synapses per source neuron),
     filled block by block: the way to build projections too large for one list of all their synapses
@@ -554,22 +619,38 @@ class SynapseTable:
     compact types: int32 targets, delays as int8 numbers of steps (int16 from 128 steps, int32 from
     32,768), weights in ``dtype`` (default: torch's default dtype). Blocks are processed in slices, so building needs
     little memory beyond the table and the block given.
+
+    ``width``: slots per row. None (the default): rows as wide as the largest out-degree, one per
+    source. A smaller width gives a source ``ceil(out_degree / width)`` consecutive rows (at least
+    one), so a table whose out-degrees differ widely (a few hub neurons, or populations of different
+    fan-out) holds at most ``width - 1`` empty slots per source instead of ``largest - out_degree``;
+    the CPU kernel reads a source's rows as one run of slots, so a step costs the same.
     """
 
     SLICE = 1 << 22  # synapses handled at once by add
 
-    def __init__(self, out_degree: torch.Tensor, n_post: int, dt: float, dtype: torch.dtype | None = None) -> None:
+    def __init__(
+        self,
+        out_degree: torch.Tensor,
+        n_post: int,
+        dt: float,
+        dtype: torch.dtype | None = None,
+        width: int | None = None,
+    ) -> None:
         out_degree = torch.as_tensor(out_degree).reshape(-1)
         if out_degree.is_floating_point() or bool((out_degree < 0).any()):  # sync-ok: building
             raise ValueError("out_degree must hold non-negative whole numbers, one per source neuron")
         _check_dt(dt)
+        if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+            raise ValueError(f"width must be None (the largest out-degree) or a positive int of slots, got {width!r}")
         self.n_pre, self.n_post, self.dt = out_degree.numel(), int(n_post), float(dt)
-        width = max(1, int(out_degree.max()) if self.n_pre else 1)  # sync-ok: building a projection
         self.out_degree = out_degree.to(torch.int64)
+        rows = row_layout(self.out_degree, width)
+        self.first_row, self.slot_start = rows.first_row, rows.slot_start
         self.filled = torch.zeros(self.n_pre, dtype=torch.int64)
-        self.targets = torch.full((self.n_pre + 1, width), self.n_post, dtype=torch.int32)
-        self.weights = torch.zeros(self.n_pre + 1, width, dtype=dtype or torch.get_default_dtype())
-        self.steps = torch.zeros(self.n_pre + 1, width, dtype=torch.int8)
+        self.targets = torch.full((rows.rows + 1, rows.width), self.n_post, dtype=torch.int32)
+        self.weights = torch.zeros(rows.rows + 1, rows.width, dtype=dtype or torch.get_default_dtype())
+        self.steps = torch.zeros(rows.rows + 1, rows.width, dtype=torch.int8)
         self.delay_range = (None, None)  # (shortest, longest) delay added, in steps
 
     def add(self, pre: torch.Tensor, post: torch.Tensor, weight: Any, delay: Any, synapse: Any = None) -> None:
@@ -607,7 +688,7 @@ class SynapseTable:
         if bool((self.filled + degree > self.out_degree).any()):  # sync-ok: building a projection
             raise ValueError("some source neuron has more synapses added than its out_degree")
         # slot of each synapse: its source's row, after the synapses added before, in this slice's order
-        base = torch.arange(self.n_pre) * self.targets.shape[1] + self.filled - (torch.cumsum(degree, 0) - degree)
+        base = self.slot_start + self.filled - (torch.cumsum(degree, 0) - degree)
         flat = base.index_select(0, pre) + torch.arange(count)
         self.targets.view(-1).scatter_(0, flat, post.to(torch.int32))
         self.weights.view(-1).scatter_(0, flat, weights.to(self.weights.dtype))
@@ -636,10 +717,12 @@ class SynapseTable:
         max_delay = longest or 0
         _check_buffer(max_delay, self.n_post, self.weights.dtype, self.dt)
         delays: Any = self.steps if shortest is not None and shortest != longest else max_delay
+        rows = self.targets.shape[0] - 1  # n_pre, or more with a narrower width
         if capacity is None:
-            capacity = min(self.n_pre, max(32, self.n_pre // 10))
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 < capacity <= max(self.n_pre, 1):
-            raise ValueError(f"capacity must be an int in [1, n_pre={self.n_pre}], got {capacity!r}")
+            capacity = min(rows, max(32, rows // 10))
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or not 0 < capacity <= max(rows, 1):
+            what = "n_pre" if self.first_row is None else "the table's rows"
+            raise ValueError(f"capacity must be an int in [1, {what}={rows}], got {capacity!r}")
         return SparseProjection(
             source=source,
             target=target,
@@ -655,6 +738,7 @@ class SynapseTable:
             dt=self.dt,
             normalize=normalize,
             short_term=short_term,
+            first_row=self.first_row,
         )
 
 

@@ -29,7 +29,7 @@ import attrs
 import torch
 
 from ..network import Network, Population, _ranges, _segments
-from ..propagation.projection import DenseProjection, SparseProjection
+from ..propagation.projection import DenseProjection, SparseProjection, row_layout
 from ..pytree import replace, tree_map
 
 __all__ = ["Exchange", "partition", "local_state", "local_inputs", "gather_records", "gather_synapses"]
@@ -189,7 +189,8 @@ class Exchange:
         """Whether this rank's share of ``proj`` holds a synapse from a neuron of ``population``
         that another rank owns."""
         if isinstance(proj, SparseProjection):
-            used = (proj.targets[: proj.n_pre] < proj.n_post).any(1)
+            rows_used = (proj.targets < proj.n_post).any(1).to(torch.int64)
+            used = rows_used.new_zeros(proj.n_pre + 1).index_add(0, proj.row_sources(), rows_used)[: proj.n_pre] > 0
         else:
             used = proj.mask.any(1)
         offset = 0
@@ -243,25 +244,38 @@ def _local_projection(proj: Any, exchange: Exchange) -> Any:
         raise TypeError(f"partition knows dense and sparse projections, not {type(proj).__name__}")
     targets = proj.targets.long()
     padded = torch.cat([mapping, torch.tensor([-1])]).to(targets.device)
-    local = padded[targets.clamp(max=proj.n_post)]  # -1: padding or another rank's target
-    keep = local >= 0
-    slot = torch.cumsum(keep, 1) - 1
-    width = max(1, int(keep.sum(1).max()))  # sync-ok: building a partition
-    rows = torch.arange(targets.shape[0], device=targets.device)[:, None].expand_as(targets)
-    new_targets = torch.full((targets.shape[0], width), n_local, dtype=proj.targets.dtype, device=targets.device)
-    new_targets[rows[keep], slot[keep]] = local[keep].to(proj.targets.dtype)
+    local = padded[targets.clamp(max=proj.n_post)].reshape(-1)  # -1: padding or another rank's target
+    kept = torch.nonzero(local >= 0).reshape(-1)  # sync-ok: building a partition; flat slots, by source
+    width = targets.shape[1]
+    sources = proj.row_sources().index_select(0, kept // width)
+    degree = torch.bincount(sources, minlength=proj.n_pre)
+    # the rows SynapseTable would give these synapses: a rank's share built directly has the same table
+    rows = row_layout(degree.cpu(), None if proj.first_row is None else width)  # sync-ok: building
+    before = torch.cumsum(degree, 0) - degree
+    slots = (
+        rows.slot_start.to(kept.device).index_select(0, sources)
+        + torch.arange(kept.numel(), device=kept.device)
+        - before[sources]
+    )
 
-    def compact(table: torch.Tensor) -> torch.Tensor:
-        out = table.new_zeros((table.shape[0], width))
-        out[rows[keep], slot[keep]] = table[keep]
-        return out
+    def compact(table: torch.Tensor, fill: int = 0) -> torch.Tensor:
+        out = table.new_full(((rows.rows + 1) * rows.width,), fill)
+        return out.index_copy_(0, slots, table.reshape(-1).index_select(0, kept)).reshape(rows.rows + 1, rows.width)
 
+    new_targets = compact(local.to(proj.targets.dtype).reshape(targets.shape), n_local)
     delays, max_delay = proj.delays, proj.max_delay
     if isinstance(delays, torch.Tensor) and delays.ndim:  # the ring buffer as long as the rank's longest delay
         delays = compact(delays)
         max_delay = int(delays.max()) if delays.numel() else 0  # sync-ok: building a partition
     return replace(
-        proj, n_post=n_local, targets=new_targets, weights=compact(proj.weights), delays=delays, max_delay=max_delay
+        proj,
+        n_post=n_local,
+        targets=new_targets,
+        weights=compact(proj.weights),
+        delays=delays,
+        max_delay=max_delay,
+        first_row=rows.first_row,
+        capacity=min(proj.capacity, max(rows.rows, 1)),
     )
 
 
@@ -397,9 +411,9 @@ def gather_synapses(network: Network, state: Any, name: str) -> tuple[torch.Tens
     network that is not partitioned, the same from the one process."""
     proj, weights = network.projections[name], state.projections[name].weights
     if isinstance(proj, SparseProjection):
-        exists = proj.targets[: proj.n_pre] < proj.n_post
-        pre, slot = torch.nonzero(exists, as_tuple=True)  # sync-ok: reading results
-        post, values = proj.targets[pre, slot].long(), weights[pre, slot]
+        row, slot = torch.nonzero(proj.targets < proj.n_post, as_tuple=True)  # sync-ok: reading results
+        post, values = proj.targets[row, slot].long(), weights[row, slot]
+        pre = proj.row_sources()[row]  # a source's rows follow each other: still sorted by source
     else:
         pre, post = torch.nonzero(proj.mask, as_tuple=True)  # sync-ok: reading results
         values = weights[pre, post]

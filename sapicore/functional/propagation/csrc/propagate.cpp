@@ -1,14 +1,18 @@
 // Event-driven spike propagation for sparse projections, on the CPU.
 //
-// sapicore::propagate(pending, spikes, targets, weights, delays, delay, step) -> new pending
+// sapicore::propagate(pending, spikes, targets, weights, delays, delay, step, first_row) -> new pending
 //   pending (D, P) float      future synaptic input: row k acts at the steps equal to k mod D
 //   spikes  (N,) float        this step's source output (0 where silent)
-//   targets (N + 1, W) int32  target neuron of each outgoing synapse (P - 1 for padding); a row's
-//                             synapses come first and its padding after them: a row's scan stops at
-//                             its first padding entry, so a row costs its out-degree, not W
+//   targets (N + 1, W) int32  target neuron of each outgoing synapse (P - 1 for padding); a source's
+//                             synapses come first and its padding after them: a source's scan stops at
+//                             its first padding entry, so a source costs its out-degree, not W
 //   weights (N + 1, W) float
 //   delays  (N + 1, W) int8, int16 or int32: delay of each synapse in steps, or None to use `delay` for all
 //   step    () int64          steps taken so far
+//   first_row (N + 1,) int64 or None: source i's synapses fill the consecutive rows first_row[i] to
+//                             first_row[i + 1] - 1 of tables of R + 1 rows (R = first_row[N]; the last
+//                             row is padding), so rows can be much narrower than the widest source; None:
+//                             row i is source i's
 // It returns a copy of pending in which row step mod D (the input delivered this step) is cleared
 // and every synapse of every source neuron with a non-zero output s has added w * s at row
 // (step + 1 + delay) mod D, column target. The work is the number
@@ -64,7 +68,8 @@ int64_t skip_zero_blocks(const T* values, int64_t i, int64_t n) {
 
 template <typename T, typename D>
 void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_t sources, const int32_t* targets,
-                const T* weights, const D* delays, int64_t delay, int64_t width, int64_t step) {
+                const T* weights, const D* delays, int64_t delay, int64_t width, int64_t step,
+                const int64_t* first_row, int64_t table_rows) {
   TORCH_CHECK(step >= 0 && delay >= 0, "sapicore::propagate: step and delay must be >= 0");
   std::memset(out + (step % length) * columns, 0, columns * sizeof(T));  // delivered this step
   const int64_t first = (step + 1) % length;  // the row of delay 0
@@ -72,10 +77,17 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
   for (int64_t i = skip_zero_blocks(spikes, 0, sources); i < sources; i = skip_zero_blocks(spikes, i + 1, sources)) {
     const T value = spikes[i];
     if (value == T(0)) continue;
-    const int32_t* row_targets = targets + i * width;
-    const T* row_weights = weights + i * width;
+    int64_t start = i * width, slots = width;  // the source's slots: one row, or its consecutive rows
+    if (first_row != nullptr) {
+      TORCH_CHECK(0 <= first_row[i] && first_row[i] <= first_row[i + 1] && first_row[i + 1] < table_rows,
+                  "sapicore::propagate: first_row must ascend within the table's rows");
+      start = first_row[i] * width;
+      slots = (first_row[i + 1] - first_row[i]) * width;
+    }
+    const int32_t* row_targets = targets + start;
+    const T* row_weights = weights + start;
     if (delays == nullptr) {
-      for (int64_t j = 0; j < width; ++j) {
+      for (int64_t j = 0; j < slots; ++j) {
         const int64_t target = row_targets[j];
         TORCH_CHECK(target >= 0 && target < columns, "sapicore::propagate: target ", target, " out of range");
         if (target == columns - 1) break;  // the row's padding
@@ -83,8 +95,8 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
       }
       continue;
     }
-    const D* row_delays = delays + i * width;
-    for (int64_t j = 0; j < width; ++j) {
+    const D* row_delays = delays + start;
+    for (int64_t j = 0; j < slots; ++j) {
       const int64_t target = row_targets[j], d = row_delays[j];
       TORCH_CHECK(target >= 0 && target < columns && d >= 0 && d < length, "sapicore::propagate: target ", target,
                   " or delay ", d, " out of range");
@@ -117,15 +129,24 @@ at::Tensor inner_contiguous(const at::Tensor& t) {
 }
 
 void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets, const at::Tensor& weights,
-           const c10::optional<at::Tensor>& delays, const at::Tensor& step, int64_t lanes) {
+           const c10::optional<at::Tensor>& delays, const at::Tensor& step, const c10::optional<at::Tensor>& first_row,
+           int64_t lanes) {
   const int64_t extra = lanes < 0 ? 0 : 1;
   TORCH_CHECK(pending.dim() == 2 + extra && spikes.dim() == 1 + extra && targets.dim() == 2 + extra &&
                   weights.dim() == 2 + extra && step.dim() == extra,
               "sapicore::propagate: expected pending (D, P), spikes (N,), targets and weights (N + 1, W), step ()",
               extra ? " after a leading lane axis" : "");
   TORCH_CHECK(pending.size(extra) >= 1, "sapicore::propagate: pending needs at least one row (max_delay + 1)");
-  TORCH_CHECK(targets.size(extra) == spikes.size(extra) + 1 && weights.sizes() == targets.sizes(),
-              "sapicore::propagate: targets and weights must be (N + 1, W) for spikes (N,)");
+  if (first_row) {
+    TORCH_CHECK(first_row->dim() == 1 + extra && first_row->size(extra) == spikes.size(extra) + 1 &&
+                    first_row->scalar_type() == at::kLong && first_row->device().is_cpu(),
+                "sapicore::propagate: first_row must be an int64 CPU tensor (N + 1,) for spikes (N,)");
+    TORCH_CHECK(targets.size(extra) >= 1 && weights.sizes() == targets.sizes(),
+                "sapicore::propagate: targets and weights must be (R + 1, W) for first_row[N] = R");
+  } else {
+    TORCH_CHECK(targets.size(extra) == spikes.size(extra) + 1 && weights.sizes() == targets.sizes(),
+                "sapicore::propagate: targets and weights must be (N + 1, W) for spikes (N,)");
+  }
   TORCH_CHECK(!delays || delays->sizes() == targets.sizes(), "sapicore::propagate: delays must be shaped like targets");
   TORCH_CHECK(spikes.scalar_type() == pending.scalar_type() && weights.scalar_type() == pending.scalar_type(),
               "sapicore::propagate: pending, spikes and weights must share one floating dtype");
@@ -138,7 +159,8 @@ void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor
               "sapicore::propagate: CPU tensors only");
   if (extra) {
     TORCH_CHECK(spikes.size(0) == lanes && targets.size(0) == lanes && weights.size(0) == lanes &&
-                    step.size(0) == lanes && (!delays || delays->size(0) == lanes),
+                    step.size(0) == lanes && (!delays || delays->size(0) == lanes) &&
+                    (!first_row || first_row->size(0) == lanes),
                 "sapicore::propagate_lanes: arguments disagree on the number of lanes");
   }
 }
@@ -168,32 +190,36 @@ void dispatch(const at::Tensor& out, const at::Tensor& delays, F&& body) {
 
 // Adds one step's events into `out` (contiguous, D x P): the body of propagate and propagate_.
 void add_step(at::Tensor& out, const at::Tensor& spikes, const at::Tensor& targets, const at::Tensor& weights,
-              const c10::optional<at::Tensor>& delays, int64_t delay, const at::Tensor& step) {
+              const c10::optional<at::Tensor>& delays, int64_t delay, const at::Tensor& step,
+              const c10::optional<at::Tensor>& first_row) {
   const at::Tensor s = spikes.contiguous(), tg = targets.contiguous(), w = weights.contiguous();
   const at::Tensor d = delays ? delays->contiguous() : at::Tensor();
+  const at::Tensor f = first_row ? first_row->contiguous() : at::Tensor();
   const int64_t now = *step.data_ptr<int64_t>();
   dispatch(out, d, [&](auto t, auto k) {
     using T = decltype(t);
     using D = decltype(k);
     add_events<T, D>(out.data_ptr<T>(), out.size(0), out.size(1), s.data_ptr<T>(), s.size(0), tg.data_ptr<int32_t>(),
-                     w.data_ptr<T>(), d.defined() ? d.data_ptr<D>() : nullptr, delay, tg.size(1), now);
+                     w.data_ptr<T>(), d.defined() ? d.data_ptr<D>() : nullptr, delay, tg.size(1), now,
+                     f.defined() ? f.data_ptr<int64_t>() : nullptr, tg.size(0));
   });
 }
 
 at::Tensor propagate(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
                      const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
-                     const at::Tensor& step) {
-  check(pending, spikes, targets, weights, delays, step, -1);
+                     const at::Tensor& step, const c10::optional<at::Tensor>& first_row) {
+  check(pending, spikes, targets, weights, delays, step, first_row, -1);
   at::Tensor out = output_for(pending, 0);
-  add_step(out, spikes, targets, weights, delays, delay, step);
+  add_step(out, spikes, targets, weights, delays, delay, step, first_row);
   return out;
 }
 
 void propagate_(at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets, const at::Tensor& weights,
-                const c10::optional<at::Tensor>& delays, int64_t delay, const at::Tensor& step) {
-  check(pending, spikes, targets, weights, delays, step, -1);
+                const c10::optional<at::Tensor>& delays, int64_t delay, const at::Tensor& step,
+                const c10::optional<at::Tensor>& first_row) {
+  check(pending, spikes, targets, weights, delays, step, first_row, -1);
   TORCH_CHECK(pending.is_contiguous(), "sapicore::propagate_: pending must be contiguous");
-  add_step(pending, spikes, targets, weights, delays, delay, step);
+  add_step(pending, spikes, targets, weights, delays, delay, step, first_row);
 }
 
 at::Tensor take_row_(at::Tensor& pending, const at::Tensor& step) {
@@ -211,12 +237,13 @@ at::Tensor take_row_(at::Tensor& pending, const at::Tensor& step) {
 
 at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
                            const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
-                           const at::Tensor& step) {
+                           const at::Tensor& step, const c10::optional<at::Tensor>& first_row) {
   const int64_t lanes = pending.dim() > 0 ? pending.size(0) : 0;
-  check(pending, spikes, targets, weights, delays, step, lanes);
+  check(pending, spikes, targets, weights, delays, step, first_row, lanes);
   at::Tensor out = output_for(pending, 1);
   const at::Tensor s = inner_contiguous(spikes), tg = inner_contiguous(targets), w = inner_contiguous(weights);
   const at::Tensor d = delays ? inner_contiguous(*delays) : at::Tensor();
+  const at::Tensor f = first_row ? inner_contiguous(*first_row) : at::Tensor();
   dispatch(out, d, [&](auto t, auto k) {
     using T = decltype(t);
     using D = decltype(k);
@@ -224,7 +251,8 @@ at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, 
       add_events<T, D>(out.data_ptr<T>() + lane * out.stride(0), out.size(1), out.size(2),
                        s.data_ptr<T>() + lane * s.stride(0), s.size(1), tg.data_ptr<int32_t>() + lane * tg.stride(0),
                        w.data_ptr<T>() + lane * w.stride(0), d.defined() ? d.data_ptr<D>() + lane * d.stride(0) : nullptr,
-                       delay, tg.size(2), step.data_ptr<int64_t>()[lane * step.stride(0)]);
+                       delay, tg.size(2), step.data_ptr<int64_t>()[lane * step.stride(0)],
+                       f.defined() ? f.data_ptr<int64_t>() + lane * f.stride(0) : nullptr, tg.size(1));
     }
   });
   return out;
@@ -353,10 +381,10 @@ at::Tensor poisson(const at::Tensor& mean) {
 }  // namespace
 
 TORCH_LIBRARY(sapicore, m) {
-  m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
-  m.def("propagate_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> ()");
+  m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row=None) -> Tensor");
+  m.def("propagate_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row=None) -> ()");
   m.def("take_row_(Tensor(a!) pending, Tensor step) -> Tensor");
-  m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step) -> Tensor");
+  m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row=None) -> Tensor");
   m.def("events(Tensor records, int width, int first_record, float interval) -> (Tensor, Tensor)");
   m.def("poisson(Tensor mean) -> Tensor", {at::Tag::nondeterministic_seeded});
 }
