@@ -180,8 +180,8 @@ class Projection:
         """`wiring` of each lane of a stacked projection, ``(lanes,)``: computed once when the lanes
         share their synapses (a stride-0 view of one table, as ``stack`` makes them), else lane by lane."""
         layout = self.targets if isinstance(self, SparseProjection) else self.mask
-        delays = self.delays if isinstance(self.delays, torch.Tensor) else None
-        if all(t is None or t.stride(0) == 0 for t in (layout, delays)):
+        structure = [t for name in STRUCTURE if isinstance(t := self.__dict__.get(name), torch.Tensor)]
+        if all(t.stride(0) == 0 for t in structure):
             return _lane(self, _one_lane).wiring().expand(layout.shape[0])
         return torch.stack([_lane(self, lambda t, i=i: t[i]).wiring() for i in range(layout.shape[0])])
 
@@ -264,9 +264,13 @@ def _one_lane(tensor: torch.Tensor) -> torch.Tensor:
     return tensor[0]
 
 
+#: a projection's structure tensors: which synapses exist, where, and their delays
+STRUCTURE = ("targets", "mask", "delays", "first_row")
+
+
 def _lane(projection: Any, take: Any) -> Any:
-    """``projection`` with ``take`` applied to its structure tensors (targets or mask, delays)."""
-    names = [name for name in ("targets", "mask", "delays") if isinstance(projection.__dict__.get(name), torch.Tensor)]
+    """``projection`` with ``take`` applied to its structure tensors (targets or mask, delays, first_row)."""
+    names = [name for name in STRUCTURE if isinstance(projection.__dict__.get(name), torch.Tensor)]
     return replace(projection, **{name: take(getattr(projection, name)) for name in names})
 
 
