@@ -335,3 +335,26 @@ def test_poisson_sources_draw_different_lanes_under_vmap_and_the_same_counts_com
     assert torch.equal(eager["bg.spikes"], compiled["bg.spikes"]) and not torch.equal(
         eager["bg.spikes"][0], eager["bg.spikes"][1]
     )
+
+
+def test_the_ops_have_no_default_arguments_and_key_the_compile_caches(monkeypatch, tmp_path):
+    """Compiled graphs call the ops through the stable ABI with the arguments a call spelled out, so a
+    default would be read past the end of them (a crash at 64 lanes); and torch's graph caches, which
+    do not cover an op's schema, are keyed by the ops' C++ source."""
+    import torch._inductor.config as config
+
+    for name in kernels.OPS:
+        schema = getattr(torch.ops.sapicore, name).default._schema
+        assert not any(argument.has_default_value() for argument in schema.arguments), name
+    kernels.key_compile_caches()
+    first = dict(config.unsafe_marked_cacheable_functions)
+    assert {f"torch.ops.sapicore.{name}" for name in kernels.OPS} <= set(first)
+    changed = tmp_path / "propagate.cpp"
+    changed.write_text(kernels._SOURCE.read_text() + "// another version\n")
+    monkeypatch.setattr(kernels, "_SOURCE", changed)
+    monkeypatch.setattr(config, "unsafe_marked_cacheable_functions", {})
+    kernels.key_compile_caches()
+    assert (
+        config.unsafe_marked_cacheable_functions["torch.ops.sapicore.propagate"]
+        != first["torch.ops.sapicore.propagate"]
+    )

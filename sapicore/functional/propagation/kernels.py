@@ -21,6 +21,7 @@ environment variable ``SAPICORE_KERNELS=0`` to never build or use it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ __all__ = [
     "delay_arguments",
     "disabled",
     "is_disabled",
+    "key_compile_caches",
     "DTYPES",
 ]
 
@@ -105,6 +107,21 @@ def _load() -> None:
         )
         return
     _LOADED["ok"] = True
+
+
+#: the ops of ``csrc/propagate.cpp`` (``sapicore::<name>``)
+OPS = ("propagate", "propagate_", "propagate_lanes", "take_row_", "events", "poisson")
+
+
+def key_compile_caches() -> None:
+    """Key torch's caches of compiled graphs (inductor's FX graph cache, AOTAutograd's) by the C++
+    source of these ops, before anything compiles. Their own keys do not cover a custom op's schema:
+    a graph compiled against another version of an op (another argument list) would be loaded from
+    the cache and call it with the wrong arguments (a crash, or worse). Imports ``torch._inductor``."""
+    import torch._inductor.config as config
+
+    digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:16]
+    config.unsafe_marked_cacheable_functions.update({f"torch.ops.sapicore.{op}": digest for op in OPS})
 
 
 def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ..models.neurons.base import check_consistent, check_dt, check_model
 from ..network import Network, own_buffers
+from ..propagation import kernels
 from ..pytree import lane_count, tree_leaves, tree_map, validate
 from ..transforms import RunContext, run_context
 from . import stored
@@ -254,6 +255,7 @@ def compile_chunk(chunk: Callable, fast: bool | str, device: torch.device, key: 
     and returns a state copied out of the graph's pool (`unaliased`)."""
     if key is not None:
         chunk = _own_code(chunk, (key, str(fast), str(device)))
+    kernels.key_compile_caches()
     backend = "inductor" if fast is True else fast
     options = {"backend": backend, "dynamic": False}
     if device.type == "cuda" and backend == "inductor":

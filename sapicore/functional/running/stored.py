@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
+from ..propagation import kernels
 from ..propagation.kernel_cache import user_cache
 
 __all__ = ["cache_root", "chunk_key", "layout", "StoredChunk"]
@@ -103,7 +104,6 @@ def _text(value: Any) -> str:
 
 def _environment() -> list[str]:
     from ... import __version__
-    from ..propagation import kernels
 
     sources = sorted(Path(kernels.__file__).parent.joinpath("csrc").glob("*"))
     return [
@@ -225,6 +225,7 @@ class StoredChunk:
     def _compile(self, model: Any, state: Any, xs: Any, t0: torch.Tensor) -> None:
         from torch._inductor import aoti_compile_and_package
 
+        kernels.key_compile_caches()
         leaves, spec = tree_flatten((model, state, xs, t0))
         slots = [index for index, leaf in enumerate(leaves) if isinstance(leaf, torch.Tensor)]
         module = _Exported(self.chunk, leaves, slots, spec, self.names)

@@ -26,6 +26,10 @@
 // which it clears in pending. With it an in-place run never reads the ring buffer outside the two ops
 // that change it, so a compiler keeps reads and writes in order.
 //
+// first_row has no default in the schemas: compiled graphs that call an op through the stable ABI
+// (AOT Inductor, the C++ wrapper) pass only the arguments a call spelled out, and the dispatcher would
+// read a missing trailing argument past their end.
+//
 // sapicore::propagate_lanes takes the same arguments with a leading lane axis L (step (L,)); a lane
 // stride of 0 (an expanded, shared argument) is read without copying. vmap folds into it.
 //
@@ -381,10 +385,10 @@ at::Tensor poisson(const at::Tensor& mean) {
 }  // namespace
 
 TORCH_LIBRARY(sapicore, m) {
-  m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row=None) -> Tensor");
-  m.def("propagate_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row=None) -> ()");
+  m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> Tensor");
+  m.def("propagate_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> ()");
   m.def("take_row_(Tensor(a!) pending, Tensor step) -> Tensor");
-  m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row=None) -> Tensor");
+  m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> Tensor");
   m.def("events(Tensor records, int width, int first_record, float interval) -> (Tensor, Tensor)");
   m.def("poisson(Tensor mean) -> Tensor", {at::Tag::nondeterministic_seeded});
 }
