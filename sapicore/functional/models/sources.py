@@ -10,6 +10,7 @@ import torch
 
 from ..propagation import kernels
 from ..pytree import check_non_negative, parameter, pytree, replace
+from ..transforms import vmap_active
 from .currents import keyed_uniform
 from .neurons.base import NeuronModel, broadcast_like, check_dt, check_input
 
@@ -103,12 +104,23 @@ class PoissonSource(NeuronModel):
             if self.seed is None:
                 spikes = kernels.poisson(mean)
             else:
-                spikes = _keyed_count(mean, self._uniform(state)).to(state.spikes.dtype)
+                spikes = self._keyed_count(mean, state).to(state.spikes.dtype)
         else:
             probability = (self.rate + extra) * (dt / 1000.0)  # above 1 always spikes, below 0 never
             draws = torch.rand_like(state.spikes) if self.seed is None else self._uniform(state)
             spikes = (draws < probability).to(state.spikes.dtype)
         return replace(state, spikes=spikes, step=state.step if self.seed is None else state.step + 1), spikes
+
+    def _keyed_count(self, mean: torch.Tensor, state: PoissonState) -> torch.Tensor:
+        """This step's seeded Poisson counts of ``mean`` (float64): the C++ op where it applies, else
+        the same counts from torch ops (which synchronise with the host at each step)."""
+        try:
+            counts = kernels.keyed_poisson(mean, state.step, self.seed, self.numbering, stream=3)
+        except RuntimeError as err:  # the op's check of the mean, raised as the torch ops' path raises it
+            if "at most 100 spikes" not in str(err):
+                raise
+            raise ValueError(str(err).splitlines()[0]) from None
+        return _keyed_count(mean, self._uniform(state)) if counts is None else counts
 
     def _uniform(self, state: PoissonState) -> torch.Tensor:
         """This step's keyed uniform draw per neuron (float64)."""
@@ -118,8 +130,10 @@ class PoissonSource(NeuronModel):
 
 
 def _keyed_count(mean: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Poisson counts of ``mean`` by inversion of the uniforms ``u``: the least k with P(X <= k) >= u."""
-    largest = float(mean.max()) if mean.numel() else 0.0  # sync-ok: seeded draws run eagerly
+    """Poisson counts of ``mean`` by inversion of the uniforms ``u``: the least k with P(X <= k) >= u,
+    at most ``floor(mean + 12 sqrt(mean) + 12) - 1`` (as ``sapicore::keyed_poisson`` draws them)."""
+    lanes = vmap_active()  # no host value inside vmap: every draw may need the longest loop
+    largest = 100.0 if lanes else float(mean.max()) if mean.numel() else 0.0  # sync-ok: seeded draws, eager
     if largest > 100.0:
         raise ValueError(
             f"a seeded PoissonSource draws at most 100 spikes per neuron and step on average, got {largest:.4g}; "
@@ -127,10 +141,11 @@ def _keyed_count(mean: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         )
     mean = mean.to(torch.float64)
     term = torch.exp(-mean)
+    last = torch.floor(mean + 12.0 * torch.sqrt(mean) + 12.0)  # each neuron's tail beyond: below 1e-16
     cdf, count = term.clone(), torch.zeros_like(mean)
-    for k in range(1, int(largest + 12.0 * math.sqrt(largest) + 12.0)):  # the tail beyond: below 1e-16
-        below = cdf < u
-        if k > largest and not bool(below.any()):  # sync-ok: seeded draws run eagerly; every count found
+    for k in range(1, int(largest + 12.0 * math.sqrt(largest) + 12.0)):
+        below = (cdf < u) & (k < last)
+        if not lanes and k > largest and not bool(below.any()):  # sync-ok: seeded draws, eager; all found
             break
         count += below
         term = term * mean / k

@@ -39,6 +39,7 @@ __all__ = [
     "propagate",
     "take_row_",
     "poisson",
+    "keyed_poisson",
     "delay_arguments",
     "disabled",
     "is_disabled",
@@ -92,6 +93,10 @@ def _load() -> None:
         if "poisson" not in _REGISTERED:
             torch.library.register_fake("sapicore::poisson")(lambda mean: torch.empty_like(mean))
             _REGISTERED.add("poisson")
+        if "keyed_poisson" not in _REGISTERED:
+            torch.library.register_fake("sapicore::keyed_poisson")(lambda mean, *args: torch.empty_like(mean))
+            torch.library.register_vmap("sapicore::keyed_poisson")(_keyed_poisson_lanes)
+            _REGISTERED.add("keyed_poisson")
         if "propagate_" not in _REGISTERED:
             torch.library.register_fake("sapicore::propagate_")(lambda *args: None)
             torch.library.register_fake("sapicore::take_row_")(
@@ -110,7 +115,7 @@ def _load() -> None:
 
 
 #: the ops of ``csrc/propagate.cpp`` (``sapicore::<name>``)
-OPS = ("propagate", "propagate_", "propagate_lanes", "take_row_", "events", "poisson")
+OPS = ("propagate", "propagate_", "propagate_lanes", "take_row_", "events", "poisson", "keyed_poisson")
 
 
 def key_compile_caches() -> None:
@@ -189,6 +194,30 @@ def poisson(mean: torch.Tensor) -> torch.Tensor:
     if usable(mean, mean) and not vmap_active():
         return torch.ops.sapicore.poisson(mean)
     return torch.poisson(mean)
+
+
+def keyed_poisson(
+    mean: torch.Tensor, step: torch.Tensor, seed: int, numbering: tuple[int, int], stream: int
+) -> torch.Tensor | None:
+    """Seeded Poisson counts (float64) of ``mean`` (>= 0, at most 100) for neurons ``numbering[0] +
+    numbering[1] * i`` at their counters ``step`` (int64), from the C++ op where `usable` (one pass,
+    no host synchronisation, so compiled chunks keep it), else None: the caller then draws the same
+    counts with torch ops (``sapicore.functional.models.sources``)."""
+    if not usable(mean, mean) or mean.dim() != 1:
+        return None
+    mean = mean.to(torch.float64)
+    first, stride = numbering
+    neuron = first + stride * torch.arange(mean.shape[0], device=mean.device)
+    return torch.ops.sapicore.keyed_poisson(mean, torch.exp(-mean), step, neuron, seed, stream)
+
+
+def _keyed_poisson_lanes(info: Any, in_dims: tuple, mean, zero, step, neuron, seed, stream) -> tuple[torch.Tensor, int]:
+    """``vmap`` of ``sapicore::keyed_poisson``: the lanes' neurons in one call (each draw depends on its
+    own arguments only)."""
+    size = info.batch_size
+    lanes = [_fold(size, t, d, lane_axis=False) for t, d in zip((mean, zero, step, neuron), in_dims[:4])]
+    out = torch.ops.sapicore.keyed_poisson(*(t.reshape(-1) for t in lanes), seed, stream)
+    return out.reshape(size, -1), 0
 
 
 def _fake(pending: torch.Tensor, *args: Any) -> torch.Tensor:

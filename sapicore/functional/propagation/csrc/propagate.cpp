@@ -38,6 +38,14 @@
 // non-zero value at record k and neuron j gives an event at time (first_record + k + 1) * interval
 // (float64, ms) for neuron j (int64); a count above 1.5 gives round(count) events there.
 //
+// sapicore::keyed_poisson(mean, zero, step, neuron, seed, stream) -> one Poisson count per neuron, a
+// fixed function of (seed, stream, neuron, step): PoissonSource's seeded draws. mean (N,) float64,
+// zero = exp(-mean) (computed by torch, so both ways of drawing share it to the last bit), step and
+// neuron (N,) int64 (the neuron's number in the whole population). The uniform is the
+// 32-bit hash of sapicore.functional.models.currents._key, (hash + 0.5) / 2^32, and the count the
+// least k whose Poisson CDF reaches it, summed in the order of the torch implementation, at most
+// floor(mean + 12 sqrt(mean) + 12) - 1 (the tail beyond lies below 1e-16). Means above 100 are refused.
+//
 // sapicore::poisson(mean) -> one Poisson count per entry of mean (>= 0), as torch.poisson, but several
 // times faster for the small means of spike counts per step: each call seeds a xoshiro256** stream
 // (Blackman & Vigna) with one draw from torch's default CPU generator (so torch.manual_seed makes runs
@@ -382,6 +390,51 @@ at::Tensor poisson(const at::Tensor& mean) {
   return out;
 }
 
+// sapicore.functional.models.currents._mix: two multiply-xorshift rounds on 32-bit values
+constexpr int64_t kMask = (int64_t(1) << 32) - 1;
+constexpr int64_t kMultiplier = 0x45D9F3B;
+
+int64_t mix(int64_t x) {
+  x = ((x ^ (x >> 16)) * kMultiplier) & kMask;
+  x = ((x ^ (x >> 16)) * kMultiplier) & kMask;
+  return x ^ (x >> 16);
+}
+
+at::Tensor keyed_poisson(const at::Tensor& mean, const at::Tensor& zero, const at::Tensor& step,
+                         const at::Tensor& neuron, int64_t seed, int64_t stream) {
+  TORCH_CHECK(mean.dim() == 1 && zero.sizes() == mean.sizes() && step.sizes() == mean.sizes() &&
+                  neuron.sizes() == mean.sizes(),
+              "sapicore::keyed_poisson: mean, zero, step and neuron must be one value per neuron (N,)");
+  TORCH_CHECK(mean.scalar_type() == at::kDouble && zero.scalar_type() == at::kDouble &&
+                  step.scalar_type() == at::kLong && neuron.scalar_type() == at::kLong,
+              "sapicore::keyed_poisson: mean and zero must be float64, step and neuron int64");
+  TORCH_CHECK(mean.device().is_cpu() && zero.device().is_cpu() && step.device().is_cpu() && neuron.device().is_cpu(),
+              "sapicore::keyed_poisson: CPU tensors only");
+  const at::Tensor m = mean.contiguous(), z = zero.contiguous(), counter = step.contiguous(), n = neuron.contiguous();
+  const double* lam = m.data_ptr<double>();
+  const double* term0 = z.data_ptr<double>();
+  const int64_t* steps = counter.data_ptr<int64_t>();
+  const int64_t* neurons = n.data_ptr<int64_t>();
+  at::Tensor out = at::empty_like(m);
+  double* count = out.data_ptr<double>();
+  const int64_t base = (seed * 0x2545F491 + stream * 0x9E3779B) & kMask;
+  for (int64_t i = 0; i < m.numel(); ++i) {
+    TORCH_CHECK(!(lam[i] > 100.0), "a seeded PoissonSource draws at most 100 spikes per neuron and step on average, got ",
+                lam[i], "; use a smaller dt, or no seed");
+    const int64_t key = mix((((neurons[i] * 0x27D4EB2F) & kMask) ^ mix(steps[i] ^ base)) & kMask);
+    const double u = (static_cast<double>(key) + 0.5) * 0x1.0p-32;
+    const int64_t last = static_cast<int64_t>(lam[i] + 12.0 * std::sqrt(lam[i]) + 12.0);
+    double term = term0[i], cdf = term0[i], k_found = 0.0;
+    for (int64_t k = 1; k < last && cdf < u; ++k) {
+      k_found += 1.0;
+      term = term * lam[i] / static_cast<double>(k);
+      cdf = cdf + term;
+    }
+    count[i] = k_found;
+  }
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(sapicore, m) {
@@ -391,6 +444,7 @@ TORCH_LIBRARY(sapicore, m) {
   m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> Tensor");
   m.def("events(Tensor records, int width, int first_record, float interval) -> (Tensor, Tensor)");
   m.def("poisson(Tensor mean) -> Tensor", {at::Tag::nondeterministic_seeded});
+  m.def("keyed_poisson(Tensor mean, Tensor zero, Tensor step, Tensor neuron, int seed, int stream) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
@@ -400,4 +454,5 @@ TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
   m.impl("propagate_lanes", &propagate_lanes);
   m.impl("events", &events);
   m.impl("poisson", &poisson);
+  m.impl("keyed_poisson", &keyed_poisson);
 }
