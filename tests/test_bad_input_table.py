@@ -582,6 +582,22 @@ CASES = {
         ValueError,
         "the table's rows=8",
     ),
+    "SparseProjection: first_row ending before the table's rows": (
+        lambda: validate(
+            sf.replace(narrow_table().projection("a", "b", sf.Delta()), first_row=torch.tensor([0, 1, 3, 7]))
+        ),
+        ValueError,
+        "first_row must ascend from 0 to the table's 8 rows",
+    ),
+    "SparseProjection: first_row of int32": (
+        lambda: validate(
+            sf.replace(
+                narrow_table().projection("a", "b", sf.Delta()), first_row=torch.tensor([0, 1, 3, 8], dtype=torch.int32)
+            )
+        ),
+        ValueError,
+        "first_row must be None or an int64 tensor of n_pre \\+ 1 = 4 entries",
+    ),
     "propagate: first_row as int32": (
         lambda: narrow_propagate(first_row=torch.tensor([0, 2, 4, 8], dtype=torch.int32)),
         RuntimeError,

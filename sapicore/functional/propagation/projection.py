@@ -396,6 +396,27 @@ class SparseProjection(Projection):
     propagation: str = attrs.field(default="auto", validator=_check_propagation, kw_only=True)
     first_row: Any = attrs.field(default=None, kw_only=True)
 
+    @first_row.validator
+    def _check_first_row(self, attribute: attrs.Attribute, value: Any) -> None:
+        if value is None:
+            return
+        rows = self.targets.shape[-2] - 1
+        lanes = self.targets.dim() - 2  # 1 for a stacked projection (sweep lanes)
+        if not (
+            isinstance(value, torch.Tensor)
+            and value.dtype == torch.int64
+            and value.dim() == 1 + lanes
+            and value.shape[-1] == self.n_pre + 1
+        ):
+            raise ValueError(f"first_row must be None or an int64 tensor of n_pre + 1 = {self.n_pre + 1} entries")
+        first, last = value[..., 0], value[..., -1]
+        ascending = bool((value[..., 1:] >= value[..., :-1]).all())  # sync-ok: checking a built projection
+        if bool((first != 0).any()) or bool((last != rows).any()) or not ascending:  # sync-ok: checking
+            raise ValueError(
+                f"first_row must ascend from 0 to the table's {rows} rows (targets has one more, of padding), "
+                f"got {first.min()}..{last.max()}"
+            )
+
     @property
     def mask(self) -> torch.Tensor:
         """True where a slot of the table holds a synapse (computed, not stored)."""
