@@ -337,7 +337,7 @@ def test_poisson_sources_draw_different_lanes_under_vmap_and_the_same_counts_com
     )
 
 
-def test_the_ops_have_no_default_arguments_and_key_the_compile_caches(monkeypatch, tmp_path):
+def test_the_ops_have_no_default_arguments_and_key_the_compile_caches(tmp_path):
     """Compiled graphs call the ops through the stable ABI with the arguments a call spelled out, so a
     default would be read past the end of them (a crash at 64 lanes); and torch's graph caches, which
     do not cover an op's schema, are keyed by the ops' C++ source."""
@@ -347,14 +347,9 @@ def test_the_ops_have_no_default_arguments_and_key_the_compile_caches(monkeypatc
         schema = getattr(torch.ops.sapicore, name).default._schema
         assert not any(argument.has_default_value() for argument in schema.arguments), name
     kernels.key_compile_caches()
-    first = dict(config.unsafe_marked_cacheable_functions)
-    assert {f"torch.ops.sapicore.{name}" for name in kernels.OPS} <= set(first)
+    digest = kernels.source_digest(kernels._SOURCE)
+    for name in kernels.OPS:
+        assert config.unsafe_marked_cacheable_functions[f"torch.ops.sapicore.{name}"] == digest
     changed = tmp_path / "propagate.cpp"
     changed.write_text(kernels._SOURCE.read_text() + "// another version\n")
-    monkeypatch.setattr(kernels, "_SOURCE", changed)
-    monkeypatch.setattr(config, "unsafe_marked_cacheable_functions", {})
-    kernels.key_compile_caches()
-    assert (
-        config.unsafe_marked_cacheable_functions["torch.ops.sapicore.propagate"]
-        != first["torch.ops.sapicore.propagate"]
-    )
+    assert kernels.source_digest(changed) != digest

@@ -125,8 +125,14 @@ def key_compile_caches() -> None:
     the cache and call it with the wrong arguments (a crash, or worse). Imports ``torch._inductor``."""
     import torch._inductor.config as config
 
-    digest = hashlib.sha256(_SOURCE.read_bytes()).hexdigest()[:16]
-    config.unsafe_marked_cacheable_functions.update({f"torch.ops.sapicore.{op}": digest for op in OPS})
+    marked = getattr(config, "unsafe_marked_cacheable_functions", None)  # torch 2.6 and later
+    if isinstance(marked, dict):
+        marked.update({f"torch.ops.sapicore.{op}": source_digest(_SOURCE) for op in OPS})
+
+
+def source_digest(path: Path) -> str:
+    """A short hash of a file's bytes (the ops' C++ source, for `key_compile_caches`)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:
