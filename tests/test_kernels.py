@@ -353,3 +353,43 @@ def test_the_ops_have_no_default_arguments_and_key_the_compile_caches(tmp_path):
     changed = tmp_path / "propagate.cpp"
     changed.write_text(kernels._SOURCE.read_text() + "// another version\n")
     assert kernels.source_digest(changed) != digest
+
+
+@pytest.mark.slow
+def test_compiled_graphs_call_each_op_through_its_c_entry_point_and_get_the_ops_results():
+    """A graph compiled with ``kernels.compile_options()`` calls ``aoti_torch_cpu_<op>`` directly (not
+    torch's proxy executor); a declaration that did not match the C++ would fail to compile."""
+    from torch._inductor.utils import run_and_get_cpp_code
+
+    pending, spikes, targets, weights, delays = random_table()
+    step = torch.tensor(3)
+    mean = torch.linspace(0.0, 30.0, 40, dtype=torch.float64)
+    ops = torch.ops.sapicore
+
+    def every_op(pending, spikes, targets, weights, delays, step, mean):
+        out = ops.propagate(pending, spikes, targets, weights, delays, 0, step, None)
+        own = pending.clone()
+        ops.propagate_(own, spikes, targets, weights, None, 2, step, None)
+        row = ops.take_row_(own, step)
+        lanes = ops.propagate_lanes(
+            torch.stack([pending, out]),
+            spikes.expand(2, -1),
+            targets.expand(2, -1, -1),
+            weights.expand(2, -1, -1),
+            delays.expand(2, -1, -1),
+            0,
+            torch.stack([step, step + 1]),
+            None,
+        )
+        steps = step.expand(mean.shape).contiguous()
+        counts = ops.keyed_poisson(mean, torch.exp(-mean), steps, torch.arange(mean.numel()), 7, 1)
+        return out, own, row, lanes, counts
+
+    arguments = (pending, spikes, targets, weights, delays, step, mean)
+    compiled = torch.compile(every_op, options={"cpp_wrapper": True, **kernels.compile_options()}, fullgraph=True)
+    results, code = run_and_get_cpp_code(compiled, *arguments)
+    for name in kernels.C_SHIMS:
+        assert f"aoti_torch_cpu_{name}(" in code, name
+    assert "proxy_executor" not in code and "call_dispatcher" not in code
+    for got, expected in zip(results, every_op(*arguments)):
+        assert torch.equal(got, expected)

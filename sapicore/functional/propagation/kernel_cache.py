@@ -128,8 +128,9 @@ def _finished(folder: Path) -> Path | None:
     return library if library.is_file() else None
 
 
-def load_library(name: str, source: Path, flags: list[str]) -> None:
-    """Load the operator library, building it first if this environment has no complete build."""
+def load_library(name: str, source: Path, flags: list[str]) -> Path:
+    """Load the operator library, building it first if this environment has no complete build; return
+    the library's path."""
     import torch
     from torch.utils import cpp_extension
 
@@ -153,5 +154,6 @@ def load_library(name: str, source: Path, flags: list[str]) -> None:
                 library = Path(built) if isinstance(built, str) else folder / f"{name}.so"
                 (folder / COMPLETE).write_text(library.name + "\n")
                 print(f"sapicore: kernel built in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-                return  # cpp_extension.load has loaded it
+                return library  # cpp_extension.load has loaded it
     torch.ops.load_library(str(library))
+    return library

@@ -10,6 +10,8 @@ fixed output shapes, so compiled chunks call it as one opaque op, and it never o
 ``vmap`` rule (lanes run in one call) and no gradient: where a gradient could flow through spikes or
 weights, projections use torch ops. The same library holds ``sapicore::events``, the scan that turns
 spike records into events ([`sapicore.functional.running.events`][sapicore.functional.running.events]).
+Compiled graphs call the ops through C entry points of the library (`compile_options`), not through
+torch's boxed proxy executor.
 
 It is built on first use with `torch.utils.cpp_extension` (a C++ compiler and ninja are needed;
 about a minute on two cores), once per environment (source, torch and its location, compiler, flags,
@@ -21,6 +23,7 @@ environment variable ``SAPICORE_KERNELS=0`` to never build or use it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import os
 import warnings
@@ -44,6 +47,7 @@ __all__ = [
     "disabled",
     "is_disabled",
     "key_compile_caches",
+    "compile_options",
     "DTYPES",
 ]
 
@@ -83,7 +87,9 @@ def _load() -> None:
     if os.environ.get("SAPICORE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
         return
     try:
-        kernel_cache.load_library(_NAME, _SOURCE, ["-O3"])
+        library = kernel_cache.load_library(_NAME, _SOURCE, ["-O3"])
+        # its symbols global: the code of compiled graphs calls the ops' C entry points by name
+        ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
         for name, lane_axis in (("propagate", False), ("propagate_lanes", True)):
             if name not in _REGISTERED:  # once per process, however often loading is retried
                 torch.library.register_fake(f"sapicore::{name}")(_fake)
@@ -128,6 +134,33 @@ def key_compile_caches() -> None:
     marked = getattr(config, "unsafe_marked_cacheable_functions", None)  # torch 2.6 and later
     if isinstance(marked, dict):
         marked.update({f"torch.ops.sapicore.{op}": source_digest(_SOURCE) for op in OPS})
+
+
+#: the C entry points of ``csrc/propagate.cpp`` that compiled graphs call, declared as inductor calls them
+_HANDLES = "AtenTensorHandle pending, AtenTensorHandle spikes, AtenTensorHandle targets, AtenTensorHandle weights, "
+_SCALARS = "AtenTensorHandle* delays, int64_t delay, AtenTensorHandle step, AtenTensorHandle* first_row"
+C_SHIMS = {
+    "propagate": f"AOTITorchError aoti_torch_cpu_propagate({_HANDLES}{_SCALARS}, AtenTensorHandle* out)",
+    "propagate_": f"AOTITorchError aoti_torch_cpu_propagate_({_HANDLES}{_SCALARS}, AtenTensorHandle* none)",
+    "propagate_lanes": f"AOTITorchError aoti_torch_cpu_propagate_lanes({_HANDLES}{_SCALARS}, AtenTensorHandle* out)",
+    "take_row_": "AOTITorchError aoti_torch_cpu_take_row_(AtenTensorHandle pending, AtenTensorHandle step, "
+    "AtenTensorHandle* out)",
+    "keyed_poisson": "AOTITorchError aoti_torch_cpu_keyed_poisson(AtenTensorHandle mean, AtenTensorHandle zero, "
+    "AtenTensorHandle step, AtenTensorHandle neuron, int64_t seed, int64_t stream, AtenTensorHandle* out)",
+}
+
+
+def compile_options() -> dict[str, Any]:
+    """Inductor settings for a graph that may call these ops on the CPU: with the library loaded, its
+    C++ code (AOT Inductor's, or the C++ wrapper's) calls their C entry points directly instead of
+    through torch's proxy executor, about a microsecond less per call (two calls a step in COBA:
+    7% of a compiled COBA-4k step)."""
+    import torch._inductor.config as config
+
+    if not available() or not hasattr(config.aot_inductor, "custom_ops_to_c_shims"):  # an older torch
+        return {}
+    shims = {getattr(torch.ops.sapicore, name).default: [declaration] for name, declaration in C_SHIMS.items()}
+    return {"aot_inductor.custom_ops_to_c_shims": shims}
 
 
 def source_digest(path: Path) -> str:

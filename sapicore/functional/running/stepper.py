@@ -261,7 +261,7 @@ def compile_chunk(chunk: Callable, fast: bool | str, device: torch.device, key: 
     if device.type == "cuda" and backend == "inductor":
         options["mode"] = "reduce-overhead"
     elif backend == "inductor":  # a C++ wrapper calls the chunk's kernels: half the time of Python's at COBA-4k
-        options["options"] = {"cpp_wrapper": True}
+        options["options"] = {"cpp_wrapper": True, **kernels.compile_options()}
     compiled = torch.compile(chunk, **options)
     if device.type != "cuda":
         return compiled

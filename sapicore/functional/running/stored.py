@@ -257,7 +257,7 @@ class StoredChunk:
         try:
             with warnings.catch_warnings():  # torch's own pickling of tree specs, not the user's concern
                 warnings.filterwarnings("ignore", category=FutureWarning, message=".*LeafSpec")
-                aoti_compile_and_package(exported, package_path=partial)
+                aoti_compile_and_package(exported, package_path=partial, inductor_configs=kernels.compile_options())
             os.replace(partial, self.folder / PACKAGE)
         finally:
             Path(partial).unlink(missing_ok=True)

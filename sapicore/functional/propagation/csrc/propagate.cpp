@@ -52,6 +52,8 @@
 // repeatable), then draws by sequential inversion of the CDF below a mean of 10 (about mean + 1
 // comparisons per draw) and by Hormann's transformed rejection (PTRS, 1993) above.
 #include <torch/extension.h>
+#include <torch/csrc/inductor/aoti_torch/c/shim.h>
+#include <torch/csrc/inductor/aoti_torch/utils.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
@@ -435,7 +437,75 @@ at::Tensor keyed_poisson(const at::Tensor& mean, const at::Tensor& zero, const a
   return out;
 }
 
+at::Tensor& tensor_of(AtenTensorHandle handle) {
+  return *torch::aot_inductor::tensor_handle_to_tensor_pointer(handle);
+}
+
+c10::optional<at::Tensor> optional_of(AtenTensorHandle* handle) {
+  return torch::aot_inductor::pointer_to_optional<at::Tensor>(handle);
+}
+
 }  // namespace
+
+// C entry points of the ops for compiled graphs. AOT Inductor and inductor's C++ wrapper call a
+// custom op through torch's proxy executor (its schema copied and every argument boxed, about a
+// microsecond a call); given these functions (kernels.compile_options names them) they call them
+// directly, as they call ATen's own C shims. Inductor names them aoti_torch_cpu_<op>; an optional
+// tensor comes as a pointer to its handle (null: None), an output as a pointer to fill.
+extern "C" {
+
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_cpu_propagate(AtenTensorHandle pending, AtenTensorHandle spikes,
+                                                          AtenTensorHandle targets, AtenTensorHandle weights,
+                                                          AtenTensorHandle* delays, int64_t delay,
+                                                          AtenTensorHandle step, AtenTensorHandle* first_row,
+                                                          AtenTensorHandle* out) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    *out = torch::aot_inductor::new_tensor_handle(propagate(tensor_of(pending), tensor_of(spikes), tensor_of(targets),
+                                                            tensor_of(weights), optional_of(delays), delay,
+                                                            tensor_of(step), optional_of(first_row)));
+  });
+}
+
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_cpu_propagate_(AtenTensorHandle pending, AtenTensorHandle spikes,
+                                                           AtenTensorHandle targets, AtenTensorHandle weights,
+                                                           AtenTensorHandle* delays, int64_t delay,
+                                                           AtenTensorHandle step, AtenTensorHandle* first_row,
+                                                           AtenTensorHandle* /* no output: inductor passes null */) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    propagate_(tensor_of(pending), tensor_of(spikes), tensor_of(targets), tensor_of(weights), optional_of(delays),
+               delay, tensor_of(step), optional_of(first_row));
+  });
+}
+
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_cpu_propagate_lanes(AtenTensorHandle pending, AtenTensorHandle spikes,
+                                                                AtenTensorHandle targets, AtenTensorHandle weights,
+                                                                AtenTensorHandle* delays, int64_t delay,
+                                                                AtenTensorHandle step, AtenTensorHandle* first_row,
+                                                                AtenTensorHandle* out) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    *out = torch::aot_inductor::new_tensor_handle(propagate_lanes(tensor_of(pending), tensor_of(spikes),
+                                                                  tensor_of(targets), tensor_of(weights),
+                                                                  optional_of(delays), delay, tensor_of(step),
+                                                                  optional_of(first_row)));
+  });
+}
+
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_cpu_take_row_(AtenTensorHandle pending, AtenTensorHandle step,
+                                                          AtenTensorHandle* out) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE(
+      { *out = torch::aot_inductor::new_tensor_handle(take_row_(tensor_of(pending), tensor_of(step))); });
+}
+
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_cpu_keyed_poisson(AtenTensorHandle mean, AtenTensorHandle zero,
+                                                              AtenTensorHandle step, AtenTensorHandle neuron,
+                                                              int64_t seed, int64_t stream, AtenTensorHandle* out) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    *out = torch::aot_inductor::new_tensor_handle(
+        keyed_poisson(tensor_of(mean), tensor_of(zero), tensor_of(step), tensor_of(neuron), seed, stream));
+  });
+}
+
+}  // extern "C"
 
 TORCH_LIBRARY(sapicore, m) {
   m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> Tensor");
