@@ -97,3 +97,27 @@ def test_validate_catches_what_replace_let_through():
     bad = sf.replace(sf.LIF(), tau_mem=-1.0)
     with pytest.raises(ValueError, match="tau_mem must be > 0"):
         sf.validate(bad)
+
+
+def test_a_step_that_builds_its_state_with_the_class_compiles_in_one_graph_and_validates_outside():
+    """attrs' frozen ``__init__`` calls ``object.__setattr__.__get__``, which torch.compile cannot
+    trace; a pytree's ``__init__`` sets the fields directly inside a trace (a user's model built its
+    state with ``State(v=...)`` and ran eagerly on the torch.compile path)."""
+
+    @pytree
+    class State:
+        v: torch.Tensor
+        count: int = 0
+        gain: float = attrs.field(default=1.0, kw_only=True, validator=attrs.validators.gt(0))
+
+    def step(state):
+        return State(state.v * 2.0, state.count + 1, gain=0.5)
+
+    compiled = torch.compile(step, backend="aot_eager", fullgraph=True)
+    got, expected = compiled(State(torch.ones(3))), step(State(torch.ones(3)))
+    assert torch.equal(got.v, expected.v) and (got.count, got.gain) == (expected.count, expected.gain) == (1, 0.5)
+    assert pytree_utils.tree_leaves(got) == [got.v]
+    with pytest.raises(ValueError, match="'gain' must be > 0"):
+        State(torch.ones(3), gain=-1.0)  # outside a trace, attrs' own __init__ runs the validators
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'v'"):
+        State()

@@ -12,7 +12,9 @@ turns the fields that differ between lanes into tensors with a leading lane dime
 
 Trees are rebuilt with ``object.__new__`` and ``object.__setattr__`` (never through ``__init__``), so
 validators and converters never see the fake or batched values used by vmap and compile. Use
-`replace` to change fields; it skips validation, which `validate` runs on demand.
+`replace` to change fields; it skips validation, which `validate` runs on demand. A step may also
+build a new tree with the class (``State(v=...)``): inside a compiled graph that sets the fields
+without attrs' machinery, which the compiler cannot trace.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ def pytree(cls: type | None = None, **attrs_options: Any) -> Any:
         options = {"frozen": True, "eq": False, "slots": False}
         options.update(attrs_options)
         new_cls = attrs.define(cls, **options)
+        new_cls.__init__ = _traceable_init(new_cls)
         new_cls.__sapicore_pytree__ = True
         _pytree.register_pytree_node(
             new_cls,
@@ -124,6 +127,43 @@ def pytree(cls: type | None = None, **attrs_options: Any) -> Any:
         return new_cls
 
     return wrap if cls is None else wrap(cls)
+
+
+def _traceable_init(cls: type) -> Callable[..., None]:
+    """``cls``'s attrs ``__init__``, which a compiler traces by setting the fields one by one.
+
+    A frozen attrs class's ``__init__`` starts with ``object.__setattr__.__get__(self)``, which
+    ``torch.compile`` cannot trace: a model whose step built its state with ``State(v=...)`` broke
+    the graph there and ran eagerly. Outside a trace this is attrs' own ``__init__`` (validators and
+    converters run); inside one, the fields are set directly and validators are skipped, as in
+    `replace`. Classes with factory defaults or fields outside ``__init__`` keep attrs' alone.
+    """
+    attrs_init = cls.__init__
+    fields = attrs.fields(cls)
+    if any(not field.init or isinstance(field.default, attrs.Factory) for field in fields):
+        return attrs_init
+    parameters, keywords = [], []
+    for field in fields:
+        own = keywords if field.kw_only else parameters
+        own.append(field.alias if field.default is attrs.NOTHING else f"{field.alias}=_defaults[{field.name!r}]")
+    signature = ", ".join(["self", *parameters, *(["*", *keywords] if keywords else [])])
+    passed = ", ".join(f"{field.alias}={field.alias}" for field in fields)
+    assignments = [f"        object.__setattr__(self, {field.name!r}, {field.alias})" for field in fields]
+    if hasattr(cls, "__attrs_post_init__"):
+        assignments.append("        self.__attrs_post_init__()")
+    source = (
+        f"def __init__({signature}):\n"
+        "    if not _compiling():\n"
+        f"        _attrs_init(self, {passed})\n"
+        "    else:\n" + "\n".join(assignments or ["        pass"]) + "\n"
+    )
+    namespace = {"_attrs_init": attrs_init, "_defaults": {field.name: field.default for field in fields}}
+    namespace["_compiling"] = compiling
+    exec(compile(source, f"<sapicore pytree init {cls.__qualname__}>", "exec"), namespace)
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = attrs_init.__doc__
+    return init
 
 
 _FIELD_NAMES: dict[type, tuple[tuple[str, ...], frozenset]] = {}
