@@ -622,3 +622,19 @@ def test_a_full_dense_projection_learns_as_the_masked_one_does():
         validate(sf.replace(sparse, full=True))  # as every run does first
     lanes = sf.stack([net.projections["syn"], masked.projections["syn"]])
     assert lanes.full is False and stack_key(net.projections["syn"]) == stack_key(masked.projections["syn"])
+
+
+def test_every_recordable_name_is_listed_once_so_a_run_can_record_them_all():
+    """A Poisson source's state keeps its last draw under the output's name (``spikes``): listed once."""
+    net = sf.Network(
+        populations={
+            "cells": sf.Population(sf.LIF(), 4),
+            "drive": sf.Population(sf.PoissonSource(rate=500.0, seed=2), 3),
+        },
+        projections={"feed": sf.projection("drive", "cells", C.all_to_all(3, 4), 2.0, sf.Delta(), dt=DT)},
+    )
+    names = net.record_names()
+    assert len(names) == len(set(names)) and names.count("drive.spikes") == 1
+    assert sf.PoissonSource().record_names().count("spikes") == 1
+    _, records = sf.simulate(net, net.init_state(), steps=50, dt=DT, record=names)
+    assert set(names) <= set(records) and float(records["drive.spikes"].sum()) > 0

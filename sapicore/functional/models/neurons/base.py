@@ -235,8 +235,10 @@ class NeuronModel:
         return (self.output_name,)
 
     def record_names(self) -> tuple[str, ...]:
-        """Names that ``simulate`` can record: the state's fields and the output."""
-        return tuple(field.name for field in attrs.fields(self.state_class)) + (self.output_name,)
+        """Names that ``simulate`` can record: the state's fields and the output (a state field of
+        the output's name, as a Poisson source's last draw, is read as the output)."""
+        fields = tuple(field.name for field in attrs.fields(self.state_class) if field.name != self.output_name)
+        return fields + (self.output_name,)
 
     def read(self, state: Any, output: Any, name: str) -> torch.Tensor:
         """The recordable value ``name`` after a step that left ``state`` and returned ``output``."""
