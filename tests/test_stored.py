@@ -225,3 +225,21 @@ def test_a_sweep_is_kept_and_equals_the_loop_over_its_lanes(tmp_path, monkeypatc
     sweep(fast=True, randomness="same")  # vmap's randomness is part of the key
     assert "compiling" in caplog.text
     assert {p.name for p in tmp_path.iterdir() if p.is_dir()} > packages
+
+
+def test_the_state_rebuilder_equals_tree_unflatten_for_every_kind_of_node():
+    from collections import namedtuple
+
+    from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
+
+    from sapicore.functional.running.stored import rebuilder
+
+    Pair = namedtuple("Pair", "first second")
+    state = sf.LIF().init_state((3,))
+    tree = {"a": state, "b": [torch.ones(2), None, (torch.zeros(1), Pair(torch.ones(1), 2.0))], "c": ()}
+    leaves, spec = tree_flatten(tree)
+    fresh = [leaf.clone() if isinstance(leaf, torch.Tensor) else leaf for leaf in leaves]
+    rebuilt, expected = rebuilder(spec)(fresh), tree_unflatten(fresh, spec)
+    assert tree_flatten(rebuilt)[1] == spec and type(rebuilt["a"]) is type(state)
+    assert all(x is y for x, y in zip(tree_leaves(rebuilt), tree_leaves(expected)))
+    assert isinstance(rebuilt["b"][2][1], Pair) and rebuilt["b"][1] is None

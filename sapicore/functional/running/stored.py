@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils import _pytree
 from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
 from ..propagation import kernels
@@ -298,6 +299,7 @@ class StoredChunk:
         self.watched = bool(listing["watched"])
         self.state_spec = tree_flatten(state)[1]
         self.state_count = self.state_spec.num_leaves
+        self.rebuild = rebuilder(self.state_spec)
         return run
 
     def _listing(self) -> dict | None:
@@ -339,9 +341,33 @@ class StoredChunk:
         out = run([*self.model_tensors, *self.state_tensors, *_tensors(xs), t0])
         count, recorded = self.state_count, len(self.names)
         self.state_tensors = list(out[:count])
-        self.state = tree_unflatten(self.state_tensors, self.state_spec)
+        self.state = self.rebuild(self.state_tensors)
         records = dict(zip(self.names, out[count : count + recorded]))
         return self.state, records, out[count + recorded] if self.watched else None
+
+
+def rebuilder(spec: _pytree.TreeSpec) -> Callable[[list], Any]:
+    """A function of a list of leaves that rebuilds ``spec``'s tree, as ``tree_unflatten(leaves,
+    spec)`` does, in one call that constructs each node with its unflatten function: torch's walk
+    of the spec took 12 us per chunk for COBA-4,000's state, 6% of the chunk's time."""
+    names: dict[str, Any] = {}
+    leaves = iter(range(spec.num_leaves))
+
+    def expression(node: _pytree.TreeSpec) -> str:
+        if node.is_leaf():
+            return f"leaves[{next(leaves)}]"
+        index = len(names) // 2
+        names[f"make{index}"] = _pytree.SUPPORTED_NODES[node.type].unflatten_fn
+        names[f"context{index}"] = node.context
+        children = ", ".join(expression(child) for child in node.children())
+        return f"make{index}([{children}], context{index})"
+
+    try:
+        source = f"def rebuild(leaves):\n    return {expression(spec)}\n"
+    except KeyError:  # a node type torch unflattens in its own way: its walk, then
+        return lambda leaves: tree_unflatten(leaves, spec)
+    exec(compile(source, "<sapicore state rebuilder>", "exec"), names)
+    return names["rebuild"]
 
 
 def _tensors(tree: Any) -> list[torch.Tensor]:
