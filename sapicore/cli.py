@@ -433,32 +433,11 @@ def _partitioned(path: Path, settings: Any) -> tuple[int, int]:
 
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return 0, 1
-    if settings.fast or settings.device != "cpu":
+    if settings.device != "cpu":
         raise SpecError(
-            f"{path}: under torchrun a network runs partitioned on CPUs with the reference loop for now; "
-            "--set simulation.fast=false simulation.device=cpu"
+            f"{path}: under torchrun a network runs partitioned on CPUs for now; --set simulation.device=cpu"
         )
     return _distributed(settings.device)
-
-
-#: seconds a collective of a partitioned run waits for the other processes before it fails
-DEFAULT_EXCHANGE_TIMEOUT = 600.0
-
-
-def exchange_timeout() -> float:
-    """Seconds a collective waits for the other processes (``$SAPICORE_EXCHANGE_TIMEOUT``, default
-    600: long enough for every rank to build its share of a large network before the first exchange).
-    A process that dies is noticed at once (its connections close); one that is stuck, after this."""
-    text = os.environ.get("SAPICORE_EXCHANGE_TIMEOUT", "").strip()
-    if not text:
-        return DEFAULT_EXCHANGE_TIMEOUT
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"SAPICORE_EXCHANGE_TIMEOUT must be a positive number of seconds, got {text!r}")
-    return seconds
 
 
 def _distributed(device: str) -> tuple[int, int]:
@@ -470,6 +449,8 @@ def _distributed(device: str) -> tuple[int, int]:
     import datetime
 
     import torch.distributed as dist
+
+    from sapicore.functional.running.shared import exchange_timeout
 
     if not dist.is_initialized():
         timeout = datetime.timedelta(seconds=exchange_timeout())
@@ -484,10 +465,15 @@ def _exchange_failure(err: BaseException) -> str | None:
 
     import torch.distributed as dist
 
+    from sapicore.functional.running.shared import exchange_timeout, failure
+
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
         return None
     text = str(err)
-    if not (isinstance(err, getattr(dist, "DistError", ())) or re.search(r"gloo|nccl|timed? ?out", text, re.I)):
+    shared = failure()  # a shared-memory exchange's own words (a compiled chunk's error loses them)
+    if shared is not None:
+        text = shared
+    elif not (isinstance(err, getattr(dist, "DistError", ())) or re.search(r"gloo|nccl|timed? ?out", text, re.I)):
         return None
     first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0] if text else type(err).__name__)
     first = first.split(" This is typically")[0].rstrip(". ")

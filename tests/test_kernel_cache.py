@@ -182,7 +182,7 @@ def test_a_read_only_prebuilt_cache_loads_the_real_kernel(tmp_path):
 
     if not kernels.available():
         pytest.skip("the CPU kernel cannot be built here")
-    folder = kernel_cache.build_directory(kernels._NAME, kernels._SOURCE, ["-O3"])
+    folder = kernel_cache.build_directory(kernels._NAME, kernels._SOURCES, ["-O3"])
     cache = tmp_path / "cache"
     shutil.copytree(folder, cache / folder.name)
     run = lambda: subprocess.run(  # noqa: E731

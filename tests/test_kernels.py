@@ -347,12 +347,12 @@ def test_the_ops_have_no_default_arguments_and_key_the_compile_caches(tmp_path):
         schema = getattr(torch.ops.sapicore, name).default._schema
         assert not any(argument.has_default_value() for argument in schema.arguments), name
     kernels.key_compile_caches()
-    digest = kernels.source_digest(kernels._SOURCE)
+    digest = kernels.source_digest(kernels._SOURCES)
     for name in kernels.OPS:
         assert config.unsafe_marked_cacheable_functions[f"torch.ops.sapicore.{name}"] == digest
-    changed = tmp_path / "propagate.cpp"
-    changed.write_text(kernels._SOURCE.read_text() + "// another version\n")
-    assert kernels.source_digest(changed) != digest
+    changed = tmp_path / "exchange.cpp"
+    changed.write_text(kernels._SOURCES[1].read_text() + "// another version\n")
+    assert kernels.source_digest((kernels._SOURCES[0], changed)) != digest
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ import shutil
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 try:
@@ -66,13 +66,18 @@ def _compiler() -> str:
     return f"{path} {stat.st_size} {stat.st_mtime_ns}"
 
 
-def build_key(source: Path, flags: list[str]) -> list[str]:
-    """Everything a build of ``source`` with ``flags`` depends on, as strings (the cache folder's hash)."""
+def _listed(source: Path | Sequence[Path]) -> list[Path]:
+    return [source] if isinstance(source, Path) else list(source)
+
+
+def build_key(source: Path | Sequence[Path], flags: list[str]) -> list[str]:
+    """Everything a build of ``source`` (one C++ file or several) with ``flags`` depends on, as
+    strings (the cache folder's hash)."""
     import torch
     from torch.utils import cpp_extension
 
     return [
-        source.read_bytes().hex(),
+        *(path.read_bytes().hex() for path in _listed(source)),
         torch.__version__,
         str(Path(torch.__file__).resolve().parent),
         " ".join(cpp_extension.include_paths()),
@@ -87,8 +92,8 @@ def build_key(source: Path, flags: list[str]) -> list[str]:
     ]
 
 
-def build_directory(name: str, source: Path, flags: list[str]) -> Path:
-    """The build folder of ``source`` for this environment and these flags."""
+def build_directory(name: str, source: Path | Sequence[Path], flags: list[str]) -> Path:
+    """The build folder of ``source`` (one C++ file or several) for this environment and these flags."""
     key = hashlib.sha256("\0".join(build_key(source, flags)).encode())
     return cache_root() / f"{name}-{key.hexdigest()[:16]}"
 
@@ -128,9 +133,9 @@ def _finished(folder: Path) -> Path | None:
     return library if library.is_file() else None
 
 
-def load_library(name: str, source: Path, flags: list[str]) -> Path:
-    """Load the operator library, building it first if this environment has no complete build; return
-    the library's path."""
+def load_library(name: str, source: Path | Sequence[Path], flags: list[str]) -> Path:
+    """Load the operator library of ``source`` (one C++ file or several), building it first if this
+    environment has no complete build; return the library's path."""
     import torch
     from torch.utils import cpp_extension
 
@@ -140,8 +145,9 @@ def load_library(name: str, source: Path, flags: list[str]) -> Path:
         with build_lock(folder):
             library = _finished(folder)  # another process may have built it while this one waited
             if library is None:
-                copy = folder / source.name
-                shutil.copyfile(source, copy)
+                copies = [folder / path.name for path in _listed(source)]
+                for path, copy in zip(_listed(source), copies):
+                    shutil.copyfile(path, copy)
                 print(
                     f"sapicore: building the CPU spike propagation kernel for this environment in {folder} "
                     "(about a minute, once)",
@@ -149,7 +155,11 @@ def load_library(name: str, source: Path, flags: list[str]) -> Path:
                 )
                 start = time.perf_counter()
                 built = cpp_extension.load(
-                    name, sources=[str(copy)], extra_cflags=flags, build_directory=str(folder), is_python_module=False
+                    name,
+                    sources=[str(copy) for copy in copies],
+                    extra_cflags=flags,
+                    build_directory=str(folder),
+                    is_python_module=False,
                 )
                 library = Path(built) if isinstance(built, str) else folder / f"{name}.so"
                 (folder / COMPLETE).write_text(library.name + "\n")

@@ -48,10 +48,11 @@ __all__ = [
     "is_disabled",
     "key_compile_caches",
     "compile_options",
+    "library",
     "DTYPES",
 ]
 
-_SOURCE = Path(__file__).parent / "csrc" / "propagate.cpp"
+_SOURCES = tuple(Path(__file__).parent / "csrc" / name for name in ("propagate.cpp", "exchange.cpp"))
 _NAME = "sapicore_kernels"
 _LOADED: dict[str, Any] = {}
 _OFF = [0]  # depth of nested `disabled()` blocks
@@ -87,9 +88,9 @@ def _load() -> None:
     if os.environ.get("SAPICORE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
         return
     try:
-        library = kernel_cache.load_library(_NAME, _SOURCE, ["-O3"])
+        library = kernel_cache.load_library(_NAME, _SOURCES, ["-O3"])
         # its symbols global: the code of compiled graphs calls the ops' C entry points by name
-        ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
+        _LOADED["library"] = ctypes.CDLL(str(library), mode=ctypes.RTLD_GLOBAL)
         for name, lane_axis in (("propagate", False), ("propagate_lanes", True)):
             if name not in _REGISTERED:  # once per process, however often loading is retried
                 torch.library.register_fake(f"sapicore::{name}")(_fake)
@@ -109,6 +110,11 @@ def _load() -> None:
                 lambda pending, step: pending.new_empty(pending.shape[1])
             )
             _REGISTERED.add("propagate_")
+        if "exchange_gather" not in _REGISTERED:
+            torch.library.register_fake("sapicore::exchange_gather")(
+                lambda local, channel, segments: local.new_empty((*local.shape[:-1], sum(segments[1::2])))
+            )
+            _REGISTERED.add("exchange_gather")
     except Exception as err:  # no compiler, no ninja, a read-only cache: torch ops still work
         warnings.warn(
             f"sapicore could not build its CPU propagation kernel ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
@@ -121,7 +127,16 @@ def _load() -> None:
 
 
 #: the ops of ``csrc/propagate.cpp`` (``sapicore::<name>``)
-OPS = ("propagate", "propagate_", "propagate_lanes", "take_row_", "events", "poisson", "keyed_poisson")
+OPS = (
+    "propagate",
+    "propagate_",
+    "propagate_lanes",
+    "take_row_",
+    "events",
+    "poisson",
+    "keyed_poisson",
+    "exchange_gather",
+)
 
 
 def key_compile_caches() -> None:
@@ -133,10 +148,10 @@ def key_compile_caches() -> None:
 
     marked = getattr(config, "unsafe_marked_cacheable_functions", None)  # torch 2.6 and later
     if isinstance(marked, dict):
-        marked.update({f"torch.ops.sapicore.{op}": source_digest(_SOURCE) for op in OPS})
+        marked.update({f"torch.ops.sapicore.{op}": source_digest(_SOURCES) for op in OPS})
 
 
-#: the C entry points of ``csrc/propagate.cpp`` that compiled graphs call, declared as inductor calls them
+#: the C entry points of ``csrc/`` that compiled graphs call, declared as inductor calls them
 _HANDLES = "AtenTensorHandle pending, AtenTensorHandle spikes, AtenTensorHandle targets, AtenTensorHandle weights, "
 _SCALARS = "AtenTensorHandle* delays, int64_t delay, AtenTensorHandle step, AtenTensorHandle* first_row"
 C_SHIMS = {
@@ -147,7 +162,14 @@ C_SHIMS = {
     "AtenTensorHandle* out)",
     "keyed_poisson": "AOTITorchError aoti_torch_cpu_keyed_poisson(AtenTensorHandle mean, AtenTensorHandle zero, "
     "AtenTensorHandle step, AtenTensorHandle neuron, int64_t seed, int64_t stream, AtenTensorHandle* out)",
+    "exchange_gather": "AOTITorchError aoti_torch_cpu_exchange_gather(AtenTensorHandle local, int64_t channel, "
+    "const int64_t* segments, int64_t segments_len_, AtenTensorHandle* out)",
 }
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded library (for the C functions of ``csrc/exchange.cpp``), or None where it is not built."""
+    return _LOADED.get("library") if available() else None
 
 
 def compile_options() -> dict[str, Any]:
@@ -163,9 +185,12 @@ def compile_options() -> dict[str, Any]:
     return {"aot_inductor.custom_ops_to_c_shims": shims}
 
 
-def source_digest(path: Path) -> str:
-    """A short hash of a file's bytes (the ops' C++ source, for `key_compile_caches`)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+def source_digest(paths: Path | tuple[Path, ...]) -> str:
+    """A short hash of files' bytes (the ops' C++ sources, for `key_compile_caches`)."""
+    digest = hashlib.sha256()
+    for path in [paths] if isinstance(paths, Path) else paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def usable(spikes: torch.Tensor, weights: torch.Tensor) -> bool:

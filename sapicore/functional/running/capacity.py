@@ -70,9 +70,7 @@ class Rerun:
 
     def __init__(self, model: Any, state: Any, device: torch.device, keep_outputs: bool, nested: bool) -> None:
         self.model, self.device, self.count = model, device, 0
-        self.active = (
-            bool(can_overflow(model)) and not nested and not bool(overflowed(model, state))
-        )  # sync-ok: before the run
+        self.active = bool(can_overflow(model)) and not nested and not _agreed(overflowed(model, state), model)
         # CUDA graphs reuse their output memory: keep a copy of each state tensor a chunk wrote, but not
         # of tensors the run started with and passes through unchanged (such as fixed weights)
         self.keep_outputs = keep_outputs
@@ -90,7 +88,9 @@ class Rerun:
         return leaf.clone() if isinstance(leaf, torch.Tensor) and _address(leaf) not in self.inputs else leaf
 
     def needed(self, state: Any) -> bool:
-        return self.active and bool(overflowed(self.model, state))  # sync-ok: once per chunk
+        """Whether the chunk that gave ``state`` must run again; for one rank's share of a network,
+        whether any rank's must (the ranks exchange at every step, so they rerun together)."""
+        return self.active and _agreed(overflowed(self.model, state), self.model)
 
     def __call__(self, eager_chunk: Callable, before: Any, xs: Any, t0: torch.Tensor) -> tuple[Any, dict]:
         state, cpu_rng, cuda_rng = before
@@ -108,6 +108,21 @@ class Rerun:
                 RuntimeWarning,
                 stacklevel=4,
             )
+
+
+def _agreed(flag: torch.Tensor | None, model: Any) -> bool:
+    """``flag`` (a 0-d bool tensor, or None: False) as a bool; for one rank's share of a network,
+    True where it is on any rank (every rank calls this at the same point)."""
+    if flag is None:
+        return False
+    exchange = getattr(model, "exchange", None)
+    if exchange is None:
+        return bool(flag)  # sync-ok: once per chunk
+    import torch.distributed as dist
+
+    flag = flag.to(device="cpu", dtype=torch.int32).reshape(1)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=exchange.group)
+    return bool(flag)  # sync-ok: once per chunk
 
 
 def _address(leaf: Any) -> int | None:

@@ -31,6 +31,7 @@ import torch
 from ..network import Network, Population, _ranges, _segments
 from ..propagation.projection import DenseProjection, SparseProjection, row_layout
 from ..pytree import replace, tree_map
+from .shared import SharedChannel
 
 __all__ = ["Exchange", "partition", "local_state", "local_inputs", "gather_records", "gather_synapses"]
 
@@ -41,19 +42,60 @@ def _owned(start: int, size: int, rank: int, world: int) -> torch.Tensor:
     return torch.arange((rank - start) % world, size, world)
 
 
-@attrs.define(frozen=True, eq=False)
+#: steps of float64 outputs of every neuron that one exchange through shared memory can take
+#: (a chunk's records travel in blocks of this many steps)
+SHARED_ROWS = 16
+
+
+@attrs.define(eq=False)
 class Exchange:
     """How a rank's share of a network sees the whole network: the whole network's ``populations``
-    (sizes and parts), this ``rank`` among ``world`` ranks, and the process ``group`` (None: the
-    default group). ``traffic`` counts this rank's all-gathers: seconds spent in them (waiting for
-    the other ranks included), bytes received and calls."""
+    (sizes and parts), this ``rank`` among ``world`` ranks, the process ``group`` (None: the default
+    group) and the ``transport`` of each step's outputs: ``"shared"`` (shared memory between the
+    ranks of one machine, see `sapicore.functional.running.shared`; compiled chunks need it),
+    ``"gloo"`` (all-gathers of the process group; ranks on several machines) or ``"auto"`` (shared
+    memory where the ranks share a machine). `connect` opens the ``channel``; ``traffic()`` counts the
+    exchanges."""
 
     populations: dict
     rank: int
     world: int
-    group: Any = None
-    traffic: dict = attrs.field(factory=lambda: {"seconds": 0.0, "bytes": 0, "calls": 0})  # this rank's all-gathers
-    plans: dict = attrs.field(factory=dict, repr=False)  # group -> how to gather it (see _plan)
+    group: Any = attrs.field(default=None, metadata={"keyed": False})
+    transport: str = "auto"
+    channel: SharedChannel | None = None  # opened by `connect`; compiled chunks call it by number
+    gloo: dict = attrs.field(  # this rank's all-gathers over the process group
+        factory=lambda: {"seconds": 0.0, "bytes": 0, "calls": 0}, metadata={"keyed": False}
+    )
+    plans: dict = attrs.field(factory=dict, repr=False, metadata={"keyed": False})  # see _plan
+
+    def connect(self) -> str | None:
+        """Open the shared-memory channel unless the transport is ``"gloo"`` (a collective: every
+        rank calls it, as ``simulate`` does); None when the channel is open or gloo was asked, else
+        why shared memory cannot be had (then the exchange goes through gloo). With ``"shared"``,
+        that raises instead."""
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            raise RuntimeError(
+                "a partitioned network runs with its process group initialised on every rank: start the processes "
+                "with torchrun and call torch.distributed.init_process_group('gloo') first"
+            )
+        if self.channel is not None or self.transport == "gloo":
+            return None
+        per_rank = sum(-(-population.size // self.world) for population in self.populations.values())
+        opened = SharedChannel.open(self.group, per_rank * 8 * SHARED_ROWS)
+        if isinstance(opened, str):
+            if self.transport == "shared":
+                raise RuntimeError(f"transport='shared' asked, but {opened}")
+            return opened
+        self.channel = opened
+        return None
+
+    def traffic(self) -> dict[str, float]:
+        """This rank's exchanges: ``calls``, ``seconds`` spent in them (waiting for the other ranks
+        included) and ``bytes`` received, over gloo and shared memory together."""
+        shared = self.channel.traffic() if self.channel is not None else {"seconds": 0.0, "bytes": 0, "calls": 0}
+        return {key: self.gloo[key] + shared[key] for key in ("seconds", "bytes", "calls")}
 
     def ranges(self) -> dict[str, tuple[str, int, int]]:
         """The whole network's population and part names -> (population, first neuron, count)."""
@@ -65,8 +107,10 @@ class Exchange:
 
     def gather(self, value: torch.Tensor, group: str | tuple[str, ...]) -> torch.Tensor:
         """The values of ``group``'s neurons on all ranks (last axis), from this rank's (its own
-        neurons of each segment, one segment after the other): one all-gather of the padded pieces,
-        then one index into the whole group's order."""
+        neurons of each segment, one segment after the other): through the shared channel, or one
+        all-gather of the padded pieces, then one index into the whole group's order."""
+        if self.channel is not None:
+            return self.channel.gather(value, [(start, size) for _, start, size in _segments(group, self.ranges())])
         return self._finish(self._start(value, group))
 
     def _start(self, value: torch.Tensor, group: str | tuple[str, ...]) -> tuple:
@@ -82,9 +126,9 @@ class Exchange:
         gathered = [torch.empty_like(flat) for _ in range(self.world)]
         began = time.perf_counter()
         work = dist.all_gather(gathered, flat, group=self.group, async_op=True)
-        self.traffic["seconds"] += time.perf_counter() - began
-        self.traffic["bytes"] += flat.numel() * flat.element_size() * (self.world - 1)  # received
-        self.traffic["calls"] += 1
+        self.gloo["seconds"] += time.perf_counter() - began
+        self.gloo["bytes"] += flat.numel() * flat.element_size() * (self.world - 1)  # received
+        self.gloo["calls"] += 1
         return work, gathered, order
 
     def _finish(self, started: tuple) -> torch.Tensor:
@@ -92,23 +136,26 @@ class Exchange:
         work, gathered, order = started
         began = time.perf_counter()
         work.wait()
-        self.traffic["seconds"] += time.perf_counter() - began
+        self.gloo["seconds"] += time.perf_counter() - began
         return torch.cat(gathered, -1).index_select(-1, order.to(gathered[0].device))
 
     def gather_events(self, value: torch.Tensor, group: str | tuple[str, ...]) -> torch.Tensor:
-        """``gather`` for mostly-zero values (spike counts): each rank sends only its nonzero entries."""
+        """``gather`` for mostly-zero values (spike counts): over gloo, each rank sends only its
+        nonzero entries; through the shared channel, as ``gather`` (copies skip blocks of zeros)."""
         import torch.distributed as dist
 
+        if self.channel is not None:
+            return self.gather(value, group)
         where = torch.nonzero(value)  # sync-ok: once per chunk of records
         mine = (where.cpu(), value[tuple(where.t())].cpu())  # sync-ok: records leave the device anyway
         pieces: list = [None] * self.world
         began = time.perf_counter()
         dist.all_gather_object(pieces, mine, group=self.group)
-        self.traffic["seconds"] += time.perf_counter() - began
-        self.traffic["bytes"] += sum(p[0].numel() * 8 + p[1].numel() * p[1].element_size() for p in pieces) - (
+        self.gloo["seconds"] += time.perf_counter() - began
+        self.gloo["bytes"] += sum(p[0].numel() * 8 + p[1].numel() * p[1].element_size() for p in pieces) - (
             mine[0].numel() * 8 + mine[1].numel() * mine[1].element_size()
         )
-        self.traffic["calls"] += 1
+        self.gloo["calls"] += 1
         size = sum(size for _, _, size in _segments(group, self.ranges()))
         out = value.new_zeros((*value.shape[:-1], size))
         for rank, (index, values) in enumerate(pieces):
@@ -152,7 +199,10 @@ class Exchange:
         ``end`` waits for them. Between the two, the other populations can step."""
         if not needed:
             return None
-        return needed, self._start(torch.cat([outputs[name] for name in needed], -1), needed)
+        value = torch.cat([outputs[name] for name in needed], -1)
+        if self.channel is not None:  # done at once: shared memory takes microseconds
+            return needed, self.channel.gather(value, [(0, self.populations[name].size) for name in needed])
+        return needed, self._start(value, needed)
 
     def end(self, begun: Any, outputs: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict:
         """The outputs of the populations ``names`` for the whole network: those begun are waited
@@ -163,7 +213,8 @@ class Exchange:
         if begun is not None:
             needed, started = begun
             sizes = [self.populations[name].size for name in needed]
-            whole = dict(zip(needed, torch.split(self._finish(started), sizes, -1)))
+            gathered = started if isinstance(started, torch.Tensor) else self._finish(started)
+            whole = dict(zip(needed, torch.split(gathered, sizes, -1)))
         for name in names:
             if name not in whole:
                 size, value = self.populations[name].size, outputs[name]
@@ -279,13 +330,22 @@ def _local_projection(proj: Any, exchange: Exchange) -> Any:
     )
 
 
-def partition(network: Network, rank: int | None = None, world: int | None = None, group: Any = None) -> Network:
+TRANSPORTS = ("auto", "shared", "gloo")
+
+
+def partition(
+    network: Network, rank: int | None = None, world: int | None = None, group: Any = None, transport: str = "auto"
+) -> Network:
     """This rank's share of ``network``: every ``world``-th neuron of each population from ``rank``
     on, with its parameters, constant drive and incoming synapses; the network it returns exchanges
     the outputs of source populations with the other ranks at each step (see the module docstring).
 
     ``rank`` and ``world`` default to those of the initialised default process group (``group``).
+    ``transport``: how the outputs travel (see `Exchange`): ``"auto"`` (shared memory where every
+    rank runs on this machine, else gloo), ``"shared"`` or ``"gloo"``.
     """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
     if rank is None or world is None:
         import torch.distributed as dist
 
@@ -301,7 +361,7 @@ def partition(network: Network, rank: int | None = None, world: int | None = Non
         raise ValueError("the network is already a partition; partition the whole network")
     if isinstance(world, bool) or not isinstance(world, int) or world < 1 or not 0 <= rank < world:
         raise ValueError(f"rank must lie in [0, world) with world >= 1, got rank={rank}, world={world}")
-    exchange = Exchange(dict(network.populations), rank, world, group)
+    exchange = Exchange(dict(network.populations), rank, world, group, transport)
     populations = {}
     for name, population in network.populations.items():
         index = _owned(0, population.size, rank, world)

@@ -226,8 +226,9 @@ def structure_key(tree: Any, steps: int, *settings: Any) -> tuple:
 def _describe(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return ("tensor", tuple(value.shape), value.dtype, str(value.device), value.requires_grad)
-    if attrs.has(type(value)):
-        return (type(value), tuple((f.name, _describe(getattr(value, f.name))) for f in attrs.fields(type(value))))
+    if attrs.has(type(value)):  # fields marked metadata={"keyed": False} never reach the graph
+        fields = [f for f in attrs.fields(type(value)) if f.metadata.get("keyed", True)]
+        return (type(value), tuple((f.name, _describe(getattr(value, f.name))) for f in fields))
     if isinstance(value, dict):
         return ("dict", tuple((key, _describe(item)) for key, item in value.items()))
     if isinstance(value, (list, tuple)):
@@ -683,9 +684,8 @@ def simulate(
         FloatingPointError: a neuron or synapse variable became NaN or infinite (checked once per
             chunk; the message names the variable and the chunk's steps), unless ``strict=False``.
     """
-    if getattr(model, "exchange", None) is not None:  # one rank's share of a network (see running.partition)
-        if fast:
-            raise NotImplementedError("a partitioned network runs with fast=False (the reference loop) for now")
+    exchange = getattr(model, "exchange", None)  # one rank's share of a network (see running.partition)
+    if exchange is not None:
         inputs = local_inputs(model, inputs)
     model, plan = plan_run(
         model,
@@ -703,6 +703,19 @@ def simulate(
         sinks=sinks,
         strict=strict,
     )
+    if exchange is not None:
+        _connect(exchange, plan)
     trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
     build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731
     return run_chunks(build, model, state, inputs, plan, sinks, keep)
+
+
+def _connect(exchange: Any, plan: Plan) -> None:
+    """Open a partitioned run's shared-memory channel (every rank runs this); compiled chunks need it."""
+    why = exchange.connect() if plan.context.device.type == "cpu" else "the network is not on the CPU"
+    if plan.fast and exchange.channel is None:
+        raise NotImplementedError(
+            "fast=True runs a partitioned network with its exchange inside the compiled chunks, through shared "
+            f"memory between the ranks of one machine, which this run cannot use ({why or 'transport=gloo'}); "
+            "run it with fast=False"
+        )
