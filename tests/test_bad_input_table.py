@@ -847,6 +847,18 @@ CASES.update(
             ValueError,
             "'a' has fewer neurons than there are ranks \\(11\\)",
         ),
+        "partition: an unknown transport": (
+            lambda: sf.partition(small_network(), 0, 2, transport="mpi"),
+            ValueError,
+            "transport must be one of 'auto', 'shared', 'gloo', got 'mpi'",
+        ),
+        "simulate: a share without a process group": (
+            lambda: (lambda share: sf.simulate(share, share.init_state(), dt=0.1, steps=1))(
+                sf.partition(small_network(), 0, 2)
+            ),
+            RuntimeError,
+            "process group initialised on every rank",
+        ),
     }
 )
 

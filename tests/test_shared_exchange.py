@@ -62,9 +62,9 @@ def test_the_operator_refuses_what_it_cannot_exchange(alone):
         gather(torch.zeros(6, dtype=torch.complex128), alone.number, [0, 6])
 
 
-def test_a_closed_channel_number_is_reused():
+def test_a_closed_channel_number_is_reused_and_opening_fails_cleanly():
     """A process's first open channel is number 0, so compiled chunks (which name it) are the same
-    in every process."""
+    in every process; a segment that is missing or too large for /dev/shm is an error message."""
     library = shared._library()
     numbers = []
     for _ in range(2):
@@ -75,6 +75,10 @@ def test_a_closed_channel_number_is_reused():
     assert numbers[0] == numbers[1] >= 0
     assert library.sapicore_exchange_open(b"/sapicore-test-missing", 0, 2, 64, 5.0, 0) == -1
     assert "No such file" in library.sapicore_exchange_error().decode()
+    huge = f"/sapicore-test-{uuid.uuid4().hex[:12]}"  # more than /dev/shm holds: refused, not a SIGBUS later
+    assert library.sapicore_exchange_open(huge.encode(), 0, 1, 1 << 46, 5.0, 1) == -1
+    assert "cannot reserve" in library.sapicore_exchange_error().decode()
+    assert not Path("/dev/shm" + huge).exists()
 
 
 STUCK = """

@@ -4,11 +4,15 @@
 ``r`` of ``R`` owns neuron ``i`` of every population where ``i % R == r``, the state of those
 neurons, and every synapse onto them (each source neuron's synapses in their original order); a
 builder may make the share directly (``potjans2014.microcircuit(share=(rank, world))``). Each step,
-every rank steps its own neurons, the ranks all-gather the outputs of the source populations that
-some rank needs from another (one collective per step, begun as soon as those populations have
-stepped, so that it overlaps the update of the others), and each rank delivers the spikes of the
-whole network to its own synapses. ``simulate`` runs such a network like any other: it takes each
-population's input for the whole network and returns records of the whole network on every rank.
+every rank steps its own neurons, the ranks exchange the outputs of the source populations that
+some rank needs from another, and each rank delivers the spikes of the whole network to its own
+synapses. The exchange goes through shared memory between the ranks of one machine
+([`sapicore.functional.running.shared`][sapicore.functional.running.shared], an operator that compiled
+chunks call inside their graph), or is one all-gather of the process group per step (gloo, begun as
+soon as those populations have stepped, so that it overlaps the update of the others); see
+`Exchange`. ``simulate`` runs such a network like any other, with ``fast=True`` too where the
+exchange is shared memory: it takes each population's input for the whole network and returns
+records of the whole network on every rank.
 
 A target neuron adds its synaptic inputs in the same order as in one process (source by source,
 each source's synapses in order), so a partitioned run on the CPU gives the same spikes and weights
@@ -17,7 +21,7 @@ random numbers do not depend on the rank (spike inputs given, or sources whose d
 neuron, not drawn from torch's global generator).
 
 Start the processes with ``torchrun`` (or any launcher) and initialise the default process group
-(gloo on CPUs) before ``partition``.
+(gloo on CPUs) before ``simulate``.
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ def _owned(start: int, size: int, rank: int, world: int) -> torch.Tensor:
 
 
 #: steps of float64 outputs of every neuron that one exchange through shared memory can take
-#: (a chunk's records travel in blocks of this many steps)
-SHARED_ROWS = 16
+#: (a chunk's records travel in blocks of this many steps, twice as many in float32)
+SHARED_ROWS = 4
 
 
 @attrs.define(eq=False)

@@ -231,9 +231,14 @@ int64_t sapicore_exchange_open(const char* name, int64_t rank, int64_t world, in
     last_error = std::string("shm_open ") + name + ": " + std::strerror(errno);
     return -1;
   }
-  if (create && ftruncate(fd, static_cast<off_t>(bytes)) != 0) {
-    last_error = std::string("ftruncate: ") + std::strerror(errno);
+  // the memory is reserved now (posix_fallocate), so a full /dev/shm is an error here, not a SIGBUS
+  // at the first exchange
+  int reserved = create ? posix_fallocate(fd, 0, static_cast<off_t>(bytes)) : 0;
+  if (reserved != 0) {
+    last_error = std::string("cannot reserve ") + std::to_string(bytes >> 20) + " MiB of shared memory for " + name +
+                 ": " + std::strerror(reserved);
     close(fd);
+    shm_unlink(name);
     return -1;
   }
   void* base = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
