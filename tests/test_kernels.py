@@ -393,3 +393,23 @@ def test_compiled_graphs_call_each_op_through_its_c_entry_point_and_get_the_ops_
     assert "proxy_executor" not in code and "call_dispatcher" not in code
     for got, expected in zip(results, every_op(*arguments)):
         assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 9, 23])
+def test_keyed_poisson_counts_equal_the_torch_ops_for_every_block_and_counter(size):
+    """The op draws eight neurons at a time in vector lanes where the CPU has AVX-512, the rest one
+    by one: for any number of neurons, means from 0 to 100 and counters and neuron numbers beyond
+    2**32 (the hash keeps the low 32 bits of each product), it equals the torch ops bit for bit."""
+    from sapicore.functional.models.currents import keyed_uniform
+    from sapicore.functional.models.sources import _keyed_count
+
+    if not kernels.available():
+        pytest.skip("the CPU kernel cannot be built here")
+    g = torch.Generator().manual_seed(size)
+    mean = torch.cat([torch.zeros(1), torch.rand(size - 1, generator=g, dtype=torch.float64) * 3.0])
+    mean[size // 2] = 100.0 if size > 2 else mean[size // 2]
+    neuron = torch.randint(0, 1 << 40, (size,), generator=g)
+    for step in (0, 1, (1 << 32) - 1, (5 << 32) + 3):
+        steps = torch.full((size,), step, dtype=torch.int64)
+        ours = torch.ops.sapicore.keyed_poisson(mean, torch.exp(-mean), steps, neuron, 11, 3)
+        assert torch.equal(ours, _keyed_count(mean, keyed_uniform(11, neuron, steps, stream=3))), step

