@@ -852,6 +852,11 @@ CASES.update(
             ValueError,
             "transport must be one of 'auto', 'shared', 'gloo', got 'mpi'",
         ),
+        "partition: an unknown transport set on a share": (
+            lambda: setattr(sf.partition(small_network(), 0, 2).exchange, "transport", "nccl"),
+            ValueError,
+            "transport must be one of 'auto', 'shared', 'gloo', got 'nccl'",
+        ),
         "simulate: a share without a process group": (
             lambda: (lambda share: sf.simulate(share, share.init_state(), dt=0.1, steps=1))(
                 sf.partition(small_network(), 0, 2)

@@ -93,6 +93,10 @@ dist.init_process_group("gloo")
 local = sf.partition(network(), transport="shared")
 rank = dist.get_rank()
 
+def say(line):  # one write per line: the ranks share a pipe
+    sys.stdout.write(line + "\\n")
+    sys.stdout.flush()
+
 def drive(t):  # rank 1 stalls at 2 ms, for longer than rank 0 waits
     if rank == 1 and abs(float(t) - 2.0) < 1e-6:
         time.sleep({stall})
@@ -102,10 +106,10 @@ try:
     sf.simulate(local, local.init_state(), drive, dt=DT, steps=200)
 except RuntimeError as err:
     from sapicore.functional.running.shared import failure
-    print(f"rank {{rank}}: " + str(err).splitlines()[0], flush=True)
-    print(f"failure of rank {{rank}}: {{failure()}}", flush=True)  # what the command line reports
+    say(f"rank {{rank}}: " + str(err).splitlines()[0])
+    say(f"failure of rank {{rank}}: {{failure()}}")  # what the command line reports
     os._exit(3)
-print(f"rank {{rank}}: finished", flush=True)
+say(f"rank {{rank}}: finished")
 """
 
 

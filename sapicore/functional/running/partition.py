@@ -40,11 +40,19 @@ from .shared import SharedChannel
 __all__ = ["Exchange", "partition", "local_state", "local_inputs", "gather_records", "gather_synapses"]
 
 
+def _check_transport(transport: Any) -> None:
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
+
+
 def _owned(start: int, size: int, rank: int, world: int) -> torch.Tensor:
     """Positions (0 .. size) in a range of neurons from ``start`` whose neuron index ``i`` has
     ``i % world == rank``."""
     return torch.arange((rank - start) % world, size, world)
 
+
+#: how a partitioned network's ranks exchange outputs (see `Exchange`)
+TRANSPORTS = ("auto", "shared", "gloo")
 
 #: steps of float64 outputs of every neuron that one exchange through shared memory can take
 #: (a chunk's records travel in blocks of this many steps, twice as many in float32)
@@ -65,7 +73,7 @@ class Exchange:
     rank: int
     world: int
     group: Any = attrs.field(default=None, metadata={"keyed": False})
-    transport: str = "auto"
+    transport: str = attrs.field(default="auto", validator=lambda _, __, value: _check_transport(value))
     channel: SharedChannel | None = None  # opened by `connect`; compiled chunks call it by number
     gloo: dict = attrs.field(  # this rank's all-gathers over the process group
         factory=lambda: {"seconds": 0.0, "bytes": 0, "calls": 0}, metadata={"keyed": False}
@@ -334,9 +342,6 @@ def _local_projection(proj: Any, exchange: Exchange) -> Any:
     )
 
 
-TRANSPORTS = ("auto", "shared", "gloo")
-
-
 def partition(
     network: Network, rank: int | None = None, world: int | None = None, group: Any = None, transport: str = "auto"
 ) -> Network:
@@ -348,8 +353,7 @@ def partition(
     ``transport``: how the outputs travel (see `Exchange`): ``"auto"`` (shared memory where every
     rank runs on this machine, else gloo), ``"shared"`` or ``"gloo"``.
     """
-    if transport not in TRANSPORTS:
-        raise ValueError(f"transport must be one of {', '.join(map(repr, TRANSPORTS))}, got {transport!r}")
+    _check_transport(transport)
     if rank is None or world is None:
         import torch.distributed as dist
 
