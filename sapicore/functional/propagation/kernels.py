@@ -110,7 +110,7 @@ def _load() -> None:
                 lambda pending, step: pending.new_empty(pending.shape[1])
             )
             _REGISTERED.add("propagate_")
-        if "exchange_gather" not in _REGISTERED:
+        if "exchange_gather" not in _REGISTERED and hasattr(torch.ops.sapicore, "exchange_gather"):  # POSIX only
             torch.library.register_fake("sapicore::exchange_gather")(
                 lambda local, channel, segments: local.new_empty((*local.shape[:-1], sum(segments[1::2])))
             )

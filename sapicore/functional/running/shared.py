@@ -50,7 +50,11 @@ def exchange_timeout() -> float:
 
 
 def _library() -> ctypes.CDLL | None:
+    """The kernel library with its exchange functions typed, or None (not built, or built without
+    the exchange: a system without POSIX shared memory)."""
     library = kernels.library()
+    if library is not None and not hasattr(library, "sapicore_exchange_open"):
+        return None
     if library is not None and not getattr(library, "_sapicore_typed", False):
         library.sapicore_exchange_open.restype = ctypes.c_int64
         library.sapicore_exchange_open.argtypes = [
@@ -72,7 +76,7 @@ def failure() -> str | None:
     """Why the latest shared-memory exchange of this process failed, or None (a compiled chunk's
     error does not carry the operator's message, so the command line asks here)."""
     library = kernels._LOADED.get("library")  # never build the library just to ask
-    if library is None:
+    if library is None or not hasattr(library, "sapicore_exchange_failure"):
         return None
     library.sapicore_exchange_failure.restype = ctypes.c_char_p
     text = library.sapicore_exchange_failure().decode()
@@ -99,7 +103,7 @@ class SharedChannel:
 
         rank, world = dist.get_rank(group), dist.get_world_size(group)
         library = _library()
-        why = None if library is not None else "the CPU kernel library is not built"
+        why = None if library is not None else "the CPU kernel library is not built, or has no shared memory here"
         name = f"/sapicore-{os.getpid()}-{uuid.uuid4().hex[:12]}" if rank == 0 and why is None else None
         number = -1
         if name is not None:

@@ -25,6 +25,7 @@
 #include <torch/csrc/inductor/aoti_torch/c/shim.h>
 #include <torch/csrc/inductor/aoti_torch/utils.h>
 
+#if defined(__unix__) || defined(__APPLE__)  // POSIX shared memory; elsewhere the library has no exchange
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -232,8 +233,12 @@ int64_t sapicore_exchange_open(const char* name, int64_t rank, int64_t world, in
     return -1;
   }
   // the memory is reserved now (posix_fallocate), so a full /dev/shm is an error here, not a SIGBUS
-  // at the first exchange
+  // at the first exchange; where posix_fallocate is missing (macOS), the size is only set
+#ifdef __linux__
   int reserved = create ? posix_fallocate(fd, 0, static_cast<off_t>(bytes)) : 0;
+#else
+  int reserved = create && ftruncate(fd, static_cast<off_t>(bytes)) != 0 ? errno : 0;
+#endif
   if (reserved != 0) {
     last_error = std::string("cannot reserve ") + std::to_string(bytes >> 20) + " MiB of shared memory for " + name +
                  ": " + std::strerror(reserved);
@@ -323,3 +328,5 @@ TORCH_LIBRARY_FRAGMENT(sapicore, m) {
 TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
   m.impl("exchange_gather", &exchange_gather);
 }
+
+#endif  // POSIX
