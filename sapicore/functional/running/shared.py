@@ -49,13 +49,13 @@ def exchange_timeout() -> float:
     return seconds
 
 
-def _library() -> ctypes.CDLL | None:
+def _library(build: bool = True) -> ctypes.CDLL | None:
     """The kernel library with its exchange functions typed, or None (not built, or built without
-    the exchange: a system without POSIX shared memory)."""
-    library = kernels.library()
-    if library is not None and not hasattr(library, "sapicore_exchange_open"):
+    the exchange: a system without POSIX shared memory). ``build=False`` never builds it."""
+    library = kernels.library() if build else kernels._LOADED.get("library")
+    if library is None or not hasattr(library, "sapicore_exchange_open"):
         return None
-    if library is not None and not getattr(library, "_sapicore_typed", False):
+    if not getattr(library, "_sapicore_typed", False):
         library.sapicore_exchange_open.restype = ctypes.c_int64
         library.sapicore_exchange_open.argtypes = [
             ctypes.c_char_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_double, ctypes.c_int,
@@ -75,10 +75,9 @@ def _library() -> ctypes.CDLL | None:
 def failure() -> str | None:
     """Why the latest shared-memory exchange of this process failed, or None (a compiled chunk's
     error does not carry the operator's message, so the command line asks here)."""
-    library = kernels._LOADED.get("library")  # never build the library just to ask
-    if library is None or not hasattr(library, "sapicore_exchange_failure"):
+    library = _library(build=False)  # never build the library just to ask
+    if library is None:
         return None
-    library.sapicore_exchange_failure.restype = ctypes.c_char_p
     text = library.sapicore_exchange_failure().decode()
     return text or None
 

@@ -56,7 +56,6 @@
 #include <torch/csrc/inductor/aoti_torch/utils.h>
 #include <ATen/CPUGeneratorImpl.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #if defined(__x86_64__)
@@ -451,12 +450,12 @@ void keyed_counts_scalar(const double* lam, const double* term0, const int64_t* 
 // terms until its own CDF is reached, so that the divisions of eight neurons overlap instead of
 // waiting on each other (2.5 times faster at the means of the microcircuit's background). A lane
 // does one neuron's operations in the same order, so the counts are the same to the last bit.
-__attribute__((target("avx512f"))) inline __m512i kMaskLanes() { return _mm512_set1_epi64(kMask); }
+__attribute__((target("avx512f"))) inline __m512i mask_lanes() { return _mm512_set1_epi64(kMask); }
 
 __attribute__((target("avx512f"))) inline __m512i mix_lanes(__m512i x) {
   const __m512i multiplier = _mm512_set1_epi64(kMultiplier);
-  x = _mm512_and_si512(_mm512_mul_epu32(_mm512_xor_si512(x, _mm512_srli_epi64(x, 16)), multiplier), kMaskLanes());
-  x = _mm512_and_si512(_mm512_mul_epu32(_mm512_xor_si512(x, _mm512_srli_epi64(x, 16)), multiplier), kMaskLanes());
+  x = _mm512_and_si512(_mm512_mul_epu32(_mm512_xor_si512(x, _mm512_srli_epi64(x, 16)), multiplier), mask_lanes());
+  x = _mm512_and_si512(_mm512_mul_epu32(_mm512_xor_si512(x, _mm512_srli_epi64(x, 16)), multiplier), mask_lanes());
   return _mm512_xor_si512(x, _mm512_srli_epi64(x, 16));
 }
 
@@ -469,8 +468,8 @@ __attribute__((target("avx512f"))) void keyed_counts_avx512(const double* lam, c
     // of the scalar code's, which is all that the masks keep
     const __m512i neuron = _mm512_loadu_si512(neurons + first), step = _mm512_loadu_si512(steps + first);
     const __m512i mixed = mix_lanes(_mm512_xor_si512(step, _mm512_set1_epi64(base)));
-    const __m512i spread = _mm512_and_si512(_mm512_mul_epu32(neuron, _mm512_set1_epi64(0x27D4EB2F)), kMaskLanes());
-    const __m512i key = mix_lanes(_mm512_and_si512(_mm512_xor_si512(spread, mixed), kMaskLanes()));
+    const __m512i spread = _mm512_and_si512(_mm512_mul_epu32(neuron, _mm512_set1_epi64(0x27D4EB2F)), mask_lanes());
+    const __m512i key = mix_lanes(_mm512_and_si512(_mm512_xor_si512(spread, mixed), mask_lanes()));
     const __m512d u = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(key)), _mm512_set1_pd(0.5)),
                                     _mm512_set1_pd(0x1.0p-32));
     const __m512d mu = _mm512_loadu_pd(lam + first);
