@@ -52,7 +52,11 @@ def sapicore_run(
     with tempfile.TemporaryDirectory() as folder, torch.no_grad():
         start = time.perf_counter()
         # warm with the row's own kind of sink (nixio is imported on its first use)
-        warm = {"none": [], "events": [sf.SpikeEvents(names)], "nix": [NixRecordSink(Path(folder) / "warm.nix")]}
+        warm = {
+            "none": [],
+            "events": [sf.SpikeEvents(names)],
+            "nix": [NixRecordSink(Path(folder) / "warm.nix", events=names)],
+        }
         sf.simulate(net, state, steps=200, dt=dt, fast=fast, record=record, sinks=warm[records], keep=False)  # compiles
         synchronize(device)
         compile_seconds = time.perf_counter() - start if fast else 0.0

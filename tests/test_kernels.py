@@ -9,7 +9,7 @@ from helpers import random_table, reference
 import sapicore.functional as sf
 from sapicore.functional import connectivity as C
 from sapicore.functional import kernels
-from sapicore.functional.running.events import to_events
+from sapicore.functional.running.events import chunk_events, to_events
 from sapicore.networks import coba, initial_state
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the CPU kernel could not be built here")
@@ -164,6 +164,13 @@ def test_the_event_scan_equals_the_torch_ops_across_block_boundaries_and_repeate
     spot = 7 * 4099 // 2  # the count of 3: three events at its record's end (first_record 11, 0.25 ms)
     at_spot = (neurons == spot % 4099) & (times == (spot // 4099 + 12) * 0.25)
     assert times.numel() > 100 and int(at_spot.sum()) == 3
+    monkeypatch.undo()
+    # one scan of every record (populations of different sizes) gives each record's events, in order
+    times, neurons, found = chunk_events(cases, 11, 0.25)
+    assert found == [t.numel() for t, _ in with_kernel]
+    assert torch.equal(times, torch.cat([t for t, _ in with_kernel]))
+    assert torch.equal(neurons, torch.cat([n for _, n in with_kernel]))
+    assert chunk_events([], 0, 0.1)[2] == []
 
 
 def test_without_the_kernel_networks_fall_back_to_torch_ops(monkeypatch, tmp_path):

@@ -221,6 +221,30 @@ def test_spike_records_can_be_stored_as_events(tmp_path):
     assert set(read_records(tmp_path / "events.nix")) == {"v", "t"}
 
 
+@pytest.mark.parametrize("gather", [1, None])
+def test_events_of_several_populations_are_split_back_per_population(tmp_path, gather):
+    """One scan serves every population's records; each name gets back exactly its own events (in
+    the NIX file, whether chunks are appended one by one or together, and in SpikeEvents)."""
+    from sapicore.logging.nix import read_events
+    from sapicore.networks import coba, initial_state
+
+    torch.manual_seed(3)
+    net = coba(300, fan_in=20)
+    names = ("exc.spikes", "inh.spikes")
+    _, dense = sf.simulate(net, initial_state(net), dt=0.1, steps=600, record=(*names, "exc.v"))
+    sink, kept = NixRecordSink(tmp_path / "net.nix", events=names, gather=gather), sf.SpikeEvents(names[::-1])
+    sf.simulate(
+        net, initial_state(net), dt=0.1, steps=600, record=("exc.v", *names), chunk=50, sinks=[sink, kept], keep=False
+    )
+    for name in names:
+        steps, cells = torch.nonzero(dense[name], as_tuple=True)  # in time order, then neuron order
+        assert len(steps) > 10
+        times, neurons = read_events(tmp_path / "net.nix", name)
+        assert np.allclose(times, dense["t"][steps].numpy()) and np.array_equal(neurons, cells.numpy())
+        assert torch.allclose(kept.times[name], dense["t"][steps].double()) and torch.equal(kept.neurons[name], cells)
+    assert np.allclose(read_records(tmp_path / "net.nix")["exc.v"], dense["exc.v"].numpy())
+
+
 def test_events_keep_every_spike_when_records_sum_windows(tmp_path):
     from sapicore.logging.nix import read_events
 

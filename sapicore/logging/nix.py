@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
 
-from ..functional.running.events import check_event_names, to_events
+from ..functional.running.events import check_event_names, chunk_events
 
 __all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records", "read_events", "MARGIN"]
 
@@ -298,8 +298,9 @@ class NixRecordSink:
         self.events = tuple(events)
         self.arrays: dict[str, Any] = {}
         self.chunks = 0
-        self.pending: dict[str, list[np.ndarray]] = {}
-        self.sampled: dict[str, bool] = {}
+        self.pending: dict[str, list[np.ndarray]] = {}  # sampled records of the chunks not yet appended
+        self.pending_events: list[tuple[tuple[str, ...], tuple]] = []  # (names, (times, neurons, found))
+        self.layout: list[tuple[str, ...]] = []
         self.pending_bytes = self.pending_chunks = 0
         self.last_append = time.monotonic()
 
@@ -327,22 +328,23 @@ class NixRecordSink:
             self.arrays[name].append(data, axis=0)
 
     def write(self, records: dict[str, torch.Tensor]) -> None:
-        count = 0
-        arrays: list[tuple[str, np.ndarray, bool]] = []
+        events = tuple(name for name in records if name in self.events)
+        if not self.layout:  # the arrays, in the order of the first chunk's records
+            self.layout = [(f"{name}.times", f"{name}.neurons") if name in events else (name,) for name in records]
+        if events:  # every population's events from one scan, split by population when appended
+            times, neurons, found = chunk_events(
+                [records[name] for name in events], self.records_written, self.interval
+            )
+            chunk = (times.cpu().numpy(), neurons.to(torch.int32).cpu().numpy(), found)
+            self.pending_events.append((events, chunk))
+            self.pending_bytes += chunk[0].nbytes + chunk[1].nbytes
         for name, values in records.items():
-            count = values.shape[0]
-            if name in self.events:
-                times, neuron = to_events(values, self.records_written, self.interval)
-                arrays.append((f"{name}.times", times.cpu().numpy(), False))
-                arrays.append((f"{name}.neurons", neuron.to(torch.int32).cpu().numpy(), False))
-            else:
-                arrays.append((name, _to_numpy(values), True))
-        for name, data, sampled in arrays:
-            self.pending.setdefault(name, []).append(data)
-            self.sampled[name] = sampled
-            self.pending_bytes += data.nbytes
+            if name not in self.events:
+                data = _to_numpy(values)
+                self.pending.setdefault(name, []).append(data)
+                self.pending_bytes += data.nbytes
         self.pending_chunks += 1
-        self.records_written += count
+        self.records_written += next(iter(records.values())).shape[0] if records else 0
         if (
             (self.gather is not None and self.pending_chunks >= self.gather)
             or self.pending_bytes >= BUFFER_BYTES
@@ -350,16 +352,33 @@ class NixRecordSink:
         ):
             self._write_pending()
 
+    def _joined_events(self) -> dict[str, np.ndarray]:
+        """The gathered chunks' events, as one array of times and one of neurons per name."""
+        out: dict[str, np.ndarray] = {}
+        if not self.pending_events:
+            return out
+        names = self.pending_events[0][0]
+        times = np.concatenate([chunk[0] for _, chunk in self.pending_events])
+        neurons = np.concatenate([chunk[1] for _, chunk in self.pending_events])
+        found = np.array([chunk[2] for _, chunk in self.pending_events], dtype=np.int64).reshape(-1)
+        owner = np.repeat(np.tile(np.arange(len(names)), len(self.pending_events)), found)
+        for index, name in enumerate(names):  # each name's events, in time order
+            mine = owner == index
+            out[f"{name}.times"], out[f"{name}.neurons"] = times[mine], neurons[mine]
+        return out
+
     def _write_pending(self) -> None:
         """Append the gathered chunks to the file (one append per array), then flush it every
         ``flush_every`` such writes."""
         if not self.pending_chunks:
             return
         joined = {name: np.concatenate(parts) for name, parts in self.pending.items()}
+        joined.update(self._joined_events())
         self.writer.reserve(sum(data.nbytes for data in joined.values()))
-        for name, data in joined.items():
-            self._append(name, data, self.sampled[name])
-        self.pending, self.pending_bytes, self.pending_chunks = {}, 0, 0
+        for arrays in self.layout:
+            for name in arrays:
+                self._append(name, joined[name], sampled=len(arrays) == 1)
+        self.pending, self.pending_events, self.pending_bytes, self.pending_chunks = {}, [], 0, 0
         self.last_append = time.monotonic()
         self.chunks += 1
         if self.chunks % self.flush_every == 0:

@@ -18,22 +18,48 @@ import torch
 
 from ..propagation import kernels
 
-__all__ = ["SpikeEvents", "to_events"]
+__all__ = ["SpikeEvents", "to_events", "chunk_events"]
 
 
-def to_events(values: torch.Tensor, first_record: int, interval: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The events of a chunk of event records ``(records, *shape)``: (times in ms, flat neuron indices).
+def chunk_events(
+    records: Sequence[torch.Tensor], first_record: int, interval: float
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The events of one chunk of several event records, each ``(records, *shape)``: (times in ms,
+    flat neuron indices, how many events came from each record), the events of ``records[0]`` first.
 
     Records count spikes (>= 0). Record ``k`` of the chunk is the ``first_record + k + 1``-th of the
     run and ends at that number times ``interval`` (ms); a record counting n spikes of a neuron in its
     window gives n events at the window's end. NaN (the records of a lane quarantined after its state
-    diverged) gives none.
+    diverged) gives none. On the CPU one scan of the C++ kernel library serves every record (it skips
+    blocks of zeros; a dozen dispatched ops per record otherwise).
     """
+    values = [value.detach() for value in records]
+    if (
+        values
+        and kernels.available()
+        and all(value.device.type == "cpu" and value.dtype in _SCANNED for value in values)
+    ):
+        times, neurons, found = torch.ops.sapicore.events(values, first_record, interval)
+        return times, neurons, found.tolist()  # sync-ok: CPU tensors, once per chunk
+    parts = [_torch_events(value, first_record, interval) for value in values]
+    if not parts:
+        return torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.int64), []
+    return torch.cat([t for t, _ in parts]), torch.cat([n for _, n in parts]), [len(t) for t, _ in parts]
+
+
+_SCANNED = (torch.float32, torch.float64)
+
+
+def to_events(values: torch.Tensor, first_record: int, interval: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The events of one chunk of event records ``(records, *shape)``: (times in ms, flat neuron
+    indices); see `chunk_events`."""
+    times, neurons, _ = chunk_events([values], first_record, interval)
+    return times, neurons
+
+
+def _torch_events(values: torch.Tensor, first_record: int, interval: float) -> tuple[torch.Tensor, torch.Tensor]:
     width = values[0].numel() if values.shape[0] else 1
-    flat = values.detach().reshape(-1)
-    if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64) and kernels.available():
-        # one scan that skips blocks of zeros and writes the events (a dozen dispatched ops otherwise)
-        return torch.ops.sapicore.events(flat, max(width, 1), first_record, interval)
+    flat = values.reshape(-1)
     position = torch.nonzero(flat.nan_to_num(0.0)).reshape(-1)  # sync-ok: once per chunk, outside the steps
     counts = flat.index_select(0, position)
     if bool((counts > 1.5).any()):  # sync-ok: a neuron spiked more than once in a window
@@ -81,15 +107,20 @@ class SpikeEvents:
     def begin(self, dt: float, every: int) -> None:
         self.interval = dt * every
         self.records_written = 0
-        self._parts: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {name: [] for name in self.names}
+        self._parts: list[tuple[torch.Tensor, torch.Tensor, list[int]]] = []  # one per chunk, all names
 
     def write(self, records: dict[str, torch.Tensor]) -> None:
-        for name in self.names:
-            times, neurons = to_events(records[name], self.records_written, self.interval)
-            self._parts[name].append((times.cpu(), neurons.cpu()))  # sync-ok: once per chunk, outside the steps
+        times, neurons, found = chunk_events(
+            [records[name] for name in self.names], self.records_written, self.interval
+        )
+        self._parts.append((times.cpu(), neurons.cpu(), found))  # sync-ok: once per chunk, outside the steps
         self.records_written += records[self.names[0]].shape[0]
 
     def end(self) -> None:
-        for name, parts in self._parts.items():
-            self.times[name] = torch.cat([t for t, _ in parts]) if parts else torch.zeros(0, dtype=torch.float64)
-            self.neurons[name] = torch.cat([n for _, n in parts]) if parts else torch.zeros(0, dtype=torch.int64)
+        times = torch.cat([t for t, _, _ in self._parts]) if self._parts else torch.zeros(0, dtype=torch.float64)
+        neurons = torch.cat([n for _, n, _ in self._parts]) if self._parts else torch.zeros(0, dtype=torch.int64)
+        found = torch.tensor([f for _, _, f in self._parts], dtype=torch.int64).reshape(-1)
+        owner = torch.arange(len(self.names)).repeat(len(self._parts)).repeat_interleave(found)
+        for index, name in enumerate(self.names):  # each name's events, in time order
+            mine = owner == index
+            self.times[name], self.neurons[name] = times[mine], neurons[mine]

@@ -33,10 +33,12 @@
 // sapicore::propagate_lanes takes the same arguments with a leading lane axis L (step (L,)); a lane
 // stride of 0 (an expanded, shared argument) is read without copying. vmap folds into it.
 //
-// sapicore::events(records, width, first_record, interval) -> (times, neurons): the spike events of a
-// chunk of event records (records x width values, counts of spikes, almost all zero), in order. A
-// non-zero value at record k and neuron j gives an event at time (first_record + k + 1) * interval
-// (float64, ms) for neuron j (int64); a count above 1.5 gives round(count) events there.
+// sapicore::events(records, first_record, interval) -> (times, neurons, found): the spike events of
+// one chunk of several event records (each records x neurons values, counts of spikes, almost all
+// zero; one call for every recorded population), in order. A non-zero value at record k and neuron j
+// gives an event at time (first_record + k + 1) * interval (float64, ms) for neuron j (int64, flat
+// index); a count above 1.5 gives round(count) events there. found[i]: how many events came from
+// records[i] (they follow those of records[i - 1]).
 //
 // sapicore::keyed_poisson(mean, zero, step, neuron, seed, stream) -> one Poisson count per neuron, a
 // fixed function of (seed, stream, neuron, step): PoissonSource's seeded draws. mean (N,) float64,
@@ -290,36 +292,42 @@ at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, 
   return out;
 }
 
-std::tuple<at::Tensor, at::Tensor> events(const at::Tensor& records, int64_t width, int64_t first_record,
-                                          double interval) {
-  TORCH_CHECK(records.device().is_cpu(), "sapicore::events: CPU tensors only");
-  TORCH_CHECK(width >= 1 && records.numel() % width == 0, "sapicore::events: ", records.numel(),
-              " values are not whole records of width ", width);
-  const at::Tensor v = records.contiguous();
+std::tuple<at::Tensor, at::Tensor, at::Tensor> events(at::TensorList records, int64_t first_record, double interval) {
   std::vector<double> times;
   std::vector<int64_t> neurons;
-  AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "sapicore::events", [&] {
-    const scalar_t* p = v.data_ptr<scalar_t>();
+  at::Tensor found = at::empty({static_cast<int64_t>(records.size())}, at::TensorOptions().dtype(at::kLong));
+  for (size_t r = 0; r < records.size(); ++r) {
+    TORCH_CHECK(records[r].device().is_cpu(), "sapicore::events: CPU tensors only");
+    TORCH_CHECK(records[r].dim() >= 1, "sapicore::events: records need a leading record axis");
+    const at::Tensor v = records[r].contiguous();
     const int64_t n = v.numel();
-    for (int64_t i = skip_zero_blocks(p, 0, n); i < n; i = skip_zero_blocks(p, i + 1, n)) {
-      const scalar_t value = p[i];
-      if (value == scalar_t(0) || value != value) continue;  // NaN: a quarantined lane's records
-      const int64_t count = value > scalar_t(1.5) ? static_cast<int64_t>(std::nearbyint(value)) : 1;
-      const double time = static_cast<double>(i / width + first_record + 1) * interval;
-      for (int64_t c = 0; c < count; ++c) {
-        times.push_back(time);
-        neurons.push_back(i % width);
-      }
+    const int64_t width = v.size(0) > 0 ? n / v.size(0) : 1;
+    const size_t before = times.size();
+    if (n > 0) {
+      AT_DISPATCH_FLOATING_TYPES(v.scalar_type(), "sapicore::events", [&] {
+        const scalar_t* p = v.data_ptr<scalar_t>();
+        for (int64_t i = skip_zero_blocks(p, 0, n); i < n; i = skip_zero_blocks(p, i + 1, n)) {
+          const scalar_t value = p[i];
+          if (value == scalar_t(0) || value != value) continue;  // NaN: a quarantined lane's records
+          const int64_t count = value > scalar_t(1.5) ? static_cast<int64_t>(std::nearbyint(value)) : 1;
+          const double time = static_cast<double>(i / width + first_record + 1) * interval;
+          for (int64_t c = 0; c < count; ++c) {
+            times.push_back(time);
+            neurons.push_back(i % width);
+          }
+        }
+      });
     }
-  });
-  const int64_t found = static_cast<int64_t>(times.size());
-  at::Tensor out_times = at::empty({found}, v.options().dtype(at::kDouble));
-  at::Tensor out_neurons = at::empty({found}, v.options().dtype(at::kLong));
-  if (found) {
-    std::memcpy(out_times.data_ptr<double>(), times.data(), found * sizeof(double));
-    std::memcpy(out_neurons.data_ptr<int64_t>(), neurons.data(), found * sizeof(int64_t));
+    found.data_ptr<int64_t>()[r] = static_cast<int64_t>(times.size() - before);
   }
-  return {out_times, out_neurons};
+  const int64_t total = static_cast<int64_t>(times.size());
+  at::Tensor out_times = at::empty({total}, at::TensorOptions().dtype(at::kDouble));
+  at::Tensor out_neurons = at::empty({total}, at::TensorOptions().dtype(at::kLong));
+  if (total) {
+    std::memcpy(out_times.data_ptr<double>(), times.data(), total * sizeof(double));
+    std::memcpy(out_neurons.data_ptr<int64_t>(), neurons.data(), total * sizeof(int64_t));
+  }
+  return {out_times, out_neurons, found};
 }
 
 // xoshiro256**: a small, fast generator of 64-bit words, seeded through splitmix64.
@@ -602,7 +610,7 @@ TORCH_LIBRARY(sapicore, m) {
   m.def("propagate_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> ()");
   m.def("take_row_(Tensor(a!) pending, Tensor step) -> Tensor");
   m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> Tensor");
-  m.def("events(Tensor records, int width, int first_record, float interval) -> (Tensor, Tensor)");
+  m.def("events(Tensor[] records, int first_record, float interval) -> (Tensor, Tensor, Tensor)");
   m.def("poisson(Tensor mean) -> Tensor", {at::Tag::nondeterministic_seeded});
   m.def("keyed_poisson(Tensor mean, Tensor zero, Tensor step, Tensor neuron, int seed, int stream) -> Tensor");
 }
