@@ -367,6 +367,8 @@ def run(
     if world > 1 and network.exchange is None:  # a network built whole: each rank takes its share
         network = sf.partition(network)
         state = local_state(network, state)
+    if world > 1:
+        network.exchange.transport = settings.transport
     if rank > 0:  # rank 0 holds the folder and writes every output
         with torch.no_grad():
             sf.simulate(network, state, **_options(settings, duration, record, progress=False))
@@ -389,7 +391,7 @@ def run(
         "dt_ms": settings.dt,
         "discarded_ms": settings.discard,
         "wall_seconds": round(wall, 3),
-        **({"processes": world} if world > 1 else {}),
+        **({"processes": world, "exchange": _exchange_summary(network.exchange)} if world > 1 else {}),
         **({"compile_seconds": round(compiles.seconds, 3)} if settings.fast else {}),
         "mean_rate_hz": rates,
         **({"reference_rates_hz": spec.reference_rates} if spec.reference_rates else {}),
@@ -400,6 +402,17 @@ def run(
     partial(out / "summary.json").write_text(json.dumps(summary, indent=2))
     publish(out, summary["outputs"], only=True)
     return summary
+
+
+def _exchange_summary(exchange: Any) -> dict:
+    """How rank 0 exchanged with the others: through shared memory or gloo, bytes received, seconds
+    spent (waiting for the other ranks included)."""
+    traffic = exchange.traffic()
+    return {
+        "transport": "shared" if exchange.channel is not None else "gloo",
+        "bytes": int(traffic["bytes"]),
+        "seconds": round(traffic["seconds"], 3),
+    }
 
 
 def _options(settings: Any, duration: float, record: tuple[str, ...], progress: bool) -> dict:

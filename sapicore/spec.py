@@ -28,6 +28,9 @@ Instead of ``populations`` and ``projections`` a spec may name a network builder
 
 ``simulation.discard`` (ms, default 0) leaves the first milliseconds out of the summary's rates and
 ISI CVs (the transient after the initial state).
+``simulation.transport`` (``auto``, the default, ``shared`` or ``gloo``) chooses how the processes
+of a run under ``torchrun`` exchange spikes: shared memory where they share a machine, or gloo's
+all-gather (any machines; not inside compiled chunks, so not with ``fast: true``).
 
 A parameter, an initial value or a weight may be a number or a distribution drawn per neuron (or per
 synapse) with the spec's seed: ``{distribution: normal, mean: m, std: s}``,
@@ -48,6 +51,7 @@ from tree_config.yaml import yaml_loads
 
 import sapicore.functional as sf
 from sapicore.functional import connectivity as conn
+from sapicore.functional.running.partition import TRANSPORTS
 
 __all__ = [
     "SpecError",
@@ -127,7 +131,9 @@ class SpecError(ValueError):
 
 @attrs.frozen
 class Simulation:
-    """dt and duration (ms), device, dtype, seed, recorded names, recording interval, fast path."""
+    """dt and duration (ms), device, dtype, seed, recorded names, recording interval, fast path, and
+    how the processes of a partitioned run (under torchrun) exchange spikes: ``transport`` "auto"
+    (shared memory where the ranks share a machine, else gloo), "shared" or "gloo"."""
 
     dt: float
     duration: float
@@ -138,6 +144,7 @@ class Simulation:
     every: int = 1
     fast: bool = False
     discard: float = 0.0
+    transport: str = "auto"
 
 
 @attrs.frozen
@@ -279,7 +286,7 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
         top["simulation"],
         "simulation",
         required=("dt", "duration"),
-        optional=("device", "dtype", "seed", "record", "every", "fast", "discard"),
+        optional=("device", "dtype", "seed", "record", "every", "fast", "discard", "transport"),
     )
     seed = reader.integer(sim.get("seed", 0), "simulation.seed")
     generator.manual_seed(seed)
@@ -300,7 +307,13 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
         every=reader.integer(sim.get("every", 1), "simulation.every", minimum=1),
         fast=reader.boolean(sim.get("fast", False), "simulation.fast"),
         discard=reader.number(sim.get("discard", 0.0), "simulation.discard"),
+        transport=reader.choice(sim.get("transport", "auto"), "simulation.transport", TRANSPORTS),
     )
+    if simulation.fast and simulation.transport == "gloo":
+        raise reader.fail(
+            "simulation.transport",
+            "gloo cannot run inside compiled chunks (fast: true); use shared (ranks on one machine) or fast: false",
+        )
     if not 0.0 <= simulation.discard < duration:
         raise reader.fail(
             "simulation.discard", f"expected a time in [0, duration = {duration}) ms, got {simulation.discard}"

@@ -325,15 +325,15 @@ def test_the_example_writes_the_same_summary_on_one_and_two_processes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fast", [False, True])
-def test_the_command_under_torchrun_writes_the_single_process_records(tmp_path, fast):
+@pytest.mark.parametrize(("fast", "transport"), [(False, "gloo"), (True, "auto")])
+def test_the_command_under_torchrun_writes_the_single_process_records(tmp_path, fast, transport):
     """``torchrun --nproc-per-node 2 -m sapicore run microcircuit`` with keyed background, with the
-    reference loop or compiled chunks: the same spike events in records.nix, and the same rates, as
-    ``sapicore run`` in one process."""
+    reference loop over gloo (``simulation.transport``) or compiled chunks over shared memory: the
+    same spike events in records.nix, and the same rates, as ``sapicore run`` in one process."""
     from sapicore.logging.nix import read_events
 
     options = ["--set", "builder.scale=0.05", "--set", "builder.background=keyed", "--set", "simulation.discard=50"]
-    options += ["--set", f"simulation.fast={str(fast).lower()}"]
+    options += ["--set", f"simulation.fast={str(fast).lower()}", "--set", f"simulation.transport={transport}"]
     options += ["--duration", "150", "--no-progress"]
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     one = [sys.executable, "-m", "sapicore", "run", "microcircuit", *options, "--out", str(tmp_path / "one")]
@@ -344,6 +344,8 @@ def test_the_command_under_torchrun_writes_the_single_process_records(tmp_path, 
         assert done.returncode == 0, done.stderr[-3000:]
     summaries = [json.loads((tmp_path / name / "summary.json").read_text()) for name in ("one", "two")]
     assert summaries[1]["processes"] == 2 and summaries[0]["mean_rate_hz"] == summaries[1]["mean_rate_hz"]
+    exchange = summaries[1]["exchange"]
+    assert exchange["transport"] == ("gloo" if transport == "gloo" else "shared") and exchange["bytes"] > 0
     for population in ("L23E", "L4E", "L5I", "L6I"):
         events = [read_events(tmp_path / name / "records.nix", f"{population}.spikes") for name in ("one", "two")]
         assert len(events[0][0]) > 0
