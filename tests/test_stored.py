@@ -166,6 +166,21 @@ def test_stored_chunks_equal_torch_compile_and_a_broken_package_is_compiled_agai
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 3
 
 
+def test_a_process_loads_a_package_once_and_again_when_it_changes_on_disk(tmp_path, monkeypatch):
+    """Short runs one after another reuse the loaded package (loading took 2 ms of each); a package
+    rewritten on disk (compiled again by another process, say) is loaded again."""
+    monkeypatch.setenv("SAPICORE_COMPILE_CACHE", str(tmp_path))
+    loads = []
+    loaded = stored.StoredChunk._loaded
+    monkeypatch.setattr(stored.StoredChunk, "_loaded", staticmethod(lambda path: loads.append(path) or loaded(path)))
+    first = lif_run(fast=True)
+    assert [lif_run(fast=True)["spikes"].sum() for _ in range(3)] == [first["spikes"].sum()] * 3
+    assert len(loads) == 1
+    (package,) = tmp_path.glob(f"*/{stored.PACKAGE}")
+    os.utime(package, ns=(package.stat().st_atime_ns, package.stat().st_mtime_ns + 10**9))
+    assert torch.equal(lif_run(fast=True)["v"], first["v"]) and len(loads) == 2
+
+
 def test_runs_a_key_cannot_describe_are_not_kept():
     structure = stepper.structure_key((sf.LIF(), sf.LIF().init_state(3), None), 20, True, 0)
     assert stored.chunk_key(structure, ("v",)) == stored.chunk_key(structure, ("v",))

@@ -29,6 +29,7 @@ inductor returns) has a package of its own, in a folder named by the key and tha
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import logging
@@ -38,6 +39,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -103,11 +105,14 @@ def _text(value: Any) -> str:
     raise _Unkeyable(f"a {type(value).__name__} ({value!r:.60})")
 
 
-def _environment() -> list[str]:
+@functools.cache
+def _environment() -> tuple[str, ...]:
+    """What every key covers beside the run's structure (worked out once per process: the C++ source
+    it hashes is that of the kernel library this process loaded)."""
     from ... import __version__
 
     sources = sorted(Path(kernels.__file__).parent.joinpath("csrc").glob("*"))
-    return [
+    return (
         torch.__version__,
         str(torch.version.git_version),
         str(Path(torch.__file__).resolve().parent),
@@ -116,19 +121,39 @@ def _environment() -> list[str]:
         platform.machine(),
         torch.backends.cpu.get_cpu_capability(),
         *(hashlib.sha256(path.read_bytes()).hexdigest() for path in sources if path.is_file()),
-    ]
+    )
 
 
 def chunk_key(structure: tuple, settings: Sequence[Any]) -> str | None:
     """The hash naming a chunk's package (``structure``: `stepper.structure_key` of the run's model,
     state and inputs; ``settings``: numbers and names the chunk's code closes over), or None when
-    the run cannot be keyed (see the module's docstring)."""
+    the run cannot be keyed (see the module's docstring). Remembered per structure: a loop of short
+    runs asks for the same key at every call (describing the structure as text took 2 ms)."""
+    try:
+        remembered = (structure, tuple(settings))
+        hash(remembered)
+    except TypeError:
+        remembered = None
+    if remembered is not None and remembered in _KEYS:
+        return _KEYS[remembered]
     try:
         text = _text((structure, tuple(settings)))
     except _Unkeyable as why:
         LOG.debug("compiled chunk not kept on disk: %s", why)
-        return None
-    return hashlib.sha256("\0".join([text, *_environment()]).encode()).hexdigest()[:24]
+        key = None
+    else:
+        key = hashlib.sha256("\0".join([text, *_environment()]).encode()).hexdigest()[:24]
+    if remembered is not None:
+        if len(_KEYS) >= MOST_REMEMBERED:
+            _KEYS.pop(next(iter(_KEYS)))
+        _KEYS[remembered] = key
+    return key
+
+
+_KEYS: dict[tuple, str | None] = {}  # (structure, settings) -> its key
+_DIGESTS: dict[tuple, str] = {}  # (path, modification time, size) -> the file's hash
+_RUNNERS: dict[tuple, Callable] = {}  # (package path, modification time, size, thread) -> its runner
+MOST_REMEMBERED = 256
 
 
 def _skipped_folders() -> tuple[str, ...]:
@@ -139,8 +164,15 @@ def _skipped_folders() -> tuple[str, ...]:
 
 
 def _hash_file(path: str) -> str | None:
+    """The file's hash, read again only when its modification time or size changed."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        info = os.stat(path)
+        mark = (path, info.st_mtime_ns, info.st_size)
+        if mark not in _DIGESTS:
+            if len(_DIGESTS) >= MOST_REMEMBERED:
+                _DIGESTS.pop(next(iter(_DIGESTS)))
+            _DIGESTS[mark] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return _DIGESTS[mark]
     except OSError:
         return None
 
@@ -150,6 +182,7 @@ def _sources_unchanged(listed: dict[str, str]) -> bool:
 
 
 MOST_PACKAGES = 128  # about 2 MB each at COBA-4k
+MOST_RUNNERS = 16  # packages kept loaded in a process
 MOST_LAYOUTS = 3  # packages of one run, one per layout of its state
 
 
@@ -212,9 +245,20 @@ class StoredChunk:
 
     def _load(self) -> Callable:
         """The package's runner, a function of the flat list of input tensors. Loaded by torch's C++
-        loader, one runner for this thread (importing ``torch._inductor`` for its Python loader
-        would take a second)."""
+        loader, one runner per thread, and kept for the process's next runs while the package file
+        is unchanged (loading took 2 ms of every short run); importing ``torch._inductor`` for its
+        Python loader would take a second."""
         path = str(self.folder / PACKAGE)
+        info = os.stat(path)
+        mark = (path, info.st_mtime_ns, info.st_size, threading.get_ident())
+        if mark not in _RUNNERS:
+            if len(_RUNNERS) >= MOST_RUNNERS:
+                _RUNNERS.pop(next(iter(_RUNNERS)))
+            _RUNNERS[mark] = self._loaded(path)
+        return _RUNNERS[mark]
+
+    @staticmethod
+    def _loaded(path: str) -> Callable:
         loader = getattr(torch._C._aoti, "AOTIModelPackageLoader", None)
         if loader is not None:
             return loader(path, "model", True, 1, -1).run
