@@ -171,6 +171,9 @@ def test_the_event_scan_equals_the_torch_ops_across_block_boundaries_and_repeate
     assert torch.equal(times, torch.cat([t for t, _ in with_kernel]))
     assert torch.equal(neurons, torch.cat([n for _, n in with_kernel]))
     assert chunk_events([], 0, 0.1)[2] == []
+    monkeypatch.setattr(kernels, "available", lambda: False)  # the torch ops give the same, record by record
+    fallback = chunk_events(cases, 11, 0.25)
+    assert fallback[2] == found and torch.equal(fallback[0], times) and torch.equal(fallback[1], neurons)
 
 
 def test_without_the_kernel_networks_fall_back_to_torch_ops(monkeypatch, tmp_path):
