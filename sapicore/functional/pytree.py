@@ -453,17 +453,23 @@ def distinct(tensor: torch.Tensor) -> torch.Tensor:
     return tensor[index]
 
 
-def check_values_finite(what: str, tensor: torch.Tensor) -> None:
-    """Raise if a (concrete, floating) tensor holds NaN or infinite values, naming the first."""
+def finite(tensor: torch.Tensor) -> bool:
+    """False when a concrete floating tensor holds NaN or infinite values (True for any other)."""
     if not (is_concrete(tensor) and tensor.is_floating_point()):
-        return
+        return True
     tensor = distinct(tensor)  # a shared (expanded) tensor's values once
     # a finite sum proves every value finite, in one pass without temporaries (a projection's
     # weights can take gigabytes); only a sum that is not finite needs the value by value check
     if bool(torch.isfinite(tensor.sum())):  # sync-ok: entry check, outside the steps
-        return
-    if not bool(torch.isfinite(tensor).all()):  # sync-ok: entry check, outside the steps
-        first = torch.nonzero(~torch.isfinite(tensor))[0].tolist()  # sync-ok: entry check, outside steps
+        return True
+    return bool(torch.isfinite(tensor).all())  # sync-ok: entry check, outside the steps
+
+
+def check_values_finite(what: str, tensor: torch.Tensor) -> None:
+    """Raise if a (concrete, floating) tensor holds NaN or infinite values, naming the first."""
+    if not finite(tensor):
+        values = distinct(tensor)
+        first = torch.nonzero(~torch.isfinite(values))[0].tolist()  # sync-ok: entry check, outside steps
         raise ValueError(f"{what} has NaN or infinite values (the first at index {tuple(first)})")
 
 

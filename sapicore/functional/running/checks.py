@@ -19,7 +19,7 @@ import torch
 import torch.utils._pytree as _pytree
 
 from ..network import Network, NetworkState
-from ..pytree import check_values_finite, is_concrete, to, tree_leaves, tree_map
+from ..pytree import check_values_finite, finite, is_concrete, to, tree_leaves, tree_map
 from .feed import PerLane
 
 __all__ = ["check_inputs", "check_state", "check_fits", "check_sinks", "FiniteWatch", "DivergenceWarning"]
@@ -52,9 +52,9 @@ def check_inputs(inputs: Any, device: torch.device | None = None) -> None:
 
 def check_state(state: Any) -> None:
     """Raise if a state holds NaN or infinite values (the run would only spread them)."""
-    pairs, _ = _pytree.tree_flatten_with_path(state)
-    for path, leaf in pairs:
-        if isinstance(leaf, torch.Tensor):
+    for index, leaf in enumerate(_pytree.tree_leaves(state)):
+        if isinstance(leaf, torch.Tensor) and not finite(leaf):
+            path = _pytree.tree_flatten_with_path(state)[0][index][0]  # its name, for the message
             check_values_finite(f"state{_pytree.keystr(path)}", leaf)
 
 

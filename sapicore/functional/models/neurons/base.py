@@ -90,11 +90,19 @@ def _named_tensors(tree: Any) -> list[tuple[str, torch.Tensor]]:
 
 def check_consistent(model: Any, state: Any) -> None:
     """Raise if the tensors of ``model`` and ``state`` are not on one device with one floating dtype."""
-    state_tensors = _named_tensors(state)
-    reference = next((t for _, t in state_tensors if t.is_floating_point()), None)
+    state_tensors = [leaf for leaf in _pytree.tree_leaves(state) if isinstance(leaf, torch.Tensor)]
+    reference = next((t for t in state_tensors if t.is_floating_point()), None)
     if reference is None:
         return
     for owner, tree in (("state", state), (type(model).__name__, model)):
+        tensors = state_tensors if tree is state else _pytree.tree_leaves(tree)
+        fits = (
+            not isinstance(t, torch.Tensor)
+            or (t.device == reference.device and (not t.is_floating_point() or t.dtype == reference.dtype))
+            for t in tensors
+        )
+        if all(fits):  # the names (paths) are worked out only to tell which tensor does not fit
+            continue
         for name, tensor in _named_tensors(tree):
             if tensor.device != reference.device:
                 raise ValueError(
