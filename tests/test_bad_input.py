@@ -26,6 +26,13 @@ def run(model, state, **kwargs):
     return sf.simulate(model, state, **kwargs)
 
 
+def _with_nan_in_b(state):
+    """A network state whose population b has a NaN potential at neuron 2 (after a's leaves)."""
+    v = state.populations["b"].v.clone()
+    v[2] = math.nan
+    return sf.replace(state, populations={**state.populations, "b": sf.replace(state.populations["b"], v=v)})
+
+
 def run_turning_nan(**kwargs):
     """A LIF run whose input turns NaN at t = 2.5 ms, in the second of two 20-step chunks."""
     inputs = lambda t: torch.where(t >= 2.5, math.nan, 1.0) * torch.ones(5)  # noqa: E731
@@ -73,6 +80,11 @@ CASES = {
         lambda: run(sf.LIF(), sf.replace(lif_state(), v=torch.tensor([0.0, math.nan, 0, 0, 0]))),
         ValueError,
         r"state.v has NaN or infinite values \(the first at index \(1,\)\)",
+    ),
+    "state: NaN deep in a network's state (named by its path)": (
+        lambda: run(network(), _with_nan_in_b(network().init_state())),
+        ValueError,
+        r"state.populations\['b'\].v has NaN or infinite values \(the first at index \(2,\)\)",
     ),
     "state: another network's delays": (
         lambda: run(network(delay=1.0), network(delay=3.0).init_state()),
