@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
 
-from ..functional.running.events import check_event_names, chunk_events
+from ..functional.running.events import by_name, check_event_names, chunk_events
 
 __all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records", "read_events", "MARGIN"]
 
@@ -299,7 +299,8 @@ class NixRecordSink:
         self.arrays: dict[str, Any] = {}
         self.chunks = 0
         self.pending: dict[str, list[np.ndarray]] = {}  # sampled records of the chunks not yet appended
-        self.pending_events: list[tuple[tuple[str, ...], tuple]] = []  # (names, (times, neurons, found))
+        self.pending_events: list[tuple[torch.Tensor, torch.Tensor, list[int]]] = []  # chunk_events' per chunk
+        self.event_names: tuple[str, ...] = ()
         self.layout: list[tuple[str, ...]] = []
         self.pending_bytes = self.pending_chunks = 0
         self.last_append = time.monotonic()
@@ -335,9 +336,9 @@ class NixRecordSink:
             times, neurons, found = chunk_events(
                 [records[name] for name in events], self.records_written, self.interval
             )
-            chunk = (times.cpu().numpy(), neurons.to(torch.int32).cpu().numpy(), found)
-            self.pending_events.append((events, chunk))
-            self.pending_bytes += chunk[0].nbytes + chunk[1].nbytes
+            self.pending_events.append((times.cpu(), neurons.cpu(), found))  # sync-ok: once per chunk
+            self.pending_bytes += times.numel() * 12  # float64 times, int32 neurons in the file
+            self.event_names = events
         for name, values in records.items():
             if name not in self.events:
                 data = _to_numpy(values)
@@ -355,16 +356,9 @@ class NixRecordSink:
     def _joined_events(self) -> dict[str, np.ndarray]:
         """The gathered chunks' events, as one array of times and one of neurons per name."""
         out: dict[str, np.ndarray] = {}
-        if not self.pending_events:
-            return out
-        names = self.pending_events[0][0]
-        times = np.concatenate([chunk[0] for _, chunk in self.pending_events])
-        neurons = np.concatenate([chunk[1] for _, chunk in self.pending_events])
-        found = np.array([chunk[2] for _, chunk in self.pending_events], dtype=np.int64).reshape(-1)
-        owner = np.repeat(np.tile(np.arange(len(names)), len(self.pending_events)), found)
-        for index, name in enumerate(names):  # each name's events, in time order
-            mine = owner == index
-            out[f"{name}.times"], out[f"{name}.neurons"] = times[mine], neurons[mine]
+        if self.pending_events:
+            for name, (times, neurons) in by_name(self.pending_events, self.event_names).items():
+                out[f"{name}.times"], out[f"{name}.neurons"] = times.numpy(), neurons.to(torch.int32).numpy()
         return out
 
     def _write_pending(self) -> None:

@@ -21,6 +21,9 @@ from ..propagation import kernels
 __all__ = ["SpikeEvents", "to_events", "chunk_events"]
 
 
+_SCANNED = (torch.float32, torch.float64)
+
+
 def chunk_events(
     records: Sequence[torch.Tensor], first_record: int, interval: float
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
@@ -47,7 +50,16 @@ def chunk_events(
     return torch.cat([t for t, _ in parts]), torch.cat([n for _, n in parts]), [len(t) for t, _ in parts]
 
 
-_SCANNED = (torch.float32, torch.float64)
+def by_name(
+    chunks: Sequence[tuple[torch.Tensor, torch.Tensor, list[int]]], names: Sequence[str]
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each name's (times, neurons) from chunks of `chunk_events` over the records of ``names``, in
+    time order: one pass over all the chunks' events, however many chunks and names."""
+    times = torch.cat([t for t, _, _ in chunks]) if chunks else torch.zeros(0, dtype=torch.float64)
+    neurons = torch.cat([n for _, n, _ in chunks]) if chunks else torch.zeros(0, dtype=torch.int64)
+    found = torch.tensor([f for _, _, f in chunks], dtype=torch.int64).reshape(-1)
+    owner = torch.arange(len(names)).repeat(len(chunks)).repeat_interleave(found)
+    return {name: (times[owner == index], neurons[owner == index]) for index, name in enumerate(names)}
 
 
 def to_events(values: torch.Tensor, first_record: int, interval: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,10 +129,5 @@ class SpikeEvents:
         self.records_written += records[self.names[0]].shape[0]
 
     def end(self) -> None:
-        times = torch.cat([t for t, _, _ in self._parts]) if self._parts else torch.zeros(0, dtype=torch.float64)
-        neurons = torch.cat([n for _, n, _ in self._parts]) if self._parts else torch.zeros(0, dtype=torch.int64)
-        found = torch.tensor([f for _, _, f in self._parts], dtype=torch.int64).reshape(-1)
-        owner = torch.arange(len(self.names)).repeat(len(self._parts)).repeat_interleave(found)
-        for index, name in enumerate(self.names):  # each name's events, in time order
-            mine = owner == index
-            self.times[name], self.neurons[name] = times[mine], neurons[mine]
+        for name, (times, neurons) in by_name(self._parts, self.names).items():
+            self.times[name], self.neurons[name] = times, neurons

@@ -144,10 +144,16 @@ def chunk_key(structure: tuple, settings: Sequence[Any]) -> str | None:
     else:
         key = hashlib.sha256("\0".join([text, *_environment()]).encode()).hexdigest()[:24]
     if remembered is not None:
-        if len(_KEYS) >= MOST_REMEMBERED:
-            _KEYS.pop(next(iter(_KEYS)))
-        _KEYS[remembered] = key
+        _remember(_KEYS, remembered, key, MOST_REMEMBERED)
     return key
+
+
+def _remember(cache: dict, key: Any, value: Any, most: int) -> Any:
+    """Keep ``value`` under ``key``, dropping the oldest entry beyond ``most``; return ``value``."""
+    if len(cache) >= most:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+    return value
 
 
 _KEYS: dict[tuple, str | None] = {}  # (structure, settings) -> its key
@@ -168,11 +174,9 @@ def _hash_file(path: str) -> str | None:
     try:
         info = os.stat(path)
         mark = (path, info.st_mtime_ns, info.st_size)
-        if mark not in _DIGESTS:
-            if len(_DIGESTS) >= MOST_REMEMBERED:
-                _DIGESTS.pop(next(iter(_DIGESTS)))
-            _DIGESTS[mark] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        return _DIGESTS[mark]
+        if mark in _DIGESTS:
+            return _DIGESTS[mark]
+        return _remember(_DIGESTS, mark, hashlib.sha256(Path(path).read_bytes()).hexdigest(), MOST_REMEMBERED)
     except OSError:
         return None
 
@@ -251,11 +255,7 @@ class StoredChunk:
         path = str(self.folder / PACKAGE)
         info = os.stat(path)
         mark = (path, info.st_mtime_ns, info.st_size, threading.get_ident())
-        if mark not in _RUNNERS:
-            if len(_RUNNERS) >= MOST_RUNNERS:
-                _RUNNERS.pop(next(iter(_RUNNERS)))
-            _RUNNERS[mark] = self._loaded(path)
-        return _RUNNERS[mark]
+        return _RUNNERS[mark] if mark in _RUNNERS else _remember(_RUNNERS, mark, self._loaded(path), MOST_RUNNERS)
 
     @staticmethod
     def _loaded(path: str) -> Callable:

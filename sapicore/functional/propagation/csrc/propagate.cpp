@@ -67,7 +67,6 @@
 #include <cstring>
 #include <mutex>
 #include <tuple>
-#include <utility>
 #include <vector>
 
 namespace {
@@ -126,30 +125,34 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
   // The sources that fired, first: a source's table rows lie anywhere in tables of many megabytes,
   // so each is fetched from memory while the rows of the sources before it are being added
   // (without that, adding waited for memory most of the time at COBA-40k).
-  thread_local std::vector<int64_t> firing;
+  struct Fired {
+    int64_t source, start, slots;  // the source and its slots: one row, or its consecutive rows
+  };
+  thread_local std::vector<Fired> firing;
   firing.clear();
   for (int64_t i = skip_zero_blocks(spikes, 0, sources); i < sources; i = skip_zero_blocks(spikes, i + 1, sources)) {
-    if (spikes[i] != T(0)) firing.push_back(i);
-  }
-  const auto slots_of = [&](int64_t i) -> std::pair<int64_t, int64_t> {  // (first slot, number of slots)
-    if (first_row == nullptr) return {i * width, width};  // one row per source
+    if (spikes[i] == T(0)) continue;
+    if (first_row == nullptr) {
+      firing.push_back({i, i * width, width});
+      continue;
+    }
     TORCH_CHECK(0 <= first_row[i] && first_row[i] <= first_row[i + 1] && first_row[i + 1] < table_rows,
                 "sapicore::propagate: first_row must ascend within the table's rows");
-    return {first_row[i] * width, (first_row[i + 1] - first_row[i]) * width};  // its consecutive rows
-  };
+    firing.push_back({i, first_row[i] * width, (first_row[i + 1] - first_row[i]) * width});
+  }
   const auto fetch = [&](size_t k) {
     if (k >= firing.size()) return;
-    const auto [start, slots] = slots_of(firing[k]);
-    prefetch_row(targets + start, slots * int64_t(sizeof(int32_t)));
-    prefetch_row(weights + start, slots * int64_t(sizeof(T)));
-    if (delays != nullptr) prefetch_row(delays + start, slots * int64_t(sizeof(D)));
+    const Fired& f = firing[k];
+    prefetch_row(targets + f.start, f.slots * int64_t(sizeof(int32_t)));
+    prefetch_row(weights + f.start, f.slots * int64_t(sizeof(T)));
+    if (delays != nullptr) prefetch_row(delays + f.start, f.slots * int64_t(sizeof(D)));
   };
   fetch(0);
   fetch(1);
   for (size_t k = 0; k < firing.size(); ++k) {
     fetch(k + 2);
-    const T value = spikes[firing[k]];
-    const auto [start, slots] = slots_of(firing[k]);
+    const T value = spikes[firing[k].source];
+    const int64_t start = firing[k].start, slots = firing[k].slots;
     const int32_t* row_targets = targets + start;
     const T* row_weights = weights + start;
     if (delays == nullptr) {
