@@ -72,3 +72,17 @@ def test_the_pattern_finds_what_it_looks_for():
         assert SYNC.search(line), line
     for line in ("torch.nonzero_static(spikes, size=4)", "bool(compiled)", "int(delays)", "float(dt)"):
         assert not SYNC.search(line), line
+
+
+def test_importing_the_package_leaves_the_compiler_unloaded():
+    """torch's compiler (dynamo, inductor, sympy) costs 1.4 s and 150 MB to import: a process that
+    never compiles (a CLI call, an eager run, a rank of a partition) should not pay for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, sapicore, sapicore.functional, sapicore.networks, sapicore.cli\n"
+        "print([m for m in ('torch._dynamo', 'torch._inductor', 'sympy') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -78,11 +78,12 @@ def is_disabled() -> bool:
 def available() -> bool:
     """True when the kernel is built and loaded (building it on the first call)."""
     if "ok" not in _LOADED:
-        _load()
+        # inside a graph being traced, load outside it (decorating _load instead would import
+        # torch._dynamo with this module: 150 MB and a second and a half for every process)
+        (torch.compiler.disable(_load) if torch.compiler.is_compiling() else _load)()
     return _LOADED["ok"]
 
 
-@torch.compiler.disable
 def _load() -> None:
     _LOADED["ok"] = False
     if os.environ.get("SAPICORE_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
