@@ -97,7 +97,7 @@ def torch_loop_run(net: sf.Network, state: sf.NetworkState, duration: float, dt:
     """The same network as a plain eager loop: one population, event-driven propagation via nonzero."""
     ranges = net.ranges()
     n_exc, n = ranges["exc"][2], net.populations["neurons"].size
-    rows = [net.projections[name].targets[:-1] for name in ("excitatory", "inhibitory")]  # padding n
+    rows = [net.projections[name].targets[:-1].long() for name in ("excitatory", "inhibitory")]  # padding n
     table = torch.cat(
         [torch.nn.functional.pad(r, (0, max(x.shape[1] for x in rows) - r.shape[1]), value=n) for r in rows]
     ).to(device=device, dtype=torch.int64)

@@ -21,6 +21,7 @@ def reference(pending, spikes, targets, weights, delays, step):
     """What the kernel computes, written with torch ops over every synapse: row ``step`` mod D cleared,
     every spiking synapse added at its arrival row (padding entries, target ``P - 1``, add nothing)."""
     length, columns = pending.shape
+    targets = targets.int()  # uint16 tables too
     delays = torch.as_tensor(delays).expand(targets.shape)
     slots = torch.remainder(step + 1 + delays[:-1], length)
     flat = (slots * columns + targets[:-1]).reshape(-1)

@@ -1,5 +1,6 @@
 """The CPU propagation kernel against torch ops: same sums, under vmap and compile, same networks."""
 
+import contextlib
 import math
 
 import pytest
@@ -19,12 +20,13 @@ DT = 0.1
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("per_synapse", [None, torch.int8, torch.int16, torch.int32])  # None: one delay for all
-def test_kernel_adds_every_spiking_synapse_at_its_delay(dtype, per_synapse):
+@pytest.mark.parametrize("target_type", [torch.int32, torch.uint16])
+def test_kernel_adds_every_spiking_synapse_at_its_delay(dtype, per_synapse, target_type):
     pending, spikes, targets, weights, delays = random_table(dtype=dtype)
     delays = delays.to(per_synapse) if per_synapse else 3
     step = torch.tensor(7)
     before = pending.clone()
-    out = kernels.propagate(pending, spikes, targets, weights, delays, step)
+    out = kernels.propagate(pending, spikes, targets.to(target_type), weights, delays, step)
     assert torch.equal(pending, before)  # pure: the input is not changed
     assert torch.allclose(
         out, reference(pending, spikes, targets, weights, delays, step), rtol=1e-6 if dtype == torch.float32 else 1e-12
@@ -255,7 +257,7 @@ def test_a_synapse_table_filled_block_by_block_equals_the_projection_of_one_list
         table.add(links.pre[block], links.post[block], weights[block], delays[block], sf.Exponential(5.0))
     built = table.projection("a", "b", sf.Exponential(5.0))
     assert (
-        built.targets.dtype == torch.int32 and built.delays.dtype == torch.int8 and built.max_delay == whole.max_delay
+        built.targets.dtype == torch.uint16 and built.delays.dtype == torch.int8 and built.max_delay == whole.max_delay
     )
 
     def rows(proj):  # each source's synapses as sorted (target, weight, delay) triples
@@ -303,6 +305,23 @@ def test_delays_beyond_int16_steps_widen_the_table_to_int32_and_still_propagate_
     out = kernels.propagate(pending, spikes, proj.targets, proj.weights, proj.delays, step)
     assert torch.equal(out, reference(pending, spikes, proj.targets, proj.weights, proj.delays, step))
     assert float(out[(7 + 1 + 33000) % 33001, 0]) == 3.0  # source 1's 3,300 ms synapse, weight 1 x count 3
+
+
+@pytest.mark.parametrize("n_post, dtype", [(65535, torch.uint16), (65536, torch.int32)])
+def test_targets_are_uint16_up_to_65535_neurons_and_reach_the_last_one_with_kernel_and_torch_ops(n_post, dtype):
+    links = C.Connectivity(torch.tensor([0, 0, 1]), torch.tensor([n_post - 1, 0, n_post - 2]), 2, n_post)
+    proj = sf.projection("a", "b", links, torch.tensor([1.0, 2.0, 3.0]), sf.Delta(), dt=0.1, delay=0.2)
+    assert proj.targets.dtype == dtype and int(proj.mask.sum()) == 3
+    state = proj.init_state(torch.zeros(()))
+    spikes = torch.tensor([1.0, 2.0])
+    arrived = {}
+    for name, context in (("kernel", contextlib.nullcontext()), ("torch ops", kernels.disabled())):
+        with context:
+            sent = proj.emit(state, spikes)
+        arrived[name] = sent.pending[(0 + 1 + 2) % 3]
+    assert torch.equal(arrived["kernel"], arrived["torch ops"])
+    assert arrived["kernel"][[0, n_post - 2, n_post - 1]].tolist() == [2.0, 6.0, 1.0]
+    assert float(arrived["kernel"].sum()) == 9.0
 
 
 @pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")

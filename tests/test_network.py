@@ -208,7 +208,7 @@ def test_dense_and_sparse_projections_agree_over_1000_steps():
 def as_dense(proj, weights):
     """Sparse weights ``(n_pre + 1, width)`` as the dense ``(n_pre, n_post)`` matrix of the same synapses."""
     matrix = torch.zeros(proj.n_pre, proj.n_post + 1, dtype=weights.dtype)
-    matrix.scatter_(1, proj.targets[:-1], weights[:-1])
+    matrix.scatter_(1, proj.targets[:-1].long(), weights[:-1])
     return matrix[:, :-1]
 
 

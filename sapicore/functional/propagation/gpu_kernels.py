@@ -128,7 +128,7 @@ def _kernel() -> Any:
                 columns_here = start + tl.arange(0, BLOCK_W)
                 mask = firing[:, None] & (columns_here[None, :] < width)
                 offsets = sources[:, None] * width + columns_here[None, :]
-                target = tl.load(targets + lane * lane_targets + offsets, mask=mask, other=0)
+                target = tl.load(targets + lane * lane_targets + offsets, mask=mask, other=0).to(tl.int64)  # uint16 too
                 weight = tl.load(weights + lane * lane_weights + offsets, mask=mask, other=0.0)
                 if HAS_DELAYS:
                     lag = tl.load(delays + lane * lane_delays + offsets, mask=mask, other=0).to(tl.int64)  # int8 too

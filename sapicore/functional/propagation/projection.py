@@ -377,9 +377,10 @@ def _check_propagation(instance: Any, attribute: attrs.Attribute, value: Any) ->
 class SparseProjection(Projection):
     """An event-driven projection: one padded row of outgoing synapses per source neuron.
 
-    ``targets[i, k]`` (int32) is the target of source ``i``'s ``k``-th synapse (``n_post`` where
-    unused: a row's synapses come first, its padding after them; the extra row ``n_pre`` is all
-    padding); ``delays``, if a tensor, is int8 (int16 from 128 steps, int32 from 32,768) in the same
+    ``targets[i, k]`` is the target of source ``i``'s ``k``-th synapse (``n_post`` where unused: a
+    row's synapses come first, its padding after them; the extra row ``n_pre`` is all padding), int32,
+    or uint16 where the target group has at most 65,535 neurons (see `target_dtype`); ``delays``, if a
+    tensor, is int8 (int16 from 128 steps, int32 from 32,768) in the same
     layout; ``capacity``: most table rows propagated per step by the fixed-shape backends (with one
     row per source: most spiking sources); ``propagation``: the backend
     ([`sapicore.functional.transforms`][sapicore.functional.transforms]). ``first_row``: None (row
@@ -420,7 +421,7 @@ class SparseProjection(Projection):
     @property
     def mask(self) -> torch.Tensor:
         """True where a slot of the table holds a synapse (computed, not stored)."""
-        return self.targets < self.n_post
+        return self.targets != self.n_post
 
     @property
     def rows(self) -> int:
@@ -493,9 +494,8 @@ class SparseProjection(Projection):
             overflow = overflow | (count > self.capacity)
         contributions = state.weights.index_select(0, rows) * values[:, None]
         delays = self.delays if isinstance(self.delays, int) else self.delays.index_select(0, rows)
-        pending = _add_at_rows(
-            self._cleared(state), self._row(state, delays), self.targets.index_select(0, rows), contributions
-        )
+        targets = target_rows(self.targets, rows)
+        pending = _add_at_rows(self._cleared(state), self._row(state, delays), targets, contributions)
         return replace(state, pending=pending, step=state.step + 1, overflow=overflow)
 
 
@@ -610,6 +610,32 @@ def _check_common(synapse: Any, plasticity: Any, normalize: Any, dt: Any) -> Non
         raise TypeError(f"plasticity must be a rule such as STDP() (a PlasticityRule) or None, got {plasticity!r}")
 
 
+def target_dtype(n_post: int) -> torch.dtype:
+    """The dtype of a sparse table's targets for ``n_post`` target neurons: uint16 where every target
+    and the padding value ``n_post`` fit (at most 65,535 neurons; two bytes a synapse less to keep and
+    to read at every spike), else int32."""
+    return torch.uint16 if n_post <= 0xFFFF else torch.int32
+
+
+def writable(targets: torch.Tensor) -> torch.Tensor:
+    """``targets`` to write into by index: torch cannot scatter into uint16 tensors, so those are
+    written through an int16 view of their bits (give it values converted with `target_bits`)."""
+    return targets.view(torch.int16) if targets.dtype == torch.uint16 else targets
+
+
+def target_rows(targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows ``rows`` of a targets table as int32 indices (torch cannot gather uint16 tensors: those
+    are read through their int16 bits)."""
+    if targets.dtype != torch.uint16:
+        return targets.index_select(0, rows)
+    return targets.view(torch.int16).index_select(0, rows).int() & 0xFFFF
+
+
+def target_bits(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Target indices ``values`` (any integer dtype, in range) as `writable` stores them in a table of ``dtype``."""
+    return values.to(dtype).view(torch.int16) if dtype == torch.uint16 else values.to(dtype)
+
+
 class RowLayout(NamedTuple):
     """Where a sparse table puts each source's synapses (see `row_layout`)."""
 
@@ -641,8 +667,9 @@ class SynapseTable:
     Give each source neuron's number of outgoing synapses first, then `add` the synapses in
     blocks (each sorted by source neuron, as a `Connectivity` is; a source's synapses keep the
     order they are added in), then make the projection with `projection`. The table uses
-    compact types: int32 targets, delays as int8 numbers of steps (int16 from 128 steps, int32 from
-    32,768), weights in ``dtype`` (default: torch's default dtype). Blocks are processed in slices, so building needs
+    compact types: targets uint16 up to 65,535 target neurons and int32 beyond (`target_dtype`), delays
+    as int8 numbers of steps (int16 from 128 steps, int32 from 32,768), weights in ``dtype`` (default:
+    torch's default dtype). Blocks are processed in slices, so building needs
     little memory beyond the table and the block given.
 
     ``width``: slots per row. None (the default): rows as wide as the largest out-degree, one per
@@ -673,7 +700,7 @@ class SynapseTable:
         rows = row_layout(self.out_degree, width)
         self.first_row, self.slot_start = rows.first_row, rows.slot_start
         self.filled = torch.zeros(self.n_pre, dtype=torch.int64)
-        self.targets = torch.full((rows.rows + 1, rows.width), self.n_post, dtype=torch.int32)
+        self.targets = torch.full((rows.rows + 1, rows.width), self.n_post, dtype=target_dtype(self.n_post))
         self.weights = torch.zeros(rows.rows + 1, rows.width, dtype=dtype or torch.get_default_dtype())
         self.steps = torch.zeros(rows.rows + 1, rows.width, dtype=torch.int8)
         self.delay_range = (None, None)  # (shortest, longest) delay added, in steps
@@ -715,7 +742,7 @@ class SynapseTable:
         # slot of each synapse: its source's row, after the synapses added before, in this slice's order
         base = self.slot_start + self.filled - (torch.cumsum(degree, 0) - degree)
         flat = base.index_select(0, pre) + torch.arange(count)
-        self.targets.view(-1).scatter_(0, flat, post.to(torch.int32))
+        writable(self.targets).view(-1).scatter_(0, flat, target_bits(post, self.targets.dtype))
         self.weights.view(-1).scatter_(0, flat, weights.to(self.weights.dtype))
         self.steps.view(-1).scatter_(0, flat, steps.to(self.steps.dtype))
         self.filled += degree

@@ -33,7 +33,7 @@ import attrs
 import torch
 
 from ..network import Network, Population, _ranges, _segments
-from ..propagation.projection import DenseProjection, SparseProjection, row_layout
+from ..propagation.projection import DenseProjection, SparseProjection, row_layout, target_bits, target_dtype, writable
 from ..pytree import replace, tree_map
 from .shared import SharedChannel
 
@@ -252,7 +252,7 @@ class Exchange:
         """Whether this rank's share of ``proj`` holds a synapse from a neuron of ``population``
         that another rank owns."""
         if isinstance(proj, SparseProjection):
-            rows_used = (proj.targets < proj.n_post).any(1).to(torch.int64)
+            rows_used = proj.mask.any(1).to(torch.int64)
             used = rows_used.new_zeros(proj.n_pre + 1).index_add(0, proj.row_sources(), rows_used)[: proj.n_pre] > 0
         else:
             used = proj.mask.any(1)
@@ -321,11 +321,14 @@ def _local_projection(proj: Any, exchange: Exchange) -> Any:
         - before[sources]
     )
 
-    def compact(table: torch.Tensor, fill: int = 0) -> torch.Tensor:
-        out = table.new_full(((rows.rows + 1) * rows.width,), fill)
+    def compact(table: torch.Tensor) -> torch.Tensor:
+        out = table.new_zeros(((rows.rows + 1) * rows.width,))
         return out.index_copy_(0, slots, table.reshape(-1).index_select(0, kept)).reshape(rows.rows + 1, rows.width)
 
-    new_targets = compact(local.to(proj.targets.dtype).reshape(targets.shape), n_local)
+    dtype = target_dtype(n_local)  # a rank's targets may fit in uint16 where the whole group's do not
+    new_targets = torch.full(((rows.rows + 1) * rows.width,), n_local, dtype=dtype, device=kept.device)
+    writable(new_targets).index_copy_(0, slots, target_bits(local.index_select(0, kept), dtype))
+    new_targets = new_targets.reshape(rows.rows + 1, rows.width)
     delays, max_delay = proj.delays, proj.max_delay
     if isinstance(delays, torch.Tensor) and delays.ndim:  # the ring buffer as long as the rank's longest delay
         delays = compact(delays)
@@ -479,7 +482,7 @@ def gather_synapses(network: Network, state: Any, name: str) -> tuple[torch.Tens
     network that is not partitioned, the same from the one process."""
     proj, weights = network.projections[name], state.projections[name].weights
     if isinstance(proj, SparseProjection):
-        row, slot = torch.nonzero(proj.targets < proj.n_post, as_tuple=True)  # sync-ok: reading results
+        row, slot = torch.nonzero(proj.mask, as_tuple=True)  # sync-ok: reading results
         post, values = proj.targets[row, slot].long(), weights[row, slot]
         pre = proj.row_sources()[row]  # a source's rows follow each other: still sorted by source
     else:

@@ -3,7 +3,8 @@
 // sapicore::propagate(pending, spikes, targets, weights, delays, delay, step, first_row) -> new pending
 //   pending (D, P) float      future synaptic input: row k acts at the steps equal to k mod D
 //   spikes  (N,) float        this step's source output (0 where silent)
-//   targets (N + 1, W) int32  target neuron of each outgoing synapse (P - 1 for padding); a source's
+//   targets (N + 1, W) int32, or uint16 where P - 1 < 65,536: target neuron of each outgoing synapse
+//                             (P - 1 for padding); a source's
 //                             synapses come first and its padding after them: a source's scan stops at
 //                             its first padding entry, so a source costs its out-degree, not W
 //   weights (N + 1, W) float
@@ -114,8 +115,8 @@ inline void prefetch_row(const void* row, int64_t bytes) {
   for (int64_t offset = 0; offset < std::min<int64_t>(bytes, 2048); offset += 64) __builtin_prefetch(p + offset, 0, 3);
 }
 
-template <typename T, typename D>
-void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_t sources, const int32_t* targets,
+template <typename T, typename D, typename G>
+void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_t sources, const G* targets,
                 const T* weights, const D* delays, int64_t delay, int64_t width, int64_t step,
                 const int64_t* first_row, int64_t table_rows) {
   TORCH_CHECK(step >= 0 && delay >= 0, "sapicore::propagate: step and delay must be >= 0");
@@ -143,7 +144,7 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
   const auto fetch = [&](size_t k) {
     if (k >= firing.size()) return;
     const Fired& f = firing[k];
-    prefetch_row(targets + f.start, f.slots * int64_t(sizeof(int32_t)));
+    prefetch_row(targets + f.start, f.slots * int64_t(sizeof(G)));
     prefetch_row(weights + f.start, f.slots * int64_t(sizeof(T)));
     if (delays != nullptr) prefetch_row(delays + f.start, f.slots * int64_t(sizeof(D)));
   };
@@ -153,7 +154,7 @@ void add_events(T* out, int64_t length, int64_t columns, const T* spikes, int64_
     fetch(k + 2);
     const T value = spikes[firing[k].source];
     const int64_t start = firing[k].start, slots = firing[k].slots;
-    const int32_t* row_targets = targets + start;
+    const G* row_targets = targets + start;
     const T* row_weights = weights + start;
     if (delays == nullptr) {
       for (int64_t j = 0; j < slots; ++j) {
@@ -220,10 +221,11 @@ void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor
   TORCH_CHECK(!delays || delays->sizes() == targets.sizes(), "sapicore::propagate: delays must be shaped like targets");
   TORCH_CHECK(spikes.scalar_type() == pending.scalar_type() && weights.scalar_type() == pending.scalar_type(),
               "sapicore::propagate: pending, spikes and weights must share one floating dtype");
-  TORCH_CHECK(targets.scalar_type() == at::kInt && step.scalar_type() == at::kLong &&
+  TORCH_CHECK((targets.scalar_type() == at::kInt || targets.scalar_type() == at::kUInt16) &&
+                  step.scalar_type() == at::kLong &&
                   (!delays || delays->scalar_type() == at::kChar || delays->scalar_type() == at::kShort ||
                    delays->scalar_type() == at::kInt),
-              "sapicore::propagate: targets must be int32, delays int8, int16 or int32, step int64");
+              "sapicore::propagate: targets must be int32 or uint16, delays int8, int16 or int32, step int64");
   TORCH_CHECK(pending.device().is_cpu() && spikes.device().is_cpu() && targets.device().is_cpu() &&
                   weights.device().is_cpu() && step.device().is_cpu() && (!delays || delays->device().is_cpu()),
               "sapicore::propagate: CPU tensors only");
@@ -235,26 +237,36 @@ void check(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor
   }
 }
 
-// Calls add_events for the floating dtype of `out` and the integer dtype of the delays (int8 in the
-// table for delays below 128 steps, int16 below 32,768, int32 beyond).
-template <typename T, typename F>
+// Calls add_events for the floating dtype of `out`, the integer dtype of the delays (int8 in the
+// table for delays below 128 steps, int16 below 32,768, int32 beyond) and that of the targets (uint16
+// for target groups of fewer than 65,536 neurons, int32 beyond).
+template <typename T, typename G, typename F>
 void with_delay_type(const at::Tensor& delays, F&& body) {
   if (delays.defined() && delays.scalar_type() == at::kInt) {
-    body(T(0), int32_t(0));
+    body(T(0), int32_t(0), G(0));
   } else if (delays.defined() && delays.scalar_type() == at::kChar) {
-    body(T(0), int8_t(0));
+    body(T(0), int8_t(0), G(0));
   } else {
-    body(T(0), int16_t(0));
+    body(T(0), int16_t(0), G(0));
+  }
+}
+
+template <typename T, typename F>
+void with_target_type(const at::Tensor& targets, const at::Tensor& delays, F&& body) {
+  if (targets.scalar_type() == at::kUInt16) {
+    with_delay_type<T, uint16_t>(delays, body);
+  } else {
+    with_delay_type<T, int32_t>(delays, body);
   }
 }
 
 template <typename F>
-void dispatch(const at::Tensor& out, const at::Tensor& delays, F&& body) {
+void dispatch(const at::Tensor& out, const at::Tensor& targets, const at::Tensor& delays, F&& body) {
   if (out.scalar_type() == at::kDouble) {
-    with_delay_type<double>(delays, body);
+    with_target_type<double>(targets, delays, body);
   } else {
     TORCH_CHECK(out.scalar_type() == at::kFloat, "sapicore::propagate: float32 or float64 tensors only");
-    with_delay_type<float>(delays, body);
+    with_target_type<float>(targets, delays, body);
   }
 }
 
@@ -266,10 +278,12 @@ void add_step(at::Tensor& out, const at::Tensor& spikes, const at::Tensor& targe
   const at::Tensor d = delays ? delays->contiguous() : at::Tensor();
   const at::Tensor f = first_row ? first_row->contiguous() : at::Tensor();
   const int64_t now = *step.data_ptr<int64_t>();
-  dispatch(out, d, [&](auto t, auto k) {
+  dispatch(out, tg, d, [&](auto t, auto k, auto g) {
     using T = decltype(t);
     using D = decltype(k);
-    add_events<T, D>(out.data_ptr<T>(), out.size(0), out.size(1), s.data_ptr<T>(), s.size(0), tg.data_ptr<int32_t>(),
+    using G = decltype(g);
+    add_events<T, D, G>(out.data_ptr<T>(), out.size(0), out.size(1), s.data_ptr<T>(), s.size(0),
+                        static_cast<const G*>(tg.const_data_ptr()),
                      w.data_ptr<T>(), d.defined() ? d.data_ptr<D>() : nullptr, delay, tg.size(1), now,
                      f.defined() ? f.data_ptr<int64_t>() : nullptr, tg.size(0));
   });
@@ -314,12 +328,14 @@ at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, 
   const at::Tensor s = inner_contiguous(spikes), tg = inner_contiguous(targets), w = inner_contiguous(weights);
   const at::Tensor d = delays ? inner_contiguous(*delays) : at::Tensor();
   const at::Tensor f = first_row ? inner_contiguous(*first_row) : at::Tensor();
-  dispatch(out, d, [&](auto t, auto k) {
+  dispatch(out, tg, d, [&](auto t, auto k, auto g) {
     using T = decltype(t);
     using D = decltype(k);
+    using G = decltype(g);
     for (int64_t lane = 0; lane < lanes; ++lane) {
-      add_events<T, D>(out.data_ptr<T>() + lane * out.stride(0), out.size(1), out.size(2),
-                       s.data_ptr<T>() + lane * s.stride(0), s.size(1), tg.data_ptr<int32_t>() + lane * tg.stride(0),
+      add_events<T, D, G>(out.data_ptr<T>() + lane * out.stride(0), out.size(1), out.size(2),
+                       s.data_ptr<T>() + lane * s.stride(0), s.size(1),
+                       static_cast<const G*>(tg.const_data_ptr()) + lane * tg.stride(0),
                        w.data_ptr<T>() + lane * w.stride(0), d.defined() ? d.data_ptr<D>() + lane * d.stride(0) : nullptr,
                        delay, tg.size(2), step.data_ptr<int64_t>()[lane * step.stride(0)],
                        f.defined() ? f.data_ptr<int64_t>() + lane * f.stride(0) : nullptr, tg.size(1));
