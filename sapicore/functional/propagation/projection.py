@@ -39,6 +39,8 @@ projections therefore give identical results, with plasticity and heterogeneous 
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import numbers
 import weakref
@@ -659,6 +661,24 @@ def row_layout(out_degree: torch.Tensor, width: int | None = None) -> RowLayout:
     return RowLayout(width, first_row, first_row[:-1] * width, int(first_row[-1]))  # sync-ok: building
 
 
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None where the C library has none."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_memory() -> None:
+    """Give the pages that the C allocator holds free back to the system (glibc's ``malloc_trim``;
+    nothing elsewhere). A build frees many large temporaries; glibc keeps most of them, which a
+    process's peak then counts beside the tables allocated next. About 10 ms."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 class SynapseTable:
     """The padded table of a sparse projection (one row of outgoing synapses per source neuron),
     filled block by block: the way to build projections too large for one list of all their synapses
@@ -680,6 +700,7 @@ class SynapseTable:
     """
 
     SLICE = 1 << 22  # synapses handled at once by add
+    LARGE = 1 << 24  # slots of a table large enough to return the build's free memory to the system
 
     def __init__(
         self,
@@ -700,6 +721,8 @@ class SynapseTable:
         rows = row_layout(self.out_degree, width)
         self.first_row, self.slot_start = rows.first_row, rows.slot_start
         self.filled = torch.zeros(self.n_pre, dtype=torch.int64)
+        if (rows.rows + 1) * rows.width >= self.LARGE:  # the builder's temporaries, before the table takes their place
+            release_free_memory()
         self.targets = torch.full((rows.rows + 1, rows.width), self.n_post, dtype=target_dtype(self.n_post))
         self.weights = torch.zeros(rows.rows + 1, rows.width, dtype=dtype or torch.get_default_dtype())
         self.steps = torch.zeros(rows.rows + 1, rows.width, dtype=torch.int8)
@@ -717,6 +740,8 @@ class SynapseTable:
         for start in range(0, count, self.SLICE):
             part = slice(start, min(start + self.SLICE, count))
             self._add_slice(pre[part], post[part], weights[part], delays[part], synapse)
+        if count >= self.LARGE // 16:  # this block's temporaries: the next block's would lie beside them
+            release_free_memory()
 
     def _add_slice(self, pre, post, weights, delays, synapse) -> None:
         count = pre.numel()
