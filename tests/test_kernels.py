@@ -11,6 +11,7 @@ import sapicore.functional as sf
 from sapicore.functional import connectivity as C
 from sapicore.functional import kernels
 from sapicore.functional.running.events import chunk_events, to_events
+from sapicore.functional.transforms import RunContext
 from sapicore.networks import coba, initial_state
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="the CPU kernel could not be built here")
@@ -322,6 +323,12 @@ def test_targets_are_uint16_up_to_65535_neurons_and_reach_the_last_one_with_kern
     assert torch.equal(arrived["kernel"], arrived["torch ops"])
     assert arrived["kernel"][[0, n_post - 2, n_post - 1]].tolist() == [2.0, 6.0, 1.0]
     assert float(arrived["kernel"].sum()) == 9.0
+    # plastic tables are int32 (plasticity reads them at every step): built so, or widened for a run
+    plastic = sf.projection("a", "b", links, 1.0, sf.Delta(), dt=0.1, plasticity=sf.STDP())
+    assert plastic.targets.dtype == torch.int32 and torch.equal(plastic.targets.long(), proj.targets.long())
+    context = RunContext(torch.device("cpu"), torch.float32, False, False, False, False)
+    widened = sf.replace(proj, plasticity=sf.STDP()).for_run(context)
+    assert widened.targets.dtype == torch.int32 and torch.equal(widened.wiring(), proj.wiring())
 
 
 @pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")

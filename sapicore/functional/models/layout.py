@@ -70,7 +70,7 @@ class SparseLayout(Layout):
 
     def __init__(self, mask: torch.Tensor, targets: torch.Tensor, n_post: int, row_sources: torch.Tensor | None = None):
         super().__init__(mask, n_post)
-        self.targets, self.row_sources = targets.int(), row_sources  # uint16 tables too: torch indexes with int32
+        self.targets, self.row_sources = targets, row_sources
 
     def pre(self, x: torch.Tensor) -> torch.Tensor:
         padded = torch.cat([x, x.new_zeros(1)])

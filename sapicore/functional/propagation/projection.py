@@ -381,7 +381,8 @@ class SparseProjection(Projection):
 
     ``targets[i, k]`` is the target of source ``i``'s ``k``-th synapse (``n_post`` where unused: a
     row's synapses come first, its padding after them; the extra row ``n_pre`` is all padding), int32,
-    or uint16 where the target group has at most 65,535 neurons (see `target_dtype`); ``delays``, if a
+    or uint16 where the target group has at most 65,535 neurons and the projection is not plastic (see
+    `target_dtype` and `for_run`); ``delays``, if a
     tensor, is int8 (int16 from 128 steps, int32 from 32,768) in the same
     layout; ``capacity``: most table rows propagated per step by the fixed-shape backends (with one
     row per source: most spiking sources); ``propagation``: the backend
@@ -447,21 +448,27 @@ class SparseProjection(Projection):
         return values.index_select(0, self.row_sources()[: self.rows])
 
     def layout(self) -> Layout:
-        return SparseLayout(
-            self.mask, self.targets, self.n_post, None if self.first_row is None else self.row_sources()
-        )
+        targets = self.targets.int()  # uint16 tables too (a run's plastic projections have int32 ones: see for_run)
+        row_sources = None if self.first_row is None else self.row_sources()
+        return SparseLayout(targets != self.n_post, targets, self.n_post, row_sources)
 
     def for_run(self, context: RunContext) -> SparseProjection:
         try:
             backend = propagation(context, self.propagation)
         except ValueError as err:
             raise ValueError(f"projection {self.source!r} -> {self.target!r}: {err}") from None
+        proj = self
+        if self.plasticity is not None and self.targets.dtype != torch.int32:
+            # plasticity reads the table at every step, and compiled code converts uint16 one value at
+            # a time (compiled COBA-4k with STDP: 7.6 s per biological second against 5.0); the table
+            # of a plastic projection is int32 when built with its rule, widened here when one was added later
+            proj = replace(self, targets=self.targets.int())
         if context.nested and backend in ("fixed", "topk"):  # no rerun inside an outer transform
-            return replace(self, propagation=backend, capacity=self.rows)
+            return replace(proj, propagation=backend, capacity=self.rows)
         # in place only where it saves a copy of the ring buffer: with one row (no delays) the
         # functional kernel allocates its output without copying, and a step dispatches one op, not two
         in_place = backend == "cpu_kernel" and self.max_delay > 0 and not (context.lanes or context.nested)
-        return replace(self, propagation=backend, in_place=in_place)
+        return replace(proj, propagation=backend, in_place=in_place)
 
     def with_full_capacity(self) -> SparseProjection:
         return replace(self, capacity=self.rows)
@@ -806,7 +813,7 @@ class SynapseTable:
             n_pre=self.n_pre,
             n_post=self.n_post,
             weights=self.weights,
-            targets=self.targets,
+            targets=self.targets if plasticity is None else self.targets.int(),  # see SparseProjection.for_run
             delays=delays,
             capacity=capacity,
             synapse=synapse,
