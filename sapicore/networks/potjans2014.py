@@ -199,7 +199,7 @@ def microcircuit(
     [`SynapseTable`][sapicore.functional.SynapseTable] (see the module docstring), in pieces of at most
     `PIECE` synapses, so the build needs little memory beyond the table (about 2.8 GB at full scale:
     int32 targets, float32 weights and int8 delays; a share's targets are uint16 where the rank's
-    neurons number at most 65,535, as with two ranks or more: 1.2 GB a rank).
+    neurons number at most 65,535, as with two ranks or more: 1.1 GB a rank).
     """
     if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
         raise ValueError(f"scale must be a number in (0, 1], got {scale!r}")
