@@ -626,10 +626,19 @@ def target_dtype(n_post: int) -> torch.dtype:
     return torch.uint16 if n_post <= 0xFFFF else torch.int32
 
 
-def writable(targets: torch.Tensor) -> torch.Tensor:
-    """``targets`` to write into by index: torch cannot scatter into uint16 tensors, so those are
-    written through an int16 view of their bits (give it values converted with `target_bits`)."""
-    return targets.view(torch.int16) if targets.dtype == torch.uint16 else targets
+def target_table(rows: int, width: int, n_post: int, device: Any = None) -> torch.Tensor:
+    """A ``(rows, width)`` targets table of padding (``n_post``) in `target_dtype`, to fill with `put_targets`."""
+    return torch.full((rows, width), n_post, dtype=target_dtype(n_post), device=device)
+
+
+def put_targets(table: torch.Tensor, slots: torch.Tensor, values: torch.Tensor) -> None:
+    """Write target indices ``values`` (any integer dtype, in range) at the flat ``slots`` of ``table``
+    (contiguous): torch cannot write into uint16 tensors by index, so those take the values' bits
+    through an int16 view."""
+    if table.dtype == torch.uint16:
+        table.view(torch.int16).view(-1).index_copy_(0, slots, values.to(torch.uint16).view(torch.int16))
+    else:
+        table.view(-1).index_copy_(0, slots, values.to(table.dtype))
 
 
 def target_rows(targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -638,11 +647,6 @@ def target_rows(targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     if targets.dtype != torch.uint16:
         return targets.index_select(0, rows)
     return targets.view(torch.int16).index_select(0, rows).int() & 0xFFFF
-
-
-def target_bits(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Target indices ``values`` (any integer dtype, in range) as `writable` stores them in a table of ``dtype``."""
-    return values.to(dtype).view(torch.int16) if dtype == torch.uint16 else values.to(dtype)
 
 
 class RowLayout(NamedTuple):
@@ -730,7 +734,7 @@ class SynapseTable:
         self.filled = torch.zeros(self.n_pre, dtype=torch.int64)
         if (rows.rows + 1) * rows.width >= self.LARGE:  # the builder's temporaries, before the table takes their place
             release_free_memory()
-        self.targets = torch.full((rows.rows + 1, rows.width), self.n_post, dtype=target_dtype(self.n_post))
+        self.targets = target_table(rows.rows + 1, rows.width, self.n_post)
         self.weights = torch.zeros(rows.rows + 1, rows.width, dtype=dtype or torch.get_default_dtype())
         self.steps = torch.zeros(rows.rows + 1, rows.width, dtype=torch.int8)
         self.delay_range = (None, None)  # (shortest, longest) delay added, in steps
@@ -774,7 +778,7 @@ class SynapseTable:
         # slot of each synapse: its source's row, after the synapses added before, in this slice's order
         base = self.slot_start + self.filled - (torch.cumsum(degree, 0) - degree)
         flat = base.index_select(0, pre) + torch.arange(count)
-        writable(self.targets).view(-1).scatter_(0, flat, target_bits(post, self.targets.dtype))
+        put_targets(self.targets, flat, post)
         self.weights.view(-1).scatter_(0, flat, weights.to(self.weights.dtype))
         self.steps.view(-1).scatter_(0, flat, steps.to(self.steps.dtype))
         self.filled += degree

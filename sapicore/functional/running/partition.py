@@ -33,7 +33,7 @@ import attrs
 import torch
 
 from ..network import Network, Population, _ranges, _segments
-from ..propagation.projection import DenseProjection, SparseProjection, row_layout, target_bits, target_dtype, writable
+from ..propagation.projection import DenseProjection, SparseProjection, put_targets, row_layout, target_table
 from ..pytree import replace, tree_map
 from .shared import SharedChannel
 
@@ -325,10 +325,8 @@ def _local_projection(proj: Any, exchange: Exchange) -> Any:
         out = table.new_zeros(((rows.rows + 1) * rows.width,))
         return out.index_copy_(0, slots, table.reshape(-1).index_select(0, kept)).reshape(rows.rows + 1, rows.width)
 
-    dtype = target_dtype(n_local)  # a rank's targets may fit in uint16 where the whole group's do not
-    new_targets = torch.full(((rows.rows + 1) * rows.width,), n_local, dtype=dtype, device=kept.device)
-    writable(new_targets).index_copy_(0, slots, target_bits(local.index_select(0, kept), dtype))
-    new_targets = new_targets.reshape(rows.rows + 1, rows.width)
+    new_targets = target_table(rows.rows + 1, rows.width, n_local, kept.device)  # uint16 where the rank's fit
+    put_targets(new_targets, slots, local.index_select(0, kept))
     delays, max_delay = proj.delays, proj.max_delay
     if isinstance(delays, torch.Tensor) and delays.ndim:  # the ring buffer as long as the rank's longest delay
         delays = compact(delays)

@@ -283,9 +283,9 @@ void add_step(at::Tensor& out, const at::Tensor& spikes, const at::Tensor& targe
     using D = decltype(k);
     using G = decltype(g);
     add_events<T, D, G>(out.data_ptr<T>(), out.size(0), out.size(1), s.data_ptr<T>(), s.size(0),
-                        static_cast<const G*>(tg.const_data_ptr()),
-                     w.data_ptr<T>(), d.defined() ? d.data_ptr<D>() : nullptr, delay, tg.size(1), now,
-                     f.defined() ? f.data_ptr<int64_t>() : nullptr, tg.size(0));
+                        static_cast<const G*>(tg.const_data_ptr()), w.data_ptr<T>(),
+                        d.defined() ? d.data_ptr<D>() : nullptr, delay, tg.size(1), now,
+                        f.defined() ? f.data_ptr<int64_t>() : nullptr, tg.size(0));
   });
 }
 
@@ -334,11 +334,12 @@ at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, 
     using G = decltype(g);
     for (int64_t lane = 0; lane < lanes; ++lane) {
       add_events<T, D, G>(out.data_ptr<T>() + lane * out.stride(0), out.size(1), out.size(2),
-                       s.data_ptr<T>() + lane * s.stride(0), s.size(1),
-                       static_cast<const G*>(tg.const_data_ptr()) + lane * tg.stride(0),
-                       w.data_ptr<T>() + lane * w.stride(0), d.defined() ? d.data_ptr<D>() + lane * d.stride(0) : nullptr,
-                       delay, tg.size(2), step.data_ptr<int64_t>()[lane * step.stride(0)],
-                       f.defined() ? f.data_ptr<int64_t>() + lane * f.stride(0) : nullptr, tg.size(1));
+                          s.data_ptr<T>() + lane * s.stride(0), s.size(1),
+                          static_cast<const G*>(tg.const_data_ptr()) + lane * tg.stride(0),
+                          w.data_ptr<T>() + lane * w.stride(0),
+                          d.defined() ? d.data_ptr<D>() + lane * d.stride(0) : nullptr, delay, tg.size(2),
+                          step.data_ptr<int64_t>()[lane * step.stride(0)],
+                          f.defined() ? f.data_ptr<int64_t>() + lane * f.stride(0) : nullptr, tg.size(1));
     }
   });
   return out;
