@@ -22,6 +22,14 @@ model=share)`` with its own state; each writes its shard (``path.rank0-of-2`` ..
 writes the manifest under ``path``. ``load_checkpoint(path)`` on each rank of a run with as many
 ranks reads that rank's shard (its state, share and generators).
 
+To resume on another number of processes (or in one process, or a single process's checkpoint on
+several), each rank builds its share of the same network and passes it:
+``load_checkpoint(path, model=share)`` reads every shard in turn and moves the state onto ``share``
+(`sapicore.functional.running.reshard`: neurons, synapses and spikes in transit go by their place
+in the whole network; a network that differs is refused, naming what differs). The generators are
+then not restored (each rank's stream belonged to the old partition): a run whose random numbers
+are keyed by neuron (``background="keyed"``, spike inputs) goes on bit for bit as if never stopped.
+
 Checkpoints are pickles (``torch.save``): load only files you trust.
 """
 
@@ -93,28 +101,90 @@ def save_checkpoint(path: str | Path, state: Any, *, step: int, model: Any = Non
     return path
 
 
-def _read(path: Path, what: str, map_location: Any) -> Any:
-    """The unpickled contents of the ``what`` (a checkpoint or a shard) at ``path``."""
+def _read(path: Path, what: str, map_location: Any, mmap: bool = False) -> Any:
+    """The unpickled contents of the ``what`` (a checkpoint or a shard) at ``path``; with ``mmap``,
+    its tensors stay in the file until read."""
     if not path.is_file():
         raise FileNotFoundError(f"no {what} at {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=False, mmap=mmap)
     except Exception as err:  # pickle and zip errors for damaged files
         raise ValueError(f"{path} is not a readable Sapicore {what} ({type(err).__name__})") from err
 
 
-def load_checkpoint(path: str | Path, restore_rng: bool = True, map_location: Any = None) -> dict:
-    """Read a checkpoint; with ``restore_rng`` put the random generators back where they were."""
+def load_checkpoint(path: str | Path, restore_rng: bool = True, map_location: Any = None, model: Any = None) -> dict:
+    """Read a checkpoint; with ``restore_rng`` put the random generators back where they were.
+
+    ``model``: this process's network (a rank's share, or a whole network) when it may be
+    partitioned otherwise than the run that saved the checkpoint: its state is then moved onto
+    ``model`` (returned as ``"model"``), and the generators are left as they are, ``"resharded"``
+    giving the numbers of processes before and now. Where the partitions agree, the checkpoint is
+    read as without ``model``.
+    """
+    from .functional.network import Network
+
+    if model is not None and not isinstance(model, Network):
+        raise TypeError(f"model must be the Network (or a rank's share) to resume on, got {type(model).__name__}")
     path = Path(path)
     payload = _read(path, "checkpoint", map_location)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a Sapicore checkpoint of format {FORMAT}")
+    saved_world = payload.get("world", 1)
+    now = _share(model) or (0, 1)
+    if model is not None and (saved_world != now[1] or (saved_world == 1 and _share(payload["model"]) is not None)):
+        return _resharded(path, payload, model, now[1], map_location)
     if "world" in payload:  # the manifest of a partitioned run: this rank's shard
         payload = _load_shard(path, payload["world"], map_location)
     if restore_rng:
         torch.set_rng_state(payload["rng"])
         if payload["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    return payload
+
+
+def _resharded(path: Path, payload: dict, model: Any, world: int, map_location: Any) -> dict:
+    """The checkpoint at ``path`` (``payload``: its manifest, or a single process's checkpoint) moved
+    onto ``model``, this process's share of a partition on ``world`` processes (or a whole network)."""
+    from .functional.network import Network
+    from .functional.running.reshard import reshard
+
+    saved_world = payload.get("world")
+    extra: list = []
+
+    def shards():
+        pieces = (
+            [payload]
+            if saved_world is None
+            else (_shard(path, rank, saved_world, map_location) for rank in range(saved_world))
+        )
+        for piece in pieces:
+            if not isinstance(piece.get("model"), Network):
+                raise ValueError(
+                    f"{path} was saved without its network (save_checkpoint(..., model=network)), so its state "
+                    "cannot be moved onto another partition"
+                )
+            extra.append(piece.get("extra", {}))
+            yield piece["model"], piece["state"]
+
+    state = reshard(model, shards())
+    return {
+        "format": FORMAT,
+        "state": state,
+        "model": model,
+        "step": payload["step"],
+        "rng": None,
+        "cuda_rng": None,
+        "extra": extra[0],
+        "resharded": (saved_world or 1, world),
+    }
+
+
+def _shard(path: Path, rank: int, world: int, map_location: Any, mmap: bool = True) -> dict:
+    """The shard of rank ``rank`` of ``world`` of the checkpoint ``path``."""
+    shard = shard_path(path, rank, world)
+    payload = _read(shard, "checkpoint shard", map_location, mmap=mmap)
+    if not isinstance(payload, dict) or payload.get("share") != (rank, world):
+        raise ValueError(f"{shard} is not the shard of rank {rank} of {world}")
     return payload
 
 
@@ -125,10 +195,7 @@ def _load_shard(path: Path, world: int, map_location: Any) -> dict:
     if here != world:
         raise ValueError(
             f"{path} holds the shares of a run on {world} processes; resume it on as many "
-            f"(torchrun --nproc-per-node {world}), each rank loading its own shard (this run has {here})"
+            f"(torchrun --nproc-per-node {world}), each rank loading its own shard (this run has {here}), "
+            "or pass each rank's share of the network as model= to move the state onto it"
         )
-    shard = shard_path(path, dist.get_rank(), world)
-    payload = _read(shard, "checkpoint shard", map_location)
-    if not isinstance(payload, dict) or payload.get("share") != (dist.get_rank(), world):
-        raise ValueError(f"{shard} is not the shard of rank {dist.get_rank()} of {world}")
-    return payload
+    return _shard(path, dist.get_rank(), world, map_location, mmap=False)

@@ -16,6 +16,7 @@ from sapicore.cli import main
 from sapicore.functional import connectivity as conn
 from sapicore.functional import encoders
 from sapicore.functional.pytree import validate
+from sapicore.functional.running.reshard import reshard
 from sapicore.logging.nix import NixRecordSink, read_events, read_records
 from sapicore.logging.tensorboard import TensorBoardSink
 from sapicore.networks import coba, potjans2014
@@ -556,6 +557,17 @@ CASES = {
         "step",
     ),
     "load_checkpoint: a Python file": (lambda: load_checkpoint(__file__), ValueError, "not a readable"),
+    "load_checkpoint: a model that is not a network": (
+        lambda: load_checkpoint(__file__, model="network"),
+        TypeError,
+        "model must be the Network",
+    ),
+    "reshard: no shard": (lambda: reshard(small_network(), []), ValueError, "no shard"),
+    "reshard: a shard whose model is a state": (
+        lambda: reshard(small_network(), [(lif_state(), lif_state())]),
+        TypeError,
+        "must be a Network",
+    ),
     # standard networks
     "coba: an unknown kind": (lambda: coba(400, kind="csr"), ValueError, "csr"),
     "coba: zero neurons": (lambda: coba(0), ValueError, "n"),

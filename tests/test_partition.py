@@ -115,6 +115,31 @@ dist.destroy_process_group()
 """
 
 
+RESHARDED = """
+import sys
+import torch
+import torch.distributed as dist
+sys.path.insert(0, {tests!r})
+import sapicore.functional as sf
+from sapicore.checkpoint import load_checkpoint
+from sapicore.functional.running.partition import gather_synapses
+from test_partition import RECORD, STEPS, DT, network, spike_inputs
+
+dist.init_process_group("gloo")
+saved = load_checkpoint({out!r} + "/run.ckpt", model=sf.partition(network()))
+local, half = saved["model"], saved["step"]
+state, records = sf.simulate(
+    local, saved["state"], {{"src": spike_inputs()["src"][half:]}}, dt=DT, steps=STEPS - half, record=RECORD,
+    start_step=half,
+)
+for name in local.projections:
+    records.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(local, state, name)))
+records["resharded"] = saved["resharded"]
+torch.save(records, {out!r} + f"/resumed{{dist.get_rank()}}.pt")
+dist.destroy_process_group()
+"""
+
+
 def _single_process_run() -> dict:
     whole = network()
     state, expected = sf.simulate(whole, whole.init_state(), spike_inputs(), dt=DT, steps=STEPS, record=RECORD)
@@ -147,6 +172,37 @@ def test_a_partitioned_run_resumes_from_its_shards_as_if_never_stopped(tmp_path)
             assert torch.equal(records[name], value), f"rank {rank}: {name} differs"
     with pytest.raises(ValueError, match="holds the shares of a run on 2 processes"):
         load_checkpoint(tmp_path / "run.ckpt")
+    _resumes_on_three_ranks_and_on_one(tmp_path, expected)
+
+
+def _resumes_on_three_ranks_and_on_one(tmp_path: Path, expected: dict) -> None:
+    """The shards of 2 ranks, moved onto 3 ranks' shares and onto the whole network in this process
+    (``load_checkpoint(path, model=...)``), go on with the uninterrupted run's spikes, potentials and
+    weights."""
+    from sapicore.checkpoint import load_checkpoint
+
+    script = tmp_path / "resharded.py"
+    script.write_text(RESHARDED.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", str(script)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole = network()
+    saved = load_checkpoint(tmp_path / "run.ckpt", model=whole)
+    assert saved["resharded"] == (2, 1) and saved["model"] is whole and saved["rng"] is None
+    half = saved["step"]
+    state, here = sf.simulate(
+        whole, saved["state"], {"src": spike_inputs()["src"][half:]}, dt=DT, steps=STEPS - half, record=RECORD,
+        start_step=half,
+    )  # fmt: skip
+    for name in whole.projections:
+        here.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(whole, state, name)))
+    runs = {"this process": here, **{f"rank {r} of 3": torch.load(tmp_path / f"resumed{r}.pt") for r in range(3)}}
+    for run, records in runs.items():
+        assert records.get("resharded", (2, 1)) in ((2, 1), (2, 3)), run
+        for name, value in expected.items():
+            value = value[half:] if name in RECORD else value
+            assert torch.equal(records[name], value), f"{run}: {name} differs"
 
 
 @pytest.mark.parametrize(
