@@ -37,7 +37,15 @@ from ..propagation.projection import DenseProjection, SparseProjection, put_targ
 from ..pytree import replace, tree_map
 from .shared import SharedChannel
 
-__all__ = ["Exchange", "partition", "local_state", "local_inputs", "gather_records", "gather_synapses"]
+__all__ = [
+    "Exchange",
+    "partition",
+    "local_state",
+    "local_inputs",
+    "gather_records",
+    "gather_synapses",
+    "group_places",
+]
 
 
 def _check_transport(transport: Any) -> None:
@@ -113,10 +121,6 @@ class Exchange:
         """The whole network's population and part names -> (population, first neuron, count)."""
         return _ranges(self.populations)
 
-    def local(self, group: str | tuple[str, ...]) -> list[torch.Tensor]:
-        """For each segment of ``group`` (the whole network's numbering) the positions this rank owns."""
-        return [_owned(start, size, self.rank, self.world) for _, start, size in _segments(group, self.ranges())]
-
     def gather(self, value: torch.Tensor, group: str | tuple[str, ...]) -> torch.Tensor:
         """The values of ``group``'s neurons on all ranks (last axis), from this rank's (its own
         neurons of each segment, one segment after the other): through the shared channel, or one
@@ -181,11 +185,7 @@ class Exchange:
         """Where the neurons of ``rank`` (in that rank's order) stand in ``group`` (whole numbering)."""
         key = ("places", group, rank)
         if key not in self.plans:
-            segments, offset, places = _segments(group, self.ranges()), 0, []
-            for _, start, size in segments:
-                places.append(offset + _owned(start, size, rank, self.world))
-                offset += size
-            self.plans[key] = torch.cat(places)
+            self.plans[key] = group_places(group, self.ranges(), rank, self.world)
         return self.plans[key]
 
     def _plan(self, group: str | tuple[str, ...]) -> tuple[list[int], list[int], torch.Tensor]:
@@ -266,6 +266,16 @@ class Exchange:
         return False
 
 
+def group_places(group: str | tuple[str, ...], ranges: dict, rank: int, world: int) -> torch.Tensor:
+    """Where the neurons of ``group`` that rank ``rank`` of ``world`` owns (in that rank's order:
+    segment by segment, every ``world``-th neuron) stand in the whole group's numbering (int64)."""
+    places, offset = [], 0
+    for _, start, size in _segments(group, ranges):
+        places.append(offset + _owned(start, size, rank, world))
+        offset += size
+    return torch.cat(places)
+
+
 def _slice_tree(tree: Any, size: int, index: torch.Tensor) -> Any:
     """``tree`` with every tensor whose last axis has ``size`` entries (one per neuron) cut to ``index``."""
     return tree_map(
@@ -282,11 +292,8 @@ def _local_targets(proj: Any, exchange: Exchange) -> torch.Tensor:
     """For each target of ``proj`` (the whole network's numbering): its index among this rank's
     targets, or -1 where another rank owns it."""
     mapping = torch.full((proj.n_post,), -1, dtype=torch.int64)
-    segments = _segments(proj.target, exchange.ranges())
-    offset, local = 0, 0
-    for (_, _, size), positions in zip(segments, exchange.local(proj.target)):
-        mapping[offset + positions] = torch.arange(local, local + len(positions))
-        offset, local = offset + size, local + len(positions)
+    places = exchange._places(proj.target, exchange.rank)
+    mapping[places] = torch.arange(len(places))
     return mapping
 
 
@@ -488,12 +495,7 @@ def gather_synapses(network: Network, state: Any, name: str) -> tuple[torch.Tens
         values = weights[pre, post]
     exchange = network.exchange
     if exchange is not None:
-        segments = _segments(proj.target, exchange.ranges())
-        owned, offset = [], 0
-        for (_, _, size), positions in zip(segments, exchange.local(proj.target)):
-            owned.append(offset + positions)
-            offset += size
-        post = torch.cat(owned).to(post.device)[post]
+        post = exchange._places(proj.target, exchange.rank).to(post.device)[post]
     mine = (pre.cpu(), post.cpu(), values.detach().cpu())  # sync-ok: reading results
     if exchange is not None:
         import torch.distributed as dist

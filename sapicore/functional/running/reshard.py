@@ -35,21 +35,12 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from ..network import Network, _ranges, _segments
 from ..propagation.projection import DenseProjection, SparseProjection, target_rows
 from ..pytree import replace, tree_map
+from .partition import group_places
 
-__all__ = ["reshard", "group_places"]
+__all__ = ["reshard"]
 
 #: slots of a sparse table whose synapses are matched at once (bounds the memory of a move)
 BLOCK_SLOTS = 1 << 22
-
-
-def group_places(group: str | tuple[str, ...], ranges: dict, rank: int, world: int) -> torch.Tensor:
-    """Where the neurons of ``group`` that rank ``rank`` of ``world`` owns (in that rank's order:
-    segment by segment, every ``world``-th neuron) stand in the whole group's numbering (int64)."""
-    places, offset = [], 0
-    for _, start, size in _segments(group, ranges):
-        places.append(offset + torch.arange((rank - start) % world, size, world))
-        offset += size
-    return torch.cat(places)
 
 
 def _layout(network: Network) -> tuple[dict, int, int]:
