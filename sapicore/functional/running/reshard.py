@@ -75,15 +75,18 @@ class _Projection:
     """The new share's projection ``name`` (its state's leaves, filled from the old shares in turn)."""
 
     def __init__(self, name: str, proj: Any, state: Any, ranges: dict, rank: int, world: int) -> None:
-        self.name, self.proj, self.ranges, self.built = name, proj, ranges, state.weights
+        self.name, self.proj, self.ranges = name, proj, ranges
         self.size = sum(size for _, _, size in _segments(proj.target, ranges))  # the whole target group
         self.places = group_places(proj.target, ranges, rank, world)
         self.index = _index_of(self.places, self.size)
         self.leaves, self.spec = tree_flatten(state)
         self.roles = _roles(proj, state, self.spec)
+        dense = isinstance(proj, DenseProjection)  # a sparse table's per-synapse leaves are copied when they differ
         self.leaves = [
-            leaf.clone() if role in ("slot", "target") else leaf for leaf, role in zip(self.leaves, self.roles)
+            leaf.clone() if role == "target" or (role == "slot" and dense) else leaf
+            for leaf, role in zip(self.leaves, self.roles)
         ]
+        self.copied = set()  # the sparse per-synapse leaves copied so far
         self.state = state  # its step, overflow, ring buffer and fingerprint
         self.overflow = torch.zeros((), dtype=torch.bool)
 
@@ -138,7 +141,7 @@ class _Projection:
 
     def finish(self, shards: list) -> Any:
         """The new share's state of this projection, once every old share was taken; ``shards``:
-        (projection, its state, rank, world) of every old share, for the per-synapse values."""
+        (projection, its state, where its targets stand in the whole group) of every old share."""
         if isinstance(self.proj, SparseProjection):
             sources = self.proj.n_pre
             slots = max(1, self.proj.targets.numel())
@@ -146,11 +149,8 @@ class _Projection:
             for first in range(0, sources, step):
                 self._place_synapses(shards, first, min(first + step, sources))
         state = tree_unflatten(self.leaves, self.spec)
-        weights = state.weights
-        if self.proj.plasticity is None and torch.equal(weights, self.built):
-            weights = self.built  # fixed weights stay the network's own tensor
         return replace(
-            state, weights=weights, pending=self.state.pending, step=self.step, overflow=self.overflow,
+            state, pending=self.state.pending, step=self.step, overflow=self.overflow,
             wiring=self.state.wiring,
         )  # fmt: skip
 
@@ -197,7 +197,13 @@ class _Projection:
             if role == "slot":
                 leaf = self.leaves[k]
                 values = gathered(torch.cat([_flat(tree_flatten(state)[0][k], found) for _, state, found in old]))
-                leaf.view(-1).index_copy_(0, slots, values.to(leaf))
+                values = values.to(leaf)
+                if k not in self.copied:  # the share's own tensor (fixed weights, say) while the values agree
+                    if torch.equal(leaf.view(-1).index_select(0, slots), values):
+                        continue
+                    leaf = self.leaves[k] = leaf.clone()
+                    self.copied.add(k)
+                leaf.view(-1).index_copy_(0, slots, values)
 
 
 def _flat(table: Any, slots: torch.Tensor) -> torch.Tensor:
