@@ -128,6 +128,9 @@ def test_a_network_that_differs_is_refused_naming_what_differs(tmp_path):
         reshard(whole, [(halves[0], states[0])])
     with pytest.raises(ValueError, match="no shard"):
         reshard(whole, [])
+    lanes = sf.stack([state, state])  # a sweep's state: 2 lanes
+    with pytest.raises(ValueError, match="a sweep's lanes cannot be moved onto a partition"):
+        reshard(share, [(whole, lanes)])
     save_checkpoint(tmp_path / "bare.ckpt", state, step=HALF)
     with pytest.raises(ValueError, match="saved without its network"):
         load_checkpoint(tmp_path / "bare.ckpt", model=share)

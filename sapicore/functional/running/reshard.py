@@ -321,6 +321,11 @@ def _move_neurons(
     if old_spec != spec:
         raise ValueError(f"population {name!r}: the checkpoint's state has another structure than this network's")
     for k, (new, value) in enumerate(zip(new_leaves, old_leaves)):
+        if isinstance(new, torch.Tensor) and value.ndim != new.ndim:
+            raise ValueError(
+                f"population {name!r}: the checkpoint's state has shape {tuple(value.shape)} where this network's has "
+                f"{tuple(new.shape)}; a sweep's lanes cannot be moved onto a partition (a share runs one lane)"
+            )
         per_neuron = isinstance(new, torch.Tensor) and new.ndim and new.shape[-1] == len(new_places)
         if per_neuron and value.shape[-1] == old.populations[name].size:
             if first:  # the share's own tensors stay as they are
