@@ -221,10 +221,20 @@ class _Exported(torch.nn.Module):
         out, out_spec = tree_flatten(new_state)
         if out_spec != tree_flatten(state)[1] or not all(isinstance(leaf, torch.Tensor) for leaf in out):
             raise _Unkeyable("the chunk's state changes structure or holds values that are not tensors")
+        # a leaf the chunk makes as a broadcast view (a constant, say) is returned dense, as the state came
+        # in: else the next chunk would see another layout and compile a second package for it; leaves
+        # passed through (a sweep's shared tables) keep theirs
+        given = {id(tensor) for tensor in tensors}
+        out = [leaf.contiguous() if id(leaf) not in given and _broadcast(leaf) else leaf for leaf in out]
         if tuple(records) != self.names:
             raise _Unkeyable(f"the chunk records {tuple(records)}, expected {self.names}")
         self.watched = total is not None
         return (*out, *records.values(), *((total,) if total is not None else ()))
+
+
+def _broadcast(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` repeats its values along an axis (a stride of 0 on an axis longer than 1)."""
+    return any(stride == 0 and size > 1 for stride, size in zip(tensor.stride(), tensor.shape))
 
 
 class StoredChunk:
