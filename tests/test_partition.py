@@ -140,6 +140,17 @@ dist.destroy_process_group()
 """
 
 
+def _run_ranks(tmp_path: Path, template: str, world: int, **fields) -> None:
+    """Run the worker script ``template`` (filled with the tests' folder, ``tmp_path`` and
+    ``fields``) on ``world`` processes under torchrun, one thread each; it must succeed."""
+    script = tmp_path / f"worker{world}.py"
+    script.write_text(template.format(tests=str(Path(__file__).parent), out=str(tmp_path), **fields))
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}", str(script)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def _single_process_run() -> dict:
     whole = network()
     state, expected = sf.simulate(whole, whole.init_state(), spike_inputs(), dt=DT, steps=STEPS, record=RECORD)
@@ -154,12 +165,7 @@ def test_a_partitioned_run_resumes_from_its_shards_as_if_never_stopped(tmp_path)
     manifest refuses to load in a single process."""
     from sapicore.checkpoint import load_checkpoint
 
-    script = tmp_path / "worker.py"
-    script.write_text(RESUMED.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _run_ranks(tmp_path, RESUMED, 2)
     assert sorted(path.name for path in tmp_path.glob("run.ckpt*")) == [
         "run.ckpt",
         "run.ckpt.rank0-of-2",
@@ -181,12 +187,7 @@ def _resumes_on_three_ranks_and_on_one(tmp_path: Path, expected: dict) -> None:
     weights."""
     from sapicore.checkpoint import load_checkpoint
 
-    script = tmp_path / "resharded.py"
-    script.write_text(RESHARDED.format(tests=str(Path(__file__).parent), out=str(tmp_path)))
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", str(script)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
-    assert done.returncode == 0, done.stderr[-3000:]
+    _run_ranks(tmp_path, RESHARDED, 3)
     whole = network()
     saved = load_checkpoint(tmp_path / "run.ckpt", model=whole)
     assert saved["resharded"] == (2, 1) and saved["model"] is whole and saved["rng"] is None
@@ -218,24 +219,8 @@ def _resumes_on_three_ranks_and_on_one(tmp_path: Path, expected: dict) -> None:
 def test_a_partitioned_run_equals_the_single_process_run_bit_for_bit(world, transport, fast, tmp_path):
     """Through shared memory ("auto" on one machine) or gloo, with the reference loop or compiled
     chunks (whose graphs hold the exchange), on 2 or 3 ranks: the single process's results."""
-    script = tmp_path / "worker.py"
-    script.write_text(
-        WORKER.format(
-            tests=str(Path(__file__).parent),
-            out=str(tmp_path),
-            transport=transport,
-            fast=fast,
-            chunk=10 if fast else 100,
-        )
-    )
-    environment = dict(os.environ, OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}", str(script)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
-    assert done.returncode == 0, done.stderr[-3000:]
-    whole = network()
-    state, expected = sf.simulate(whole, whole.init_state(), spike_inputs(), dt=DT, steps=STEPS, record=RECORD)
-    for name in whole.projections:
-        expected.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(whole, state, name)))
+    _run_ranks(tmp_path, WORKER, world, transport=transport, fast=fast, chunk=10 if fast else 100)
+    expected = _single_process_run()
     assert expected["cells.spikes"].sum() > 1000 and expected["noise.spikes"].sum() > 100
     assert not torch.equal(expected["ee.w"], torch.full_like(expected["ee.w"], 0.004))  # STDP moved weights
     for rank in range(world):

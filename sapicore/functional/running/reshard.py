@@ -141,7 +141,7 @@ class _Projection:
 
     def finish(self, shards: list) -> Any:
         """The new share's state of this projection, once every old share was taken; ``shards``:
-        (projection, its state, where its targets stand in the whole group) of every old share."""
+        (projection, its state's leaves, where its targets stand in the whole group) of every old share."""
         if isinstance(self.proj, SparseProjection):
             sources = self.proj.n_pre
             slots = max(1, self.proj.targets.numel())
@@ -174,30 +174,27 @@ class _Projection:
         """The per-synapse values of sources ``first`` to ``end`` (excluded), from every old share."""
         slots, keys = self._synapses(self.proj, self.places, first, end)
         found = [self._synapses(proj, places, first, end) for proj, _, places in shards]
-        old = [(proj, state, where) for (proj, state, _), (where, _) in zip(shards, found)]
         old_keys = torch.cat([key for _, key in found])
-        if torch.equal(old_keys, keys):  # in the same order already (a share of a single process's state, say)
-            old_order = new_order = None
-        else:
+        old_order = None
+        if not torch.equal(old_keys, keys):  # else in the same order already (a share of one process's state)
             old_order = torch.sort(old_keys, stable=True).indices  # a source's synapses onto one target: in order
             new_order = torch.sort(keys, stable=True).indices
             if not torch.equal(old_keys.index_select(0, old_order), keys.index_select(0, new_order)):
                 self._differs()
             slots = slots.index_select(0, new_order)
 
-        def gathered(values: torch.Tensor) -> torch.Tensor:
+        def gathered(tables: list) -> torch.Tensor:
+            """The old shares' values of ``tables`` (one per share) at their synapses, in the new order."""
+            values = torch.cat([_flat(table, where) for table, (where, _) in zip(tables, found)])
             return values if old_order is None else values.index_select(0, old_order)
 
-        delays = self.proj.delays
-        if isinstance(delays, torch.Tensor) and delays.ndim:
-            before = gathered(torch.cat([_flat(proj.delays, found).long() for proj, _, found in old]))
-            if not torch.equal(before, delays.reshape(-1).index_select(0, slots).long()):
-                self._differs()
+        before = gathered([proj.delays for proj, _, _ in shards])
+        if not torch.equal(before.long(), _flat(self.proj.delays, slots).long()):
+            self._differs()
         for k, role in enumerate(self.roles):
             if role == "slot":
                 leaf = self.leaves[k]
-                values = gathered(torch.cat([_flat(tree_flatten(state)[0][k], found) for _, state, found in old]))
-                values = values.to(leaf)
+                values = gathered([leaves[k] for _, leaves, _ in shards]).to(leaf)
                 if k not in self.copied:  # the share's own tensor (fixed weights, say) while the values agree
                     if torch.equal(leaf.view(-1).index_select(0, slots), values):
                         continue
@@ -295,8 +292,8 @@ def reshard(share: Network, shards: Iterable[tuple[Network, Any]]) -> Any:
     projections = {}
     for name, mover in moved.items():
         projections[name] = mover.finish(
-            [(old.projections[name], state.projections[name], group_places(old.projections[name].target, ranges, r, w))
-             for old, state, r, w in taken]
+            [(old.projections[name], tree_flatten(state.projections[name])[0],
+              group_places(old.projections[name].target, ranges, r, w)) for old, state, r, w in taken]
         )  # fmt: skip
     moved_state = replace(target, populations=populations, projections=projections)
     return tree_map(lambda x: x.to(device), moved_state)
