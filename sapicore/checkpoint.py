@@ -24,7 +24,7 @@ ranks reads that rank's shard (its state, share and generators).
 
 To resume on another number of processes (or in one process, or a single process's checkpoint on
 several), each rank builds its share of the same network and passes it:
-``load_checkpoint(path, model=share)`` reads every shard in turn and moves the state onto ``share``
+``load_checkpoint(path, model=share)`` maps every shard into memory and moves the state onto ``share``
 (`sapicore.functional.running.reshard`: neurons, synapses and spikes in transit go by their place
 in the whole network; a network that differs is refused, naming what differs). The generators are
 then not restored (each rank's stream belonged to the old partition): a run whose random numbers
