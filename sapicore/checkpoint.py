@@ -18,8 +18,9 @@ learnt weights onto other pairs.
 
 A partitioned run (each rank holding its share of a network, ``sapicore.functional.partition``)
 checkpoints under a process group: every rank calls ``save_checkpoint(path, state, step=...,
-model=share)`` with its own state; each writes its shard (``path.rank0-of-2`` ...) and rank 0 then
-writes the manifest under ``path``. ``load_checkpoint(path)`` on each rank of a run with as many
+model=share)`` with its own state; each writes its shard (``path.step<step>.rank0-of-2`` ...), rank 0
+then writes the manifest under ``path`` (which names the step) and removes the shards of earlier
+checkpoints: a run killed while saving leaves the previous checkpoint whole. ``load_checkpoint(path)`` on each rank of a run with as many
 ranks reads that rank's shard (its state, share and generators).
 
 To resume on another number of processes (or in one process, or a single process's checkpoint on
@@ -30,17 +31,36 @@ in the whole network; a network that differs is refused, naming what differs). T
 then not restored (each rank's stream belonged to the old partition): a run whose random numbers
 are keyed by neuron (``background="keyed"``, spike inputs) goes on bit for bit as if never stopped.
 
+To survive a kill, a run saves checkpoints as it goes: `Checkpoints` is the ``checkpoint=``
+function of ``simulate``, which also keeps where each sink (a NIX file, spike events, TensorBoard)
+stood, so that a resumed run's sinks go on from there::
+
+    nix = NixRecordSink("run.nix", events=("exc.spikes",))
+    saving = Checkpoints("run.ckpt", net, sinks=[nix])
+    sf.simulate(net, state, dt=0.1, steps=100_000, record=("exc.spikes",), sinks=[nix], keep=False,
+                checkpoint=saving, checkpoint_every=10_000)
+    ... killed; later:
+    ckpt = load_checkpoint("run.ckpt")
+    nix = NixRecordSink("run.nix", events=("exc.spikes",))
+    resume_sinks(ckpt, [nix])                   # the file is cut back to the checkpoint, then appended
+    sf.simulate(ckpt["model"], ckpt["state"], dt=0.1, steps=100_000 - ckpt["step"], start_step=ckpt["step"],
+                record=("exc.spikes",), sinks=[nix], keep=False, checkpoint=saving, checkpoint_every=10_000)
+
+``run.nix`` then holds the records of one uninterrupted run. ``sapicore run --checkpoint-every MS``
+and ``--resume`` do this for a spec.
+
 Checkpoints are pickles (``torch.save``): load only files you trust.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "shard_path"]
+__all__ = ["save_checkpoint", "load_checkpoint", "shard_path", "Checkpoints", "resume_sinks"]
 
 FORMAT = 1
 
@@ -51,10 +71,21 @@ def _share(model: Any) -> tuple[int, int] | None:
     return None if exchange is None else (exchange.rank, exchange.world)
 
 
-def shard_path(path: str | Path, rank: int, world: int) -> Path:
-    """Where rank ``rank`` of ``world`` keeps its shard of the checkpoint ``path``."""
+def shard_path(path: str | Path, rank: int, world: int, step: int | None = None) -> Path:
+    """Where rank ``rank`` of ``world`` keeps its shard of the checkpoint ``path`` taken at ``step``
+    (``path.step<step>.rank<rank>-of-<world>``; without ``step``, the name of format 1's first
+    version, which had no step in it)."""
     path = Path(path)
-    return path.with_name(f"{path.name}.rank{rank}-of-{world}")
+    return path.with_name(f"{path.name}{'' if step is None else f'.step{step}'}.rank{rank}-of-{world}")
+
+
+def _remove_old_shards(path: Path, world: int, step: int) -> None:
+    """Remove every shard of ``path`` (and partial one) but those of ``step`` on ``world`` ranks."""
+    current = {shard_path(path, rank, world, step).name for rank in range(world)}
+    shard = re.compile(rf"{re.escape(path.name)}(\.step\d+)?\.rank\d+-of-\d+(\.partial)?")
+    for found in path.parent.iterdir():
+        if shard.fullmatch(found.name) and found.name not in current:
+            found.unlink(missing_ok=True)
 
 
 def _write(payload: dict, path: Path) -> None:
@@ -92,11 +123,12 @@ def save_checkpoint(path: str | Path, state: Any, *, step: int, model: Any = Non
         _write(payload, path)
         return path
     rank, world = share
-    _write({**payload, "share": share}, shard_path(path, rank, world))
+    _write({**payload, "share": share}, shard_path(path, rank, world, step))
     group = model.exchange.group
     dist.barrier(group=group)  # every shard is written before the manifest names them
     if rank == 0:
         _write({"format": FORMAT, "step": step, "world": world}, path)
+        _remove_old_shards(path, world, step)
     dist.barrier(group=group)  # no rank goes on (and may load it) before the manifest is there
     return path
 
@@ -134,7 +166,7 @@ def load_checkpoint(path: str | Path, restore_rng: bool = True, map_location: An
     if model is not None and (saved_world != now[1] or (saved_world == 1 and _share(payload["model"]) is not None)):
         return _resharded(path, payload, model, now[1], map_location)
     if "world" in payload:  # the manifest of a partitioned run: this rank's shard
-        payload = _load_shard(path, payload["world"], map_location)
+        payload = _load_shard(path, payload["world"], payload["step"], map_location)
     if restore_rng:
         torch.set_rng_state(payload["rng"])
         if payload["cuda_rng"] is not None and torch.cuda.is_available():
@@ -155,7 +187,7 @@ def _resharded(path: Path, payload: dict, model: Any, world: int, map_location: 
         pieces = (
             [payload]
             if saved_world is None
-            else (_shard(path, rank, saved_world, map_location) for rank in range(saved_world))
+            else (_shard(path, rank, saved_world, payload["step"], map_location) for rank in range(saved_world))
         )
         for piece in pieces:
             if not isinstance(piece.get("model"), Network):
@@ -179,16 +211,20 @@ def _resharded(path: Path, payload: dict, model: Any, world: int, map_location: 
     }
 
 
-def _shard(path: Path, rank: int, world: int, map_location: Any, mmap: bool = True) -> dict:
-    """The shard of rank ``rank`` of ``world`` of the checkpoint ``path``."""
-    shard = shard_path(path, rank, world)
+def _shard(path: Path, rank: int, world: int, step: int, map_location: Any, mmap: bool = True) -> dict:
+    """The shard of rank ``rank`` of ``world`` of the checkpoint ``path`` (whose manifest says ``step``)."""
+    shard = shard_path(path, rank, world, step)
+    if not shard.exists() and shard_path(path, rank, world).exists():
+        shard = shard_path(path, rank, world)  # saved before shards were named by step
     payload = _read(shard, "checkpoint shard", map_location, mmap=mmap)
     if not isinstance(payload, dict) or payload.get("share") != (rank, world):
         raise ValueError(f"{shard} is not the shard of rank {rank} of {world}")
+    if payload.get("step") != step:
+        raise ValueError(f"{shard} holds step {payload.get('step')}, but its manifest {path} step {step}")
     return payload
 
 
-def _load_shard(path: Path, world: int, map_location: Any) -> dict:
+def _load_shard(path: Path, world: int, step: int, map_location: Any) -> dict:
     import torch.distributed as dist
 
     here = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -198,4 +234,46 @@ def _load_shard(path: Path, world: int, map_location: Any) -> dict:
             f"(torchrun --nproc-per-node {world}), each rank loading its own shard (this run has {here}), "
             "or pass each rank's share of the network as model= to move the state onto it"
         )
-    return _shard(path, dist.get_rank(), world, map_location, mmap=False)
+    return _shard(path, dist.get_rank(), world, step, map_location, mmap=False)
+
+
+class Checkpoints:
+    """``simulate(..., checkpoint=Checkpoints(path, model, sinks), checkpoint_every=N)`` saves a
+    checkpoint at ``path`` every ``N`` steps (each replacing the last), holding the state, ``model``,
+    the step, the generators, ``extra`` and, under ``extra["sinks"]``, each sink's position
+    (``sink.checkpoint()``) for `resume_sinks`. ``model`` is the network as ``simulate`` gets it (a
+    rank's share in a partitioned run, where every rank passes its own and only rank 0 its sinks).
+    """
+
+    def __init__(self, path: str | Path, model: Any, sinks: Any = (), extra: dict | None = None) -> None:
+        sinks = list(sinks)
+        for sink in sinks:
+            if not (callable(getattr(sink, "checkpoint", None)) and callable(getattr(sink, "resume", None))):
+                raise TypeError(
+                    f"{type(sink).__name__} cannot go on after a checkpoint (it has no checkpoint() and resume()); "
+                    "leave it out of Checkpoints' sinks"
+                )
+        if extra is not None and not isinstance(extra, dict):
+            raise TypeError(f"extra must be a dict, got {type(extra).__name__}")
+        self.path, self.model, self.sinks, self.extra = Path(path), model, sinks, dict(extra or {})
+        self.step: int | None = None  # the step of the last checkpoint saved
+
+    def __call__(self, state: Any, step: int) -> None:
+        positions = [sink.checkpoint() for sink in self.sinks]
+        save_checkpoint(self.path, state, step=step, model=self.model, extra={**self.extra, "sinks": positions})
+        self.step = step
+
+
+def resume_sinks(checkpoint: dict, sinks: Any) -> None:
+    """Give each of ``sinks`` (new sinks writing where those of the saved run did, in the same order)
+    its position in ``checkpoint`` (as `load_checkpoint` returns it, saved by `Checkpoints`)."""
+    sinks = list(sinks)
+    positions = checkpoint.get("extra", {}).get("sinks") if isinstance(checkpoint, dict) else None
+    if positions is None:
+        raise ValueError("the checkpoint holds no sinks' positions: it was not saved by Checkpoints")
+    if len(positions) != len(sinks):
+        raise ValueError(f"the checkpoint holds the positions of {len(positions)} sinks, but {len(sinks)} were given")
+    for sink, position in zip(sinks, positions):
+        if not callable(getattr(sink, "resume", None)):
+            raise TypeError(f"{type(sink).__name__} cannot resume a run (it has no resume())")
+        sink.resume(position)

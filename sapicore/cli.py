@@ -1,9 +1,14 @@
 """The ``sapicore`` command (also ``python -m sapicore``).
 
     sapicore run SPEC [--out DIR] [--duration MS] [--set KEY=VALUE ...] [--overwrite] [--no-progress]
+                 [--checkpoint-every MS] [--resume]
         simulate a spec (a YAML file, or the name of a shipped spec such as ``coba``) and write the
         NIX log of its records (spikes as time/neuron events), a raster plot and ``summary.json``
-        (rates, ISI CV, wall time)
+        (rates, ISI CV, wall time). With ``--checkpoint-every MS`` the run saves its state into
+        ``DIR/checkpoint.pt`` that often (every rank its shard under torchrun); a run killed or
+        stopped after one keeps it with its partial records, and ``--resume`` (same spec and
+        ``--set`` values) goes on from there, on any number of processes, and ends with the outputs
+        of one uninterrupted run (the checkpoint is then removed)
     sapicore sweep SPEC [--out DIR] [--duration MS] [--set KEY=VALUE ...] [--overwrite] [--no-progress]
         run the lanes of the spec's ``sweep:`` section and write ``sweep.csv`` and ``sweep.json``: one
         row per lane with its parameter values, what it ran with (dt, duration, seed, ...), rates and
@@ -73,6 +78,8 @@ OUTPUTS = (
     "lanes",
 )
 LOCK = ".sapicore.lock"
+#: where ``run --checkpoint-every`` keeps the checkpoint of a run not yet finished (shards beside it)
+CHECKPOINT = "checkpoint.pt"
 #: one line when a run will write more than this (bytes)
 LARGE = 10 * 2**30
 
@@ -131,14 +138,23 @@ def _lock(out: Path) -> Any:
         handle.close()
 
 
+def _remove_checkpoint(out: Path) -> None:
+    """Remove the checkpoint of an interrupted run (its manifest, shards and partial files) from ``out``."""
+    for path in out.glob(f"{CHECKPOINT}*"):
+        path.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
-def claimed(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def claimed(out: str | Path, overwrite: bool = False, resume: bool = False) -> Iterator[Path]:
     """Hold the output folder ``out`` for one run (created if missing).
 
-    Refuses (FileExistsError) when another run holds it, or when it holds an earlier run's outputs and
-    ``overwrite`` is False. Partial outputs left anywhere under it by a killed run are removed. If the
-    block fails or is interrupted, its partial outputs are removed, and the folder if it created it; the
-    lock file goes in every case.
+    Refuses (FileExistsError) when another run holds it, when it holds an earlier run's outputs and
+    ``overwrite`` is False, or the checkpoint of an interrupted run (`CHECKPOINT`) and neither
+    ``resume`` nor ``overwrite`` is given. Partial outputs left anywhere under it by a killed run are
+    removed, unless ``resume`` (they belong to the checkpoint, which must then be there). If the
+    block fails or is interrupted, its partial outputs are removed, and the folder if it created it,
+    except where a checkpoint was saved: the checkpoint and the partial outputs then stay for
+    ``--resume``. The lock file goes in every case.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -152,16 +168,29 @@ def claimed(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
             shutil.rmtree(out, ignore_errors=True)
         raise
     try:
-        _remove_partial(out)
-        finished = [name for name in OUTPUTS if (out / name).exists()]
-        if finished and not overwrite:
-            raise FileExistsError(
-                f"{out} holds the outputs of an earlier run ({', '.join(finished)}); give another --out, or "
-                "--overwrite to replace them"
+        if resume and not (out / CHECKPOINT).is_file():
+            raise FileNotFoundError(
+                f"{out} holds no interrupted run to resume (no {CHECKPOINT}); a run saves one with --checkpoint-every MS"
             )
+        if not resume:
+            if (out / CHECKPOINT).exists() and not overwrite:
+                raise FileExistsError(
+                    f"{out} holds an interrupted run (its {CHECKPOINT}); continue it with --resume, or give --overwrite "
+                    "to start again"
+                )
+            _remove_checkpoint(out)
+            _remove_partial(out)
+            finished = [name for name in OUTPUTS if (out / name).exists()]
+            if finished and not overwrite:
+                raise FileExistsError(
+                    f"{out} holds the outputs of an earlier run ({', '.join(finished)}); give another --out, or "
+                    "--overwrite to replace them"
+                )
         yield out
     except BaseException:
-        if not existed:
+        if (out / CHECKPOINT).is_file():
+            pass  # an interrupted run: its checkpoint and partial records stay for --resume
+        elif not existed:
             shutil.rmtree(out, ignore_errors=True)
         else:
             _remove_partial(out)
@@ -340,12 +369,25 @@ def _reporting_compiles() -> Iterator[_CompileReport]:
 
 
 def run(
-    spec_path: str | Path, out: str | Path, duration: float | None = None, progress: bool = True, overrides: tuple = ()
+    spec_path: str | Path,
+    out: str | Path,
+    duration: float | None = None,
+    progress: bool = True,
+    overrides: tuple = (),
+    checkpoint_every: float | None = None,
+    resume: bool = False,
 ) -> dict:
     """Simulate a spec (with ``overrides``, ``"dotted.key=value"`` strings) and write its outputs into
     ``out`` (each under a partial name until it is complete, then renamed; the folder then holds this
-    run's outputs alone); return the summary."""
+    run's outputs alone); return the summary.
+
+    ``checkpoint_every`` (ms of simulated time): save a checkpoint into ``out`` (`CHECKPOINT`) that
+    often, so that a run that is killed or stops can go on with ``resume``: the run then continues
+    from the checkpoint (same spec and overrides; ``duration`` defaults to the interrupted run's),
+    appending to its records, and ends with the outputs of one uninterrupted run. The checkpoint is
+    removed when the run completes."""
     import sapicore.functional as sf
+    from sapicore.checkpoint import Checkpoints, resume_sinks
     from sapicore.functional.running.partition import local_state
     from sapicore.spec import SpecError, initial_state, load_data, override, parse_spec
 
@@ -357,30 +399,55 @@ def run(
     spec = parse_spec(data, path, share=(int(os.environ.get("RANK", "0")), world) if world > 1 else None)
     out = Path(out)
     settings = spec.simulation
-    duration = _duration(spec.source, settings, duration)
+    if not resume:  # checked before the network is built (a resumed run's defaults come from its checkpoint)
+        duration = _duration(spec.source, settings, duration)
+    _checkpoint_steps(spec.source, settings.dt, checkpoint_every)
     torch.manual_seed(settings.seed)
     network = sf.to(spec.network, device=settings.device)
     state = initial_state(spec)
     record = settings.record or network.default_record()
-    steps = int(round(duration / settings.dt))
     rank, world = _partitioned(path, settings)
     if world > 1 and network.exchange is None:  # a network built whole: each rank takes its share
         network = sf.partition(network)
         state = local_state(network, state)
     if world > 1:
         network.exchange.transport = settings.transport
+    saved = _resumed(out, spec.source, data, network, settings.device) if resume else None
+    if saved is not None:
+        state = saved["state"]
+        duration = saved["extra"]["duration"] if duration is None else duration
+        checkpoint_every = saved["extra"]["checkpoint_every_ms"] if checkpoint_every is None else checkpoint_every
+    duration = _duration(spec.source, settings, duration)
+    steps = int(round(duration / settings.dt))
+    start = 0 if saved is None else saved["step"]
+    if start >= steps:
+        raise SpecError(
+            f"{out}: the interrupted run had reached {start * settings.dt:g} ms; give a --duration beyond it "
+            f"(this run's is {duration:g} ms)"
+        )
+    options = _options(settings, duration, record, progress and rank == 0)
+    if start:
+        options.update(duration=None, steps=steps - start, start_step=start)
+    every = _checkpoint_steps(spec.source, settings.dt, checkpoint_every)
+    extra = {"spec": data, "duration": duration, "checkpoint_every_ms": checkpoint_every}
     if rank > 0:  # rank 0 holds the folder and writes every output
+        if every:
+            options.update(checkpoint=Checkpoints(out / CHECKPOINT, network, extra=extra), checkpoint_every=every)
         with torch.no_grad():
-            sf.simulate(network, state, **_options(settings, duration, record, progress=False))
+            sf.simulate(network, state, **options)
         return {}
     if spec.outputs.nix:
-        _check_space(out, _record_bytes(network, state, record, steps, settings.every))
+        _check_space(out, _record_bytes(network, state, record, steps - start, settings.every))
     spike_records = tuple(name for name in record if network.is_event(name))
     spike_events, sinks, names = _sinks(spec, out, spike_records)
-    start = time.perf_counter()
+    if saved is not None:
+        resume_sinks(saved, sinks)
+    if every:
+        options.update(checkpoint=Checkpoints(out / CHECKPOINT, network, sinks, extra), checkpoint_every=every)
+    began = time.perf_counter()
     with torch.no_grad(), _reporting_compiles() as compiles:
-        sf.simulate(network, state, sinks=sinks, **_options(settings, duration, record, progress))
-    wall = time.perf_counter() - start
+        sf.simulate(network, state, sinks=sinks, **options)
+    wall = time.perf_counter() - began
     _write_spec(out, spec.source, data, overrides)
     events, rates, cvs = _spike_summary(spike_events, network, duration, settings.discard)
     names += ["spec.yaml"] + _raster(spec, out, events, spec.source.stem, rates)
@@ -391,6 +458,7 @@ def run(
         "dt_ms": settings.dt,
         "discarded_ms": settings.discard,
         "wall_seconds": round(wall, 3),
+        **({"resumed_at_ms": round(start * settings.dt, 9)} if saved is not None else {}),
         **({"processes": world, "exchange": _exchange_summary(network.exchange)} if world > 1 else {}),
         **({"compile_seconds": round(compiles.seconds, 3)} if settings.fast else {}),
         "mean_rate_hz": rates,
@@ -401,7 +469,50 @@ def run(
     }
     partial(out / "summary.json").write_text(json.dumps(summary, indent=2))
     publish(out, summary["outputs"], only=True)
+    _remove_checkpoint(out)
     return summary
+
+
+def _checkpoint_steps(source: Path, dt: float, every_ms: float | None) -> int | None:
+    """Steps between checkpoints for ``--checkpoint-every`` (ms), or None without it."""
+    from sapicore.spec import SpecError
+
+    if every_ms is None:
+        return None
+    if not every_ms > 0 or every_ms == float("inf"):
+        raise SpecError(f"{source}: --checkpoint-every must be a positive number of milliseconds, got {every_ms:g}")
+    if every_ms < dt:
+        raise SpecError(f"{source}: --checkpoint-every {every_ms:g} ms is shorter than one step (dt = {dt} ms)")
+    return int(round(every_ms / dt))
+
+
+def _resumed(out: Path, source: Path, data: Any, network: Any, device: str) -> dict:
+    """The checkpoint of the run interrupted in ``out``, moved onto ``network`` (this process's share,
+    or the whole network); refused unless it ran the same spec (``data``, overrides applied; only
+    ``simulation.device`` may differ)."""
+    from sapicore.checkpoint import load_checkpoint
+    from sapicore.spec import SpecError
+
+    saved = load_checkpoint(out / CHECKPOINT, model=network, map_location=device)
+    extra = saved.get("extra", {})
+    if "spec" not in extra:
+        raise SpecError(f"{out / CHECKPOINT} was not saved by 'sapicore run --checkpoint-every'")
+    changed = _differences(extra["spec"], data)
+    changed = [key for key in changed if key != "simulation.device"]
+    if changed:
+        raise SpecError(
+            f"{source}: differs from the spec of the run interrupted in {out} ({', '.join(changed[:5])}); resume "
+            "with the same spec and --set values, or give --overwrite to start again"
+        )
+    return saved
+
+
+def _differences(before: Any, now: Any, prefix: str = "") -> list[str]:
+    """The dotted keys at which two specs (nested dicts and lists) differ."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        keys = list(before) + [key for key in now if key not in before]
+        return [found for key in keys for found in _differences(before.get(key), now.get(key), f"{prefix}{key}.")]
+    return [] if before == now else [prefix.rstrip(".") or "the whole spec"]
 
 
 def _exchange_summary(exchange: Any) -> dict:
@@ -804,6 +915,19 @@ def _parser() -> argparse.ArgumentParser:
         )
         command.add_argument("spec", help=spec_help)
         command.add_argument("--out", default=None, help=f"output folder (default: {out})")
+        if name == "run":
+            command.add_argument(
+                "--checkpoint-every",
+                type=float,
+                default=None,
+                metavar="MS",
+                help=f"save a checkpoint ({CHECKPOINT} in --out) every MS of simulated time, for --resume",
+            )
+            command.add_argument(
+                "--resume",
+                action="store_true",
+                help="continue the run interrupted in --out from its checkpoint (same spec and --set values)",
+            )
     inspect_parser = commands.add_parser("inspect", help="list what a NIX log holds")
     inspect_parser.add_argument("file")
     return parser
@@ -826,10 +950,10 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return _command(args)
     except KeyboardInterrupt:
-        print("sapicore: interrupted; partial outputs removed", file=sys.stderr)
+        print(f"sapicore: interrupted; {_left_behind(args)}", file=sys.stderr)
         return 130
     except Terminated:
-        print("sapicore: terminated (SIGTERM); partial outputs removed", file=sys.stderr)
+        print(f"sapicore: terminated (SIGTERM); {_left_behind(args)}", file=sys.stderr)
         return 143
     except OSError as err:  # the system's (with an errno: no space, read-only, ...) or ours (a message)
         print(f"sapicore: error: {_os_message(err) if err.errno is not None else err}", file=sys.stderr)
@@ -854,17 +978,41 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _out(args: argparse.Namespace) -> Path:
+    """The output folder of a ``run`` or ``sweep`` command."""
+    if args.out:
+        return Path(args.out)
+    return Path("outputs") / (Path(args.spec).stem + ("-sweep" if args.command == "sweep" else ""))
+
+
+def _left_behind(args: argparse.Namespace) -> str:
+    """What an interrupted command left in its folder: a run's checkpoint, or nothing."""
+    if args.command == "run" and (_out(args) / CHECKPOINT).is_file():
+        return f"its last checkpoint and partial records stay in {_out(args)}: continue with --resume"
+    return "partial outputs removed"
+
+
 def _command(args: argparse.Namespace) -> int:
     first = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 writes and holds the folder
     if args.command == "run":
-        out = args.out or Path("outputs") / Path(args.spec).stem
-        with claimed(out, overwrite=args.overwrite) if first else contextlib.nullcontext():
-            summary = run(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
+        out = _out(args)
+        if args.resume and args.overwrite:
+            raise ValueError("give --resume (continue the interrupted run) or --overwrite (start again), not both")
+        with claimed(out, overwrite=args.overwrite, resume=args.resume) if first else contextlib.nullcontext():
+            summary = run(
+                args.spec,
+                out,
+                args.duration,
+                progress=not args.no_progress,
+                overrides=tuple(args.set),
+                checkpoint_every=args.checkpoint_every,
+                resume=args.resume,
+            )
         if first:
             print(json.dumps(summary, indent=2))
             print(f"wrote {', '.join(summary['outputs'])} into {out}")
     elif args.command == "sweep":
-        out = args.out or Path("outputs") / f"{Path(args.spec).stem}-sweep"
+        out = _out(args)
         with claimed(out, overwrite=args.overwrite) if first else contextlib.nullcontext():
             rows = sweep(args.spec, out, args.duration, progress=not args.no_progress, overrides=tuple(args.set))
         if first:

@@ -11,7 +11,7 @@ import torch
 
 import sapicore.functional as sf
 from sapicore import analysis
-from sapicore.checkpoint import load_checkpoint, save_checkpoint
+from sapicore.checkpoint import Checkpoints, load_checkpoint, resume_sinks, save_checkpoint
 from sapicore.cli import main
 from sapicore.functional import connectivity as conn
 from sapicore.functional import encoders
@@ -66,6 +66,12 @@ def run(**kwargs):
     kwargs.setdefault("dt", 0.1)
     kwargs.setdefault("steps", 10)
     return sf.simulate(sf.LIF(), lif_state(), **kwargs)
+
+
+def resumed(sink, position):
+    """``sink``, told to resume from ``position``."""
+    sink.resume(position)
+    return sink
 
 
 def lanes():
@@ -561,6 +567,58 @@ CASES = {
         lambda: load_checkpoint(__file__, model="network"),
         TypeError,
         "model must be the Network",
+    ),
+    "simulate: a checkpoint that is a path": (
+        lambda: sf.simulate(sf.LIF(), lif_state(), dt=0.1, steps=5, checkpoint="run.ckpt", checkpoint_every=2),
+        TypeError,
+        "checkpoint must be a function checkpoint",
+    ),
+    "simulate: checkpoint_every zero": (
+        lambda: sf.simulate(sf.LIF(), lif_state(), dt=0.1, steps=5, checkpoint=print, checkpoint_every=0),
+        ValueError,
+        "checkpoint_every must be a positive number of steps",
+    ),
+    "simulate: checkpoint_every True": (
+        lambda: sf.simulate(sf.LIF(), lif_state(), dt=0.1, steps=5, checkpoint=print, checkpoint_every=True),
+        ValueError,
+        "checkpoint_every",
+    ),
+    "simulate: checkpoint_every without a checkpoint": (
+        lambda: sf.simulate(sf.LIF(), lif_state(), dt=0.1, steps=5, checkpoint_every=2),
+        TypeError,
+        "given with checkpoint_every",
+    ),
+    "Checkpoints: a sink that cannot resume": (
+        lambda: Checkpoints("x.ckpt", small_network(), sinks=[sf.PerLane([[]])]),
+        TypeError,
+        "PerLane cannot go on after a checkpoint",
+    ),
+    "Checkpoints: extra that is not a dict": (
+        lambda: Checkpoints("x.ckpt", small_network(), extra=["note"]),
+        TypeError,
+        "extra must be a dict",
+    ),
+    "resume_sinks: a checkpoint without sinks' positions": (
+        lambda: resume_sinks({"extra": {}}, []),
+        ValueError,
+        "not saved by Checkpoints",
+    ),
+    "resume_sinks: fewer sinks than positions": (
+        lambda: resume_sinks({"extra": {"sinks": [{}]}}, []),
+        ValueError,
+        "positions of 1 sinks, but 0 were given",
+    ),
+    "TensorBoardSink: resumed from something else": (
+        lambda: sf.simulate(sf.LIF(), lif_state(), dt=0.1, steps=5, sinks=[resumed(TensorBoardSink("tb"), 3)]),
+        ValueError,
+        "TensorBoardSink.resume takes what checkpoint",
+    ),
+    "SpikeEvents: resumed from something else": (
+        lambda: sf.simulate(
+            sf.LIF(), lif_state(), dt=0.1, steps=5, record="spikes", sinks=[resumed(sf.SpikeEvents("spikes"), 3)]
+        ),
+        ValueError,
+        "SpikeEvents.resume takes what SpikeEvents.checkpoint",
     ),
     "reshard: no shard": (lambda: reshard(small_network(), []), ValueError, "no shard"),
     "reshard: a shard whose model is a state": (

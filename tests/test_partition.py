@@ -100,6 +100,7 @@ from test_partition import RECORD, STEPS, DT, network, spike_inputs
 dist.init_process_group("gloo")
 local, src, half = sf.partition(network()), spike_inputs()["src"], 700
 state, first = sf.simulate(local, local.init_state(), {{"src": src[:half]}}, dt=DT, steps=half, record=RECORD)
+save_checkpoint({out!r} + "/run.ckpt", state, step=0, model=local)  # replaced by the next: its shards go
 save_checkpoint({out!r} + "/run.ckpt", state, step=half, model=local)
 del local, state
 saved = load_checkpoint({out!r} + "/run.ckpt")
@@ -168,8 +169,8 @@ def test_a_partitioned_run_resumes_from_its_shards_as_if_never_stopped(tmp_path)
     _run_ranks(tmp_path, RESUMED, 2)
     assert sorted(path.name for path in tmp_path.glob("run.ckpt*")) == [
         "run.ckpt",
-        "run.ckpt.rank0-of-2",
-        "run.ckpt.rank1-of-2",
+        "run.ckpt.step700.rank0-of-2",
+        "run.ckpt.step700.rank1-of-2",
     ]
     expected = {name: value for name, value in _single_process_run().items() if name != "t"}
     for rank in range(2):
@@ -387,6 +388,53 @@ def test_the_command_under_torchrun_writes_the_single_process_records(tmp_path, 
     assert summaries[1]["processes"] == 2 and summaries[0]["mean_rate_hz"] == summaries[1]["mean_rate_hz"]
     exchange = summaries[1]["exchange"]
     assert exchange["transport"] == ("gloo" if transport == "gloo" else "shared") and exchange["bytes"] > 0
+    for population in ("L23E", "L4E", "L5I", "L6I"):
+        events = [read_events(tmp_path / name / "records.nix", f"{population}.spikes") for name in ("one", "two")]
+        assert len(events[0][0]) > 0
+        assert all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(*events))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_command_under_torchrun_stopped_resumes_in_one_process_to_the_single_process_records(tmp_path):
+    """``torchrun --nproc-per-node 2 -m sapicore run microcircuit --checkpoint-every 10``, stopped by
+    SIGTERM once its first checkpoint (two shards and a manifest) is there, resumed with
+    ``sapicore run --resume`` in one process (the shards merge onto the whole network): the records
+    of one uninterrupted single-process run."""
+    import signal
+    import time
+
+    from sapicore.cli import CHECKPOINT
+    from sapicore.logging.nix import read_events
+
+    options = ["--set", "builder.scale=0.05", "--set", "builder.background=keyed", "--set", "simulation.discard=0"]
+    options += ["--no-progress"]
+    out = tmp_path / "two"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "sapicore"]
+    command += ["run", "microcircuit", *options, "--duration", "60000", "--checkpoint-every", "10", "--out", str(out)]
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / CHECKPOINT).exists():
+            assert launcher.poll() is None and time.monotonic() < deadline, "no checkpoint came"
+            time.sleep(0.1)
+        launcher.send_signal(signal.SIGTERM)
+        output, _ = launcher.communicate(timeout=120)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert f"its last checkpoint and partial records stay in {out}: continue with --resume" in output, output[-3000:]
+    saved = torch.load(out / CHECKPOINT)  # the manifest: the step, the number of ranks
+    assert saved["world"] == 2 and sorted(path.name for path in out.glob(f"{CHECKPOINT}.*")) == [
+        f"{CHECKPOINT}.step{saved['step']}.rank{rank}-of-2" for rank in range(2)
+    ]
+    duration = str(saved["step"] * 0.1 + 20.0)
+    resumed = [sys.executable, "-m", "sapicore", "run", "microcircuit", *options, "--duration", duration]
+    for arguments in ([*resumed, "--out", str(out), "--resume"], [*resumed, "--out", str(tmp_path / "one")]):
+        done = subprocess.run(arguments, capture_output=True, text=True, timeout=300, env=environment)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert not list(out.glob(f"{CHECKPOINT}*"))
     for population in ("L23E", "L4E", "L5I", "L6I"):
         events = [read_events(tmp_path / name / "records.nix", f"{population}.spikes") for name in ("one", "two")]
         assert len(events[0][0]) > 0

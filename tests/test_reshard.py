@@ -137,3 +137,33 @@ def test_a_network_that_differs_is_refused_naming_what_differs(tmp_path):
     save_checkpoint(tmp_path / "run.ckpt", state, step=HALF, model=whole)
     with pytest.raises(TypeError, match="model must be the Network"):
         load_checkpoint(tmp_path / "run.ckpt", model="network")
+
+
+def test_shards_on_disk_are_read_by_the_step_their_manifest_names(tmp_path):
+    """The manifest names the step of its shards (``run.ckpt.step700.rank0-of-2``): shards of that
+    step merge onto the whole network; a shard of another step under that name (a run killed while
+    saving could leave one) is refused, naming both steps; shards named as before steps were in the
+    names are still read."""
+    from sapicore.checkpoint import FORMAT, shard_path
+
+    whole = network()
+    state = mid_run(whole)
+    halves = [sf.partition(whole, rank, 2) for rank in range(2)]
+    path = tmp_path / "run.ckpt"
+
+    def write(rank, step, named_step):
+        shard = {"format": FORMAT, "state": reshard(halves[rank], [(whole, state)]), "model": halves[rank]}
+        shard.update(step=step, share=(rank, 2), rng=torch.get_rng_state(), cuda_rng=None, extra={})
+        torch.save(shard, shard_path(path, rank, 2, named_step))
+
+    torch.save({"format": FORMAT, "step": HALF, "world": 2}, path)
+    for rank in range(2):
+        write(rank, HALF, HALF)
+    assert differences(load_checkpoint(path, model=whole)["state"], state) == []
+    write(1, HALF - 100, HALF)
+    with pytest.raises(ValueError, match="holds step 600, but its manifest .* step 700"):
+        load_checkpoint(path, model=whole)
+    for rank in range(2):
+        shard_path(path, rank, 2, HALF).unlink()
+        write(rank, HALF, None)
+    assert differences(load_checkpoint(path, model=whole)["state"], state) == []

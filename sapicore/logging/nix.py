@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
 
-from ..functional.running.events import by_name, check_event_names, chunk_events
+from ..functional.running.events import by_name, check_event_names, check_resumed, chunk_events
 
 __all__ = ["NixLogWriter", "NixLogReader", "NixRecordSink", "read_records", "read_events", "MARGIN"]
 
@@ -42,13 +42,13 @@ def _nix() -> Any:
     return nixio
 
 
-def _open_for_reading(filename: str | Path) -> Any:
+def _open_for_reading(filename: str | Path, mode: Any = None) -> Any:
     path = Path(filename)
     if not path.exists():
         raise FileNotFoundError(f"no NIX log at {path}")
     nix = _nix()
     try:
-        return nix.File.open(str(path), nix.FileMode.ReadOnly)
+        return nix.File.open(str(path), mode or nix.FileMode.ReadOnly)
     except Exception as err:  # h5py/nixio raise many types for damaged files
         raise ValueError(
             f"{path} is not a readable NIX file (truncated or corrupt: {type(err).__name__}); "
@@ -134,6 +134,12 @@ class NixLogWriter:
         for key, value in self.metadata.items():
             metadata[key] = yaml_dumps(value)
         self.nix_file.flush()
+
+    def reopen_file(self) -> None:
+        """Open the existing file to write more into it (a resumed run)."""
+        nix = _nix()
+        self.reserve(0)
+        self.nix_file = _open_for_reading(self.filename, nix.FileMode.ReadWrite)
 
     def close_file(self) -> None:
         if self.nix_file is not None:
@@ -274,6 +280,12 @@ class NixRecordSink:
     run took 2.6 s per biological second with one append per chunk). A process killed outright
     loses the chunks gathered since the last append (at most the last second of the run by
     default, ``gather=1`` for none): the file keeps the complete records before them.
+
+    A run that saves checkpoints ([`Checkpoints`][sapicore.checkpoint.Checkpoints]) appends and
+    flushes the file at each one (`checkpoint` gives every array's length then). After a kill, a
+    sink for the same file given that position (`resume`) opens it, cuts every array back to it
+    (dropping what the killed run wrote after its last checkpoint) and appends the resumed run's
+    records: the file then holds the records of one uninterrupted run.
     """
 
     def __init__(
@@ -304,16 +316,69 @@ class NixRecordSink:
         self.layout: list[tuple[str, ...]] = []
         self.pending_bytes = self.pending_chunks = 0
         self.last_append = time.monotonic()
+        self.resumed: dict | None = None
 
     def check(self, names: Sequence[str], events: Sequence[str]) -> None:
         """Raise before a run that does not record (as events) every name given as ``events``."""
         check_event_names(type(self).__name__, self.events, names, events)
 
     def begin(self, dt: float, every: int) -> None:
-        self.writer.create_file()
-        self.block = self.writer.nix_file.create_block(self.block_name, "records")
         self.interval = dt * every
         self.records_written = 0
+        if self.resumed is not None:
+            saved, self.resumed = self.resumed, None
+            self._reopen(saved)
+            return
+        self.writer.create_file()
+        self.block = self.writer.nix_file.create_block(self.block_name, "records")
+
+    def checkpoint(self) -> dict:
+        """Append and flush everything gathered; return the position `resume` goes on from: the
+        records taken so far and every array's length."""
+        self._write_pending()
+        self.writer.flush()
+        return {
+            "names": self.events,
+            "interval": self.interval,
+            "records": self.records_written,
+            "layout": list(self.layout),
+            "event_names": self.event_names,
+            "lengths": {name: array.shape[0] for name, array in self.arrays.items()},
+        }
+
+    def resume(self, saved: dict) -> None:
+        """Make the next run append to the existing file from ``saved`` (a `checkpoint` of a sink
+        writing the same file) on."""
+        self.resumed = saved
+
+    def _reopen(self, saved: dict) -> None:
+        """Open the file and cut each array back to its length in ``saved``."""
+        check_resumed(type(self).__name__, saved, self.events, self.interval)
+        self.writer.reopen_file()
+        try:
+            blocks = self.writer.nix_file.blocks
+            if self.block_name not in blocks:
+                raise ValueError(f"{self.writer.filename} has no block {self.block_name!r} of records to resume")
+            self.block = blocks[self.block_name]
+            arrays = {array.name: array for array in self.block.data_arrays}
+            short = [
+                f"{name} ({arrays[name].shape[0] if name in arrays else 'missing'} of {length})"
+                for name, length in saved["lengths"].items()
+                if name not in arrays or arrays[name].shape[0] < length
+            ]
+            if short:
+                raise ValueError(
+                    f"{self.writer.filename} holds fewer records than the checkpoint it resumes from: {', '.join(short)}; "
+                    "it is not the file that run wrote"
+                )
+            for name, array in arrays.items():
+                array.data_extent = (saved["lengths"].get(name, 0), *array.shape[1:])
+        except BaseException:
+            self.writer.close_file()
+            raise
+        self.arrays = arrays
+        self.layout, self.event_names = list(saved["layout"]), tuple(saved["event_names"])
+        self.records_written = saved["records"]
 
     def _append(self, name: str, data: np.ndarray, sampled: bool) -> None:
         if name not in self.arrays:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,11 @@ class TensorBoardSink:
     whose writer died would then hang on its queue). So each ``write`` first checks that the writer
     is alive and that the disk keeps :data:`MARGIN` free beside the events it adds, raising
     ``OSError`` naming the folder otherwise, and ``end`` never waits on a dead writer.
+
+    In a run that saves checkpoints ([`Checkpoints`][sapicore.checkpoint.Checkpoints]), `checkpoint`
+    flushes the events and gives the record index reached; `resume` with it before the resumed run,
+    which then writes into the same folder from that index on and hides from TensorBoard the events
+    that the killed run wrote after its last checkpoint (tensorboardX's ``purge_step``).
     """
 
     REDUCTIONS = {"mean": torch.mean, "sum": torch.sum, "max": torch.amax, "min": torch.amin}
@@ -36,13 +42,32 @@ class TensorBoardSink:
             raise ValueError(f"unknown reduction {reduce!r}; choose one of: {', '.join(self.REDUCTIONS)}")
         self.logdir, self.reduce, self.flush_every = Path(logdir), reduce, flush_every
         self.writer: Any = None
+        self.resumed: dict | None = None
 
     def begin(self, dt: float, every: int) -> None:
         from tensorboardX import SummaryWriter
 
-        self.writer = SummaryWriter(str(self.logdir))
-        self.index = 0
-        self.chunks = 0
+        self.interval, self.index, self.chunks = dt * every, 0, 0
+        saved, self.resumed = self.resumed, None
+        if saved is not None:
+            if not isinstance(saved, dict) or "records" not in saved:
+                raise ValueError(f"TensorBoardSink.resume takes what checkpoint() returned, got {type(saved).__name__}")
+            if not math.isclose(saved["interval"], self.interval, rel_tol=1e-9):
+                raise ValueError(
+                    f"TensorBoardSink resumes a run recorded every {saved['interval']:g} ms, but this run records "
+                    f"every {self.interval:g} ms (dt x every); resume with the same dt and every"
+                )
+            self.index = saved["records"]
+        self.writer = SummaryWriter(str(self.logdir), purge_step=self.index if saved is not None else None)
+
+    def checkpoint(self) -> dict:
+        """Flush the events; return the position `resume` goes on from."""
+        self.writer.flush()
+        return {"interval": self.interval, "records": self.index}
+
+    def resume(self, saved: dict) -> None:
+        """Make the next run write on from ``saved`` (a `checkpoint` of a sink writing this folder)."""
+        self.resumed = saved
 
     def _worker(self) -> Any:
         """tensorboardX's writing thread (None where its internals differ)."""

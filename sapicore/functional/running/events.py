@@ -12,13 +12,15 @@ they come::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
 from ..propagation import kernels
 
-__all__ = ["SpikeEvents", "to_events", "chunk_events"]
+__all__ = ["SpikeEvents", "to_events", "chunk_events", "check_resumed"]
 
 
 _SCANNED = (torch.float32, torch.float64)
@@ -98,11 +100,31 @@ def check_event_names(sink: str, wanted: Sequence[str], names: Sequence[str], ev
         )
 
 
+def check_resumed(sink: str, saved: Any, names: Sequence[str], interval: float) -> None:
+    """Raise unless ``saved`` is the checkpoint of a sink that kept ``names`` every ``interval`` ms."""
+    if not isinstance(saved, dict) or "records" not in saved:
+        raise ValueError(f"{sink}.resume takes what {sink}.checkpoint() returned, got {type(saved).__name__}")
+    if tuple(saved.get("names", ())) != tuple(names):
+        raise ValueError(
+            f"{sink} keeps {', '.join(names) or 'nothing'} but the checkpoint it resumes from kept "
+            f"{', '.join(saved.get('names', ())) or 'nothing'}"
+        )
+    if not math.isclose(saved["interval"], interval, rel_tol=1e-9):
+        raise ValueError(
+            f"{sink} resumes a run recorded every {saved['interval']:g} ms, but this run records every {interval:g} ms "
+            "(dt x every); resume with the same dt and every"
+        )
+
+
 class SpikeEvents:
     """A ``simulate`` sink keeping the named event records (spikes) as events, in memory.
 
     After the run, ``times[name]`` (ms, float64, in time order) and ``neurons[name]`` (flat index
     into the population shape, int64) hold one entry per spike, on the CPU.
+
+    A run that saves checkpoints ([`Checkpoints`][sapicore.checkpoint.Checkpoints]) keeps the events
+    so far in each (`checkpoint`); `resume` with them before the resumed run, which then ends with
+    every event since the start, as if never stopped.
     """
 
     def __init__(self, names: Sequence[str]) -> None:
@@ -111,6 +133,7 @@ class SpikeEvents:
             raise ValueError("SpikeEvents needs the names of the event records to keep, e.g. ('exc.spikes',)")
         self.times: dict[str, torch.Tensor] = {}
         self.neurons: dict[str, torch.Tensor] = {}
+        self.resumed: dict | None = None
 
     def check(self, names: Sequence[str], events: Sequence[str]) -> None:
         """Raise before a run that does not record (as events) every name this sink keeps."""
@@ -120,6 +143,29 @@ class SpikeEvents:
         self.interval = dt * every
         self.records_written = 0
         self._parts: list[tuple[torch.Tensor, torch.Tensor, list[int]]] = []  # one per chunk, all names
+        if self.resumed is not None:
+            saved, self.resumed = self.resumed, None
+            check_resumed(type(self).__name__, saved, self.names, self.interval)
+            self._parts, self.records_written = [saved["events"]], saved["records"]
+
+    def checkpoint(self) -> dict:
+        """What `resume` needs to go on from here: the events so far (one chunk's worth of memory
+        more than the sink holds anyway)."""
+        joined = by_name(self._parts, self.names)
+        found = [len(joined[name][0]) for name in self.names]
+        times = torch.cat([joined[name][0] for name in self.names])
+        neurons = torch.cat([joined[name][1] for name in self.names])
+        self._parts = [(times, neurons, found)]
+        return {
+            "names": self.names,
+            "interval": self.interval,
+            "records": self.records_written,
+            "events": self._parts[0],
+        }
+
+    def resume(self, saved: dict) -> None:
+        """Start the next run from ``saved`` (a `checkpoint` of this kind of sink, same names)."""
+        self.resumed = saved
 
     def write(self, records: dict[str, torch.Tensor]) -> None:
         times, neurons, found = chunk_events(

@@ -489,9 +489,14 @@ def run_chunks(
     sinks: Sequence[Any] = (),
     keep: bool = True,
     settings: tuple = (),
+    checkpoint: tuple[Callable[[Any, int], Any], int] | None = None,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """Run ``plan.steps`` steps in chunks built by ``build(n_steps)`` (whose code depends on nothing
     but the run's model, state, inputs, plan and ``settings``, numbers or names).
+
+    ``checkpoint``: ``(save, every)``: ``save(state, step)`` is called at the end of each chunk in which
+    the run's absolute step count reaches a multiple of ``every`` (but the last chunk), once the state
+    is known finite and the sinks hold every record up to ``step`` (see ``simulate``).
 
     Chunks take their slice of an input tensor along ``plan.input_axis``; their records are gathered
     along ``plan.record_axis`` (into buffers allocated once; inside an outer ``torch.func`` transform,
@@ -551,6 +556,10 @@ def run_chunks(
                 else:
                     records = watch.screen(total, records, first, end)
                     feed.put(records)
+                if checkpoint is not None and end // checkpoint[1] > first // checkpoint[1] and done + n < steps:
+                    watch.flush(state)  # CUDA: the chunk's own check, which is otherwise read a chunk late
+                    feed.flush()
+                    checkpoint[0](state, end)
                 for name, values in records.items() if keep else ():
                     if context.nested:  # functional: a list of chunks, concatenated at the end
                         buffers.setdefault(name, []).append(values)
@@ -642,6 +651,8 @@ def simulate(
     keep: bool = True,
     start_step: int = 0,
     strict: bool = True,
+    checkpoint: Callable[[Any, int], Any] | None = None,
+    checkpoint_every: int | None = None,
 ) -> tuple[Any, dict[str, torch.Tensor]]:
     """Run ``model`` from ``state`` for a number of steps of ``dt`` ms; return the final state and records.
 
@@ -675,6 +686,14 @@ def simulate(
             ``False`` stops the run's records there instead (NaN from that chunk on), warns once
             ([`DivergenceWarning`][sapicore.functional.running.checks.DivergenceWarning]) and returns
             ``records["diverged"]``, the time (ms) at the end of that chunk (NaN if it never happened).
+        checkpoint: a function ``checkpoint(state, step)`` called during the run, every
+            ``checkpoint_every`` steps, e.g. [`Checkpoints`][sapicore.checkpoint.Checkpoints], which
+            saves what a killed run needs to go on (``step`` counts from the run's origin, as
+            ``start_step`` does). It is called at the end of the chunk in which the step count
+            reaches each multiple of ``checkpoint_every`` (so at most ``chunk - 1`` steps later),
+            after the state was checked finite and every record up to ``step`` reached the sinks;
+            not at the run's end (the returned state is that checkpoint).
+        checkpoint_every: steps between checkpoints (a positive int; with ``checkpoint``).
 
     Returns:
         ``(final_state, records)``: ``records[name]`` has shape ``(steps // every, *shape)`` and
@@ -684,6 +703,7 @@ def simulate(
         FloatingPointError: a neuron or synapse variable became NaN or infinite (checked once per
             chunk; the message names the variable and the chunk's steps), unless ``strict=False``.
     """
+    saving = _checkpointing(checkpoint, checkpoint_every)
     exchange = getattr(model, "exchange", None)  # one rank's share of a network (see running.partition)
     if exchange is not None:
         inputs = local_inputs(model, inputs)
@@ -707,7 +727,23 @@ def simulate(
         _connect(exchange, plan)
     trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
     build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731
-    return run_chunks(build, model, state, inputs, plan, sinks, keep)
+    if saving is not None and plan.context.nested:
+        raise ValueError("checkpoint= saves states during a run, which a run inside a torch.func transform cannot do")
+    return run_chunks(build, model, state, inputs, plan, sinks, keep, checkpoint=saving)
+
+
+def _checkpointing(checkpoint: Any, every: Any) -> tuple[Callable[[Any, int], Any], int] | None:
+    """``simulate``'s ``(checkpoint, checkpoint_every)``, checked: None, or both."""
+    if checkpoint is None and every is None:
+        return None
+    if checkpoint is None or not callable(checkpoint):
+        raise TypeError(
+            "checkpoint must be a function checkpoint(state, step), e.g. sapicore.checkpoint.Checkpoints(path, model), "
+            f"given with checkpoint_every; got {type(checkpoint).__name__}"
+        )
+    if isinstance(every, bool) or not isinstance(every, int) or every <= 0:
+        raise ValueError(f"checkpoint_every must be a positive number of steps, got {every!r}")
+    return checkpoint, every
 
 
 def _connect(exchange: Any, plan: Plan) -> None:

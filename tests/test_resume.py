@@ -1,0 +1,246 @@
+"""Runs that save checkpoints as they go and resume after a kill: ``simulate(checkpoint=...)`` with
+`sapicore.checkpoint.Checkpoints`, sinks that go on from a checkpoint (NIX, spike events,
+TensorBoard), and ``sapicore run --checkpoint-every MS`` / ``--resume``. A resumed run ends with the
+records and state of one uninterrupted run."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils._pytree import tree_flatten
+
+import sapicore.functional as sf
+from sapicore.checkpoint import Checkpoints, load_checkpoint, resume_sinks
+from sapicore.cli import CHECKPOINT, LOCK, main
+from sapicore.logging.nix import NixRecordSink, read_events, read_records
+from sapicore.logging.tensorboard import TensorBoardSink
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_checkpoint import noisy_network  # noqa: E402
+
+RECORD = ("noise.spikes", "cells.spikes", "cells.v", "drive.weights")
+EVENTS = ("noise.spikes", "cells.spikes")
+STEPS, EVERY, CHUNK = 1000, 2, 100
+
+
+class Stop:
+    """A sink that interrupts the run (as Ctrl-C would) when it gets chunk ``at``."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.chunks = at, 0
+
+    def begin(self, dt, every):
+        pass
+
+    def write(self, records):
+        self.chunks += 1
+        if self.chunks == self.at:
+            raise KeyboardInterrupt
+
+    def end(self):
+        pass
+
+
+def sinks(folder: Path, name: str) -> list:
+    return [
+        NixRecordSink(folder / f"{name}.nix", events=EVENTS),
+        sf.SpikeEvents(EVENTS),
+        TensorBoardSink(folder / f"{name}-tb"),
+    ]
+
+
+def same_state(a, b) -> bool:
+    left, spec = tree_flatten(a)
+    right, other = tree_flatten(b)
+    return spec == other and all(torch.equal(x, y) for x, y in zip(left, right))
+
+
+def test_a_run_killed_after_a_checkpoint_and_resumed_writes_what_one_uninterrupted_run_writes(tmp_path):
+    """Poisson noise, STDP: killed in its 7th chunk, after the checkpoint at step 600; the resumed run
+    cuts the NIX file back to that step (the killed run had appended its 7th chunk) and goes on:
+    events, sampled records, spike events in memory and the final state equal the uninterrupted
+    run's; the TensorBoard sink goes on from the checkpoint's record."""
+    net = noisy_network()
+    options = dict(dt=0.1, record=RECORD, every=EVERY, chunk=CHUNK, keep=False)
+    torch.manual_seed(7)
+    whole_sinks = sinks(tmp_path, "whole")
+    final, _ = sf.simulate(net, net.init_state(), steps=STEPS, sinks=whole_sinks, **options)
+
+    torch.manual_seed(7)
+    first = sinks(tmp_path, "part")
+    saving = Checkpoints(tmp_path / "run.ckpt", net, first, extra={"note": "kept"})
+    with pytest.raises(KeyboardInterrupt):
+        sf.simulate(
+            net,
+            net.init_state(),
+            steps=STEPS,
+            sinks=[*first, Stop(7)],
+            checkpoint=saving,
+            checkpoint_every=300,
+            **options,
+        )
+    assert saving.step == 600
+    assert read_records(tmp_path / "part.nix")["cells.v"].shape[0] == 700 // EVERY  # the killed run wrote on
+    torch.manual_seed(12345)  # whatever happens in between
+    saved = load_checkpoint(tmp_path / "run.ckpt")
+    assert saved["step"] == 600 and saved["extra"]["note"] == "kept"
+    second = sinks(tmp_path, "part")
+    resume_sinks(saved, second)
+    resumed, _ = sf.simulate(saved["model"], saved["state"], steps=STEPS - 600, start_step=600, sinks=second, **options)
+    assert same_state(resumed, final)
+    for name in EVENTS:
+        expected, found = read_events(tmp_path / "whole.nix", name), read_events(tmp_path / "part.nix", name)
+        assert len(expected[0]) > 10 and all(np.array_equal(a, b) for a, b in zip(expected, found))
+        assert torch.equal(second[1].times[name], whole_sinks[1].times[name])
+        assert torch.equal(second[1].neurons[name], whole_sinks[1].neurons[name])
+    expected, found = read_records(tmp_path / "whole.nix"), read_records(tmp_path / "part.nix")
+    assert sorted(expected) == sorted(found) == ["cells.v", "drive.weights", "t"]
+    assert all(np.array_equal(expected[name], found[name]) for name in expected)
+    assert second[2].index == whole_sinks[2].index == STEPS // EVERY
+
+
+def test_checkpoints_come_at_the_chunk_ends_where_a_multiple_is_reached_and_not_at_the_end():
+    net = noisy_network()
+    steps = []
+    sf.simulate(
+        net,
+        net.init_state(),
+        dt=0.1,
+        steps=1000,
+        start_step=50,
+        chunk=100,
+        checkpoint=lambda state, step: steps.append(step),
+        checkpoint_every=150,
+    )
+    assert steps == [150, 350, 450, 650, 750, 950]  # chunk ends 150, 250, ... 1050 (the run's end)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda sink: sink.resume({"records": 0, "names": ("other.spikes",), "interval": 0.2}), "kept other.spikes"),
+        (lambda sink: sink.resume({"records": 0, "names": EVENTS, "interval": 0.5}), "every 0.5 ms"),
+        (lambda sink: sink.resume("position"), "takes what NixRecordSink.checkpoint"),
+    ],
+)
+def test_a_sink_resumed_from_another_run_is_refused(tmp_path, change, message):
+    net = noisy_network()
+    sink = NixRecordSink(tmp_path / "run.nix", events=EVENTS)
+    sf.simulate(net, net.init_state(), dt=0.1, steps=20, record=RECORD, every=EVERY, sinks=[sink])
+    sink = NixRecordSink(tmp_path / "run.nix", events=EVENTS)
+    change(sink)
+    with pytest.raises(ValueError, match=message):
+        sf.simulate(net, net.init_state(), dt=0.1, steps=20, record=RECORD, every=EVERY, sinks=[sink])
+
+
+def test_a_nix_file_shorter_than_its_checkpoint_is_refused(tmp_path):
+    """A sink given the position of a longer run's file refuses to cut a shorter file back to it."""
+    net = noisy_network()
+    options = dict(dt=0.1, record=RECORD, every=EVERY, chunk=10)
+    sf.simulate(
+        net, net.init_state(), steps=20, sinks=[NixRecordSink(tmp_path / "short.nix", events=EVENTS)], **options
+    )
+    sink, positions = NixRecordSink(tmp_path / "long.nix", events=EVENTS), []
+    sf.simulate(
+        net,
+        net.init_state(),
+        steps=40,
+        sinks=[sink],
+        checkpoint=lambda state, step: positions.append(sink.checkpoint()),
+        checkpoint_every=30,
+        **options,
+    )
+    assert positions[0]["records"] == 15 and positions[0]["lengths"]["cells.v"] == 15
+    other = NixRecordSink(tmp_path / "short.nix", events=EVENTS)
+    other.resume(positions[0])
+    with pytest.raises(
+        ValueError, match=r"holds fewer records than the checkpoint it resumes from: .*cells.v \(10 of 15\)"
+    ):
+        sf.simulate(net, net.init_state(), steps=10, sinks=[other], **options)
+
+
+SPEC = textwrap.dedent("""
+    simulation: {dt: 0.1, duration: 100000.0, seed: 3, record: [a.spikes, b.spikes, b.v], every: 2}
+    populations:
+      a: {model: PoissonSource, size: 60, parameters: {rate: 100.0}}
+      b: {model: LIF, size: 40, parameters: {t_ref: 1.0}}
+    projections:
+      ab: {source: a, target: b, connectivity: {rule: fixed_in_degree, k: 10, seed: 2}, synapse: {model: Exponential, tau: 5.0}, weight: 2.0}
+    drive: {b: 1.0}
+    outputs: {nix: true, raster: true, tensorboard: true}
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_command_stopped_by_sigterm_resumes_to_the_outputs_of_one_uninterrupted_run(tmp_path, capsys):
+    """``sapicore run --checkpoint-every 20``, stopped by SIGTERM once a checkpoint is there: one line
+    saying the checkpoint stays; the folder holds it and the partial records; a plain rerun is
+    refused; ``--resume`` (to a duration past the checkpoint) writes the records and summary of an
+    uninterrupted run of that duration, and removes the checkpoint."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "sapicore", "run", str(spec), "--out", str(out), "--no-progress"]
+    process = subprocess.Popen(
+        [*command, "--checkpoint-every", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not (out / CHECKPOINT).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.strip() == (
+        f"sapicore: terminated (SIGTERM); its last checkpoint and partial records stay in {out}: continue with --resume"
+    )
+    assert {path.name for path in out.iterdir()} >= {CHECKPOINT, "records.part.nix", "tensorboard.part"}
+    assert not (out / LOCK).exists()
+    reached = load_checkpoint(out / CHECKPOINT)["step"] * 0.1
+    duration = str(reached + 30.0)
+
+    assert main(["run", str(spec), "--out", str(out), "--no-progress"]) == 2
+    assert "holds an interrupted run (its checkpoint.pt); continue it with --resume" in capsys.readouterr().err
+    assert main(["run", str(spec), "--out", str(out), "--no-progress", "--resume", "--set", "drive.b=2.0"]) == 2
+    assert "differs from the spec of the run interrupted in" in capsys.readouterr().err
+    assert main(["run", str(spec), "--out", str(out), "--no-progress", "--resume", "--duration", "10"]) == 2
+    assert "give a --duration beyond it" in capsys.readouterr().err
+
+    assert main(["run", str(spec), "--out", str(out), "--no-progress", "--resume", "--duration", duration]) == 0
+    capsys.readouterr()
+    assert main(["run", str(spec), "--out", str(tmp_path / "whole"), "--no-progress", "--duration", duration]) == 0
+    assert sorted(path.name for path in out.iterdir()) == sorted(path.name for path in (tmp_path / "whole").iterdir())
+    for name in ("a.spikes", "b.spikes"):
+        expected, found = read_events(tmp_path / "whole" / "records.nix", name), read_events(out / "records.nix", name)
+        assert len(expected[0]) > 100 and all(np.array_equal(x, y) for x, y in zip(expected, found))
+    assert np.array_equal(
+        read_records(tmp_path / "whole" / "records.nix")["b.v"], read_records(out / "records.nix")["b.v"]
+    )
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in (tmp_path / "whole", out)]
+    assert summaries[0]["mean_rate_hz"] == summaries[1]["mean_rate_hz"]
+    assert summaries[1]["resumed_at_ms"] == pytest.approx(reached)
+
+
+def test_the_command_refuses_resuming_what_cannot_be_resumed(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    run = ["run", str(spec), "--out", str(out), "--no-progress", "--duration", "20"]
+    assert main([*run, "--resume"]) == 2
+    assert "holds no interrupted run to resume (no checkpoint.pt)" in capsys.readouterr().err
+    assert not out.exists()
+    assert main([*run, "--resume", "--overwrite"]) == 2
+    assert (
+        "give --resume (continue the interrupted run) or --overwrite (start again), not both" in capsys.readouterr().err
+    )
+    for every in ("0", "-5", "nan", "0.01"):
+        assert main([*run, "--checkpoint-every", every]) == 2
+        assert "--checkpoint-every" in capsys.readouterr().err
+    assert main([*run, "--checkpoint-every", "5"]) == 0  # a run that completes leaves no checkpoint
+    assert not (out / CHECKPOINT).exists()
