@@ -54,13 +54,15 @@ Checkpoints are pickles (``torch.save``): load only files you trust.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
-__all__ = ["save_checkpoint", "load_checkpoint", "shard_path", "Checkpoints", "resume_sinks"]
+__all__ = ["save_checkpoint", "load_checkpoint", "shard_path", "model_path", "Checkpoints", "resume_sinks"]
 
 FORMAT = 1
 
@@ -79,12 +81,19 @@ def shard_path(path: str | Path, rank: int, world: int, step: int | None = None)
     return path.with_name(f"{path.name}{'' if step is None else f'.step{step}'}.rank{rank}-of-{world}")
 
 
-def _remove_old_shards(path: Path, world: int, step: int) -> None:
-    """Remove every shard of ``path`` (and partial one) but those of ``step`` on ``world`` ranks."""
-    current = {shard_path(path, rank, world, step).name for rank in range(world)}
-    shard = re.compile(rf"{re.escape(path.name)}(\.step\d+)?\.rank\d+-of-\d+(\.partial)?")
+def model_path(path: str | Path, share: tuple[int, int] | None = None) -> Path:
+    """Where `Checkpoints` keeps the network of the checkpoint ``path`` (of the share ``(rank,
+    world)``), once per run, beside the checkpoints that name it."""
+    path = Path(path)
+    name = path.name if share is None else shard_path(path, *share).name
+    return path.with_name(f"{name}.model")
+
+
+def _remove_stale(path: Path, kept: set[str]) -> None:
+    """Remove every shard and network file of the checkpoint ``path`` (and partial one) not in ``kept``."""
+    ours = re.compile(rf"{re.escape(path.name)}((\.step\d+)?\.rank\d+-of-\d+|(\.rank\d+-of-\d+)?\.model)(\.partial)?")
     for found in path.parent.iterdir():
-        if shard.fullmatch(found.name) and found.name not in current:
+        if ours.fullmatch(found.name) and found.name not in kept:
             found.unlink(missing_ok=True)
 
 
@@ -98,9 +107,14 @@ def save_checkpoint(path: str | Path, state: Any, *, step: int, model: Any = Non
     """Write ``state`` (and ``model``, ``extra``) with the step count and the generators' states; for
     a rank's share (``model``), its shard, and on rank 0 the manifest once every shard is written
     (every rank must call it)."""
+    return _save(Path(path), state, step, model, extra, separate=False)
+
+
+def _save(path: Path, state: Any, step: int, model: Any, extra: dict | None, separate: bool) -> Path:
+    """`save_checkpoint`; with ``separate``, the network is not written into the checkpoint but
+    named: its file (`model_path`) must exist by the time every rank has written its shard."""
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"step must be an int >= 0, got {step!r}")
-    path = Path(path)
     share = _share(model)
     if share is not None:
         import torch.distributed as dist
@@ -113,14 +127,16 @@ def save_checkpoint(path: str | Path, state: Any, *, step: int, model: Any = Non
     payload = {
         "format": FORMAT,
         "state": state,
-        "model": model,
+        "model": None if separate else model,
         "step": step,
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "extra": extra or {},
+        **({"model_file": model_path(path, share).name} if separate else {}),
     }
     if share is None:
         _write(payload, path)
+        _remove_stale(path, {model_path(path).name} if separate else set())
         return path
     rank, world = share
     _write({**payload, "share": share}, shard_path(path, rank, world, step))
@@ -128,7 +144,8 @@ def save_checkpoint(path: str | Path, state: Any, *, step: int, model: Any = Non
     dist.barrier(group=group)  # every shard is written before the manifest names them
     if rank == 0:
         _write({"format": FORMAT, "step": step, "world": world}, path)
-        _remove_old_shards(path, world, step)
+        kept = {shard_path(path, r, world, step).name for r in range(world)}
+        _remove_stale(path, kept | ({model_path(path, (r, world)).name for r in range(world)} if separate else set()))
     dist.barrier(group=group)  # no rank goes on (and may load it) before the manifest is there
     return path
 
@@ -166,7 +183,9 @@ def load_checkpoint(path: str | Path, restore_rng: bool = True, map_location: An
     if model is not None and (saved_world != now[1] or (saved_world == 1 and _share(payload["model"]) is not None)):
         return _resharded(path, payload, model, now[1], map_location)
     if "world" in payload:  # the manifest of a partitioned run: this rank's shard
-        payload = _load_shard(path, payload["world"], payload["step"], map_location)
+        payload = _load_shard(path, payload["world"], payload["step"], map_location, model)
+    else:
+        payload = _with_model(payload, path, map_location, model)
     if restore_rng:
         torch.set_rng_state(payload["rng"])
         if payload["cuda_rng"] is not None and torch.cuda.is_available():
@@ -185,7 +204,7 @@ def _resharded(path: Path, payload: dict, model: Any, world: int, map_location: 
 
     def shards():
         pieces = (
-            [payload]
+            [_with_model(payload, path, map_location)]
             if saved_world is None
             else (_shard(path, rank, saved_world, payload["step"], map_location) for rank in range(saved_world))
         )
@@ -211,7 +230,9 @@ def _resharded(path: Path, payload: dict, model: Any, world: int, map_location: 
     }
 
 
-def _shard(path: Path, rank: int, world: int, step: int, map_location: Any, mmap: bool = True) -> dict:
+def _shard(
+    path: Path, rank: int, world: int, step: int, map_location: Any, mmap: bool = True, given: Any = None
+) -> dict:
     """The shard of rank ``rank`` of ``world`` of the checkpoint ``path`` (whose manifest says ``step``)."""
     shard = shard_path(path, rank, world, step)
     if not shard.exists() and shard_path(path, rank, world).exists():
@@ -221,10 +242,24 @@ def _shard(path: Path, rank: int, world: int, step: int, map_location: Any, mmap
         raise ValueError(f"{shard} is not the shard of rank {rank} of {world}")
     if payload.get("step") != step:
         raise ValueError(f"{shard} holds step {payload.get('step')}, but its manifest {path} step {step}")
-    return payload
+    return _with_model(payload, shard, map_location, given)
 
 
-def _load_shard(path: Path, world: int, step: int, map_location: Any) -> dict:
+def _with_model(payload: dict, path: Path, map_location: Any, given: Any = None) -> dict:
+    """``payload`` (a checkpoint or shard read from ``path``) with its network read from the file it
+    names, where `Checkpoints` kept it apart. That file is mapped into memory: tensors of the network
+    that a resumed run does not use (the tables of a network rebuilt by ``sapicore run --resume``)
+    are never read. State leaves that were the network's own tensors are ``given``'s (the network
+    the caller resumes on) where those hold the same values, else the saved network's."""
+    if not payload.get("model_file"):
+        return payload
+    kept = _read(path.with_name(payload["model_file"]), "checkpoint's network", map_location, mmap=True)
+    if not isinstance(kept, dict) or "model" not in kept:
+        raise ValueError(f"{path.with_name(payload['model_file'])} is not the network of a Sapicore checkpoint")
+    return {**payload, "model": kept["model"], "state": _with_shared(payload["state"], kept["model"], given)}
+
+
+def _load_shard(path: Path, world: int, step: int, map_location: Any, given: Any = None) -> dict:
     import torch.distributed as dist
 
     here = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
@@ -234,15 +269,19 @@ def _load_shard(path: Path, world: int, step: int, map_location: Any) -> dict:
             f"(torchrun --nproc-per-node {world}), each rank loading its own shard (this run has {here}), "
             "or pass each rank's share of the network as model= to move the state onto it"
         )
-    return _shard(path, dist.get_rank(), world, step, map_location, mmap=False)
+    return _shard(path, dist.get_rank(), world, step, map_location, mmap=False, given=given)
 
 
 class Checkpoints:
     """``simulate(..., checkpoint=Checkpoints(path, model, sinks), checkpoint_every=N)`` saves a
-    checkpoint at ``path`` every ``N`` steps (each replacing the last), holding the state, ``model``,
-    the step, the generators, ``extra`` and, under ``extra["sinks"]``, each sink's position
+    checkpoint at ``path`` every ``N`` steps (each replacing the last), holding the state, the step,
+    the generators, ``extra`` and, under ``extra["sinks"]``, each sink's position
     (``sink.checkpoint()``) for `resume_sinks`. ``model`` is the network as ``simulate`` gets it (a
-    rank's share in a partitioned run, where every rank passes its own and only rank 0 its sinks).
+    rank's share in a partitioned run, where every rank passes its own and only rank 0 its sinks);
+    it is written once, at the first checkpoint, into a file of its own beside them
+    (`model_path`: ``path.model``, ``path.rank0-of-2.model``, ...), which each checkpoint names and
+    `load_checkpoint` reads with it: a network whose synapses are fixed (in its tables, gigabytes
+    at the microcircuit's full scale) is not written again at every checkpoint.
     """
 
     def __init__(self, path: str | Path, model: Any, sinks: Any = (), extra: dict | None = None) -> None:
@@ -257,11 +296,69 @@ class Checkpoints:
             raise TypeError(f"extra must be a dict, got {type(extra).__name__}")
         self.path, self.model, self.sinks, self.extra = Path(path), model, sinks, dict(extra or {})
         self.step: int | None = None  # the step of the last checkpoint saved
+        self.digests: dict[int, str] = {}  # the network's tensors that the state shares, by place
 
     def __call__(self, state: Any, step: int) -> None:
+        if self.step is None and self.model is not None:  # the network does not change during a run
+            _write({"format": FORMAT, "model": self.model}, model_path(self.path, _share(self.model)))
         positions = [sink.checkpoint() for sink in self.sinks]
-        save_checkpoint(self.path, state, step=step, model=self.model, extra={**self.extra, "sinks": positions})
+        extra = {**self.extra, "sinks": positions}
+        if self.model is not None:
+            state = _without_shared(state, self.model, self.digests)
+        _save(self.path, state, step, self.model, extra, separate=self.model is not None)
         self.step = step
+
+
+class _InModel:
+    """A state's leaf that is one of its network's tensors (fixed weights), kept in the checkpoint as
+    the leaf's place among the network's tensors (the network's file holds it) and a digest of its
+    bytes."""
+
+    def __init__(self, index: int, digest: str) -> None:
+        self.index, self.digest = index, digest
+
+
+def _view(leaf: torch.Tensor) -> tuple:
+    """What makes two tensors the same view of the same memory."""
+    return (leaf.untyped_storage().data_ptr(), leaf.storage_offset(), tuple(leaf.shape), leaf.stride(), leaf.dtype)
+
+
+def _digest(leaf: torch.Tensor) -> str:
+    """A digest of a tensor's dtype, shape and values (about 1 s per GB)."""
+    data = leaf.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+    digest = hashlib.blake2b(f"{leaf.dtype}{tuple(leaf.shape)}".encode(), digest_size=16)
+    digest.update(memoryview(data))
+    return digest.hexdigest()
+
+
+def _without_shared(state: Any, model: Any, digests: dict[int, str]) -> Any:
+    """``state`` with each leaf that is one of ``model``'s tensors replaced by an `_InModel`
+    (``digests``: those already computed, by place, filled in)."""
+    places = {_view(leaf): index for index, leaf in enumerate(tree_flatten(model)[0]) if isinstance(leaf, torch.Tensor)}
+    leaves, structure = tree_flatten(state)
+    kept = []
+    for leaf in leaves:
+        index = places.get(_view(leaf)) if isinstance(leaf, torch.Tensor) else None
+        if index is not None and index not in digests:
+            digests[index] = _digest(leaf)
+        kept.append(leaf if index is None else _InModel(index, digests[index]))
+    return tree_unflatten(kept, structure)
+
+
+def _with_shared(state: Any, saved: Any, given: Any = None) -> Any:
+    """``state`` with each `_InModel` replaced by the tensor of the ``saved`` network it stands for,
+    or by ``given``'s tensor in that place where it holds the same values."""
+    tensors = tree_flatten(saved)[0]
+    others = tree_flatten(given)[0] if given is not None else []
+
+    def restored(leaf: _InModel) -> torch.Tensor:
+        other = others[leaf.index] if leaf.index < len(others) else None
+        if isinstance(other, torch.Tensor) and _digest(other) == leaf.digest:
+            return other
+        return tensors[leaf.index]
+
+    leaves, structure = tree_flatten(state)
+    return tree_unflatten([restored(leaf) if isinstance(leaf, _InModel) else leaf for leaf in leaves], structure)
 
 
 def resume_sinks(checkpoint: dict, sinks: Any) -> None:

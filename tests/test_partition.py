@@ -427,7 +427,8 @@ def test_the_command_under_torchrun_stopped_resumes_in_one_process_to_the_single
     assert f"its last checkpoint and partial records stay in {out}: continue with --resume" in output, output[-3000:]
     saved = torch.load(out / CHECKPOINT)  # the manifest: the step, the number of ranks
     assert saved["world"] == 2 and sorted(path.name for path in out.glob(f"{CHECKPOINT}.*")) == [
-        f"{CHECKPOINT}.step{saved['step']}.rank{rank}-of-2" for rank in range(2)
+        *(f"{CHECKPOINT}.rank{rank}-of-2.model" for rank in range(2)),  # each rank's share, written once
+        *(f"{CHECKPOINT}.step{saved['step']}.rank{rank}-of-2" for rank in range(2)),
     ]
     duration = str(saved["step"] * 0.1 + 20.0)
     resumed = [sys.executable, "-m", "sapicore", "run", "microcircuit", *options, "--duration", duration]

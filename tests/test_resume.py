@@ -27,7 +27,7 @@ from test_checkpoint import noisy_network  # noqa: E402
 
 RECORD = ("noise.spikes", "cells.spikes", "cells.v", "drive.weights")
 EVENTS = ("noise.spikes", "cells.spikes")
-STEPS, EVERY, CHUNK = 1000, 2, 100
+STEPS, EVERY = 1000, 2
 
 
 class Stop:
@@ -63,12 +63,13 @@ def same_state(a, b) -> bool:
 
 
 def test_a_run_killed_after_a_checkpoint_and_resumed_writes_what_one_uninterrupted_run_writes(tmp_path):
-    """Poisson noise, STDP: killed in its 7th chunk, after the checkpoint at step 600; the resumed run
+    """Poisson noise, STDP: killed in the chunk ending at step 700, after the checkpoint at step 600; the resumed run
     cuts the NIX file back to that step (the killed run had appended its 7th chunk) and goes on:
     events, sampled records, spike events in memory and the final state equal the uninterrupted
     run's; the TensorBoard sink goes on from the checkpoint's record."""
     net = noisy_network()
-    options = dict(dt=0.1, record=RECORD, every=EVERY, chunk=CHUNK, keep=False)
+    chunk = 100  # checkpoints are taken between chunks, outside compiled code: fast=True takes them alike
+    options = dict(dt=0.1, record=RECORD, every=EVERY, chunk=chunk, keep=False)
     torch.manual_seed(7)
     whole_sinks = sinks(tmp_path, "whole")
     final, _ = sf.simulate(net, net.init_state(), steps=STEPS, sinks=whole_sinks, **options)
@@ -81,12 +82,14 @@ def test_a_run_killed_after_a_checkpoint_and_resumed_writes_what_one_uninterrupt
             net,
             net.init_state(),
             steps=STEPS,
-            sinks=[*first, Stop(7)],
+            sinks=[*first, Stop(700 // chunk)],
             checkpoint=saving,
             checkpoint_every=300,
             **options,
         )
     assert saving.step == 600
+    assert sorted(path.name for path in tmp_path.glob("run.ckpt*")) == ["run.ckpt", "run.ckpt.model"]
+    assert torch.load(tmp_path / "run.ckpt", weights_only=False)["model"] is None  # the network is kept once, apart
     assert read_records(tmp_path / "part.nix")["cells.v"].shape[0] == 700 // EVERY  # the killed run wrote on
     torch.manual_seed(12345)  # whatever happens in between
     saved = load_checkpoint(tmp_path / "run.ckpt")
@@ -244,3 +247,50 @@ def test_the_command_refuses_resuming_what_cannot_be_resumed(tmp_path, capsys):
         assert "--checkpoint-every" in capsys.readouterr().err
     assert main([*run, "--checkpoint-every", "5"]) == 0  # a run that completes leaves no checkpoint
     assert not (out / CHECKPOINT).exists()
+
+
+def test_the_network_is_written_once_and_read_with_each_checkpoint(tmp_path):
+    """`Checkpoints` writes the network at its first checkpoint only; each checkpoint names that file;
+    a missing or foreign network file is refused in one line."""
+    net = noisy_network()
+    state = net.init_state()
+    saving = Checkpoints(tmp_path / "run.ckpt", net)
+    saving(state, 10)
+    written = (tmp_path / "run.ckpt.model").stat().st_mtime_ns
+    saving(state, 20)
+    assert (tmp_path / "run.ckpt.model").stat().st_mtime_ns == written
+    saved = load_checkpoint(tmp_path / "run.ckpt")
+    assert saved["step"] == 20 and same_state(saved["model"], net)
+    torch.save({"weights": torch.ones(2)}, tmp_path / "run.ckpt.model")
+    with pytest.raises(ValueError, match="run.ckpt.model is not the network of a Sapicore checkpoint"):
+        load_checkpoint(tmp_path / "run.ckpt")
+    (tmp_path / "run.ckpt.model").unlink()
+    with pytest.raises(FileNotFoundError, match="no checkpoint's network at .*run.ckpt.model"):
+        load_checkpoint(tmp_path / "run.ckpt")
+
+
+def test_fixed_weights_are_the_resumed_networks_where_they_hold_the_same_values(tmp_path):
+    """A static projection's weights are its network's tensors, not the state's: checkpoints name them
+    with a digest. Loaded onto the same network rebuilt, the state shares the rebuilt network's
+    tensor (no second copy); onto a network whose weights differ, it keeps the saved values."""
+    from sapicore.functional.pytree import replace
+    from sapicore.networks import coba, initial_state
+
+    net = coba(400, dt=0.1)
+    state = initial_state(net)
+    assert state.projections["excitatory"].weights is net.projections["excitatory"].weights
+    Checkpoints(tmp_path / "run.ckpt", net)(state, 10)
+    written = torch.load(tmp_path / "run.ckpt", weights_only=False)["state"].projections["excitatory"].weights
+    assert type(written).__name__ == "_InModel"  # a place and a digest, not the values again
+    rebuilt = coba(400, dt=0.1)
+    saved = load_checkpoint(tmp_path / "run.ckpt", model=rebuilt)
+    assert saved["state"].projections["excitatory"].weights is rebuilt.projections["excitatory"].weights
+    projection = rebuilt.projections["excitatory"]
+    heavier = replace(
+        rebuilt, projections={**rebuilt.projections, "excitatory": replace(projection, weights=projection.weights * 2)}
+    )
+    kept = load_checkpoint(tmp_path / "run.ckpt", model=heavier)["state"].projections["excitatory"].weights
+    assert kept is not heavier.projections["excitatory"].weights
+    assert torch.equal(kept, net.projections["excitatory"].weights)
+    alone = load_checkpoint(tmp_path / "run.ckpt")
+    assert torch.equal(alone["state"].projections["excitatory"].weights, net.projections["excitatory"].weights)
