@@ -102,6 +102,20 @@ def test_fixed_total_number_draws_its_sources_in_pieces_as_in_one_draw(monkeypat
     assert torch.equal(pieced.pre, whole.pre) and torch.equal(pieced.post, whole.post)  # the stream moved on alike
 
 
+@pytest.mark.parametrize("size", [1, 7, 64, 599, 600])
+def test_staged_synapses_drawn_in_pieces_are_the_synapses_of_one_draw(size):
+    """Pieces of any size (crossing sources, starting and ending inside one, beside sources without
+    synapses) give each synapse the source of the whole table, which ``repeat_interleave`` of the out
+    degrees gives."""
+    _, draw = C.fixed_total_number_staged(300, 30, 600, seed=3)  # 2 per source: some get none
+    assert int((draw.out_degree == 0).sum()) > 0
+    pieces = list(draw.pieces(size))
+    assert [len(piece.pre) for piece in pieces[:-1]] == [size] * (len(pieces) - 1)
+    expected = torch.repeat_interleave(torch.arange(300), draw.out_degree)
+    assert torch.equal(torch.cat([piece.pre for piece in pieces]), expected)
+    assert torch.equal(torch.cat([piece.post for piece in pieces]), draw().post)
+
+
 @pytest.mark.skipif(projection_module._malloc_trim() is None, reason="no glibc malloc_trim here")
 def test_a_build_gives_the_memory_its_temporaries_freed_back_to_the_system():
     """glibc keeps freed heap memory; a table allocated next would lie beside it and the peak count both."""

@@ -570,7 +570,8 @@ def _delay_steps(delay: Any, count: int, dt: float) -> torch.Tensor:
     delays_ms = _per_synapse(delay, count, "delay")
     if not _all_finite(delays_ms) or (count and float(delays_ms.min()) < 0):  # sync-ok: building a projection
         raise ValueError("delays must be finite and >= 0 ms")
-    return torch.round(delays_ms.to(torch.float64) / dt).to(torch.int64)
+    steps = delays_ms.to(torch.float64, copy=True)  # divided and rounded in place: one temporary, not three
+    return steps.div_(dt).round_().to(torch.int64)
 
 
 def _check_buffer(max_delay: int, n_post: int, dtype: torch.dtype, dt: float) -> None:
