@@ -346,16 +346,20 @@ def _without_shared(state: Any, model: Any, digests: dict[int, str]) -> Any:
 
 
 def _with_shared(state: Any, saved: Any, given: Any = None) -> Any:
-    """``state`` with each `_InModel` replaced by the tensor of the ``saved`` network it stands for,
-    or by ``given``'s tensor in that place where it holds the same values."""
+    """``state`` with each `_InModel` replaced by ``given``'s tensor in its place where that holds the
+    values the checkpoint's digest names, else by the ``saved`` network's (which must)."""
     tensors = tree_flatten(saved)[0]
     others = tree_flatten(given)[0] if given is not None else []
 
     def restored(leaf: _InModel) -> torch.Tensor:
-        other = others[leaf.index] if leaf.index < len(others) else None
-        if isinstance(other, torch.Tensor) and _digest(other) == leaf.digest:
-            return other
-        return tensors[leaf.index]
+        for network in (others, tensors):
+            found = network[leaf.index] if leaf.index < len(network) else None
+            if isinstance(found, torch.Tensor) and _digest(found) == leaf.digest:
+                return found
+        raise ValueError(
+            "the checkpoint's network file no longer holds the values its state names (another run saved "
+            "checkpoints under the same path); resume from a checkpoint whose files belong together"
+        )
 
     leaves, structure = tree_flatten(state)
     return tree_unflatten([restored(leaf) if isinstance(leaf, _InModel) else leaf for leaf in leaves], structure)

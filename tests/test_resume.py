@@ -294,3 +294,7 @@ def test_fixed_weights_are_the_resumed_networks_where_they_hold_the_same_values(
     assert torch.equal(kept, net.projections["excitatory"].weights)
     alone = load_checkpoint(tmp_path / "run.ckpt")
     assert torch.equal(alone["state"].projections["excitatory"].weights, net.projections["excitatory"].weights)
+    Checkpoints(tmp_path / "other.ckpt", heavier)(initial_state(heavier), 10)  # another run's network file
+    (tmp_path / "other.ckpt.model").replace(tmp_path / "run.ckpt.model")
+    with pytest.raises(ValueError, match="network file no longer holds the values its state names"):
+        load_checkpoint(tmp_path / "run.ckpt")
