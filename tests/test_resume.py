@@ -143,6 +143,28 @@ def test_a_sink_resumed_from_another_run_is_refused(tmp_path, change, message):
         sf.simulate(net, net.init_state(), dt=0.1, steps=20, record=RECORD, every=EVERY, sinks=[sink])
 
 
+def test_a_damaged_nix_file_is_refused_saying_its_records_are_lost(tmp_path):
+    net = noisy_network()
+    sink, positions = NixRecordSink(tmp_path / "run.nix", events=EVENTS), []
+    options = dict(dt=0.1, record=RECORD, every=EVERY, chunk=10)
+    sf.simulate(
+        net,
+        net.init_state(),
+        steps=40,
+        sinks=[sink],
+        checkpoint=lambda state, step: positions.append(sink.checkpoint()),
+        checkpoint_every=20,
+        **options,
+    )
+    (tmp_path / "run.nix").write_bytes((tmp_path / "run.nix").read_bytes()[:3000])  # killed mid-append
+    again = NixRecordSink(tmp_path / "run.nix", events=EVENTS)
+    again.resume(positions[0])
+    with pytest.raises(
+        ValueError, match=r"run.nix cannot be resumed \(truncated or corrupt: .*\): .* records are lost"
+    ):
+        sf.simulate(net, net.init_state(), steps=10, sinks=[again], **options)
+
+
 def test_a_nix_file_shorter_than_its_checkpoint_is_refused(tmp_path):
     """A sink given the position of a longer run's file refuses to cut a shorter file back to it."""
     net = noisy_network()

@@ -354,7 +354,13 @@ class NixRecordSink:
     def _reopen(self, saved: dict) -> None:
         """Open the file and cut each array back to its length in ``saved``."""
         check_resumed(type(self).__name__, saved, self.events, self.interval)
-        self.writer.reopen_file()
+        try:
+            self.writer.reopen_file()
+        except ValueError as err:  # damaged: a process killed in the middle of an append
+            raise ValueError(
+                f"{self.writer.filename} cannot be resumed (truncated or corrupt: {type(err.__cause__).__name__}): the run that "
+                "wrote it was killed while writing it, and its records are lost; run again from the start"
+            ) from err
         try:
             blocks = self.writer.nix_file.blocks
             if self.block_name not in blocks:
