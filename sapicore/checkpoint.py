@@ -55,6 +55,7 @@ Checkpoints are pickles (``torch.save``): load only files you trust.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,8 @@ class Checkpoints:
     it is written once, at the first checkpoint, into a file of its own beside them
     (`model_path`: ``path.model``, ``path.rank0-of-2.model``, ...), which each checkpoint names and
     `load_checkpoint` reads with it: a network whose synapses are fixed (in its tables, gigabytes
-    at the microcircuit's full scale) is not written again at every checkpoint.
+    at the microcircuit's full scale) is not written again at every checkpoint. A folder that does
+    not exist or cannot be written is refused when `Checkpoints` is made, before the run.
     """
 
     def __init__(self, path: str | Path, model: Any, sinks: Any = (), extra: dict | None = None) -> None:
@@ -294,6 +296,11 @@ class Checkpoints:
                 )
         if extra is not None and not isinstance(extra, dict):
             raise TypeError(f"extra must be a dict, got {type(extra).__name__}")
+        folder = Path(path).absolute().parent
+        if not folder.is_dir():  # found now, not at the first checkpoint hours into the run
+            raise FileNotFoundError(f"no folder {folder} to keep the checkpoints {Path(path).name} in; create it first")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write the checkpoints {Path(path).name} into {folder} (no permission)")
         self.path, self.model, self.sinks, self.extra = Path(path), model, sinks, dict(extra or {})
         self.step: int | None = None  # the step of the last checkpoint saved
         self.digests: dict[int, str] = {}  # the network's tensors that the state shares, by place

@@ -593,6 +593,11 @@ CASES = {
         TypeError,
         "PerLane cannot go on after a checkpoint",
     ),
+    "Checkpoints: a folder that does not exist": (
+        lambda: Checkpoints("no-such-folder/run.ckpt", small_network()),
+        FileNotFoundError,
+        "no folder .*no-such-folder to keep the checkpoints run.ckpt in",
+    ),
     "Checkpoints: extra that is not a dict": (
         lambda: Checkpoints("x.ckpt", small_network(), extra=["note"]),
         TypeError,

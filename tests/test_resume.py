@@ -320,3 +320,17 @@ def test_fixed_weights_are_the_resumed_networks_where_they_hold_the_same_values(
     (tmp_path / "other.ckpt.model").replace(tmp_path / "run.ckpt.model")
     with pytest.raises(ValueError, match="network file no longer holds the values its state names"):
         load_checkpoint(tmp_path / "run.ckpt")
+
+
+def test_checkpoints_into_a_folder_that_cannot_take_them_are_refused_before_the_run(tmp_path):
+    """Found when `Checkpoints` is made, not at its first checkpoint hours into a run."""
+    from test_cli_failures import mounted
+
+    net = noisy_network()
+    with pytest.raises(FileNotFoundError, match="no folder .*absent to keep the checkpoints run.ckpt in"):
+        Checkpoints(tmp_path / "absent" / "run.ckpt", net)
+    source = tmp_path / "source"
+    source.mkdir()
+    with mounted(tmp_path / "readonly", "ro", source=str(source), kind="bind") as folder:
+        with pytest.raises(PermissionError, match="cannot write the checkpoints run.ckpt into .*readonly"):
+            Checkpoints(folder / "run.ckpt", net)
