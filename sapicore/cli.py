@@ -415,9 +415,8 @@ def run(
     saved = _resumed(out, spec.source, data, network, settings.device) if resume else None
     if saved is not None:
         state = saved["state"]
-        duration = saved["extra"]["duration"] if duration is None else duration
+        duration = _duration(spec.source, settings, saved["extra"]["duration"] if duration is None else duration)
         checkpoint_every = saved["extra"]["checkpoint_every_ms"] if checkpoint_every is None else checkpoint_every
-    duration = _duration(spec.source, settings, duration)
     steps = int(round(duration / settings.dt))
     start = 0 if saved is None else saved["step"]
     if start >= steps:

@@ -616,7 +616,7 @@ CASES = {
     "TensorBoardSink: resumed from something else": (
         lambda: sf.simulate(sf.LIF(), lif_state(), dt=0.1, steps=5, sinks=[resumed(TensorBoardSink("tb"), 3)]),
         ValueError,
-        "TensorBoardSink.resume takes what checkpoint",
+        "TensorBoardSink.resume takes what TensorBoardSink.checkpoint",
     ),
     "SpikeEvents: resumed from something else": (
         lambda: sf.simulate(

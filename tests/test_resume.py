@@ -143,52 +143,49 @@ def test_a_sink_resumed_from_another_run_is_refused(tmp_path, change, message):
         sf.simulate(net, net.init_state(), dt=0.1, steps=20, record=RECORD, every=EVERY, sinks=[sink])
 
 
-def test_a_damaged_nix_file_is_refused_saying_its_records_are_lost(tmp_path):
-    net = noisy_network()
-    sink, positions = NixRecordSink(tmp_path / "run.nix", events=EVENTS), []
-    options = dict(dt=0.1, record=RECORD, every=EVERY, chunk=10)
+NIX_OPTIONS = dict(dt=0.1, record=RECORD, every=EVERY, chunk=10)
+
+
+def nix_positions(net, path: Path, every: int) -> list[dict]:
+    """Run ``net`` 40 steps into a NIX file at ``path``; the sink's position at each checkpoint."""
+    sink, positions = NixRecordSink(path, events=EVENTS), []
     sf.simulate(
         net,
         net.init_state(),
         steps=40,
         sinks=[sink],
         checkpoint=lambda state, step: positions.append(sink.checkpoint()),
-        checkpoint_every=20,
-        **options,
+        checkpoint_every=every,
+        **NIX_OPTIONS,
     )
+    return positions
+
+
+def test_a_damaged_nix_file_is_refused_saying_its_records_are_lost(tmp_path):
+    net = noisy_network()
+    positions = nix_positions(net, tmp_path / "run.nix", 20)
     (tmp_path / "run.nix").write_bytes((tmp_path / "run.nix").read_bytes()[:3000])  # killed mid-append
     again = NixRecordSink(tmp_path / "run.nix", events=EVENTS)
     again.resume(positions[0])
     with pytest.raises(
         ValueError, match=r"run.nix cannot be resumed \(truncated or corrupt: .*\): .* records are lost"
     ):
-        sf.simulate(net, net.init_state(), steps=10, sinks=[again], **options)
+        sf.simulate(net, net.init_state(), steps=10, sinks=[again], **NIX_OPTIONS)
 
 
 def test_a_nix_file_shorter_than_its_checkpoint_is_refused(tmp_path):
     """A sink given the position of a longer run's file refuses to cut a shorter file back to it."""
     net = noisy_network()
-    options = dict(dt=0.1, record=RECORD, every=EVERY, chunk=10)
-    sf.simulate(
-        net, net.init_state(), steps=20, sinks=[NixRecordSink(tmp_path / "short.nix", events=EVENTS)], **options
-    )
-    sink, positions = NixRecordSink(tmp_path / "long.nix", events=EVENTS), []
-    sf.simulate(
-        net,
-        net.init_state(),
-        steps=40,
-        sinks=[sink],
-        checkpoint=lambda state, step: positions.append(sink.checkpoint()),
-        checkpoint_every=30,
-        **options,
-    )
+    short = [NixRecordSink(tmp_path / "short.nix", events=EVENTS)]
+    sf.simulate(net, net.init_state(), steps=20, sinks=short, **NIX_OPTIONS)
+    positions = nix_positions(net, tmp_path / "long.nix", 30)
     assert positions[0]["records"] == 15 and positions[0]["lengths"]["cells.v"] == 15
     other = NixRecordSink(tmp_path / "short.nix", events=EVENTS)
     other.resume(positions[0])
     with pytest.raises(
         ValueError, match=r"holds fewer records than the checkpoint it resumes from: .*cells.v \(10 of 15\)"
     ):
-        sf.simulate(net, net.init_state(), steps=10, sinks=[other], **options)
+        sf.simulate(net, net.init_state(), steps=10, sinks=[other], **NIX_OPTIONS)
 
 
 SPEC = textwrap.dedent("""

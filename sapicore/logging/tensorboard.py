@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import errno
-import math
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..functional.running.events import check_resumed
 
 __all__ = ["TensorBoardSink", "MARGIN"]
 
@@ -50,20 +51,14 @@ class TensorBoardSink:
         self.interval, self.index, self.chunks = dt * every, 0, 0
         saved, self.resumed = self.resumed, None
         if saved is not None:
-            if not isinstance(saved, dict) or "records" not in saved:
-                raise ValueError(f"TensorBoardSink.resume takes what checkpoint() returned, got {type(saved).__name__}")
-            if not math.isclose(saved["interval"], self.interval, rel_tol=1e-9):
-                raise ValueError(
-                    f"TensorBoardSink resumes a run recorded every {saved['interval']:g} ms, but this run records "
-                    f"every {self.interval:g} ms (dt x every); resume with the same dt and every"
-                )
+            check_resumed(type(self).__name__, saved, (), self.interval)  # all records, no names
             self.index = saved["records"]
         self.writer = SummaryWriter(str(self.logdir), purge_step=self.index if saved is not None else None)
 
     def checkpoint(self) -> dict:
         """Flush the events; return the position `resume` goes on from."""
         self.writer.flush()
-        return {"interval": self.interval, "records": self.index}
+        return {"names": (), "interval": self.interval, "records": self.index}
 
     def resume(self, saved: dict) -> None:
         """Make the next run write on from ``saved`` (a `checkpoint` of a sink writing this folder)."""
