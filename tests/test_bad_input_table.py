@@ -940,6 +940,16 @@ CASES.update(
             ValueError,
             "transport must be one of 'auto', 'shared', 'gloo', got 'nccl'",
         ),
+        "stack: shares of two ranks as lanes": (
+            lambda: sf.stack([sf.partition(small_network(), 0, 2), sf.partition(small_network(), 1, 2)]),
+            ValueError,
+            "lanes are shares of different partitions",
+        ),
+        "sweep: lanes of a share without a process group": (
+            lambda: sf.sweep(sf.stack([sf.partition(small_network(), 0, 2)] * 2), dt=0.1, steps=1),
+            RuntimeError,
+            "process group initialised on every rank",
+        ),
         "simulate: a share without a process group": (
             lambda: (lambda share: sf.simulate(share, share.init_state(), dt=0.1, steps=1))(
                 sf.partition(small_network(), 0, 2)

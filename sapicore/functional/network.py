@@ -197,6 +197,26 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
         check_values_finite(f"drive[{name!r}]", torch.as_tensor(drive))
 
 
+def _one_exchange(exchanges: list) -> Any:
+    """The exchange of lanes stacked for a sweep: every lane is the same rank's share of one partition."""
+    first = exchanges[0]
+    if first is None and all(exchange is None for exchange in exchanges):
+        return None
+
+    def identity(exchange: Any) -> Any:
+        if exchange is None:
+            return None
+        sizes = {name: (pop.size, pop.parts) for name, pop in exchange.populations.items()}
+        return (sizes, exchange.rank, exchange.world, exchange.group, exchange.transport)
+
+    if any(identity(exchange) != identity(first) for exchange in exchanges):
+        raise ValueError(
+            "cannot stack Network.exchange: lanes are shares of different partitions (or some are whole networks); "
+            "stack the shares that one rank holds of networks partitioned alike"
+        )
+    return first
+
+
 @pytree
 class Network:
     """Populations, projections and constant drives (nA per population); see the module docstring.
@@ -209,7 +229,7 @@ class Network:
     populations: dict = attrs.field(factory=dict)
     projections: dict = attrs.field(factory=dict)
     drive: dict = attrs.field(factory=dict, validator=_check_network)
-    exchange: Any = attrs.field(default=None, kw_only=True)
+    exchange: Any = attrs.field(default=None, kw_only=True, metadata={"lanes": _one_exchange})
 
     @property
     def dt(self) -> float | None:

@@ -117,6 +117,15 @@ class Exchange:
         shared = self.channel.traffic() if self.channel is not None else {"seconds": 0.0, "bytes": 0, "calls": 0}
         return {key: self.gloo[key] + shared[key] for key in ("seconds", "bytes", "calls")}
 
+    def agree(self, total: torch.Tensor) -> torch.Tensor:
+        """A chunk's finiteness sums (`FiniteWatch`, one per lane) made NaN wherever some rank's is
+        not finite: one all-reduce, so that every rank quarantines the same lanes at the same chunk."""
+        import torch.distributed as dist
+
+        bad = (~torch.isfinite(total)).to(torch.int32)
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX, group=self.group)
+        return total.masked_fill(bad.bool(), float("nan"))
+
     def ranges(self) -> dict[str, tuple[str, int, int]]:
         """The whole network's population and part names -> (population, first neuron, count)."""
         return _ranges(self.populations)

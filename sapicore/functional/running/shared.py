@@ -124,7 +124,11 @@ class SharedChannel:
             return why or "the ranks do not share a machine (no shared memory between them)"
         library.sapicore_exchange_check_pids(number)
         channel = cls(int(number), rank, world, slot_bytes)
-        weakref.finalize(channel, library.sapicore_exchange_close, int(number))
+        _OPEN[channel.number] = channel
+        weakref.finalize(channel, _close, library, channel.number)
+        if not _OPEN.get("lanes"):  # vmap lanes (a sweep of shares) exchange together, not lane by lane
+            torch.library.register_vmap("sapicore::exchange_gather")(_gather_lanes)
+            _OPEN["lanes"] = True
         return channel
 
     def __reduce__(self) -> tuple:
@@ -134,25 +138,46 @@ class SharedChannel:
     def gather(self, local: torch.Tensor, segments: list[tuple[int, int]]) -> torch.Tensor:
         """Every rank's ``local`` values (the last axis: this rank's neurons of each ``(start, size)``
         segment of a population, in order) as the segments' values in the whole order, one segment
-        after the other (see ``csrc/exchange.cpp``); any leading axes, in as many exchanges as the
-        slots need."""
-        flat = [number for segment in segments for number in segment]
-        if local.dim() == 1:
-            return torch.ops.sapicore.exchange_gather(local, self.number, flat)
-        rows = local.reshape(-1, local.shape[-1])
-        widest = sum(-(-size // self.world) for _, size in segments)  # every rank splits the rows alike
-        per_exchange = max(1, self.slot_bytes // max(1, widest * rows.element_size()))
-        pieces = [
-            torch.ops.sapicore.exchange_gather(block, self.number, flat) for block in torch.split(rows, per_exchange)
-        ]
-        whole = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-        return whole.reshape(*local.shape[:-1], whole.shape[-1])
+        after the other (see ``csrc/exchange.cpp``); any leading axes (vmap lanes too), in as many
+        exchanges as the slots need."""
+        return _gather(self.number, local, [number for segment in segments for number in segment])
 
     def traffic(self) -> dict[str, float]:
         """Exchanges made, seconds spent waiting for the other ranks, and bytes this rank received."""
         out = (ctypes.c_double * 3)()
         _library().sapicore_exchange_stats(self.number, out)
         return {"calls": int(out[0]), "seconds": out[1], "bytes": int(out[2])}
+
+
+#: the channels this process has open, by number (and whether exchange_gather's vmap rule is registered)
+_OPEN: dict = {}
+
+
+def _close(library: ctypes.CDLL, number: int) -> None:
+    _OPEN.pop(number, None)
+    library.sapicore_exchange_close(number)
+
+
+def _gather(number: int, local: torch.Tensor, flat: list[int]) -> torch.Tensor:
+    """`SharedChannel.gather` through channel ``number``, segments flattened: rows of values go in
+    blocks that fit its slot, the same blocks on every rank (each rank's values are cut alike,
+    whatever its share of the neurons)."""
+    if local.dim() == 1:
+        return torch.ops.sapicore.exchange_gather(local, number, flat)
+    channel = _OPEN[number]
+    rows = local.reshape(-1, local.shape[-1])
+    widest = sum(-(-size // channel.world) for size in flat[1::2])
+    per_exchange = max(1, channel.slot_bytes // max(1, widest * rows.element_size()))
+    pieces = [torch.ops.sapicore.exchange_gather(block, number, flat) for block in torch.split(rows, per_exchange)]
+    whole = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+    return whole.reshape(*local.shape[:-1], whole.shape[-1])
+
+
+def _gather_lanes(info: Any, in_dims: tuple, local: torch.Tensor, number: int, flat: list[int]) -> tuple:
+    """exchange_gather's vmap rule: every lane's values in as few exchanges as the slot allows."""
+    if in_dims[0] is None:
+        return torch.ops.sapicore.exchange_gather(local, number, flat), None
+    return _gather(number, local.movedim(in_dims[0], 0), list(flat)), 0
 
 
 def _no_channel() -> None:

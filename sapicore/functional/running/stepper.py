@@ -554,6 +554,8 @@ def run_chunks(
                     feed.put(records)
                     watch.check(total, state, first, end)
                 else:
+                    if partitioned and total is not None:  # the ranks quarantine the same lanes
+                        total = model.exchange.agree(total)
                     records = watch.screen(total, records, first, end)
                     feed.put(records)
                 if checkpoint is not None and end // checkpoint[1] > first // checkpoint[1] and done + n < steps:
@@ -746,8 +748,9 @@ def _checkpointing(checkpoint: Any, every: Any) -> tuple[Callable[[Any, int], An
     return checkpoint, every
 
 
-def _connect(exchange: Any, plan: Plan) -> None:
-    """Open a partitioned run's shared-memory channel (every rank runs this); compiled chunks need it."""
+def _connect(exchange: Any, plan: Plan) -> str | None:
+    """Open a partitioned run's shared-memory channel (every rank runs this); compiled chunks need it.
+    None when it is open, else why not (then the exchange goes through gloo)."""
     why = exchange.connect() if plan.context.device.type == "cpu" else "the network is not on the CPU"
     if plan.fast and exchange.channel is None:
         raise NotImplementedError(
@@ -755,3 +758,4 @@ def _connect(exchange: Any, plan: Plan) -> None:
             f"memory between the ranks of one machine, which this run cannot use ({why or 'transport=gloo'}); "
             "run it with fast=False"
         )
+    return why if exchange.channel is None else None

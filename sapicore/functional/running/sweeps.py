@@ -20,7 +20,8 @@ import torch
 
 from ..models.neurons.base import NeuronModel
 from ..pytree import lane_count, stack, tree_leaves, tree_map, validate
-from .stepper import first_input, floating_leaf, make_chunk, plan_run, run_chunks, trial_step
+from .partition import local_inputs
+from .stepper import _connect, first_input, floating_leaf, make_chunk, plan_run, run_chunks, trial_step
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
@@ -106,7 +107,10 @@ def sweep(
     """Run B parameter lanes of one model in one vmapped call; like ``simulate``, with a lane axis.
 
     Args:
-        lanes: a stacked model (from `grid`, `zipped` or ``stack``), B lanes.
+        lanes: a stacked model (from `grid`, `zipped` or ``stack``), B lanes; or, on each rank of a
+            partitioned run, the stacked shares of B networks partitioned alike
+            (``stack([partition(network) for network in networks])``): every step, the lanes' outputs
+            travel in one exchange through shared memory (ranks of one machine; not over gloo).
         state: a batched state with a leading lane axis (from `init_lanes` or a previous sweep),
             or ``None`` to start every lane from its own ``init_state(shape)``.
         inputs: as for ``simulate`` and shared by all lanes; with ``lane_inputs=True`` a tensor
@@ -131,11 +135,9 @@ def sweep(
         ``strict=False``, ``records["diverged"]`` (B,) holds the time (ms) at the end of the chunk
         in which each lane diverged, NaN for lanes that stayed finite.
     """
-    if getattr(lanes, "exchange", None) is not None:  # one rank's share (running.partition)
-        raise NotImplementedError(
-            "lanes within a partitioned network are not supported yet: run the share with simulate, or sweep the "
-            "whole network in one process"
-        )
+    exchange = getattr(lanes, "exchange", None)  # one rank's share (running.partition)
+    if exchange is not None:
+        inputs = local_inputs(lanes, inputs)
     n_lanes = lane_count(lanes)
     if state is None:
         if shape is None and isinstance(lanes, NeuronModel):
@@ -170,6 +172,14 @@ def sweep(
         sinks=sinks,
         strict=strict,
     )
+    if exchange is not None:
+        why = _connect(exchange, plan)
+        if exchange.channel is None:  # vmap cannot batch a gloo collective
+            raise NotImplementedError(
+                "lanes of a partitioned network exchange through shared memory between the ranks of one machine, "
+                f"which this run cannot use ({why or 'transport=gloo'}); run each lane's share with "
+                "simulate, or sweep the whole network in one process"
+            )
     first_model, first_state = _lane(lanes, 0), _lane(state, 0)
     reference = floating_leaf(first_state)
     trial_step(first_model, first_state, first_input(inputs, reference, lane_inputs), plan.dt, reference.device)
