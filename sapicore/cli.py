@@ -643,17 +643,25 @@ def _groups(specs: list, durations: list[float]) -> list[list[int]]:
 
 
 def _run_group(
-    lanes: list[int], network: Any, state: Any, specs: list, duration: float, folders: dict, progress: bool
+    lanes: list[int],
+    network: Any,
+    state: Any,
+    specs: list,
+    duration: float,
+    folders: dict,
+    progress: bool,
+    write: bool = True,
 ) -> dict:
     """Run lanes that share their settings (one alone with ``simulate``, exactly as ``sapicore run``;
     several, stacked into ``network`` and ``state``, as vmap lanes of one ``sweep``), none strict;
-    return each lane's spike events, output names and divergence time (ms, NaN if none)."""
+    return each lane's spike events, output names and divergence time (ms, NaN if none). Without
+    ``write`` (a rank whose partner writes the lanes of a partitioned network), no outputs."""
     import sapicore.functional as sf
 
     settings = specs[lanes[0]].simulation
     record = settings.record or network.default_record()
     spike_records = tuple(name for name in record if network.is_event(name))
-    outputs = {lane: _sinks(specs[lane], folders[lane], spike_records) for lane in lanes}
+    outputs = {lane: _sinks(specs[lane], folders[lane], spike_records) if write else (None, [], []) for lane in lanes}
     options = {**_options(settings, duration, record, progress), "strict": False}
     torch.manual_seed(settings.seed)
     with torch.no_grad():
@@ -682,7 +690,16 @@ def sweep(
     import warnings
 
     import sapicore.functional as sf
-    from sapicore.spec import SpecError, expand_sweep, initial_state, load_data, override, parse_spec
+    from sapicore.functional.running.partition import local_state
+    from sapicore.spec import (
+        SpecError,
+        expand_sweep,
+        initial_state,
+        load_data,
+        override,
+        parse_spec,
+        ranks_per_network,
+    )
 
     path, data = load_data(spec_path)
     data = override(data, overrides, path)
@@ -697,12 +714,24 @@ def sweep(
             raise SpecError(f"{err} (in lane {lane}: {_label(labels[lane])})") from None
     durations = [_duration(path, spec.simulation, duration) for spec in specs]
     devices = {spec.simulation.device for spec in specs}
+    per_network = ranks_per_network(data, path)
     rank, world = _distributed(sorted(devices)[0])
+    if world % per_network:
+        raise SpecError(
+            f"{path}: sweep.ranks_per_network is {per_network}, but torchrun started {world} process(es): start a "
+            "multiple of it (torchrun --nproc-per-node N)"
+        )
+    teams, team, member, process_group = world // per_network, rank // per_network, rank % per_network, None
     if world > 1:
         import torch.distributed as dist
 
         if len(devices) > 1:
             raise SpecError(f"{path}: sweep: lanes on several devices ({', '.join(sorted(devices))}) under torchrun")
+        if per_network > 1 and devices != {"cpu"}:
+            raise SpecError(f"{path}: sweep.ranks_per_network: partitioned networks run on CPUs for now")
+        if per_network > 1:  # every rank makes every group, in the same order
+            made = [dist.new_group(list(range(t * per_network, (t + 1) * per_network))) for t in range(teams)]
+            process_group = made[team]
         dist.barrier()  # rank 0 has claimed the folder (removing stale partial outputs) before anyone writes
     local = f"cuda:{os.environ.get('LOCAL_RANK', rank)}" if world > 1 and devices == {"cuda"} else None
     for lane, spec in enumerate(specs):
@@ -710,18 +739,23 @@ def sweep(
         specs[lane] = spec = _on_device(spec, device)
     groups = _groups(specs, durations)
     group_of = {lane: number for number, group in enumerate(groups) for lane in group}
-    mine = [group[rank::world] for group in groups]
+    mine = [group[team::teams] for group in groups]
     mine = [group for group in mine if group]
     states = {lane: initial_state(specs[lane]) for group in mine for lane in group}
     prepared = []  # (network, state) of each group, stacked before any lane runs (so a failure runs none)
     for group in mine:
+        networks, group_states = [specs[lane].network for lane in group], [states[lane] for lane in group]
+        if per_network > 1:  # this rank's share of each lane's network
+            try:
+                networks = [sf.partition(net, member, per_network, group=process_group) for net in networks]
+            except ValueError as err:
+                raise SpecError(f"{path}: sweep.ranks_per_network: {err}") from None
+            group_states = [local_state(net, whole) for net, whole in zip(networks, group_states)]
         if len(group) == 1:
-            prepared.append((specs[group[0]].network, states[group[0]]))
+            prepared.append((networks[0], group_states[0]))
             continue
         try:
-            prepared.append(
-                (sf.stack([specs[lane].network for lane in group]), sf.stack([states[lane] for lane in group]))
-            )
+            prepared.append((sf.stack(networks), sf.stack(group_states)))
         except (ValueError, TypeError) as err:
             raise SpecError(f"{path}: sweep: lanes {group} cannot run together: {err}") from None
     if rank == 0:
@@ -741,8 +775,12 @@ def sweep(
         warnings.simplefilter("ignore", sf.DivergenceWarning)  # the command lists diverged lanes itself
         for group, (network, state) in zip(mine, prepared):
             lane_duration = durations[group[0]]
-            ran = _run_group(group, network, state, specs, lane_duration, folders, progress and rank == 0)
+            ran = _run_group(
+                group, network, state, specs, lane_duration, folders, progress and rank == 0, write=member == 0
+            )
             for lane, (spike_events, names, diverged) in ran.items():
+                if member != 0:  # the team's first rank writes the lane
+                    continue
                 events, rates, cvs = _spike_summary(
                     spike_events, specs[lane].network, lane_duration, specs[lane].simulation.discard
                 )

@@ -551,7 +551,8 @@ def expand_sweep(data: Any, source: str | Path = "<spec>") -> tuple[list[Any], l
 
     ``sweep`` holds one of ``grid`` (every combination), ``zip`` (values side by side) or ``random``
     (``count`` draws, ``seed``, and a distribution per parameter); keys are dotted paths into the spec
-    (``populations.exc.parameters.tau_mem``). A spec without ``sweep`` is one lane.
+    (``populations.exc.parameters.tau_mem``); beside it, ``ranks_per_network`` (see
+    `ranks_per_network`). A spec without ``sweep`` is one lane.
     """
     import copy
     import itertools
@@ -560,7 +561,8 @@ def expand_sweep(data: Any, source: str | Path = "<spec>") -> tuple[list[Any], l
     reader = _Reader(source, torch.Generator())
     if not isinstance(data, dict) or "sweep" not in data:
         return [data], [{}]
-    sweep = reader.mapping(data["sweep"], "sweep", optional=("grid", "zip", "random"))
+    sweep = reader.mapping(data["sweep"], "sweep", optional=("grid", "zip", "random", "ranks_per_network"))
+    sweep = {key: value for key, value in sweep.items() if key != "ranks_per_network"}
     if len(sweep) != 1:
         raise reader.fail("sweep", "give exactly one of grid, zip or random")
     kind, spec = next(iter(sweep.items()))
@@ -595,6 +597,18 @@ def expand_sweep(data: Any, source: str | Path = "<spec>") -> tuple[list[Any], l
             _set_path(lane, key, value, reader)
         lanes.append(lane)
     return lanes, labels
+
+
+def ranks_per_network(data: Any, source: str | Path = "<spec>") -> int:
+    """A sweep's ``ranks_per_network`` (default 1): under ``torchrun``, the processes that run each
+    network together, partitioned (``sapicore.functional.partition``); the processes form groups of
+    that many, each group running its share of the lanes as vmap lanes of its ranks' shares."""
+    sweep = data.get("sweep") if isinstance(data, dict) else None
+    if not isinstance(sweep, dict) or "ranks_per_network" not in sweep:
+        return 1
+    return _Reader(Path(source), torch.Generator()).integer(
+        sweep["ranks_per_network"], "sweep.ranks_per_network", minimum=1
+    )
 
 
 def initial_state(spec: Spec) -> sf.NetworkState:

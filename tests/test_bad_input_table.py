@@ -884,6 +884,18 @@ COMMAND = {
         ["sweep", "coba", "--set", "sweep={grid: {simulation.dt: [0.1, -0.1]}}"],
         "simulation.dt: expected a number > 0, got -0.1 \\(in lane 1",
     ),
+    "sweep: ranks per network that is not a whole number": (
+        ["sweep", "coba", "--set", "sweep={grid: {drive.neurons: [1]}, ranks_per_network: 1.5}"],
+        "sweep.ranks_per_network: expected an integer >= 1, got 1.5",
+    ),
+    "sweep: ranks per network of zero": (
+        ["sweep", "coba", "--set", "sweep={grid: {drive.neurons: [1]}, ranks_per_network: 0}"],
+        "sweep.ranks_per_network: expected an integer >= 1, got 0",
+    ),
+    "sweep: more ranks per network than processes": (
+        ["sweep", "coba", "--set", "sweep={grid: {drive.neurons: [1]}, ranks_per_network: 2}"],
+        "sweep.ranks_per_network is 2, but torchrun started 1 process\\(es\\): start a multiple of it",
+    ),
     "inspect: a missing file": (["inspect", "absent.nix"], "no NIX log at absent.nix"),
 }
 

@@ -1,6 +1,7 @@
 """YAML specs and the sapicore command."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import attrs
+import numpy as np
 import pytest
 import torch
 from tree_config.yaml import yaml_dumps, yaml_loads
@@ -265,6 +267,35 @@ def test_sweep_sections_expand_into_labelled_lanes():
         SpecError, match=re.escape("s.yaml: sweep: populations.c.size: no such key 'populations.c' in the spec")
     ):
         expand_sweep(data, "s.yaml")
+
+
+@pytest.mark.slow
+def test_lanes_of_networks_partitioned_over_rank_groups_equal_the_one_process_sweep(tmp_path):
+    """``sweep: {ranks_per_network: 2}`` under torchrun with 4 processes: two groups of 2 ranks, each
+    running its lanes as vmap lanes of its ranks' shares; the table and every lane's records equal
+    those of the one-process sweep."""
+    spec_file, partitioned = tmp_path / "sweep.yaml", tmp_path / "partitioned.yaml"
+    spec_file.write_text(SWEEP)
+    partitioned.write_text(SWEEP + "  ranks_per_network: 2\n")
+    assert main(["sweep", str(spec_file), "--out", str(tmp_path / "one"), "--no-progress"]) == 0
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4", "-m"]
+    command += ["sapicore", "sweep", str(partitioned), "--out", str(tmp_path / "four"), "--no-progress"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "sweep.json").read_text())
+    four = json.loads((tmp_path / "four" / "sweep.json").read_text())
+    assert len(one) == 6 and one == four
+    counts = {"a.spikes": 0, "b.spikes": 0}
+    for row in one:
+        for name in counts:
+            expected = read_events(tmp_path / "one" / "lanes" / str(row["lane"]) / "records.nix", name)
+            got = read_events(tmp_path / "four" / "lanes" / str(row["lane"]) / "records.nix", name)
+            assert all(np.array_equal(a, b) for a, b in zip(expected, got)), f"lane {row['lane']}: {name}"
+            counts[name] += len(expected[0])
+    assert min(counts.values()) > 0
+    assert not list(tmp_path.rglob("*.part*"))
 
 
 def test_a_two_process_sweep_equals_the_one_process_sweep(tmp_path):
