@@ -412,6 +412,7 @@ def run(
         state = local_state(network, state)
     if world > 1:
         network.exchange.transport = settings.transport
+        torch.manual_seed(settings.seed + rank)  # unkeyed draws (a Poisson background): each rank its own stream
     saved = _resumed(out, spec.source, data, network, settings.device) if resume else None
     if saved is not None:
         state = saved["state"]
@@ -650,20 +651,23 @@ def _run_group(
     duration: float,
     folders: dict,
     progress: bool,
-    write: bool = True,
+    member: int | None = None,
 ) -> dict:
     """Run lanes that share their settings (one alone with ``simulate``, exactly as ``sapicore run``;
     several, stacked into ``network`` and ``state``, as vmap lanes of one ``sweep``), none strict;
-    return each lane's spike events, output names and divergence time (ms, NaN if none). Without
-    ``write`` (a rank whose partner writes the lanes of a partitioned network), no outputs."""
+    return each lane's spike events, output names and divergence time (ms, NaN if none). ``member``:
+    this rank's place in the group of ranks that run the lanes partitioned, whose first rank writes
+    the outputs (the others write none) and whose ranks draw unkeyed random numbers from their own
+    streams."""
     import sapicore.functional as sf
 
     settings = specs[lanes[0]].simulation
     record = settings.record or network.default_record()
     spike_records = tuple(name for name in record if network.is_event(name))
+    write = not member
     outputs = {lane: _sinks(specs[lane], folders[lane], spike_records) if write else (None, [], []) for lane in lanes}
     options = {**_options(settings, duration, record, progress), "strict": False}
-    torch.manual_seed(settings.seed)
+    torch.manual_seed(settings.seed + (member or 0))
     with torch.no_grad():
         if len(lanes) == 1:
             _, records = sf.simulate(network, state, sinks=outputs[lanes[0]][1], **options)
@@ -776,7 +780,14 @@ def sweep(
         for group, (network, state) in zip(mine, prepared):
             lane_duration = durations[group[0]]
             ran = _run_group(
-                group, network, state, specs, lane_duration, folders, progress and rank == 0, write=member == 0
+                group,
+                network,
+                state,
+                specs,
+                lane_duration,
+                folders,
+                progress and rank == 0,
+                member=member if per_network > 1 else None,
             )
             for lane, (spike_events, names, diverged) in ran.items():
                 if member != 0:  # the team's first rank writes the lane

@@ -134,7 +134,7 @@ def spike_inputs(steps=400):
     return {"src": (torch.rand(steps, N_PRE, generator=g) < 0.01).double()}  # 100 Hz
 
 
-@pytest.mark.parametrize("fast", [False, "aot_eager"])
+@pytest.mark.parametrize("fast", [False, pytest.param("aot_eager", marks=pytest.mark.slow)])
 def test_a_plastic_network_runs_and_learns_the_same_on_narrow_and_wide_rows(fast):
     runs = []
     for width in (None, 16):

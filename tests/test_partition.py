@@ -161,6 +161,7 @@ def _single_process_run() -> dict:
     return expected
 
 
+@pytest.mark.slow
 def test_a_partitioned_run_resumes_from_its_shards_as_if_never_stopped(tmp_path):
     """Two ranks save a checkpoint halfway (a shard each and a manifest), load it and run on: the
     same spikes, potentials and plastic weights as the single process's uninterrupted run; the
@@ -262,6 +263,14 @@ if not {fast!r}:  # the rest once, with the reference loop
         sf.sweep(sf.stack([sf.partition(net, transport="gloo") for net in lane_networks()]), dt=DT, steps=10)
     except NotImplementedError as err:
         records["gloo"] = str(err)
+    unkeyed = sf.partition(sf.Network({{"p": sf.Population(sf.PoissonSource(rate=200.0), 10)}}, {{}}))
+    torch.manual_seed(0)  # the same generator state on both ranks
+    try:
+        sf.simulate(unkeyed, unkeyed.init_state(), dt=DT, steps=10)
+    except ValueError as err:
+        records["same streams"] = str(err)
+    torch.manual_seed(dist.get_rank())
+    records["unkeyed"] = sf.simulate(unkeyed, unkeyed.init_state(), dt=DT, steps=500, record=("p.spikes",))[1]["p.spikes"]
 torch.save(records, {out!r} + f"/rank{{dist.get_rank()}}.pt")
 dist.destroy_process_group()
 """
@@ -291,7 +300,8 @@ def test_lanes_of_a_partitioned_network_equal_each_lanes_single_process_run(fast
     """A sweep of 3 lanes of shares on 2 ranks: every lane's records on every rank equal that lane's
     single-process run (compiled chunks: spikes equal, potentials within rounding); the lanes of a
     step travel in one exchange; a lane that overflows on one rank only is quarantined on both at
-    the same chunk; over gloo, lanes are refused in one line."""
+    the same chunk; over gloo, lanes are refused in one line. Unkeyed draws from generators in the
+    same state on both ranks are refused; seeded apart, they differ."""
     _run_ranks(tmp_path, LANES, 2, fast=fast, chunk=10 if fast else 250)
     singles = []
     for whole in lane_networks():
@@ -311,6 +321,12 @@ def test_lanes_of_a_partitioned_network_equal_each_lanes_single_process_run(fast
         assert torch.isnan(records["diverged"][0]) and records["diverged"][1] == 10.0
         assert records["diverged.a.v"][1].isnan().all() and not records["diverged.a.v"][0].isnan().any()
         assert "exchange through shared memory between the ranks of one machine" in records["gloo"]
+        assert (
+            "draws its random numbers from torch's generator, which is in the same state on ranks 0, 1"
+            in (records["same streams"])
+        )
+        unkeyed = records["unkeyed"]  # the whole population on every rank: ranks own even and odd neurons
+        assert unkeyed.sum() > 50 and not torch.equal(unkeyed[:, 0::2], unkeyed[:, 1::2])
 
 
 def test_the_shares_hold_every_neuron_and_synapse_once():

@@ -103,6 +103,7 @@ def test_the_kernel_the_torch_ops_and_a_dense_projection_transmit_the_same(devic
     assert float(rec["p.s"].abs().sum()) > float(runs[0].abs().sum()) * 1.2  # depression transmits less
 
 
+@pytest.mark.slow
 def test_compiled_chunks_equal_the_reference_loop():
     net = network(10, sf.TsodyksMarkram(U=0.4, tau_rec=150.0, tau_facil=50.0))
     spikes = spike_trains(400, 10, 100.0, seed=5)

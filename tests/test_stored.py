@@ -166,6 +166,7 @@ def test_stored_chunks_equal_torch_compile_and_a_broken_package_is_compiled_agai
     assert len([p for p in cache.iterdir() if p.is_dir()]) == 3
 
 
+@pytest.mark.slow
 def test_a_process_loads_a_package_once_and_again_when_it_changes_on_disk(tmp_path, monkeypatch):
     """Short runs one after another reuse the loaded package (loading took 2 ms of each); a package
     rewritten on disk (compiled again by another process, say) is loaded again."""

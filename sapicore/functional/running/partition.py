@@ -117,6 +117,34 @@ class Exchange:
         shared = self.channel.traffic() if self.channel is not None else {"seconds": 0.0, "bytes": 0, "calls": 0}
         return {key: self.gloo[key] + shared[key] for key in ("seconds", "bytes", "calls")}
 
+    def check_streams(self, network: Network) -> None:
+        """Refuse a run whose populations draw from torch's generator (a ``PoissonSource`` without a
+        ``seed``, say) while that generator is in the same state on two ranks: their neurons would
+        get the same draws, rank after rank (perfectly correlated inputs). One all-gather of a digest
+        of each rank's generator state, once per run; nothing when every draw is keyed."""
+        import hashlib
+
+        import torch.distributed as dist
+
+        unkeyed = [
+            name
+            for name, population in network.populations.items()
+            if getattr(population.model, "stochastic", False) and getattr(population.model, "seed", None) is None
+        ]
+        if not unkeyed or self.world == 1:
+            return
+        mine = hashlib.blake2b(torch.random.get_rng_state().numpy().tobytes(), digest_size=8).hexdigest()
+        states: list = [None] * self.world
+        dist.all_gather_object(states, mine, group=self.group)
+        same = [rank for rank, state in enumerate(states) if states.count(state) > 1]
+        if same:
+            raise ValueError(
+                f"population {unkeyed[0]!r} draws its random numbers from torch's generator, which is in the same "
+                f"state on ranks {', '.join(map(str, same))}: their neurons would get the same draws. Key the draws "
+                "by neuron (PoissonSource(seed=...); a spec's builder.background=keyed), which gives the same spikes "
+                "on any number of ranks, or seed each rank differently (torch.manual_seed(seed + rank))"
+            )
+
     def agree(self, total: torch.Tensor) -> torch.Tensor:
         """A chunk's finiteness sums (`FiniteWatch`, one per lane) made NaN wherever some rank's is
         not finite: one all-reduce, so that every rank quarantines the same lanes at the same chunk."""

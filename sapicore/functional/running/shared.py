@@ -124,11 +124,11 @@ class SharedChannel:
             return why or "the ranks do not share a machine (no shared memory between them)"
         library.sapicore_exchange_check_pids(number)
         channel = cls(int(number), rank, world, slot_bytes)
-        _OPEN[channel.number] = channel
+        _OPEN[channel.number] = (world, slot_bytes)  # not the channel: the finalizer closes it once unused
         weakref.finalize(channel, _close, library, channel.number)
-        if not _OPEN.get("lanes"):  # vmap lanes (a sweep of shares) exchange together, not lane by lane
+        if not _LANES_RULE:  # vmap lanes (a sweep of shares) exchange together, not lane by lane
             torch.library.register_vmap("sapicore::exchange_gather")(_gather_lanes)
-            _OPEN["lanes"] = True
+            _LANES_RULE.append(True)
         return channel
 
     def __reduce__(self) -> tuple:
@@ -140,7 +140,8 @@ class SharedChannel:
         segment of a population, in order) as the segments' values in the whole order, one segment
         after the other (see ``csrc/exchange.cpp``); any leading axes (vmap lanes too), in as many
         exchanges as the slots need."""
-        return _gather(self.number, local, [number for segment in segments for number in segment])
+        flat = [number for segment in segments for number in segment]
+        return _gather(self.number, self.world, self.slot_bytes, local, flat)
 
     def traffic(self) -> dict[str, float]:
         """Exchanges made, seconds spent waiting for the other ranks, and bytes this rank received."""
@@ -149,8 +150,10 @@ class SharedChannel:
         return {"calls": int(out[0]), "seconds": out[1], "bytes": int(out[2])}
 
 
-#: the channels this process has open, by number (and whether exchange_gather's vmap rule is registered)
-_OPEN: dict = {}
+#: (world, slot bytes) of each channel this process has open, by number
+_OPEN: dict[int, tuple[int, int]] = {}
+#: not empty once exchange_gather's vmap rule is registered (once per process)
+_LANES_RULE: list = []
 
 
 def _close(library: ctypes.CDLL, number: int) -> None:
@@ -158,16 +161,15 @@ def _close(library: ctypes.CDLL, number: int) -> None:
     library.sapicore_exchange_close(number)
 
 
-def _gather(number: int, local: torch.Tensor, flat: list[int]) -> torch.Tensor:
-    """`SharedChannel.gather` through channel ``number``, segments flattened: rows of values go in
-    blocks that fit its slot, the same blocks on every rank (each rank's values are cut alike,
-    whatever its share of the neurons)."""
+def _gather(number: int, world: int, slot_bytes: int, local: torch.Tensor, flat: list[int]) -> torch.Tensor:
+    """`SharedChannel.gather` through channel ``number`` (of ``world`` ranks, ``slot_bytes`` per
+    rank), its segments flattened: rows of values go in blocks that fit the slot, the same blocks on
+    every rank (each rank's values are cut alike, whatever its share of the neurons)."""
     if local.dim() == 1:
         return torch.ops.sapicore.exchange_gather(local, number, flat)
-    channel = _OPEN[number]
     rows = local.reshape(-1, local.shape[-1])
-    widest = sum(-(-size // channel.world) for size in flat[1::2])
-    per_exchange = max(1, channel.slot_bytes // max(1, widest * rows.element_size()))
+    widest = sum(-(-size // world) for size in flat[1::2])
+    per_exchange = max(1, slot_bytes // max(1, widest * rows.element_size()))
     pieces = [torch.ops.sapicore.exchange_gather(block, number, flat) for block in torch.split(rows, per_exchange)]
     whole = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
     return whole.reshape(*local.shape[:-1], whole.shape[-1])
@@ -177,7 +179,7 @@ def _gather_lanes(info: Any, in_dims: tuple, local: torch.Tensor, number: int, f
     """exchange_gather's vmap rule: every lane's values in as few exchanges as the slot allows."""
     if in_dims[0] is None:
         return torch.ops.sapicore.exchange_gather(local, number, flat), None
-    return _gather(number, local.movedim(in_dims[0], 0), list(flat)), 0
+    return _gather(number, *_OPEN[number], local.movedim(in_dims[0], 0), list(flat)), 0
 
 
 def _no_channel() -> None:

@@ -726,7 +726,7 @@ def simulate(
         strict=strict,
     )
     if exchange is not None:
-        _connect(exchange, plan)
+        _connect(exchange, plan, model)
     trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
     build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731
     if saving is not None and plan.context.nested:
@@ -748,10 +748,12 @@ def _checkpointing(checkpoint: Any, every: Any) -> tuple[Callable[[Any, int], An
     return checkpoint, every
 
 
-def _connect(exchange: Any, plan: Plan) -> str | None:
-    """Open a partitioned run's shared-memory channel (every rank runs this); compiled chunks need it.
-    None when it is open, else why not (then the exchange goes through gloo)."""
+def _connect(exchange: Any, plan: Plan, network: Any) -> str | None:
+    """Open a partitioned run's shared-memory channel (every rank runs this; compiled chunks need it)
+    and check that the ranks' unkeyed random draws differ. None when the channel is open, else why
+    not (then the exchange goes through gloo)."""
     why = exchange.connect() if plan.context.device.type == "cpu" else "the network is not on the CPU"
+    exchange.check_streams(network)
     if plan.fast and exchange.channel is None:
         raise NotImplementedError(
             "fast=True runs a partitioned network with its exchange inside the compiled chunks, through shared "

@@ -173,7 +173,7 @@ def sweep(
         strict=strict,
     )
     if exchange is not None:
-        why = _connect(exchange, plan)
+        why = _connect(exchange, plan, lanes)
         if exchange.channel is None:  # vmap cannot batch a gloo collective
             raise NotImplementedError(
                 "lanes of a partitioned network exchange through shared memory between the ranks of one machine, "
