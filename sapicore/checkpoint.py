@@ -307,13 +307,55 @@ class Checkpoints:
 
     def __call__(self, state: Any, step: int) -> None:
         if self.step is None and self.model is not None:  # the network does not change during a run
-            _write({"format": FORMAT, "model": self.model}, model_path(self.path, _share(self.model)))
+            target = model_path(self.path, _share(self.model))
+            if not _holds(target, self.model):  # a resumed run finds its network's file there already
+                _write({"format": FORMAT, "model": self.model}, target)
         positions = [sink.checkpoint() for sink in self.sinks]
         extra = {**self.extra, "sinks": positions}
         if self.model is not None:
             state = _without_shared(state, self.model, self.digests)
         _save(self.path, state, step, self.model, extra, separate=self.model is not None)
         self.step = step
+
+
+def _holds(path: Path, model: Any) -> bool:
+    """Whether the network file at ``path`` (an interrupted run's, say) holds ``model`` already: the
+    same structure and settings, the same partition, every tensor equal. Its tensors are read
+    through a memory map, about a second per GB where writing them again takes about three."""
+    if not path.is_file():
+        return False
+    try:
+        kept = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # a damaged or foreign file is written again
+        return False
+    if not isinstance(kept, dict) or kept.get("format") != FORMAT or "model" not in kept:
+        return False
+    saved = kept["model"]
+    exchanges = (getattr(saved, "exchange", None), getattr(model, "exchange", None))
+    if exchanges != (None, None):  # a rank's share: the same partition, then the rest
+        if None in exchanges or exchanges[0].layout() != exchanges[1].layout():
+            return False
+        from sapicore.functional.pytree import replace
+
+        saved, model = replace(saved, exchange=None), replace(model, exchange=None)
+    theirs, their_structure = tree_flatten(saved)
+    ours, structure = tree_flatten(model)
+    if their_structure != structure:
+        return False
+    for their, our in zip(theirs, ours):
+        if isinstance(their, torch.Tensor) or isinstance(our, torch.Tensor):
+            same = (
+                isinstance(their, torch.Tensor)
+                and isinstance(our, torch.Tensor)
+                and their.dtype == our.dtype
+                and their.shape == our.shape
+                and torch.equal(their, our.cpu())
+            )
+        else:
+            same = their == our
+        if not same:
+            return False
+    return True
 
 
 class _InModel:

@@ -288,6 +288,33 @@ def test_the_network_is_written_once_and_read_with_each_checkpoint(tmp_path):
         load_checkpoint(tmp_path / "run.ckpt")
 
 
+def test_a_network_file_that_holds_the_network_already_is_not_written_again(tmp_path):
+    """A resumed run's `Checkpoints` finds the interrupted run's network file: kept where it holds the
+    same network (structure, settings, every tensor), written again where anything differs or the
+    file is damaged."""
+    from sapicore.functional.pytree import replace
+
+    net = noisy_network()
+    state = net.init_state()
+    Checkpoints(tmp_path / "run.ckpt", net)(state, 10)
+    path = tmp_path / "run.ckpt.model"
+    written = path.stat().st_mtime_ns
+    Checkpoints(tmp_path / "run.ckpt", noisy_network())(state, 20)  # rebuilt alike: kept
+    assert path.stat().st_mtime_ns == written
+    projection = net.projections["drive"]
+    heavier = replace(
+        net, projections={**net.projections, "drive": replace(projection, weights=projection.weights * 2)}
+    )
+    later = replace(net, projections={**net.projections, "drive": replace(projection, delays=projection.delays + 1)})
+    for other in (heavier, later):
+        Checkpoints(tmp_path / "run.ckpt", other)(other.init_state(), 30)
+        assert path.stat().st_mtime_ns != written and same_state(load_checkpoint(tmp_path / "run.ckpt")["model"], other)
+        written = path.stat().st_mtime_ns
+    path.write_bytes(path.read_bytes()[:100])  # cut short
+    Checkpoints(tmp_path / "run.ckpt", other)(other.init_state(), 40)
+    assert same_state(load_checkpoint(tmp_path / "run.ckpt")["model"], other)
+
+
 def test_fixed_weights_are_the_resumed_networks_where_they_hold_the_same_values(tmp_path):
     """A static projection's weights are its network's tensors, not the state's: checkpoints name them
     with a digest. Loaded onto the same network rebuilt, the state shares the rebuilt network's

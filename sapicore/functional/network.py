@@ -204,10 +204,7 @@ def _one_exchange(exchanges: list) -> Any:
         return None
 
     def identity(exchange: Any) -> Any:
-        if exchange is None:
-            return None
-        sizes = {name: (pop.size, pop.parts) for name, pop in exchange.populations.items()}
-        return (sizes, exchange.rank, exchange.world, exchange.group, exchange.transport)
+        return None if exchange is None else (exchange.layout(), exchange.group)
 
     if any(identity(exchange) != identity(first) for exchange in exchanges):
         raise ValueError(

@@ -88,6 +88,12 @@ class Exchange:
     )
     plans: dict = attrs.field(factory=dict, repr=False, metadata={"keyed": False})  # see _plan
 
+    def layout(self) -> tuple:
+        """What makes two exchanges the same rank's view of one partition: the whole network's
+        population sizes and parts, this rank, the world and the transport."""
+        sizes = tuple((name, population.size, population.parts) for name, population in self.populations.items())
+        return sizes, self.rank, self.world, self.transport
+
     def connect(self) -> str | None:
         """Open the shared-memory channel unless the transport is ``"gloo"`` (a collective: every
         rank calls it, as ``simulate`` does); None when the channel is open or gloo was asked, else
