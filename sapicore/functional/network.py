@@ -200,7 +200,7 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
 def _one_exchange(exchanges: list) -> Any:
     """The exchange of lanes stacked for a sweep: every lane is the same rank's share of one partition."""
     first = exchanges[0]
-    if first is None and all(exchange is None for exchange in exchanges):
+    if all(exchange is None for exchange in exchanges):
         return None
 
     def identity(exchange: Any) -> Any:
