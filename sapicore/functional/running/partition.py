@@ -139,7 +139,8 @@ class Exchange:
         ]
         if not unkeyed or self.world == 1:
             return
-        mine = hashlib.blake2b(torch.random.get_rng_state().numpy().tobytes(), digest_size=8).hexdigest()
+        generator = torch.random.get_rng_state().numpy().tobytes()  # sync-ok: once per run, the CPU generator
+        mine = hashlib.blake2b(generator, digest_size=8).hexdigest()
         states: list = [None] * self.world
         dist.all_gather_object(states, mine, group=self.group)
         same = [rank for rank, state in enumerate(states) if states.count(state) > 1]
