@@ -164,7 +164,7 @@ def test_a_killed_run_keeps_every_gathered_append(tmp_path, gather):
     kept = read_records(path)["v"]
     model = sf.LIF()
     _, full = sf.simulate(model, model.init_state(4), lambda t: 3.0, steps=1300, dt=0.1, record=("v",), chunk=10)
-    low = 1000 if gather == 50 else 10
+    low = 1250 - 50 * 10 if gather == 50 else 10  # at most the last 50 chunks lost (a 1 s append may come first)
     assert low <= kept.shape[0] <= 1250 and kept.shape[0] % 10 == 0
     assert np.array_equal(kept, full["v"][: kept.shape[0]].numpy())
 
