@@ -254,10 +254,16 @@ def _with_model(payload: dict, path: Path, map_location: Any, given: Any = None)
     the caller resumes on) where those hold the same values, else the saved network's."""
     if not payload.get("model_file"):
         return payload
-    kept = _read(path.with_name(payload["model_file"]), "checkpoint's network", map_location, mmap=True)
+    saved = _read_network(path.with_name(payload["model_file"]), map_location)
+    return {**payload, "model": saved, "state": _with_shared(payload["state"], saved, given)}
+
+
+def _read_network(path: Path, map_location: Any) -> Any:
+    """The network kept apart by `Checkpoints` at ``path``, its tensors mapped into memory."""
+    kept = _read(path, "checkpoint's network", map_location, mmap=True)
     if not isinstance(kept, dict) or "model" not in kept:
-        raise ValueError(f"{path.with_name(payload['model_file'])} is not the network of a Sapicore checkpoint")
-    return {**payload, "model": kept["model"], "state": _with_shared(payload["state"], kept["model"], given)}
+        raise ValueError(f"{path} is not the network of a Sapicore checkpoint")
+    return kept["model"]
 
 
 def _load_shard(path: Path, world: int, step: int, map_location: Any, given: Any = None) -> dict:
@@ -322,15 +328,10 @@ def _holds(path: Path, model: Any) -> bool:
     """Whether the network file at ``path`` (an interrupted run's, say) holds ``model`` already: the
     same structure and settings, the same partition, every tensor equal. Its tensors are read
     through a memory map, about a second per GB where writing them again takes about three."""
-    if not path.is_file():
-        return False
     try:
-        kept = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception:  # a damaged or foreign file is written again
+        saved = _read_network(path, "cpu")
+    except (FileNotFoundError, ValueError):  # none yet, or a damaged or foreign file: written again
         return False
-    if not isinstance(kept, dict) or kept.get("format") != FORMAT or "model" not in kept:
-        return False
-    saved = kept["model"]
     exchanges = (getattr(saved, "exchange", None), getattr(model, "exchange", None))
     if exchanges != (None, None):  # a rank's share: the same partition, then the rest
         if None in exchanges or exchanges[0].layout() != exchanges[1].layout():
