@@ -651,7 +651,7 @@ def _run_group(
     duration: float,
     folders: dict,
     progress: bool,
-    member: int | None = None,
+    member: int = 0,
 ) -> dict:
     """Run lanes that share their settings (one alone with ``simulate``, exactly as ``sapicore run``;
     several, stacked into ``network`` and ``state``, as vmap lanes of one ``sweep``), none strict;
@@ -664,10 +664,10 @@ def _run_group(
     settings = specs[lanes[0]].simulation
     record = settings.record or network.default_record()
     spike_records = tuple(name for name in record if network.is_event(name))
-    write = not member
+    write = member == 0
     outputs = {lane: _sinks(specs[lane], folders[lane], spike_records) if write else (None, [], []) for lane in lanes}
     options = {**_options(settings, duration, record, progress), "strict": False}
-    torch.manual_seed(settings.seed + (member or 0))
+    torch.manual_seed(settings.seed + member)
     with torch.no_grad():
         if len(lanes) == 1:
             _, records = sf.simulate(network, state, sinks=outputs[lanes[0]][1], **options)
@@ -787,7 +787,7 @@ def sweep(
                 lane_duration,
                 folders,
                 progress and rank == 0,
-                member=member if per_network > 1 else None,
+                member=member,
             )
             for lane, (spike_events, names, diverged) in ran.items():
                 if member != 0:  # the team's first rank writes the lane

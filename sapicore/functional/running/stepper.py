@@ -726,7 +726,7 @@ def simulate(
         strict=strict,
     )
     if exchange is not None:
-        _connect(exchange, plan, model)
+        open_exchange(exchange, plan, model)
     trial_step(model, state, first_input(inputs, floating_leaf(state)), plan.dt, plan.context.device)
     build = lambda n: make_chunk(model, plan.names, n, plan.every, plan.dt, inputs)  # noqa: E731
     if saving is not None and plan.context.nested:
@@ -748,7 +748,7 @@ def _checkpointing(checkpoint: Any, every: Any) -> tuple[Callable[[Any, int], An
     return checkpoint, every
 
 
-def _connect(exchange: Any, plan: Plan, network: Any) -> str | None:
+def open_exchange(exchange: Any, plan: Plan, network: Any) -> str | None:
     """Open a partitioned run's shared-memory channel (every rank runs this; compiled chunks need it)
     and check that the ranks' unkeyed random draws differ. None when the channel is open, else why
     not (then the exchange goes through gloo)."""

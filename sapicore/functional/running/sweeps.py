@@ -21,7 +21,7 @@ import torch
 from ..models.neurons.base import NeuronModel
 from ..pytree import lane_count, stack, tree_leaves, tree_map, validate
 from .partition import local_inputs
-from .stepper import _connect, first_input, floating_leaf, make_chunk, plan_run, run_chunks, trial_step
+from .stepper import first_input, floating_leaf, make_chunk, open_exchange, plan_run, run_chunks, trial_step
 
 __all__ = ["sweep", "grid", "zipped", "init_lanes"]
 
@@ -173,7 +173,7 @@ def sweep(
         strict=strict,
     )
     if exchange is not None:
-        why = _connect(exchange, plan, lanes)
+        why = open_exchange(exchange, plan, lanes)
         if exchange.channel is None:  # vmap cannot batch a gloo collective
             raise NotImplementedError(
                 "lanes of a partitioned network exchange through shared memory between the ranks of one machine, "
