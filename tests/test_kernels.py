@@ -3,6 +3,7 @@
 import contextlib
 import math
 
+import attrs
 import pytest
 import torch
 from helpers import random_table, reference
@@ -66,6 +67,42 @@ def test_kernel_under_vmap_equals_a_loop_over_lanes_with_shared_and_lane_argumen
             pending, spikes, targets, weights, delays, steps[0]
         ),
     )
+
+
+def test_the_in_place_ops_under_vmap_change_each_lanes_own_buffer_like_a_loop_over_lanes():
+    """A sweep's projections add into every lane's ring buffer in place: vmap of ``take_row_`` and
+    ``propagate_`` (one call of their lanes forms per step) equals the ops lane by lane, for buffers
+    laid out lane first, lanes along another axis (changed through a copy that is written back), eager
+    and compiled; a buffer shared by all lanes is refused."""
+    tables = [random_table(seed=seed) for seed in range(4)]
+    spikes = torch.stack([t[1] for t in tables])
+    _, _, targets, weights, delays = tables[0]
+    steps = torch.tensor([0, 3, 5, 9])
+
+    def step(pending, spikes, step):
+        row = kernels.take_row_(pending, step)
+        kernels.propagate(pending, spikes, targets, weights, delays, step, in_place=True)
+        return row
+
+    def loop(buffers):
+        rows = []
+        for lane in range(4):
+            rows.append(kernels.take_row_(buffers[lane], steps[lane]))
+            kernels.propagate(buffers[lane], spikes[lane], targets, weights, delays, steps[lane], in_place=True)
+        return torch.stack(rows)
+
+    first = torch.stack([t[0] for t in tables])
+    expected = first.clone()
+    expected_rows = loop(expected)
+    assert not torch.equal(expected, first)
+    for run in (torch.func.vmap(step), torch.compile(torch.func.vmap(step), backend="aot_eager", fullgraph=True)):
+        buffers = first.clone()
+        assert torch.equal(run(buffers, spikes, steps), expected_rows) and torch.equal(buffers, expected)
+    across = first.transpose(0, 1).clone()  # (D, lanes, P): each lane's rows are not contiguous
+    rows = torch.func.vmap(step, in_dims=(1, 0, 0))(across, spikes, steps)
+    assert torch.equal(rows, expected_rows) and torch.equal(across.transpose(0, 1), expected)
+    with pytest.raises(RuntimeError, match="needs a lane axis"):
+        torch.func.vmap(step, in_dims=(None, 0, 0))(first[0].clone(), spikes, steps)
 
 
 def test_kernel_compiles_as_one_opaque_op():
@@ -245,6 +282,18 @@ def test_a_run_adds_into_its_own_ring_buffers_in_place_and_leaves_the_given_stat
     _, compiled = sf.simulate(net, state, steps=300, dt=0.1, fast="aot_eager", chunk=20)  # copies, see for_run
     assert torch.equal(compiled["exc.spikes"], eager["exc.spikes"])
     assert all(torch.equal(p.pending, g) for p, g in zip(state.projections.values(), given))
+    # the lanes of a sweep add into their own buffers in place too, each lane as its own run
+    lanes = sf.stack([net, sf.replace(net, drive={"neurons": 0.25})])
+    states = sf.stack([state, state])
+    given = [p.pending.clone() for p in states.projections.values()]
+    assert all(proj.in_place for proj in lanes.for_run(attrs.evolve(context, lanes=True)).projections.values())
+    _, swept = sf.sweep(lanes, states, steps=300, dt=0.1, record=("exc.spikes",))
+    _, other = sf.simulate(sf.replace(net, drive={"neurons": 0.25}), state, steps=300, dt=0.1, record=("exc.spikes",))
+    assert torch.equal(swept["exc.spikes"][0], eager["exc.spikes"]) and torch.equal(
+        swept["exc.spikes"][1], other["exc.spikes"]
+    )
+    assert not torch.equal(other["exc.spikes"], eager["exc.spikes"])
+    assert all(torch.equal(p.pending, g) for p, g in zip(states.projections.values(), given))
 
 
 def test_a_synapse_table_filled_block_by_block_equals_the_projection_of_one_list():
@@ -407,6 +456,18 @@ def test_compiled_graphs_call_each_op_through_its_c_entry_point_and_get_the_ops_
         own = pending.clone()
         ops.propagate_(own, spikes, targets, weights, None, 2, step, None)
         row = ops.take_row_(own, step)
+        own_lanes = torch.stack([pending, out])
+        ops.propagate_lanes_(
+            own_lanes,
+            spikes.expand(2, -1),
+            targets.expand(2, -1, -1),
+            weights.expand(2, -1, -1),
+            None,
+            1,
+            torch.stack([step, step + 1]),
+            None,
+        )
+        lane_rows = ops.take_row_lanes_(own_lanes, torch.stack([step, step + 1]))
         lanes = ops.propagate_lanes(
             torch.stack([pending, out]),
             spikes.expand(2, -1),
@@ -419,7 +480,7 @@ def test_compiled_graphs_call_each_op_through_its_c_entry_point_and_get_the_ops_
         )
         steps = step.expand(mean.shape).contiguous()
         counts = ops.keyed_poisson(mean, torch.exp(-mean), steps, torch.arange(mean.numel()), 7, 1)
-        return out, own, row, lanes, counts
+        return out, own, row, own_lanes, lane_rows, lanes, counts
 
     arguments = (pending, spikes, targets, weights, delays, step, mean)
     compiled = torch.compile(every_op, options={"cpp_wrapper": True, **kernels.compile_options()}, fullgraph=True)

@@ -107,9 +107,15 @@ def _load() -> None:
             _REGISTERED.add("keyed_poisson")
         if "propagate_" not in _REGISTERED:
             torch.library.register_fake("sapicore::propagate_")(lambda *args: None)
+            torch.library.register_fake("sapicore::propagate_lanes_")(lambda *args: None)
             torch.library.register_fake("sapicore::take_row_")(
                 lambda pending, step: pending.new_empty(pending.shape[1])
             )
+            torch.library.register_fake("sapicore::take_row_lanes_")(
+                lambda pending, step: pending.new_empty((pending.shape[0], pending.shape[2]))
+            )
+            torch.library.register_vmap("sapicore::propagate_")(_propagate_in_place_lanes)
+            torch.library.register_vmap("sapicore::take_row_")(_take_row_lanes)
             _REGISTERED.add("propagate_")
         if "exchange_gather" not in _REGISTERED and hasattr(torch.ops.sapicore, "exchange_gather"):  # POSIX only
             torch.library.register_fake("sapicore::exchange_gather")(
@@ -132,7 +138,9 @@ OPS = (
     "propagate",
     "propagate_",
     "propagate_lanes",
+    "propagate_lanes_",
     "take_row_",
+    "take_row_lanes_",
     "events",
     "poisson",
     "keyed_poisson",
@@ -159,7 +167,10 @@ C_SHIMS = {
     "propagate": f"AOTITorchError aoti_torch_cpu_propagate({_HANDLES}{_SCALARS}, AtenTensorHandle* out)",
     "propagate_": f"AOTITorchError aoti_torch_cpu_propagate_({_HANDLES}{_SCALARS}, AtenTensorHandle* none)",
     "propagate_lanes": f"AOTITorchError aoti_torch_cpu_propagate_lanes({_HANDLES}{_SCALARS}, AtenTensorHandle* out)",
+    "propagate_lanes_": f"AOTITorchError aoti_torch_cpu_propagate_lanes_({_HANDLES}{_SCALARS}, AtenTensorHandle* none)",
     "take_row_": "AOTITorchError aoti_torch_cpu_take_row_(AtenTensorHandle pending, AtenTensorHandle step, "
+    "AtenTensorHandle* out)",
+    "take_row_lanes_": "AOTITorchError aoti_torch_cpu_take_row_lanes_(AtenTensorHandle pending, AtenTensorHandle step, "
     "AtenTensorHandle* out)",
     "keyed_poisson": "AOTITorchError aoti_torch_cpu_keyed_poisson(AtenTensorHandle mean, AtenTensorHandle zero, "
     "AtenTensorHandle step, AtenTensorHandle neuron, int64_t seed, int64_t stream, AtenTensorHandle* out)",
@@ -297,6 +308,44 @@ def _fold(size: int, tensor: Any, dim: Any, lane_axis: bool) -> Any:
     tensor = tensor.unsqueeze(0) if dim is None else tensor.movedim(dim, 0)
     tensor = tensor.expand(size, *tensor.shape[1:])
     return tensor.reshape(size * tensor.shape[1], *tensor.shape[2:]) if lane_axis else tensor
+
+
+def _lanes_of_buffer(pending: torch.Tensor, dim: Any, op: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vmapped ring buffer with its lane axis first, and the tensor an in-place lanes op changes:
+    that view itself where each lane's rows are contiguous and lanes apart, else a contiguous copy
+    (written back by the caller)."""
+    if dim is None:  # one buffer for every lane cannot take each lane's spikes
+        raise RuntimeError(
+            f"sapicore::{op} under vmap changes each lane's ring buffer in place, so the buffer needs a lane axis"
+        )
+    lanes = pending.movedim(dim, 0)
+    apart = lanes.dim() == 3 and lanes.stride(2) == 1 and lanes.stride(1) == lanes.shape[2]
+    apart = apart and (lanes.shape[0] == 1 or lanes.stride(0) >= lanes.shape[1] * lanes.shape[2])
+    return lanes, (lanes if apart else lanes.contiguous())
+
+
+def _propagate_in_place_lanes(
+    info: Any, in_dims: tuple, pending, spikes, targets, weights, delays, delay, step, first_row
+) -> tuple[None, None]:
+    """``vmap`` of ``sapicore::propagate_``: every lane's events added into its own ring buffer in one
+    call of ``sapicore::propagate_lanes_``, in place (no copy of the buffers each step, as for one run)."""
+    size = info.batch_size
+    lanes, work = _lanes_of_buffer(pending, in_dims[0], "propagate_")
+    tensors = [_fold(size, t, d, False) for t, d in zip((spikes, targets, weights, delays), in_dims[1:5])]
+    steps, rows = _fold(size, step, in_dims[6], False), _fold(size, first_row, in_dims[7], False)
+    torch.ops.sapicore.propagate_lanes_(work, *tensors, delay, steps, rows)
+    if work is not lanes:
+        lanes.copy_(work)
+    return None, None
+
+
+def _take_row_lanes(info: Any, in_dims: tuple, pending, step) -> tuple[torch.Tensor, int]:
+    """``vmap`` of ``sapicore::take_row_``: each lane's row delivered this step, cleared in place."""
+    lanes, work = _lanes_of_buffer(pending, in_dims[0], "take_row_")
+    taken = torch.ops.sapicore.take_row_lanes_(work, _fold(info.batch_size, step, in_dims[1], False))
+    if work is not lanes:
+        lanes.copy_(work)
+    return taken, 0
 
 
 def vmap_rule(lanes_op: Any, lane_axis: bool) -> Any:

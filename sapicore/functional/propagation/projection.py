@@ -466,8 +466,10 @@ class SparseProjection(Projection):
         if context.nested and backend in ("fixed", "topk"):  # no rerun inside an outer transform
             return replace(proj, propagation=backend, capacity=self.rows)
         # in place only where it saves a copy of the ring buffer: with one row (no delays) the
-        # functional kernel allocates its output without copying, and a step dispatches one op, not two
-        in_place = backend == "cpu_kernel" and self.max_delay > 0 and not (context.lanes or context.nested)
+        # functional kernel allocates its output without copying, and a step dispatches one op, not two;
+        # lanes of a sweep too (the ops' vmap rules change every lane's buffer in one call), but not
+        # inside an outer transform, whose state the run does not own
+        in_place = backend == "cpu_kernel" and self.max_delay > 0 and not context.nested
         return replace(proj, propagation=backend, in_place=in_place)
 
     def with_full_capacity(self) -> SparseProjection:

@@ -33,6 +33,8 @@
 //
 // sapicore::propagate_lanes takes the same arguments with a leading lane axis L (step (L,)); a lane
 // stride of 0 (an expanded, shared argument) is read without copying. vmap folds into it.
+// sapicore::propagate_lanes_ and sapicore::take_row_lanes_ are the lanes forms of propagate_ and
+// take_row_ (pending (L, D, P), each lane's rows contiguous): vmap runs the in-place ops through them.
 //
 // sapicore::events(records, first_record, interval) -> (times, neurons, found): the spike events of
 // one chunk of several event records (each records x neurons values, counts of spikes, almost all
@@ -319,12 +321,12 @@ at::Tensor take_row_(at::Tensor& pending, const at::Tensor& step) {
   return taken;
 }
 
-at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
-                           const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
-                           const at::Tensor& step, const c10::optional<at::Tensor>& first_row) {
-  const int64_t lanes = pending.dim() > 0 ? pending.size(0) : 0;
-  check(pending, spikes, targets, weights, delays, step, first_row, lanes);
-  at::Tensor out = output_for(pending, 1);
+// Adds one step's events of every lane into `out` (L x D x P, each lane's rows contiguous): the body
+// of propagate_lanes and propagate_lanes_.
+void add_lanes(at::Tensor& out, const at::Tensor& spikes, const at::Tensor& targets, const at::Tensor& weights,
+               const c10::optional<at::Tensor>& delays, int64_t delay, const at::Tensor& step,
+               const c10::optional<at::Tensor>& first_row) {
+  const int64_t lanes = out.size(0);
   const at::Tensor s = inner_contiguous(spikes), tg = inner_contiguous(targets), w = inner_contiguous(weights);
   const at::Tensor d = delays ? inner_contiguous(*delays) : at::Tensor();
   const at::Tensor f = first_row ? inner_contiguous(*first_row) : at::Tensor();
@@ -342,7 +344,48 @@ at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, 
                           f.defined() ? f.data_ptr<int64_t>() + lane * f.stride(0) : nullptr, tg.size(1));
     }
   });
+}
+
+at::Tensor propagate_lanes(const at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
+                           const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
+                           const at::Tensor& step, const c10::optional<at::Tensor>& first_row) {
+  check(pending, spikes, targets, weights, delays, step, first_row, pending.dim() > 0 ? pending.size(0) : 0);
+  at::Tensor out = output_for(pending, 1);
+  add_lanes(out, spikes, targets, weights, delays, delay, step, first_row);
   return out;
+}
+
+// Each lane's rows contiguous and lanes apart (a lane stride of at least one lane's values): the
+// layout in which propagate_lanes_ and take_row_lanes_ change every lane's ring buffer in place.
+bool lanes_apart(const at::Tensor& pending) {
+  return pending.dim() == 3 && pending.stride(2) == 1 && pending.stride(1) == pending.size(2) &&
+         (pending.size(0) == 1 || pending.stride(0) >= pending.size(1) * pending.size(2));
+}
+
+void propagate_lanes_(at::Tensor& pending, const at::Tensor& spikes, const at::Tensor& targets,
+                      const at::Tensor& weights, const c10::optional<at::Tensor>& delays, int64_t delay,
+                      const at::Tensor& step, const c10::optional<at::Tensor>& first_row) {
+  check(pending, spikes, targets, weights, delays, step, first_row, pending.dim() > 0 ? pending.size(0) : 0);
+  TORCH_CHECK(lanes_apart(pending), "sapicore::propagate_lanes_: each lane of pending must be contiguous, lanes apart");
+  add_lanes(pending, spikes, targets, weights, delays, delay, step, first_row);
+}
+
+at::Tensor take_row_lanes_(at::Tensor& pending, const at::Tensor& step) {
+  TORCH_CHECK(lanes_apart(pending) && pending.size(1) >= 1 && pending.device().is_cpu(),
+              "sapicore::take_row_lanes_: pending must be a CPU tensor (L, D, P), each lane contiguous, lanes apart");
+  TORCH_CHECK(step.dim() == 1 && step.size(0) == pending.size(0) && step.scalar_type() == at::kLong &&
+                  step.device().is_cpu(),
+              "sapicore::take_row_lanes_: step must be an int64 CPU tensor (L,)");
+  const int64_t lanes = pending.size(0), rows = pending.size(1);
+  at::Tensor taken = at::empty({lanes, pending.size(2)}, pending.options());
+  for (int64_t lane = 0; lane < lanes; ++lane) {
+    const int64_t now = step.data_ptr<int64_t>()[lane * step.stride(0)];
+    TORCH_CHECK(now >= 0, "sapicore::take_row_lanes_: step must be >= 0");
+    at::Tensor row = pending.select(0, lane).select(0, now % rows);
+    taken.select(0, lane).copy_(row);
+    row.zero_();
+  }
+  return taken;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> events(at::TensorList records, int64_t first_record, double interval) {
@@ -641,6 +684,23 @@ AOTI_TORCH_EXPORT AOTITorchError aoti_torch_cpu_propagate_lanes(AtenTensorHandle
   });
 }
 
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_cpu_propagate_lanes_(AtenTensorHandle pending, AtenTensorHandle spikes,
+                                                                 AtenTensorHandle targets, AtenTensorHandle weights,
+                                                                 AtenTensorHandle* delays, int64_t delay,
+                                                                 AtenTensorHandle step, AtenTensorHandle* first_row,
+                                                                 AtenTensorHandle* /* no output */) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE({
+    propagate_lanes_(tensor_of(pending), tensor_of(spikes), tensor_of(targets), tensor_of(weights),
+                     optional_of(delays), delay, tensor_of(step), optional_of(first_row));
+  });
+}
+
+AOTI_TORCH_EXPORT AOTITorchError aoti_torch_cpu_take_row_lanes_(AtenTensorHandle pending, AtenTensorHandle step,
+                                                                AtenTensorHandle* out) {
+  AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE(
+      { *out = torch::aot_inductor::new_tensor_handle(take_row_lanes_(tensor_of(pending), tensor_of(step))); });
+}
+
 AOTI_TORCH_EXPORT AOTITorchError aoti_torch_cpu_take_row_(AtenTensorHandle pending, AtenTensorHandle step,
                                                           AtenTensorHandle* out) {
   AOTI_TORCH_CONVERT_EXCEPTION_TO_ERROR_CODE(
@@ -662,6 +722,8 @@ TORCH_LIBRARY(sapicore, m) {
   m.def("propagate(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> Tensor");
   m.def("propagate_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> ()");
   m.def("take_row_(Tensor(a!) pending, Tensor step) -> Tensor");
+  m.def("propagate_lanes_(Tensor(a!) pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> ()");
+  m.def("take_row_lanes_(Tensor(a!) pending, Tensor step) -> Tensor");
   m.def("propagate_lanes(Tensor pending, Tensor spikes, Tensor targets, Tensor weights, Tensor? delays, int delay, Tensor step, Tensor? first_row) -> Tensor");
   m.def("events(Tensor[] records, int first_record, float interval) -> (Tensor, Tensor, Tensor)");
   m.def("poisson(Tensor mean) -> Tensor", {at::Tag::nondeterministic_seeded});
@@ -673,6 +735,8 @@ TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
   m.impl("propagate_", &propagate_);
   m.impl("take_row_", &take_row_);
   m.impl("propagate_lanes", &propagate_lanes);
+  m.impl("propagate_lanes_", &propagate_lanes_);
+  m.impl("take_row_lanes_", &take_row_lanes_);
   m.impl("events", &events);
   m.impl("poisson", &poisson);
   m.impl("keyed_poisson", &keyed_poisson);
