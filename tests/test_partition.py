@@ -38,6 +38,7 @@ state, records = sf.simulate(
 for name in local.projections:
     records.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(local, state, name)))
 records["shared"] = local.exchange.channel is not None
+records["gloo"] = dict(local.exchange.gloo)
 torch.save(records, {out!r} + f"/rank{{dist.get_rank()}}.pt")
 dist.destroy_process_group()
 """
@@ -221,7 +222,9 @@ def _resumes_on_three_ranks_and_on_one(tmp_path: Path, expected: dict) -> None:
 )
 def test_a_partitioned_run_equals_the_single_process_run_bit_for_bit(world, transport, fast, tmp_path):
     """Through shared memory ("auto" on one machine) or gloo, with the reference loop or compiled
-    chunks (whose graphs hold the exchange), on 2 or 3 ranks: the single process's results."""
+    chunks (whose graphs hold the exchange), on 2 or 3 ranks: the single process's results. Over
+    gloo, a step's outputs travel as a bitmap where every rank's are 0 or 1, else as they are (the
+    noise's counts of 2 and 3 here)."""
     _run_ranks(tmp_path, WORKER, world, transport=transport, fast=fast, chunk=10 if fast else 100)
     expected = _single_process_run()
     assert expected["cells.spikes"].sum() > 1000 and expected["noise.spikes"].sum() > 100
@@ -229,6 +232,9 @@ def test_a_partitioned_run_equals_the_single_process_run_bit_for_bit(world, tran
     for rank in range(world):
         records = torch.load(tmp_path / f"rank{rank}.pt")
         assert records.pop("shared") == (transport == "auto")
+        gloo = records.pop("gloo")
+        if transport == "gloo":  # steps' spikes travel as bitmaps, but for those with the noise's counts of 2 or 3
+            assert 1 <= gloo["dense"] <= STEPS // 100 and gloo["calls"] >= STEPS, gloo
         assert sorted(records) == sorted(expected)
         for name, value in expected.items():
             if fast and name in ("cells.v", "ee.s"):  # compiled arithmetic rounds differently (fused, reordered)
@@ -327,6 +333,29 @@ def test_lanes_of_a_partitioned_network_equal_each_lanes_single_process_run(fast
         )
         unkeyed = records["unkeyed"]  # the whole population on every rank: ranks own even and odd neurons
         assert unkeyed.sum() > 50 and not torch.equal(unkeyed[:, 0::2], unkeyed[:, 1::2])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spikes_travel_over_gloo_as_bitmaps_and_other_values_are_flagged(dtype):
+    """A step's outputs of 0 and 1 become one bit each after a flag byte and come back exactly, for
+    sizes that are no multiple of 8; counts, graded values, NaN or infinity are flagged to be sent as
+    they are (the message has the same length, so every rank's fits one all-gather)."""
+    from sapicore.functional.running.partition import _bitmap, _from_bitmap
+
+    for size in (1, 7, 8, 9, 3861):
+        spikes = (torch.rand(size, generator=torch.Generator().manual_seed(size)) < 0.3).to(dtype)
+        message = _bitmap(spikes)
+        assert message.dtype == torch.uint8 and message.numel() == 1 + -(-size // 8) and int(message[0]) == 1
+        back = _from_bitmap(message, spikes)
+        assert back.dtype == dtype and torch.equal(back, spikes)
+        assert torch.equal(
+            _from_bitmap(_bitmap(torch.zeros(size, dtype=dtype)), spikes), torch.zeros(size, dtype=dtype)
+        )
+        for other in (2.0, 0.5, float("nan"), float("inf"), -1.0):
+            values = spikes.clone()
+            values[size // 2] = other
+            flagged = _bitmap(values)
+            assert int(flagged[0]) == 0 and flagged.numel() == message.numel(), other
 
 
 def test_the_shares_hold_every_neuron_and_synapse_once():

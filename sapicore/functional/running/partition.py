@@ -9,7 +9,8 @@ some rank needs from another, and each rank delivers the spikes of the whole net
 synapses. The exchange goes through shared memory between the ranks of one machine
 ([`sapicore.functional.running.shared`][sapicore.functional.running.shared], an operator that compiled
 chunks call inside their graph), or is one all-gather of the process group per step (gloo, begun as
-soon as those populations have stepped, so that it overlaps the update of the others); see
+soon as those populations have stepped, so that it overlaps the update of the others; spikes of 0
+and 1 travel as bitmaps); see
 `Exchange`. ``simulate`` runs such a network like any other, with ``fast=True`` too where the
 exchange is shared memory: it takes each population's input for the whole network and returns
 records of the whole network on every rank.
@@ -30,6 +31,7 @@ import time
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 
 from ..network import Network, Population, _ranges, _segments
@@ -84,7 +86,7 @@ class Exchange:
     transport: str = attrs.field(default="auto", validator=lambda _, __, value: _check_transport(value))
     channel: SharedChannel | None = None  # opened by `connect`; compiled chunks call it by number
     gloo: dict = attrs.field(  # this rank's all-gathers over the process group
-        factory=lambda: {"seconds": 0.0, "bytes": 0, "calls": 0}, metadata={"keyed": False}
+        factory=lambda: {"seconds": 0.0, "bytes": 0, "calls": 0, "dense": 0}, metadata={"keyed": False}
     )
     plans: dict = attrs.field(factory=dict, repr=False, metadata={"keyed": False})  # see _plan
 
@@ -173,8 +175,10 @@ class Exchange:
             return self.channel.gather(value, [(start, size) for _, start, size in _segments(group, self.ranges())])
         return self._finish(self._start(value, group))
 
-    def _start(self, value: torch.Tensor, group: str | tuple[str, ...]) -> tuple:
-        """Start the all-gather of ``gather`` without waiting for it."""
+    def _start(self, value: torch.Tensor, group: str | tuple[str, ...], bits: bool = False) -> tuple:
+        """Start the all-gather of ``gather`` without waiting for it. With ``bits`` (a step's outputs),
+        values that are all 0 or 1 travel as a bitmap (one bit per neuron instead of 32 or 64), with a
+        leading byte saying so; `_finish` sends them again as they are if some rank's were not."""
         import torch.distributed as dist
 
         lengths, widths, order = self._plan(group)
@@ -183,19 +187,31 @@ class Exchange:
             torch.nn.functional.pad(piece, (0, width - length)) for piece, length, width in zip(pieces, lengths, widths)
         ]
         flat = (padded[0] if len(padded) == 1 else torch.cat(padded, -1)).contiguous()
-        gathered = [torch.empty_like(flat) for _ in range(self.world)]
+        dense = flat if bits and flat.device.type == "cpu" else None
+        message = flat if dense is None else _bitmap(flat)
+        gathered = [torch.empty_like(message) for _ in range(self.world)]
         began = time.perf_counter()
-        work = dist.all_gather(gathered, flat, group=self.group, async_op=True)
+        work = dist.all_gather(gathered, message, group=self.group, async_op=True)
         self.gloo["seconds"] += time.perf_counter() - began
-        self.gloo["bytes"] += flat.numel() * flat.element_size() * (self.world - 1)  # received
+        self.gloo["bytes"] += message.numel() * message.element_size() * (self.world - 1)  # received
         self.gloo["calls"] += 1
-        return work, gathered, order
+        return work, gathered, order, dense
 
     def _finish(self, started: tuple) -> torch.Tensor:
         """Wait for an all-gather begun by ``_start``; the values in the whole group's order."""
-        work, gathered, order = started
+        import torch.distributed as dist
+
+        work, gathered, order, dense = started
         began = time.perf_counter()
         work.wait()
+        if dense is not None and all(int(message[0]) == 1 for message in gathered):  # sync-ok: CPU bytes, gloo's
+            gathered = [_from_bitmap(message, dense) for message in gathered]
+        elif dense is not None:  # some rank's outputs were not all 0 or 1 (counts, graded values)
+            gathered = [torch.empty_like(dense) for _ in range(self.world)]
+            dist.all_gather(gathered, dense, group=self.group)
+            self.gloo["bytes"] += dense.numel() * dense.element_size() * (self.world - 1)
+            self.gloo["calls"] += 1
+            self.gloo["dense"] += 1  # steps sent again as they are
         self.gloo["seconds"] += time.perf_counter() - began
         return torch.cat(gathered, -1).index_select(-1, order.to(gathered[0].device))
 
@@ -258,7 +274,7 @@ class Exchange:
         value = torch.cat([outputs[name] for name in needed], -1)
         if self.channel is not None:  # done at once: shared memory takes microseconds
             return needed, self.channel.gather(value, [(0, self.populations[name].size) for name in needed])
-        return needed, self._start(value, needed)
+        return needed, self._start(value, needed, bits=True)
 
     def end(self, begun: Any, outputs: dict[str, torch.Tensor], names: tuple[str, ...]) -> dict:
         """The outputs of the populations ``names`` for the whole network: those begun are waited
@@ -308,6 +324,25 @@ class Exchange:
                     return True
             offset += size
         return False
+
+
+def _bitmap(values: torch.Tensor) -> torch.Tensor:
+    """``values`` (CPU, floating) as uint8: a first byte 1 and one bit per value (numpy's bit order)
+    where every value is 0 or 1, else a first byte 0 and zeros (the same length either way). In numpy:
+    a step's few microseconds, where each torch op would cost several."""
+    flat = values.detach().numpy().reshape(-1)
+    spikes = flat != 0
+    message = np.zeros(1 + -(-flat.size // 8), np.uint8)
+    if np.array_equal(spikes, flat):  # every value 0 or 1
+        message[0] = 1
+        message[1:] = np.packbits(spikes)
+    return torch.from_numpy(message)
+
+
+def _from_bitmap(message: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The values of a `_bitmap` message, shaped and typed like ``like``."""
+    bits = np.unpackbits(message.numpy()[1:], count=like.numel())
+    return torch.from_numpy(bits.astype(like.detach().numpy().dtype)).reshape(like.shape)
 
 
 def group_places(group: str | tuple[str, ...], ranges: dict, rank: int, world: int) -> torch.Tensor:
