@@ -330,7 +330,7 @@ def _bitmap(values: torch.Tensor) -> torch.Tensor:
     """``values`` (CPU, floating) as uint8: a first byte 1 and one bit per value (numpy's bit order)
     where every value is 0 or 1, else a first byte 0 and zeros (the same length either way). In numpy:
     a step's few microseconds, where each torch op would cost several."""
-    flat = values.detach().numpy().reshape(-1)
+    flat = values.detach().numpy().reshape(-1)  # sync-ok: CPU values about to go through gloo
     spikes = flat != 0
     message = np.zeros(1 + -(-flat.size // 8), np.uint8)
     if np.array_equal(spikes, flat):  # every value 0 or 1
@@ -341,8 +341,8 @@ def _bitmap(values: torch.Tensor) -> torch.Tensor:
 
 def _from_bitmap(message: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """The values of a `_bitmap` message, shaped and typed like ``like``."""
-    bits = np.unpackbits(message.numpy()[1:], count=like.numel())
-    return torch.from_numpy(bits.astype(like.detach().numpy().dtype)).reshape(like.shape)
+    bits = torch.from_numpy(np.unpackbits(message.numpy()[1:], count=like.numel()))  # sync-ok: gloo's CPU bytes
+    return bits.to(like.dtype).reshape(like.shape)
 
 
 def group_places(group: str | tuple[str, ...], ranges: dict, rank: int, world: int) -> torch.Tensor:
