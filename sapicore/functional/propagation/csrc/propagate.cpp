@@ -44,7 +44,8 @@
 // records[i] (they follow those of records[i - 1]).
 //
 // sapicore::keyed_poisson(mean, zero, step, neuron, seed, stream) -> one Poisson count per neuron, a
-// fixed function of (seed, stream, neuron, step): PoissonSource's seeded draws. mean (N,) float64,
+// fixed function of (seed, stream, neuron, step): PoissonSource's seeded draws (or (L, N): a row per
+// lane, where a row of an expanded argument is read in place). mean (N,) float64,
 // zero = exp(-mean) (computed by torch, so both ways of drawing share it to the last bit), step and
 // neuron (N,) int64 (the neuron's number in the whole population). The uniform is the
 // 32-bit hash of sapicore.functional.models.currents._key, (hash + 0.5) / 2^32, and the count the
@@ -608,26 +609,29 @@ void keyed_counts(const double* lam, const double* term0, const int64_t* steps, 
 
 at::Tensor keyed_poisson(const at::Tensor& mean, const at::Tensor& zero, const at::Tensor& step,
                          const at::Tensor& neuron, int64_t seed, int64_t stream) {
-  TORCH_CHECK(mean.dim() == 1 && zero.sizes() == mean.sizes() && step.sizes() == mean.sizes() &&
+  TORCH_CHECK((mean.dim() == 1 || mean.dim() == 2) && zero.sizes() == mean.sizes() && step.sizes() == mean.sizes() &&
                   neuron.sizes() == mean.sizes(),
-              "sapicore::keyed_poisson: mean, zero, step and neuron must be one value per neuron (N,)");
+              "sapicore::keyed_poisson: mean, zero, step and neuron must be one value per neuron (N,), or per lane "
+              "and neuron (L, N)");
   TORCH_CHECK(mean.scalar_type() == at::kDouble && zero.scalar_type() == at::kDouble &&
                   step.scalar_type() == at::kLong && neuron.scalar_type() == at::kLong,
               "sapicore::keyed_poisson: mean and zero must be float64, step and neuron int64");
   TORCH_CHECK(mean.device().is_cpu() && zero.device().is_cpu() && step.device().is_cpu() && neuron.device().is_cpu(),
               "sapicore::keyed_poisson: CPU tensors only");
-  const at::Tensor m = mean.contiguous(), z = zero.contiguous(), counter = step.contiguous(), n = neuron.contiguous();
-  const double* lam = m.data_ptr<double>();
-  const double* term0 = z.data_ptr<double>();
-  const int64_t* steps = counter.data_ptr<int64_t>();
-  const int64_t* neurons = n.data_ptr<int64_t>();
-  at::Tensor out = at::empty_like(m);
-  double* count = out.data_ptr<double>();
   const int64_t base = (seed * 0x2545F491 + stream * 0x9E3779B) & kMask;
-  for (int64_t i = 0; i < m.numel(); ++i)
-    TORCH_CHECK(!(lam[i] > 100.0), "a seeded PoissonSource draws at most 100 spikes per neuron and step on average, got ",
-                lam[i], "; use a smaller dt, or no seed");
-  keyed_counts(lam, term0, steps, neurons, base, m.numel(), count);
+  at::Tensor out = at::empty(mean.sizes(), mean.options());
+  const int64_t lanes = mean.dim() == 2 ? mean.size(0) : 1;
+  for (int64_t lane = 0; lane < lanes; ++lane) {  // a lane's row of an expanded (shared) argument is not copied
+    auto row = [&](const at::Tensor& t) { return (t.dim() == 2 ? t.select(0, lane) : t).contiguous(); };
+    const at::Tensor m = row(mean), z = row(zero), counter = row(step), n = row(neuron);
+    const double* lam = m.data_ptr<double>();
+    for (int64_t i = 0; i < m.numel(); ++i)
+      TORCH_CHECK(!(lam[i] > 100.0),
+                  "a seeded PoissonSource draws at most 100 spikes per neuron and step on average, got ", lam[i],
+                  "; use a smaller dt, or no seed");
+    keyed_counts(lam, z.data_ptr<double>(), counter.data_ptr<int64_t>(), n.data_ptr<int64_t>(), base, m.numel(),
+                 out.data_ptr<double>() + lane * m.numel());
+  }
   return out;
 }
 
