@@ -40,6 +40,7 @@ for name in local.projections:
 records["shared"] = local.exchange.channel is not None
 records["gloo"] = dict(local.exchange.gloo)
 torch.save(records, {out!r} + f"/rank{{dist.get_rank()}}.pt")
+dist.barrier()  # no rank tears its process group down while another still exchanges
 dist.destroy_process_group()
 """
 
@@ -114,6 +115,7 @@ records = {{name: torch.cat([first[name], second[name]]) for name in RECORD}}
 for name in local.projections:
     records.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(local, state, name)))
 torch.save(records, {out!r} + f"/rank{{dist.get_rank()}}.pt")
+dist.barrier()  # no rank tears its process group down while another still exchanges
 dist.destroy_process_group()
 """
 
@@ -139,6 +141,7 @@ for name in local.projections:
     records.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(local, state, name)))
 records["resharded"] = saved["resharded"]
 torch.save(records, {out!r} + f"/resumed{{dist.get_rank()}}.pt")
+dist.barrier()  # no rank tears its process group down while another still exchanges
 dist.destroy_process_group()
 """
 
@@ -278,6 +281,7 @@ if not {fast!r}:  # the rest once, with the reference loop
     torch.manual_seed(dist.get_rank())
     records["unkeyed"] = sf.simulate(unkeyed, unkeyed.init_state(), dt=DT, steps=500, record=("p.spikes",))[1]["p.spikes"]
 torch.save(records, {out!r} + f"/rank{{dist.get_rank()}}.pt")
+dist.barrier()  # no rank tears its process group down while another still exchanges
 dist.destroy_process_group()
 """
 
