@@ -125,6 +125,23 @@ def test_kernel_rejects_mismatched_arguments_with_a_message():
         kernels.propagate(pending[:0], spikes, targets, weights, delays, torch.tensor(0))
     with pytest.raises(RuntimeError, match="out of range"):
         kernels.propagate(pending, torch.ones_like(spikes), targets + 100, weights, delays, torch.tensor(0))
+    # the lanes forms that vmap runs in place: one buffer shared by the lanes (stride 0) would mix them
+    ops, steps = torch.ops.sapicore, torch.tensor([0, 1])
+    shared = pending.expand(2, *pending.shape)
+    lanes = (spikes.expand(2, -1), targets.expand(2, -1, -1), weights.expand(2, -1, -1), delays.expand(2, -1, -1))
+    with pytest.raises(RuntimeError, match="each lane of pending must be contiguous, lanes apart"):
+        ops.propagate_lanes_(shared, *lanes, 0, steps, None)
+    with pytest.raises(RuntimeError, match="lanes apart"):
+        ops.take_row_lanes_(shared, steps)
+    with pytest.raises(RuntimeError, match=r"step must be an int64 CPU tensor \(L,\)"):
+        ops.take_row_lanes_(pending.expand(2, *pending.shape).clone(), torch.tensor([0, 1, 2]))
+    with pytest.raises(RuntimeError, match=r"step must be >= 0"):
+        ops.take_row_lanes_(pending.expand(2, *pending.shape).clone(), torch.tensor([0, -1]))
+    mean = torch.rand(2, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=r"per lane and neuron \(L, N\)"):
+        ops.keyed_poisson(
+            mean, torch.exp(-mean)[:, :4], steps[:, None].expand(2, 5), torch.arange(5).expand(2, 5), 1, 1
+        )
 
 
 def test_networks_give_the_same_spikes_with_and_without_the_kernel():

@@ -377,14 +377,16 @@ at::Tensor take_row_lanes_(at::Tensor& pending, const at::Tensor& step) {
   TORCH_CHECK(step.dim() == 1 && step.size(0) == pending.size(0) && step.scalar_type() == at::kLong &&
                   step.device().is_cpu(),
               "sapicore::take_row_lanes_: step must be an int64 CPU tensor (L,)");
-  const int64_t lanes = pending.size(0), rows = pending.size(1);
+  const int64_t lanes = pending.size(0), rows = pending.size(1), bytes = pending.size(2) * pending.element_size();
   at::Tensor taken = at::empty({lanes, pending.size(2)}, pending.options());
-  for (int64_t lane = 0; lane < lanes; ++lane) {
+  char* base = static_cast<char*>(pending.data_ptr());
+  char* into = static_cast<char*>(taken.data_ptr());
+  for (int64_t lane = 0; lane < lanes; ++lane) {  // plain copies: this runs every step, for every lane
     const int64_t now = step.data_ptr<int64_t>()[lane * step.stride(0)];
     TORCH_CHECK(now >= 0, "sapicore::take_row_lanes_: step must be >= 0");
-    at::Tensor row = pending.select(0, lane).select(0, now % rows);
-    taken.select(0, lane).copy_(row);
-    row.zero_();
+    char* row = base + (lane * pending.stride(0) + (now % rows) * pending.stride(1)) * pending.element_size();
+    std::memcpy(into + lane * bytes, row, bytes);
+    std::memset(row, 0, bytes);  // all-zero bytes: 0.0 in float32 and float64
   }
   return taken;
 }
