@@ -30,7 +30,7 @@ Instead of ``populations`` and ``projections`` a spec may name a network builder
 ISI CVs (the transient after the initial state).
 ``simulation.transport`` (``auto``, the default, ``shared`` or ``gloo``) chooses how the processes
 of a run under ``torchrun`` exchange spikes: shared memory where they share a machine, or gloo's
-all-gather (any machines; not inside compiled chunks, so not with ``fast: true``).
+all-gather (any machines; with ``fast: true`` inside the compiled chunks too).
 
 A parameter, an initial value or a weight may be a number or a distribution drawn per neuron (or per
 synapse) with the spec's seed: ``{distribution: normal, mean: m, std: s}``,
@@ -309,11 +309,6 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
         discard=reader.number(sim.get("discard", 0.0), "simulation.discard"),
         transport=reader.choice(sim.get("transport", "auto"), "simulation.transport", TRANSPORTS),
     )
-    if simulation.fast and simulation.transport == "gloo":
-        raise reader.fail(
-            "simulation.transport",
-            "gloo cannot run inside compiled chunks (fast: true); use shared (ranks on one machine) or fast: false",
-        )
     if not 0.0 <= simulation.discard < duration:
         raise reader.fail(
             "simulation.discard", f"expected a time in [0, duration = {duration}) ms, got {simulation.discard}"

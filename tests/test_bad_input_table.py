@@ -867,10 +867,6 @@ COMMAND = {
         ["run", "coba", "--set", "simulation.transport=tcp"],
         "simulation.transport: expected one of auto, shared, gloo, got 'tcp'",
     ),
-    "run: gloo inside compiled chunks": (
-        ["run", "coba", "--set", "simulation.transport=gloo", "--set", "simulation.fast=true"],
-        "simulation.transport: gloo cannot run inside compiled chunks",
-    ),
     "sweep: a spec without a sweep section": (["sweep", "coba"], "no sweep: section"),
     "sweep: a grid of an empty list": (
         ["sweep", "coba", "--set", "sweep={grid: {drive.neurons: []}}"],

@@ -182,6 +182,38 @@ def test_a_process_loads_a_package_once_and_again_when_it_changes_on_disk(tmp_pa
     assert torch.equal(lif_run(fast=True)["v"], first["v"]) and len(loads) == 2
 
 
+def test_the_unlocked_runner_equals_torchs_loader_and_a_failing_run_is_not_compiled_around(
+    tmp_path, monkeypatch, caplog
+):
+    """The kernel library's loader (`_unlocked_runner`, which releases Python's lock while a package
+    runs: chunks whose graphs wait for gloo all-gathers) gives torch's loader's results bit for bit and
+    says why a package cannot run; a package that loaded but fails while it runs (an exchange with a
+    rank that died) fails the run (`ChunkFailed`) instead of compiling the chunk again another way."""
+    monkeypatch.setenv("SAPICORE_COMPILE_CACHE", str(tmp_path))
+    expected = lif_run(fast=True)
+    monkeypatch.setattr(stored, "_RUNNERS", {})
+    monkeypatch.setattr(stored.StoredChunk, "_loaded", staticmethod(stored._unlocked_runner))
+    got = lif_run(fast=True)
+    assert torch.equal(got["spikes"], expected["spikes"]) and torch.equal(got["v"], expected["v"])
+    (package,) = tmp_path.glob(f"*/{stored.PACKAGE}")
+    with pytest.raises(RuntimeError, match="input"):
+        stored._unlocked_runner(str(package))([torch.zeros(3)])
+    with pytest.raises(RuntimeError, match="cannot load"):
+        stored._unlocked_runner(str(tmp_path / "missing.pt2"))
+
+    def fails(path):
+        def run(flat):
+            raise RuntimeError("Connection closed by peer [gloo]")
+
+        return run
+
+    monkeypatch.setattr(stored, "_RUNNERS", {})
+    monkeypatch.setattr(stored.StoredChunk, "_loaded", staticmethod(fails))
+    with caplog.at_level(logging.INFO, logger="sapicore.compile"), pytest.raises(stored.ChunkFailed, match="gloo"):
+        lif_run(fast=True)
+    assert "could not keep the compiled chunk" not in caplog.text
+
+
 def test_runs_a_key_cannot_describe_are_not_kept():
     structure = stepper.structure_key((sf.LIF(), sf.LIF().init_state(3), None), 20, True, 0)
     assert stored.chunk_key(structure, ("v",)) == stored.chunk_key(structure, ("v",))

@@ -52,7 +52,7 @@ __all__ = [
     "DTYPES",
 ]
 
-_SOURCES = tuple(Path(__file__).parent / "csrc" / name for name in ("propagate.cpp", "exchange.cpp"))
+_SOURCES = tuple(Path(__file__).parent / "csrc" / name for name in ("propagate.cpp", "exchange.cpp", "package.cpp"))
 _NAME = "sapicore_kernels"
 _LOADED: dict[str, Any] = {}
 _OFF = [0]  # depth of nested `disabled()` blocks

@@ -9,11 +9,10 @@ some rank needs from another, and each rank delivers the spikes of the whole net
 synapses. The exchange goes through shared memory between the ranks of one machine
 ([`sapicore.functional.running.shared`][sapicore.functional.running.shared], an operator that compiled
 chunks call inside their graph), or is one all-gather of the process group per step (gloo, begun as
-soon as those populations have stepped, so that it overlaps the update of the others; spikes of 0
-and 1 travel as bitmaps); see
-`Exchange`. ``simulate`` runs such a network like any other, with ``fast=True`` too where the
-exchange is shared memory: it takes each population's input for the whole network and returns
-records of the whole network on every rank.
+soon as those populations have stepped, so that it overlaps the update of the others; in the
+reference loop spikes of 0 and 1 travel as bitmaps, in compiled chunks values as they are); see
+`Exchange`. ``simulate`` runs such a network like any other, with ``fast=True`` too: it takes each
+population's input for the whole network and returns records of the whole network on every rank.
 
 A target neuron adds its synaptic inputs in the same order as in one process (source by source,
 each source's synapses in order), so a partitioned run on the CPU gives the same spikes and weights
@@ -37,6 +36,7 @@ import torch
 from ..network import Network, Population, _ranges, _segments
 from ..propagation.projection import DenseProjection, SparseProjection, put_targets, row_layout, target_table
 from ..pytree import replace, tree_map
+from ..transforms import compiling
 from .shared import SharedChannel
 
 __all__ = [
@@ -74,10 +74,10 @@ class Exchange:
     """How a rank's share of a network sees the whole network: the whole network's ``populations``
     (sizes and parts), this ``rank`` among ``world`` ranks, the process ``group`` (None: the default
     group) and the ``transport`` of each step's outputs: ``"shared"`` (shared memory between the
-    ranks of one machine, see `sapicore.functional.running.shared`; compiled chunks need it),
-    ``"gloo"`` (all-gathers of the process group; ranks on several machines) or ``"auto"`` (shared
-    memory where the ranks share a machine). `connect` opens the ``channel``; ``traffic()`` counts the
-    exchanges."""
+    ranks of one machine, see `sapicore.functional.running.shared`), ``"gloo"`` (all-gathers of the
+    process group; ranks on several machines; compiled chunks name it ``group_name`` in their
+    graphs, see `for_compiled`) or ``"auto"`` (shared memory where the ranks share a machine).
+    `connect` opens the ``channel``; ``traffic()`` counts the exchanges."""
 
     populations: dict
     rank: int
@@ -85,6 +85,7 @@ class Exchange:
     group: Any = attrs.field(default=None, metadata={"keyed": False})
     transport: str = attrs.field(default="auto", validator=lambda _, __, value: _check_transport(value))
     channel: SharedChannel | None = None  # opened by `connect`; compiled chunks call it by number
+    group_name: str | None = None  # the process group of compiled chunks' all-gathers (see `for_compiled`)
     gloo: dict = attrs.field(  # this rank's all-gathers over the process group
         factory=lambda: {"seconds": 0.0, "bytes": 0, "calls": 0, "dense": 0}, metadata={"keyed": False}
     )
@@ -119,9 +120,22 @@ class Exchange:
         self.channel = opened
         return None
 
+    def for_compiled(self) -> None:
+        """Name the process group in compiled chunks' graphs, whose steps all-gather over gloo."""
+        import torch.distributed as dist
+
+        self.group_name = (self.group if self.group is not None else dist.group.WORLD).group_name
+
+    def count_graph_steps(self, steps: int) -> None:
+        """Count the all-gathers of ``steps`` steps of a compiled chunk over gloo (one a step, of the
+        size the first step's took; the time they took is the chunk's, not counted apart)."""
+        self.gloo["calls"] += steps
+        self.gloo["bytes"] += steps * self.plans.get("step bytes", 0) * (self.world - 1)
+
     def traffic(self) -> dict[str, float]:
         """This rank's exchanges: ``calls``, ``seconds`` spent in them (waiting for the other ranks
-        included) and ``bytes`` received, over gloo and shared memory together."""
+        included; not those inside compiled chunks over gloo) and ``bytes`` received, over gloo and
+        shared memory together."""
         shared = self.channel.traffic() if self.channel is not None else {"seconds": 0.0, "bytes": 0, "calls": 0}
         return {key: self.gloo[key] + shared[key] for key in ("seconds", "bytes", "calls")}
 
@@ -187,6 +201,10 @@ class Exchange:
             torch.nn.functional.pad(piece, (0, width - length)) for piece, length, width in zip(pieces, lengths, widths)
         ]
         flat = (padded[0] if len(padded) == 1 else torch.cat(padded, -1)).contiguous()
+        if compiling() or isinstance(flat, torch._subclasses.FakeTensor):  # a compiled chunk's graph
+            return None, _traced_gather(flat, self.world, self.group_name), order, None
+        if bits:  # a step's outputs: what a compiled chunk's all-gather of them sends
+            self.plans["step bytes"] = flat.numel() * flat.element_size()
         dense = flat if bits and flat.device.type == "cpu" else None
         message = flat if dense is None else _bitmap(flat)
         gathered = [torch.empty_like(message) for _ in range(self.world)]
@@ -202,6 +220,8 @@ class Exchange:
         import torch.distributed as dist
 
         work, gathered, order, dense = started
+        if work is None:  # traced: the values of every rank, rank after rank
+            return torch.ops._c10d_functional.wait_tensor(gathered).index_select(-1, order)
         began = time.perf_counter()
         work.wait()
         if dense is not None and all(int(message[0]) == 1 for message in gathered):  # sync-ok: CPU bytes, gloo's
@@ -324,6 +344,19 @@ class Exchange:
                     return True
             offset += size
         return False
+
+
+def _traced_gather(flat: torch.Tensor, world: int, group_name: str | None) -> torch.Tensor:
+    """Every rank's ``flat`` (1-d), rank after rank, from inside a compiled chunk: torch's traceable
+    all-gather of the process group (gloo between machines), its wait where the values are used.
+    The values travel as they are (a step's spikes as floats, not bits: a graph cannot choose its
+    message by their values)."""
+    if group_name is None or flat.dim() != 1:
+        raise NotImplementedError(
+            "a compiled chunk exchanges one network's outputs over gloo after Exchange.for_compiled (which simulate "
+            "calls); lanes of shares exchange through shared memory"
+        )
+    return torch.ops._c10d_functional.all_gather_into_tensor(flat, world, group_name)
 
 
 def _bitmap(values: torch.Tensor) -> torch.Tensor:

@@ -342,7 +342,9 @@ def _with_fallback(compiled: Callable, eager: Callable, label: str, steps: int) 
     return call
 
 
-def _stored_chunk(chunk: Callable, key: tuple, plan: Plan, grad: bool, settings: tuple) -> StoredChunk | None:
+def _stored_chunk(
+    chunk: Callable, model: Any, key: tuple, plan: Plan, grad: bool, settings: tuple
+) -> StoredChunk | None:
     """The run's chunk compiled ahead of time and kept on disk (see `stored`), or None where that
     does not apply: another backend than inductor, another device than the CPU, a gradient, an outer
     ``torch.func`` transform, a disabled cache or a run that cannot be keyed. ``settings``: what else
@@ -353,7 +355,19 @@ def _stored_chunk(chunk: Callable, key: tuple, plan: Plan, grad: bool, settings:
     if plan.fast is not True or context.device.type != "cpu" or grad or context.nested or root is None:
         return None
     name = stored.chunk_key(key, (plan.names, plan.every, plan.dt, plan.strict, plan.input_axis, *settings))
-    return None if name is None else StoredChunk(chunk, plan.names, root, name, plan.chunk)
+    if name is None:
+        return None
+    return StoredChunk(chunk, plan.names, root, name, plan.chunk, unlocked=_gloo_in_graph(model))
+
+
+def _no_unlocked_compile(*args: Any) -> Any:
+    raise NotImplementedError("over gloo, only a chunk compiled ahead of time runs without holding Python's lock")
+
+
+def _gloo_in_graph(model: Any) -> bool:
+    """Whether ``model`` is a share whose compiled chunks all-gather over gloo (see `open_exchange`)."""
+    exchange = getattr(model, "exchange", None)
+    return exchange is not None and exchange.group_name is not None
 
 
 def _lazy(make: Callable, *arguments: Any) -> Callable:
@@ -378,6 +392,8 @@ def _stored_or(chunk: StoredChunk, fallback: Callable) -> Callable:
         if use[0] is chunk:
             try:
                 return chunk(*args)
+            except stored.ChunkFailed:
+                raise
             except Exception as err:  # the chunk is pure, so running it again is safe
                 first = str(err).splitlines()[0] if str(err) else ""
                 COMPILE_LOG.info("could not keep the compiled chunk on disk (%s: %s)", type(err).__name__, first)
@@ -517,7 +533,15 @@ def run_chunks(
     if fast:
         key = structure_key((model, state, inputs), chunk, plan.strict, axis)
         compiled = _with_fallback(_lazy(compile_chunk, full, fast, device, key), full, str(fast), chunk)
-        kept = _stored_chunk(full, key, plan, grad, (stored.layout((model, inputs)), *settings))
+        kept = _stored_chunk(full, model, key, plan, grad, (stored.layout((model, inputs)), *settings))
+        if kept is None and _gloo_in_graph(model):
+            raise NotImplementedError(
+                "fast=True over gloo runs chunks compiled ahead of time and kept on disk (their graphs wait for the "
+                "all-gathers without holding Python's lock), which this run cannot keep (SAPICORE_COMPILE_CACHE=off, "
+                "a fast= backend name, a gradient, or inputs given as a function of time); run it with fast=False"
+            )
+        if kept is not None and _gloo_in_graph(model):  # torch.compile's graphs would hold the lock: not them
+            compiled = _with_fallback(_no_unlocked_compile, full, str(fast), chunk)
         full = compiled if kept is None else _stored_or(kept, compiled)
     n_records = steps // every
     partitioned = getattr(model, "exchange", None) is not None
@@ -752,12 +776,14 @@ def open_exchange(exchange: Any, plan: Plan, network: Any) -> str | None:
     """Open a partitioned run's shared-memory channel (every rank runs this; compiled chunks need it)
     and check that the ranks' unkeyed random draws differ. None when the channel is open, else why
     not (then the exchange goes through gloo)."""
-    why = exchange.connect() if plan.context.device.type == "cpu" else "the network is not on the CPU"
+    on_cpu = plan.context.device.type == "cpu"
+    why = exchange.connect() if on_cpu else "the network is not on the CPU"
     exchange.check_streams(network)
-    if plan.fast and exchange.channel is None:
+    if plan.fast and not on_cpu:
         raise NotImplementedError(
-            "fast=True runs a partitioned network with its exchange inside the compiled chunks, through shared "
-            f"memory between the ranks of one machine, which this run cannot use ({why or 'transport=gloo'}); "
-            "run it with fast=False"
+            "fast=True runs a partitioned network's exchange inside its compiled chunks on CPUs only (shared memory, "
+            f"or gloo between machines); the network is on {plan.context.device}: run it with fast=False"
         )
+    if plan.fast and exchange.channel is None:
+        exchange.for_compiled()
     return why if exchange.channel is None else None

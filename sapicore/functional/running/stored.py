@@ -28,6 +28,7 @@ inductor returns) has a package of its own, in a folder named by the key and tha
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import functools
 import hashlib
@@ -42,6 +43,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,7 @@ from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 from ..propagation import kernels
 from ..propagation.kernel_cache import user_cache
 
-__all__ = ["cache_root", "chunk_key", "layout", "StoredChunk"]
+__all__ = ["cache_root", "chunk_key", "layout", "StoredChunk", "ChunkFailed"]
 
 LOG = logging.getLogger("sapicore.compile")
 PACKAGE, SOURCES = "chunk.pt2", "sources.json"
@@ -245,8 +247,11 @@ class StoredChunk:
     Raises from the first call whatever export or compilation raised (the caller falls back).
     """
 
-    def __init__(self, chunk: Callable, names: tuple[str, ...], root: Path, key: str, steps: int) -> None:
+    def __init__(
+        self, chunk: Callable, names: tuple[str, ...], root: Path, key: str, steps: int, unlocked: bool = False
+    ) -> None:
         self.chunk, self.names, self.root, self.key, self.steps = chunk, names, root, key, steps
+        self.unlocked = unlocked  # run with the interpreter lock released (see `_unlocked_runner`)
         self.folder = root / key  # of the package for the state's layout of the latest call
         self.runners: dict[tuple, Callable] = {}  # the state's strides -> the package compiled for them
         self.state_spec: Any = None
@@ -264,8 +269,10 @@ class StoredChunk:
         Python loader would take a second."""
         path = str(self.folder / PACKAGE)
         info = os.stat(path)
-        mark = (path, info.st_mtime_ns, info.st_size, threading.get_ident())
-        return _RUNNERS[mark] if mark in _RUNNERS else _remember(_RUNNERS, mark, self._loaded(path), MOST_RUNNERS)
+        mark = (path, info.st_mtime_ns, info.st_size, threading.get_ident(), self.unlocked)
+        if mark not in _RUNNERS:
+            _remember(_RUNNERS, mark, _unlocked_runner(path) if self.unlocked else self._loaded(path), MOST_RUNNERS)
+        return _RUNNERS[mark]
 
     @staticmethod
     def _loaded(path: str) -> Callable:
@@ -392,12 +399,78 @@ class StoredChunk:
             digest = hashlib.sha256(repr(strides).encode()).hexdigest()[:8]
             self.folder = self.root / f"{self.key}-{digest}"
             run = self.runners[strides] = self._prepare(model, state, xs, t0)
-        out = run([*self.model_tensors, *self.state_tensors, *_tensors(xs), t0])
+        try:
+            out = run([*self.model_tensors, *self.state_tensors, *_tensors(xs), t0])
+        except Exception as err:  # the package was compiled and loaded: running it failed (an exchange, say)
+            raise ChunkFailed(str(err)) from err
+        if self.unlocked:  # the steps' all-gathers ran inside the graph
+            model.exchange.count_graph_steps(self.steps)
         count, recorded = self.state_count, len(self.names)
         self.state_tensors = list(out[:count])
         self.state = self.rebuild(self.state_tensors)
         records = dict(zip(self.names, out[count : count + recorded]))
         return self.state, records, out[count + recorded] if self.watched else None
+
+
+class ChunkFailed(RuntimeError):
+    """A compiled chunk that loaded failed while it ran (an exchange with a rank that died, say): the
+    run fails with it, rather than compile the chunk again another way."""
+
+
+class _Package:
+    """A package loaded by the kernel library's C++ loader (``csrc/package.cpp``); closed with it."""
+
+    def __init__(self, library: Any, path: str) -> None:
+        self.library = library
+        self.handle = library.sapicore_package_open(path.encode())
+        if not self.handle:
+            raise RuntimeError(f"cannot load {path}: {library.sapicore_package_error().decode()}")
+        self._closed = weakref.finalize(self, library.sapicore_package_close, ctypes.c_void_p(self.handle))
+
+    def __call__(self, flat: list[torch.Tensor]) -> list[torch.Tensor]:
+        handles = [_pointer(capsule, None) for capsule in torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(flat)]
+        most = len(flat) + 256  # outputs: the state, the records and a NaN-watch sum
+        outputs = (ctypes.c_void_p * most)()
+        count = self.library.sapicore_package_run(
+            ctypes.c_void_p(self.handle), (ctypes.c_void_p * len(handles))(*handles), len(handles), outputs, most
+        )
+        if count < 0:
+            raise RuntimeError(self.library.sapicore_package_error().decode())
+        capsules = [_capsule(outputs[i], None, None) for i in range(count)]
+        return torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(capsules)
+
+
+# torch's AOTI helpers hand tensor handles over as capsules; the library takes and gives pointers
+_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_pointer.restype, _pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+_capsule = ctypes.pythonapi.PyCapsule_New
+_capsule.restype, _capsule.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+
+
+def _unlocked_runner(path: str) -> Callable:
+    """A runner of the package at ``path`` that releases Python's interpreter lock while the package
+    runs (ctypes calls do). A chunk whose graph waits for gloo all-gathers needs that: gloo's worker
+    thread takes the lock to let go of a finished all-gather's tensors where Python holds one of them
+    (or the tensor a view of them is cut from), and torch's own loader holds the lock for the whole
+    run, so the two would wait for each other."""
+    library = kernels.library()
+    if library is None or not hasattr(library, "sapicore_package_open"):
+        raise RuntimeError("the kernel library is not built, so a chunk cannot run without the interpreter lock")
+    if not getattr(library, "_sapicore_package_typed", False):
+        library.sapicore_package_open.restype = ctypes.c_void_p
+        library.sapicore_package_open.argtypes = [ctypes.c_char_p]
+        library.sapicore_package_run.restype = ctypes.c_int64
+        library.sapicore_package_run.argtypes = [
+            ctypes.c_void_p,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_int64,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_int64,
+        ]
+        library.sapicore_package_error.restype = ctypes.c_char_p
+        library.sapicore_package_close.argtypes = [ctypes.c_void_p]
+        library._sapicore_package_typed = True
+    return _Package(library, path)
 
 
 def rebuilder(spec: _pytree.TreeSpec) -> Callable[[list], Any]:
