@@ -510,11 +510,11 @@ def test_the_example_writes_the_same_summary_on_one_and_two_processes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("fast", "transport"), [(False, "gloo"), (True, "auto")])
+@pytest.mark.parametrize(("fast", "transport"), [(False, "gloo"), (True, "auto"), (True, "gloo")])
 def test_the_command_under_torchrun_writes_the_single_process_records(tmp_path, fast, transport):
     """``torchrun --nproc-per-node 2 -m sapicore run microcircuit`` with keyed background, with the
-    reference loop over gloo (``simulation.transport``) or compiled chunks over shared memory: the
-    same spike events in records.nix, and the same rates, as ``sapicore run`` in one process."""
+    reference loop over gloo (``simulation.transport``) or compiled chunks over shared memory or gloo:
+    the same spike events in records.nix, and the same rates, as ``sapicore run`` in one process."""
     from sapicore.logging.nix import read_events
 
     options = ["--set", "builder.scale=0.05", "--set", "builder.background=keyed", "--set", "simulation.discard=50"]
