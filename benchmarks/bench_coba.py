@@ -255,6 +255,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.brian_python:  # Brian2 runs with /tmp as its working directory
         args.brian_python = os.path.abspath(args.brian_python)
+        if not os.access(args.brian_python, os.X_OK):
+            parser.error(f"--brian-python {args.brian_python} is not a Python to run (bash benchmarks/setup_brian2.sh)")
     torch.set_num_threads(1)
     os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
     device = torch.device(args.device)
