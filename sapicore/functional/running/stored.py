@@ -455,7 +455,10 @@ def _unlocked_runner(path: str) -> Callable:
     run, so the two would wait for each other."""
     library = kernels.library()
     if library is None or not hasattr(library, "sapicore_package_open"):
-        raise RuntimeError("the kernel library is not built, so a chunk cannot run without the interpreter lock")
+        raise RuntimeError(
+            "a chunk runs without the interpreter lock through the kernel library built with torch 2.6 or later, "
+            "which this environment does not have"
+        )
     if not getattr(library, "_sapicore_package_typed", False):
         library.sapicore_package_open.restype = ctypes.c_void_p
         library.sapicore_package_open.argtypes = [ctypes.c_char_p]

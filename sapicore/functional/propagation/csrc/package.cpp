@@ -14,6 +14,8 @@
 //   outputs  room for `most` handles: new at::Tensor objects, for Python to take over
 // sapicore_package_close(loader)
 #include <torch/extension.h>
+
+#if __has_include(<torch/csrc/inductor/aoti_package/model_package_loader.h>)  // torch 2.6 and later
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include <string>
@@ -27,7 +29,7 @@ extern "C" {
 
 void* sapicore_package_open(const char* path) {
   try {
-    return new torch::inductor::AOTIModelPackageLoader(path, "model", /*run_single_threaded=*/true, 1, -1);
+    return new torch::inductor::AOTIModelPackageLoader(path, "model");
   } catch (const std::exception& err) {
     last_error = err.what();
     return nullptr;
@@ -43,7 +45,7 @@ int64_t sapicore_package_run(void* loader, void** inputs, int64_t count, void** 
     delete handle;
   }
   try {
-    auto out = static_cast<torch::inductor::AOTIModelPackageLoader*>(loader)->boxed_run(std::move(given));
+    auto out = static_cast<torch::inductor::AOTIModelPackageLoader*>(loader)->run(given);
     TORCH_CHECK(static_cast<int64_t>(out.size()) <= most, "the package returned ", out.size(),
                 " tensors, more than the ", most, " expected");
     for (size_t i = 0; i < out.size(); ++i) outputs[i] = new at::Tensor(std::move(out[i]));
@@ -59,3 +61,4 @@ const char* sapicore_package_error() { return last_error.c_str(); }
 void sapicore_package_close(void* loader) { delete static_cast<torch::inductor::AOTIModelPackageLoader*>(loader); }
 
 }  // extern "C"
+#endif
