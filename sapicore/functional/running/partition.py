@@ -203,7 +203,7 @@ class Exchange:
         flat = (padded[0] if len(padded) == 1 else torch.cat(padded, -1)).contiguous()
         if compiling() or isinstance(flat, torch._subclasses.FakeTensor):  # a compiled chunk's graph
             return None, _traced_gather(flat, self.world, self.group_name), order, None
-        if bits:  # a step's outputs: what a compiled chunk's all-gather of them sends
+        if bits and "step bytes" not in self.plans:  # a step's outputs: what a compiled chunk's all-gather sends
             self.plans["step bytes"] = flat.numel() * flat.element_size()
         dense = flat if bits and flat.device.type == "cpu" else None
         message = flat if dense is None else _bitmap(flat)

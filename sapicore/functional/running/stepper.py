@@ -343,13 +343,13 @@ def _with_fallback(compiled: Callable, eager: Callable, label: str, steps: int) 
 
 
 def _stored_chunk(
-    chunk: Callable, model: Any, key: tuple, plan: Plan, grad: bool, settings: tuple
+    chunk: Callable, key: tuple, plan: Plan, grad: bool, settings: tuple, unlocked: bool
 ) -> StoredChunk | None:
     """The run's chunk compiled ahead of time and kept on disk (see `stored`), or None where that
     does not apply: another backend than inductor, another device than the CPU, a gradient, an outer
     ``torch.func`` transform, a disabled cache or a run that cannot be keyed. ``settings``: what else
     the chunk's code depends on (the strides of the model's and the inputs' tensors; a sweep's
-    randomness and input lanes)."""
+    randomness and input lanes). ``unlocked``: run it with Python's lock released (see `_gloo_in_graph`)."""
     context = plan.context
     root = stored.cache_root()
     if plan.fast is not True or context.device.type != "cpu" or grad or context.nested or root is None:
@@ -357,7 +357,7 @@ def _stored_chunk(
     name = stored.chunk_key(key, (plan.names, plan.every, plan.dt, plan.strict, plan.input_axis, *settings))
     if name is None:
         return None
-    return StoredChunk(chunk, plan.names, root, name, plan.chunk, unlocked=_gloo_in_graph(model))
+    return StoredChunk(chunk, plan.names, root, name, plan.chunk, unlocked=unlocked)
 
 
 def _no_unlocked_compile(*args: Any) -> Any:
@@ -532,16 +532,17 @@ def run_chunks(
     grad = torch.is_grad_enabled() and _gradient_possible(context, model, state, inputs)
     if fast:
         key = structure_key((model, state, inputs), chunk, plan.strict, axis)
-        compiled = _with_fallback(_lazy(compile_chunk, full, fast, device, key), full, str(fast), chunk)
-        kept = _stored_chunk(full, model, key, plan, grad, (stored.layout((model, inputs)), *settings))
-        if kept is None and _gloo_in_graph(model):
+        gloo = _gloo_in_graph(model)
+        kept = _stored_chunk(full, key, plan, grad, (stored.layout((model, inputs)), *settings), unlocked=gloo)
+        if kept is None and gloo:
             raise NotImplementedError(
                 "fast=True over gloo runs chunks compiled ahead of time and kept on disk (their graphs wait for the "
                 "all-gathers without holding Python's lock), which this run cannot keep (SAPICORE_COMPILE_CACHE=off, "
                 "a fast= backend name, a gradient, or inputs given as a function of time); run it with fast=False"
             )
-        if kept is not None and _gloo_in_graph(model):  # torch.compile's graphs would hold the lock: not them
-            compiled = _with_fallback(_no_unlocked_compile, full, str(fast), chunk)
+        # over gloo, torch.compile's graphs would hold the lock: a package that cannot be made falls back to the loop
+        compile_it = _no_unlocked_compile if gloo else _lazy(compile_chunk, full, fast, device, key)
+        compiled = _with_fallback(compile_it, full, str(fast), chunk)
         full = compiled if kept is None else _stored_or(kept, compiled)
     n_records = steps // every
     partitioned = getattr(model, "exchange", None) is not None
