@@ -428,28 +428,12 @@ class _Package:
         self._closed = weakref.finalize(self, library.sapicore_package_close, ctypes.c_void_p(self.handle))
 
     def __call__(self, flat: list[torch.Tensor]) -> list[torch.Tensor]:
-        handles = [_pointer(capsule, None) for capsule in torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(flat)]
-        most = len(flat) + 256  # outputs: the state, the records and a NaN-watch sum
-        outputs = (ctypes.c_void_p * most)()
-        count = self.library.sapicore_package_run(
-            ctypes.c_void_p(self.handle), (ctypes.c_void_p * len(handles))(*handles), len(handles), outputs, most
-        )
-        if count < 0:
-            raise RuntimeError(self.library.sapicore_package_error().decode())
-        capsules = [_capsule(outputs[i], None, None) for i in range(count)]
-        return torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(capsules)
-
-
-# torch's AOTI helpers hand tensor handles over as capsules; the library takes and gives pointers
-_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-_pointer.restype, _pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-_capsule = ctypes.pythonapi.PyCapsule_New
-_capsule.restype, _capsule.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        return torch.ops.sapicore.run_package(self.handle, flat)
 
 
 def _unlocked_runner(path: str) -> Callable:
     """A runner of the package at ``path`` that releases Python's interpreter lock while the package
-    runs (ctypes calls do). A chunk whose graph waits for gloo all-gathers needs that: gloo's worker
+    runs (torch releases it around an op called from Python: ``sapicore::run_package``). A chunk whose graph waits for gloo all-gathers needs that: gloo's worker
     thread takes the lock to let go of a finished all-gather's tensors where Python holds one of them
     (or the tensor a view of them is cut from), and torch's own loader holds the lock for the whole
     run, so the two would wait for each other."""
@@ -462,14 +446,6 @@ def _unlocked_runner(path: str) -> Callable:
     if not getattr(library, "_sapicore_package_typed", False):
         library.sapicore_package_open.restype = ctypes.c_void_p
         library.sapicore_package_open.argtypes = [ctypes.c_char_p]
-        library.sapicore_package_run.restype = ctypes.c_int64
-        library.sapicore_package_run.argtypes = [
-            ctypes.c_void_p,
-            ctypes.POINTER(ctypes.c_void_p),
-            ctypes.c_int64,
-            ctypes.POINTER(ctypes.c_void_p),
-            ctypes.c_int64,
-        ]
         library.sapicore_package_error.restype = ctypes.c_char_p
         library.sapicore_package_close.argtypes = [ctypes.c_void_p]
         library._sapicore_package_typed = True
