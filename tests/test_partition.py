@@ -38,7 +38,7 @@ state, records = sf.simulate(
 for name in local.projections:
     records.update(zip([name + ".pre", name + ".post", name + ".w"], gather_synapses(local, state, name)))
 records["shared"] = local.exchange.channel is not None
-records["gloo"] = dict(local.exchange.gloo)
+records["gloo"] = {{**local.exchange.gloo, "step bytes": local.exchange.plans.get("step bytes", 0)}}
 if {fast!r} and {transport!r} == "gloo":  # over gloo, chunks not kept on disk would hold the lock: refused
     import os
 
@@ -236,9 +236,9 @@ def _resumes_on_three_ranks_and_on_one(tmp_path: Path, expected: dict) -> None:
 )
 def test_a_partitioned_run_equals_the_single_process_run_bit_for_bit(world, transport, fast, tmp_path):
     """Through shared memory ("auto" on one machine) or gloo, with the reference loop or compiled
-    chunks (whose graphs hold the exchange: the shared channel's operator, or gloo all-gathers of a
-    process group of their own, run with the interpreter lock released), on 2 or 3 ranks: the single
-    process's results. In the reference loop over gloo, a step's outputs travel as a bitmap where
+    chunks (whose graphs hold the exchange: the shared channel's operator, or gloo all-gathers run
+    with the interpreter lock released, the LIF cells' spikes in them as bits), on 2 or 3 ranks: the
+    single process's results. In the reference loop over gloo, a step's outputs travel as a bitmap where
     every rank's are 0 or 1, else as they are (the noise's counts of 2 and 3 here)."""
     _run_ranks(tmp_path, WORKER, world, transport=transport, fast=fast, chunk=10 if fast else 100)
     expected = _single_process_run()
@@ -249,7 +249,9 @@ def test_a_partitioned_run_equals_the_single_process_run_bit_for_bit(world, tran
         assert records.pop("shared") == (transport == "auto")
         gloo = records.pop("gloo")
         if transport == "gloo" and fast:  # the steps' all-gathers run inside the compiled graphs
-            assert gloo["dense"] == 0 and gloo["calls"] >= STEPS, gloo  # counted; values as they are, no bitmaps
+            assert gloo["dense"] == 0 and gloo["calls"] >= STEPS, gloo  # counted, with no bitmaps of the loop's
+            dense = 4 * sum(-(-population.size // world) for population in network().populations.values())
+            assert 0 < gloo["step bytes"] < 0.35 * dense, gloo  # the cells' spikes as bits, the rest as they are
             refused = torch.load(tmp_path / f"refused{rank}.pt")
             assert "kept on disk" in refused and "SAPICORE_COMPILE_CACHE=off" in refused, refused
         elif transport == "gloo":  # steps' spikes travel as bitmaps, but for those with the noise's counts of 2 or 3
@@ -353,6 +355,42 @@ def test_lanes_of_a_partitioned_network_equal_each_lanes_single_process_run(fast
         )
         unkeyed = records["unkeyed"]  # the whole population on every rank: ranks own even and odd neurons
         assert unkeyed.sum() > 50 and not torch.equal(unkeyed[:, 0::2], unkeyed[:, 1::2])
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_chunks_over_gloo_send_binary_outputs_as_bits_and_the_others_as_they_are(dtype, world):
+    """The message of a compiled chunk's step over gloo: the LIF cells' outputs (output_is_binary) as
+    bits, the Poisson counts and spike inputs as their bytes; every rank's messages together give the
+    whole network's outputs exactly, in a fraction of the bytes. An output said to be binary that is
+    not is refused before the chunks are compiled."""
+    from sapicore.functional.network import names_of
+    from sapicore.functional.running.partition import _check_binary, _owned, _packed_message, _unpacked_message
+
+    whole = network()
+    group = tuple(whole.populations)
+    assert [whole.populations[name].model.output_is_binary for name in names_of(group)] == [False, False, True]
+    values = {name: (torch.rand(pop.size) < 0.3).to(dtype) for name, pop in whole.populations.items()}
+    values["noise"] = torch.randint(0, 4, (whole.populations["noise"].size,)).to(dtype)
+    messages, flats = [], []
+    for rank in range(world):
+        exchange = sf.partition(whole, rank, world).exchange
+        lengths, widths, order = exchange._plan(group)
+        pieces = [values[name][_owned(0, whole.populations[name].size, rank, world)] for name in group]
+        flat = torch.cat([torch.nn.functional.pad(p, (0, w - len(p))) for p, w in zip(pieces, widths)])
+        packing = exchange._packing(group)
+        messages.append(_packed_message(flat, packing))
+        flats.append(flat)
+        _check_binary(flat, packing, group)
+        wrong = flat.clone()
+        wrong[packing[0][3]] = 2.0  # a cell's output said to be binary
+        with pytest.raises(ValueError, match="'cells'.*output_is_binary = False"):
+            _check_binary(wrong, packing, group)
+    assert len({message.numel() for message in messages}) == 1 and messages[0].dtype == torch.uint8
+    assert messages[0].numel() < 0.5 * flats[0].numel() * flats[0].element_size()
+    got = _unpacked_message(torch.cat(messages), world, flats[0], packing).index_select(-1, packing[2])
+    assert got.dtype == dtype and torch.equal(got, torch.cat([values[name] for name in group]))
+    assert torch.equal(torch.cat(flats).index_select(-1, order), got)  # as the values travelling as they are
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -201,10 +201,17 @@ class Exchange:
             torch.nn.functional.pad(piece, (0, width - length)) for piece, length, width in zip(pieces, lengths, widths)
         ]
         flat = (padded[0] if len(padded) == 1 else torch.cat(padded, -1)).contiguous()
+        packing = self._packing(group) if bits else None
         if compiling() or isinstance(flat, torch._subclasses.FakeTensor):  # a compiled chunk's graph
+            if packing is not None:  # outputs said to be 0 or 1 travel as bits
+                message = _packed_message(flat, packing)
+                return None, _traced_gather(message, self.world, self.group_name), packing[2], (flat, packing)
             return None, _traced_gather(flat, self.world, self.group_name), order, None
+        if packing is not None and self.group_name is not None:  # before compiled chunks: what they will send
+            _check_binary(flat, packing, group)
         if bits and "step bytes" not in self.plans:  # a step's outputs: what a compiled chunk's all-gather sends
-            self.plans["step bytes"] = flat.numel() * flat.element_size()
+            size = flat.numel() * flat.element_size()
+            self.plans["step bytes"] = size if packing is None else _packed_message(flat, packing).numel()
         dense = flat if bits and flat.device.type == "cpu" else None
         message = flat if dense is None else _bitmap(flat)
         gathered = [torch.empty_like(message) for _ in range(self.world)]
@@ -220,8 +227,11 @@ class Exchange:
         import torch.distributed as dist
 
         work, gathered, order, dense = started
-        if work is None:  # traced: the values of every rank, rank after rank
-            return torch.ops._c10d_functional.wait_tensor(gathered).index_select(-1, order)
+        if work is None:  # traced: the values of every rank, rank after rank (partly as bits where ``dense`` says)
+            values = torch.ops._c10d_functional.wait_tensor(gathered)
+            if dense is not None:
+                values = _unpacked_message(values, self.world, *dense)
+            return values.index_select(-1, order)
         began = time.perf_counter()
         work.wait()
         if dense is not None and all(int(message[0]) == 1 for message in gathered):  # sync-ok: CPU bytes, gloo's
@@ -260,6 +270,38 @@ class Exchange:
             index[:, -1] = places[index[:, -1]]
             out[tuple(index.t())] = values.to(value.device)
         return out
+
+    def _packing(self, group: str | tuple[str, ...]) -> tuple | None:
+        """How a compiled chunk sends a step's outputs of ``group``: ``(bits, others, order)``, the
+        places in a rank's values (see `_plan`) of the segments whose models say their outputs are 0
+        or 1 (`NeuronModel.output_is_binary`) and of the others, and `_plan`'s order for each rank's
+        values arranged bits first; None where no model says so. Worked out once per group."""
+        key = ("packing", group)
+        if key not in self.plans:
+            _, widths, order = self._plan(group)
+            binary = [
+                bool(self.populations[pop].model.output_is_binary) for pop, _, _ in _segments(group, self.ranges())
+            ]
+            self.plans[key] = None
+            if any(binary):
+                starts = [sum(widths[:k]) for k in range(len(widths))]
+                bits, others = (
+                    torch.cat(
+                        [
+                            torch.arange(start, start + width)
+                            for start, width, b in zip(starts, widths, binary)
+                            if b is kind
+                        ]
+                        or [torch.zeros(0, dtype=torch.int64)]
+                    )
+                    for kind in (True, False)
+                )
+                total = sum(widths)
+                arranged = torch.empty(total, dtype=torch.int64)
+                arranged[torch.cat([bits, others])] = torch.arange(total)
+                rank = torch.div(order, total, rounding_mode="floor")
+                self.plans[key] = (bits, others, rank * total + arranged[order % total])
+        return self.plans[key]
 
     def _places(self, group: str | tuple[str, ...], rank: int) -> torch.Tensor:
         """Where the neurons of ``rank`` (in that rank's order) stand in ``group`` (whole numbering)."""
@@ -349,14 +391,58 @@ class Exchange:
 def _traced_gather(flat: torch.Tensor, world: int, group_name: str | None) -> torch.Tensor:
     """Every rank's ``flat`` (1-d), rank after rank, from inside a compiled chunk: torch's traceable
     all-gather of the process group (gloo between machines), its wait where the values are used.
-    The values travel as they are (a step's spikes as floats, not bits: a graph cannot choose its
-    message by their values)."""
+    A graph cannot choose its message by the values, so spikes travel as bits only where the models
+    say their outputs are 0 or 1 (`_packed`); other values travel as they are."""
     if group_name is None or flat.dim() != 1:
         raise NotImplementedError(
             "a compiled chunk exchanges one network's outputs over gloo after Exchange.for_compiled (which simulate "
             "calls); lanes of shares exchange through shared memory"
         )
     return torch.ops._c10d_functional.all_gather_into_tensor(flat, world, group_name)
+
+
+def _packed_message(flat: torch.Tensor, packing: tuple) -> torch.Tensor:
+    """A rank's step outputs ``flat`` as bytes: the values at ``packing[0]`` as bits (`_packed`, padded
+    to 8 bytes), then the others' bytes as they are."""
+    bits, others = packing[0], packing[1]
+    packed = _packed(flat.index_select(0, bits.to(flat.device)))
+    packed = torch.nn.functional.pad(packed, (0, -packed.numel() % 8))
+    if not others.numel():
+        return packed
+    return torch.cat([packed, flat.index_select(0, others.to(flat.device)).view(torch.uint8)])
+
+
+def _unpacked_message(gathered: torch.Tensor, world: int, like: torch.Tensor, packing: tuple) -> torch.Tensor:
+    """Every rank's values from their `_packed_message` bytes (rank after rank), each rank's arranged
+    as ``packing`` says (bits first), of ``like``'s dtype."""
+    count = packing[0].numel()
+    rows = gathered.reshape(world, -1)
+    width = -(-count // 8)
+    width += -width % 8
+    shifts = torch.arange(8, dtype=torch.uint8, device=gathered.device)
+    bits = ((rows[:, :width].unsqueeze(-1) >> shifts) & 1).reshape(world, -1)[:, :count].to(like.dtype)
+    if not packing[1].numel():
+        return bits.reshape(-1)
+    others = rows[:, width:].contiguous().view(like.dtype)
+    return torch.cat([bits, others], 1).reshape(-1)
+
+
+def _check_binary(flat: torch.Tensor, packing: tuple, group: str | tuple[str, ...]) -> None:
+    """Raise unless the values of ``flat`` that would travel as bits are 0 or 1."""
+    values = flat.detach().index_select(0, packing[0].to(flat.device))
+    if not bool(((values == 0) | (values == 1)).all()):  # sync-ok: the CPU values of a step about to go through gloo
+        names = ", ".join(map(repr, group if isinstance(group, tuple) else (group,)))
+        raise ValueError(
+            f"an output among those of {names} is not 0 or 1, though its model says so (output_is_binary = True): "
+            "compiled chunks over gloo would send it as a bit; set output_is_binary = False on the model class"
+        )
+
+
+def _packed(flat: torch.Tensor) -> torch.Tensor:
+    """``flat`` (1-d, every value 0 or 1) as bits in bytes, value ``i`` at bit ``i % 8`` of byte
+    ``i // 8`` (torch ops: this runs inside a compiled chunk's graph)."""
+    bits = torch.nn.functional.pad(flat, (0, -flat.numel() % 8)).reshape(-1, 8).to(torch.uint8)
+    return (bits << torch.arange(8, dtype=torch.uint8, device=flat.device)).sum(-1, dtype=torch.uint8)
 
 
 def _bitmap(values: torch.Tensor) -> torch.Tensor:

@@ -67,6 +67,7 @@ class AdEx(NeuronModel):
     surrogate_slope: Any = parameter(1.0, check=check_positive)
 
     state_class = AdExState
+    output_is_binary = True
 
     def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"v": full_state(self.e_leak, shape, zeros), "w": zeros.clone(), "refractory_left": zeros.clone()}

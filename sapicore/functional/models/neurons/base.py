@@ -168,7 +168,7 @@ class NeuronModel:
       surrogate gradient).
 
     Optional: ``output_name`` (default "spikes"), ``output_is_event`` (summed over a recording
-    window when True, sampled when False) and ``stochastic`` (True when ``step`` draws random numbers). With these, the model runs in ``simulate``, ``sweep``,
+    window when True, sampled when False), ``output_is_binary`` (every output 0 or 1) and ``stochastic`` (True when ``step`` draws random numbers). With these, the model runs in ``simulate``, ``sweep``,
     ``torch.func`` transforms, a ``Network`` population and compiled chunks (``fast=True``).
     """
 
@@ -176,6 +176,11 @@ class NeuronModel:
     output_name: ClassVar[str] = "spikes"
     #: outputs that are events (spikes) are summed over a recording window; others are sampled
     output_is_event: ClassVar[bool] = True
+    #: True where every output value is 0 or 1 (spikes of a threshold, a count never above 1): over
+    #: gloo, a partitioned network's compiled chunks then send a step's outputs as bits (one a neuron
+    #: instead of 32); a model that says so wrongly would lose values there (checked at the run's first
+    #: step)
+    output_is_binary: ClassVar[bool] = False
     #: False for input populations (sources) that projections may not target
     receives_projections: ClassVar[bool] = True
     #: parameters whose last axis counts something other than neurons (e.g. an oscillator's sine

@@ -77,6 +77,7 @@ class HodgkinHuxley(NeuronModel):
     surrogate_slope: Any = parameter(1.0, check=check_positive)
 
     state_class = HodgkinHuxleyState
+    output_is_binary = True
 
     def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         v = full_state(self.v_init, shape, zeros)

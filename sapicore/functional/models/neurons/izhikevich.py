@@ -60,6 +60,7 @@ class Izhikevich(NeuronModel):
     surrogate_slope: Any = parameter(1.0, check=check_positive)
 
     state_class = IzhikevichState
+    output_is_binary = True
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> Izhikevich:

@@ -94,6 +94,7 @@ class LIF(NeuronModel):
     surrogate_slope: Any = parameter(1.0, check=check_positive)
 
     state_class = LIFState
+    output_is_binary = True
 
     def initial_values(self, shape: tuple[int, ...], zeros: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"v": full_state(self.v_rest, shape, zeros), "refractory_left": zeros.clone(), "i_syn": zeros.clone()}
