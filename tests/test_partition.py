@@ -383,7 +383,7 @@ def test_compiled_chunks_over_gloo_send_binary_outputs_as_bits_and_the_others_as
         flats.append(flat)
         _check_binary(flat, packing, group)
         wrong = flat.clone()
-        wrong[packing[0][3]] = 2.0  # a cell's output said to be binary
+        wrong[packing[0][0][0] + 3] = 2.0  # a cell's output said to be binary
         with pytest.raises(ValueError, match="'cells'.*output_is_binary = False"):
             _check_binary(wrong, packing, group)
     assert len({message.numel() for message in messages}) == 1 and messages[0].dtype == torch.uint8
