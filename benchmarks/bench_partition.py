@@ -139,7 +139,7 @@ def main() -> None:
         command = launcher + ([] if count == 1 else [f"--nproc-per-node={count}"]) + own
         done = subprocess.run(command, capture_output=True, text=True, env=environment)
         if done.returncode != 0:
-            raise SystemExit(f"{count} processes failed:\n{done.stderr[-3000:]}")
+            raise SystemExit(f"{count} processes failed:\n{done.stderr[-20000:]}")
         rows[count] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     seconds = args.duration / 1000.0
     single = max(row["wall_s"] for row in rows[min(rows)]) / seconds

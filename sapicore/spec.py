@@ -51,7 +51,7 @@ from tree_config.yaml import yaml_loads
 
 import sapicore.functional as sf
 from sapicore.functional import connectivity as conn
-from sapicore.functional.running.partition import TRANSPORTS
+from sapicore.functional.running.partition import TRANSPORTS, local_values, partition_built
 
 __all__ = [
     "SpecError",
@@ -226,7 +226,7 @@ class _Reader:
         return value
 
     def choice(self, value: Any, path: str, choices: Any) -> str:
-        if value not in choices:
+        if not isinstance(value, (str, type(None))) or value not in choices:  # a list is no name
             raise self.fail(path, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
 
@@ -260,17 +260,27 @@ class _Reader:
         return torch.exp(draws) if kind == "lognormal" else draws
 
 
+def _whole_setting(field: Any, value: Any) -> bool:
+    """Whether ``value`` is an int given to a model field that is not a numeric parameter (a
+    ``PoissonSource``'s ``seed`` or ``trains``), which takes it as it is."""
+    return isinstance(value, int) and not isinstance(value, bool) and field.converter is None
+
+
 def _build(factory: Any, arguments: dict, reader: _Reader, path: str) -> Any:
     try:
         return factory(**arguments)
+    except SpecError:  # a part built inside (a share's projections) says where itself
+        raise
     except (TypeError, ValueError) as err:
         raise reader.fail(path, str(err)) from None
 
 
 def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] | None = None) -> Spec:
-    """Check and build a spec from already-loaded YAML data. ``share=(rank, world)``: a builder that
-    can builds only that rank's share of its network (``sapicore.functional.partition``); a network
-    given by populations is built whole."""
+    """Check and build a spec from already-loaded YAML data. ``share=(rank, world)``: only that rank's
+    share of its network (``sapicore.functional.partition``), the initial values cut to its neurons: a
+    builder builds the share itself; a network given by populations draws every projection as the
+    whole network does and cuts it to the rank's targets as soon as it is made, so that at most one
+    whole projection is held at a time."""
     source = Path(source)
     generator = torch.Generator()
     reader = _Reader(source, generator)
@@ -341,10 +351,11 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
         parameters = reader.mapping(
             entry.get("parameters", {}), f"{path}.parameters", optional=[f.name for f in attrs.fields(model_cls)]
         )
-        values = {
-            key: reader.value(value, f"{path}.parameters.{key}", size)
-            if not isinstance(value, str) and value is not None
-            else value
+        fields = attrs.fields_dict(model_cls)
+        values = {  # numbers of numeric parameters as floats or draws; a whole number of another field (a seed) kept
+            key: value
+            if isinstance(value, str) or value is None or _whole_setting(fields[key], value)
+            else reader.value(value, f"{path}.parameters.{key}", size)
             for key, value in parameters.items()
         }
         for key in model_cls.component_fields:  # drawn per neuron: one component each
@@ -372,85 +383,118 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
             if part in counts or part in populations:
                 raise reader.fail(f"populations.{name}.parts.{part}", "is already a population or part name")
             counts[part] = count
-    projections = {}
-    for name, entry in reader.mapping(top.get("projections", {}), "projections", named=True).items():
-        path = f"projections.{name}"
-        entry = reader.mapping(
-            entry,
-            path,
-            required=("source", "target", "connectivity", "synapse", "weight"),
-            optional=("delay", "representation", "capacity", "plasticity", "normalize", "short_term"),
-        )
-        pre = reader.choice(entry["source"], f"{path}.source", counts)
-        post = reader.choice(entry["target"], f"{path}.target", counts)
-        n_pre, n_post = counts[pre], counts[post]
-        spec_conn = entry["connectivity"]
-        rule = reader.choice(
-            spec_conn.get("rule") if isinstance(spec_conn, dict) else None, f"{path}.connectivity.rule", CONNECTIVITY
-        )
-        builder, options = CONNECTIVITY[rule]
-        spec_conn = reader.mapping(spec_conn, f"{path}.connectivity", required=("rule",), optional=tuple(options))
-        arguments = {key: value for key, value in spec_conn.items() if key != "rule"}
-        sizes = {"n": n_pre} if rule == "one_to_one" else {"n_pre": n_pre, "n_post": n_post}
-        if rule == "one_to_one" and n_pre != n_post:
-            raise reader.fail(f"{path}.connectivity", f"one_to_one needs equal sizes, got {n_pre} -> {n_post}")
-        connectivity = _build(builder, {**sizes, **arguments}, reader, f"{path}.connectivity")
-        syn = reader.mapping(
-            entry["synapse"], f"{path}.synapse", required=("model",), optional=("tau", "tau_rise", "tau_decay", "e_rev")
-        )
-        syn_cls = SYNAPSES[reader.choice(syn["model"], f"{path}.synapse.model", SYNAPSES)]
-        synapse = _build(syn_cls, {k: v for k, v in syn.items() if k != "model"}, reader, f"{path}.synapse")
-        plasticity = None
-        if "plasticity" in entry:
-            plastic = entry["plasticity"]
-            rule_name = reader.choice(
-                plastic.get("rule") if isinstance(plastic, dict) else None, f"{path}.plasticity.rule", RULES
-            )
-            rule_cls = RULES[rule_name]
-            plastic = reader.mapping(
-                plastic, f"{path}.plasticity", required=("rule",), optional=[f.name for f in attrs.fields(rule_cls)]
-            )
-            plasticity = _build(
-                rule_cls, {k: v for k, v in plastic.items() if k != "rule"}, reader, f"{path}.plasticity"
-            )
-        short_term = None
-        if "short_term" in entry:
-            given = entry["short_term"]
-            model = reader.choice(
-                given.get("model") if isinstance(given, dict) else None, f"{path}.short_term.model", SHORT_TERM
-            )
-            given = reader.mapping(
-                given,
-                f"{path}.short_term",
-                required=("model",),
-                optional=[f.name for f in attrs.fields(SHORT_TERM[model])],
-            )
-            short_term = _build(
-                SHORT_TERM[model], {k: v for k, v in given.items() if k != "model"}, reader, f"{path}.short_term"
-            )
-        count = len(connectivity)
-        options = {
-            "dt": simulation.dt,
-            "delay": reader.value(entry.get("delay", 0.0), f"{path}.delay", count),
-            "kind": reader.choice(entry.get("representation", "sparse"), f"{path}.representation", ("sparse", "dense")),
-            "plasticity": plasticity,
-            "short_term": short_term,
-        }
-        if "capacity" in entry:
-            options["capacity"] = reader.integer(entry["capacity"], f"{path}.capacity", minimum=1)
-        if "normalize" in entry:
-            options["normalize"] = reader.number(entry["normalize"], f"{path}.normalize", positive=True)
-        weight = reader.value(entry["weight"], f"{path}.weight", count)
-        projections[name] = _build(
-            lambda **kw: sf.projection(pre, post, connectivity, weight, synapse, **kw), options, reader, path
-        )
 
-    drive = {}
-    for name, value in reader.mapping(top.get("drive", {}), "drive", optional=tuple(counts)).items():
-        drive[name] = reader.value(value, f"drive.{name}", counts[name])
+    def made() -> Any:  # (name, projection), built one after the other
+        for name, entry in reader.mapping(top.get("projections", {}), "projections", named=True).items():
+            path = f"projections.{name}"
+            entry = reader.mapping(
+                entry,
+                path,
+                required=("source", "target", "connectivity", "synapse", "weight"),
+                optional=("delay", "representation", "capacity", "plasticity", "normalize", "short_term"),
+            )
+            pre = reader.choice(entry["source"], f"{path}.source", counts)
+            post = reader.choice(entry["target"], f"{path}.target", counts)
+            n_pre, n_post = counts[pre], counts[post]
+            spec_conn = entry["connectivity"]
+            rule = reader.choice(
+                spec_conn.get("rule") if isinstance(spec_conn, dict) else None,
+                f"{path}.connectivity.rule",
+                CONNECTIVITY,
+            )
+            builder, options = CONNECTIVITY[rule]
+            spec_conn = reader.mapping(spec_conn, f"{path}.connectivity", required=("rule",), optional=tuple(options))
+            arguments = {key: value for key, value in spec_conn.items() if key != "rule"}
+            sizes = {"n": n_pre} if rule == "one_to_one" else {"n_pre": n_pre, "n_post": n_post}
+            if rule == "one_to_one" and n_pre != n_post:
+                raise reader.fail(f"{path}.connectivity", f"one_to_one needs equal sizes, got {n_pre} -> {n_post}")
+            connectivity = _build(builder, {**sizes, **arguments}, reader, f"{path}.connectivity")
+            syn = reader.mapping(
+                entry["synapse"],
+                f"{path}.synapse",
+                required=("model",),
+                optional=("tau", "tau_rise", "tau_decay", "e_rev"),
+            )
+            syn_cls = SYNAPSES[reader.choice(syn["model"], f"{path}.synapse.model", SYNAPSES)]
+            synapse = _build(syn_cls, {k: v for k, v in syn.items() if k != "model"}, reader, f"{path}.synapse")
+            plasticity = None
+            if "plasticity" in entry:
+                plastic = entry["plasticity"]
+                rule_name = reader.choice(
+                    plastic.get("rule") if isinstance(plastic, dict) else None, f"{path}.plasticity.rule", RULES
+                )
+                rule_cls = RULES[rule_name]
+                plastic = reader.mapping(
+                    plastic, f"{path}.plasticity", required=("rule",), optional=[f.name for f in attrs.fields(rule_cls)]
+                )
+                plasticity = _build(
+                    rule_cls, {k: v for k, v in plastic.items() if k != "rule"}, reader, f"{path}.plasticity"
+                )
+            short_term = None
+            if "short_term" in entry:
+                given = entry["short_term"]
+                model = reader.choice(
+                    given.get("model") if isinstance(given, dict) else None, f"{path}.short_term.model", SHORT_TERM
+                )
+                given = reader.mapping(
+                    given,
+                    f"{path}.short_term",
+                    required=("model",),
+                    optional=[f.name for f in attrs.fields(SHORT_TERM[model])],
+                )
+                short_term = _build(
+                    SHORT_TERM[model], {k: v for k, v in given.items() if k != "model"}, reader, f"{path}.short_term"
+                )
+            count = len(connectivity)
+            options = {
+                "dt": simulation.dt,
+                "delay": reader.value(entry.get("delay", 0.0), f"{path}.delay", count),
+                "kind": reader.choice(
+                    entry.get("representation", "sparse"), f"{path}.representation", ("sparse", "dense")
+                ),
+                "plasticity": plasticity,
+                "short_term": short_term,
+            }
+            if "capacity" in entry:
+                options["capacity"] = reader.integer(entry["capacity"], f"{path}.capacity", minimum=1)
+            if "normalize" in entry:
+                options["normalize"] = reader.number(entry["normalize"], f"{path}.normalize", positive=True)
+            weight = reader.value(entry["weight"], f"{path}.weight", count)
+            built = _build(
+                lambda **kw: sf.projection(pre, post, connectivity, weight, synapse, **kw), options, reader, path
+            )
+            connectivity = weight = options = None  # the synapse lists and per-synapse values: not held while cut
+            yield name, built
+            del built
+
+    def drive() -> dict:
+        values = {}
+        for name, value in reader.mapping(top.get("drive", {}), "drive", optional=tuple(counts)).items():
+            values[name] = reader.value(value, f"drive.{name}", counts[name])
+        return values
+
+    if share is None:
+        projections = dict(made())
+        network = _build(
+            sf.Network,
+            {"populations": populations, "projections": projections, "drive": drive()},
+            reader,
+            "projections",
+        )
+        return _finish(reader, source, network, initial, simulation, outputs, {})
+    # this rank's share: each projection cut to the rank's targets as soon as it is built (the draws as
+    # for the whole network, in the same order), the initial values to the rank's neurons
+    rank, world = share
     network = _build(
-        sf.Network, {"populations": populations, "projections": projections, "drive": drive}, reader, "projections"
+        lambda **kw: partition_built(**kw, rank=rank, world=world),
+        {"populations": populations, "projections": made(), "drive": drive},
+        reader,
+        "projections",
     )
+    initial = {
+        name: {key: local_values(populations[name].size, value, rank, world) for key, value in values.items()}
+        for name, values in initial.items()
+    }
     return _finish(reader, source, network, initial, simulation, outputs, {})
 
 

@@ -16,6 +16,7 @@ from sapicore.cli import main
 from sapicore.functional import connectivity as conn
 from sapicore.functional import encoders
 from sapicore.functional.pytree import validate
+from sapicore.functional.running.partition import partition_built
 from sapicore.functional.running.reshard import reshard
 from sapicore.logging.nix import NixRecordSink, read_events, read_records
 from sapicore.logging.tensorboard import TensorBoardSink
@@ -83,6 +84,10 @@ def small_network():
         {"a": sf.Population(sf.LIF(), 10), "b": sf.Population(sf.LIF(), 10)},
         {"ab": sf.projection("a", "b", conn.all_to_all(10, 10), 0.1, sf.Exponential(), dt=0.1)},
     )
+
+
+def _projection(source, target, n_pre, n_post):
+    return sf.projection(source, target, conn.all_to_all(n_pre, n_post), 0.1, sf.Exponential(), dt=0.1)
 
 
 def signal():
@@ -947,6 +952,26 @@ CASES.update(
             lambda: setattr(sf.partition(small_network(), 0, 2).exchange, "transport", "nccl"),
             ValueError,
             "transport must be one of 'auto', 'shared', 'gloo', got 'nccl'",
+        ),
+        "partition_built: a projection onto an unknown population": (
+            lambda: partition_built(small_network().populations, [("p", _projection("a", "c", 10, 10))], {}, 0, 2),
+            ValueError,
+            "projection 'p' has unknown target population 'c'",
+        ),
+        "partition_built: a projection of other sizes": (
+            lambda: partition_built(small_network().populations, [("p", _projection("a", "a", 10, 11))], {}, 0, 2),
+            ValueError,
+            "projection 'p' connects 10 -> 11 neurons but 'a' has",
+        ),
+        "partition_built: projections as a dict": (
+            lambda: partition_built(small_network().populations, {"p": _projection("a", "a", 10, 10)}, {}, 0, 2),
+            TypeError,
+            "takes the projections as \\(name, projection\\) pairs",
+        ),
+        "partition_built: populations as a list": (
+            lambda: partition_built(list(small_network().populations.values()), [], {}, 0, 2),
+            TypeError,
+            "takes the populations as a dict",
         ),
         "stack: shares of two ranks as lanes": (
             lambda: sf.stack([sf.partition(small_network(), 0, 2), sf.partition(small_network(), 1, 2)]),

@@ -725,3 +725,97 @@ def test_the_microcircuit_builds_a_share_equal_to_the_partition_of_the_whole(k_s
         # slots pad more than the whole network's (at full scale, about 1,900 each: 7%)
         assert built.projections["synapses"].targets.numel() < 0.65 * whole.projections["synapses"].targets.numel()
         assert torch.equal(potjans2014.initial_state(built, seed=1).populations["cortex"].v, v[rank::2])
+
+
+SHARED_SPEC = """
+simulation: {dt: 0.1, duration: 5.0, seed: 4, record: [cells.spikes]}
+populations:
+  noise: {model: PoissonSource, size: 30, parameters: {rate: 20.0, seed: 3}}
+  cells:
+    model: LIF
+    size: 50
+    parts: {exc: 40, inh: 10}
+    parameters: {v_thresh: {distribution: uniform, low: -52.0, high: -48.0}, t_ref: 2.0}
+    initial: {v: {distribution: normal, mean: -60.0, std: 4.0}}
+projections:
+  ee:
+    source: exc
+    target: cells
+    connectivity: {rule: fixed_probability, p: 0.2, seed: 5}
+    synapse: {model: Exponential, tau: 5.0, e_rev: 0.0}
+    weight: {distribution: lognormal, mean: -5.0, std: 0.5}
+    delay: {distribution: uniform, low: 0.5, high: 2.0}
+    plasticity: {rule: STDP, a_plus: 0.001, a_minus: 0.001, w_max: 0.02}
+  ie:
+    source: inh
+    target: cells
+    connectivity: {rule: fixed_probability, p: 0.3, seed: 6}
+    synapse: {model: Exponential, tau: 10.0, e_rev: -80.0}
+    weight: 0.03
+    representation: dense
+  ne:
+    source: noise
+    target: cells
+    connectivity: {rule: fixed_probability, p: 0.1, seed: 7}
+    synapse: {model: Exponential, tau: 5.0, e_rev: 0.0}
+    weight: {distribution: uniform, low: 0.005, high: 0.01}
+drive: {exc: {distribution: uniform, low: 0.0, high: 0.05}}
+"""
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_a_spec_of_populations_builds_a_share_equal_to_the_partition_of_the_whole(world):
+    """``parse_spec(data, share=(rank, world))`` of a network given by populations (random weights,
+    delays, thresholds, drive and initial potentials drawn from the spec's generator; sparse, dense and
+    plastic projections) cuts each projection as it is made: the same share and initial state as
+    ``partition`` and ``local_state`` of the whole network's."""
+    import yaml
+
+    from sapicore.functional.running.partition import local_state
+    from sapicore.spec import initial_state, parse_spec
+
+    data = yaml.safe_load(SHARED_SPEC)
+    whole = parse_spec(data)
+    start = initial_state(whole)
+    for rank in range(world):
+        built = parse_spec(data, share=(rank, world))
+        cut = sf.partition(whole.network, rank, world)
+        assert built.network.exchange.rank == rank and built.network.exchange.world == world
+        ours, theirs = (
+            torch.utils._pytree.tree_flatten((net.populations, net.projections, net.drive))
+            for net in (built.network, cut)
+        )
+        assert ours[1] == theirs[1]
+        for a, b in zip(ours[0], theirs[0]):
+            assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+        expected = local_state(cut, start)
+        for a, b in zip(*(torch.utils._pytree.tree_leaves(s) for s in (initial_state(built), expected))):
+            assert torch.equal(a, b)
+
+
+def test_the_command_under_torchrun_runs_a_spec_of_populations_as_one_process(tmp_path):
+    """``torchrun --nproc-per-node 2 -m sapicore run SPEC`` for a network given by populations (each
+    rank building its share, projection after projection): the records.nix spike events of the
+    single process's ``sapicore run``."""
+    import yaml
+
+    from sapicore.logging.nix import read_events
+
+    data = yaml.safe_load(SHARED_SPEC)
+    data["simulation"].update(duration=100.0, record=["cells.spikes", "noise.spikes"])
+    data["drive"] = {"exc": {"distribution": "uniform", "low": 1.6, "high": 2.5}}  # nA: the cells spike
+    data["outputs"] = {"nix": True, "raster": False, "tensorboard": False}
+    spec = tmp_path / "shared.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    environment = dict(os.environ, OMP_NUM_THREADS="1")
+    one = [sys.executable, "-m", "sapicore", "run", str(spec), "--no-progress", "--out", str(tmp_path / "one")]
+    two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "sapicore"]
+    two += ["run", str(spec), "--no-progress", "--out", str(tmp_path / "two")]
+    for command in (one, two):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["processes"] == 2
+    for name in ("cells.spikes", "noise.spikes"):
+        events = [read_events(tmp_path / folder / "records.nix", name) for folder in ("one", "two")]
+        assert len(events[0][0]) > 20, name
+        assert all(torch.equal(torch.as_tensor(a), torch.as_tensor(b)) for a, b in zip(*events)), name

@@ -85,6 +85,10 @@ MISTAKES = [
     ),
     (lambda d: d["projections"]["ab"].update(target="c"), "projections.ab.target: expected one of a, b, got 'c'"),
     (
+        lambda d: d["projections"]["ab"].update(target=["a", "b"]),
+        "projections.ab.target: expected one of a, b, got ['a', 'b']",
+    ),
+    (
         lambda d: d["projections"]["ab"]["connectivity"].update(p=1.5),
         "projections.ab.connectivity.p: unknown key; expected one of: rule, k, seed, allow_self",
     ),

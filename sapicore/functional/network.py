@@ -145,6 +145,39 @@ def _ranges(populations: dict) -> dict[str, tuple[str, int, int]]:
     return found
 
 
+def check_projection(name: str, proj: Any, populations: dict, ranges: dict, source_ranges: dict) -> None:
+    """Raise unless ``proj`` (named ``name``) connects groups of ``populations`` (``ranges``: their
+    population and part names, `_ranges`; ``source_ranges`` those its sources may come from) with
+    the sizes it was built for, onto models that receive synapses."""
+    if not isinstance(proj, Projection):
+        raise TypeError(f"projection {name!r} must be built with sapicore.functional.projection(...)")
+    if name in ranges or "." in name:
+        raise ValueError(f"projection name {name!r} must differ from population and part names and contain no '.'")
+    for role, group, known in (("source", proj.source, source_ranges), ("target", proj.target, ranges)):
+        for pop in names_of(group):
+            if pop not in known:
+                raise ValueError(
+                    f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(known)}"
+                )
+    sizes = [
+        sum(known[pop][2] for pop in names_of(group))
+        for group, known in ((proj.source, source_ranges), (proj.target, ranges))
+    ]
+    if [proj.n_pre, proj.n_post] != sizes:
+        raise ValueError(
+            f"projection {name!r} connects {proj.n_pre} -> {proj.n_post} neurons but {proj.source!r} has "
+            f"{sizes[0]} and {proj.target!r} has {sizes[1]}"
+        )
+    for target in names_of(proj.target):
+        model = populations[ranges[target][0]].model
+        if not model.receives_projections:
+            raise ValueError(
+                f"projection {name!r} targets {target!r}, an input population that cannot receive synapses"
+            )
+        if proj.synapse.conductance_based and "v" not in model.record_names():
+            raise ValueError(f"projection {name!r} is conductance-based but {target!r} has no membrane potential v")
+
+
 def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) -> None:
     populations, projections = instance.populations, instance.projections
     for name, population in populations.items():
@@ -156,33 +189,7 @@ def _check_network(instance: Network, attribute: attrs.Attribute, value: Any) ->
     exchange = instance.exchange
     source_ranges = ranges if exchange is None else exchange.ranges()  # a partition's sources: all ranks'
     for name, proj in projections.items():
-        if not isinstance(proj, Projection):
-            raise TypeError(f"projection {name!r} must be built with sapicore.functional.projection(...)")
-        if name in ranges or "." in name:
-            raise ValueError(f"projection name {name!r} must differ from population and part names and contain no '.'")
-        for role, group, known in (("source", proj.source, source_ranges), ("target", proj.target, ranges)):
-            for pop in names_of(group):
-                if pop not in known:
-                    raise ValueError(
-                        f"projection {name!r} has unknown {role} population {pop!r}; populations: {', '.join(known)}"
-                    )
-        sizes = [
-            sum(known[pop][2] for pop in names_of(group))
-            for group, known in ((proj.source, source_ranges), (proj.target, ranges))
-        ]
-        if [proj.n_pre, proj.n_post] != sizes:
-            raise ValueError(
-                f"projection {name!r} connects {proj.n_pre} -> {proj.n_post} neurons but {proj.source!r} has "
-                f"{sizes[0]} and {proj.target!r} has {sizes[1]}"
-            )
-        for target in names_of(proj.target):
-            model = populations[ranges[target][0]].model
-            if not model.receives_projections:
-                raise ValueError(
-                    f"projection {name!r} targets {target!r}, an input population that cannot receive synapses"
-                )
-            if proj.synapse.conductance_based and "v" not in model.record_names():
-                raise ValueError(f"projection {name!r} is conductance-based but {target!r} has no membrane potential v")
+        check_projection(name, proj, populations, ranges, source_ranges)
     steps = {proj.dt for proj in projections.values()}
     if len(steps) > 1:
         raise ValueError(

@@ -27,13 +27,14 @@ Start the processes with ``torchrun`` (or any launcher) and initialise the defau
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
 import numpy as np
 import torch
 
-from ..network import Network, Population, _ranges, _segments
+from ..network import Network, Population, _ranges, _segments, check_projection
 from ..propagation.projection import DenseProjection, SparseProjection, put_targets, row_layout, target_table
 from ..pytree import replace, tree_map
 from ..transforms import compiling
@@ -42,6 +43,8 @@ from .shared import SharedChannel
 __all__ = [
     "Exchange",
     "partition",
+    "partition_built",
+    "local_values",
     "local_state",
     "local_inputs",
     "gather_records",
@@ -563,6 +566,29 @@ def partition(
     ``transport``: how the outputs travel (see `Exchange`): ``"auto"`` (shared memory where every
     rank runs on this machine, else gloo), ``"shared"`` or ``"gloo"``.
     """
+    if not isinstance(network, Network):
+        raise TypeError(f"partition takes a Network, got {type(network).__name__}")
+    if network.exchange is not None:
+        raise ValueError("the network is already a partition; partition the whole network")
+    return partition_built(
+        network.populations, network.projections.items(), network.drive, rank, world, group, transport
+    )
+
+
+def partition_built(
+    populations: dict[str, Population],
+    projections: Iterable[tuple[str, Any]],
+    drive: dict[str, Any] | Callable[[], dict[str, Any]],
+    rank: int | None = None,
+    world: int | None = None,
+    group: Any = None,
+    transport: str = "auto",
+) -> Network:
+    """`partition` of the network of ``populations``, ``projections`` ((name, projection) pairs of
+    the whole network) and ``drive`` (or a function giving it, called once every projection is
+    made), taking the pairs one at a time: each projection is cut to this rank's targets as it
+    comes, so that a generator that builds them one after the other holds at most one whole
+    projection at a time (`sapicore.spec` builds a spec's share so)."""
     _check_transport(transport)
     if rank is None or world is None:
         import torch.distributed as dist
@@ -573,15 +599,17 @@ def partition(
                 "torchrun and call torch.distributed.init_process_group('gloo') first"
             )
         rank, world = dist.get_rank(group), dist.get_world_size(group)
-    if not isinstance(network, Network):
-        raise TypeError(f"partition takes a Network, got {type(network).__name__}")
-    if network.exchange is not None:
-        raise ValueError("the network is already a partition; partition the whole network")
     if isinstance(world, bool) or not isinstance(world, int) or world < 1 or not 0 <= rank < world:
         raise ValueError(f"rank must lie in [0, world) with world >= 1, got rank={rank}, world={world}")
-    exchange = Exchange(dict(network.populations), rank, world, group, transport)
-    populations = {}
-    for name, population in network.populations.items():
+    if (
+        not isinstance(populations, dict)
+        or not populations
+        or not all(isinstance(population, Population) for population in populations.values())
+    ):
+        raise TypeError("partition_built takes the populations as a dict {name: Population(model, size)}")
+    exchange = Exchange(dict(populations), rank, world, group, transport)
+    local = {}
+    for name, population in populations.items():
         index = _owned(0, population.size, rank, world)
         ranges = _part_ranges(name, population)
         small = [group for group, (_, _, size) in [(name, (name, 0, population.size)), *ranges] if size < world]
@@ -595,14 +623,35 @@ def partition(
         if "numbering" in attrs.fields_dict(type(model)):  # keyed draws: number the neurons as in the whole network
             first, stride = model.numbering
             model = replace(model, numbering=(first + rank * stride, stride * world))
-        populations[name] = Population(_slice_tree(model, population.size, index), len(index), parts)
+        local[name] = Population(_slice_tree(model, population.size, index), len(index), parts)
+    whole = _ranges(dict(populations))
+    cut, steps = {}, set()
+    for pair in projections:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise TypeError(f"partition_built takes the projections as (name, projection) pairs, got {pair!r}")
+        name, proj = pair
+        check_projection(name, proj, populations, whole, whole)  # against the whole network, before it is cut
+        if name in cut:
+            raise ValueError(f"projection {name!r} is given twice")
+        steps.add(proj.dt)
+        cut[name] = _local_projection(proj, exchange)
+        del pair, proj  # a generator's whole projection goes before the next is made
+    if len(steps) > 1:
+        raise ValueError(
+            f"the projections were built for different time steps {sorted(steps)} ms; build them all with one dt"
+        )
     ranges = exchange.ranges()
-    drive = {}
-    for name, value in network.drive.items():
+    local_drive = {}
+    for name, value in (drive() if callable(drive) else drive).items():
         pop, start, size = ranges[name]
-        drive[name] = _slice_tree(value, size, _owned(start, size, rank, world))
-    projections = {name: _local_projection(proj, exchange) for name, proj in network.projections.items()}
-    return Network(populations=populations, projections=projections, drive=drive, exchange=exchange)
+        local_drive[name] = _slice_tree(value, size, _owned(start, size, rank, world))
+    return Network(populations=local, projections=cut, drive=local_drive, exchange=exchange)
+
+
+def local_values(size: int, value: Any, rank: int, world: int) -> Any:
+    """This rank's part of ``value``, one value per neuron of a population of ``size`` (or fewer
+    dimensions, broadcast: kept as it is)."""
+    return _slice_tree(value, size, _owned(0, size, rank, world))
 
 
 def _part_ranges(name: str, population: Population) -> list[tuple[str, tuple[str, int, int]]]:
