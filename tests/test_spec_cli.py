@@ -162,12 +162,15 @@ def test_parts_in_a_spec_name_sources_drives_and_records():
     assert rec["x.spikes"].sum() > 0 and rec["y.v"].max() < -55.0  # only the part x is driven
 
 
+@pytest.mark.parametrize("share", [None, (1, 2)])
 @pytest.mark.parametrize("mistake, message", MISTAKES)
-def test_each_mistake_gives_one_clear_message(mistake, message):
+def test_each_mistake_gives_one_clear_message(mistake, message, share):
+    """The same message whether the spec builds the whole network or a rank's share (whose
+    projections are made and cut one at a time)."""
     data = small()
     mistake(data)
     with pytest.raises(SpecError, match="^" + re.escape(f"bad.yaml: {message}")):
-        parse_spec(data, "bad.yaml")
+        parse_spec(data, "bad.yaml", share=share)
 
 
 def test_the_command_reports_a_bad_spec_in_one_line_without_a_traceback(tmp_path):
