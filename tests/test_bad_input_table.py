@@ -968,6 +968,11 @@ CASES.update(
             TypeError,
             "takes the projections as \\(name, projection\\) pairs",
         ),
+        "partition_built: a drive of an unknown population": (
+            lambda: partition_built(small_network().populations, [], {"c": 0.1}, 0, 2),
+            ValueError,
+            "drive names unknown population 'c'",
+        ),
         "partition_built: populations as a list": (
             lambda: partition_built(list(small_network().populations.values()), [], {}, 0, 2),
             TypeError,

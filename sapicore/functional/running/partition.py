@@ -414,8 +414,8 @@ def _packed_message(flat: torch.Tensor, packing: tuple) -> torch.Tensor:
     """A rank's step outputs ``flat`` as bytes: the values in the ranges ``packing[0]`` (every one 0
     or 1) as bits, then the values in ``packing[1]`` as their bytes. Bit ``i`` of byte ``j`` holds
     value ``i * width + j`` (``width`` bytes of bits): eight planes combined element by element, which
-    a compiled graph does in one vectorised pass (a byte from 8 neighbouring values was 4 times
-    slower there)."""
+    a compiled graph does in one vectorised pass (a byte from 8 neighbouring values, fused with the
+    neuron update, made a scale-0.1 microcircuit's steps 40% slower)."""
     binary = _runs(flat, packing[0])
     width = _plane_bytes(binary.numel())
     planes = torch.nn.functional.pad(binary, (0, 8 * width - binary.numel())).reshape(8, width).to(torch.uint8)
@@ -643,6 +643,8 @@ def partition_built(
     ranges = exchange.ranges()
     local_drive = {}
     for name, value in (drive() if callable(drive) else drive).items():
+        if name not in ranges:
+            raise ValueError(f"drive names unknown population {name!r}; populations: {', '.join(ranges)}")
         pop, start, size = ranges[name]
         local_drive[name] = _slice_tree(value, size, _owned(start, size, rank, world))
     return Network(populations=local, projections=cut, drive=local_drive, exchange=exchange)
