@@ -12,6 +12,7 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
+from tree_config.yaml import yaml_dumps, yaml_loads
 
 import sapicore.functional as sf
 from sapicore.functional import connectivity as C
@@ -769,12 +770,10 @@ def test_a_spec_of_populations_builds_a_share_equal_to_the_partition_of_the_whol
     delays, thresholds, drive and initial potentials drawn from the spec's generator; sparse, dense and
     plastic projections) cuts each projection as it is made: the same share and initial state as
     ``partition`` and ``local_state`` of the whole network's."""
-    import yaml
-
     from sapicore.functional.running.partition import local_state
     from sapicore.spec import initial_state, parse_spec
 
-    data = yaml.safe_load(SHARED_SPEC)
+    data = yaml_loads(SHARED_SPEC)
     whole = parse_spec(data)
     start = initial_state(whole)
     for rank in range(world):
@@ -797,16 +796,14 @@ def test_the_command_under_torchrun_runs_a_spec_of_populations_as_one_process(tm
     """``torchrun --nproc-per-node 2 -m sapicore run SPEC`` for a network given by populations (each
     rank building its share, projection after projection): the records.nix spike events of the
     single process's ``sapicore run``."""
-    import yaml
-
     from sapicore.logging.nix import read_events
 
-    data = yaml.safe_load(SHARED_SPEC)
+    data = yaml_loads(SHARED_SPEC)
     data["simulation"].update(duration=100.0, record=["cells.spikes", "noise.spikes"])
     data["drive"] = {"exc": {"distribution": "uniform", "low": 1.6, "high": 2.5}}  # nA: the cells spike
     data["outputs"] = {"nix": True, "raster": False, "tensorboard": False}
     spec = tmp_path / "shared.yaml"
-    spec.write_text(yaml.safe_dump(data))
+    spec.write_text(yaml_dumps(data))
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     one = [sys.executable, "-m", "sapicore", "run", str(spec), "--no-progress", "--out", str(tmp_path / "one")]
     two = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "sapicore"]
