@@ -210,8 +210,9 @@ class Exchange:
                 message = _packed_message(flat, packing)
                 return None, _traced_gather(message, self.world, self.group_name), packing[2], (flat, packing)
             return None, _traced_gather(flat, self.world, self.group_name), order, None
-        if packing is not None and self.group_name is not None:  # before compiled chunks: what they will send
-            _check_binary(flat, packing, group)
+        if packing is not None and self.group_name is not None and ("checked", group) not in self.plans:
+            _check_binary(flat, packing, group)  # once, before compiled chunks send these values as bits
+            self.plans["checked", group] = True
         if bits and "step bytes" not in self.plans:  # a step's outputs: what a compiled chunk's all-gather sends
             size = flat.numel() * flat.element_size()
             self.plans["step bytes"] = size if packing is None else _packed_message(flat, packing).numel()
@@ -390,7 +391,7 @@ def _traced_gather(flat: torch.Tensor, world: int, group_name: str | None) -> to
     """Every rank's ``flat`` (1-d), rank after rank, from inside a compiled chunk: torch's traceable
     all-gather of the process group (gloo between machines), its wait where the values are used.
     A graph cannot choose its message by the values, so spikes travel as bits only where the models
-    say their outputs are 0 or 1 (`_packed`); other values travel as they are."""
+    say their outputs are 0 or 1 (`_packed_message`); other values travel as they are."""
     if group_name is None or flat.dim() != 1:
         raise NotImplementedError(
             "a compiled chunk exchanges one network's outputs over gloo after Exchange.for_compiled (which simulate "
