@@ -2,7 +2,6 @@
 // and closes a package through ctypes and runs it with the op sapicore::run_package (torch releases
 // the lock around every op called from Python; torch's own loader keeps it for the whole run).
 //
-// Without the lock, another thread (the sinks' writer, see running/feed.py) works while a chunk runs.
 // A chunk whose graph all-gathers over gloo (a partitioned network's exchange between machines)
 // waits inside the package for gloo's worker thread. That thread lets go of each finished
 // all-gather's tensors, and where one of them is a view of a tensor that Python holds, letting go
