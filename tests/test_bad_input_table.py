@@ -291,19 +291,41 @@ CASES = {
     ),
     "fixed_out_degree: above the targets": (lambda: conn.fixed_out_degree(3, 3, 4), ValueError, "k"),
     "fixed_total_number: negative": (lambda: conn.fixed_total_number(3, 3, -1), ValueError, "count"),
-    "fixed_total_number_staged: negative": (lambda: conn.fixed_total_number_staged(3, 3, -1), ValueError, "count"),
-    "fixed_total_number_staged: no targets": (
-        lambda: conn.fixed_total_number_staged(3, 0, 2),
+    "fixed_total_number: no targets": (lambda: conn.fixed_total_number(3, 0, 2), ValueError, "neurons on both sides"),
+    "fixed_total_number: targets out of order": (
+        lambda: conn.fixed_total_number(3, 5, 2, seed=1, targets=torch.tensor([3, 1])),
         ValueError,
-        "need neurons on both sides",
+        "distinct indices in \\[0, 5\\), ascending",
     ),
-    "fixed_total_number_staged: float indices": (
-        lambda: conn.fixed_total_number_staged(3, 3, 2)[1](torch.float32),
+    "fixed_total_number: targets beyond the population": (
+        lambda: conn.fixed_total_number(3, 5, 2, seed=1, targets=[5]),
         ValueError,
-        "need dtype int64",
+        "ascending",
     ),
-    "fixed_total_number_staged: pieces of zero": (
-        lambda: list(conn.fixed_total_number_staged(3, 3, 2)[1].pieces(0)),
+    "fixed_total_number: float targets": (
+        lambda: conn.fixed_total_number(3, 5, 2, seed=1, targets=[0.5]),
+        TypeError,
+        "targets must be integer indices",
+    ),
+    "fixed_total_number: a seed of text": (lambda: conn.fixed_total_number(3, 3, 2, seed="1"), TypeError, "seed"),
+    "keyed_uniform_rows: negative count": (
+        lambda: conn.keyed_uniform_rows(1, torch.tensor([0, 1]), torch.tensor([2, -1]), 1),
+        ValueError,
+        "counts must be >= 0",
+    ),
+    "keyed_uniform_rows: rows and counts of other lengths": (
+        lambda: conn.keyed_uniform_rows(1, torch.tensor([0, 1]), torch.tensor([2]), 1),
+        ValueError,
+        "of one length",
+    ),
+    "stable_order: a key beyond the bins": (
+        lambda: conn.stable_order(torch.tensor([0, 4]), 4),
+        ValueError,
+        "keys must lie in \\[0, 4\\)",
+    ),
+    "stable_order: float keys": (lambda: conn.stable_order(torch.tensor([0.5]), 4), ValueError, "integers"),
+    "target_pieces: pieces of zero": (
+        lambda: list(conn.target_pieces(torch.tensor([1, 2]), 0)),
         ValueError,
         "size must be a positive int",
     ),

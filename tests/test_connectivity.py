@@ -1,3 +1,4 @@
+import contextlib
 import subprocess
 import sys
 
@@ -5,6 +6,8 @@ import pytest
 import torch
 
 from sapicore.functional import connectivity as C
+from sapicore.functional.models.currents import keyed_uniform
+from sapicore.functional.propagation import kernels
 from sapicore.functional.propagation import projection as projection_module
 
 
@@ -82,38 +85,66 @@ def test_fixed_total_number_draws_exactly_that_many_uniform_pairs_with_multapses
         C.fixed_total_number(0, 5, 3)
 
 
-def test_fixed_total_number_in_two_stages_draws_the_same_synapses():
-    out_degree, draw = C.fixed_total_number_staged(40, 30, 5_000, seed=7)
-    links = C.fixed_total_number(40, 30, 5_000, seed=7)
-    first, again = draw(), draw()  # a draw does not move on the stream: the same synapses each time
-    assert torch.equal(out_degree, links.out_degree())
-    for drawn in (first, again):
-        assert torch.equal(drawn.pre, links.pre) and torch.equal(drawn.post, links.post)
-    small = draw(torch.int32)  # the same numbers in half the memory
-    assert small.pre.dtype == small.post.dtype == torch.int32
-    assert torch.equal(small.pre.long(), links.pre) and torch.equal(small.post.long(), links.post)
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_fixed_total_number_draws_any_targets_alone_as_among_the_whole(world):
+    """A process holding some targets (round-robin shares, a random subset, none) draws exactly their
+    synapses of the whole projection, in the whole's order, with the C++ ops and with torch ops."""
+    whole = C.fixed_total_number(40, 31, 5_000, seed=7)
+    assert bool(((whole.pre * 31 + whole.post)[1:] >= (whole.pre * 31 + whole.post)[:-1]).all())
+    subsets = [torch.arange(rank, 31, world) for rank in range(world)]
+    subsets += [torch.sort(torch.randperm(31, generator=torch.Generator().manual_seed(world))[:9])[0], torch.zeros(0)]
+    for targets in subsets:
+        mine = torch.isin(whole.post, targets.long())
+        for ops in (contextlib.nullcontext(), kernels.disabled()):
+            with ops:
+                part = C.fixed_total_number(40, 31, 5_000, seed=7, targets=targets.long())
+            assert torch.equal(part.pre, whole.pre[mine]) and torch.equal(part.post, whole.post[mine])
+    assert not torch.equal(C.fixed_total_number(40, 31, 5_000, seed=8).pre, whole.pre)
 
 
-def test_fixed_total_number_draws_its_sources_in_pieces_as_in_one_draw(monkeypatch):
-    whole = C.fixed_total_number(40, 30, 5_000, seed=7)  # one piece of sources (5,000 < SOURCE_PIECE)
-    monkeypatch.setattr(C, "SOURCE_PIECE", 7)  # 715 pieces, the last shorter
-    pieced = C.fixed_total_number(40, 30, 5_000, seed=7)
-    assert torch.equal(pieced.out_degree(), whole.out_degree())
-    assert torch.equal(pieced.pre, whole.pre) and torch.equal(pieced.post, whole.post)  # the stream moved on alike
+def test_the_keyed_draws_of_the_kernel_equal_torch_ops_and_do_not_depend_on_their_neighbours():
+    rows, counts = torch.tensor([0, 5, 123_456, 7, 2**31 + 5, 9]), torch.tensor([3, 0, 1000, 513, 2, 77])
+    number = torch.cat([torch.arange(int(c)) for c in counts])
+    expected = keyed_uniform(17, torch.repeat_interleave(rows, counts), number, 3)
+    assert torch.equal(C.keyed_uniform_rows(17, rows, counts, 3), expected)
+    sources = torch.floor(keyed_uniform(17, torch.repeat_interleave(rows, counts), number, 1) * 977).long()
+    assert torch.equal(C.keyed_sources(17, rows, counts, 977), sources)
+    with kernels.disabled():
+        assert torch.equal(C.keyed_uniform_rows(17, rows, counts, 3), expected)
+        assert torch.equal(C.keyed_sources(17, rows, counts, 977), sources)
+    # normals of rows drawn with others or alone are the same numbers to the last bit (float32 ops
+    # element by element), and standard normal
+    both = C.keyed_normal_rows(4, rows, counts)
+    alone = [C.keyed_normal_rows(4, rows[i : i + 1], counts[i : i + 1]) for i in range(len(rows))]
+    for k in range(2):
+        assert torch.equal(both[k], torch.cat([part[k] for part in alone]))
+    many = C.keyed_normal_rows(4, torch.arange(1000), torch.full((1000,), 200))
+    for values in many:
+        assert (
+            values.dtype == torch.float32 and abs(values.mean().item()) < 0.01 and abs(values.std().item() - 1) < 0.01
+        )
+    assert abs(torch.corrcoef(torch.stack(many))[0, 1].item()) < 0.01
+    keys = torch.randint(0, 50, (10_000,), generator=torch.Generator().manual_seed(1), dtype=torch.int32)
+    for dtype in (torch.int32, torch.int64):
+        assert torch.equal(C.stable_order(keys.to(dtype), 60), torch.sort(keys.to(dtype), stable=True)[1])
+    assert C.stable_order(torch.zeros(0, dtype=torch.int64), 0).numel() == 0
 
 
-@pytest.mark.parametrize("size", [1, 7, 64, 599, 600])
-def test_staged_synapses_drawn_in_pieces_are_the_synapses_of_one_draw(size):
-    """Pieces of any size (crossing sources, starting and ending inside one, beside sources without
-    synapses) give each synapse the source of the whole table, which ``repeat_interleave`` of the out
-    degrees gives."""
-    _, draw = C.fixed_total_number_staged(300, 30, 600, seed=3)  # 2 per source: some get none
-    assert int((draw.out_degree == 0).sum()) > 0
-    pieces = list(draw.pieces(size))
-    assert [len(piece.pre) for piece in pieces[:-1]] == [size] * (len(pieces) - 1)
-    expected = torch.repeat_interleave(torch.arange(300), draw.out_degree)
-    assert torch.equal(torch.cat([piece.pre for piece in pieces]), expected)
-    assert torch.equal(torch.cat([piece.post for piece in pieces]), draw().post)
+def test_in_degrees_are_a_multinomial_draw_the_same_on_every_call():
+    degree = C.total_number_in_degree(10, 77_000, 45_000_000, seed=3)
+    assert int(degree.sum()) == 45_000_000 and degree.numel() == 77_000
+    mean = 45_000_000 / 77_000
+    assert abs(degree.double().var().item() / mean - 1) < 0.05  # multinomial: variance n p (1 - p)
+    assert torch.equal(degree, C.total_number_in_degree(10, 77_000, 45_000_000, seed=3))
+    assert torch.equal(C.total_number_in_degree(10, 1, 5, seed=3), torch.tensor([5]))
+    assert C.total_number_in_degree(0, 0, 0, seed=3).numel() == 0
+
+
+def test_target_pieces_cover_the_targets_in_order_within_the_size():
+    counts = torch.tensor([3, 0, 5, 9, 1, 1, 0])
+    pieces = list(C.target_pieces(counts, 6))
+    assert pieces == [slice(0, 2), slice(2, 3), slice(3, 4), slice(4, 7)]  # 9 synapses: a piece alone
+    assert list(C.target_pieces(torch.zeros(0, dtype=torch.int64), 6)) == []
 
 
 @pytest.mark.skipif(projection_module._malloc_trim() is None, reason="no glibc malloc_trim here")

@@ -75,25 +75,40 @@ def test_narrow_rows_give_the_spikes_of_rows_as_wide_as_the_widest_neuron(monkey
     assert torch.equal(runs[0]["cortex.spikes"], runs[1]["cortex.spikes"])
 
 
-def test_large_blocks_are_drawn_in_pieces_with_the_same_connectivity(monkeypatch, small):
-    """Blocks above PIECE synapses are drawn piece by piece: the same pairs of neurons, weights of
-    the same signs; a rank's share still equals the partition of the whole network."""
+def test_large_blocks_are_drawn_in_pieces_with_the_same_synapses(monkeypatch, small):
+    """Blocks above PIECE synapses are drawn piece by piece: the draws are keyed by target and synapse,
+    so every synapse, weight and delay is the one drawn in one piece; a rank's share still equals the
+    partition of the whole network."""
     monkeypatch.setattr(pd, "PIECE", 1000)
     pieced = pd.microcircuit(scale=0.02, k_scale=0.05, seed=4)
     before, after = blocks(small), blocks(pieced)
-    assert before.keys() == after.keys()
-    changed = 0
-    for pair, (pre, post, weights, _) in before.items():
-        pre_after, post_after, weights_after, _ = after[pair]
-        assert torch.equal(pre, pre_after) and torch.equal(post, post_after)
-        assert bool((torch.sign(weights) == torch.sign(weights_after)).all())
-        changed += not torch.equal(weights, weights_after)
-    assert changed > 0  # some block had more than 1,000 synapses
+    assert before.keys() == after.keys() and max(len(arrays[0]) for arrays in before.values()) > 3000
+    for pair, arrays in before.items():
+        assert all(torch.equal(a, b) for a, b in zip(arrays, after[pair])), pair
     share = pd.microcircuit(scale=0.02, k_scale=0.05, seed=4, share=(1, 2))
     cut = sf.partition(pieced, 1, 2)
     for name, proj in cut.projections.items():
         assert torch.equal(proj.targets, share.projections[name].targets)
         assert torch.equal(proj.weights, share.projections[name].weights)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_a_share_draws_the_synapses_of_its_own_neurons_only(monkeypatch, world):
+    """Every source a share draws is one of a synapse onto the rank's neurons (round-robin over the
+    cortex's numbering), and the synapses drawn add up to the share's: no rank draws the whole network."""
+    drawn = []
+    keyed_sources = pd.connectivity.keyed_sources
+
+    def recording(seed, targets, counts, n_pre):
+        drawn.append((seed % 100 // 8, targets.clone(), int(counts.sum())))
+        return keyed_sources(seed, targets, counts, n_pre)
+
+    monkeypatch.setattr(pd.connectivity, "keyed_sources", recording)
+    share = pd.microcircuit(scale=0.02, k_scale=0.05, seed=4, share=(1, world))
+    starts = [0] + torch.tensor([round(n * 0.02) for n in pd.FULL_SIZES]).cumsum(0).tolist()
+    assert drawn and all(bool(((targets + starts[t]) % world == 1).all()) for t, targets, _ in drawn)
+    synapses = int(share.projections["synapses"].mask.sum())
+    assert sum(count for _, _, count in drawn) == 2 * synapses  # two passes: sizes, then the synapses
 
 
 def test_each_pair_of_populations_gets_its_fixed_total_number_with_multapses(small):

@@ -8,7 +8,9 @@ Parameters follow the NEST example (``pynest/examples/Potjans_2014``):
   -65 mV, V_th -50 mV, t_ref 2 ms, exponential current synapses with tau_syn 0.5 ms; initial
   potentials normal(-58, 10) mV;
 * connectivity: for each pair of populations a fixed total number of synapses
-  ``K = log(1 - p) / log(1 - 1 / (N_pre N_post))`` drawn with multapses and autapses allowed;
+  ``K = log(1 - p) / log(1 - 1 / (N_pre N_post))`` drawn with multapses and autapses allowed, target
+  by target from streams keyed by the target (weights and delays too), so that a process draws its
+  own targets' synapses alone (``share=``);
 * weights: the current of a 0.15 mV PSP (87.8 pA), normal with relative sd 0.1, redrawn where the
   sign would flip; inhibitory weights -4 times as strong; L4E -> L2/3E doubled;
 * delays: normal, excitatory 1.5 ms and inhibitory 0.75 ms means, relative sd 0.5, clipped below
@@ -45,6 +47,7 @@ import torch
 
 import sapicore.functional as sf
 from sapicore.functional import connectivity
+from sapicore.functional.models.currents import keyed_normal
 
 __all__ = [
     "POPULATIONS",
@@ -133,17 +136,28 @@ def _mean_currents() -> torch.Tensor:
 
 #: synapses drawn at once while building: a larger block's weights and delays are drawn piece by piece
 #: (a realisation of its own; every block is smaller while scale x k_scale <= 0.09, e.g. scale 0.3)
-PIECE = 1 << 22
+#: synapses drawn at once: pieces of 256k keep the build's arrays in the caches (pieces of 4 million
+#: took 1.7 times as long to draw and order at scale 0.3)
+PIECE = 1 << 18
 
 
-def _normal_redrawn(mean: float, std: float, count: int, generator: torch.Generator, keep) -> torch.Tensor:
-    """``count`` normal draws; those where ``keep`` is False are drawn again until it holds."""
-    values = torch.randn(count, generator=generator).mul_(std).add_(mean)
-    bad = ~keep(values)
-    while bool(bad.any()):
-        values[bad] = mean + std * torch.randn(int(bad.sum()), generator=generator)
-        bad = ~keep(values)
-    return values
+def _keyed_redrawn(
+    weights: torch.Tensor, mean: float, seed: int, targets: torch.Tensor, degree: torch.Tensor
+) -> torch.Tensor:
+    """``weights`` (normal about ``mean``, ``degree[r]`` of each target ``targets[r]`` in a row) with
+    those of the wrong sign drawn again, each from draws keyed by its target and number there, until
+    none is left (at a relative sd of 0.1, a 10-sigma event)."""
+    bad = weights <= 0 if mean > 0 else weights >= 0
+    attempt = 0
+    while bool(bad.any()):  # sync-ok: building the network
+        attempt += 1
+        where = torch.nonzero(bad).reshape(-1)
+        starts = torch.cumsum(degree, 0) - degree
+        row = torch.searchsorted(starts + degree, where, right=True)
+        again = keyed_normal(seed + attempt * 1_000_003, targets[row], where - starts[row], torch.float32)
+        weights[where] = mean + abs(mean) * WEIGHT_REL_STD * again
+        bad = weights <= 0 if mean > 0 else weights >= 0
+    return weights
 
 
 def _warn_if_degenerate(scale: float, k_scale: float, sizes: list[int], counts: torch.Tensor) -> None:
@@ -191,11 +205,13 @@ def microcircuit(
     Seeded: the same arguments give the same network.
 
     ``share=(rank, world)`` builds only that rank's share (as ``sapicore.functional.partition`` of
-    the whole network gives it, equal to it): its neurons and the synapses onto them, drawn as the
-    whole network's are and kept where their target is the rank's, so a rank holds about
-    ``1 / world`` of the synapse table.
+    the whole network gives it, equal to it): its neurons and the synapses onto them. Each pair of
+    populations draws its synapses target by target from streams keyed by ``seed``, the target and the
+    synapse's number there (`connectivity.fixed_total_number`; weights and delays as
+    `connectivity.keyed_normal_rows`), so a rank draws its own targets' synapses only: it holds about
+    ``1 / world`` of the synapse table and spends about ``1 / world`` of the time drawing it.
 
-    The recurrent synapses are drawn block by block (one pair of populations at a time) into one
+    The recurrent synapses go block by block (one pair of populations at a time) into one
     [`SynapseTable`][sapicore.functional.SynapseTable] (see the module docstring), in pieces of at most
     `PIECE` synapses, so the build needs little memory beyond the table (about 2.8 GB at full scale:
     int32 targets, float32 weights and int8 delays; a share's targets are uint16 where the rank's
@@ -208,7 +224,6 @@ def microcircuit(
         raise ValueError(f"k_scale must be a number in (0, 1], got {k_scale!r}")
     if background not in ("poisson", "keyed", "dc"):
         raise ValueError(f"background must be 'poisson', 'keyed' or 'dc', got {background!r}")
-    generator = torch.Generator().manual_seed(seed)
     sizes = [max(1, round(n * scale)) for n in FULL_SIZES]
     starts = [sum(sizes[:i]) for i in range(8)]
     total = sum(sizes)
@@ -255,48 +270,55 @@ def microcircuit(
         skeleton = sf.partition(skeleton, rank, world)
     n_local = skeleton.populations["cortex"].size
 
-    def local(post: torch.Tensor) -> torch.Tensor:
-        """Which synapses of targets ``post`` (cortex numbering) this rank holds."""
-        return post.remainder(world) == rank
-
     blocks = [(s, t, int(counts[t, s])) for t in range(8) for s in range(8) if int(counts[t, s]) > 0]
 
     def seed_of(source: int, target: int) -> int:
         return seed * 100 + target * 8 + source
 
-    out_degree = torch.zeros(total, dtype=torch.int64)  # each cortical neuron's synapses on this rank
-    draws = {}
-    for source, target, count in blocks:  # first pass: each source neuron's number of synapses here
-        degree, draws[source, target] = connectivity.fixed_total_number_staged(
+    # each block's synapses are drawn target by target (connectivity.fixed_total_number), so this rank
+    # draws its own targets' synapses only: those whose cortex number is rank modulo world
+    in_degree = {
+        (source, target): connectivity.total_number_in_degree(
             sizes[source], sizes[target], count, seed_of(source, target)
         )
-        if world > 1:
-            degree = torch.zeros(sizes[source], dtype=torch.int64)
-            for piece in draws[source, target].pieces(PIECE, torch.int32):
-                degree += torch.bincount(piece.pre[local(piece.post + starts[target])], minlength=sizes[source])
-        out_degree[starts[source] : starts[source] + sizes[source]] += degree
+        for source, target, count in blocks
+    }
+
+    def pieces(source: int, target: int):
+        """This rank's targets of a block (numbers within the target population), in pieces of at
+        most `PIECE` synapses: (targets, their synapse counts, the synapses' sources)."""
+        first = (rank - starts[target]) % world
+        targets = torch.arange(first, sizes[target], world)
+        degree = in_degree[source, target].index_select(0, targets)
+        for part in connectivity.target_pieces(degree, PIECE):
+            pre = connectivity.keyed_sources(seed_of(source, target), targets[part], degree[part], sizes[source])
+            yield targets[part], degree[part], pre
+
+    out_degree = torch.zeros(total, dtype=torch.int64)  # each cortical neuron's synapses on this rank
+    for source, target, _ in blocks:  # first pass: each source neuron's number of synapses here
+        for _, _, pre in pieces(source, target):
+            out_degree[starts[source] : starts[source] + sizes[source]] += torch.bincount(pre, minlength=sizes[source])
     table = sf.SynapseTable(out_degree, n_local, dt, dtype=torch.float32, width=ROW_WIDTH)
     del out_degree
     for source, target, _ in sorted(blocks):  # second pass, by source population: rows fill in order
         mean = float(currents[target, source])
-        keep = (lambda w: w > 0) if mean > 0 else (lambda w: w < 0)
         delay_mean = DELAY_MEAN[POPULATIONS[source][-1]]
-        for piece in draws.pop((source, target)).pieces(PIECE, torch.int32):  # never a whole block at once
-            count = len(piece)
-            weights = _normal_redrawn(mean, abs(mean) * WEIGHT_REL_STD, count, generator, keep)
-            delays = torch.randn(count, generator=generator).mul_(delay_mean * DELAY_REL_STD).add_(delay_mean)
+        key = seed_of(source, target)
+        for targets, degree, pre in pieces(source, target):  # never a whole block at once
+            weights, delays = connectivity.keyed_normal_rows(key, targets, degree)
+            weights = _keyed_redrawn(weights.mul_(abs(mean) * WEIGHT_REL_STD).add_(mean), mean, key, targets, degree)
+            delays = delays.mul_(delay_mean * DELAY_REL_STD).add_(delay_mean)
+            # this rank's number of each target: round-robin over the cortex's numbering
+            post = torch.repeat_interleave((targets + starts[target]).div_(world, rounding_mode="floor"), degree)
+            order = connectivity.stable_order(pre, sizes[source])  # rows are filled by source
             # NEST's delay d is one step of latency plus d - dt (module docstring); in place, to spare memory
-            pre, post = piece.pre.add_(starts[source]), piece.post.add_(starts[target])
-            if world > 1:  # the drawing is the whole network's; the rank keeps its targets' synapses
-                mine = local(post)
-                pre, post, weights, delays = (
-                    pre[mine],
-                    post[mine].div_(world, rounding_mode="floor"),
-                    weights[mine],
-                    delays[mine],
-                )
-            table.add(pre, post, weights.mul_(charge), delays.clamp_(min=dt).sub_(dt))
-            del piece, pre, post, weights, delays
+            table.add(
+                pre.index_select(0, order).add_(starts[source]),
+                post.index_select(0, order),
+                weights.mul_(charge).index_select(0, order),
+                delays.clamp_(min=dt).sub_(dt).index_select(0, order),
+            )
+            del pre, post, weights, delays, order
     projections = {"synapses": table.projection("cortex", "cortex", synapse)}
     if "background" in populations:
         owned = torch.arange(rank, total, world)

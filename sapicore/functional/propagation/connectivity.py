@@ -4,7 +4,9 @@ Each builder returns a `Connectivity` (a COO edge list sorted by pre then post i
 the CPU). Random builders draw from their own ``torch.Generator`` seeded with ``seed``, so the same
 seed gives the same network on every device and run. Sampling without replacement scales with the
 number of synapses, not with ``n_pre * n_post``, so fixed in-degree networks of millions of neurons
-can be built.
+can be built. `fixed_total_number` draws each target's synapses from streams keyed by the target
+(the helpers below it), so that a process draws the synapses of its own targets alone, as the
+whole projection has them.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ __all__ = [
     "fixed_in_degree",
     "fixed_out_degree",
     "fixed_total_number",
-    "fixed_total_number_out_degree",
-    "fixed_total_number_staged",
-    "StagedDraw",
+    "total_number_in_degree",
+    "keyed_uniform_rows",
+    "keyed_normal_rows",
+    "keyed_sources",
+    "stable_order",
+    "target_pieces",
     "from_indices",
 ]
 
@@ -43,9 +48,7 @@ class Connectivity:
     """Synapses as index pairs: synapse ``k`` connects ``pre[k]`` to ``post[k]``.
 
     Attributes:
-        pre, post: int64 tensors of equal length (int32 where a builder asks for it, see
-            `fixed_total_number_staged`), sorted by ``pre`` then ``post`` (by ``pre`` only for
-            `fixed_total_number`, whose targets of one source stay in draw order).
+        pre, post: int64 tensors of equal length, sorted by ``pre`` then ``post``.
         n_pre, n_post: sizes of the source and target populations.
     """
 
@@ -237,94 +240,145 @@ def fixed_probability(
     return from_indices(pres, posts, n_pre, n_post)
 
 
-def fixed_total_number(n_pre: int, n_post: int, count: int, seed: int | None = None) -> Connectivity:
+def fixed_total_number(
+    n_pre: int, n_post: int, count: int, seed: int | None = None, targets: torch.Tensor | None = None
+) -> Connectivity:
     """Exactly ``count`` synapses, each from a source and to a target drawn uniformly and
     independently: a pair may be connected more than once (multapses) and a neuron to itself
     (autapses), as NEST's ``fixed_total_number`` rule with both allowed.
 
-    Drawn in time and memory linear in ``count`` (no sort): the number of synapses of each source
-    is a multinomial draw, the targets are uniform draws.
+    Drawn target by target (`total_number_in_degree`, `keyed_sources`), so that ``targets`` (target
+    indices, ascending) draws only their synapses, equal to theirs among the whole projection's: a
+    process holding some targets of a network draws them without drawing the rest, in time and memory
+    linear in their synapses. Sorted by source; a source's synapses ordered by target, then by their
+    number at the target.
     """
-    _, draw = fixed_total_number_staged(n_pre, n_post, count, seed)
-    return draw()
+    n_pre, n_post, count = _count(n_pre, "n_pre"), _count(n_post, "n_post"), _count(count, "count")
+    seed = _seed(seed)
+    in_degree = total_number_in_degree(n_pre, n_post, count, seed)
+    targets = torch.arange(n_post) if targets is None else _targets(targets, n_post)
+    counts = in_degree.index_select(0, targets)
+    pre = keyed_sources(seed, targets, counts, n_pre)
+    post = torch.repeat_interleave(targets, counts)
+    order = stable_order(pre, n_pre)
+    return Connectivity(pre.index_select(0, order), post.index_select(0, order), n_pre, n_post)
 
 
-def fixed_total_number_out_degree(n_pre: int, n_post: int, count: int, seed: int | None = None) -> torch.Tensor:
-    """``fixed_total_number(n_pre, n_post, count, seed).out_degree()`` without drawing the targets:
-    each source's number of synapses, to size a [`SynapseTable`][sapicore.functional.SynapseTable]."""
-    return fixed_total_number_staged(n_pre, n_post, count, seed)[0]
+def _seed(seed: int | None) -> int:
+    """``seed``, or a seed drawn from torch's generator where it is None."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    return int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)  # sync-ok: building connectivity
 
 
-def fixed_total_number_staged(
-    n_pre: int, n_post: int, count: int, seed: int | None = None
-) -> tuple[torch.Tensor, StagedDraw]:
-    """``fixed_total_number`` in two stages, for a builder that sizes a
-    [`SynapseTable`][sapicore.functional.SynapseTable] from every block before it fills it: each
-    source's number of synapses now, and a `StagedDraw` drawing the synapses later (equal to
-    ``fixed_total_number(n_pre, n_post, count, seed)``) without drawing those numbers again."""
-    generator = _generator(seed)
-    out_degree = _total_number_out_degree(n_pre, n_post, count, generator)
-    return out_degree, StagedDraw(n_pre, n_post, out_degree, generator.get_state())
+def _targets(targets: Any, n_post: int) -> torch.Tensor:
+    targets = torch.as_tensor(targets).reshape(-1)
+    if targets.is_floating_point() or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be integer indices, got {targets.dtype}")
+    targets = targets.to(torch.int64).cpu()  # sync-ok: building connectivity
+    if targets.numel() and (
+        int(targets.min()) < 0 or int(targets.max()) >= n_post or bool((targets[1:] <= targets[:-1]).any())
+    ):  # sync-ok: building connectivity
+        raise ValueError(f"targets must be distinct indices in [0, {n_post}), ascending")
+    return targets
 
 
-class StagedDraw:
-    """The synapses of `fixed_total_number_staged`, drawn when asked: all at once (``draw()``), or
-    in consecutive pieces (``draw.pieces(size)``) that together are the same synapses, so that a
-    builder never holds a whole block (the microcircuit's largest has 45 million synapses: 0.73 GB of
-    int64 indices). ``dtype``: int64, or int32 (the same numbers in half the memory)."""
-
-    def __init__(self, n_pre: int, n_post: int, out_degree: torch.Tensor, state: torch.Tensor) -> None:
-        self.n_pre, self.n_post, self.out_degree, self.state = n_pre, n_post, out_degree, state  # state: targets' draws
-        self.count = int(out_degree.sum())  # sync-ok: building connectivity
-
-    def __call__(self, dtype: torch.dtype = torch.int64) -> Connectivity:
-        return next(self.pieces(max(self.count, 1), dtype))
-
-    def pieces(self, size: int, dtype: torch.dtype = torch.int64) -> Iterator[Connectivity]:
-        """The synapses in pieces of at most ``size`` (ordered by source; the last may be shorter)."""
-        if dtype not in (torch.int32, torch.int64) or (dtype == torch.int32 and max(self.n_pre, self.n_post) >= 2**31):
-            raise ValueError(
-                f"indices of {self.n_pre} x {self.n_post} neurons need dtype int64 (or int32 below 2**31), got {dtype}"
-            )
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"size must be a positive int (synapses per piece), got {size!r}")
-        targets = torch.Generator().manual_seed(0)
-        targets.set_state(self.state)  # drawn piece by piece, the targets are the same numbers
-        ends = torch.cumsum(self.out_degree, 0)
-        begins = ends - self.out_degree
-        for start in range(0, self.count, size) if self.count else (0,):
-            stop = min(start + size, self.count)
-            pre = _sources_between(begins, ends, start, stop, dtype)
-            post = torch.randint(0, max(self.n_post, 1), (stop - start,), generator=targets, dtype=dtype)
-            yield Connectivity(pre, post, self.n_pre, self.n_post)
-
-
-def _sources_between(
-    begins: torch.Tensor, ends: torch.Tensor, start: int, stop: int, dtype: torch.dtype
-) -> torch.Tensor:
-    """The source of each synapse ``start`` to ``stop - 1`` of a table ordered by source, source ``i``
-    holding synapses ``begins[i]`` to ``ends[i] - 1``: each source repeated over its synapses in that
-    range (a search per synapse took 4.5 s of the full-scale microcircuit's build)."""
-    if stop <= start:
-        return torch.zeros(0, dtype=dtype)
-    first = int(torch.searchsorted(ends, torch.tensor(start), right=True))  # sync-ok: building connectivity
-    last = int(torch.searchsorted(ends, torch.tensor(stop - 1), right=True))  # sync-ok: building connectivity
-    lengths = ends[first : last + 1].clamp(max=stop) - begins[first : last + 1].clamp(min=start)
-    return torch.repeat_interleave(torch.arange(first, last + 1, dtype=dtype), lengths.clamp(min=0))
-
-
-#: sources drawn at once by `_total_number_out_degree` (32 MB of int64): the draws of consecutive
-#: pieces are the numbers of one draw of them all, without holding them all (45 million at once took
-#: 0.36 GB in the microcircuit's build)
-SOURCE_PIECE = 1 << 22
-
-
-def _total_number_out_degree(n_pre: int, n_post: int, count: int, generator: torch.Generator) -> torch.Tensor:
+def total_number_in_degree(n_pre: int, n_post: int, count: int, seed: int) -> torch.Tensor:
+    """Each target's number of synapses in `fixed_total_number` (int64, one per target): a
+    multinomial draw of ``count`` over the targets, made by splitting ranges of targets in halves
+    with binomial draws from a generator seeded with ``seed`` (the same numbers on every process,
+    in time linear in ``n_post``, whatever ``count``)."""
     n_pre, n_post, count = _count(n_pre, "n_pre"), _count(n_post, "n_post"), _count(count, "count")
     if count and not (n_pre and n_post):
         raise ValueError(f"count={count} synapses need neurons on both sides, got n_pre={n_pre}, n_post={n_post}")
-    degree = torch.zeros(n_pre, dtype=torch.int64)
-    for start in range(0, count, SOURCE_PIECE):
-        sources = torch.randint(0, max(n_pre, 1), (min(SOURCE_PIECE, count - start),), generator=generator)
-        degree += torch.bincount(sources, minlength=n_pre)
-    return degree
+    generator = _generator(seed)
+    counts = torch.tensor([float(count)], dtype=torch.float64)
+    sizes = torch.tensor([n_post], dtype=torch.int64)
+    while bool((sizes > 1).any()):  # sync-ok: building connectivity
+        left = sizes // 2
+        share = (left / sizes.clamp(min=1)).to(torch.float64)
+        drawn = torch.binomial(counts, share, generator=generator)
+        counts = torch.stack([drawn, counts - drawn], 1).reshape(-1)
+        sizes = torch.stack([left, sizes - left], 1).reshape(-1)
+    return counts[sizes > 0].to(torch.int64)
+
+
+def keyed_uniform_rows(seed: int, rows: torch.Tensor, counts: torch.Tensor, stream: int) -> torch.Tensor:
+    """``counts[r]`` uniforms in (0, 1) (float64) for each row ``r``, one row after another: those
+    of ``keyed_uniform(seed, rows[r], j, stream)`` for ``j = 0 .. counts[r] - 1``
+    ([`keyed_uniform`][sapicore.functional.models.currents.keyed_uniform]), so a value depends on its
+    row and number only. The C++ op where the kernel library is built (5 ns a value), else torch ops."""
+    rows, counts = _rows(rows, counts)
+    if _kernels():
+        return torch.ops.sapicore.keyed_uniform_rows(rows, counts, seed, stream)
+    from ..models.currents import keyed_uniform
+
+    starts = torch.cumsum(counts, 0) - counts
+    counter = torch.arange(int(counts.sum())) - torch.repeat_interleave(starts, counts)  # sync-ok: building
+    return keyed_uniform(seed, torch.repeat_interleave(rows, counts), counter, stream)
+
+
+def _rows(rows: Any, counts: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, counts = torch.as_tensor(rows).reshape(-1), torch.as_tensor(counts).reshape(-1)
+    if rows.is_floating_point() or counts.is_floating_point() or rows.shape != counts.shape:
+        raise ValueError(
+            f"rows and counts must be integers of one length, got {rows.dtype} x {rows.numel()} "
+            f"and {counts.dtype} x {counts.numel()}"
+        )
+    if counts.numel() and int(counts.min()) < 0:  # sync-ok: building connectivity
+        raise ValueError(f"counts must be >= 0, got {int(counts.min())}")  # sync-ok: building connectivity
+    return rows.to(torch.int64).cpu(), counts.to(torch.int64).cpu()  # sync-ok: building connectivity
+
+
+def _kernels() -> bool:
+    """True where the C++ ops of the kernel library are there to use."""
+    from . import kernels
+
+    return kernels.available() and not kernels.is_disabled()
+
+
+def keyed_sources(seed: int, targets: torch.Tensor, counts: torch.Tensor, n_pre: int) -> torch.Tensor:
+    """The sources (int64, uniform in ``[0, n_pre)``) of ``counts[r]`` synapses of each target
+    ``targets[r]``, one target after another: synapse ``j`` of target ``k`` comes from
+    ``floor(n_pre * keyed_uniform(seed, k, j, 1))``."""
+    if _kernels():
+        targets, counts = _rows(targets, counts)
+        return torch.ops.sapicore.keyed_sources(targets, counts, seed, 1, max(n_pre, 1))
+    u = keyed_uniform_rows(seed, targets, counts, 1)
+    return u.mul_(n_pre).floor_().clamp_(max=max(n_pre - 1, 0)).to(torch.int64)
+
+
+def keyed_normal_rows(seed: int, rows: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two standard normal values (float32) per synapse of `keyed_uniform_rows` (``counts[r]`` of each
+    row ``rows[r]``): the Box-Muller pair ``sqrt(-2 ln u) cos(2 pi v)``, ``sqrt(-2 ln u) sin(2 pi v)`` of
+    the uniforms ``u`` (stream 2) and ``v`` (stream 3), computed in float32 element by element (a
+    value does not depend on where it lies among the others)."""
+    radius = keyed_uniform_rows(seed, rows, counts, 2).to(torch.float32).log_().mul_(-2.0).sqrt_()
+    angle = keyed_uniform_rows(seed, rows, counts, 3).to(torch.float32).mul_(2.0 * math.pi)
+    return radius * torch.cos(angle), radius.mul_(angle.sin_())
+
+
+def stable_order(keys: torch.Tensor, bins: int) -> torch.Tensor:
+    """The permutation (int64) that sorts ``keys`` (int32 or int64 in ``[0, bins)``) ascending, equal
+    keys in their order: a counting sort in the C++ op (10 ns a key; a stable ``torch.sort``, the
+    fallback, takes 30-40)."""
+    if keys.is_floating_point() or keys.dim() != 1:
+        raise ValueError(f"keys must be one row of integers, got {keys.dtype} of shape {tuple(keys.shape)}")
+    if keys.numel() and (int(keys.min()) < 0 or int(keys.max()) >= bins):  # sync-ok: building connectivity
+        raise ValueError(f"keys must lie in [0, {bins})")
+    if _kernels() and keys.dtype in (torch.int32, torch.int64):
+        return torch.ops.sapicore.stable_order(keys.cpu(), bins)  # sync-ok: building connectivity
+    return torch.sort(keys, stable=True)[1]
+
+
+def target_pieces(counts: torch.Tensor, size: int) -> Iterator[slice]:
+    """Consecutive slices of targets whose ``counts`` (synapses) add up to at most ``size`` (a target
+    with more is a slice alone): a builder draws a projection's synapses piece by piece."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int (synapses per piece), got {size!r}")
+    ends = torch.cumsum(counts, 0)
+    start, done = 0, 0
+    while start < counts.numel():
+        stop = max(int(torch.searchsorted(ends, done + size, right=True)), start + 1)  # sync-ok: building
+        yield slice(start, stop)
+        start, done = stop, int(ends[stop - 1])  # sync-ok: building connectivity
