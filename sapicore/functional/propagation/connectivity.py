@@ -265,10 +265,10 @@ def fixed_total_number(
 
 
 def _seed(seed: int | None) -> int:
-    """``seed``, or a seed drawn from torch's generator where it is None."""
+    """``seed``, or a fresh random one where it is None (as the other rules' generators)."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
-    return int(torch.randint(0, 2**31 - 1, ())) if seed is None else int(seed)  # sync-ok: building connectivity
+    return torch.Generator().seed() % 2**31 if seed is None else int(seed)
 
 
 def _targets(targets: Any, n_post: int) -> torch.Tensor:
