@@ -14,6 +14,7 @@ import torch
 from torch.utils import cpp_extension
 
 from sapicore.functional import kernel_cache
+from sapicore.functional.propagation import kernels
 
 
 @pytest.fixture
@@ -130,14 +131,14 @@ def test_load_builds_a_copy_of_the_source_in_its_folder_and_says_so_once(source,
 
 def test_two_environments_that_alternate_build_once_each_and_never_again(source, monkeypatch):
     calls = fake_builds(monkeypatch)
-    environments = {
-        "venv-a": ["/venvs/a/site-packages/torch/include"],
-        "venv-b": ["/venvs/b/site-packages/torch/include"],
+    environments = {  # torch in two virtual environments: its headers and libraries lie in its folder
+        "venv-a": "/venvs/a/site-packages/torch/__init__.py",
+        "venv-b": "/venvs/b/site-packages/torch/__init__.py",
     }
     folders = set()
     for _ in range(3):
-        for include in environments.values():
-            monkeypatch.setattr(cpp_extension, "include_paths", lambda include=include: include)
+        for location in environments.values():
+            monkeypatch.setattr(torch, "__file__", location)
             kernel_cache.load_library("k", source, ["-O3"])
             folders.add(kernel_cache.build_directory("k", source, ["-O3"]))
     assert len(folders) == 2 and len(calls) == 2  # one build per environment, none when they alternate
@@ -148,7 +149,7 @@ def test_what_a_build_depends_on_is_in_its_key(source, monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     assert kernel_cache.build_key(source, ["-O3"]) != first
     monkeypatch.delenv("CXX")
-    monkeypatch.setattr(cpp_extension, "library_paths", lambda: ["/elsewhere/torch/lib"])
+    monkeypatch.setattr(torch, "__file__", "/elsewhere/torch/__init__.py")  # another torch, its headers with it
     assert kernel_cache.build_key(source, ["-O3"]) != first
 
 
@@ -198,3 +199,20 @@ def test_a_read_only_prebuilt_cache_loads_the_real_kernel(tmp_path):
         assert loaded.stdout.strip() == "True" and loaded.stderr == "", loaded.stderr
     finally:
         subprocess.run(["umount", str(cache)])
+
+
+def test_loading_a_finished_build_does_not_import_torchs_extension_builder():
+    """``torch.utils.cpp_extension`` warns as it is imported wherever a CUDA build of torch finds no
+    CUDA runtime (a line on stderr of every run, which would break one-line failures): a process
+    that loads a finished build never imports it."""
+    if not kernels.available():  # built here if this environment had no build yet
+        pytest.skip("the kernel library cannot be built here")
+    code = (
+        "import sys\n"
+        "from sapicore.functional.propagation import kernels\n"
+        "assert kernels.available()\n"
+        "print('torch.utils.cpp_extension' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False" and done.stderr == ""

@@ -74,14 +74,13 @@ def build_key(source: Path | Sequence[Path], flags: list[str]) -> list[str]:
     """Everything a build of ``source`` (one C++ file or several) with ``flags`` depends on, as
     strings (the cache folder's hash)."""
     import torch
-    from torch.utils import cpp_extension
 
+    # torch's headers and libraries lie in its folder (keyed here): not asked of torch.utils.cpp_extension,
+    # whose import warns on every process where a CUDA build of torch finds no CUDA runtime
     return [
         *(path.read_bytes().hex() for path in _listed(source)),
         torch.__version__,
         str(Path(torch.__file__).resolve().parent),
-        " ".join(cpp_extension.include_paths()),
-        " ".join(cpp_extension.library_paths()),
         str(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", "")),
         _compiler(),
         " ".join(flags),
@@ -137,11 +136,12 @@ def load_library(name: str, source: Path | Sequence[Path], flags: list[str]) -> 
     """Load the operator library of ``source`` (one C++ file or several), building it first if this
     environment has no complete build; return the library's path."""
     import torch
-    from torch.utils import cpp_extension
 
     folder = build_directory(name, source, flags)
     library = _finished(folder)
     if library is None:
+        from torch.utils import cpp_extension
+
         with build_lock(folder):
             library = _finished(folder)  # another process may have built it while this one waited
             if library is None:
