@@ -32,6 +32,11 @@ ISI CVs (the transient after the initial state).
 of a run under ``torchrun`` exchange spikes: shared memory where they share a machine, or gloo's
 all-gather (any machines; with ``fast: true`` inside the compiled chunks too).
 
+Connectivity rules: ``all_to_all``, ``one_to_one``, ``fixed_probability`` (``p``), ``fixed_in_degree``
+and ``fixed_out_degree`` (``k``), ``fixed_total_number`` (``count``); a rule without ``seed`` takes one
+drawn from ``simulation.seed``. Under ``torchrun`` a ``fixed_total_number`` projection whose weight and
+delay are numbers draws only the rank's own targets' synapses.
+
 A parameter, an initial value or a weight may be a number or a distribution drawn per neuron (or per
 synapse) with the spec's seed: ``{distribution: normal, mean: m, std: s}``,
 ``{distribution: uniform, low: a, high: b}`` or ``{distribution: lognormal, mean: m, std: s}`` (of
@@ -87,6 +92,7 @@ CONNECTIVITY = {
     "fixed_probability": (conn.fixed_probability, ("p", "seed", "allow_self")),
     "fixed_in_degree": (conn.fixed_in_degree, ("k", "seed", "allow_self")),
     "fixed_out_degree": (conn.fixed_out_degree, ("k", "seed", "allow_self")),
+    "fixed_total_number": (conn.fixed_total_number, ("count", "seed")),
 }
 DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high"), "lognormal": ("mean", "std")}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -260,6 +266,14 @@ class _Reader:
         return torch.exp(draws) if kind == "lognormal" else draws
 
 
+def _per_projection(entry: dict) -> bool:
+    """Whether a projection's weight and delay are single numbers (nothing drawn per synapse)."""
+    return all(
+        isinstance(entry.get(key, 0.0), numbers.Real) and not isinstance(entry.get(key, 0.0), bool)
+        for key in ("weight", "delay")
+    )
+
+
 def _whole_setting(field: Any, value: Any) -> bool:
     """Whether ``value`` is an int given to a model field that is not a numeric parameter (a
     ``PoissonSource``'s ``seed`` or ``trains``), which takes it as it is."""
@@ -377,12 +391,15 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
         initial[name] = {key: reader.value(value, f"{path}.initial.{key}", size) for key, value in init.items()}
 
     counts = {}  # population and part names -> number of neurons
+    offsets = {}  # ... -> number of their first neuron in their population (a share holds those = rank mod world)
     for name, population in populations.items():
-        counts[name] = population.size
+        counts[name], offsets[name] = population.size, 0
+        first = 0
         for part, count in population.parts:
             if part in counts or part in populations:
                 raise reader.fail(f"populations.{name}.parts.{part}", "is already a population or part name")
-            counts[part] = count
+            counts[part], offsets[part] = count, first
+            first += count
 
     def made() -> Any:  # (name, projection), built one after the other
         for name, entry in reader.mapping(top.get("projections", {}), "projections", named=True).items():
@@ -403,8 +420,21 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
                 CONNECTIVITY,
             )
             builder, options = CONNECTIVITY[rule]
-            spec_conn = reader.mapping(spec_conn, f"{path}.connectivity", required=("rule",), optional=tuple(options))
+            needed = tuple(option for option in options if option in ("p", "k", "count"))  # the rule's size
+            spec_conn = reader.mapping(
+                spec_conn,
+                f"{path}.connectivity",
+                required=("rule", *needed),
+                optional=tuple(option for option in options if option not in needed),
+            )
             arguments = {key: value for key, value in spec_conn.items() if key != "rule"}
+            if "seed" in options and "seed" not in arguments:  # the spec's seed decides (every rank alike)
+                arguments["seed"] = int(torch.randint(0, 2**31 - 1, (), generator=reader.generator))
+            if rule == "fixed_total_number" and share is not None and _per_projection(entry):
+                # drawn target by target: a share draws its own targets' synapses only (no per-synapse
+                # draws from the spec's generator follow, so it stays where the whole network leaves it)
+                rank, world = share
+                arguments["targets"] = torch.arange((rank - offsets[post]) % world, n_post, world)
             sizes = {"n": n_pre} if rule == "one_to_one" else {"n_pre": n_pre, "n_post": n_post}
             if rule == "one_to_one" and n_pre != n_post:
                 raise reader.fail(f"{path}.connectivity", f"one_to_one needs equal sizes, got {n_pre} -> {n_post}")

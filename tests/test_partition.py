@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import attrs
 import pytest
@@ -754,6 +755,13 @@ projections:
     synapse: {model: Exponential, tau: 10.0, e_rev: -80.0}
     weight: 0.03
     representation: dense
+  ni:
+    source: noise
+    target: inh
+    connectivity: {rule: fixed_total_number, count: 120}
+    synapse: {model: Exponential, tau: 5.0, e_rev: 0.0}
+    weight: 0.004
+    delay: 1.0
   ne:
     source: noise
     target: cells
@@ -776,8 +784,19 @@ def test_a_spec_of_populations_builds_a_share_equal_to_the_partition_of_the_whol
     data = yaml_loads(SHARED_SPEC)
     whole = parse_spec(data)
     start = initial_state(whole)
+    assert int(whole.network.projections["ni"].mask.sum()) == 120  # noise -> inh: seeded by the spec
+    drawn = []
+    keyed_sources = C.keyed_sources
+
+    def recording(seed, targets, counts, n_pre):  # the targets of fixed_total_number's draws
+        drawn.append(targets.clone())
+        return keyed_sources(seed, targets, counts, n_pre)
+
     for rank in range(world):
-        built = parse_spec(data, share=(rank, world))
+        drawn.clear()
+        with mock.patch.object(C, "keyed_sources", recording):
+            built = parse_spec(data, share=(rank, world))
+        assert len(drawn) == 1 and bool(((drawn[0] + 40) % world == rank).all())  # inh: cells 40..49
         cut = sf.partition(whole.network, rank, world)
         assert built.network.exchange.rank == rank and built.network.exchange.world == world
         ours, theirs = (

@@ -96,6 +96,18 @@ MISTAKES = [
         lambda d: d["projections"]["ab"].update(connectivity={"rule": "fixed_probability", "p": 1.5}),
         "projections.ab.connectivity: connection probability p must lie in [0, 1], got 1.5",
     ),
+    (
+        lambda d: d["projections"]["ab"].update(connectivity={"rule": "fixed_total_number"}),
+        "projections.ab.connectivity: missing required key 'count'",
+    ),
+    (
+        lambda d: d["projections"]["ab"].update(connectivity={"rule": "fixed_total_number", "count": -3}),
+        "projections.ab.connectivity: count must be a non-negative int, got -3",
+    ),
+    (
+        lambda d: d["projections"]["ab"].update(connectivity={"rule": "fixed_total_number", "count": 5, "p": 0.1}),
+        "projections.ab.connectivity.p: unknown key; expected one of: rule, count, seed",
+    ),
     (lambda d: d["projections"]["ab"].update(delay=-1.0), "projections.ab: delays must be finite and >= 0 ms"),
     (lambda d: d["projections"]["ab"]["synapse"].pop("model"), "projections.ab.synapse: missing required key 'model'"),
     (lambda d: d["simulation"].update(record=["c.spikes"]), "simulation.record[0]: unknown record 'c.spikes'"),
