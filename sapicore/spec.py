@@ -428,7 +428,7 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
                 optional=tuple(option for option in options if option not in needed),
             )
             arguments = {key: value for key, value in spec_conn.items() if key != "rule"}
-            if "seed" in options and "seed" not in arguments:  # the spec's seed decides (every rank alike)
+            if "seed" in options and arguments.get("seed") is None:  # the spec's seed decides (every rank alike)
                 arguments["seed"] = int(torch.randint(0, 2**31 - 1, (), generator=reader.generator))
             if rule == "fixed_total_number" and share is not None and _per_projection(entry):
                 # drawn target by target: a share draws its own targets' synapses only (no per-synapse

@@ -61,6 +61,24 @@ def test_a_spec_builds_the_network_it_describes():
     assert torch.equal(again.network.populations["a"].model.tau_mem, taus)  # the seed makes draws repeatable
 
 
+@pytest.mark.parametrize("rule", ["fixed_probability", "fixed_in_degree", "fixed_total_number"])
+def test_a_connectivity_without_seed_is_drawn_from_the_specs_seed(rule):
+    """The same spec builds the same network every time (and on every rank of a partitioned run);
+    another ``simulation.seed`` another one."""
+    size = {"fixed_probability": {"p": 0.3}, "fixed_in_degree": {"k": 4}, "fixed_total_number": {"count": 60}}
+    targets = []
+    for seed, explicit_none in ((3, False), (3, True), (4, False)):
+        data = small()
+        data["simulation"]["seed"] = seed
+        data["projections"]["ab"]["connectivity"] = {
+            "rule": rule,
+            **size[rule],
+            **({"seed": None} if explicit_none else {}),
+        }
+        targets.append(parse_spec(data, "seedless.yaml").network.projections["ab"].targets)
+    assert torch.equal(targets[0], targets[1]) and not torch.equal(targets[0], targets[2])
+
+
 MISTAKES = [
     (lambda d: d.pop("simulation"), "(top level): missing required key 'simulation'"),
     (lambda d: d.update(extra=1), "extra: unknown key; expected one of: simulation, populations"),

@@ -134,10 +134,9 @@ def _mean_currents() -> torch.Tensor:
     return currents
 
 
-#: synapses drawn at once while building: a larger block's weights and delays are drawn piece by piece
-#: (a realisation of its own; every block is smaller while scale x k_scale <= 0.09, e.g. scale 0.3)
-#: synapses drawn at once: pieces of 256k keep the build's arrays in the caches (pieces of 4 million
-#: took 1.7 times as long to draw and order at scale 0.3)
+#: synapses drawn at once while building (the same synapses, weights and delays whatever the pieces):
+#: pieces of 256k keep the build's arrays in the caches (pieces of 4 million took 1.7 times as long to
+#: draw and order at scale 0.3)
 PIECE = 1 << 18
 
 
