@@ -111,6 +111,19 @@ def test_a_share_draws_the_synapses_of_its_own_neurons_only(monkeypatch, world):
     assert sum(count for _, _, count in drawn) == 2 * synapses  # two passes: sizes, then the synapses
 
 
+def test_the_keyed_draws_of_torch_ops_build_the_network_of_the_kernel_library(small):
+    """Without the C++ ops (``SAPICORE_KERNELS=0``, no compiler) the keyed draws and the ordering by
+    source fall back to torch ops: the same synapses, weights and delays."""
+    from sapicore.functional.propagation import kernels
+
+    with kernels.disabled():
+        fallback = pd.microcircuit(scale=0.02, k_scale=0.05, seed=4)
+    first, second = blocks(small), blocks(fallback)
+    assert first.keys() == second.keys()
+    for pair, arrays in first.items():
+        assert all(torch.equal(a, b) for a, b in zip(arrays, second[pair])), pair
+
+
 def test_each_pair_of_populations_gets_its_fixed_total_number_with_multapses(small):
     sizes = [size for _, size in small.populations["cortex"].parts]
     expected = torch.round(pd.synapse_counts() * 0.02 * 0.05).to(torch.int64)
