@@ -307,6 +307,11 @@ CASES = {
         TypeError,
         "targets must be integer indices",
     ),
+    "fixed_total_number: more sources than its hashes tell apart": (
+        lambda: conn.fixed_total_number(2**24 + 1, 3, 2, seed=1),
+        ValueError,
+        "n_pre must be at most 2\\*\\*24",
+    ),
     "fixed_total_number: a seed of text": (lambda: conn.fixed_total_number(3, 3, 2, seed="1"), TypeError, "seed"),
     "keyed_uniform_rows: negative count": (
         lambda: conn.keyed_uniform_rows(1, torch.tensor([0, 1]), torch.tensor([2, -1]), 1),

@@ -248,12 +248,17 @@ def fixed_total_number(
     (autapses), as NEST's ``fixed_total_number`` rule with both allowed.
 
     Drawn target by target (`total_number_in_degree`, `keyed_sources`), so that ``targets`` (target
-    indices, ascending) draws only their synapses, equal to theirs among the whole projection's: a
-    process holding some targets of a network draws them without drawing the rest, in time and memory
-    linear in their synapses. Sorted by source; a source's synapses ordered by target, then by their
-    number at the target.
+    indices, ascending) draws only their synapses, equal to theirs among the whole projection's of
+    the same ``seed``: a process holding some targets of a network draws them without drawing the
+    rest, in time and memory linear in their synapses. Sorted by source; a source's synapses ordered
+    by target, then by their number at the target. Sources come from 32-bit hashes, so ``n_pre`` is
+    at most ``2**24`` (each source then drawn with the same probability to 0.4%).
     """
     n_pre, n_post, count = _count(n_pre, "n_pre"), _count(n_post, "n_post"), _count(count, "count")
+    if n_pre > 2**24:
+        raise ValueError(
+            f"fixed_total_number draws sources from 32-bit hashes: n_pre must be at most 2**24, got {n_pre}"
+        )
     seed = _seed(seed)
     in_degree = total_number_in_degree(n_pre, n_post, count, seed)
     targets = torch.arange(n_post) if targets is None else _targets(targets, n_post)
