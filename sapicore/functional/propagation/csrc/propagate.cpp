@@ -579,19 +579,22 @@ __attribute__((target("avx512f"))) inline __m512i mix_lanes(__m512i x) {
   return _mm512_xor_si512(x, _mm512_srli_epi64(x, 16));
 }
 
+// keyed_uniform in lanes: the products of 32-bit values (_mm512_mul_epu32) have the low 32 bits of the
+// scalar code's, which is all that the masks keep
+__attribute__((target("avx512f"))) inline __m512d uniform_lanes(__m512i neuron, __m512i step, int64_t base) {
+  const __m512i mixed = mix_lanes(_mm512_xor_si512(step, _mm512_set1_epi64(base)));
+  const __m512i spread = _mm512_and_si512(_mm512_mul_epu32(neuron, _mm512_set1_epi64(0x27D4EB2F)), mask_lanes());
+  const __m512i key = mix_lanes(_mm512_and_si512(_mm512_xor_si512(spread, mixed), mask_lanes()));
+  return _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(key)), _mm512_set1_pd(0.5)),
+                       _mm512_set1_pd(0x1.0p-32));
+}
+
 __attribute__((target("avx512f"))) void keyed_counts_avx512(const double* lam, const double* term0,
                                                              const int64_t* steps, const int64_t* neurons,
                                                              int64_t base, int64_t n, double* count) {
   int64_t first = 0;
   for (; first + 8 <= n; first += 8) {
-    // keyed_uniform in lanes: the products of 32-bit values (_mm512_mul_epu32) have the low 32 bits
-    // of the scalar code's, which is all that the masks keep
-    const __m512i neuron = _mm512_loadu_si512(neurons + first), step = _mm512_loadu_si512(steps + first);
-    const __m512i mixed = mix_lanes(_mm512_xor_si512(step, _mm512_set1_epi64(base)));
-    const __m512i spread = _mm512_and_si512(_mm512_mul_epu32(neuron, _mm512_set1_epi64(0x27D4EB2F)), mask_lanes());
-    const __m512i key = mix_lanes(_mm512_and_si512(_mm512_xor_si512(spread, mixed), mask_lanes()));
-    const __m512d u = _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(key)), _mm512_set1_pd(0.5)),
-                                    _mm512_set1_pd(0x1.0p-32));
+    const __m512d u = uniform_lanes(_mm512_loadu_si512(neurons + first), _mm512_loadu_si512(steps + first), base);
     const __m512d mu = _mm512_loadu_pd(lam + first);
     const __m512d bound = _mm512_add_pd(_mm512_add_pd(mu, _mm512_mul_pd(_mm512_set1_pd(12.0), _mm512_sqrt_pd(mu))),
                                         _mm512_set1_pd(12.0));
@@ -651,23 +654,17 @@ at::Tensor keyed_poisson(const at::Tensor& mean, const at::Tensor& zero, const a
 }
 
 void uniform_rows_scalar(int64_t row, int64_t first, int64_t length, int64_t base, double* u) {
-  const int64_t spread = (row * 0x27D4EB2F) & kMask;
-  for (int64_t j = first; j < length; ++j) u[j] = (static_cast<double>(mix((spread ^ mix(j ^ base)) & kMask)) + 0.5) * 0x1.0p-32;
+  for (int64_t j = first; j < length; ++j) u[j] = keyed_uniform(row, j, base);
 }
 
 #ifdef SAPICORE_AVX512
-// uniform_rows_scalar for eight counters at a time (the same values: see keyed_counts_avx512)
+// uniform_rows_scalar for eight counters at a time (the same values)
 __attribute__((target("avx512f"))) void uniform_rows_avx512(int64_t row, int64_t length, int64_t base, double* u) {
-  const __m512i spread = _mm512_set1_epi64((row * 0x27D4EB2F) & kMask);
+  const __m512i neuron = _mm512_set1_epi64(row);
   __m512i j = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
   int64_t first = 0;
-  for (; first + 8 <= length; first += 8, j = _mm512_add_epi64(j, _mm512_set1_epi64(8))) {
-    const __m512i mixed = mix_lanes(_mm512_xor_si512(j, _mm512_set1_epi64(base)));
-    const __m512i key = mix_lanes(_mm512_and_si512(_mm512_xor_si512(spread, mixed), mask_lanes()));
-    _mm512_storeu_pd(u + first, _mm512_mul_pd(_mm512_add_pd(_mm512_cvtepu32_pd(_mm512_cvtepi64_epi32(key)),
-                                                            _mm512_set1_pd(0.5)),
-                                              _mm512_set1_pd(0x1.0p-32)));
-  }
+  for (; first + 8 <= length; first += 8, j = _mm512_add_epi64(j, _mm512_set1_epi64(8)))
+    _mm512_storeu_pd(u + first, uniform_lanes(neuron, j, base));
   uniform_rows_scalar(row, first, length, base, u);
 }
 #endif
