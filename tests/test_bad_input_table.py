@@ -290,6 +290,37 @@ CASES = {
         "k",
     ),
     "fixed_out_degree: above the targets": (lambda: conn.fixed_out_degree(3, 3, 4), ValueError, "k"),
+    "fixed_probability: targets out of order": (
+        lambda: conn.fixed_probability(3, 5, 0.5, seed=1, targets=[3, 1]),
+        ValueError,
+        "ascending",
+    ),
+    "fixed_probability: float targets": (
+        lambda: conn.fixed_probability(3, 5, 0.5, seed=1, targets=[0.5]),
+        TypeError,
+        "integer indices",
+    ),
+    "fixed_probability: more neurons than its keys tell apart": (
+        lambda: conn.fixed_probability(2**32, 3, 0.5, seed=1),
+        ValueError,
+        "2\\*\\*32 - 1 neurons",
+    ),
+    "fixed_in_degree: targets beyond the population": (
+        lambda: conn.fixed_in_degree(3, 5, 2, seed=1, targets=[5]),
+        ValueError,
+        "ascending",
+    ),
+    "fixed_in_degree: more sources than its hashes tell apart": (
+        lambda: conn.fixed_in_degree(2**24 + 1, 3, 2, seed=1),
+        ValueError,
+        "n_pre must be at most 2\\*\\*24",
+    ),
+    "fixed_out_degree: more targets than its hashes tell apart": (
+        lambda: conn.fixed_out_degree(3, 2**24 + 1, 2, seed=1),
+        ValueError,
+        "n_post must be at most 2\\*\\*24",
+    ),
+    "fixed_out_degree: a seed of text": (lambda: conn.fixed_out_degree(3, 3, 2, seed="1"), TypeError, "seed"),
     "fixed_total_number: negative": (lambda: conn.fixed_total_number(3, 3, -1), ValueError, "count"),
     "fixed_total_number: no targets": (lambda: conn.fixed_total_number(3, 0, 2), ValueError, "neurons on both sides"),
     "fixed_total_number: targets out of order": (

@@ -46,6 +46,40 @@ def test_fixed_probability_matches_the_expected_count():
     assert len(C.fixed_probability(50, 50, 1.0, seed=1, allow_self=False)) == 50 * 49
 
 
+@pytest.mark.parametrize("p", [0.003, 0.3, 0.97])
+def test_fixed_probability_connects_every_pair_alone_with_probability_p(p):
+    """Independent coin flips: distinct pairs, in-degrees of binomial mean and variance, every source
+    as likely, and a pair's neighbour (the next source of the same target) connected with probability
+    p whether or not the pair is."""
+    n_pre, n_post = 400, 3000
+    c = C.fixed_probability(n_pre, n_post, p, seed=11)
+    key = c.post * n_pre + c.pre
+    assert bool(((c.pre * n_post + c.post)[1:] > (c.pre * n_post + c.post)[:-1]).all())  # sorted, distinct
+    degree = c.in_degree().double()
+    mean, var = n_pre * p, n_pre * p * (1 - p)
+    assert abs(degree.mean().item() - mean) < 5 * (var / n_post) ** 0.5
+    assert abs(degree.var().item() / var - 1) < 0.1
+    out = c.out_degree().double()
+    assert abs(out.var().item() / (n_post * p * (1 - p)) - 1) < 0.25  # sources alike: binomial spread
+    connected = torch.zeros(n_post * n_pre, dtype=torch.bool)
+    connected[key] = True
+    pairs = connected.reshape(n_post, n_pre)
+    both, first = (pairs[:, 1:] & pairs[:, :-1]).sum().item(), pairs[:, :-1].sum().item()
+    assert abs(both / first - p) < 5 * (p * (1 - p) / first) ** 0.5
+
+
+def test_fixed_in_degree_draws_sources_uniformly_when_most_are_taken():
+    """Where a target takes more than half of its sources (the left-out ones are drawn instead), every
+    source is as likely and none is taken twice."""
+    c = C.fixed_in_degree(10, 20_000, 7, seed=2, allow_self=False)
+    assert torch.all(c.in_degree() == 7) and len(set(zip(c.pre.tolist(), c.post.tolist()))) == len(c)
+    share = torch.bincount(c.pre, minlength=10).double() / len(c)
+    assert torch.allclose(share, torch.full((10,), 0.1, dtype=torch.float64), atol=0.01)
+    square = C.fixed_in_degree(12, 12, 8, seed=2, allow_self=False)
+    assert not bool((square.pre == square.post).any()) and torch.all(square.in_degree() == 8)
+    assert len(C.fixed_in_degree(12, 12, 11, seed=2, allow_self=False)) == 12 * 11
+
+
 def test_from_indices_sorts_and_checks():
     c = C.from_indices([2, 0, 1], [0, 1, 1], 3, 2)
     assert c.pre.tolist() == [0, 1, 2] and c.post.tolist() == [1, 1, 0]
@@ -85,11 +119,22 @@ def test_fixed_total_number_draws_exactly_that_many_uniform_pairs_with_multapses
         C.fixed_total_number(0, 5, 3)
 
 
+RULES_BY_TARGET = {
+    "fixed_total_number": lambda seed, **kw: C.fixed_total_number(40, 31, 5_000, seed=seed, **kw),
+    "fixed_probability": lambda seed, **kw: C.fixed_probability(40, 31, 0.3, seed=seed, **kw),
+    "fixed_probability, no autapses": lambda seed, **kw: C.fixed_probability(31, 31, 0.6, seed, False, **kw),
+    "fixed_in_degree": lambda seed, **kw: C.fixed_in_degree(40, 31, 9, seed=seed, **kw),
+    "fixed_in_degree, most sources": lambda seed, **kw: C.fixed_in_degree(31, 31, 25, seed, False, **kw),
+}
+
+
+@pytest.mark.parametrize("rule", RULES_BY_TARGET)
 @pytest.mark.parametrize("world", [1, 2, 3])
-def test_fixed_total_number_draws_any_targets_alone_as_among_the_whole(world):
+def test_a_rule_draws_any_targets_alone_as_among_the_whole(rule, world):
     """A process holding some targets (round-robin shares, a random subset, none) draws exactly their
     synapses of the whole projection, in the whole's order, with the C++ ops and with torch ops."""
-    whole = C.fixed_total_number(40, 31, 5_000, seed=7)
+    draw = RULES_BY_TARGET[rule]
+    whole = draw(7)
     assert bool(((whole.pre * 31 + whole.post)[1:] >= (whole.pre * 31 + whole.post)[:-1]).all())
     subsets = [torch.arange(rank, 31, world) for rank in range(world)]
     subsets += [torch.sort(torch.randperm(31, generator=torch.Generator().manual_seed(world))[:9])[0], torch.zeros(0)]
@@ -97,9 +142,27 @@ def test_fixed_total_number_draws_any_targets_alone_as_among_the_whole(world):
         mine = torch.isin(whole.post, targets.long())
         for ops in (contextlib.nullcontext(), kernels.disabled()):
             with ops:
-                part = C.fixed_total_number(40, 31, 5_000, seed=7, targets=targets.long())
+                part = draw(7, targets=targets.long())
             assert torch.equal(part.pre, whole.pre[mine]) and torch.equal(part.post, whole.post[mine])
-    assert not torch.equal(C.fixed_total_number(40, 31, 5_000, seed=8).pre, whole.pre)
+    assert not torch.equal(draw(8).pre, whole.pre)
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda: C.fixed_probability(3000, 2000, 0.02, seed=5),
+        lambda: C.fixed_probability(500, 500, 0.7, seed=5, allow_self=False),
+        lambda: C.fixed_in_degree(3000, 2000, 60, seed=5),
+        lambda: C.fixed_in_degree(500, 500, 400, seed=5, allow_self=False),
+        lambda: C.fixed_out_degree(700, 900, 50, seed=5),
+        lambda: C.fixed_out_degree(300, 300, 299, seed=5, allow_self=False),
+    ],
+)
+def test_the_rules_drawn_with_torch_ops_equal_those_of_the_kernel_library(draw):
+    built = draw()
+    with kernels.disabled():
+        fallback = draw()
+    assert len(built) > 0 and torch.equal(built.pre, fallback.pre) and torch.equal(built.post, fallback.post)
 
 
 def test_the_keyed_draws_of_the_kernel_equal_torch_ops_and_do_not_depend_on_their_neighbours():

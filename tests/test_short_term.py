@@ -25,9 +25,9 @@ def recursion(intervals, U, tau_rec, tau_facil):
     return torch.tensor(found, dtype=torch.float64)
 
 
-def network(n_pre, rule, kind="sparse", n_post=3, seed=0):
+def network(n_pre, rule, kind="sparse", n_post=3, seed=0, p=0.7):
     g = torch.Generator().manual_seed(seed)
-    links = sf.connectivity.fixed_probability(n_pre, n_post, 0.7, seed=seed + 1)
+    links = sf.connectivity.fixed_probability(n_pre, n_post, p, seed=seed + 1)
     weights = torch.rand(len(links), generator=g, dtype=torch.float64) + 0.5
     projection = sf.projection(
         "src", "dst", links, weights, sf.Exponential(TAU_SYN), dt=DT, kind=kind, short_term=rule, delay=0.3
@@ -56,7 +56,7 @@ def test_one_source_transmits_the_efficacies_of_the_tsodyks_markram_recursion(U,
     spike_steps = torch.tensor([0] + intervals).div(DT).round().long().cumsum(0) + 5
     spikes = torch.zeros(int(spike_steps[-1]) + 10, 1, dtype=torch.float64)
     spikes[spike_steps] = 1.0
-    net = network(1, sf.TsodyksMarkram(U=U, tau_rec=tau_rec, tau_facil=tau_facil), n_post=1)
+    net = network(1, sf.TsodyksMarkram(U=U, tau_rec=tau_rec, tau_facil=tau_facil), n_post=1, p=1.0)
     weight = float(net.projections["p"].weights[0, 0])
     _, rec = sf.simulate(net, net.init_state(dtype=torch.float64), {"src": spikes}, dt=DT, record=("p.s",))
     arrivals = delivered(rec)[:, 0]
@@ -73,7 +73,7 @@ def test_a_regular_train_settles_at_the_analytic_fixed_point():
     period = round(h / DT)
     spikes = torch.zeros(150 * period, 1, dtype=torch.float64)
     spikes[period - 1 :: period] = 1.0
-    net = network(1, sf.TsodyksMarkram(U=U, tau_rec=tau_rec, tau_facil=tau_facil), n_post=1)
+    net = network(1, sf.TsodyksMarkram(U=U, tau_rec=tau_rec, tau_facil=tau_facil), n_post=1, p=1.0)
     _, rec = sf.simulate(
         net, net.init_state(dtype=torch.float64), {"src": spikes}, dt=DT, record=("p.resources", "p.utilization")
     )

@@ -1,12 +1,11 @@
 """Connectivity builders: seeded, reproducible lists of (pre, post) index pairs.
 
 Each builder returns a `Connectivity` (a COO edge list sorted by pre then post index, int64 on
-the CPU). Random builders draw from their own ``torch.Generator`` seeded with ``seed``, so the same
-seed gives the same network on every device and run. Sampling without replacement scales with the
-number of synapses, not with ``n_pre * n_post``, so fixed in-degree networks of millions of neurons
-can be built. `fixed_total_number` draws each target's synapses from streams keyed by the target
-(the helpers below it), so that a process draws the synapses of its own targets alone, as the
-whole projection has them.
+the CPU). Random builders draw each target's synapses (a source's, for `fixed_out_degree`) from
+streams keyed by ``seed`` and the neuron's number (the helpers below), so the same seed gives the
+same network on every device, run and process, and a process holding some targets of a network
+draws their synapses alone (``targets=``), as the whole projection has them. Time and memory grow
+with the number of synapses, not with ``n_pre * n_post``.
 """
 
 from __future__ import annotations
@@ -129,71 +128,6 @@ def _generator(seed: int | None) -> torch.Generator:
     return generator
 
 
-def _sample_rows(
-    counts: torch.Tensor, n_choices: int, exclude_diagonal: bool, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each row r, ``counts[r]`` distinct choices in ``[0, n_choices)``, uniformly at random.
-
-    With ``exclude_diagonal`` the choice ``r`` is excluded from row ``r``. Returns (rows, choices).
-    """
-    rows_all, choices_all = [], []
-    n_rows = counts.numel()
-    available = n_choices - (1 if exclude_diagonal else 0)
-    if n_rows == 0 or int(counts.max()) == 0:  # sync-ok: building connectivity, before any run
-        empty = torch.zeros(0, dtype=torch.int64)
-        return empty, empty
-    # rows that need many choices are drawn by shuffling; sparse rows by rejection sampling
-    dense = counts * 4 > available
-    for is_dense in (True, False):
-        row_ids = torch.nonzero(dense if is_dense else ~dense).reshape(-1)  # sync-ok: build time
-        block = max(1, int(4_000_000 // max(n_choices if is_dense else 1, 1)))
-        for start in range(0, row_ids.numel(), block):
-            ids = row_ids[start : start + block]
-            need = counts[ids]
-            if is_dense:
-                keys = torch.rand(ids.numel(), n_choices, generator=generator)
-                if exclude_diagonal:
-                    keys[ids < n_choices, ids[ids < n_choices]] = 2.0  # sorts last, never taken
-                picked = torch.argsort(keys, dim=1)
-                valid = torch.arange(n_choices)[None, :] < need[:, None]
-                rows_all.append(ids[:, None].expand_as(picked)[valid])
-                choices_all.append(picked[valid])
-            else:
-                rows, choices = _reject_sample(ids, need, n_choices, exclude_diagonal, generator)
-                rows_all.append(rows)
-                choices_all.append(choices)
-    return torch.cat(rows_all), torch.cat(choices_all)
-
-
-def _reject_sample(
-    ids: torch.Tensor, need: torch.Tensor, n_choices: int, exclude_diagonal: bool, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw candidates with replacement, keep first occurrences, redraw rows that came up short."""
-    rows_out, choices_out = [], []
-    pending_ids, pending_need = ids, need
-    while pending_ids.numel():
-        width = (
-            int(pending_need.max()) + int(3 * math.sqrt(int(pending_need.max()))) + 8
-        )  # sync-ok: building connectivity, before any run
-        draws = torch.randint(0, n_choices, (pending_ids.numel(), width), generator=generator)
-        ok = torch.ones_like(draws, dtype=torch.bool)
-        if exclude_diagonal:
-            ok &= draws != pending_ids[:, None]
-        # mark repeats: sort each row (stable), compare neighbours, map back to draw order
-        sorted_draws, order = torch.sort(draws, dim=1, stable=True)
-        repeat_sorted = torch.zeros_like(ok)
-        repeat_sorted[:, 1:] = sorted_draws[:, 1:] == sorted_draws[:, :-1]
-        repeat = torch.zeros_like(ok).scatter_(1, order, repeat_sorted)
-        ok &= ~repeat
-        rank = torch.cumsum(ok, dim=1)
-        take = ok & (rank <= pending_need[:, None])
-        done = rank[:, -1] >= pending_need
-        rows_out.append(pending_ids[:, None].expand_as(draws)[take & done[:, None]])
-        choices_out.append(draws[take & done[:, None]])
-        pending_ids, pending_need = pending_ids[~done], pending_need[~done]
-    return torch.cat(rows_out), torch.cat(choices_out)
-
-
 def _check_degree(k: Any, available: int, name: str) -> int:
     k = _count(k, name)
     if k > available:
@@ -201,43 +135,172 @@ def _check_degree(k: Any, available: int, name: str) -> int:
     return k
 
 
-def fixed_in_degree(n_pre: int, n_post: int, k: int, seed: int | None = None, allow_self: bool = True) -> Connectivity:
-    """Each target neuron receives exactly ``k`` synapses from distinct source neurons."""
+def fixed_in_degree(
+    n_pre: int,
+    n_post: int,
+    k: int,
+    seed: int | None = None,
+    allow_self: bool = True,
+    targets: torch.Tensor | None = None,
+) -> Connectivity:
+    """Each target neuron receives exactly ``k`` synapses from distinct source neurons, chosen
+    uniformly.
+
+    Drawn target by target from streams keyed by the target (as `fixed_total_number`): target ``t``'s
+    sources are the first ``k`` distinct candidates ``floor(m * keyed_uniform(seed, t, j, 1))``,
+    ``j = 0, 1, ...``, among the ``m`` sources it may connect to (all, or all but ``t`` itself with
+    ``allow_self=False`` where ``n_pre == n_post``); where ``2 k > m`` the ``m - k`` sources left out
+    are drawn so instead (stream 2), so a target never needs more than about ``1.4 m`` candidates.
+    ``targets`` (ascending) draws only their synapses, equal to theirs in the whole projection.
+    Sources come from 32-bit hashes, so ``n_pre`` is at most ``2**24``.
+    """
     n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
-    exclude = not allow_self
-    k = _check_degree(k, n_pre - (1 if exclude and n_pre == n_post else 0), "k")
-    posts, pres = _sample_rows(torch.full((n_post,), k), n_pre, exclude and n_pre == n_post, _generator(seed))
-    return from_indices(pres, posts, n_pre, n_post)
+    _check_hashed(n_pre, "fixed_in_degree")
+    exclude = not allow_self and n_pre == n_post
+    available = max(n_pre - (1 if exclude else 0), 0)
+    k = _check_degree(k, available, "k")
+    seed = _seed(seed)
+    targets = torch.arange(n_post) if targets is None else _targets(targets, n_post)
+    position = _distinct_rows(targets, k, seed, available)
+    return _keyed_rows(targets, torch.full_like(targets, k), position, n_pre, n_post, exclude)
+
+
+def _distinct_rows(rows: torch.Tensor, k: int, seed: int, available: int) -> torch.Tensor:
+    """``k`` distinct positions in ``[0, available)`` for each row, ascending, one row after another
+    (`fixed_in_degree`'s sources of a target, `fixed_out_degree`'s targets of a source)."""
+    complement = 2 * k > available
+    need = available - k if complement else k  # drawn; where complement, the others are the row's
+    if _kernels():
+        return torch.ops.sapicore.keyed_distinct(rows, need, seed, 2 if complement else 1, available, complement)
+    return _distinct_torch(rows, need, seed, available, complement)
+
+
+def _distinct_torch(targets: torch.Tensor, need: int, seed: int, available: int, complement: bool) -> torch.Tensor:
+    """`_distinct_rows` with torch ops (where the kernel library is not built): candidates in
+    growing widths, each row's first ``need`` distinct ones kept (the same as the C++ op's)."""
+    expected = available * (math.log(available) - math.log(available - need)) if need else 0.0
+    out = torch.empty(targets.numel(), need, dtype=torch.int64)
+    pending = torch.arange(targets.numel())
+    width = int(expected + 4.0 * math.sqrt(expected) + 8.0)
+    while pending.numel() and need:
+        block = max(1, 4_000_000 // width)
+        unfinished = []
+        for rows in pending.split(block):
+            u = keyed_uniform_rows(seed, targets[rows], torch.full_like(rows, width), 2 if complement else 1)
+            drawn = u.mul_(available).floor_().clamp_(max=available - 1).to(torch.int64).reshape(-1, width)
+            ordered, order = torch.sort(drawn, dim=1, stable=True)
+            repeat = torch.zeros_like(drawn, dtype=torch.bool)
+            repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+            first = ~torch.zeros_like(repeat).scatter_(1, order, repeat)
+            rank = torch.cumsum(first, 1)
+            done = rank[:, -1] >= need
+            take = (first & (rank <= need))[done]
+            out[rows[done]] = torch.sort(drawn[done][take].reshape(-1, need), dim=1)[0]
+            unfinished.append(rows[~done])
+        pending, width = torch.cat(unfinished), width * 2
+    if not complement:
+        return out.reshape(-1)
+    keep = torch.ones(targets.numel(), available, dtype=torch.bool).scatter_(1, out, False)
+    return torch.nonzero(keep)[:, 1]  # sync-ok: building connectivity
+
+
+def _keyed_rows(
+    targets: torch.Tensor, counts: torch.Tensor, position: torch.Tensor, n_pre: int, n_post: int, exclude: bool
+) -> Connectivity:
+    """A connectivity of ``counts[r]`` ascending ``position`` values (among the sources a target may
+    connect to) for each target ``targets[r]``, sorted by source (a target skips itself where
+    ``exclude``)."""
+    post = torch.repeat_interleave(targets, counts)
+    pre = position + (position >= post) if exclude else position
+    order = stable_order(pre, n_pre)
+    return Connectivity(pre.index_select(0, order), post.index_select(0, order), n_pre, n_post)
+
+
+def _check_hashed(size: int, rule: str, name: str = "n_pre") -> None:
+    if size > 2**24:
+        side = "sources" if name == "n_pre" else "targets"
+        raise ValueError(f"{rule} draws {side} from 32-bit hashes: {name} must be at most 2**24, got {size}")
 
 
 def fixed_out_degree(n_pre: int, n_post: int, k: int, seed: int | None = None, allow_self: bool = True) -> Connectivity:
-    """Each source neuron makes exactly ``k`` synapses onto distinct target neurons."""
+    """Each source neuron makes exactly ``k`` synapses onto distinct target neurons, chosen uniformly:
+    `fixed_in_degree` with the roles swapped (rows keyed by the source, so a process holding some
+    targets still draws every source's row). ``n_post`` is at most ``2**24``."""
     n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
-    exclude = not allow_self
-    k = _check_degree(k, n_post - (1 if exclude and n_pre == n_post else 0), "k")
-    pres, posts = _sample_rows(torch.full((n_pre,), k), n_post, exclude and n_pre == n_post, _generator(seed))
-    return from_indices(pres, posts, n_pre, n_post)
+    _check_hashed(n_post, "fixed_out_degree", "n_post")
+    exclude = not allow_self and n_pre == n_post
+    available = max(n_post - (1 if exclude else 0), 0)
+    k = _check_degree(k, available, "k")
+    sources = torch.arange(n_pre)
+    position = _distinct_rows(sources, k, _seed(seed), available)
+    pre = torch.repeat_interleave(sources, k)
+    return Connectivity(pre, position + (position >= pre) if exclude else position, n_pre, n_post)
 
 
 def fixed_probability(
-    n_pre: int, n_post: int, p: float, seed: int | None = None, allow_self: bool = True
+    n_pre: int,
+    n_post: int,
+    p: float,
+    seed: int | None = None,
+    allow_self: bool = True,
+    targets: torch.Tensor | None = None,
 ) -> Connectivity:
     """Each (pre, post) pair is connected independently with probability ``p``.
 
-    Drawn as a binomial in-degree per target neuron followed by uniform sampling without
-    replacement, which gives the same distribution as independent coin flips.
+    Drawn target by target from streams keyed by the target (as `fixed_total_number`): the sources
+    of target ``t`` are the successes of a row of Bernoulli trials over the ``m`` sources it may
+    connect to (all, or all but ``t`` with ``allow_self=False`` where ``n_pre == n_post``), found by
+    geometric gaps: with ``u_j = keyed_uniform(seed, t, j, 1)``, the next success lies
+    ``floor(ln(u_j) / ln(1 - p))`` sources after the last. Time and memory grow with the synapses,
+    not with ``n_pre * n_post``; ``targets`` (ascending) draws only their synapses, equal to theirs
+    in the whole projection of the same ``seed``.
     """
     n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
     if not isinstance(p, numbers.Real) or isinstance(p, bool) or not 0.0 <= p <= 1.0:
         raise ValueError(f"connection probability p must lie in [0, 1], got {p!r}")
+    if max(n_pre, n_post) >= 2**32:
+        raise ValueError("fixed_probability keys its draws by 32-bit numbers: at most 2**32 - 1 neurons a side")
     exclude = not allow_self and n_pre == n_post
-    available = n_pre - (1 if exclude else 0)
-    generator = _generator(seed)
-    counts = torch.binomial(
-        torch.full((n_post,), float(available)), torch.full((n_post,), float(p)), generator=generator
-    )
-    posts, pres = _sample_rows(counts.to(torch.int64), n_pre, exclude, generator)
-    return from_indices(pres, posts, n_pre, n_post)
+    available = max(n_pre - (1 if exclude else 0), 0)
+    seed = _seed(seed)
+    targets = torch.arange(n_post) if targets is None else _targets(targets, n_post)
+    if p == 0.0 or available == 0:
+        counts, position = torch.zeros_like(targets), torch.zeros(0, dtype=torch.int64)
+    elif p == 1.0:
+        counts = torch.full_like(targets, available)
+        position = torch.arange(available).repeat(targets.numel())
+    elif _kernels():
+        counts, position = torch.ops.sapicore.keyed_gaps(targets, seed, 1, available, math.log1p(-float(p)))
+    else:
+        counts, position = _gaps_torch(targets, seed, available, math.log1p(-float(p)))
+    return _keyed_rows(targets, counts, position, n_pre, n_post, exclude)
+
+
+def _gaps_torch(targets: torch.Tensor, seed: int, available: int, log_q: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`fixed_probability`'s rows with torch ops (where the kernel library is not built): gaps in
+    growing widths until each row has passed its last source (the same as the C++ op's)."""
+    mean = available * -math.expm1(log_q)
+    width = int(mean + 4.0 * math.sqrt(mean) + 8.0)
+    counts = torch.zeros_like(targets)
+    rows_of = [torch.zeros(0, dtype=torch.int64)]  # per block: the rows, then their positions
+    found = [torch.zeros(0, dtype=torch.int64)]
+    pending = torch.arange(targets.numel())
+    while pending.numel():
+        block = max(1, 4_000_000 // width)
+        unfinished = []
+        for rows in pending.split(block):
+            u = keyed_uniform_rows(seed, targets[rows], torch.full_like(rows, width), 1).reshape(-1, width)
+            gaps = (u.log_() / log_q).clamp_(max=float(available)).floor_().to(torch.int64)
+            position = torch.cumsum(gaps + 1, 1) - 1
+            done = position[:, -1] >= available
+            inside = position[done] < available
+            counts[rows[done]] = inside.sum(1)
+            rows_of.append(rows[done].repeat_interleave(inside.sum(1)))
+            found.append(position[done][inside])
+            unfinished.append(rows[~done])
+        pending, width = torch.cat(unfinished), width * 2
+    rows, position = torch.cat(rows_of), torch.cat(found)
+    return counts, position.index_select(0, torch.sort(rows, stable=True)[1])
 
 
 def fixed_total_number(
@@ -255,10 +318,7 @@ def fixed_total_number(
     at most ``2**24`` (each source then drawn with the same probability to 0.4%).
     """
     n_pre, n_post, count = _count(n_pre, "n_pre"), _count(n_post, "n_post"), _count(count, "count")
-    if n_pre > 2**24:
-        raise ValueError(
-            f"fixed_total_number draws sources from 32-bit hashes: n_pre must be at most 2**24, got {n_pre}"
-        )
+    _check_hashed(n_pre, "fixed_total_number")
     seed = _seed(seed)
     in_degree = total_number_in_degree(n_pre, n_post, count, seed)
     targets = torch.arange(n_post) if targets is None else _targets(targets, n_post)
@@ -270,7 +330,7 @@ def fixed_total_number(
 
 
 def _seed(seed: int | None) -> int:
-    """``seed``, or a fresh random one where it is None (as the other rules' generators)."""
+    """``seed``, or a fresh random one where it is None."""
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise TypeError(f"seed must be an int or None, got {seed!r}")
     return torch.Generator().seed() % 2**31 if seed is None else int(seed)

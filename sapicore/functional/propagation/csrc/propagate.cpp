@@ -61,6 +61,17 @@
 // sapicore::keyed_sources(index, counts, seed, stream, sources) -> int64: min(floor(u * sources), sources - 1)
 // of those uniforms u: the sources of a target's synapses in connectivity.fixed_total_number.
 //
+// sapicore::keyed_gaps(index, seed, stream, available, log_q) -> (counts, positions): for each row r, the
+// successes among `available` Bernoulli trials of probability p = 1 - exp(log_q), found by geometric gaps:
+// with u_j the uniforms of (index[r], j), the next success lies floor(ln(u_j) / log_q) trials after the
+// last (positions ascending, each row's after the previous row's; counts[r] of row r). The rows of
+// connectivity.fixed_probability.
+//
+// sapicore::keyed_distinct(index, count, seed, stream, available, complement) -> positions (R * count'):
+// for each row, the first `count` distinct values of min(floor(u_j * available), available - 1) in the
+// order of j, ascending; with complement, the available - count values not among them (count' is count or
+// available - count). The rows of connectivity.fixed_in_degree.
+//
 // sapicore::stable_order(keys, bins) -> order (int64): the permutation that sorts keys (int32 or int64, in
 // [0, bins)) ascending and keeps equal keys in their order (a counting sort: two passes, 6 times faster
 // than a stable torch.sort of the 4 million synapses of a piece).
@@ -714,6 +725,71 @@ at::Tensor keyed_sources(const at::Tensor& index, const at::Tensor& counts, int6
   return out;
 }
 
+const int64_t* checked_rows(const at::Tensor& index, const char* op) {
+  TORCH_CHECK(index.dim() == 1 && index.scalar_type() == at::kLong && index.device().is_cpu() && index.is_contiguous(),
+              "sapicore::", op, ": index must be a contiguous CPU int64 tensor (R,)");
+  return index.data_ptr<int64_t>();
+}
+
+std::tuple<at::Tensor, at::Tensor> keyed_gaps(const at::Tensor& index, int64_t seed, int64_t stream, int64_t available,
+                                              double log_q) {
+  const int64_t* rows = checked_rows(index, "keyed_gaps");
+  TORCH_CHECK(available >= 0 && log_q < 0.0, "sapicore::keyed_gaps: available must be >= 0 and log_q < 0, got ",
+              available, " and ", log_q);
+  const int64_t base = (seed * 0x2545F491 + stream * 0x9E3779B) & kMask;
+  at::Tensor counts = at::empty({index.numel()}, index.options());
+  int64_t* count = counts.data_ptr<int64_t>();
+  std::vector<int64_t> positions;
+  for (int64_t r = 0; r < index.numel(); ++r) {
+    const int64_t first = static_cast<int64_t>(positions.size());
+    int64_t position = -1;
+    for (int64_t j = 0;; ++j) {  // the next success lies floor(q) failures on, while that is below `available`
+      const double q = std::log(keyed_uniform(rows[r], j, base)) / log_q;
+      if (!(q < static_cast<double>(available - position - 1))) break;
+      position += 1 + static_cast<int64_t>(q);
+      positions.push_back(position);
+    }
+    count[r] = static_cast<int64_t>(positions.size()) - first;
+  }
+  at::Tensor out = at::empty({static_cast<int64_t>(positions.size())}, index.options());
+  std::copy(positions.begin(), positions.end(), out.data_ptr<int64_t>());
+  return {counts, out};
+}
+
+at::Tensor keyed_distinct(const at::Tensor& index, int64_t count, int64_t seed, int64_t stream, int64_t available,
+                          bool complement) {
+  const int64_t* rows = checked_rows(index, "keyed_distinct");
+  TORCH_CHECK(count >= 0 && count <= available, "sapicore::keyed_distinct: count must lie in [0, available], got ",
+              count, " of ", available);
+  const int64_t base = (seed * 0x2545F491 + stream * 0x9E3779B) & kMask;
+  const int64_t width = complement ? available - count : count;
+  at::Tensor out = at::empty({index.numel() * width}, index.options());
+  int64_t* row_out = out.data_ptr<int64_t>();
+  std::vector<uint8_t> taken(available, 0);
+  std::vector<int64_t> chosen;
+  chosen.reserve(count);
+  for (int64_t r = 0; r < index.numel(); ++r, row_out += width) {
+    chosen.clear();
+    for (int64_t j = 0; static_cast<int64_t>(chosen.size()) < count; ++j) {
+      const double u = keyed_uniform(rows[r], j, base);
+      const int64_t value = std::min(static_cast<int64_t>(u * static_cast<double>(available)), available - 1);
+      if (!taken[value]) {
+        taken[value] = 1;
+        chosen.push_back(value);
+      }
+    }
+    if (complement) {
+      for (int64_t value = 0, k = 0; value < available; ++value)
+        if (!taken[value]) row_out[k++] = value;
+    } else {
+      std::sort(chosen.begin(), chosen.end());
+      std::copy(chosen.begin(), chosen.end(), row_out);
+    }
+    for (const int64_t value : chosen) taken[value] = 0;
+  }
+  return out;
+}
+
 at::Tensor stable_order(const at::Tensor& keys, int64_t bins) {
   TORCH_CHECK(keys.dim() == 1 && (keys.scalar_type() == at::kInt || keys.scalar_type() == at::kLong) &&
                   keys.device().is_cpu() && bins >= 0,
@@ -834,6 +910,8 @@ TORCH_LIBRARY(sapicore, m) {
   m.def("keyed_uniform_rows(Tensor index, Tensor counts, int seed, int stream) -> Tensor");
   m.def("keyed_sources(Tensor index, Tensor counts, int seed, int stream, int sources) -> Tensor");
   m.def("stable_order(Tensor keys, int bins) -> Tensor");
+  m.def("keyed_gaps(Tensor index, int seed, int stream, int available, float log_q) -> (Tensor, Tensor)");
+  m.def("keyed_distinct(Tensor index, int count, int seed, int stream, int available, bool complement) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
@@ -849,4 +927,6 @@ TORCH_LIBRARY_IMPL(sapicore, CPU, m) {
   m.impl("keyed_uniform_rows", &keyed_uniform_rows);
   m.impl("keyed_sources", &keyed_sources);
   m.impl("stable_order", &stable_order);
+  m.impl("keyed_gaps", &keyed_gaps);
+  m.impl("keyed_distinct", &keyed_distinct);
 }
