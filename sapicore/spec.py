@@ -34,13 +34,16 @@ all-gather (any machines; with ``fast: true`` inside the compiled chunks too).
 
 Connectivity rules: ``all_to_all``, ``one_to_one``, ``fixed_probability`` (``p``), ``fixed_in_degree``
 and ``fixed_out_degree`` (``k``), ``fixed_total_number`` (``count``); a rule without ``seed`` takes one
-drawn from ``simulation.seed``. Under ``torchrun`` a ``fixed_total_number`` projection whose weight and
-delay are numbers draws only the rank's own targets' synapses.
+drawn from ``simulation.seed``. Under ``torchrun`` a ``fixed_probability``, ``fixed_in_degree`` or
+``fixed_total_number`` projection draws only the rank's own targets' synapses (the others are drawn
+whole on every rank and cut).
 
 A parameter, an initial value or a weight may be a number or a distribution drawn per neuron (or per
 synapse) with the spec's seed: ``{distribution: normal, mean: m, std: s}``,
 ``{distribution: uniform, low: a, high: b}`` or ``{distribution: lognormal, mean: m, std: s}`` (of
-the underlying normal).
+the underlying normal). A weight or delay drawn per synapse is keyed by the synapse's target and its
+number among that target's synapses (in the order of their sources), from a seed drawn from the
+spec's seed, so a rank draws the values of its own synapses alone, as the whole network has them.
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ CONNECTIVITY = {
     "fixed_total_number": (conn.fixed_total_number, ("count", "seed")),
 }
 DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high"), "lognormal": ("mean", "std")}
+KEYED_BY_TARGET = ("fixed_probability", "fixed_in_degree", "fixed_total_number")  # take targets=
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -252,26 +256,49 @@ class _Reader:
             )
         if not isinstance(value, dict):
             return self.number(value, path)
+        kind, a, b = self.distribution(value, path)
+        if kind == "uniform":
+            return a + (b - a) * torch.rand(count, generator=self.generator, dtype=torch.float64)
+        draws = a + b * torch.randn(count, generator=self.generator, dtype=torch.float64)
+        return torch.exp(draws) if kind == "lognormal" else draws
+
+    def distribution(self, value: dict, path: str) -> tuple[str, float, float]:
+        """A distribution mapping's kind and its two numbers, checked."""
         kind = self.choice(value.get("distribution"), f"{path}.distribution", DISTRIBUTIONS)
         first, second = DISTRIBUTIONS[kind]
         self.mapping(value, path, required=("distribution", first, second))
         a, b = self.number(value[first], f"{path}.{first}"), self.number(value[second], f"{path}.{second}")
-        if kind == "uniform":
-            if b < a:
-                raise self.fail(path, f"high ({b}) must not be below low ({a})")
-            return a + (b - a) * torch.rand(count, generator=self.generator, dtype=torch.float64)
-        if b < 0:
+        if kind == "uniform" and b < a:
+            raise self.fail(path, f"high ({b}) must not be below low ({a})")
+        if kind != "uniform" and b < 0:
             raise self.fail(f"{path}.std", f"expected a number >= 0, got {b}")
-        draws = a + b * torch.randn(count, generator=self.generator, dtype=torch.float64)
-        return torch.exp(draws) if kind == "lognormal" else draws
+        return kind, a, b
+
+    def synapse_values(self, value: Any, path: str, links: sf.Connectivity) -> Any:
+        """A number, a list of numbers, or one draw per synapse of ``links`` from a distribution
+        mapping, keyed by the synapse's target and its number among the target's synapses (in the
+        order of their sources) from one seed drawn from the spec's generator: a share holding some
+        targets draws their synapses' values as the whole network has them."""
+        if not isinstance(value, dict):
+            return self.value(value, path, len(links))
+        kind, a, b = self.distribution(value, path)
+        seed = int(torch.randint(0, 2**31 - 1, (), generator=self.generator))
+        order = conn.stable_order(links.post, max(links.n_post, 1))  # the synapses target by target
+        counts = torch.bincount(links.post, minlength=links.n_post)
+        rows = torch.nonzero(counts).reshape(-1)
+        if kind == "uniform":
+            drawn = a + (b - a) * conn.keyed_uniform_rows(seed, rows, counts[rows], 4)
+        else:
+            drawn = a + b * conn.keyed_normal_rows(seed, rows, counts[rows])[0].to(torch.float64)
+        values = torch.empty(len(links), dtype=torch.float64)
+        values[order] = torch.exp(drawn) if kind == "lognormal" else drawn
+        return values
 
 
-def _per_projection(entry: dict) -> bool:
-    """Whether a projection's weight and delay are single numbers (nothing drawn per synapse)."""
-    return all(
-        isinstance(entry.get(key, 0.0), numbers.Real) and not isinstance(entry.get(key, 0.0), bool)
-        for key in ("weight", "delay")
-    )
+def _keyed_values(entry: dict) -> bool:
+    """Whether a projection's weight and delay are numbers or distributions (no list of values for
+    the whole projection's synapses), so that a share may draw its own targets' synapses alone."""
+    return not any(isinstance(entry.get(key), list) for key in ("weight", "delay"))
 
 
 def _whole_setting(field: Any, value: Any) -> bool:
@@ -430,9 +457,9 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
             arguments = {key: value for key, value in spec_conn.items() if key != "rule"}
             if "seed" in options and arguments.get("seed") is None:  # the spec's seed decides (every rank alike)
                 arguments["seed"] = int(torch.randint(0, 2**31 - 1, (), generator=reader.generator))
-            if rule == "fixed_total_number" and share is not None and _per_projection(entry):
-                # drawn target by target: a share draws its own targets' synapses only (no per-synapse
-                # draws from the spec's generator follow, so it stays where the whole network leaves it)
+            if rule in KEYED_BY_TARGET and share is not None and _keyed_values(entry):
+                # drawn target by target: a share draws its own targets' synapses only (and their
+                # weights and delays, keyed alike)
                 rank, world = share
                 arguments["targets"] = torch.arange((rank - offsets[post]) % world, n_post, world)
             sizes = {"n": n_pre} if rule == "one_to_one" else {"n_pre": n_pre, "n_post": n_post}
@@ -475,10 +502,9 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
                 short_term = _build(
                     SHORT_TERM[model], {k: v for k, v in given.items() if k != "model"}, reader, f"{path}.short_term"
                 )
-            count = len(connectivity)
             options = {
                 "dt": simulation.dt,
-                "delay": reader.value(entry.get("delay", 0.0), f"{path}.delay", count),
+                "delay": reader.synapse_values(entry.get("delay", 0.0), f"{path}.delay", connectivity),
                 "kind": reader.choice(
                     entry.get("representation", "sparse"), f"{path}.representation", ("sparse", "dense")
                 ),
@@ -489,7 +515,7 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
                 options["capacity"] = reader.integer(entry["capacity"], f"{path}.capacity", minimum=1)
             if "normalize" in entry:
                 options["normalize"] = reader.number(entry["normalize"], f"{path}.normalize", positive=True)
-            weight = reader.value(entry["weight"], f"{path}.weight", count)
+            weight = reader.synapse_values(entry["weight"], f"{path}.weight", connectivity)
             built = _build(
                 lambda **kw: sf.projection(pre, post, connectivity, weight, synapse, **kw), options, reader, path
             )

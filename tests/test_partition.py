@@ -768,6 +768,13 @@ projections:
     connectivity: {rule: fixed_probability, p: 0.1, seed: 7}
     synapse: {model: Exponential, tau: 5.0, e_rev: 0.0}
     weight: {distribution: uniform, low: 0.005, high: 0.01}
+  ii:
+    source: inh
+    target: inh
+    connectivity: {rule: fixed_in_degree, k: 6, allow_self: false}
+    synapse: {model: Exponential, tau: 10.0, e_rev: -80.0}
+    weight: {distribution: normal, mean: 0.03, std: 0.005}
+    delay: {distribution: normal, mean: 1.0, std: 0.2}
 drive: {exc: {distribution: uniform, low: 0.0, high: 0.05}}
 """
 
@@ -775,9 +782,10 @@ drive: {exc: {distribution: uniform, low: 0.0, high: 0.05}}
 @pytest.mark.parametrize("world", [2, 3])
 def test_a_spec_of_populations_builds_a_share_equal_to_the_partition_of_the_whole(world):
     """``parse_spec(data, share=(rank, world))`` of a network given by populations (random weights,
-    delays, thresholds, drive and initial potentials drawn from the spec's generator; sparse, dense and
-    plastic projections) cuts each projection as it is made: the same share and initial state as
-    ``partition`` and ``local_state`` of the whole network's."""
+    delays, thresholds, drive and initial potentials; sparse, dense and plastic projections): each
+    projection's synapses, weights and delays are drawn for the rank's targets alone (their streams
+    keyed by target), and the share and initial state equal ``partition`` and ``local_state`` of the
+    whole network's."""
     from sapicore.functional.running.partition import local_state
     from sapicore.spec import initial_state, parse_spec
 
@@ -785,18 +793,29 @@ def test_a_spec_of_populations_builds_a_share_equal_to_the_partition_of_the_whol
     whole = parse_spec(data)
     start = initial_state(whole)
     assert int(whole.network.projections["ni"].mask.sum()) == 120  # noise -> inh: seeded by the spec
-    drawn = []
-    keyed_sources = C.keyed_sources
+    drawn = []  # (targets, number of the first target in its population) of every draw of synapses
+    keyed_sources, keyed_rows, value_rows = C.keyed_sources, C._keyed_rows, C.keyed_uniform_rows
 
-    def recording(seed, targets, counts, n_pre):  # the targets of fixed_total_number's draws
-        drawn.append(targets.clone())
+    def sources(seed, targets, counts, n_pre):  # fixed_total_number's
+        drawn.append((targets.clone(), 40))  # ni: onto inh, cells 40..49
         return keyed_sources(seed, targets, counts, n_pre)
+
+    def rows(targets, counts, position, n_pre, n_post, exclude):  # fixed_probability's, fixed_in_degree's
+        drawn.append((targets.clone(), 40 if n_post == 10 else 0))
+        return keyed_rows(targets, counts, position, n_pre, n_post, exclude)
 
     for rank in range(world):
         drawn.clear()
-        with mock.patch.object(C, "keyed_sources", recording):
+        with (
+            mock.patch.object(C, "keyed_sources", sources),
+            mock.patch.object(C, "_keyed_rows", rows),
+            mock.patch.object(C, "keyed_uniform_rows", side_effect=value_rows) as values,
+        ):
             built = parse_spec(data, share=(rank, world))
-        assert len(drawn) == 1 and bool(((drawn[0] + 40) % world == rank).all())  # inh: cells 40..49
+        assert len(drawn) == 5 and all(bool(((t + first) % world == rank).all()) for t, first in drawn)
+        # weights and delays: keyed uniforms (two for a normal) of the rank's targets alone
+        assert values.call_count >= 8
+        assert all(call.args[1].numel() <= -(-50 // world) for call in values.call_args_list)
         cut = sf.partition(whole.network, rank, world)
         assert built.network.exchange.rank == rank and built.network.exchange.world == world
         ours, theirs = (
