@@ -418,6 +418,28 @@ def test_the_poisson_sampler_draws_the_poisson_distribution(mean):
 
 
 @pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_poisson_sampler_draws_eight_at_a_time_as_one_at_a_time(dtype):
+    """Eight neighbouring means in (0, 10) are drawn together (in AVX-512 lanes where the CPU has
+    them), a shorter tail one at a time: from the same seed, the first seven of eight draws equal
+    the seven drawn alone, whatever the means, and mixed blocks (a zero mean, a mean above 10) keep
+    the order in which the uniforms are taken."""
+    generator = torch.Generator().manual_seed(2)
+    for seed in range(300):
+        means = (torch.rand(8, generator=generator, dtype=torch.float64) * 10).clamp(min=1e-3).to(dtype)
+        torch.manual_seed(seed)
+        together = kernels.poisson(means)
+        torch.manual_seed(seed)
+        assert torch.equal(together[:7], kernels.poisson(means[:7])), means
+    mixed = torch.tensor([2.0] * 8 + [0.0, 3.0, 15.0, 2.0, 2.0, 2.0, 2.0, 2.0] + [2.0] * 8, dtype=dtype)
+    torch.manual_seed(0)
+    drawn = kernels.poisson(mixed)
+    assert drawn[8] == 0 and torch.equal(drawn, drawn.round())
+    torch.manual_seed(0)
+    assert torch.equal(kernels.poisson(mixed[:15]), drawn[:15])
+
+
+@pytest.mark.skipif(not kernels.available(), reason="no C++ compiler")
 def test_poisson_sources_draw_different_lanes_under_vmap_and_the_same_counts_compiled():
     means = torch.full((4, 1000), 2.0)
     lanes = torch.func.vmap(kernels.poisson, randomness="different")(means)
