@@ -244,7 +244,9 @@ def test_without_the_kernel_networks_fall_back_to_torch_ops(monkeypatch, tmp_pat
     def no_compiler(*args, **kwargs):
         raise RuntimeError("no C++ compiler found")
 
-    monkeypatch.setattr(torch.utils.cpp_extension, "load", no_compiler)
+    from torch.utils import cpp_extension  # imported by a build, not by loading a finished one
+
+    monkeypatch.setattr(cpp_extension, "load", no_compiler)
     with pytest.warns(RuntimeWarning, match="could not build its CPU propagation kernel .*no C\\+\\+ compiler"):
         assert not kernels.available()
     net = coba(400)
