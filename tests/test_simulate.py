@@ -213,12 +213,13 @@ def test_state_on_another_device_than_the_input_is_rejected():
         sf.simulate(model, state, torch.ones(10, 4), dt=0.1)
 
 
-def test_spike_events_sink_holds_every_spike_of_the_dense_record():
+@pytest.mark.parametrize("steps,size", [(300, 7), (2000, 300)])  # the second: 9,600 events, the store grows
+def test_spike_events_sink_holds_every_spike_of_the_dense_record(steps, size):
     lif = sf.LIF(tau_mem=10.0, v_rest=-65.0, v_reset=-70.0, v_thresh=-50.0, r_mem=10.0, t_ref=1.0)
-    current = 4.0 + torch.rand(300, 7)
+    current = 4.0 + torch.rand(steps, size)
     for every in (1, 4):
         events = sf.SpikeEvents("spikes")
-        _, rec = sf.simulate(lif, lif.init_state((7,)), current, dt=0.1, every=every, sinks=[events], chunk=40)
+        _, rec = sf.simulate(lif, lif.init_state((size,)), current, dt=0.1, every=every, sinks=[events], chunk=40)
         times, neurons = events.times["spikes"], events.neurons["spikes"]
         assert times.numel() == int(rec["spikes"].sum()) > 20
         counts = torch.zeros_like(rec["spikes"])
@@ -228,7 +229,7 @@ def test_spike_events_sink_holds_every_spike_of_the_dense_record():
         assert torch.equal(counts, rec["spikes"])
         assert bool((times[1:] >= times[:-1]).all())
     with pytest.raises(ValueError, match="SpikeEvents keeps 'spikes' but the run does not record it"):
-        sf.simulate(lif, lif.init_state((7,)), current, dt=0.1, record=("v",), sinks=[sf.SpikeEvents("spikes")])
+        sf.simulate(lif, lif.init_state((size,)), current, dt=0.1, record=("v",), sinks=[sf.SpikeEvents("spikes")])
 
 
 class Collect:

@@ -59,8 +59,8 @@ def by_name(
     time order: one pass over all the chunks' events, however many chunks and names."""
     times = torch.cat([t for t, _, _ in chunks]) if chunks else torch.zeros(0, dtype=torch.float64)
     neurons = torch.cat([n for _, n, _ in chunks]) if chunks else torch.zeros(0, dtype=torch.int64)
-    found = torch.tensor([f for _, _, f in chunks], dtype=torch.int64).reshape(-1)
-    owner = torch.arange(len(names)).repeat(len(chunks)).repeat_interleave(found)
+    found = torch.tensor([count for _, _, f in chunks for count in f], dtype=torch.int64)
+    owner = torch.arange(len(names)).repeat(found.numel() // len(names)).repeat_interleave(found)
     return {name: (times[owner == index], neurons[owner == index]) for index, name in enumerate(names)}
 
 
@@ -116,6 +116,35 @@ def check_resumed(sink: str, saved: Any, names: Sequence[str], interval: float) 
         )
 
 
+class EventStore:
+    """Events appended chunk by chunk (`chunk_events`' results) into two tensors that double in size
+    when full: a few long-lived blocks, where a pair of small tensors kept per chunk (thousands in a
+    long run) fragmented the heap so that every chunk's large records cost more to allocate and
+    free: a 20-s COBA-4k run recording its spikes ran 1.6-1.8 times slower than with the events
+    dropped, and 1.05-1.1 times with them stored so."""
+
+    def __init__(self) -> None:
+        self.times = torch.empty(4096, dtype=torch.float64)
+        self.neurons = torch.empty(4096, dtype=torch.int64)
+        self.size = 0
+        self.found: list[int] = []  # each chunk's events per name, chunk after chunk
+
+    def append(self, times: torch.Tensor, neurons: torch.Tensor, found: list[int]) -> None:
+        end = self.size + times.numel()
+        if end > self.times.numel():
+            capacity = max(end, 2 * self.times.numel())
+            self.times = torch.cat([self.times[: self.size], self.times.new_empty(capacity - self.size)])
+            self.neurons = torch.cat([self.neurons[: self.size], self.neurons.new_empty(capacity - self.size)])
+        self.times[self.size : end] = times
+        self.neurons[self.size : end] = neurons
+        self.size = end
+        self.found.extend(found)
+
+    def chunks(self) -> list[tuple[torch.Tensor, torch.Tensor, list[int]]]:
+        """The events so far as one chunk for `by_name`."""
+        return [(self.times[: self.size], self.neurons[: self.size], self.found)]
+
+
 class SpikeEvents:
     """A ``simulate`` sink keeping the named event records (spikes) as events, in memory.
 
@@ -142,25 +171,25 @@ class SpikeEvents:
     def begin(self, dt: float, every: int) -> None:
         self.interval = dt * every
         self.records_written = 0
-        self._parts: list[tuple[torch.Tensor, torch.Tensor, list[int]]] = []  # one per chunk, all names
+        self._store = EventStore()
         if self.resumed is not None:
             saved, self.resumed = self.resumed, None
             check_resumed(type(self).__name__, saved, self.names, self.interval)
-            self._parts, self.records_written = [saved["events"]], saved["records"]
+            self._store.append(*saved["events"])
+            self.records_written = saved["records"]
 
     def checkpoint(self) -> dict:
         """What `resume` needs to go on from here: the events so far (one chunk's worth of memory
         more than the sink holds anyway)."""
-        joined = by_name(self._parts, self.names)
+        joined = by_name(self._store.chunks(), self.names)
         found = [len(joined[name][0]) for name in self.names]
         times = torch.cat([joined[name][0] for name in self.names])
         neurons = torch.cat([joined[name][1] for name in self.names])
-        self._parts = [(times, neurons, found)]
         return {
             "names": self.names,
             "interval": self.interval,
             "records": self.records_written,
-            "events": self._parts[0],
+            "events": (times, neurons, found),
         }
 
     def resume(self, saved: dict) -> None:
@@ -171,9 +200,9 @@ class SpikeEvents:
         times, neurons, found = chunk_events(
             [records[name] for name in self.names], self.records_written, self.interval
         )
-        self._parts.append((times.cpu(), neurons.cpu(), found))  # sync-ok: once per chunk, outside the steps
+        self._store.append(times.cpu(), neurons.cpu(), found)  # sync-ok: once per chunk, outside the steps
         self.records_written += records[self.names[0]].shape[0]
 
     def end(self) -> None:
-        for name, (times, neurons) in by_name(self._parts, self.names).items():
+        for name, (times, neurons) in by_name(self._store.chunks(), self.names).items():
             self.times[name], self.neurons[name] = times, neurons
