@@ -142,6 +142,13 @@ def test_kernel_rejects_mismatched_arguments_with_a_message():
         ops.keyed_poisson(
             mean, torch.exp(-mean)[:, :4], steps[:, None].expand(2, 5), torch.arange(5).expand(2, 5), 1, 1
         )
+    # the connectivity rows (connectivity.fixed_probability, fixed_in_degree and fixed_out_degree check first)
+    with pytest.raises(RuntimeError, match=r"index must be a contiguous CPU int64 tensor \(R,\)"):
+        ops.keyed_gaps(torch.tensor([0.5]), 1, 1, 10, -0.1)
+    with pytest.raises(RuntimeError, match="available must be >= 0 and log_q < 0"):
+        ops.keyed_gaps(torch.tensor([0]), 1, 1, 10, 0.0)
+    with pytest.raises(RuntimeError, match=r"count must lie in \[0, available\], got 11 of 10"):
+        ops.keyed_distinct(torch.tensor([0]), 11, 1, 1, 10, False)
 
 
 def test_networks_give_the_same_spikes_with_and_without_the_kernel():
