@@ -34,9 +34,8 @@ all-gather (any machines; with ``fast: true`` inside the compiled chunks too).
 
 Connectivity rules: ``all_to_all``, ``one_to_one``, ``fixed_probability`` (``p``), ``fixed_in_degree``
 and ``fixed_out_degree`` (``k``), ``fixed_total_number`` (``count``); a rule without ``seed`` takes one
-drawn from ``simulation.seed``. Under ``torchrun`` a ``fixed_probability``, ``fixed_in_degree`` or
-``fixed_total_number`` projection draws only the rank's own targets' synapses (the others are drawn
-whole on every rank and cut).
+drawn from ``simulation.seed``. Under ``torchrun`` a rank builds only its own targets' synapses
+(``fixed_out_degree``, whose rows are drawn source by source, is drawn whole on every rank and cut).
 
 A parameter, an initial value or a weight may be a number or a distribution drawn per neuron (or per
 synapse) with the spec's seed: ``{distribution: normal, mean: m, std: s}``,
@@ -98,7 +97,7 @@ CONNECTIVITY = {
     "fixed_total_number": (conn.fixed_total_number, ("count", "seed")),
 }
 DISTRIBUTIONS = {"normal": ("mean", "std"), "uniform": ("low", "high"), "lognormal": ("mean", "std")}
-KEYED_BY_TARGET = ("fixed_probability", "fixed_in_degree", "fixed_total_number")  # take targets=
+BY_TARGET = ("all_to_all", "one_to_one", "fixed_probability", "fixed_in_degree", "fixed_total_number")  # targets=
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -457,7 +456,7 @@ def parse_spec(data: Any, source: str | Path = "<spec>", share: tuple[int, int] 
             arguments = {key: value for key, value in spec_conn.items() if key != "rule"}
             if "seed" in options and arguments.get("seed") is None:  # the spec's seed decides (every rank alike)
                 arguments["seed"] = int(torch.randint(0, 2**31 - 1, (), generator=reader.generator))
-            if rule in KEYED_BY_TARGET and share is not None and _keyed_values(entry):
+            if rule in BY_TARGET and share is not None and _keyed_values(entry):
                 # drawn target by target: a share draws its own targets' synapses only (and their
                 # weights and delays, keyed alike)
                 rank, world = share

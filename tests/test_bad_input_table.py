@@ -280,6 +280,8 @@ CASES = {
     "all_to_all: a negative size": (lambda: conn.all_to_all(-1, 3), ValueError, "n_pre"),
     "all_to_all: a fractional size": (lambda: conn.all_to_all(2.5, 3), (TypeError, ValueError), "n_pre"),
     "one_to_one: negative": (lambda: conn.one_to_one(-1), ValueError, "n must be"),
+    "one_to_one: targets beyond the neurons": (lambda: conn.one_to_one(3, targets=[3]), ValueError, "ascending"),
+    "all_to_all: targets out of order": (lambda: conn.all_to_all(3, 5, targets=[2, 1]), ValueError, "ascending"),
     "fixed_probability: NaN": (lambda: conn.fixed_probability(3, 3, math.nan), ValueError, "p"),
     "fixed_probability: negative": (lambda: conn.fixed_probability(3, 3, -0.1), ValueError, "p"),
     "fixed_probability: a seed of text": (lambda: conn.fixed_probability(3, 3, 0.5, seed="1"), TypeError, "seed"),

@@ -775,6 +775,18 @@ projections:
     synapse: {model: Exponential, tau: 10.0, e_rev: -80.0}
     weight: {distribution: normal, mean: 0.03, std: 0.005}
     delay: {distribution: normal, mean: 1.0, std: 0.2}
+  loop:
+    source: exc
+    target: exc
+    connectivity: {rule: one_to_one}
+    synapse: {model: Exponential, tau: 5.0, e_rev: 0.0}
+    weight: 0.002
+  all:
+    source: inh
+    target: inh
+    connectivity: {rule: all_to_all, allow_self: false}
+    synapse: {model: Exponential, tau: 10.0, e_rev: -80.0}
+    weight: 0.001
 drive: {exc: {distribution: uniform, low: 0.0, high: 0.05}}
 """
 
@@ -793,26 +805,22 @@ def test_a_spec_of_populations_builds_a_share_equal_to_the_partition_of_the_whol
     whole = parse_spec(data)
     start = initial_state(whole)
     assert int(whole.network.projections["ni"].mask.sum()) == 120  # noise -> inh: seeded by the spec
-    drawn = []  # (targets, number of the first target in its population) of every draw of synapses
-    keyed_sources, keyed_rows, value_rows = C.keyed_sources, C._keyed_rows, C.keyed_uniform_rows
+    drawn = []  # the targets asked of every rule (number of targets, their first neuron's number in cells)
+    targets_of, value_rows = C._targets, C.keyed_uniform_rows
+    first = {50: 0, 40: 0, 10: 40}  # cells, exc, inh
 
-    def sources(seed, targets, counts, n_pre):  # fixed_total_number's
-        drawn.append((targets.clone(), 40))  # ni: onto inh, cells 40..49
-        return keyed_sources(seed, targets, counts, n_pre)
-
-    def rows(targets, counts, position, n_pre, n_post, exclude):  # fixed_probability's, fixed_in_degree's
-        drawn.append((targets.clone(), 40 if n_post == 10 else 0))
-        return keyed_rows(targets, counts, position, n_pre, n_post, exclude)
+    def targets(given, n_post):
+        drawn.append((given.clone(), first[n_post]))
+        return targets_of(given, n_post)
 
     for rank in range(world):
         drawn.clear()
         with (
-            mock.patch.object(C, "keyed_sources", sources),
-            mock.patch.object(C, "_keyed_rows", rows),
+            mock.patch.object(C, "_targets", targets),
             mock.patch.object(C, "keyed_uniform_rows", side_effect=value_rows) as values,
         ):
             built = parse_spec(data, share=(rank, world))
-        assert len(drawn) == 5 and all(bool(((t + first) % world == rank).all()) for t, first in drawn)
+        assert len(drawn) == 7 and all(bool(((t + offset) % world == rank).all()) for t, offset in drawn)
         # weights and delays: keyed uniforms (two for a normal) of the rank's targets alone
         assert values.call_count >= 8
         assert all(call.args[1].numel() <= -(-50 // world) for call in values.call_args_list)

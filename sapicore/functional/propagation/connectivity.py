@@ -102,18 +102,23 @@ def from_indices(pre: Any, post: Any, n_pre: int, n_post: int, allow_self: bool 
     return Connectivity(pre[order], post[order], n_pre, n_post)
 
 
-def all_to_all(n_pre: int, n_post: int, allow_self: bool = True) -> Connectivity:
-    """Every source neuron to every target neuron (``allow_self=False`` drops i -> i)."""
+def all_to_all(n_pre: int, n_post: int, allow_self: bool = True, targets: torch.Tensor | None = None) -> Connectivity:
+    """Every source neuron to every target neuron (``allow_self=False`` drops i -> i); ``targets``
+    (ascending): only their synapses."""
     n_pre, n_post = _count(n_pre, "n_pre"), _count(n_post, "n_post")
-    pre = torch.arange(n_pre).repeat_interleave(n_post)
-    post = torch.arange(n_post).repeat(n_pre)
-    return from_indices(pre, post, n_pre, n_post, allow_self)
+    targets = torch.arange(n_post) if targets is None else _targets(targets, n_post)
+    pre = torch.arange(n_pre).repeat_interleave(targets.numel())
+    post = targets.repeat(n_pre)
+    if not allow_self:
+        keep = pre != post
+        pre, post = pre[keep], post[keep]
+    return Connectivity(pre, post, n_pre, n_post)
 
 
-def one_to_one(n: int) -> Connectivity:
-    """Neuron i to neuron i."""
+def one_to_one(n: int, targets: torch.Tensor | None = None) -> Connectivity:
+    """Neuron i to neuron i; ``targets`` (ascending): only their synapses."""
     n = _count(n, "n")
-    index = torch.arange(n)
+    index = torch.arange(n) if targets is None else _targets(targets, n)
     return Connectivity(index, index.clone(), n, n)
 
 
