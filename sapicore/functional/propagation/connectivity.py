@@ -155,7 +155,7 @@ def fixed_in_degree(
     sources are the first ``k`` distinct candidates ``floor(m * keyed_uniform(seed, t, j, 1))``,
     ``j = 0, 1, ...``, among the ``m`` sources it may connect to (all, or all but ``t`` itself with
     ``allow_self=False`` where ``n_pre == n_post``); where ``2 k > m`` the ``m - k`` sources left out
-    are drawn so instead (stream 2), so a target never needs more than about ``1.4 m`` candidates.
+    are drawn so instead (stream 2), so a target draws about ``0.7 m`` candidates at most, on average.
     ``targets`` (ascending) draws only their synapses, equal to theirs in the whole projection.
     Sources come from 32-bit hashes, so ``n_pre`` is at most ``2**24``.
     """
