@@ -120,8 +120,8 @@ class EventStore:
     """Events appended chunk by chunk (`chunk_events`' results) into two tensors that double in size
     when full: a few long-lived blocks, where a pair of small tensors kept per chunk (thousands in a
     long run) fragmented the heap so that every chunk's large records cost more to allocate and
-    free: a 20-s COBA-4k run recording its spikes ran 1.6-1.8 times slower than with the events
-    dropped, and 1.05-1.1 times with them stored so."""
+    free: a 20-s COBA-4k run recording its spikes ran 1.75-2.0 times slower than with the events
+    dropped, and 0.97-1.14 times with them stored so."""
 
     def __init__(self) -> None:
         self.times = torch.empty(4096, dtype=torch.float64)
