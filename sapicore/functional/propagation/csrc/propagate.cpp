@@ -600,6 +600,9 @@ int64_t mix(int64_t x) {
   return x ^ (x >> 16);
 }
 
+// The base of the keyed uniforms of (seed, stream), as sapicore.functional.models.currents._key's.
+inline int64_t stream_base(int64_t seed, int64_t stream) { return (seed * 0x2545F491 + stream * 0x9E3779B) & kMask; }
+
 // The uniform of neuron `neuron` at counter `step` (see keyed_poisson).
 inline double keyed_uniform(int64_t neuron, int64_t step, int64_t base) {
   const int64_t key = mix((((neuron * 0x27D4EB2F) & kMask) ^ mix(step ^ base)) & kMask);
@@ -695,7 +698,7 @@ at::Tensor keyed_poisson(const at::Tensor& mean, const at::Tensor& zero, const a
               "sapicore::keyed_poisson: mean and zero must be float64, step and neuron int64");
   TORCH_CHECK(mean.device().is_cpu() && zero.device().is_cpu() && step.device().is_cpu() && neuron.device().is_cpu(),
               "sapicore::keyed_poisson: CPU tensors only");
-  const int64_t base = (seed * 0x2545F491 + stream * 0x9E3779B) & kMask;
+  const int64_t base = stream_base(seed, stream);
   at::Tensor out = at::empty(mean.sizes(), mean.options());
   const int64_t lanes = mean.dim() == 2 ? mean.size(0) : 1;
   for (int64_t lane = 0; lane < lanes; ++lane) {  // a lane's row of an expanded (shared) argument is not copied
@@ -755,7 +758,7 @@ at::Tensor keyed_uniform_rows(const at::Tensor& index, const at::Tensor& counts,
     TORCH_CHECK(lengths[r] >= 0, "sapicore::keyed_uniform_rows: counts must be >= 0, got ", lengths[r]);
     total += lengths[r];
   }
-  const int64_t base = (seed * 0x2545F491 + stream * 0x9E3779B) & kMask;
+  const int64_t base = stream_base(seed, stream);
   at::Tensor out = at::empty({total}, i.options().dtype(at::kDouble));
   uniform_rows(rows, lengths, i.numel(), base, out.data_ptr<double>());
   return out;
@@ -784,7 +787,7 @@ std::tuple<at::Tensor, at::Tensor> keyed_gaps(const at::Tensor& index, int64_t s
   const int64_t* rows = checked_rows(index, "keyed_gaps");
   TORCH_CHECK(available >= 0 && log_q < 0.0, "sapicore::keyed_gaps: available must be >= 0 and log_q < 0, got ",
               available, " and ", log_q);
-  const int64_t base = (seed * 0x2545F491 + stream * 0x9E3779B) & kMask;
+  const int64_t base = stream_base(seed, stream);
   at::Tensor counts = at::empty({index.numel()}, index.options());
   int64_t* count = counts.data_ptr<int64_t>();
   std::vector<int64_t> positions;
@@ -809,7 +812,7 @@ at::Tensor keyed_distinct(const at::Tensor& index, int64_t count, int64_t seed, 
   const int64_t* rows = checked_rows(index, "keyed_distinct");
   TORCH_CHECK(count >= 0 && count <= available, "sapicore::keyed_distinct: count must lie in [0, available], got ",
               count, " of ", available);
-  const int64_t base = (seed * 0x2545F491 + stream * 0x9E3779B) & kMask;
+  const int64_t base = stream_base(seed, stream);
   const int64_t width = complement ? available - count : count;
   at::Tensor out = at::empty({index.numel() * width}, index.options());
   int64_t* row_out = out.data_ptr<int64_t>();
